@@ -1,0 +1,37 @@
+//! # synack
+//!
+//! A TCP/IP stack that runs in user space, built around a **sans-IO core**: the
+//! engine never reads a clock, never touches a socket and never spawns a thread.
+//! Packets and the current time go in; packets, timer deadlines and events come out.
+//!
+//! ```text
+//! bytes from a device ──> Stack::receive(now, packet)
+//!                           ├─ wire: parse IPv4/IPv6 + TCP (typed errors -> counted drops)
+//!                           ├─ demux by 4-tuple: connection | TIME_WAIT table | listener | RST
+//!                           └─ tcp::Connection::on_segment(now, seg)
+//!                                  └─ every state change goes through one transition point
+//! Stack::poll_transmit(now)  ──> next outbound IP packet
+//! Stack::poll_timeout()       ──> earliest deadline;  Stack::on_timeout(now) fires due timers
+//! Stack::poll_event()         ──> state changes, readable/writable, accept-ready, errors
+//! ```
+//!
+//! Modules:
+//! - [`wire`]: typed views over IPv4, IPv6 and TCP bytes, options, checksums, [`wire::SeqNum`].
+//! - [`tcp`]: one connection's state machine (RFC 9293), per-state structs.
+//! - [`stack`]: the [`Stack`]: demultiplexing, listeners, TIME_WAIT table, handles, events.
+//! - [`sim`]: a deterministic simulated network with a virtual clock and seeded impairments.
+//! - [`trace`]: turning what happened into ladder diagrams and JSON lines.
+//! - [`time`]: the engine's notion of time, an [`Instant`] that the driver supplies.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod sim;
+pub mod stack;
+pub mod tcp;
+pub mod time;
+pub mod trace;
+pub mod wire;
+
+pub use stack::{Config, ConnectionHandle, Error, Event, ListenerHandle, Stack};
+pub use tcp::TcpState;
+pub use time::Instant;

@@ -1,0 +1,91 @@
+//! Stack configuration, one place for every knob. Knobs that mirror a Linux sysctl
+//! carry its name and its default, so behaviour matches a stock Linux host.
+
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// Every tunable of a [`crate::Stack`], with Linux's defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Seed for the secret key of ISN generation (RFC 6528) and ephemeral port
+    /// selection (RFC 6056). Fix it for deterministic runs; take it from a real
+    /// random source in production.
+    pub secret_seed: u64,
+    /// `net.ipv4.tcp_syn_retries` (6): SYN retransmissions before connect() fails with TimedOut.
+    pub tcp_syn_retries: u32,
+    /// `net.ipv4.tcp_synack_retries` (5): SYN-ACK retransmissions before an embryonic connection is dropped.
+    pub tcp_synack_retries: u32,
+    /// `net.ipv4.tcp_retries2` (15): retransmissions of data/FIN before the connection is aborted.
+    pub tcp_retries2: u32,
+    /// `net.ipv4.tcp_orphan_retries` (0, which Linux reads as 8): retries for connections the application closed.
+    pub tcp_orphan_retries: u32,
+    /// `net.ipv4.tcp_fin_timeout` (60 s): how long an orphaned connection waits in FIN_WAIT_2 for the peer's FIN.
+    pub tcp_fin_timeout: Duration,
+    /// Length of TIME_WAIT, 2*MSL (Linux's TCP_TIMEWAIT_LEN, 60 s).
+    pub time_wait: Duration,
+    /// `net.ipv4.tcp_rfc1337`: when true, a RST does not end TIME_WAIT early (RFC 1337).
+    /// Linux defaults to false; synack defaults to the protected behaviour (true).
+    pub tcp_rfc1337: bool,
+    /// `net.ipv4.tcp_max_tw_buckets` (262144): most TIME_WAIT entries kept at once.
+    pub tcp_max_tw_buckets: usize,
+    /// `net.ipv4.tcp_timestamps` (true): offer and accept RFC 7323 timestamps.
+    pub tcp_timestamps: bool,
+    /// `net.ipv4.tcp_window_scaling` (true): offer and accept RFC 7323 window scaling.
+    pub tcp_window_scaling: bool,
+    /// Initial retransmission timeout (RFC 6298: 1 s).
+    pub rto_initial: Duration,
+    /// Lower bound of the RTO (Linux's TCP_RTO_MIN, 200 ms).
+    pub rto_min: Duration,
+    /// Upper bound of the RTO (Linux's TCP_RTO_MAX, 120 s).
+    pub rto_max: Duration,
+    /// MTU of the interface; the advertised MSS is derived from it (1500 -> 1460 for IPv4).
+    pub mtu: usize,
+    /// Receive buffer per connection, in bytes (bounds the advertised window).
+    pub recv_buffer: usize,
+    /// Send buffer per connection, in bytes.
+    pub send_buffer: usize,
+    /// `net.ipv4.ip_local_port_range` (32768-60999): ephemeral ports for connect().
+    pub ephemeral_ports: RangeInclusive<u16>,
+    /// `net.core.somaxconn` (4096): the largest listen backlog honoured.
+    pub somaxconn: usize,
+    /// Hop limit / TTL of outgoing packets (64).
+    pub ttl: u8,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            secret_seed: 0x5EED_5EED_5EED_5EED,
+            tcp_syn_retries: 6,
+            tcp_synack_retries: 5,
+            tcp_retries2: 15,
+            tcp_orphan_retries: 0,
+            tcp_fin_timeout: Duration::from_secs(60),
+            time_wait: Duration::from_secs(60),
+            tcp_rfc1337: true,
+            tcp_max_tw_buckets: 262_144,
+            tcp_timestamps: true,
+            tcp_window_scaling: true,
+            rto_initial: Duration::from_secs(1),
+            rto_min: Duration::from_millis(200),
+            rto_max: Duration::from_secs(120),
+            mtu: 1500,
+            recv_buffer: 256 * 1024,
+            send_buffer: 256 * 1024,
+            ephemeral_ports: 32768..=60999,
+            somaxconn: 4096,
+            ttl: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Retries allowed for an orphaned connection (Linux reads 0 as 8).
+    pub fn orphan_retries(&self) -> u32 {
+        if self.tcp_orphan_retries == 0 {
+            8
+        } else {
+            self.tcp_orphan_retries
+        }
+    }
+}

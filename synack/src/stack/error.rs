@@ -1,0 +1,74 @@
+//! Typed errors returned to the application by [`crate::Stack`] calls.
+
+use std::fmt;
+use std::io;
+
+use crate::TcpState;
+
+/// What went wrong with a socket call, or why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// The peer answered our SYN with RST: nobody listens on that port.
+    ConnectionRefused,
+    /// The peer reset an established connection.
+    ConnectionReset,
+    /// The connection was aborted locally (abort(), close() with unread data, data after close).
+    ConnectionAborted,
+    /// Retransmissions ran out (SYN, data, FIN or probes) and the connection was dropped.
+    TimedOut,
+    /// The local address and port are already in use (by a listener, a connection, or TIME_WAIT).
+    AddressInUse,
+    /// The local address is not one of this stack's addresses, or no address of that family exists.
+    AddressNotAvailable,
+    /// No ephemeral port is free for this destination.
+    NoEphemeralPorts,
+    /// The handle does not name a live socket (closed already, or never existed).
+    InvalidHandle,
+    /// The call is not allowed in the connection's current state.
+    InvalidState(TcpState),
+    /// Nothing to read or no room to write yet; try again after the next event.
+    WouldBlock,
+    /// Writing after this side shut down its sending half (or after the connection closed).
+    BrokenPipe,
+    /// The connection is not established yet.
+    NotConnected,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::ConnectionRefused => write!(f, "connection refused: the peer answered with RST (is anything listening on that port?)"),
+            Error::ConnectionReset => write!(f, "connection reset by peer"),
+            Error::ConnectionAborted => write!(f, "connection aborted locally"),
+            Error::TimedOut => write!(f, "connection timed out: retransmissions ran out without an answer from the peer (is it reachable?)"),
+            Error::AddressInUse => write!(f, "address in use: another socket or a TIME_WAIT entry holds that local address and port (pick another port or wait for TIME_WAIT to end)"),
+            Error::AddressNotAvailable => write!(f, "address not available: add the address to the stack first, or use one of its addresses"),
+            Error::NoEphemeralPorts => write!(f, "no free ephemeral port for this destination (too many connections, or widen the ephemeral port range)"),
+            Error::InvalidHandle => write!(f, "invalid handle: the socket was already closed"),
+            Error::InvalidState(s) => write!(f, "operation not allowed in state {s}"),
+            Error::WouldBlock => write!(f, "operation would block: try again after the next event"),
+            Error::BrokenPipe => write!(f, "broken pipe: the sending half is shut down"),
+            Error::NotConnected => write!(f, "not connected yet"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match e {
+            Error::ConnectionRefused => io::ErrorKind::ConnectionRefused,
+            Error::ConnectionReset => io::ErrorKind::ConnectionReset,
+            Error::ConnectionAborted => io::ErrorKind::ConnectionAborted,
+            Error::TimedOut => io::ErrorKind::TimedOut,
+            Error::AddressInUse => io::ErrorKind::AddrInUse,
+            Error::AddressNotAvailable | Error::NoEphemeralPorts => io::ErrorKind::AddrNotAvailable,
+            Error::InvalidHandle | Error::InvalidState(_) => io::ErrorKind::InvalidInput,
+            Error::WouldBlock => io::ErrorKind::WouldBlock,
+            Error::BrokenPipe => io::ErrorKind::BrokenPipe,
+            Error::NotConnected => io::ErrorKind::NotConnected,
+        };
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,45 @@
+//! Events the stack reports to whoever drives it, drained with [`crate::Stack::poll_event`].
+
+use std::net::SocketAddr;
+
+use super::{ConnectionHandle, Error, ListenerHandle};
+use crate::{Instant, TcpState};
+
+/// Something the application (or an observer) may want to know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A connection changed state. Emitted for every transition, including those of
+    /// connections the application never saw (embryonic) or already closed (orphans).
+    StateChanged {
+        /// Which connection (stays unique while the connection exists).
+        conn: ConnectionHandle,
+        /// Our address and port.
+        local: SocketAddr,
+        /// The peer's address and port.
+        remote: SocketAddr,
+        /// State before.
+        from: TcpState,
+        /// State after.
+        to: TcpState,
+        /// When it happened.
+        at: Instant,
+        /// Why, in a few words (e.g. "rcv SYN,ACK", "close()", "FIN_WAIT_2 timeout").
+        cause: &'static str,
+    },
+    /// A listener has a connection ready for [`crate::Stack::accept`].
+    Incoming(ListenerHandle),
+    /// An active open completed: the connection is ESTABLISHED.
+    Connected(ConnectionHandle),
+    /// Data (or end-of-stream) is ready for [`crate::Stack::recv`].
+    Readable(ConnectionHandle),
+    /// Send-buffer space became available.
+    Writable(ConnectionHandle),
+    /// The connection ended with an error (refused, reset, timed out) while the
+    /// application still held its handle.
+    Error {
+        /// Which connection.
+        conn: ConnectionHandle,
+        /// What happened.
+        error: Error,
+    },
+}
