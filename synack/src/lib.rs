@@ -33,5 +33,5 @@ pub mod trace;
 pub mod wire;
 
 pub use stack::{Config, ConnectionHandle, Error, Event, ListenerHandle, Stack};
-pub use tcp::TcpState;
+pub use tcp::{ConnectionInfo, TcpState};
 pub use time::Instant;

@@ -1,18 +1,32 @@
 //! The [`Stack`]: owns addresses, listeners and connections, demultiplexes arriving
 //! packets to them, and hands out what they want to send. Sans-IO: every call takes
 //! `now` from the caller, nothing here reads a clock or touches a device.
+//!
+//! The data path: [`Stack::receive`] parses (`wire`), finds the connection by 4-tuple
+//! (else the TIME_WAIT table, else a listener, else answers with RST), hands the
+//! segment to [`crate::tcp`], then `after_activity` turns what the connection did into
+//! events, queued transmissions and timer entries. Application calls end the same way.
 
 mod config;
 mod error;
 mod event;
+mod ports;
+mod stats;
+mod tables;
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
 pub use config::Config;
 pub use error::Error;
 pub use event::Event;
+pub use stats::StackStats;
 
+use crate::tcp::{ConnEvent, Connection, Disposition, IsnGenerator, Outgoing, TimeWaitVerdict};
+use crate::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
 use crate::{Instant, TcpState};
+use ports::PortAllocator;
+use tables::{FourTuple, Listener, Slot, TimeWaitTable, TimerQueue};
 
 /// Names one connection of a [`Stack`]. Cheap to copy; stale handles are detected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -25,18 +39,55 @@ pub struct ConnectionHandle {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerHandle(pub(crate) u32);
 
+/// Most control packets (RSTs, TIME_WAIT ACKs) waiting for `poll_transmit`; more are dropped.
+const CTL_QUEUE_LIMIT: usize = 4096;
+
 /// A user-space TCP/IP stack: one host's TCP.
 pub struct Stack {
     config: Config,
     addresses: Vec<IpAddr>,
+    isn: IsnGenerator,
+    ports: PortAllocator,
+    slots: Vec<Slot>,
+    free_slots: Vec<u32>,
+    by_tuple: std::collections::HashMap<FourTuple, u32>,
+    listeners: Vec<Option<Listener>>,
+    time_wait: TimeWaitTable,
+    timers: TimerQueue,
+    tx_ready: VecDeque<u32>,
+    ctl_out: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    stats: StackStats,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("addresses", &self.addresses)
+            .field("connections", &self.by_tuple.len())
+            .field("time_wait", &self.time_wait.len())
+            .finish()
+    }
 }
 
 impl Stack {
     /// A stack with no addresses yet; see [`Stack::add_address`].
     pub fn new(config: Config) -> Stack {
         Stack {
+            isn: IsnGenerator::new(config.secret_seed),
+            ports: PortAllocator::new(config.secret_seed),
+            time_wait: TimeWaitTable::default(),
             config,
             addresses: Vec::new(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            by_tuple: Default::default(),
+            listeners: Vec::new(),
+            timers: TimerQueue::default(),
+            tx_ready: VecDeque::new(),
+            ctl_out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: StackStats::default(),
         }
     }
 
@@ -57,67 +108,751 @@ impl Stack {
         &self.addresses
     }
 
+    /// A snapshot of the stack's counters (including those of live connections).
+    pub fn stats(&self) -> StackStats {
+        let mut s = self.stats.clone();
+        for slot in &self.slots {
+            if let Some(c) = &slot.conn {
+                s.retransmits += c.stats.retransmits;
+                s.challenge_acks += c.stats.challenge_acks;
+            }
+        }
+        s
+    }
+
+    /// Connections in the connection table (not counting TIME_WAIT table entries).
+    pub fn connection_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.conn.is_some()).count()
+    }
+
+    /// Entries in the TIME_WAIT table.
+    pub fn time_wait_count(&self) -> usize {
+        self.time_wait.len()
+    }
+
+    /// The TIME_WAIT entry for a 4-tuple, if any.
+    pub fn time_wait_entry(
+        &self,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Option<crate::tcp::TimeWait> {
+        self.time_wait
+            .get(&FourTuple { local, remote })
+            .map(|e| e.tw)
+    }
+
+    /// The state of every connection, including TIME_WAIT entries: (local, remote, state).
+    pub fn connections(&self) -> Vec<(SocketAddr, SocketAddr, TcpState)> {
+        let mut v: Vec<_> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref())
+            .map(|c| (c.local, c.remote, c.tcp_state()))
+            .collect();
+        v.extend(
+            self.time_wait
+                .iter()
+                .map(|(t, _)| (t.local, t.remote, TcpState::TimeWait)),
+        );
+        v
+    }
+
+    // ---- packets in -----------------------------------------------------------------
+
     /// Feed one IP packet (IPv4 or IPv6, no link header) that arrived at `now`.
     pub fn receive(&mut self, now: Instant, packet: &[u8]) {
-        let _ = (now, packet);
-        todo!()
+        let (ip, seg) = match wire::parse_tcp_packet(packet) {
+            Ok(parsed) => parsed,
+            Err(e) => return self.stats.drop(e.reason()),
+        };
+        if !self.addresses.contains(&ip.dst) {
+            return self.stats.drop("not_our_address");
+        }
+        self.stats.segments_in += 1;
+        let tuple = FourTuple {
+            local: SocketAddr::new(ip.dst, seg.dst_port),
+            remote: SocketAddr::new(ip.src, seg.src_port),
+        };
+        if let Some(&index) = self.by_tuple.get(&tuple) {
+            return self.deliver(now, index, tuple, &seg);
+        }
+        if self.time_wait.get(&tuple).is_some() {
+            return self.time_wait_input(now, tuple, &seg);
+        }
+        self.listen_input(now, tuple, &seg, None);
     }
+
+    /// A segment for a connection in the table.
+    fn deliver(&mut self, now: Instant, index: u32, tuple: FourTuple, seg: &TcpRepr<'_>) {
+        let slot = &self.slots[index as usize];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        // Linux (tcp_abort_on_overflow = 0): when the accept queue is full, the ACK that
+        // would complete a handshake is dropped; the SYN-ACK retransmission retries later.
+        if conn.tcp_state() == TcpState::SynReceived
+            && seg.flags.ack()
+            && !seg.flags.rst()
+            && !seg.flags.syn()
+        {
+            if let Some(l) = slot
+                .listener
+                .and_then(|l| self.listeners[l as usize].as_ref())
+            {
+                if l.accept_queue.len() >= l.backlog {
+                    return self.stats.drop("listen_overflow");
+                }
+            }
+        }
+        let Some(conn) = self.slots[index as usize].conn.as_mut() else {
+            return;
+        };
+        let disposition = conn.on_segment(now, seg, &self.config);
+        match disposition {
+            Disposition::Done => {}
+            Disposition::Dropped(reason) => self.stats.drop(reason),
+            Disposition::Reopen(_) => {}
+        }
+        self.after_activity(now, index);
+        if let Disposition::Reopen(isn) = disposition {
+            self.listen_input(now, tuple, seg, Some(isn));
+        }
+    }
+
+    /// A segment for a 4-tuple in the TIME_WAIT table.
+    fn time_wait_input(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) {
+        let (duration, rfc1337) = (self.config.time_wait, self.config.tcp_rfc1337);
+        let Some(entry) = self.time_wait.get_mut(&tuple) else {
+            return;
+        };
+        match entry.tw.on_segment(now, seg, duration, rfc1337) {
+            TimeWaitVerdict::Drop => self.stats.drop("time_wait"),
+            TimeWaitVerdict::Ack => {
+                let tw = entry.tw;
+                let timestamps = tw
+                    .timestamps(now)
+                    .map(|(tsval, tsecr)| wire::Timestamps { tsval, tsecr });
+                let out = Outgoing {
+                    seq: tw.snd_nxt,
+                    ack: tw.rcv_nxt,
+                    flags: TcpFlags::ACK,
+                    window: tw.rcv_wnd,
+                    options: TcpOptions {
+                        timestamps,
+                        ..TcpOptions::default()
+                    },
+                    payload: Vec::new(),
+                };
+                self.queue_ctl(tuple, &out);
+            }
+            TimeWaitVerdict::Reopen(isn) => {
+                self.end_time_wait(now, tuple, "new SYN reopens the 4-tuple");
+                self.listen_input(now, tuple, seg, Some(isn));
+            }
+            TimeWaitVerdict::Kill => {
+                self.end_time_wait(now, tuple, "rcv RST in TIME_WAIT (tcp_rfc1337 off)")
+            }
+        }
+    }
+
+    fn end_time_wait(&mut self, now: Instant, tuple: FourTuple, cause: &'static str) {
+        if let Some(entry) = self.time_wait.remove(&tuple) {
+            self.events.push_back(Event::StateChanged {
+                conn: entry.conn,
+                local: tuple.local,
+                remote: tuple.remote,
+                from: TcpState::TimeWait,
+                to: TcpState::Closed,
+                at: now,
+                cause,
+            });
+        }
+    }
+
+    /// RFC 9293 3.10.7.1 and 3.10.7.2: no connection; a listener may take a SYN, anything
+    /// else is answered with a RST.
+    fn listen_input(
+        &mut self,
+        now: Instant,
+        tuple: FourTuple,
+        seg: &TcpRepr<'_>,
+        isn: Option<SeqNum>,
+    ) {
+        let flags = seg.flags;
+        let Some(lid) = self.find_listener(tuple.local) else {
+            self.reply_rst(tuple, seg);
+            return self.stats.drop("no_socket");
+        };
+        if flags.rst() {
+            return self.stats.drop("rst_to_listener");
+        }
+        if flags.ack() {
+            // RFC 9293 3.10.7.2: an ACK to a listener: <SEQ=SEG.ACK><CTL=RST>.
+            self.reply_rst(tuple, seg);
+            return self.stats.drop("ack_to_listener");
+        }
+        if !flags.syn() {
+            return self.stats.drop("no_syn");
+        }
+        let Some(listener) = self.listeners[lid as usize].as_ref() else {
+            return;
+        };
+        if listener.accept_queue.len() >= listener.backlog || listener.embryonic >= listener.backlog
+        {
+            return self.stats.drop("listen_overflow");
+        }
+        let iss = isn.unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
+        let ts_offset = self.isn.isn(Instant::ZERO, tuple.remote, tuple.local).get();
+        let conn = Connection::accept_syn(
+            now,
+            tuple.local,
+            tuple.remote,
+            iss,
+            ts_offset,
+            seg,
+            &self.config,
+        );
+        let index = self.insert(conn, Some(lid), false);
+        if let Some(l) = self.listeners[lid as usize].as_mut() {
+            l.embryonic += 1;
+        }
+        self.slots[index as usize].embryonic = true;
+        self.stats.passive_opens += 1;
+        self.after_activity(now, index);
+    }
+
+    fn find_listener(&self, local: SocketAddr) -> Option<u32> {
+        let unspecified = match local.ip() {
+            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        let wildcard = SocketAddr::new(unspecified, local.port());
+        let find = |addr: SocketAddr| {
+            self.listeners
+                .iter()
+                .position(|l| l.as_ref().is_some_and(|l| l.local == addr))
+                .map(|i| i as u32)
+        };
+        find(local).or_else(|| find(wildcard))
+    }
+
+    /// RFC 9293 3.10.7.1: the reset that answers a segment for no connection.
+    fn reply_rst(&mut self, tuple: FourTuple, seg: &TcpRepr<'_>) {
+        if seg.flags.rst() {
+            return; // never answer a RST
+        }
+        let out = if seg.flags.ack() {
+            // <SEQ=SEG.ACK><CTL=RST>
+            Outgoing {
+                seq: seg.ack,
+                ack: SeqNum::new(0),
+                flags: TcpFlags::RST,
+                window: 0,
+                options: TcpOptions::default(),
+                payload: Vec::new(),
+            }
+        } else {
+            // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+            Outgoing {
+                seq: SeqNum::new(0),
+                ack: seg.seq + seg.seg_len(),
+                flags: TcpFlags::RST | TcpFlags::ACK,
+                window: 0,
+                options: TcpOptions::default(),
+                payload: Vec::new(),
+            }
+        };
+        self.stats.resets_sent += 1;
+        self.queue_ctl(tuple, &out);
+    }
+
+    /// Queue a control packet (RST, TIME_WAIT ACK) built outside any connection.
+    fn queue_ctl(&mut self, tuple: FourTuple, out: &Outgoing) {
+        if self.ctl_out.len() >= CTL_QUEUE_LIMIT {
+            return self.stats.drop("control_queue_full");
+        }
+        if let Some(p) = self.build(tuple, out) {
+            self.ctl_out.push_back(p);
+        }
+    }
+
+    fn build(&mut self, tuple: FourTuple, out: &Outgoing) -> Option<Vec<u8>> {
+        let repr = TcpRepr {
+            src_port: tuple.local.port(),
+            dst_port: tuple.remote.port(),
+            seq: out.seq,
+            ack: out.ack,
+            flags: out.flags,
+            window: out.window,
+            urgent: 0,
+            options: out.options,
+            payload: &out.payload,
+        };
+        match wire::emit_tcp_packet(tuple.local.ip(), tuple.remote.ip(), self.config.ttl, &repr) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.stats.drop(e.reason());
+                None
+            }
+        }
+    }
+
+    // ---- bookkeeping after anything happened to a connection ---------------------------
+
+    fn insert(&mut self, conn: Connection, listener: Option<u32>, app_owned: bool) -> u32 {
+        let tuple = FourTuple {
+            local: conn.local,
+            remote: conn.remote,
+        };
+        let index = match self.free_slots.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot::default());
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        slot.conn = Some(Box::new(conn));
+        slot.listener = listener;
+        slot.app_owned = app_owned;
+        slot.in_table = true;
+        self.by_tuple.insert(tuple, index);
+        index
+    }
+
+    fn handle(&self, index: u32) -> ConnectionHandle {
+        ConnectionHandle {
+            index,
+            generation: self.slots[index as usize].generation,
+        }
+    }
+
+    /// Turn what a connection did into events, transmissions and timers; retire it when done.
+    fn after_activity(&mut self, now: Instant, index: u32) {
+        let handle = self.handle(index);
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
+        conn.settle(now);
+        let tuple = FourTuple {
+            local: conn.local,
+            remote: conn.remote,
+        };
+        let rsts: Vec<_> = conn.rst_out.drain(..).collect();
+        let events: Vec<_> = conn.events.drain(..).collect();
+        for rst in rsts {
+            let out = Outgoing {
+                seq: rst.seq,
+                ack: rst.ack.unwrap_or(SeqNum::new(0)),
+                flags: if rst.ack.is_some() {
+                    TcpFlags::RST | TcpFlags::ACK
+                } else {
+                    TcpFlags::RST
+                },
+                window: 0,
+                options: TcpOptions::default(),
+                payload: Vec::new(),
+            };
+            self.stats.resets_sent += 1;
+            self.queue_ctl(tuple, &out);
+        }
+        for ev in events {
+            self.conn_event(index, handle, tuple, ev);
+        }
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
+        // A closed connection leaves the demultiplexing table at once.
+        if matches!(conn.tcp_state(), TcpState::Closed) && slot.in_table {
+            slot.in_table = false;
+            self.by_tuple.remove(&tuple);
+        }
+        // An orphan in TIME_WAIT moves to the compact TIME_WAIT table.
+        if !slot.app_owned && conn.tcp_state() == TcpState::TimeWait {
+            if let Some(tw) = conn.take_time_wait() {
+                slot.in_table = false;
+                self.by_tuple.remove(&tuple);
+                if self.time_wait.len() < self.config.tcp_max_tw_buckets {
+                    self.time_wait.insert(tuple, tw, handle);
+                } else {
+                    self.stats.time_wait_overflow += 1;
+                    self.events.push_back(Event::StateChanged {
+                        conn: handle,
+                        local: tuple.local,
+                        remote: tuple.remote,
+                        from: TcpState::TimeWait,
+                        to: TcpState::Closed,
+                        at: now,
+                        cause: "TIME_WAIT table full (tcp_max_tw_buckets)",
+                    });
+                }
+            }
+        }
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        if conn.is_closed() && !slot.app_owned {
+            return self.retire(index);
+        }
+        if conn.wants_transmit() && !slot.in_tx {
+            slot.in_tx = true;
+            self.tx_ready.push_back(index);
+        }
+        if let Some(deadline) = conn.next_deadline() {
+            if slot.timer_at.is_none_or(|t| deadline < t) {
+                slot.timer_at = Some(deadline);
+                self.timers.push(deadline, index, slot.generation);
+            }
+        }
+    }
+
+    /// Map one connection event to stack events and listener bookkeeping.
+    fn conn_event(
+        &mut self,
+        index: u32,
+        handle: ConnectionHandle,
+        tuple: FourTuple,
+        ev: ConnEvent,
+    ) {
+        let app_owned = self.slots[index as usize].app_owned;
+        match ev {
+            ConnEvent::State {
+                from,
+                to,
+                at,
+                cause,
+            } => {
+                if to == TcpState::Established {
+                    self.stats.established += 1;
+                }
+                self.events.push_back(Event::StateChanged {
+                    conn: handle,
+                    local: tuple.local,
+                    remote: tuple.remote,
+                    from,
+                    to,
+                    at,
+                    cause,
+                });
+            }
+            ConnEvent::Connected => {
+                if app_owned {
+                    self.events.push_back(Event::Connected(handle));
+                }
+            }
+            ConnEvent::Established => {
+                let slot = &mut self.slots[index as usize];
+                if let Some(lid) = slot.listener {
+                    if slot.embryonic {
+                        slot.embryonic = false;
+                        if let Some(l) = self.listeners[lid as usize].as_mut() {
+                            l.embryonic = l.embryonic.saturating_sub(1);
+                            l.accept_queue.push_back(index);
+                            self.events.push_back(Event::Incoming(ListenerHandle(lid)));
+                        }
+                    }
+                }
+            }
+            ConnEvent::Readable => {
+                if app_owned {
+                    self.events.push_back(Event::Readable(handle));
+                }
+            }
+            ConnEvent::Writable => {
+                if app_owned {
+                    self.events.push_back(Event::Writable(handle));
+                }
+            }
+            ConnEvent::Error(error) => {
+                self.stats.failed += 1;
+                if app_owned {
+                    self.events.push_back(Event::Error {
+                        conn: handle,
+                        error,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Free a connection's slot for good.
+    fn retire(&mut self, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        if let Some(conn) = slot.conn.take() {
+            self.stats.retransmits += conn.stats.retransmits;
+            self.stats.challenge_acks += conn.stats.challenge_acks;
+            if slot.in_table {
+                self.by_tuple.remove(&FourTuple {
+                    local: conn.local,
+                    remote: conn.remote,
+                });
+            }
+        }
+        if let Some(lid) = slot.listener.take() {
+            if let Some(l) = self.listeners[lid as usize].as_mut() {
+                if slot.embryonic {
+                    l.embryonic = l.embryonic.saturating_sub(1);
+                }
+                l.accept_queue.retain(|&i| i != index);
+            }
+        }
+        *slot = Slot {
+            generation: slot.generation.wrapping_add(1),
+            ..Slot::default()
+        };
+        self.free_slots.push(index);
+    }
+
+    // ---- packets out and time ---------------------------------------------------------
 
     /// The next IP packet to put on the wire, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
-        let _ = now;
-        todo!()
+        if let Some(p) = self.ctl_out.pop_front() {
+            self.stats.segments_out += 1;
+            return Some(p);
+        }
+        while let Some(index) = self.tx_ready.pop_front() {
+            let slot = &mut self.slots[index as usize];
+            slot.in_tx = false;
+            let Some(conn) = slot.conn.as_mut() else {
+                continue;
+            };
+            let Some(out) = conn.poll_segment(now) else {
+                continue;
+            };
+            let tuple = FourTuple {
+                local: conn.local,
+                remote: conn.remote,
+            };
+            self.after_activity(now, index);
+            if let Some(p) = self.build(tuple, &out) {
+                self.stats.segments_out += 1;
+                return Some(p);
+            }
+        }
+        None
     }
 
     /// The earliest instant at which [`Stack::on_timeout`] has work to do.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        todo!()
+        let slots = &self.slots;
+        let conn = self.timers.peek_live(|index, generation, at| {
+            let s = &slots[index as usize];
+            s.generation == generation && s.timer_at == Some(at)
+        });
+        match (conn, self.time_wait.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Fire every timer due at or before `now`.
     pub fn on_timeout(&mut self, now: Instant) {
-        let _ = now;
-        todo!()
+        while let Some((at, index, generation)) = self.timers.pop_due(now) {
+            let slot = &mut self.slots[index as usize];
+            if slot.generation != generation || slot.timer_at != Some(at) {
+                continue;
+            }
+            slot.timer_at = None;
+            if let Some(conn) = slot.conn.as_mut() {
+                conn.on_timeout(now, &self.config);
+                self.after_activity(now, index);
+            }
+        }
+        for (tuple, entry) in self.time_wait.expire(now) {
+            self.events.push_back(Event::StateChanged {
+                conn: entry.conn,
+                local: tuple.local,
+                remote: tuple.remote,
+                from: TcpState::TimeWait,
+                to: TcpState::Closed,
+                at: now,
+                cause: "TIME_WAIT expired (2*MSL)",
+            });
+        }
     }
 
     /// The next event, oldest first.
     pub fn poll_event(&mut self) -> Option<Event> {
-        todo!()
+        self.events.pop_front()
     }
+
+    // ---- the application's calls ------------------------------------------------------
 
     /// Listen on `local` (an unspecified IP listens on all of the stack's addresses).
     pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
-        let _ = (local, backlog);
-        todo!()
+        if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
+            return Err(Error::AddressNotAvailable);
+        }
+        let clash = self.listeners.iter().flatten().any(|l| {
+            l.local.port() == local.port()
+                && l.local.is_ipv4() == local.is_ipv4()
+                && (l.local.ip() == local.ip()
+                    || l.local.ip().is_unspecified()
+                    || local.ip().is_unspecified())
+        });
+        if clash {
+            return Err(Error::AddressInUse);
+        }
+        let backlog = backlog.clamp(1, self.config.somaxconn.max(1));
+        let listener = Listener {
+            local,
+            backlog,
+            embryonic: 0,
+            accept_queue: VecDeque::new(),
+        };
+        let id = match self.listeners.iter().position(Option::is_none) {
+            Some(i) => {
+                self.listeners[i] = Some(listener);
+                i
+            }
+            None => {
+                self.listeners.push(Some(listener));
+                self.listeners.len() - 1
+            }
+        };
+        Ok(ListenerHandle(id as u32))
     }
 
     /// Take the next established connection from a listener, or `WouldBlock`.
     pub fn accept(&mut self, listener: ListenerHandle) -> Result<ConnectionHandle, Error> {
-        let _ = listener;
-        todo!()
+        let l = self
+            .listeners
+            .get_mut(listener.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::InvalidHandle)?;
+        let index = l.accept_queue.pop_front().ok_or(Error::WouldBlock)?;
+        let slot = &mut self.slots[index as usize];
+        slot.app_owned = true;
+        slot.listener = None;
+        let readable = slot
+            .conn
+            .as_ref()
+            .is_some_and(|c| !c.rcv_buf.is_empty() || c.fin_received);
+        let handle = self.handle(index);
+        if readable {
+            self.events.push_back(Event::Readable(handle));
+        }
+        Ok(handle)
     }
 
     /// Stop listening; connections not yet accepted are reset.
     pub fn close_listener(&mut self, now: Instant, listener: ListenerHandle) -> Result<(), Error> {
-        let _ = (now, listener);
-        todo!()
+        let l = self
+            .listeners
+            .get_mut(listener.0 as usize)
+            .and_then(Option::take)
+            .ok_or(Error::InvalidHandle)?;
+        let pending: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| {
+                self.slots[i as usize].listener == Some(listener.0) || l.accept_queue.contains(&i)
+            })
+            .collect();
+        for index in pending {
+            let slot = &mut self.slots[index as usize];
+            slot.listener = None;
+            slot.embryonic = false;
+            if let Some(conn) = slot.conn.as_mut() {
+                conn.abort(now);
+            }
+            self.after_activity(now, index);
+        }
+        Ok(())
     }
 
     /// Active open to `remote` from an ephemeral port of one of our addresses.
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnectionHandle, Error> {
-        let _ = (now, remote);
-        todo!()
+        let unspecified = match remote {
+            SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        self.connect_from(now, SocketAddr::new(unspecified, 0), remote)
     }
 
-    /// Active open from a chosen local address and port (port 0: pick an ephemeral one).
+    /// Active open from a chosen local address and port (unspecified IP: pick one of ours
+    /// of the same family; port 0: pick an ephemeral port).
     pub fn connect_from(
         &mut self,
         now: Instant,
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<ConnectionHandle, Error> {
-        let _ = (now, local, remote);
-        todo!()
+        let ip = if local.ip().is_unspecified() {
+            *self
+                .addresses
+                .iter()
+                .find(|a| a.is_ipv4() == remote.is_ipv4())
+                .ok_or(Error::AddressNotAvailable)?
+        } else if self.addresses.contains(&local.ip()) && local.is_ipv4() == remote.is_ipv4() {
+            local.ip()
+        } else {
+            return Err(Error::AddressNotAvailable);
+        };
+        let local = if local.port() == 0 {
+            let range = self.config.ephemeral_ports.clone();
+            let mut chosen = None;
+            let candidates: Vec<u16> = self.ports.candidates(ip, remote, &range).collect();
+            for port in candidates {
+                let addr = SocketAddr::new(ip, port);
+                if self.tuple_free(addr, remote) && self.find_listener(addr).is_none() {
+                    chosen = Some(addr);
+                    break;
+                }
+            }
+            chosen.ok_or(Error::NoEphemeralPorts)?
+        } else {
+            let addr = SocketAddr::new(ip, local.port());
+            if !self.tuple_free(addr, remote) {
+                return Err(Error::AddressInUse);
+            }
+            addr
+        };
+        let iss = self.isn.isn(now, local, remote);
+        let ts_offset = self.isn.isn(Instant::ZERO, remote, local).get();
+        let conn = Connection::connect(now, local, remote, iss, ts_offset, &self.config);
+        let index = self.insert(conn, None, true);
+        self.stats.active_opens += 1;
+        self.after_activity(now, index);
+        Ok(self.handle(index))
+    }
+
+    fn tuple_free(&self, local: SocketAddr, remote: SocketAddr) -> bool {
+        let t = FourTuple { local, remote };
+        !self.by_tuple.contains_key(&t) && self.time_wait.get(&t).is_none()
+    }
+
+    /// Run `f` on the application's connection, then do the bookkeeping.
+    fn with_conn<T>(
+        &mut self,
+        now: Instant,
+        h: ConnectionHandle,
+        f: impl FnOnce(&mut Connection, &Config) -> T,
+    ) -> Result<T, Error> {
+        let slot = self
+            .slots
+            .get_mut(h.index as usize)
+            .ok_or(Error::InvalidHandle)?;
+        if slot.generation != h.generation || !slot.app_owned {
+            return Err(Error::InvalidHandle);
+        }
+        let conn = slot.conn.as_mut().ok_or(Error::InvalidHandle)?;
+        let out = f(conn, &self.config);
+        self.after_activity(now, h.index);
+        Ok(out)
+    }
+
+    fn conn_ref(&self, h: ConnectionHandle) -> Result<&Connection, Error> {
+        let slot = self
+            .slots
+            .get(h.index as usize)
+            .ok_or(Error::InvalidHandle)?;
+        if slot.generation != h.generation || !slot.app_owned {
+            return Err(Error::InvalidHandle);
+        }
+        slot.conn.as_deref().ok_or(Error::InvalidHandle)
     }
 
     /// Queue bytes for sending; returns how many fit in the send buffer (`WouldBlock` if none).
@@ -127,8 +862,7 @@ impl Stack {
         conn: ConnectionHandle,
         data: &[u8],
     ) -> Result<usize, Error> {
-        let _ = (now, conn, data);
-        todo!()
+        self.with_conn(now, conn, |c, _| c.send(data))?
     }
 
     /// Read received bytes: `Ok(0)` is end-of-stream, `WouldBlock` means nothing yet.
@@ -138,43 +872,85 @@ impl Stack {
         conn: ConnectionHandle,
         buf: &mut [u8],
     ) -> Result<usize, Error> {
-        let _ = (now, conn, buf);
-        todo!()
+        self.with_conn(now, conn, |c, _| c.recv(buf))?
     }
 
     /// Shut down the sending half (half-close): a FIN follows the queued data.
     pub fn shutdown(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
-        let _ = (now, conn);
-        todo!()
+        self.with_conn(now, conn, |c, _| c.shutdown(now))?
     }
 
     /// Close: the application gives up the handle; the stack finishes the close.
     pub fn close(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
-        let _ = (now, conn);
-        todo!()
+        self.with_conn(now, conn, |c, cfg| c.close(now, cfg))?;
+        self.slots[conn.index as usize].app_owned = false;
+        self.after_activity(now, conn.index);
+        Ok(())
     }
 
     /// Abort: send RST and drop the connection at once.
     pub fn abort(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
-        let _ = (now, conn);
-        todo!()
+        self.with_conn(now, conn, |c, _| c.abort(now))?;
+        self.slots[conn.index as usize].app_owned = false;
+        self.after_activity(now, conn.index);
+        Ok(())
     }
 
     /// The connection's current state.
     pub fn state(&self, conn: ConnectionHandle) -> Result<TcpState, Error> {
-        let _ = conn;
-        todo!()
+        Ok(self.conn_ref(conn)?.tcp_state())
+    }
+
+    /// Why the connection ended, if it ended with an error.
+    pub fn error(&self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
+        Ok(self.conn_ref(conn)?.error)
+    }
+
+    /// Bytes waiting to be read.
+    pub fn recv_queue(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.conn_ref(conn)?.rcv_buf.len())
+    }
+
+    /// Bytes written and not yet acknowledged by the peer.
+    pub fn send_queue(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.conn_ref(conn)?.snd_buf.len())
     }
 
     /// Our address and port of a connection.
     pub fn local_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        let _ = conn;
-        todo!()
+        Ok(self.conn_ref(conn)?.local)
     }
 
     /// The peer's address and port of a connection.
     pub fn peer_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
-        let _ = conn;
-        todo!()
+        Ok(self.conn_ref(conn)?.remote)
+    }
+
+    /// A `TCP_INFO`-like snapshot of one of the application's connections.
+    pub fn info(
+        &self,
+        now: Instant,
+        conn: ConnectionHandle,
+    ) -> Result<crate::tcp::ConnectionInfo, Error> {
+        Ok(self.conn_ref(conn)?.info(now))
+    }
+
+    /// Snapshots of every connection in the table (orphans and embryonic ones included;
+    /// TIME_WAIT table entries are listed by [`Stack::connections`]).
+    pub fn all_info(&self, now: Instant) -> Vec<crate::tcp::ConnectionInfo> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.as_ref())
+            .map(|c| c.info(now))
+            .collect()
+    }
+
+    /// The state of any connection by 4-tuple (including orphans and TIME_WAIT entries).
+    pub fn state_of(&self, local: SocketAddr, remote: SocketAddr) -> Option<TcpState> {
+        let t = FourTuple { local, remote };
+        if let Some(&i) = self.by_tuple.get(&t) {
+            return self.slots[i as usize].conn.as_ref().map(|c| c.tcp_state());
+        }
+        self.time_wait.get(&t).map(|_| TcpState::TimeWait)
     }
 }

@@ -2,6 +2,23 @@
 //! reach it: the [`crate::Stack`] demultiplexes segments to it and drains what it
 //! wants to send.
 
+mod conn;
+mod info;
+mod input;
+mod isn;
+mod output;
+mod reassembly;
+mod rtt;
+mod send_buffer;
+mod state;
 mod state_name;
+mod time_wait;
 
 pub use state_name::TcpState;
+pub use time_wait::{TimeWait, TimeWaitVerdict};
+
+pub(crate) use conn::{ConnEvent, Connection};
+pub use info::ConnectionInfo;
+pub(crate) use input::Disposition;
+pub(crate) use isn::{hash_addr, IsnGenerator};
+pub(crate) use output::Outgoing;

@@ -1,0 +1,628 @@
+//! A TCP connection: its [`State`], its buffers, and the application's calls on it.
+//! Arriving segments are handled in `input.rs`, outgoing ones built in `output.rs`;
+//! this file holds what ties them together: construction, timers, application calls
+//! and [`Connection::transition`], the one place a connection changes state.
+
+use std::collections::VecDeque;
+use std::mem;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::reassembly::Reassembly;
+use super::rtt::RttEstimator;
+use super::send_buffer::SendBuffer;
+use super::state::*;
+use super::time_wait::TimeWait;
+use super::TcpState;
+use crate::stack::{Config, Error};
+use crate::wire::{SeqNum, TcpRepr};
+use crate::Instant;
+
+/// Something a connection reports to the stack, which turns it into [`crate::Event`]s.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConnEvent {
+    State {
+        from: TcpState,
+        to: TcpState,
+        at: Instant,
+        cause: &'static str,
+    },
+    /// An active open completed.
+    Connected,
+    /// A passive open completed: ready for accept().
+    Established,
+    Readable,
+    Writable,
+    Error(Error),
+}
+
+/// A RST the connection wants sent (it may already be CLOSED).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RstOut {
+    pub(crate) seq: SeqNum,
+    pub(crate) ack: Option<SeqNum>,
+}
+
+/// One TCP connection.
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) local: SocketAddr,
+    pub(crate) remote: SocketAddr,
+    pub(crate) state: State,
+    pub(crate) snd_buf: SendBuffer,
+    /// In-order received bytes the application has not read.
+    pub(crate) rcv_buf: VecDeque<u8>,
+    pub(crate) rcv_cap: usize,
+    pub(crate) neg: Negotiated,
+    /// TS.Recent (RFC 7323 4.3) and the offset of our TSval clock.
+    pub(crate) ts_recent: u32,
+    pub(crate) ts_offset: u32,
+    /// RCV.NXT as of the last ACK we sent (RFC 7323 4.3 Last.ACK.sent).
+    pub(crate) last_ack_sent: SeqNum,
+    /// Our MSS option value (from the MTU).
+    pub(crate) local_mss: u16,
+    /// The application gave up its handle (close()).
+    pub(crate) orphaned: bool,
+    /// Created by a listener.
+    pub(crate) passive: bool,
+    /// The application shut down its sending half.
+    pub(crate) shut_wr: bool,
+    /// The peer's FIN was received (end-of-stream after the buffered bytes).
+    pub(crate) fin_received: bool,
+    /// Send a segment (ACK) at the next opportunity.
+    pub(crate) ack_now: bool,
+    /// (Re)send our SYN or SYN-ACK.
+    pub(crate) syn_due: bool,
+    /// Send a zero-window probe.
+    pub(crate) probe_due: bool,
+    pub(crate) rst_out: Vec<RstOut>,
+    /// Why the connection ended, when it ended badly.
+    pub(crate) error: Option<Error>,
+    /// The application found the send buffer full: report Writable when room appears.
+    pub(crate) want_writable: bool,
+    pub(crate) events: Vec<ConnEvent>,
+    pub(crate) stats: ConnStats,
+}
+
+/// Counters kept per connection.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ConnStats {
+    pub(crate) segs_in: u64,
+    pub(crate) segs_out: u64,
+    pub(crate) retransmits: u64,
+    pub(crate) bytes_sent: u64,
+    pub(crate) bytes_received: u64,
+    pub(crate) challenge_acks: u64,
+    pub(crate) dropped: u64,
+}
+
+/// Our MSS for an MTU: minus the IP and TCP headers (RFC 9293 3.7.1).
+pub(crate) fn mss_for(mtu: usize, ipv6: bool) -> u16 {
+    let ip = if ipv6 { 40 } else { 20 };
+    mtu.saturating_sub(ip + 20).clamp(88, 65535) as u16
+}
+
+/// Window scale we offer: the smallest shift that lets the whole receive buffer be advertised.
+pub(crate) fn wscale_for(buffer: usize) -> u8 {
+    let mut shift = 0u8;
+    while shift < 14 && (65535usize << shift) < buffer {
+        shift += 1;
+    }
+    shift
+}
+
+impl Connection {
+    fn blank(local: SocketAddr, remote: SocketAddr, state: State, cfg: &Config) -> Connection {
+        let local_mss = mss_for(cfg.mtu, local.is_ipv6());
+        Connection {
+            local,
+            remote,
+            state,
+            snd_buf: SendBuffer::new(cfg.send_buffer),
+            rcv_buf: VecDeque::new(),
+            rcv_cap: cfg.recv_buffer,
+            neg: Negotiated {
+                snd_mss: 536,
+                snd_wscale: 0,
+                rcv_wscale: 0,
+                timestamps: false,
+            },
+            ts_recent: 0,
+            ts_offset: 0,
+            last_ack_sent: SeqNum::new(0),
+            local_mss,
+            orphaned: false,
+            passive: false,
+            shut_wr: false,
+            fin_received: false,
+            ack_now: false,
+            syn_due: false,
+            probe_due: false,
+            rst_out: Vec::new(),
+            error: None,
+            want_writable: false,
+            events: Vec::new(),
+            stats: ConnStats::default(),
+        }
+    }
+
+    pub(crate) fn rtt_estimator(cfg: &Config) -> RttEstimator {
+        RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+    }
+
+    /// RFC 9293 3.10.1: OPEN (active): send SYN, enter SYN_SENT.
+    pub(crate) fn connect(
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNum,
+        ts_offset: u32,
+        cfg: &Config,
+    ) -> Connection {
+        let syn_sent = SynSent {
+            iss,
+            rtx: Retransmit::default(),
+            rtt: Self::rtt_estimator(cfg),
+            wscale_offer: cfg.tcp_window_scaling.then(|| wscale_for(cfg.recv_buffer)),
+            ts_offer: cfg.tcp_timestamps,
+        };
+        let mut c = Connection::blank(local, remote, State::Closed(Closed), cfg);
+        c.ts_offset = ts_offset;
+        c.syn_due = true;
+        c.transition(now, "connect()", |_| State::SynSent(syn_sent));
+        c
+    }
+
+    /// RFC 9293 3.10.7.2: a SYN reached a listener: record it, send SYN-ACK, enter SYN_RECEIVED.
+    pub(crate) fn accept_syn(
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        iss: SeqNum,
+        ts_offset: u32,
+        syn: &TcpRepr<'_>,
+        cfg: &Config,
+    ) -> Connection {
+        let mut c = Connection::blank(local, remote, State::Closed(Closed), cfg);
+        c.passive = true;
+        c.ts_offset = ts_offset;
+        c.negotiate(
+            syn,
+            cfg.tcp_window_scaling.then(|| wscale_for(cfg.recv_buffer)),
+            cfg.tcp_timestamps,
+        );
+        let adv = syn.seq + 1 + c.initial_window() as u32;
+        let state = SynRcvd {
+            iss,
+            irs: syn.seq,
+            passive: true,
+            rtx: Retransmit::default(),
+            rtt: Self::rtt_estimator(cfg),
+            adv,
+        };
+        c.syn_due = true;
+        c.stats.segs_in += 1;
+        c.transition(now, "rcv SYN", |_| State::SynRcvd(state));
+        c
+    }
+
+    /// Settle MSS, window scale and timestamps from the peer's SYN (RFC 9293 3.7.1, RFC 7323 1.3, 2.2).
+    pub(crate) fn negotiate(
+        &mut self,
+        syn: &TcpRepr<'_>,
+        wscale_offer: Option<u8>,
+        ts_offer: bool,
+    ) {
+        let ipv6 = self.local.is_ipv6();
+        // RFC 9293 3.7.1 / RFC 8200 8.3: without the option, assume 536 (IPv4) or 1220 (IPv6).
+        let peer_mss = syn
+            .options
+            .mss
+            .unwrap_or(if ipv6 { 1220 } else { 536 })
+            .max(64);
+        let (snd_wscale, rcv_wscale) = match (wscale_offer, syn.options.window_scale) {
+            // RFC 7323 2.3: a shift above 14 is treated as 14.
+            (Some(ours), Some(theirs)) => (theirs.min(14), ours),
+            _ => (0, 0),
+        };
+        let timestamps = ts_offer && syn.options.timestamps.is_some();
+        if let Some(ts) = syn.options.timestamps.filter(|_| timestamps) {
+            self.ts_recent = ts.tsval;
+        }
+        let opt_bytes = if timestamps { 12 } else { 0 };
+        let mss = peer_mss.min(self.local_mss) as usize;
+        self.neg = Negotiated {
+            snd_mss: mss.saturating_sub(opt_bytes).max(32),
+            snd_wscale,
+            rcv_wscale,
+            timestamps,
+        };
+    }
+
+    /// The window we can offer in a SYN or SYN-ACK (never scaled: RFC 7323 2.2).
+    pub(crate) fn initial_window(&self) -> u16 {
+        self.rcv_cap.min(65535) as u16
+    }
+
+    /// A fresh receive sequence space once the handshake is done.
+    pub(crate) fn new_rcv(irs: SeqNum, adv: SeqNum) -> Rcv {
+        Rcv {
+            irs,
+            nxt: irs + 1,
+            adv,
+            ooo: Reassembly::default(),
+            fin: None,
+        }
+    }
+
+    /// The state's name.
+    pub(crate) fn tcp_state(&self) -> TcpState {
+        self.state.name()
+    }
+
+    /// Change state: the single point through which every transition passes, so that
+    /// events, ladders, `ss` and counters all see the same history.
+    pub(crate) fn transition(
+        &mut self,
+        now: Instant,
+        cause: &'static str,
+        f: impl FnOnce(State) -> State,
+    ) {
+        let from = self.state.name();
+        let old = mem::replace(&mut self.state, State::Closed(Closed));
+        self.state = f(old);
+        let to = self.state.name();
+        if from != to {
+            tracing::debug!(local = %self.local, remote = %self.remote, %from, %to, cause, "tcp state");
+            self.events.push(ConnEvent::State {
+                from,
+                to,
+                at: now,
+                cause,
+            });
+        }
+    }
+
+    /// End the connection now (CLOSED), remembering why.
+    pub(crate) fn terminate(&mut self, now: Instant, cause: &'static str, error: Option<Error>) {
+        if let Some(e) = error {
+            self.error = Some(e);
+            self.events.push(ConnEvent::Error(e));
+        }
+        self.ack_now = false;
+        self.probe_due = false;
+        self.syn_due = false;
+        self.transition(now, cause, |_| State::Closed(Closed));
+    }
+
+    /// Queue a RST+ACK from our current position (abort and close-with-unread-data).
+    fn queue_active_reset(&mut self) {
+        if let (Some(seq), Some((rcv_nxt, _))) = (self.state.snd_nxt(), self.state.rcv_window()) {
+            self.rst_out.push(RstOut {
+                seq,
+                ack: Some(rcv_nxt),
+            });
+        }
+    }
+
+    /// Finished from the stack's point of view: CLOSED with nothing left to send.
+    pub(crate) fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed(_)) && self.rst_out.is_empty()
+    }
+
+    // ---- timers ------------------------------------------------------------------
+
+    /// The earliest deadline of any timer armed in the current state.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Closed(_) => None,
+            State::SynSent(s) => s.rtx.deadline,
+            State::SynRcvd(s) => s.rtx.deadline,
+            State::FinWait2(s) => s.timeout,
+            State::TimeWait(t) => Some(t.expiry),
+            other => {
+                let snd = other.snd()?;
+                match (snd.rtx.deadline, snd.persist.deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        }
+    }
+
+    /// How many retransmissions the current state allows before giving up.
+    fn retry_limit(&self, cfg: &Config) -> u32 {
+        match self.state {
+            State::SynSent(_) => cfg.tcp_syn_retries,
+            State::SynRcvd(_) if self.passive => cfg.tcp_synack_retries,
+            _ if self.orphaned => cfg.orphan_retries(),
+            _ => cfg.tcp_retries2,
+        }
+    }
+
+    /// Fire whatever timers are due at `now`.
+    pub(crate) fn on_timeout(&mut self, now: Instant, cfg: &Config) {
+        let limit = self.retry_limit(cfg);
+        match &mut self.state {
+            State::Closed(_) => {}
+            State::SynSent(s) => {
+                if s.rtx.deadline.is_some_and(|d| d <= now) {
+                    if s.rtx.backoff >= limit {
+                        // RFC 9293 3.8.3 / tcp_syn_retries: the SYN went unanswered.
+                        self.terminate(now, "SYN retries exhausted", Some(Error::TimedOut));
+                        return;
+                    }
+                    s.rtx.backoff += 1;
+                    s.rtt.on_retransmit();
+                    s.rtx.deadline = Some(now + s.rtt.backed_off(s.rtx.backoff));
+                    self.syn_due = true;
+                    self.stats.retransmits += 1;
+                }
+            }
+            State::SynRcvd(s) => {
+                if s.rtx.deadline.is_some_and(|d| d <= now) {
+                    if s.rtx.backoff >= limit {
+                        let err = (!s.passive).then_some(Error::TimedOut);
+                        self.terminate(now, "SYN-ACK retries exhausted", err);
+                        return;
+                    }
+                    s.rtx.backoff += 1;
+                    s.rtt.on_retransmit();
+                    s.rtx.deadline = Some(now + s.rtt.backed_off(s.rtx.backoff));
+                    self.syn_due = true;
+                    self.stats.retransmits += 1;
+                }
+            }
+            State::FinWait2(s) => {
+                if s.timeout.is_some_and(|d| d <= now) {
+                    // tcp_fin_timeout: an orphan waited long enough for the peer's FIN.
+                    self.terminate(now, "FIN_WAIT_2 timeout", None);
+                }
+            }
+            State::TimeWait(t) => {
+                if t.expiry <= now {
+                    // RFC 9293 3.10.8: the time-wait timeout deletes the TCB.
+                    self.terminate(now, "TIME_WAIT expired (2*MSL)", None);
+                }
+            }
+            _ => self.on_timeout_snd(now, cfg, limit),
+        }
+    }
+
+    /// Retransmission and persist timers of the synchronized states.
+    fn on_timeout_snd(&mut self, now: Instant, cfg: &Config, limit: u32) {
+        let orphaned = self.orphaned;
+        let Some(snd) = self.state.snd_mut() else {
+            return;
+        };
+        if snd.rtx.deadline.is_some_and(|d| d <= now) {
+            if snd.rtx.backoff >= limit {
+                // RFC 9293 3.8.3: retransmissions ran out (R2): abort without RST.
+                self.terminate(now, "retransmissions exhausted", Some(Error::TimedOut));
+                return;
+            }
+            snd.rtx.backoff += 1;
+            snd.rtt.on_retransmit();
+            // RFC 5681 3.1 (eq. 4): after a timeout, ssthresh = max(FlightSize/2, 2*SMSS), cwnd = 1 SMSS.
+            let mss = self.neg.snd_mss as u32;
+            snd.ssthresh = (snd.flight() / 2).max(2 * mss);
+            snd.cwnd = mss;
+            snd.recover = Some(snd.max);
+            snd.dupacks = 0;
+            // Go back N: resend from the oldest unacknowledged byte.
+            snd.nxt = snd.una;
+            snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
+        }
+        let Some(snd) = self.state.snd_mut() else {
+            return;
+        };
+        if snd.persist.deadline.is_some_and(|d| d <= now) {
+            snd.probes += 1;
+            // Orphans give up after tcp_orphan_retries probes; others only when probes go unanswered.
+            let limit = if orphaned {
+                cfg.orphan_retries()
+            } else {
+                cfg.tcp_retries2
+            };
+            if snd.probes > limit {
+                self.terminate(now, "zero-window probes exhausted", Some(Error::TimedOut));
+                return;
+            }
+            snd.persist.backoff += 1;
+            snd.persist.deadline = Some(now + snd.rtt.backed_off(snd.persist.backoff));
+            self.probe_due = true;
+        }
+    }
+
+    // ---- application calls ---------------------------------------------------------
+
+    /// Queue data (RFC 9293 3.10.2 SEND).
+    pub(crate) fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+        if self.shut_wr {
+            return Err(Error::BrokenPipe);
+        }
+        match self.state {
+            State::SynSent(_) | State::SynRcvd(_) | State::Established(_) | State::CloseWait(_) => {
+            }
+            State::Closed(_) => return Err(self.error.unwrap_or(Error::BrokenPipe)),
+            _ => return Err(Error::BrokenPipe),
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = self.snd_buf.push(data);
+        if n == 0 {
+            self.want_writable = true;
+            return Err(Error::WouldBlock);
+        }
+        Ok(n)
+    }
+
+    /// Read in-order data (RFC 9293 3.10.3 RECEIVE); `Ok(0)` is end-of-stream.
+    pub(crate) fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if !self.rcv_buf.is_empty() {
+            let n = buf.len().min(self.rcv_buf.len());
+            for (dst, src) in buf.iter_mut().zip(self.rcv_buf.drain(..n)) {
+                *dst = src;
+            }
+            self.maybe_window_update();
+            return Ok(n);
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.fin_received {
+            return Ok(0);
+        }
+        match self.state {
+            State::Closed(_) => match self.error {
+                Some(e) => Err(e),
+                None => Ok(0),
+            },
+            State::SynSent(_) | State::SynRcvd(_) => Err(Error::WouldBlock),
+            _ => Err(Error::WouldBlock),
+        }
+    }
+
+    /// After the application read, tell the peer if the window opened enough to matter
+    /// (RFC 9293 3.8.6.2.2: by at least min(buffer/2, MSS), or from zero).
+    fn maybe_window_update(&mut self) {
+        let free = self.rcv_free() as u32;
+        let threshold = ((self.rcv_cap / 2) as u32).min(self.local_mss as u32);
+        if let Some(rcv) = self.state.rcv() {
+            let advertised = (rcv.adv - rcv.nxt).max(0) as u32;
+            if free >= advertised + threshold || (advertised == 0 && free > 0) {
+                self.ack_now = true;
+            }
+        }
+    }
+
+    /// Buffer space not taken by unread or out-of-order data.
+    pub(crate) fn rcv_free(&self) -> usize {
+        let ooo = self.state.rcv().map_or(0, |r| r.ooo.bytes());
+        self.rcv_cap.saturating_sub(self.rcv_buf.len() + ooo)
+    }
+
+    /// Shut down the sending half: the FIN follows queued data (RFC 9293 3.10.4 CLOSE, half).
+    pub(crate) fn shutdown(&mut self, now: Instant) -> Result<(), Error> {
+        if self.shut_wr {
+            return Ok(());
+        }
+        match self.state {
+            State::Closed(_) => return Err(Error::NotConnected),
+            // Linux: shutdown(SHUT_WR) before the handshake completes closes the socket.
+            State::SynSent(_) => {
+                self.shut_wr = true;
+                self.terminate(now, "shutdown() in SYN_SENT", None);
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.shut_wr = true;
+        self.queue_fin(now, "shutdown()");
+        Ok(())
+    }
+
+    /// Queue our FIN, moving to FIN_WAIT_1 or LAST_ACK (RFC 9293 3.10.4).
+    fn queue_fin(&mut self, now: Instant, cause: &'static str) {
+        match self.state {
+            State::Established(_) => self.transition(now, cause, |s| match s {
+                State::Established(e) => State::FinWait1(e.close()),
+                s => s,
+            }),
+            State::CloseWait(_) => self.transition(now, cause, |s| match s {
+                State::CloseWait(c) => State::LastAck(c.close()),
+                s => s,
+            }),
+            // SYN_RECEIVED: the FIN goes out once the handshake completes (shut_wr is set;
+            // the new Snd starts with fin_queued and the state moves on to FIN_WAIT_1 then).
+            _ => {}
+        }
+    }
+
+    /// The application closes its handle (RFC 9293 3.10.4 CLOSE).
+    pub(crate) fn close(&mut self, now: Instant, cfg: &Config) {
+        self.orphaned = true;
+        // RFC 9293 3.6 / RFC 2525 2.17: closing with unread data resets the connection
+        // so the peer learns the data was not consumed.
+        if !self.rcv_buf.is_empty() && self.state.rcv_window().is_some() {
+            self.queue_active_reset();
+            self.terminate(now, "close() with unread data", None);
+            return;
+        }
+        match self.state {
+            State::SynSent(_) => self.terminate(now, "close()", None),
+            State::FinWait2(ref mut s) => {
+                // tcp_fin_timeout bounds how long an orphan waits for the peer's FIN.
+                s.timeout = Some(now + cfg.tcp_fin_timeout);
+            }
+            _ => {
+                if !self.shut_wr {
+                    self.shut_wr = true;
+                    self.queue_fin(now, "close()");
+                }
+            }
+        }
+    }
+
+    /// Abort: RST the peer and drop everything (RFC 9293 3.10.5 ABORT).
+    pub(crate) fn abort(&mut self, now: Instant) {
+        if !matches!(
+            self.state,
+            State::Closed(_) | State::SynSent(_) | State::TimeWait(_)
+        ) {
+            self.queue_active_reset();
+        }
+        self.orphaned = true;
+        self.terminate(now, "abort()", None);
+    }
+
+    /// Take the TIME_WAIT remains, leaving CLOSED (the stack keeps them in its table).
+    pub(crate) fn take_time_wait(&mut self) -> Option<TimeWait> {
+        match self.state {
+            State::TimeWait(tw) => {
+                self.state = State::Closed(Closed);
+                Some(tw)
+            }
+            _ => None,
+        }
+    }
+
+    /// Parameters for entering TIME_WAIT now.
+    pub(crate) fn time_wait_params(&self, now: Instant, cfg: &Config) -> TimeWaitParams {
+        TimeWaitParams {
+            now,
+            duration: cfg.time_wait,
+            rcv_wnd: self.advertised_window_raw(),
+            ts: self
+                .neg
+                .timestamps
+                .then_some((self.ts_recent, self.ts_offset)),
+        }
+    }
+
+    /// The window we advertise now, as the 16-bit field of the header.
+    pub(crate) fn advertised_window_raw(&self) -> u16 {
+        match self.state.rcv_window() {
+            Some((nxt, adv)) => {
+                let wnd = (adv - nxt).max(0) as u32;
+                (wnd >> self.neg.rcv_wscale).min(65535) as u16
+            }
+            None => self.initial_window(),
+        }
+    }
+
+    /// Our TSval at `now`.
+    pub(crate) fn tsval(&self, now: Instant) -> u32 {
+        (now.as_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Time the application must wait in FIN_WAIT_2 (for tests and `ss`).
+    #[allow(dead_code)]
+    pub(crate) fn fin_wait_2_remaining(&self, now: Instant) -> Option<Duration> {
+        match &self.state {
+            State::FinWait2(s) => s.timeout.map(|t| t - now),
+            _ => None,
+        }
+    }
+}

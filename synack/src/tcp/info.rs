@@ -1,0 +1,128 @@
+//! A snapshot of one connection's internals, in the spirit of Linux's `TCP_INFO`: what
+//! `ss -i` shows and what tests and tools read without reaching into the engine.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::conn::Connection;
+use super::state::State;
+use super::TcpState;
+use crate::Instant;
+
+/// Sequence numbers, windows, timers and counters of one connection at one instant.
+/// Sequence numbers are absolute (as on the wire); fields a state does not have are `None`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// Current state.
+    pub state: TcpState,
+    /// Our address and port.
+    pub local: SocketAddr,
+    /// The peer's address and port.
+    pub remote: SocketAddr,
+    /// Our initial sequence number, once known.
+    pub iss: Option<u32>,
+    /// The peer's initial sequence number, once known.
+    pub irs: Option<u32>,
+    /// SND.UNA: oldest unacknowledged sequence number.
+    pub snd_una: Option<u32>,
+    /// SND.NXT: next sequence number to send.
+    pub snd_nxt: Option<u32>,
+    /// RCV.NXT: next sequence number expected.
+    pub rcv_nxt: Option<u32>,
+    /// SND.WND: the peer's window, scaled, in bytes.
+    pub snd_wnd: Option<u32>,
+    /// The window we advertise, in bytes.
+    pub rcv_wnd: Option<u32>,
+    /// Shift applied to the peer's windows / to ours (RFC 7323).
+    pub wscale: (u8, u8),
+    /// Timestamps negotiated.
+    pub timestamps: bool,
+    /// Largest payload per segment we send.
+    pub snd_mss: usize,
+    /// Smoothed RTT, once measured.
+    pub srtt: Option<Duration>,
+    /// RTT variation.
+    pub rttvar: Option<Duration>,
+    /// Retransmission timeout (before backoff).
+    pub rto: Option<Duration>,
+    /// Consecutive retransmission timeouts without progress.
+    pub backoff: u32,
+    /// Congestion window and slow-start threshold, in bytes.
+    pub cwnd: Option<u32>,
+    /// Slow-start threshold in bytes (`u32::MAX` until the first loss).
+    pub ssthresh: Option<u32>,
+    /// Bytes the application wrote that the peer has not acknowledged.
+    pub send_queue: usize,
+    /// Bytes received in order that the application has not read.
+    pub recv_queue: usize,
+    /// Bytes held out of order.
+    pub out_of_order: usize,
+    /// Time until the next timer fires, if one is armed.
+    pub next_timer: Option<Duration>,
+    /// Segments received / sent / retransmitted.
+    pub segs_in: u64,
+    /// Segments sent.
+    pub segs_out: u64,
+    /// Segments retransmitted.
+    pub retransmits: u64,
+    /// Bytes acknowledged by the peer.
+    pub bytes_acked: u64,
+    /// Bytes received in order.
+    pub bytes_received: u64,
+    /// The application closed its handle; the stack finishes the close alone.
+    pub orphaned: bool,
+}
+
+impl Connection {
+    /// A snapshot for `ss`, tests and statistics.
+    pub(crate) fn info(&self, now: Instant) -> ConnectionInfo {
+        let snd = self.state.snd();
+        let rtt = match &self.state {
+            State::SynSent(s) => Some(&s.rtt),
+            State::SynRcvd(s) => Some(&s.rtt),
+            _ => snd.map(|s| &s.rtt),
+        };
+        let (iss, irs) = match &self.state {
+            State::SynSent(s) => (Some(s.iss), None),
+            State::SynRcvd(s) => (Some(s.iss), Some(s.irs)),
+            _ => (snd.map(|s| s.iss), self.state.rcv().map(|r| r.irs)),
+        };
+        let backoff = match &self.state {
+            State::SynSent(s) => s.rtx.backoff,
+            State::SynRcvd(s) => s.rtx.backoff,
+            _ => snd.map_or(0, |s| s.rtx.backoff),
+        };
+        let rcv_window = self.state.rcv_window();
+        ConnectionInfo {
+            state: self.tcp_state(),
+            local: self.local,
+            remote: self.remote,
+            iss: iss.map(|s| s.get()),
+            irs: irs.map(|s| s.get()),
+            snd_una: snd.map(|s| s.una.get()),
+            snd_nxt: self.state.snd_nxt().map(|s| s.get()),
+            rcv_nxt: rcv_window.map(|(n, _)| n.get()),
+            snd_wnd: snd.map(|s| s.wnd),
+            rcv_wnd: rcv_window.map(|(n, adv)| (adv - n).max(0) as u32),
+            wscale: (self.neg.snd_wscale, self.neg.rcv_wscale),
+            timestamps: self.neg.timestamps,
+            snd_mss: self.neg.snd_mss,
+            srtt: rtt.and_then(|r| r.srtt()),
+            rttvar: rtt.filter(|r| r.srtt().is_some()).map(|r| r.rttvar()),
+            rto: rtt.map(|r| r.rto()),
+            backoff,
+            cwnd: snd.map(|s| s.cwnd),
+            ssthresh: snd.map(|s| s.ssthresh),
+            send_queue: self.snd_buf.len(),
+            recv_queue: self.rcv_buf.len(),
+            out_of_order: self.state.rcv().map_or(0, |r| r.ooo.bytes()),
+            next_timer: self.next_deadline().map(|d| d - now),
+            segs_in: self.stats.segs_in,
+            segs_out: self.stats.segs_out,
+            retransmits: self.stats.retransmits,
+            bytes_acked: self.stats.bytes_sent,
+            bytes_received: self.stats.bytes_received,
+            orphaned: self.orphaned,
+        }
+    }
+}

@@ -1,0 +1,611 @@
+//! Arriving segments: RFC 9293 3.10.7 "SEGMENT ARRIVES", state by state, with the
+//! RFC 5961 defences against blind resets and SYNs, and RFC 7323 PAWS.
+
+use super::conn::{ConnEvent, Connection, RstOut};
+use super::state::*;
+use super::time_wait::TimeWaitVerdict;
+use crate::stack::{Config, Error};
+use crate::wire::{SeqNum, TcpRepr};
+use crate::Instant;
+
+/// What the stack must do after a connection has seen a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Disposition {
+    /// Handled.
+    Done,
+    /// Handled and dropped as unacceptable (counted).
+    Dropped(&'static str),
+    /// A SYN that ends TIME_WAIT: give it to a listener with this ISN.
+    Reopen(SeqNum),
+}
+
+/// RFC 9293 3.10.7.4 first: the four cases of the segment acceptability test.
+pub(crate) fn acceptable(seq: SeqNum, len: u32, rcv_nxt: SeqNum, rcv_wnd: u32) -> bool {
+    let in_window = |s: SeqNum| rcv_nxt <= s && s < rcv_nxt + rcv_wnd;
+    match (len, rcv_wnd) {
+        (0, 0) => seq == rcv_nxt,
+        (0, _) => in_window(seq),
+        (_, 0) => false,
+        (_, _) => in_window(seq) || in_window(seq + (len - 1)),
+    }
+}
+
+impl Connection {
+    /// Process one arriving segment addressed to this connection.
+    pub(crate) fn on_segment(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        cfg: &Config,
+    ) -> Disposition {
+        self.stats.segs_in += 1;
+        match self.state {
+            State::Closed(_) => Disposition::Dropped("closed"),
+            State::SynSent(_) => self.on_segment_syn_sent(now, seg, cfg),
+            State::SynRcvd(_) => self.on_segment_syn_rcvd(now, seg, cfg),
+            State::TimeWait(ref mut tw) => {
+                match tw.on_segment(now, seg, cfg.time_wait, cfg.tcp_rfc1337) {
+                    TimeWaitVerdict::Drop => Disposition::Done,
+                    TimeWaitVerdict::Ack => {
+                        self.ack_now = true;
+                        Disposition::Done
+                    }
+                    TimeWaitVerdict::Reopen(isn) => {
+                        self.terminate(now, "new SYN reopens the 4-tuple", None);
+                        Disposition::Reopen(isn)
+                    }
+                    TimeWaitVerdict::Kill => {
+                        self.terminate(now, "rcv RST in TIME_WAIT (tcp_rfc1337 off)", None);
+                        Disposition::Done
+                    }
+                }
+            }
+            _ => self.on_segment_synchronized(now, seg, cfg),
+        }
+    }
+
+    /// RFC 9293 3.10.7.3: SYN_SENT.
+    fn on_segment_syn_sent(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        cfg: &Config,
+    ) -> Disposition {
+        let State::SynSent(ref s) = self.state else {
+            return Disposition::Done;
+        };
+        let iss = s.iss;
+        let flags = seg.flags;
+        // First: an ACK must acknowledge our SYN exactly, else <SEQ=SEG.ACK><CTL=RST>.
+        if flags.ack() && (seg.ack <= iss || seg.ack > iss + 1) {
+            if !flags.rst() {
+                self.rst_out.push(RstOut {
+                    seq: seg.ack,
+                    ack: None,
+                });
+            }
+            return Disposition::Dropped("bad_ack");
+        }
+        // Second: a RST counts only when its ACK acknowledges our SYN.
+        if flags.rst() {
+            if flags.ack() {
+                self.terminate(now, "rcv RST", Some(Error::ConnectionRefused));
+                return Disposition::Done;
+            }
+            return Disposition::Dropped("rst_without_ack");
+        }
+        // Fourth: neither SYN nor RST: drop.
+        if !flags.syn() {
+            return Disposition::Dropped("no_syn");
+        }
+        let (wscale_offer, ts_offer) = (s.wscale_offer, s.ts_offer);
+        self.negotiate(seg, wscale_offer, ts_offer);
+        let irs = seg.seq;
+        let adv = irs + 1 + self.initial_window() as u32;
+        if flags.ack() {
+            // Our SYN is acknowledged: ESTABLISHED; ACK their SYN.
+            let wnd = seg.window as u32; // RFC 7323 2.2: the window of a SYN is never scaled
+            self.transition(now, "rcv SYN,ACK", |st| match st {
+                State::SynSent(mut s) => {
+                    s.rtt.on_ack(now, seg.ack);
+                    let snd = new_snd(s.iss, s.rtt, seg, wnd);
+                    State::Established(Established {
+                        snd,
+                        rcv: Connection::new_rcv(irs, adv),
+                    })
+                }
+                st => st,
+            });
+            self.finish_snd_setup();
+            self.last_ack_sent = irs + 1;
+            self.ack_now = true;
+            self.events.push(ConnEvent::Connected);
+            if self.shut_wr {
+                self.shut_wr = false;
+                let _ = self.shutdown(now);
+            }
+            if !seg.payload.is_empty() || flags.fin() {
+                // Data (or FIN) on the SYN-ACK: continue as in a synchronized state.
+                let rest = TcpRepr {
+                    seq: seg.seq + 1,
+                    flags: flags_without_syn(seg),
+                    ..seg.clone()
+                };
+                return self.on_segment_synchronized(now, &rest, cfg);
+            }
+        } else {
+            // RFC 9293 3.10.7.3: SYN without ACK: simultaneous open, SYN_RECEIVED, send SYN,ACK.
+            self.transition(now, "rcv SYN (simultaneous open)", |st| match st {
+                State::SynSent(s) => State::SynRcvd(SynRcvd {
+                    iss: s.iss,
+                    irs,
+                    passive: false,
+                    rtx: Retransmit {
+                        deadline: None,
+                        backoff: 0,
+                    },
+                    rtt: s.rtt,
+                    adv,
+                }),
+                st => st,
+            });
+            self.syn_due = true;
+        }
+        Disposition::Done
+    }
+
+    /// The send side's MSS/cwnd follow the negotiated MSS once it is known.
+    fn finish_snd_setup(&mut self) {
+        let mss = self.neg.snd_mss as u32;
+        let shut_wr = self.shut_wr;
+        if let Some(snd) = self.state.snd_mut() {
+            snd.cwnd = 10 * mss;
+            snd.fin_queued = shut_wr;
+        }
+    }
+
+    /// RFC 9293 3.10.7.4 for SYN_RECEIVED.
+    fn on_segment_syn_rcvd(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        cfg: &Config,
+    ) -> Disposition {
+        let State::SynRcvd(ref s) = self.state else {
+            return Disposition::Done;
+        };
+        let (iss, irs, passive, adv) = (s.iss, s.irs, s.passive, s.adv);
+        let flags = seg.flags;
+        let rcv_nxt = irs + 1;
+        // The peer's SYN again: our SYN-ACK was lost. Resend it, never RST (Linux tcp_check_req).
+        if flags.syn() && !flags.ack() && !flags.rst() && seg.seq == irs {
+            self.syn_due = true;
+            return Disposition::Done;
+        }
+        if !acceptable(
+            seg.seq,
+            seg.seg_len(),
+            rcv_nxt,
+            (adv - rcv_nxt).max(0) as u32,
+        ) {
+            if !flags.rst() {
+                self.ack_now = true;
+            }
+            return Disposition::Dropped("not_acceptable");
+        }
+        if flags.rst() {
+            if seg.seq != rcv_nxt {
+                return self.challenge_ack();
+            }
+            // RFC 9293 3.10.7.4: passive opens return to LISTEN (the listener stays; this
+            // embryonic connection goes); active opens are refused.
+            let err = (!passive).then_some(Error::ConnectionRefused);
+            self.terminate(now, "rcv RST", err);
+            return Disposition::Done;
+        }
+        if flags.syn() {
+            // RFC 5961 4.2: a SYN in the window gets a challenge ACK.
+            return self.challenge_ack();
+        }
+        if !flags.ack() {
+            return Disposition::Dropped("no_ack");
+        }
+        if !(iss < seg.ack && seg.ack <= iss + 1) {
+            // RFC 9293 3.10.7.4: an unacceptable ACK in SYN_RECEIVED: <SEQ=SEG.ACK><CTL=RST>.
+            self.rst_out.push(RstOut {
+                seq: seg.ack,
+                ack: None,
+            });
+            return Disposition::Dropped("bad_ack");
+        }
+        // RFC 7323 3.2 says SHOULD drop segments without timestamps once negotiated;
+        // Linux accepts them, and so do we: a bare ACK must not strand SYN_RECEIVED.
+        if let Some(ts) = seg.options.timestamps.filter(|_| self.neg.timestamps) {
+            self.ts_recent = ts.tsval;
+        }
+        let wnd = (seg.window as u32) << self.neg.snd_wscale;
+        self.syn_due = false;
+        // RFC 9293 3.10.4: a CLOSE in SYN_RECEIVED was queued until our SYN is
+        // acknowledged; now the FIN goes out and the state is FIN_WAIT_1.
+        let closing = self.shut_wr;
+        let cause = if closing {
+            "rcv ACK of SYN, close() pending"
+        } else {
+            "rcv ACK of SYN"
+        };
+        self.transition(now, cause, |st| match st {
+            State::SynRcvd(mut s) => {
+                s.rtt.on_ack(now, seg.ack);
+                let snd = new_snd(s.iss, s.rtt, seg, wnd);
+                let est = Established {
+                    snd,
+                    rcv: Connection::new_rcv(s.irs, s.adv),
+                };
+                if closing {
+                    State::FinWait1(est.close())
+                } else {
+                    State::Established(est)
+                }
+            }
+            st => st,
+        });
+        self.finish_snd_setup();
+        self.last_ack_sent = rcv_nxt;
+        self.events.push(if passive {
+            ConnEvent::Established
+        } else {
+            ConnEvent::Connected
+        });
+        // The ACK may carry data or FIN: process the rest as a synchronized state does.
+        if !seg.payload.is_empty() || flags.fin() {
+            self.stats.segs_in -= 1;
+            return self.on_segment_synchronized(now, seg, cfg);
+        }
+        Disposition::Done
+    }
+
+    /// RFC 5961 3.2 / 4.2: answer with `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
+    fn challenge_ack(&mut self) -> Disposition {
+        self.ack_now = true;
+        self.stats.challenge_acks += 1;
+        Disposition::Dropped("challenge_ack")
+    }
+
+    /// RFC 9293 3.10.7.4: the synchronized states.
+    pub(crate) fn on_segment_synchronized(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        cfg: &Config,
+    ) -> Disposition {
+        let Some((rcv_nxt, adv)) = self.state.rcv_window() else {
+            return Disposition::Done;
+        };
+        let flags = seg.flags;
+        let seg_len = seg.seg_len();
+        let seg_ts = seg.options.timestamps.filter(|_| self.neg.timestamps);
+        // RFC 7323 5.3: PAWS: a TSval older than TS.Recent marks an old duplicate.
+        if let Some(ts) = seg_ts {
+            if !flags.rst() && (ts.tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                self.ack_now = true;
+                return Disposition::Dropped("paws");
+            }
+        }
+        // First: sequence number acceptability.
+        let rcv_wnd = (adv - rcv_nxt).max(0) as u32;
+        let bare_fin_at_edge =
+            rcv_wnd == 0 && seg.seq == rcv_nxt && seg.payload.is_empty() && flags.fin();
+        if !acceptable(seg.seq, seg_len, rcv_nxt, rcv_wnd) && !bare_fin_at_edge {
+            if !flags.rst() {
+                self.ack_now = true;
+            }
+            return Disposition::Dropped("not_acceptable");
+        }
+        // RFC 7323 4.3: remember the TSval of the segment that fills RCV.NXT.
+        if let Some(ts) = seg_ts {
+            if seg.seq <= self.last_ack_sent {
+                self.ts_recent = ts.tsval;
+            }
+        }
+        // Second: RST. RFC 5961 3.2: only an exact RCV.NXT match resets; else challenge ACK.
+        if flags.rst() {
+            if seg.seq != rcv_nxt {
+                return self.challenge_ack();
+            }
+            let err = match self.state {
+                State::Closing(_) | State::LastAck(_) | State::TimeWait(_) => None,
+                _ => Some(Error::ConnectionReset),
+            };
+            let err = if self.orphaned { None } else { err };
+            self.terminate(now, "rcv RST", err);
+            return Disposition::Done;
+        }
+        // Fourth: SYN in a synchronized state. RFC 5961 4.2: challenge ACK.
+        if flags.syn() {
+            return self.challenge_ack();
+        }
+        // Fifth: ACK.
+        if !flags.ack() {
+            return Disposition::Dropped("no_ack");
+        }
+        if self.state.snd().is_some() {
+            match self.process_ack(now, seg) {
+                AckOutcome::Drop(reason) => return Disposition::Dropped(reason),
+                AckOutcome::FinAcked => {
+                    if self.on_fin_acked(now, cfg) {
+                        return Disposition::Done;
+                    }
+                }
+                AckOutcome::Continue => {}
+            }
+        }
+        // Seventh: segment text (only while the peer may still send).
+        let mut fin_in = false;
+        if self.state.rcv().is_some() {
+            if self.orphaned
+                && !seg.payload.is_empty()
+                && seg.seq + seg.payload.len() as u32 > rcv_nxt
+            {
+                // RFC 9293 3.10.7.4 / RFC 1122 4.2.2.13: new data after close() gets a RST.
+                self.rst_out.push(RstOut {
+                    seq: seg.ack,
+                    ack: None,
+                });
+                self.terminate(now, "data after close()", None);
+                return Disposition::Done;
+            }
+            fin_in = self.process_text(seg);
+        } else if seg_len > 0 {
+            // CLOSE_WAIT, CLOSING, LAST_ACK: the peer already sent FIN; ignore text, ACK.
+            self.ack_now = true;
+        }
+        // Eighth: FIN.
+        if fin_in {
+            self.on_fin(now, cfg);
+        }
+        Disposition::Done
+    }
+
+    /// RFC 9293 3.10.7.4 fifth: the ACK field, for states with a send sequence space.
+    fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) -> AckOutcome {
+        let buf_len = self.snd_buf.len() as u32;
+        let mss = self.neg.snd_mss as u32;
+        let seg_wnd = (seg.window as u32) << self.neg.snd_wscale;
+        let Some(snd) = self.state.snd_mut() else {
+            return AckOutcome::Continue;
+        };
+        if seg.ack > snd.max {
+            // Acknowledges something not yet sent: ACK and drop.
+            self.ack_now = true;
+            return AckOutcome::Drop("ack_unsent");
+        }
+        // RFC 5961 5.2: too old an ACK value is answered with a (challenge) ACK and dropped.
+        if seg.ack < snd.una - snd.max_wnd.max(1) {
+            self.ack_now = true;
+            self.stats.challenge_acks += 1;
+            return AckOutcome::Drop("ack_too_old");
+        }
+        let data_end = snd.una + buf_len;
+        let mut fin_acked = false;
+        if seg.ack > snd.una {
+            let acked = (seg.ack - snd.una) as u32;
+            let data_acked = acked.min(buf_len);
+            fin_acked = snd.fin_queued && seg.ack == data_end + 1;
+            snd.una = seg.ack;
+            if snd.nxt < snd.una {
+                snd.nxt = snd.una;
+            }
+            snd.rtt.on_ack(now, seg.ack);
+            snd.rtx.backoff = 0;
+            // RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
+            snd.rtx.deadline = (snd.una < snd.max).then(|| now + snd.rtt.rto());
+            snd.dupacks = 0;
+            match snd.recover {
+                Some(r) if seg.ack < r => {
+                    // RFC 6582 3.2: a partial ACK in recovery: resend the next hole.
+                    snd.resend_head = true;
+                }
+                Some(_) => {
+                    snd.recover = None;
+                    snd.cwnd = snd.ssthresh.max(mss);
+                }
+                None if snd.cwnd < snd.ssthresh => snd.cwnd += acked.min(mss), // RFC 5681 3.1 slow start
+                None => snd.cwnd += (mss * mss / snd.cwnd).max(1), // congestion avoidance
+            }
+            self.snd_buf.ack(data_acked as usize);
+            self.stats.bytes_sent += data_acked as u64;
+            if self.want_writable && self.snd_buf.free() > 0 && !self.shut_wr {
+                self.want_writable = false;
+                self.events.push(ConnEvent::Writable);
+            }
+        } else if seg.ack == snd.una
+            && seg.payload.is_empty()
+            && !seg.flags.fin()
+            && seg_wnd == snd.wnd
+            && snd.una < snd.max
+        {
+            // RFC 5681 3.2: duplicate ACKs; the third triggers fast retransmit.
+            snd.dupacks += 1;
+            if snd.dupacks == 3 && snd.recover.is_none() {
+                snd.ssthresh = (snd.flight() / 2).max(2 * mss);
+                snd.cwnd = snd.ssthresh + 3 * mss;
+                snd.recover = Some(snd.max);
+                snd.resend_head = true;
+            } else if snd.dupacks > 3 {
+                snd.cwnd += mss;
+            }
+        }
+        // RFC 9293 3.10.7.4: update the send window from the newest segment.
+        let Some(snd) = self.state.snd_mut() else {
+            return AckOutcome::Continue;
+        };
+        if snd.wl1 < seg.seq || (snd.wl1 == seg.seq && snd.wl2 <= seg.ack) {
+            snd.wnd = seg_wnd;
+            snd.wl1 = seg.seq;
+            snd.wl2 = seg.ack;
+            snd.max_wnd = snd.max_wnd.max(seg_wnd);
+            if seg_wnd > 0 {
+                snd.persist = Retransmit::default();
+                snd.probes = 0;
+            }
+        }
+        if !self.orphaned {
+            // An answer from the peer: probes are not going unanswered.
+            if let Some(snd) = self.state.snd_mut() {
+                snd.probes = 0;
+            }
+        }
+        if fin_acked {
+            AckOutcome::FinAcked
+        } else {
+            AckOutcome::Continue
+        }
+    }
+
+    /// Our FIN is acknowledged: FIN_WAIT_1 -> FIN_WAIT_2, CLOSING -> TIME_WAIT, LAST_ACK -> CLOSED.
+    /// Returns true when the connection is finished with this segment.
+    fn on_fin_acked(&mut self, now: Instant, cfg: &Config) -> bool {
+        match self.state {
+            State::FinWait1(_) => {
+                let timeout = self.orphaned.then(|| now + cfg.tcp_fin_timeout);
+                self.transition(now, "rcv ACK of FIN", |st| match st {
+                    State::FinWait1(s) => State::FinWait2(s.on_fin_acked(timeout)),
+                    st => st,
+                });
+                false
+            }
+            State::Closing(_) => {
+                let tw = self.time_wait_params(now, cfg);
+                self.transition(now, "rcv ACK of FIN", |st| match st {
+                    State::Closing(s) => State::TimeWait(s.on_fin_acked(tw)),
+                    st => st,
+                });
+                true
+            }
+            State::LastAck(_) => {
+                self.terminate(now, "rcv ACK of FIN", None);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// RFC 9293 3.10.7.4 seventh: take the segment's bytes into the receive buffer or the
+    /// reassembly queue. Returns true when the peer's FIN is now in sequence.
+    fn process_text(&mut self, seg: &TcpRepr<'_>) -> bool {
+        let rcv_free = self.rcv_cap.saturating_sub(self.rcv_buf.len());
+        let Some(rcv) = self.state.rcv_mut() else {
+            return false;
+        };
+        let mut seq = seg.seq;
+        let mut data = seg.payload;
+        let mut fin = seg.flags.fin();
+        let fin_seq = seg.seq + seg.payload.len() as u32;
+        // Trim what we already have.
+        if seq < rcv.nxt {
+            let skip = ((rcv.nxt - seq) as usize).min(data.len());
+            data = &data[skip..];
+            seq += skip as u32;
+        }
+        // Trim what lies beyond the window; a FIN beyond it is not taken either.
+        let right = rcv.adv.max(rcv.nxt);
+        if seq + data.len() as u32 > right {
+            let keep = (right - seq).max(0) as usize;
+            data = &data[..keep.min(data.len())];
+            fin = fin && fin_seq <= right;
+        }
+        if seg.seg_len() > 0 {
+            // Immediate ACK for every segment that occupies sequence space.
+            self.ack_now = true;
+        }
+        let mut delivered = 0usize;
+        if !data.is_empty() {
+            if seq == rcv.nxt {
+                let take = data.len().min(rcv_free);
+                self.rcv_buf.extend(&data[..take]);
+                rcv.nxt += take as u32;
+                delivered += take;
+                while let Some(more) = rcv.ooo.pop_ready(rcv.nxt) {
+                    rcv.nxt += more.len() as u32;
+                    delivered += more.len();
+                    self.rcv_buf.extend(more);
+                }
+            } else if seq > rcv.nxt && !rcv.ooo.insert(rcv.nxt, seq, data) {
+                self.stats.dropped += 1;
+            }
+        }
+        if fin && fin_seq >= rcv.nxt {
+            // Remember the FIN even when it arrived ahead of missing data.
+            rcv.fin = Some(fin_seq);
+        }
+        let fin_now = rcv.fin == Some(rcv.nxt);
+        if fin_now {
+            rcv.nxt += 1;
+            rcv.fin = None;
+        }
+        if delivered > 0 || fin_now {
+            self.stats.bytes_received += delivered as u64;
+            self.events.push(ConnEvent::Readable);
+        }
+        fin_now
+    }
+
+    /// RFC 9293 3.10.7.4 eighth: the peer's FIN is in sequence.
+    fn on_fin(&mut self, now: Instant, cfg: &Config) {
+        self.fin_received = true;
+        self.ack_now = true;
+        match self.state {
+            State::Established(_) => self.transition(now, "rcv FIN", |st| match st {
+                State::Established(s) => State::CloseWait(s.on_fin()),
+                st => st,
+            }),
+            State::FinWait1(_) => self.transition(now, "rcv FIN", |st| match st {
+                State::FinWait1(s) => State::Closing(s.on_fin()),
+                st => st,
+            }),
+            State::FinWait2(_) => {
+                let tw = self.time_wait_params(now, cfg);
+                self.transition(now, "rcv FIN", |st| match st {
+                    State::FinWait2(s) => State::TimeWait(s.on_fin(tw)),
+                    st => st,
+                })
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Result of processing the ACK field.
+enum AckOutcome {
+    Continue,
+    FinAcked,
+    Drop(&'static str),
+}
+
+fn flags_without_syn(seg: &TcpRepr<'_>) -> crate::wire::TcpFlags {
+    crate::wire::TcpFlags::from_bits(seg.flags.bits() & !crate::wire::TcpFlags::SYN.bits())
+}
+
+/// A send sequence space for a connection whose SYN (at `iss`) was just acknowledged.
+fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u32) -> Snd {
+    Snd {
+        iss,
+        una: iss + 1,
+        nxt: iss + 1,
+        max: iss + 1,
+        wnd,
+        wl1: seg.seq,
+        wl2: seg.ack,
+        max_wnd: wnd,
+        rtt,
+        rtx: Retransmit::default(),
+        persist: Retransmit::default(),
+        probes: 0,
+        dupacks: 0,
+        cwnd: 0,
+        ssthresh: u32::MAX,
+        recover: None,
+        resend_head: false,
+        fin_queued: false,
+    }
+}

@@ -1,0 +1,289 @@
+//! Outgoing segments: what a connection sends next (SYN, SYN-ACK, data, FIN, ACKs,
+//! window probes), in RFC 9293 3.10.7 and RFC 5681 order of priority.
+
+use super::conn::Connection;
+use super::state::*;
+use crate::wire::{SeqNum, TcpFlags, TcpOptions, Timestamps};
+use crate::Instant;
+
+/// A segment ready to be wrapped in TCP/IP headers by the stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Outgoing {
+    pub(crate) seq: SeqNum,
+    pub(crate) ack: SeqNum,
+    pub(crate) flags: TcpFlags,
+    pub(crate) window: u16,
+    pub(crate) options: TcpOptions,
+    pub(crate) payload: Vec<u8>,
+}
+
+impl Connection {
+    /// True when [`Connection::poll_segment`] has something to send.
+    pub(crate) fn wants_transmit(&self) -> bool {
+        match &self.state {
+            State::Closed(_) => false,
+            State::SynSent(_) | State::SynRcvd(_) => self.syn_due || self.ack_now,
+            State::FinWait2(_) | State::TimeWait(_) => self.ack_now,
+            st => {
+                let Some(snd) = st.snd() else { return false };
+                self.ack_now
+                    || self.probe_due
+                    || snd.resend_head
+                    || self.sendable(snd).0 > 0
+                    || self.fin_sendable(snd)
+            }
+        }
+    }
+
+    /// (bytes of new data we may send now, whether the window/cwnd is what limits it).
+    fn sendable(&self, snd: &Snd) -> (usize, bool) {
+        let buf_len = self.snd_buf.len();
+        let off = ((snd.nxt - snd.una).max(0) as usize).min(buf_len);
+        let unsent = buf_len - off;
+        if unsent == 0 {
+            return (0, false);
+        }
+        let limit = snd.wnd.min(snd.cwnd) as i64 - snd.flight() as i64;
+        let len = unsent.min(self.neg.snd_mss).min(limit.max(0) as usize);
+        // RFC 9293 3.8.6.2.1 (sender SWS avoidance): send a full segment, all that is
+        // queued, or at least half the largest window; otherwise wait for ACKs, unless
+        // nothing is in flight to bring them.
+        let worth = len == self.neg.snd_mss
+            || len == unsent
+            || len as u32 >= snd.max_wnd / 2
+            || (snd.flight() == 0 && len > 0);
+        if worth {
+            (len, len < unsent.min(self.neg.snd_mss))
+        } else {
+            (0, true)
+        }
+    }
+
+    /// Our FIN is queued and everything before it has been sent.
+    fn fin_sendable(&self, snd: &Snd) -> bool {
+        snd.fin_queued && snd.nxt == snd.una + self.snd_buf.len() as u32
+    }
+
+    /// The next segment to send, if any.
+    pub(crate) fn poll_segment(&mut self, now: Instant) -> Option<Outgoing> {
+        let out = match self.state {
+            State::Closed(_) => None,
+            State::SynSent(_) | State::SynRcvd(_) => self.poll_handshake(now),
+            State::FinWait2(_) | State::TimeWait(_) => self.ack_now.then(|| self.ack_segment(now)),
+            _ => self.poll_data(now),
+        };
+        if out.is_some() {
+            self.stats.segs_out += 1;
+        }
+        out
+    }
+
+    /// SYN (SYN_SENT) or SYN,ACK (SYN_RECEIVED).
+    fn poll_handshake(&mut self, now: Instant) -> Option<Outgoing> {
+        if !self.syn_due {
+            return self.ack_now.then(|| self.ack_segment(now));
+        }
+        self.syn_due = false;
+        self.ack_now = false;
+        let tsval = self.tsval(now);
+        let window = self.initial_window();
+        let mss = self.local_mss;
+        match &mut self.state {
+            State::SynSent(s) => {
+                if s.rtx.backoff == 0 {
+                    s.rtt.on_send(now, s.iss + 1);
+                }
+                s.rtx.deadline = Some(now + s.rtt.backed_off(s.rtx.backoff));
+                let options = TcpOptions {
+                    mss: Some(mss),
+                    window_scale: s.wscale_offer,
+                    timestamps: s.ts_offer.then_some(Timestamps { tsval, tsecr: 0 }),
+                    ..TcpOptions::default()
+                };
+                Some(Outgoing {
+                    seq: s.iss,
+                    ack: SeqNum::new(0),
+                    flags: TcpFlags::SYN,
+                    window,
+                    options,
+                    payload: Vec::new(),
+                })
+            }
+            State::SynRcvd(s) => {
+                if s.rtx.backoff == 0 {
+                    s.rtt.on_send(now, s.iss + 1);
+                }
+                s.rtx.deadline = Some(now + s.rtt.backed_off(s.rtx.backoff));
+                // RFC 7323 1.3: answer only the options the peer offered.
+                let wscaled = self.neg.snd_wscale != 0 || self.neg.rcv_wscale != 0;
+                let options = TcpOptions {
+                    mss: Some(mss),
+                    window_scale: wscaled.then_some(self.neg.rcv_wscale),
+                    timestamps: self.neg.timestamps.then_some(Timestamps {
+                        tsval,
+                        tsecr: self.ts_recent,
+                    }),
+                    ..TcpOptions::default()
+                };
+                self.last_ack_sent = s.irs + 1;
+                Some(Outgoing {
+                    seq: s.iss,
+                    ack: s.irs + 1,
+                    flags: TcpFlags::SYN | TcpFlags::ACK,
+                    window,
+                    options,
+                    payload: Vec::new(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Data, FIN, retransmissions, probes and ACKs of the synchronized states.
+    fn poll_data(&mut self, now: Instant) -> Option<Outgoing> {
+        let snd = self.state.snd()?;
+        let buf_len = self.snd_buf.len();
+        // Fast retransmit / NewReno partial ACK: resend the segment at SND.UNA.
+        if snd.resend_head {
+            let len = buf_len.min(self.neg.snd_mss);
+            let with_fin =
+                snd.fin_queued && len == buf_len && snd.max == snd.una + buf_len as u32 + 1;
+            let una = snd.una;
+            let out = self.data_segment(now, una, len, with_fin);
+            let snd = self.state.snd_mut()?;
+            snd.resend_head = false;
+            snd.rtt.on_retransmit();
+            if snd.nxt < una + out.payload.len() as u32 + with_fin as u32 {
+                snd.nxt = una + out.payload.len() as u32 + with_fin as u32;
+            }
+            if snd.rtx.deadline.is_none() {
+                snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
+            }
+            self.stats.retransmits += 1;
+            return Some(out);
+        }
+        let (len, _) = self.sendable(snd);
+        let fin_ready = self.fin_sendable(snd);
+        let off = ((snd.nxt - snd.una).max(0) as usize).min(buf_len);
+        let with_fin = snd.fin_queued && off + len == buf_len && (len > 0 || fin_ready);
+        if len > 0 || with_fin {
+            let seq = snd.nxt;
+            let out = self.data_segment(now, seq, len, with_fin);
+            let snd = self.state.snd_mut()?;
+            let end = seq + len as u32 + with_fin as u32;
+            if seq < snd.max {
+                snd.rtt.on_retransmit();
+                self.stats.retransmits += 1;
+            } else {
+                snd.rtt.on_send(now, end);
+            }
+            snd.nxt = end;
+            if end > snd.max {
+                snd.max = end;
+            }
+            // RFC 6298 5.1: start the timer when sending data if it is not running.
+            if snd.rtx.deadline.is_none() {
+                snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
+            }
+            return Some(out);
+        }
+        if self.probe_due {
+            // A zero-window probe: an old sequence number elicits an ACK with the window.
+            self.probe_due = false;
+            let mut out = self.ack_segment(now);
+            out.seq = out.seq - 1;
+            return Some(out);
+        }
+        if self.ack_now {
+            return Some(self.ack_segment(now));
+        }
+        None
+    }
+
+    /// A segment carrying `len` bytes from `seq` (and FIN when asked), with ACK.
+    fn data_segment(&mut self, now: Instant, seq: SeqNum, len: usize, fin: bool) -> Outgoing {
+        let mut out = self.ack_segment(now);
+        let una = self.state.snd().map_or(seq, |s| s.una);
+        let off = (seq - una).max(0) as usize;
+        self.snd_buf.copy_out(off, len, &mut out.payload);
+        out.seq = seq;
+        if fin {
+            out.flags |= TcpFlags::FIN;
+        }
+        if len > 0 && off + len == self.snd_buf.len() {
+            out.flags |= TcpFlags::PSH;
+        }
+        out
+    }
+
+    /// `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>` with our window and timestamps; clears `ack_now`.
+    pub(crate) fn ack_segment(&mut self, now: Instant) -> Outgoing {
+        self.ack_now = false;
+        let window = self.update_window();
+        let seq = self.state.snd_nxt().unwrap_or(SeqNum::new(0));
+        let ack = self
+            .state
+            .rcv_window()
+            .map_or(SeqNum::new(0), |(nxt, _)| nxt);
+        self.last_ack_sent = ack;
+        let timestamps = match &self.state {
+            State::TimeWait(tw) => tw
+                .timestamps(now)
+                .map(|(tsval, tsecr)| Timestamps { tsval, tsecr }),
+            _ => self.neg.timestamps.then(|| Timestamps {
+                tsval: self.tsval(now),
+                tsecr: self.ts_recent,
+            }),
+        };
+        Outgoing {
+            seq,
+            ack,
+            flags: TcpFlags::ACK,
+            window,
+            options: TcpOptions {
+                timestamps,
+                ..TcpOptions::default()
+            },
+            payload: Vec::new(),
+        }
+    }
+
+    /// Move the advertised right edge forward when the buffer has room (never back:
+    /// RFC 9293 3.8.6.2.2), and return the window field to send.
+    fn update_window(&mut self) -> u16 {
+        let free = self.rcv_free() as u32;
+        let threshold = ((self.rcv_cap / 2) as u32).min(self.local_mss as u32);
+        let scale = self.neg.rcv_wscale;
+        if let Some(rcv) = self.state.rcv_mut() {
+            let candidate = rcv.nxt + free;
+            // Receiver SWS avoidance: only open the window by a worthwhile amount.
+            if candidate > rcv.adv
+                && ((candidate - rcv.adv) as u32 >= threshold || rcv.adv <= rcv.nxt)
+            {
+                rcv.adv = candidate;
+            }
+        }
+        if let State::TimeWait(tw) = &self.state {
+            return tw.rcv_wnd;
+        }
+        match self.state.rcv_window() {
+            Some((nxt, adv)) => (((adv - nxt).max(0) as u32) >> scale).min(65535) as u16,
+            None => self.initial_window(),
+        }
+    }
+
+    /// Arm or disarm the persist timer after anything changed (RFC 9293 3.8.6.1): it runs
+    /// while the peer's window is zero, data waits, and nothing is in flight to bring an ACK.
+    pub(crate) fn settle(&mut self, now: Instant) {
+        let buf_len = self.snd_buf.len();
+        if let Some(snd) = self.state.snd_mut() {
+            let unsent = buf_len as i64 - (snd.nxt - snd.una) as i64;
+            let stalled = snd.wnd == 0 && unsent > 0 && snd.una == snd.max;
+            if stalled && snd.persist.deadline.is_none() {
+                snd.persist.deadline = Some(now + snd.rtt.backed_off(snd.persist.backoff));
+            } else if !stalled && snd.persist.deadline.is_some() {
+                snd.persist = Retransmit::default();
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The send buffer: bytes the application wrote that the peer has not acknowledged yet.
+//! Offset 0 is SND.UNA (or ISS+1 before the handshake completes).
+
+use std::collections::VecDeque;
+
+/// Unacknowledged and unsent bytes, bounded by a capacity.
+#[derive(Debug)]
+pub(crate) struct SendBuffer {
+    data: VecDeque<u8>,
+    capacity: usize,
+}
+
+impl SendBuffer {
+    pub(crate) fn new(capacity: usize) -> SendBuffer {
+        SendBuffer {
+            data: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Bytes held (sent-but-unacknowledged plus unsent).
+    pub(crate) fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Room left for the application.
+    pub(crate) fn free(&self) -> usize {
+        self.capacity.saturating_sub(self.data.len())
+    }
+
+    /// Append as much of `bytes` as fits; returns how much was taken.
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(self.free());
+        self.data.extend(&bytes[..n]);
+        n
+    }
+
+    /// The peer acknowledged `n` bytes from the front: forget them.
+    pub(crate) fn ack(&mut self, n: usize) {
+        let n = n.min(self.data.len());
+        self.data.drain(..n);
+    }
+
+    /// Copy `len` bytes starting `offset` bytes after the front into `out`.
+    pub(crate) fn copy_out(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+        let end = (offset + len).min(self.data.len());
+        if offset >= end {
+            return;
+        }
+        let (a, b) = self.data.as_slices();
+        if offset < a.len() {
+            out.extend_from_slice(&a[offset..end.min(a.len())]);
+        }
+        if end > a.len() {
+            out.extend_from_slice(&b[offset.saturating_sub(a.len())..end - a.len()]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_is_bounded_by_capacity() {
+        let mut b = SendBuffer::new(4);
+        assert_eq!(b.push(b"abcdef"), 4);
+        assert_eq!(b.free(), 0);
+        b.ack(2);
+        assert_eq!(b.push(b"xyz"), 2);
+        let mut out = Vec::new();
+        b.copy_out(1, 10, &mut out);
+        assert_eq!(out, b"dxy");
+    }
+
+    #[test]
+    fn copy_out_spans_the_ring_wraparound() {
+        let mut b = SendBuffer::new(8);
+        b.push(b"12345678");
+        b.ack(6);
+        b.push(b"abcdef");
+        let mut out = Vec::new();
+        b.copy_out(0, 8, &mut out);
+        assert_eq!(out, b"78abcdef");
+    }
+}

@@ -1,0 +1,377 @@
+//! The connection states as data: one struct per RFC 9293 state inside [`State`], so a
+//! field exists only where the protocol has it (no send sequence space before the
+//! handshake, no reassembly queue after the peer's FIN, only a handful of numbers in
+//! TIME_WAIT). Transitions are methods that consume one state and return the next.
+
+use std::time::Duration;
+
+use super::reassembly::Reassembly;
+use super::rtt::RttEstimator;
+use super::time_wait::TimeWait;
+use super::TcpState;
+use crate::wire::SeqNum;
+use crate::Instant;
+
+/// A retransmission timer with its backoff count (consecutive expirations without progress).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Retransmit {
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) backoff: u32,
+}
+
+/// What the handshake settled (RFC 9293 3.7.1 MSS, RFC 7323 window scale and timestamps).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Negotiated {
+    /// Largest payload we put in one segment (peer's MSS, less our option bytes).
+    pub(crate) snd_mss: usize,
+    /// Shift applied to windows the peer advertises.
+    pub(crate) snd_wscale: u8,
+    /// Shift applied to windows we advertise.
+    pub(crate) rcv_wscale: u8,
+    /// Timestamps on every segment (RFC 7323 3).
+    pub(crate) timestamps: bool,
+}
+
+/// The send sequence space (RFC 9293 3.3.1), present from ESTABLISHED until our FIN is acknowledged.
+#[derive(Debug)]
+pub(crate) struct Snd {
+    pub(crate) iss: SeqNum,
+    /// Oldest unacknowledged sequence number.
+    pub(crate) una: SeqNum,
+    /// Next sequence number to send (moves back to `una` after a timeout: go-back-N).
+    pub(crate) nxt: SeqNum,
+    /// Highest sequence number ever sent, plus one.
+    pub(crate) max: SeqNum,
+    /// The peer's receive window, already scaled.
+    pub(crate) wnd: u32,
+    /// Segment sequence and ack numbers used for the last window update.
+    pub(crate) wl1: SeqNum,
+    pub(crate) wl2: SeqNum,
+    /// Largest window the peer ever offered (RFC 5961 5.2 MAX.SND.WND).
+    pub(crate) max_wnd: u32,
+    pub(crate) rtt: RttEstimator,
+    pub(crate) rtx: Retransmit,
+    /// Zero-window probing (RFC 9293 3.8.6.1).
+    pub(crate) persist: Retransmit,
+    /// Probes sent without the window opening.
+    pub(crate) probes: u32,
+    /// Duplicate ACKs in a row (RFC 5681 3.2).
+    pub(crate) dupacks: u32,
+    /// Congestion window and slow-start threshold, in bytes (RFC 5681).
+    pub(crate) cwnd: u32,
+    pub(crate) ssthresh: u32,
+    /// Sequence number up to which fast recovery lasts.
+    pub(crate) recover: Option<SeqNum>,
+    /// A segment at `una` to resend now (fast retransmit).
+    pub(crate) resend_head: bool,
+    /// Our FIN is queued (after the application's last byte).
+    pub(crate) fin_queued: bool,
+}
+
+impl Snd {
+    /// Bytes in flight (sent and not acknowledged).
+    pub(crate) fn flight(&self) -> u32 {
+        (self.nxt - self.una).max(0) as u32
+    }
+}
+
+/// The receive sequence space while the peer may still send data (until its FIN).
+#[derive(Debug)]
+pub(crate) struct Rcv {
+    pub(crate) irs: SeqNum,
+    /// Next sequence number expected.
+    pub(crate) nxt: SeqNum,
+    /// Right edge of the window we last advertised (never moves left: RFC 9293 3.8.6.2.2).
+    pub(crate) adv: SeqNum,
+    /// Segments beyond `nxt`.
+    pub(crate) ooo: Reassembly,
+    /// The peer's FIN, when it arrived ahead of data still missing.
+    pub(crate) fin: Option<SeqNum>,
+}
+
+/// The receive side once the peer's FIN is in: only the numbers needed to ACK.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RcvFin {
+    /// Sequence number after the peer's FIN.
+    pub(crate) nxt: SeqNum,
+    /// Right edge of the window we last advertised.
+    pub(crate) adv: SeqNum,
+}
+
+/// The send side once our FIN is acknowledged.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SndFin {
+    /// Sequence number after our FIN.
+    pub(crate) nxt: SeqNum,
+}
+
+/// CLOSED: nothing but the memory of why.
+#[derive(Debug, Default)]
+pub(crate) struct Closed;
+
+/// SYN_SENT: our SYN is out (RFC 9293 3.10.7.3).
+#[derive(Debug)]
+pub(crate) struct SynSent {
+    pub(crate) iss: SeqNum,
+    pub(crate) rtx: Retransmit,
+    pub(crate) rtt: RttEstimator,
+    /// Window scale we offered (None: not offered).
+    pub(crate) wscale_offer: Option<u8>,
+    /// Whether we offered timestamps.
+    pub(crate) ts_offer: bool,
+}
+
+/// SYN_RECEIVED: the peer's SYN is in, ours is out.
+#[derive(Debug)]
+pub(crate) struct SynRcvd {
+    pub(crate) iss: SeqNum,
+    pub(crate) irs: SeqNum,
+    /// Came from a listener (a RST returns it to LISTEN: RFC 9293 3.10.7.4).
+    pub(crate) passive: bool,
+    pub(crate) rtx: Retransmit,
+    pub(crate) rtt: RttEstimator,
+    /// Where our advertised window ends.
+    pub(crate) adv: SeqNum,
+}
+
+/// ESTABLISHED.
+#[derive(Debug)]
+pub(crate) struct Established {
+    pub(crate) snd: Snd,
+    pub(crate) rcv: Rcv,
+}
+
+/// FIN_WAIT_1: our FIN is queued or sent, not yet acknowledged.
+#[derive(Debug)]
+pub(crate) struct FinWait1 {
+    pub(crate) snd: Snd,
+    pub(crate) rcv: Rcv,
+}
+
+/// FIN_WAIT_2: our FIN is acknowledged; the peer may still send.
+#[derive(Debug)]
+pub(crate) struct FinWait2 {
+    pub(crate) snd: SndFin,
+    pub(crate) rcv: Rcv,
+    /// When an orphaned connection gives up waiting (tcp_fin_timeout).
+    pub(crate) timeout: Option<Instant>,
+}
+
+/// CLOSE_WAIT: the peer's FIN is in; waiting for our application to close.
+#[derive(Debug)]
+pub(crate) struct CloseWait {
+    pub(crate) snd: Snd,
+    pub(crate) rcv: RcvFin,
+}
+
+/// CLOSING: both FINs crossed; waiting for the ACK of ours.
+#[derive(Debug)]
+pub(crate) struct Closing {
+    pub(crate) snd: Snd,
+    pub(crate) rcv: RcvFin,
+}
+
+/// LAST_ACK: we sent our FIN after the peer's; waiting for its ACK.
+#[derive(Debug)]
+pub(crate) struct LastAck {
+    pub(crate) snd: Snd,
+    pub(crate) rcv: RcvFin,
+}
+
+/// A connection's state, with exactly the data that state needs.
+#[derive(Debug)]
+pub(crate) enum State {
+    Closed(Closed),
+    SynSent(SynSent),
+    SynRcvd(SynRcvd),
+    Established(Established),
+    FinWait1(FinWait1),
+    FinWait2(FinWait2),
+    CloseWait(CloseWait),
+    Closing(Closing),
+    LastAck(LastAck),
+    TimeWait(TimeWait),
+}
+
+impl State {
+    /// The state's name.
+    pub(crate) fn name(&self) -> TcpState {
+        match self {
+            State::Closed(_) => TcpState::Closed,
+            State::SynSent(_) => TcpState::SynSent,
+            State::SynRcvd(_) => TcpState::SynReceived,
+            State::Established(_) => TcpState::Established,
+            State::FinWait1(_) => TcpState::FinWait1,
+            State::FinWait2(_) => TcpState::FinWait2,
+            State::CloseWait(_) => TcpState::CloseWait,
+            State::Closing(_) => TcpState::Closing,
+            State::LastAck(_) => TcpState::LastAck,
+            State::TimeWait(_) => TcpState::TimeWait,
+        }
+    }
+
+    /// The send sequence space, in the states that still send.
+    pub(crate) fn snd(&self) -> Option<&Snd> {
+        match self {
+            State::Established(s) => Some(&s.snd),
+            State::FinWait1(s) => Some(&s.snd),
+            State::CloseWait(s) => Some(&s.snd),
+            State::Closing(s) => Some(&s.snd),
+            State::LastAck(s) => Some(&s.snd),
+            _ => None,
+        }
+    }
+
+    /// Mutable [`State::snd`].
+    pub(crate) fn snd_mut(&mut self) -> Option<&mut Snd> {
+        match self {
+            State::Established(s) => Some(&mut s.snd),
+            State::FinWait1(s) => Some(&mut s.snd),
+            State::CloseWait(s) => Some(&mut s.snd),
+            State::Closing(s) => Some(&mut s.snd),
+            State::LastAck(s) => Some(&mut s.snd),
+            _ => None,
+        }
+    }
+
+    /// The receive sequence space, in the states where the peer may still send data.
+    pub(crate) fn rcv_mut(&mut self) -> Option<&mut Rcv> {
+        match self {
+            State::Established(s) => Some(&mut s.rcv),
+            State::FinWait1(s) => Some(&mut s.rcv),
+            State::FinWait2(s) => Some(&mut s.rcv),
+            _ => None,
+        }
+    }
+
+    /// The receive sequence space, shared view.
+    pub(crate) fn rcv(&self) -> Option<&Rcv> {
+        match self {
+            State::Established(s) => Some(&s.rcv),
+            State::FinWait1(s) => Some(&s.rcv),
+            State::FinWait2(s) => Some(&s.rcv),
+            _ => None,
+        }
+    }
+
+    /// RCV.NXT and the right edge of our advertised window, in synchronized states.
+    pub(crate) fn rcv_window(&self) -> Option<(SeqNum, SeqNum)> {
+        match self {
+            State::Established(s) => Some((s.rcv.nxt, s.rcv.adv)),
+            State::FinWait1(s) => Some((s.rcv.nxt, s.rcv.adv)),
+            State::FinWait2(s) => Some((s.rcv.nxt, s.rcv.adv)),
+            State::CloseWait(s) => Some((s.rcv.nxt, s.rcv.adv)),
+            State::Closing(s) => Some((s.rcv.nxt, s.rcv.adv)),
+            State::LastAck(s) => Some((s.rcv.nxt, s.rcv.adv)),
+            State::TimeWait(t) => Some((t.rcv_nxt, t.rcv_nxt + t.rcv_wnd as u32)),
+            State::SynRcvd(s) => Some((s.irs + 1, s.adv)),
+            _ => None,
+        }
+    }
+
+    /// SND.NXT: the sequence number our next segment carries.
+    pub(crate) fn snd_nxt(&self) -> Option<SeqNum> {
+        match self {
+            State::SynSent(s) => Some(s.iss + 1),
+            State::SynRcvd(s) => Some(s.iss + 1),
+            State::FinWait2(s) => Some(s.snd.nxt),
+            State::TimeWait(t) => Some(t.snd_nxt),
+            other => other.snd().map(|s| s.nxt),
+        }
+    }
+}
+
+impl Established {
+    /// RFC 9293 3.10.7.4 eighth: the peer's FIN moves ESTABLISHED to CLOSE_WAIT.
+    pub(crate) fn on_fin(self) -> CloseWait {
+        CloseWait {
+            snd: self.snd,
+            rcv: RcvFin {
+                nxt: self.rcv.nxt,
+                adv: self.rcv.adv,
+            },
+        }
+    }
+
+    /// RFC 9293 3.10.4: CLOSE (or shutdown) in ESTABLISHED queues a FIN, enters FIN_WAIT_1.
+    pub(crate) fn close(mut self) -> FinWait1 {
+        self.snd.fin_queued = true;
+        FinWait1 {
+            snd: self.snd,
+            rcv: self.rcv,
+        }
+    }
+}
+
+impl FinWait1 {
+    /// RFC 9293 3.10.7.4 fifth: our FIN acknowledged, FIN_WAIT_1 becomes FIN_WAIT_2.
+    pub(crate) fn on_fin_acked(self, timeout: Option<Instant>) -> FinWait2 {
+        FinWait2 {
+            snd: SndFin {
+                nxt: self.snd.nxt.max(self.snd.una),
+            },
+            rcv: self.rcv,
+            timeout,
+        }
+    }
+
+    /// RFC 9293 3.10.7.4 eighth: the peer's FIN before the ACK of ours: CLOSING.
+    pub(crate) fn on_fin(self) -> Closing {
+        Closing {
+            snd: self.snd,
+            rcv: RcvFin {
+                nxt: self.rcv.nxt,
+                adv: self.rcv.adv,
+            },
+        }
+    }
+}
+
+impl FinWait2 {
+    /// RFC 9293 3.10.7.4 eighth: the peer's FIN in FIN_WAIT_2 starts TIME_WAIT.
+    pub(crate) fn on_fin(self, tw: TimeWaitParams) -> TimeWait {
+        tw.build(self.snd.nxt, self.rcv.nxt)
+    }
+}
+
+impl CloseWait {
+    /// RFC 9293 3.10.4: CLOSE in CLOSE_WAIT queues our FIN, enters LAST_ACK.
+    pub(crate) fn close(mut self) -> LastAck {
+        self.snd.fin_queued = true;
+        LastAck {
+            snd: self.snd,
+            rcv: self.rcv,
+        }
+    }
+}
+
+impl Closing {
+    /// RFC 9293 3.10.7.4 fifth: the ACK of our FIN in CLOSING starts TIME_WAIT.
+    pub(crate) fn on_fin_acked(self, tw: TimeWaitParams) -> TimeWait {
+        tw.build(self.snd.nxt.max(self.snd.una), self.rcv.nxt)
+    }
+}
+
+/// What a connection hands over when it enters TIME_WAIT.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimeWaitParams {
+    pub(crate) now: Instant,
+    pub(crate) duration: Duration,
+    /// The window (raw, as sent on the wire) to advertise in re-ACKs.
+    pub(crate) rcv_wnd: u16,
+    /// (TS.Recent, our timestamp offset), when timestamps are on.
+    pub(crate) ts: Option<(u32, u32)>,
+}
+
+impl TimeWaitParams {
+    fn build(self, snd_nxt: SeqNum, rcv_nxt: SeqNum) -> TimeWait {
+        TimeWait {
+            snd_nxt,
+            rcv_nxt,
+            rcv_wnd: self.rcv_wnd,
+            ts_recent: self.ts.map(|t| t.0),
+            ts_offset: self.ts.map(|t| t.1).unwrap_or(0),
+            expiry: self.now + self.duration,
+        }
+    }
+}
