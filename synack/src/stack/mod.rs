@@ -471,6 +471,15 @@ impl Stack {
         }
         // An orphan in TIME_WAIT moves to the compact TIME_WAIT table.
         if !slot.app_owned && conn.tcp_state() == TcpState::TimeWait {
+            // The ACK of the peer's FIN is still to be sent: send it before the move.
+            let pending = conn.poll_segment(now);
+            if let Some(out) = pending {
+                self.queue_ctl(tuple, &out);
+            }
+            let slot = &mut self.slots[index as usize];
+            let Some(conn) = slot.conn.as_mut() else {
+                return;
+            };
             if let Some(tw) = conn.take_time_wait() {
                 slot.in_table = false;
                 self.by_tuple.remove(&tuple);

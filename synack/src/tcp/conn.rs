@@ -491,7 +491,7 @@ impl Connection {
         let threshold = ((self.rcv_cap / 2) as u32).min(self.local_mss as u32);
         if let Some(rcv) = self.state.rcv() {
             let advertised = (rcv.adv - rcv.nxt).max(0) as u32;
-            if free >= advertised + threshold || (advertised == 0 && free > 0) {
+            if free >= advertised + threshold {
                 self.ack_now = true;
             }
         }

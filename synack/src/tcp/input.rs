@@ -291,6 +291,11 @@ impl Connection {
                 return Disposition::Dropped("paws");
             }
         }
+        // RFC 5961 4.2: a SYN in a synchronized state, whatever its sequence number, gets
+        // a challenge ACK and is dropped (RFC 9293 3.10.7.4 fourth, moved first).
+        if flags.syn() && !flags.rst() {
+            return self.challenge_ack();
+        }
         // First: sequence number acceptability.
         let rcv_wnd = (adv - rcv_nxt).max(0) as u32;
         let bare_fin_at_edge =
@@ -319,10 +324,6 @@ impl Connection {
             let err = if self.orphaned { None } else { err };
             self.terminate(now, "rcv RST", err);
             return Disposition::Done;
-        }
-        // Fourth: SYN in a synchronized state. RFC 5961 4.2: challenge ACK.
-        if flags.syn() {
-            return self.challenge_ack();
         }
         // Fifth: ACK.
         if !flags.ack() {

@@ -257,9 +257,7 @@ impl Connection {
         if let Some(rcv) = self.state.rcv_mut() {
             let candidate = rcv.nxt + free;
             // Receiver SWS avoidance: only open the window by a worthwhile amount.
-            if candidate > rcv.adv
-                && ((candidate - rcv.adv) as u32 >= threshold || rcv.adv <= rcv.nxt)
-            {
+            if candidate > rcv.adv && (candidate - rcv.adv) as u32 >= threshold {
                 rcv.adv = candidate;
             }
         }

@@ -272,11 +272,11 @@ impl Harness {
             .stack
             .connect_from(self.now, self.local, self.peer)
             .expect("connect");
-        let syn = self.expect_one();
-        assert!(syn.is(syn()));
-        self.inject(syn_ack(), irs, syn.seq + 1, 65535, &[]);
+        let s = self.expect_one();
+        assert!(s.is(syn()));
+        self.inject(syn_ack(), irs, s.seq + 1, 65535, &[]);
         let a = self.expect_one();
         assert!(a.is(ack()));
-        (h, syn.seq)
+        (h, s.seq)
     }
 }

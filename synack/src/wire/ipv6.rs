@@ -1,0 +1,249 @@
+//! IPv6 headers (RFC 8200): a typed view, a representation, and extension-header walking.
+
+use std::net::Ipv6Addr;
+
+use super::WireError;
+
+/// The fixed IPv6 header length.
+pub const HEADER_LEN: usize = 40;
+
+/// A view of an IPv6 packet.
+#[derive(Debug, Clone)]
+pub struct Ipv6Packet<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv6Packet<T> {
+    /// Wrap bytes without checking them.
+    pub fn new_unchecked(buffer: T) -> Ipv6Packet<T> {
+        Ipv6Packet { buffer }
+    }
+
+    /// Wrap bytes whose fixed header and payload length fit the buffer.
+    pub fn new_checked(buffer: T) -> Result<Ipv6Packet<T>, WireError> {
+        let p = Ipv6Packet::new_unchecked(buffer);
+        p.check_len()?;
+        Ok(p)
+    }
+
+    /// Check version and payload length against the buffer.
+    pub fn check_len(&self) -> Result<(), WireError> {
+        let b = self.buffer.as_ref();
+        if b.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        if self.version() != 6 {
+            return Err(WireError::BadVersion);
+        }
+        if HEADER_LEN + self.payload_len() as usize > b.len() {
+            return Err(WireError::BadPayloadLength);
+        }
+        Ok(())
+    }
+
+    fn b(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    /// Version field (6).
+    pub fn version(&self) -> u8 {
+        self.b()[0] >> 4
+    }
+
+    /// Traffic class.
+    pub fn traffic_class(&self) -> u8 {
+        (self.b()[0] << 4) | (self.b()[1] >> 4)
+    }
+
+    /// Flow label.
+    pub fn flow_label(&self) -> u32 {
+        u32::from_be_bytes([0, self.b()[1] & 0x0f, self.b()[2], self.b()[3]])
+    }
+
+    /// Length of everything after the fixed header.
+    pub fn payload_len(&self) -> u16 {
+        u16::from_be_bytes([self.b()[4], self.b()[5]])
+    }
+
+    /// The first next-header value.
+    pub fn next_header(&self) -> u8 {
+        self.b()[6]
+    }
+
+    /// Hop limit.
+    pub fn hop_limit(&self) -> u8 {
+        self.b()[7]
+    }
+
+    /// Source address.
+    pub fn src_addr(&self) -> Ipv6Addr {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.b()[8..24]);
+        Ipv6Addr::from(a)
+    }
+
+    /// Destination address.
+    pub fn dst_addr(&self) -> Ipv6Addr {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&self.b()[24..40]);
+        Ipv6Addr::from(a)
+    }
+
+    /// Everything after the fixed header, up to the payload length.
+    pub fn payload(&self) -> &[u8] {
+        &self.b()[HEADER_LEN..HEADER_LEN + self.payload_len() as usize]
+    }
+
+    /// Walk extension headers (RFC 8200 4): skip hop-by-hop (0), routing (43) and
+    /// destination options (60); a fragment header (44) means a fragment. Returns the
+    /// upper-layer protocol and its bytes.
+    pub fn upper_layer(&self) -> Result<(u8, &[u8]), WireError> {
+        let (proto, range) = self.upper_layer_range()?;
+        Ok((proto, &self.b()[range]))
+    }
+
+    /// Like [`Ipv6Packet::upper_layer`], as a byte range of the buffer.
+    pub fn upper_layer_range(&self) -> Result<(u8, std::ops::Range<usize>), WireError> {
+        let end = HEADER_LEN + self.payload_len() as usize;
+        let mut next = self.next_header();
+        let mut at = HEADER_LEN;
+        loop {
+            let rest = &self.b()[at..end];
+            match next {
+                0 | 43 | 60 => {
+                    if rest.len() < 8 {
+                        return Err(WireError::Truncated);
+                    }
+                    let len = (rest[1] as usize + 1) * 8;
+                    if len > rest.len() {
+                        return Err(WireError::Truncated);
+                    }
+                    next = rest[0];
+                    at += len;
+                }
+                44 => return Err(WireError::Fragmented),
+                other => return Ok((other, at..end)),
+            }
+        }
+    }
+}
+
+/// The fields of an IPv6 header that synack uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Repr {
+    /// Source address.
+    pub src: Ipv6Addr,
+    /// Destination address.
+    pub dst: Ipv6Addr,
+    /// Next header (upper-layer protocol; synack emits no extension headers).
+    pub next_header: u8,
+    /// Payload length in bytes.
+    pub payload_len: usize,
+    /// Hop limit.
+    pub hop_limit: u8,
+}
+
+impl Ipv6Repr {
+    /// Read a checked packet's fixed header.
+    pub fn parse<T: AsRef<[u8]>>(p: &Ipv6Packet<T>) -> Result<Ipv6Repr, WireError> {
+        p.check_len()?;
+        Ok(Ipv6Repr {
+            src: p.src_addr(),
+            dst: p.dst_addr(),
+            next_header: p.next_header(),
+            payload_len: p.payload_len() as usize,
+            hop_limit: p.hop_limit(),
+        })
+    }
+
+    /// Write the 40-byte fixed header into `buf[..40]`.
+    pub fn emit(&self, buf: &mut [u8]) -> Result<(), WireError> {
+        if buf.len() < HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let len = u16::try_from(self.payload_len).map_err(|_| WireError::BadPayloadLength)?;
+        let b = &mut buf[..HEADER_LEN];
+        b.fill(0);
+        b[0] = 0x60;
+        b[4..6].copy_from_slice(&len.to_be_bytes());
+        b[6] = self.next_header;
+        b[7] = self.hop_limit;
+        b[8..24].copy_from_slice(&self.src.octets());
+        b[24..40].copy_from_slice(&self.dst.octets());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(payload: &[u8], next: u8) -> Vec<u8> {
+        let mut b = vec![0u8; HEADER_LEN + payload.len()];
+        Ipv6Repr {
+            src: "2001:db8::1".parse().unwrap(),
+            dst: "2001:db8::2".parse().unwrap(),
+            next_header: next,
+            payload_len: payload.len(),
+            hop_limit: 64,
+        }
+        .emit(&mut b)
+        .unwrap();
+        b[HEADER_LEN..].copy_from_slice(payload);
+        b
+    }
+
+    #[test]
+    fn emitted_header_parses_back() {
+        let b = sample(&[1, 2, 3, 4], 6);
+        let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+        let r = Ipv6Repr::parse(&p).unwrap();
+        assert_eq!(r.dst, "2001:db8::2".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(p.upper_layer().unwrap(), (6, &[1u8, 2, 3, 4][..]));
+    }
+
+    #[test]
+    fn extension_headers_are_skipped_and_fragments_reported() {
+        // hop-by-hop (8 bytes) then TCP
+        let mut ext = vec![6u8, 0, 0, 0, 0, 0, 0, 0];
+        ext.extend_from_slice(&[9, 9]);
+        let b = sample(&ext, 0);
+        let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.upper_layer().unwrap(), (6, &[9u8, 9][..]));
+        let b = sample(&[6, 0, 0, 0, 0, 0, 0, 0], 44);
+        assert_eq!(
+            Ipv6Packet::new_checked(&b[..])
+                .unwrap()
+                .upper_layer()
+                .unwrap_err(),
+            WireError::Fragmented
+        );
+        let b = sample(&[6, 5, 0], 60);
+        assert_eq!(
+            Ipv6Packet::new_checked(&b[..])
+                .unwrap()
+                .upper_layer()
+                .unwrap_err(),
+            WireError::Truncated
+        );
+    }
+
+    #[test]
+    fn payload_length_beyond_the_buffer_is_rejected() {
+        let mut b = sample(&[1, 2], 6);
+        b[5] = 50;
+        assert_eq!(
+            Ipv6Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadPayloadLength
+        );
+        b[0] = 0x40;
+        assert_eq!(
+            Ipv6Packet::new_checked(&b[..]).unwrap_err(),
+            WireError::BadVersion
+        );
+        assert_eq!(
+            Ipv6Packet::new_checked(&b[..30]).unwrap_err(),
+            WireError::Truncated
+        );
+    }
+}

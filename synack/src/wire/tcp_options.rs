@@ -1,0 +1,301 @@
+//! TCP options (RFC 9293 3.1 MSS, RFC 7323 window scale and timestamps, RFC 2018 SACK):
+//! parsing with unknown options skipped by length, and emission in Linux's layouts.
+
+use super::{SeqNum, WireError};
+
+const EOL: u8 = 0;
+const NOP: u8 = 1;
+const MSS: u8 = 2;
+const WSCALE: u8 = 3;
+const SACK_PERMITTED: u8 = 4;
+const SACK: u8 = 5;
+const TIMESTAMPS: u8 = 8;
+
+/// The longest TCP option area (a 60-byte header less the 20 fixed bytes).
+pub const MAX_OPTIONS_LEN: usize = 40;
+
+/// RFC 7323 3.2: TSval and TSecr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timestamps {
+    /// The sender's timestamp clock.
+    pub tsval: u32,
+    /// The most recent TSval received from the peer.
+    pub tsecr: u32,
+}
+
+/// Up to four SACK blocks (RFC 2018 3), without allocation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SackBlocks {
+    blocks: [(SeqNum, SeqNum); 4],
+    len: u8,
+}
+
+impl SackBlocks {
+    /// Number of blocks.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Append a (left edge, right edge) block; false when four are already held.
+    pub fn push(&mut self, block: (SeqNum, SeqNum)) -> bool {
+        if self.len as usize >= self.blocks.len() {
+            return false;
+        }
+        self.blocks[self.len as usize] = block;
+        self.len += 1;
+        true
+    }
+
+    /// The blocks, first to last.
+    pub fn as_slice(&self) -> &[(SeqNum, SeqNum)] {
+        &self.blocks[..self.len as usize]
+    }
+
+    /// Iterate over the blocks.
+    pub fn iter(&self) -> impl Iterator<Item = &(SeqNum, SeqNum)> {
+        self.as_slice().iter()
+    }
+}
+
+/// The options synack understands; everything else is skipped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpOptions {
+    /// Maximum segment size (SYN only).
+    pub mss: Option<u16>,
+    /// Window scale shift, raw as received (the engine clamps above 14: RFC 7323 2.3).
+    pub window_scale: Option<u8>,
+    /// SACK permitted (SYN only).
+    pub sack_permitted: bool,
+    /// SACK blocks.
+    pub sack_blocks: SackBlocks,
+    /// Timestamps.
+    pub timestamps: Option<Timestamps>,
+}
+
+impl TcpOptions {
+    /// Parse an option area. Unknown options are skipped by their length; a known option
+    /// with the wrong length is ignored (as Linux does). A length byte that is missing,
+    /// below 2, or runs past the end is an error.
+    pub fn parse(mut bytes: &[u8]) -> Result<TcpOptions, WireError> {
+        let mut o = TcpOptions::default();
+        while let Some(&kind) = bytes.first() {
+            match kind {
+                EOL => break,
+                NOP => {
+                    bytes = &bytes[1..];
+                    continue;
+                }
+                _ => {}
+            }
+            let len = *bytes.get(1).ok_or(WireError::BadOption)? as usize;
+            if len < 2 || len > bytes.len() {
+                return Err(WireError::BadOption);
+            }
+            let data = &bytes[2..len];
+            match (kind, len) {
+                (MSS, 4) => o.mss = Some(u16::from_be_bytes([data[0], data[1]])),
+                (WSCALE, 3) => o.window_scale = Some(data[0]),
+                (SACK_PERMITTED, 2) => o.sack_permitted = true,
+                (SACK, l) if l >= 10 && (l - 2) % 8 == 0 => {
+                    for c in data.chunks_exact(8) {
+                        let left = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+                        let right = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
+                        o.sack_blocks.push((SeqNum::new(left), SeqNum::new(right)));
+                    }
+                }
+                (TIMESTAMPS, 10) => {
+                    o.timestamps = Some(Timestamps {
+                        tsval: u32::from_be_bytes([data[0], data[1], data[2], data[3]]),
+                        tsecr: u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+                    })
+                }
+                _ => {}
+            }
+            bytes = &bytes[len..];
+        }
+        Ok(o)
+    }
+
+    /// Bytes [`TcpOptions::emit`] writes (a multiple of 4, at most 40).
+    pub fn emitted_len(&self, syn: bool) -> usize {
+        let mut n = 0;
+        if syn {
+            if self.mss.is_some() {
+                n += 4;
+            }
+            n += match (self.sack_permitted, self.timestamps.is_some()) {
+                (true, true) => 12,
+                (false, true) => 12,
+                (true, false) => 4,
+                (false, false) => 0,
+            };
+            if self.window_scale.is_some() {
+                n += 4;
+            }
+        } else if self.timestamps.is_some() {
+            n += 12;
+        }
+        let room = (MAX_OPTIONS_LEN - n).saturating_sub(4) / 8;
+        let blocks = self.sack_blocks.len().min(room);
+        if blocks > 0 {
+            n += 4 + 8 * blocks;
+        }
+        n
+    }
+
+    /// Write the options in Linux's layouts; `buf` must be `emitted_len(syn)` long.
+    /// SYN: `mss | sackOK TS | nop wscale` (Linux's `mss,sackOK,TS,nop,wscale`), with
+    /// `nop nop` padding where an option is absent; others: `nop nop TS`, then SACK blocks.
+    pub fn emit(&self, buf: &mut [u8], syn: bool) -> Result<(), WireError> {
+        if buf.len() != self.emitted_len(syn) {
+            return Err(WireError::Truncated);
+        }
+        let mut w = Writer { buf, at: 0 };
+        if syn {
+            if let Some(mss) = self.mss {
+                w.put(&[MSS, 4]);
+                w.put(&mss.to_be_bytes());
+            }
+            match (self.sack_permitted, self.timestamps) {
+                (true, Some(ts)) => {
+                    w.put(&[SACK_PERMITTED, 2]);
+                    w.timestamps(ts);
+                }
+                (false, Some(ts)) => {
+                    w.put(&[NOP, NOP]);
+                    w.timestamps(ts);
+                }
+                (true, None) => w.put(&[NOP, NOP, SACK_PERMITTED, 2]),
+                (false, None) => {}
+            }
+            if let Some(ws) = self.window_scale {
+                w.put(&[NOP, WSCALE, 3, ws]);
+            }
+        } else if let Some(ts) = self.timestamps {
+            w.put(&[NOP, NOP]);
+            w.timestamps(ts);
+        }
+        let room = (MAX_OPTIONS_LEN - w.at).saturating_sub(4) / 8;
+        let blocks = &self.sack_blocks.as_slice()[..self.sack_blocks.len().min(room)];
+        if !blocks.is_empty() {
+            w.put(&[NOP, NOP, SACK, (2 + 8 * blocks.len()) as u8]);
+            for (l, r) in blocks {
+                w.put(&l.get().to_be_bytes());
+                w.put(&r.get().to_be_bytes());
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Writer<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.buf[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
+
+    fn timestamps(&mut self, ts: Timestamps) {
+        self.put(&[TIMESTAMPS, 10]);
+        self.put(&ts.tsval.to_be_bytes());
+        self.put(&ts.tsecr.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_syn() -> TcpOptions {
+        TcpOptions {
+            mss: Some(1460),
+            window_scale: Some(7),
+            sack_permitted: true,
+            timestamps: Some(Timestamps {
+                tsval: 0x01020304,
+                tsecr: 0,
+            }),
+            ..TcpOptions::default()
+        }
+    }
+
+    #[test]
+    fn syn_options_use_linux_layout_byte_for_byte() {
+        let o = full_syn();
+        let mut b = vec![0u8; o.emitted_len(true)];
+        o.emit(&mut b, true).unwrap();
+        assert_eq!(
+            b,
+            [2, 4, 0x05, 0xb4, 4, 2, 8, 10, 1, 2, 3, 4, 0, 0, 0, 0, 1, 3, 3, 7],
+            "mss,sackOK,TS,nop,wscale"
+        );
+        assert_eq!(TcpOptions::parse(&b).unwrap(), o);
+    }
+
+    #[test]
+    fn data_segment_options_round_trip_with_sack_blocks() {
+        let mut o = TcpOptions {
+            timestamps: Some(Timestamps { tsval: 9, tsecr: 8 }),
+            ..TcpOptions::default()
+        };
+        for i in 0..4 {
+            o.sack_blocks
+                .push((SeqNum::new(i * 100), SeqNum::new(i * 100 + 50)));
+        }
+        let n = o.emitted_len(false);
+        assert_eq!(n, 12 + 4 + 8 * 3, "only three blocks fit beside timestamps");
+        let mut b = vec![0u8; n];
+        o.emit(&mut b, false).unwrap();
+        let p = TcpOptions::parse(&b).unwrap();
+        assert_eq!(p.timestamps, o.timestamps);
+        assert_eq!(p.sack_blocks.as_slice(), &o.sack_blocks.as_slice()[..3]);
+    }
+
+    #[test]
+    fn unknown_options_are_skipped_by_length() {
+        let b = [30, 4, 0xaa, 0xbb, 2, 4, 0x05, 0xb4];
+        assert_eq!(TcpOptions::parse(&b).unwrap().mss, Some(1460));
+    }
+
+    #[test]
+    fn option_running_past_header_is_rejected() {
+        assert_eq!(
+            TcpOptions::parse(&[2, 4, 5]).unwrap_err(),
+            WireError::BadOption
+        );
+        assert_eq!(TcpOptions::parse(&[8]).unwrap_err(), WireError::BadOption);
+    }
+
+    #[test]
+    fn option_length_below_two_is_rejected() {
+        assert_eq!(
+            TcpOptions::parse(&[30, 0, 1, 1]).unwrap_err(),
+            WireError::BadOption
+        );
+        assert_eq!(
+            TcpOptions::parse(&[30, 1, 1, 1]).unwrap_err(),
+            WireError::BadOption
+        );
+    }
+
+    #[test]
+    fn known_option_with_wrong_length_is_ignored() {
+        let o = TcpOptions::parse(&[2, 3, 5, 1, 0, 0]).unwrap();
+        assert_eq!(o.mss, None);
+    }
+
+    #[test]
+    fn eol_ends_parsing() {
+        let o = TcpOptions::parse(&[0, 2, 4, 5, 0xb4]).unwrap();
+        assert_eq!(o, TcpOptions::default());
+    }
+}
