@@ -42,7 +42,9 @@ impl App {
                 }
             }
         }
-        if self.sent == self.to_send.len() && !self.shut {
+        // shutdown() before the handshake completes aborts the connect (as on Linux).
+        let connected = stack.state(c).is_ok_and(|s| s.is_synchronized());
+        if self.sent == self.to_send.len() && !self.shut && connected {
             self.shut = stack.shutdown(now, c).is_ok();
         }
         let mut buf = [0u8; 4096];
@@ -126,7 +128,8 @@ fn run_transfer(seed: u64, link: LinkConfig, up: Vec<u8>, down: Vec<u8>) -> Outc
             break;
         }
     }
-    let _ = net.host_mut(s).close_listener(net.now(), listener);
+    let end = net.now();
+    let _ = net.host_mut(s).close_listener(end, listener);
     let empty = |st: &Stack| st.connection_count() == 0 && st.time_wait_count() == 0;
     Outcome {
         up_ok: server.got == up,

@@ -80,6 +80,8 @@ pub(crate) struct Connection {
     pub(crate) error: Option<Error>,
     /// The application found the send buffer full: report Writable when room appears.
     pub(crate) want_writable: bool,
+    /// When we last answered an unacceptable segment (rate limit against ACK loops).
+    pub(crate) last_oow_ack: Option<Instant>,
     pub(crate) events: Vec<ConnEvent>,
     pub(crate) stats: ConnStats,
 }
@@ -141,6 +143,7 @@ impl Connection {
             rst_out: Vec::new(),
             error: None,
             want_writable: false,
+            last_oow_ack: None,
             events: Vec::new(),
             stats: ConnStats::default(),
         }

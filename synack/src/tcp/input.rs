@@ -8,6 +8,10 @@ use crate::stack::{Config, Error};
 use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;
 
+/// Linux's tcp_invalid_ratelimit: at most one ACK per this interval answers unacceptable
+/// zero-length segments.
+const OOW_ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What the stack must do after a connection has seen a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Disposition {
@@ -189,7 +193,7 @@ impl Connection {
             (adv - rcv_nxt).max(0) as u32,
         ) {
             if !flags.rst() {
-                self.ack_now = true;
+                return self.answer_unacceptable(now, seg.seg_len());
             }
             return Disposition::Dropped("not_acceptable");
         }
@@ -264,6 +268,23 @@ impl Connection {
         Disposition::Done
     }
 
+    /// RFC 9293 3.10.7.4 first: an unacceptable segment is answered with an ACK. Like
+    /// Linux (tcp_oow_rate_limited), answers to zero-length segments are limited to one
+    /// per 500 ms, so two stacks that disagree cannot ping-pong ACKs forever.
+    fn answer_unacceptable(&mut self, now: Instant, seg_len: u32) -> Disposition {
+        if seg_len == 0 {
+            if self
+                .last_oow_ack
+                .is_some_and(|t| now < t + OOW_ACK_INTERVAL)
+            {
+                return Disposition::Dropped("not_acceptable_rate_limited");
+            }
+            self.last_oow_ack = Some(now);
+        }
+        self.ack_now = true;
+        Disposition::Dropped("not_acceptable")
+    }
+
     /// RFC 5961 3.2 / 4.2: answer with `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
     fn challenge_ack(&mut self) -> Disposition {
         self.ack_now = true;
@@ -302,7 +323,7 @@ impl Connection {
             rcv_wnd == 0 && seg.seq == rcv_nxt && seg.payload.is_empty() && flags.fin();
         if !acceptable(seg.seq, seg_len, rcv_nxt, rcv_wnd) && !bare_fin_at_edge {
             if !flags.rst() {
-                self.ack_now = true;
+                return self.answer_unacceptable(now, seg_len);
             }
             return Disposition::Dropped("not_acceptable");
         }

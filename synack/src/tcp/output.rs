@@ -190,8 +190,9 @@ impl Connection {
         if self.probe_due {
             // A zero-window probe: an old sequence number elicits an ACK with the window.
             self.probe_due = false;
+            let una = self.state.snd().map(|s| s.una)?;
             let mut out = self.ack_segment(now);
-            out.seq = out.seq - 1;
+            out.seq = una - 1;
             return Some(out);
         }
         if self.ack_now {

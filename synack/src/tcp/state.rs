@@ -269,14 +269,16 @@ impl State {
         }
     }
 
-    /// SND.NXT: the sequence number our next segment carries.
+    /// The sequence number an ACK (or RST) carries: the highest sequence number sent,
+    /// even while a retransmission rewinds SND.NXT (Linux's tcp_acceptable_seq), so the
+    /// peer never finds it below its RCV.NXT.
     pub(crate) fn snd_nxt(&self) -> Option<SeqNum> {
         match self {
             State::SynSent(s) => Some(s.iss + 1),
             State::SynRcvd(s) => Some(s.iss + 1),
             State::FinWait2(s) => Some(s.snd.nxt),
             State::TimeWait(t) => Some(t.snd_nxt),
-            other => other.snd().map(|s| s.nxt),
+            other => other.snd().map(|s| s.max),
         }
     }
 }
@@ -348,7 +350,7 @@ impl CloseWait {
 impl Closing {
     /// RFC 9293 3.10.7.4 fifth: the ACK of our FIN in CLOSING starts TIME_WAIT.
     pub(crate) fn on_fin_acked(self, tw: TimeWaitParams) -> TimeWait {
-        tw.build(self.snd.nxt.max(self.snd.una), self.rcv.nxt)
+        tw.build(self.snd.max.max(self.snd.una), self.rcv.nxt)
     }
 }
 
