@@ -1,2 +1,29 @@
-//! The `synack` command.
-fn main() {}
+//! The `synack` command. With no arguments it runs the default demo: a simulated
+//! handshake, request, answer and close, drawn as a ladder diagram.
+
+mod demo;
+
+use clap::{Parser, Subcommand};
+
+/// synack: a user-space TCP/IP stack you can watch.
+#[derive(Parser, Debug)]
+#[command(name = "synack", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario in the simulator and draw it (the default command).
+    Demo(demo::DemoArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::Demo(args)) => demo::run(&args),
+        None => demo::run(&demo::DemoArgs::default()),
+    };
+    std::process::exit(code);
+}

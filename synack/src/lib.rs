@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod scenario;
 pub mod sim;
 pub mod stack;
 pub mod tcp;
