@@ -507,7 +507,7 @@ fn time_wait_late_segment(o: &ScenarioOptions) -> ScenarioRun {
         .iter()
         .filter(|(_, s, _)| s.flags.ack() && !s.flags.fin() && s.len == 0)
         .map(|(at, _, _)| *at)
-        .last();
+        .next_back();
     k.add(
         "the retransmitted FIN is re-ACKed from TIME_WAIT",
         matches!((enter, last_ack), (Some(e), Some(a)) if a > e),

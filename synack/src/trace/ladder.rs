@@ -15,7 +15,7 @@ const ARROW_W: usize = 66;
 const GAP_US: u64 = 2_000_000;
 
 /// How to draw.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct LadderOptions {
     /// ANSI colours (for a terminal; off when piped).
     pub color: bool,
@@ -23,14 +23,6 @@ pub struct LadderOptions {
     pub absolute: bool,
 }
 
-impl Default for LadderOptions {
-    fn default() -> LadderOptions {
-        LadderOptions {
-            color: false,
-            absolute: false,
-        }
-    }
-}
 
 struct Paint {
     on: bool,

@@ -102,7 +102,8 @@ mod tests {
         let a = SeqNum::new(u32::MAX - 5);
         let b = a + 10;
         assert_eq!(b.get(), 4);
-        assert!(a < b && b > a);
+        assert!(a < b);
+        assert!(b > a);
         assert_eq!(b - a, 10);
         assert_eq!(a - b, -10);
         assert_eq!(a.max(b), b);

@@ -1,0 +1,116 @@
+//! The `synack` binary as a user meets it: the default demo, the scenario list, JSON
+//! output, and errors for bad arguments.
+
+use std::process::Command;
+
+fn synack(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_synack")).args(args).output().expect("the synack binary runs")
+}
+
+const NAMES: [&str; 12] = [
+    "handshake-and-close",
+    "server-closes-first",
+    "simultaneous-open",
+    "simultaneous-close",
+    "syn-lost",
+    "refused",
+    "fin-before-data",
+    "time-wait-late-segment",
+    "close-wait-leak",
+    "fin-wait-1-unreachable",
+    "fin-wait-2-timeout",
+    "port-reuse",
+];
+
+#[test]
+fn no_arguments_runs_the_handshake_demo_and_succeeds() {
+    let out = synack(&[]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("handshake-and-close"));
+    for state in ["SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSED"] {
+        assert!(text.contains(state), "ladder lacks {state}:\n{text}");
+    }
+    assert!(!text.contains('\x1b'), "no colours when piped");
+}
+
+#[test]
+fn list_names_every_scenario() {
+    let out = synack(&["demo", "--list"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let listed: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    assert_eq!(listed, NAMES);
+}
+
+#[test]
+fn every_scenario_runs_and_passes_its_checks() {
+    for name in NAMES {
+        let out = synack(&["demo", name]);
+        assert!(out.status.success(), "{name}:\n{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[test]
+fn json_lines_carry_the_documented_keys() {
+    let out = synack(&["demo", "syn-lost", "--json", "--seed", "3"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    let (mut states, mut tx, mut rx, mut lost) = (0, 0, 0, 0);
+    for v in &lines[..lines.len() - 1] {
+        assert!(v["t_us"].is_u64());
+        assert!(v["host"] == "client" || v["host"] == "server");
+        match v["event"].as_str().unwrap() {
+            "state" => {
+                states += 1;
+                assert!(v["from"].is_string() && v["to"].is_string());
+            }
+            e @ ("tx" | "rx") => {
+                for key in ["flags", "seq", "ack", "len", "win"] {
+                    assert!(!v[key].is_null(), "{e} lacks {key}: {v}");
+                }
+                if e == "tx" {
+                    tx += 1;
+                    if v["lost"] == true {
+                        lost += 1;
+                    }
+                } else {
+                    rx += 1;
+                }
+            }
+            "note" => {}
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    assert!(states > 0 && tx > 0 && rx > 0);
+    assert_eq!(lost, 1, "syn-lost loses exactly the first SYN");
+    assert_eq!(tx, rx + lost);
+    let result = lines.last().unwrap();
+    assert_eq!(result["event"], "result");
+    assert_eq!(result["scenario"], "syn-lost");
+    assert_eq!(result["passed"], true);
+    assert!(result["checks"].as_array().is_some_and(|c| !c.is_empty()));
+}
+
+#[test]
+fn same_seed_prints_the_same_run() {
+    let a = synack(&["demo", "--json", "--seed", "9", "--loss", "5"]).stdout;
+    let b = synack(&["demo", "--json", "--seed", "9", "--loss", "5"]).stdout;
+    assert_eq!(a, b);
+}
+
+#[test]
+fn unknown_scenario_says_how_to_list_them() {
+    let out = synack(&["demo", "no-such-thing"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("no scenario called 'no-such-thing'") && err.contains("--list"), "{err}");
+}
+
+#[test]
+fn out_of_range_loss_is_rejected_with_a_reason() {
+    let out = synack(&["demo", "--loss", "150"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("outside 0-100"));
+}
