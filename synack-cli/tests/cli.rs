@@ -4,7 +4,10 @@
 use std::process::Command;
 
 fn synack(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_synack")).args(args).output().expect("the synack binary runs")
+    Command::new(env!("CARGO_BIN_EXE_synack"))
+        .args(args)
+        .output()
+        .expect("the synack binary runs")
 }
 
 const NAMES: [&str; 12] = [
@@ -28,7 +31,17 @@ fn no_arguments_runs_the_handshake_demo_and_succeeds() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("handshake-and-close"));
-    for state in ["SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSED"] {
+    for state in [
+        "SYN_SENT",
+        "SYN_RECEIVED",
+        "ESTABLISHED",
+        "FIN_WAIT_1",
+        "FIN_WAIT_2",
+        "CLOSE_WAIT",
+        "LAST_ACK",
+        "TIME_WAIT",
+        "CLOSED",
+    ] {
         assert!(text.contains(state), "ladder lacks {state}:\n{text}");
     }
     assert!(!text.contains('\x1b'), "no colours when piped");
@@ -39,7 +52,10 @@ fn list_names_every_scenario() {
     let out = synack(&["demo", "--list"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let listed: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    let listed: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
     assert_eq!(listed, NAMES);
 }
 
@@ -47,7 +63,11 @@ fn list_names_every_scenario() {
 fn every_scenario_runs_and_passes_its_checks() {
     for name in NAMES {
         let out = synack(&["demo", name]);
-        assert!(out.status.success(), "{name}:\n{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{name}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -56,7 +76,10 @@ fn json_lines_carry_the_documented_keys() {
     let out = synack(&["demo", "syn-lost", "--json", "--seed", "3"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
     let (mut states, mut tx, mut rx, mut lost) = (0, 0, 0, 0);
     for v in &lines[..lines.len() - 1] {
         assert!(v["t_us"].is_u64());
@@ -105,7 +128,10 @@ fn unknown_scenario_says_how_to_list_them() {
     let out = synack(&["demo", "no-such-thing"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("no scenario called 'no-such-thing'") && err.contains("--list"), "{err}");
+    assert!(
+        err.contains("no scenario called 'no-such-thing'") && err.contains("--list"),
+        "{err}"
+    );
 }
 
 #[test]

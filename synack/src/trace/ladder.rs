@@ -23,7 +23,6 @@ pub struct LadderOptions {
     pub absolute: bool,
 }
 
-
 struct Paint {
     on: bool,
 }

@@ -1,0 +1,163 @@
+//! The application's view of the stack: abort, address conflicts, the listen backlog,
+//! MSS negotiation and flow control by the advertised window.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use synack::wire::TcpOptions;
+use synack::{Error, TcpState::*};
+
+// RFC 9293 3.10.5 ABORT: send RST, delete the connection, nothing more is sent.
+#[test]
+fn abort_sends_rst_and_frees_the_connection() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_active(5000);
+    h.stack.send(h.now, c, b"queued but never sent?").unwrap();
+    h.outputs();
+    h.stack.abort(h.now, c).unwrap();
+    let r = h.expect_one();
+    assert!(r.has(synack::wire::TcpFlags::RST));
+    assert_eq!(r.ack, 5001);
+    assert!(r.seq >= iss + 1);
+    assert_eq!(h.state(), None);
+    assert_eq!(
+        h.stack.state(c),
+        Err(Error::InvalidHandle),
+        "the handle is released"
+    );
+    h.advance(std::time::Duration::from_secs(10));
+    h.expect_none();
+}
+
+// A peer's RST of an established connection surfaces as ConnectionReset on the handle.
+#[test]
+fn peer_reset_is_reported_as_connection_reset() {
+    let mut h = Harness::plain();
+    let (c, _) = h.established_active(5000);
+    h.inject(rst(), 5001, 0, 0, &[]);
+    assert_eq!(
+        h.stack.recv(h.now, c, &mut [0; 4]),
+        Err(Error::ConnectionReset)
+    );
+    assert_eq!(h.stack.send(h.now, c, b"x"), Err(Error::ConnectionReset));
+}
+
+#[test]
+fn listening_twice_on_one_port_is_address_in_use() {
+    let mut h = Harness::plain();
+    h.stack.listen(h.local, 4).unwrap();
+    assert_eq!(h.stack.listen(h.local, 4), Err(Error::AddressInUse));
+    let any: SocketAddr = "0.0.0.0:80".parse().unwrap();
+    assert_eq!(h.stack.listen(any, 4), Err(Error::AddressInUse));
+    let foreign: SocketAddr = "198.19.0.9:80".parse().unwrap();
+    assert_eq!(h.stack.listen(foreign, 4), Err(Error::AddressNotAvailable));
+}
+
+// Connecting from a 4-tuple that is still in TIME_WAIT is refused (no tcp_tw_reuse).
+#[test]
+fn connecting_from_a_tuple_in_time_wait_is_address_in_use() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_active(5000);
+    h.stack.close(h.now, c).unwrap();
+    h.outputs();
+    h.inject(fin_ack(), 5001, iss + 2, 65535, &[]);
+    h.outputs();
+    assert_eq!(h.state(), Some(TimeWait));
+    assert_eq!(
+        h.stack.connect_from(h.now, h.local, h.peer).err(),
+        Some(Error::AddressInUse)
+    );
+    // An ephemeral port is picked around it.
+    let c2 = h.stack.connect(h.now, h.peer).unwrap();
+    assert_ne!(h.stack.local_addr(c2).unwrap(), h.local);
+}
+
+// The accept queue is bounded by the backlog: once full, the ACK completing another
+// handshake is dropped (Linux, tcp_abort_on_overflow=0) and new SYNs are not answered.
+#[test]
+fn full_accept_queue_drops_the_completing_ack() {
+    let mut h = Harness::plain();
+    h.stack.listen(h.local, 1).unwrap();
+    h.inject_syn(100);
+    let sa = h.expect_one();
+    h.inject(ack(), 101, sa.seq + 1, 65535, &[]);
+    assert_eq!(h.state(), Some(Established));
+    // A second client while the first is not accepted.
+    h.peer = "198.18.0.2:40001".parse().unwrap();
+    h.inject_syn(200);
+    h.expect_none();
+    assert_eq!(h.state(), None);
+    assert_eq!(h.stack.stats().dropped("listen_overflow"), 1);
+}
+
+// RFC 9293 3.7.1: segments never carry more than the peer's MSS.
+#[test]
+fn data_segments_respect_the_peers_mss() {
+    let mut h = Harness::plain();
+    let c = h.stack.connect_from(h.now, h.local, h.peer).unwrap();
+    let s = h.expect_one();
+    let opts = TcpOptions {
+        mss: Some(500),
+        ..TcpOptions::default()
+    };
+    h.inject_opts(syn_ack(), 5000, s.seq + 1, 65535, &[], opts);
+    h.outputs();
+    h.stack.send(h.now, c, &[7u8; 3000]).unwrap();
+    let segs = h.outputs();
+    assert!(
+        segs.iter().all(|s| s.payload.len() <= 500),
+        "{:?}",
+        segs.iter().map(|s| s.payload.len()).collect::<Vec<_>>()
+    );
+    assert_eq!(segs.iter().map(|s| s.payload.len()).sum::<usize>(), 3000);
+}
+
+// RFC 9293 3.8.6: no more unacknowledged data than the peer's window; more as it opens.
+#[test]
+fn sender_stays_within_the_advertised_window() {
+    let mut h = Harness::plain();
+    let c = h.stack.connect_from(h.now, h.local, h.peer).unwrap();
+    let s = h.expect_one();
+    let opts = TcpOptions {
+        mss: Some(500),
+        ..TcpOptions::default()
+    };
+    h.inject_opts(syn_ack(), 5000, s.seq + 1, 1000, &[], opts);
+    h.outputs();
+    h.stack.send(h.now, c, &[1u8; 5000]).unwrap();
+    let sent: usize = h.outputs().iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, 1000);
+    // The peer acknowledges 1000 bytes and offers 2000 more.
+    h.inject(ack(), 5001, s.seq + 1 + 1000, 2000, &[]);
+    let sent: usize = h.outputs().iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, 2000);
+}
+
+// A receiver that does not read fills its buffer; the window it advertises shrinks to zero
+// and reopens once the application reads.
+#[test]
+fn unread_data_closes_our_window_and_reading_reopens_it() {
+    let mut h = Harness::plain(); // 65535-byte receive buffer
+    let (c, iss) = h.established_passive(1000);
+    let mut seq = 1001;
+    let mut last_win = u16::MAX;
+    for _ in 0..40 {
+        h.inject(ack(), seq, iss + 1, 65535, &[0u8; 1460]);
+        seq += 1460;
+        if let Some(a) = h.outputs().last() {
+            last_win = a.win;
+        }
+    }
+    assert_eq!(
+        last_win as usize,
+        65535 - 40 * 1460,
+        "window = free buffer space"
+    );
+    let mut buf = vec![0u8; 65535];
+    let n = h.stack.recv(h.now, c, &mut buf).unwrap();
+    assert_eq!(n, 40 * 1460);
+    let update = h.expect_one();
+    assert_eq!(update.win, 65535, "a window update follows the read");
+}
