@@ -176,38 +176,10 @@ fn run(name: &'static str, w: &World, k: Checks, lesson: &'static str) -> Scenar
 }
 
 fn handshake_and_close(o: &ScenarioOptions) -> ScenarioRun {
-    let mut w = World::new(o);
-    let mut k = Checks::default();
-    if let Some((c, s)) = open_and_exchange(&mut w, &mut k) {
-        w.close(CLIENT, c);
-        let (_, eof) = w.read_to_end(SERVER, s, WAIT);
-        k.add("server reads end-of-stream after the client's FIN", eof, "");
-        w.close(SERVER, s);
-    }
-    check_empty(&mut k, &mut w);
-    let t = w.trace();
-    check_path(
-        &mut k,
-        &t,
+    orderly_close(
+        o,
         CLIENT,
-        &[SynSent, Established, FinWait1, TimeWait, Closed],
-    );
-    check_path(
-        &mut k,
-        &t,
-        SERVER,
-        &[SynReceived, Established, CloseWait, LastAck, Closed],
-    );
-    let tw = dwell(&t, CLIENT, TimeWait);
-    k.add(
-        "client waits 2*MSL (60 s) in TIME_WAIT",
-        tw.is_some_and(|d| d >= Duration::from_secs(60)),
-        format!("{tw:?}"),
-    );
-    run(
         "handshake-and-close",
-        &w,
-        k,
         "SYN, SYN-ACK, ACK open the connection; each side's ISN is random (RFC 6528) so segments of an \
          older connection on the same ports cannot be mistaken for this one. The client closes first: \
          FIN_WAIT_1, FIN_WAIT_2, then TIME_WAIT for 2*MSL so late segments die out; the server passes \
@@ -216,36 +188,64 @@ fn handshake_and_close(o: &ScenarioOptions) -> ScenarioRun {
 }
 
 fn server_closes_first(o: &ScenarioOptions) -> ScenarioRun {
-    let mut w = World::new(o);
-    let mut k = Checks::default();
-    if let Some((c, s)) = open_and_exchange(&mut w, &mut k) {
-        w.close(SERVER, s);
-        let (_, eof) = w.read_to_end(CLIENT, c, WAIT);
-        k.add("client reads end-of-stream after the server's FIN", eof, "");
-        w.close(CLIENT, c);
-    }
-    check_empty(&mut k, &mut w);
-    let t = w.trace();
-    check_path(
-        &mut k,
-        &t,
+    orderly_close(
+        o,
         SERVER,
-        &[SynReceived, Established, FinWait1, TimeWait, Closed],
-    );
-    check_path(
-        &mut k,
-        &t,
-        CLIENT,
-        &[SynSent, Established, CloseWait, LastAck, Closed],
-    );
-    run(
         "server-closes-first",
-        &w,
-        k,
         "Active close is a role, not a side: here the server sends the first FIN, so it is the server \
          that goes through FIN_WAIT_1/FIN_WAIT_2 and holds TIME_WAIT, while the client passes CLOSE_WAIT \
          and LAST_ACK.",
     )
+}
+
+/// Open, exchange a request and its answer, and close with `active` sending the first FIN.
+fn orderly_close(
+    o: &ScenarioOptions,
+    active: usize,
+    name: &'static str,
+    lesson: &'static str,
+) -> ScenarioRun {
+    let passive = 1 - active;
+    let who = |h: usize| if h == CLIENT { "client" } else { "server" };
+    let mut w = World::new(o);
+    let mut k = Checks::default();
+    if let Some((c, s)) = open_and_exchange(&mut w, &mut k) {
+        let conn = |h: usize| if h == CLIENT { c } else { s };
+        w.close(active, conn(active));
+        let (_, eof) = w.read_to_end(passive, conn(passive), WAIT);
+        k.add(
+            &format!(
+                "{} reads end-of-stream after the {}'s FIN",
+                who(passive),
+                who(active)
+            ),
+            eof,
+            "",
+        );
+        w.close(passive, conn(passive));
+    }
+    check_empty(&mut k, &mut w);
+    let t = w.trace();
+    let opened = |h: usize| if h == CLIENT { SynSent } else { SynReceived };
+    check_path(
+        &mut k,
+        &t,
+        active,
+        &[opened(active), Established, FinWait1, TimeWait, Closed],
+    );
+    check_path(
+        &mut k,
+        &t,
+        passive,
+        &[opened(passive), Established, CloseWait, LastAck, Closed],
+    );
+    let tw = dwell(&t, active, TimeWait);
+    k.add(
+        &format!("{} waits 2*MSL (60 s) in TIME_WAIT", who(active)),
+        tw.is_some_and(|d| d >= Duration::from_secs(60)),
+        format!("{tw:?}"),
+    );
+    run(name, &w, k, lesson)
 }
 
 fn simultaneous_open(o: &ScenarioOptions) -> ScenarioRun {

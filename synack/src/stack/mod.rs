@@ -257,16 +257,27 @@ impl Stack {
 
     fn end_time_wait(&mut self, now: Instant, tuple: FourTuple, cause: &'static str) {
         if let Some(entry) = self.time_wait.remove(&tuple) {
-            self.events.push_back(Event::StateChanged {
-                conn: entry.conn,
-                local: tuple.local,
-                remote: tuple.remote,
-                from: TcpState::TimeWait,
-                to: TcpState::Closed,
-                at: now,
-                cause,
-            });
+            self.time_wait_closed(entry.conn, tuple, now, cause);
         }
+    }
+
+    /// Report the end of a TIME_WAIT kept outside the connection table.
+    fn time_wait_closed(
+        &mut self,
+        conn: ConnectionHandle,
+        tuple: FourTuple,
+        at: Instant,
+        cause: &'static str,
+    ) {
+        self.events.push_back(Event::StateChanged {
+            conn,
+            local: tuple.local,
+            remote: tuple.remote,
+            from: TcpState::TimeWait,
+            to: TcpState::Closed,
+            at,
+            cause,
+        });
     }
 
     /// RFC 9293 3.10.7.1 and 3.10.7.2: no connection; a listener may take a SYN, anything
@@ -487,15 +498,12 @@ impl Stack {
                     self.time_wait.insert(tuple, tw, handle);
                 } else {
                     self.stats.time_wait_overflow += 1;
-                    self.events.push_back(Event::StateChanged {
-                        conn: handle,
-                        local: tuple.local,
-                        remote: tuple.remote,
-                        from: TcpState::TimeWait,
-                        to: TcpState::Closed,
-                        at: now,
-                        cause: "TIME_WAIT table full (tcp_max_tw_buckets)",
-                    });
+                    self.time_wait_closed(
+                        handle,
+                        tuple,
+                        now,
+                        "TIME_WAIT table full (tcp_max_tw_buckets)",
+                    );
                 }
             }
         }
@@ -672,15 +680,7 @@ impl Stack {
             }
         }
         for (tuple, entry) in self.time_wait.expire(now) {
-            self.events.push_back(Event::StateChanged {
-                conn: entry.conn,
-                local: tuple.local,
-                remote: tuple.remote,
-                from: TcpState::TimeWait,
-                to: TcpState::Closed,
-                at: now,
-                cause: "TIME_WAIT expired (2*MSL)",
-            });
+            self.time_wait_closed(entry.conn, tuple, now, "TIME_WAIT expired (2*MSL)");
         }
     }
 

@@ -348,34 +348,23 @@ impl Connection {
         let limit = self.retry_limit(cfg);
         match &mut self.state {
             State::Closed(_) => {}
-            State::SynSent(s) => {
-                if s.rtx.deadline.is_some_and(|d| d <= now) {
-                    if s.rtx.backoff >= limit {
-                        // RFC 9293 3.8.3 / tcp_syn_retries: the SYN went unanswered.
-                        self.terminate(now, "SYN retries exhausted", Some(Error::TimedOut));
-                        return;
-                    }
-                    s.rtx.backoff += 1;
-                    s.rtt.on_retransmit();
-                    s.rtx.deadline = Some(now + s.rtt.backed_off(s.rtx.backoff));
-                    self.syn_due = true;
-                    self.stats.retransmits += 1;
+            State::SynSent(s) => match handshake_timer(&mut s.rtx, &mut s.rtt, now, limit) {
+                // RFC 9293 3.8.3 / tcp_syn_retries: the SYN went unanswered.
+                HandshakeTimer::GiveUp => {
+                    self.terminate(now, "SYN retries exhausted", Some(Error::TimedOut))
                 }
-            }
-            State::SynRcvd(s) => {
-                if s.rtx.deadline.is_some_and(|d| d <= now) {
-                    if s.rtx.backoff >= limit {
-                        let err = (!s.passive).then_some(Error::TimedOut);
-                        self.terminate(now, "SYN-ACK retries exhausted", err);
-                        return;
-                    }
-                    s.rtx.backoff += 1;
-                    s.rtt.on_retransmit();
-                    s.rtx.deadline = Some(now + s.rtt.backed_off(s.rtx.backoff));
-                    self.syn_due = true;
-                    self.stats.retransmits += 1;
+                HandshakeTimer::Resend => self.resend_syn(),
+                HandshakeTimer::Idle => {}
+            },
+            State::SynRcvd(s) => match handshake_timer(&mut s.rtx, &mut s.rtt, now, limit) {
+                // tcp_synack_retries: a passive open just disappears; an active one fails.
+                HandshakeTimer::GiveUp => {
+                    let err = (!s.passive).then_some(Error::TimedOut);
+                    self.terminate(now, "SYN-ACK retries exhausted", err)
                 }
-            }
+                HandshakeTimer::Resend => self.resend_syn(),
+                HandshakeTimer::Idle => {}
+            },
             State::FinWait2(s) => {
                 if s.timeout.is_some_and(|d| d <= now) {
                     // tcp_fin_timeout: an orphan waited long enough for the peer's FIN.
@@ -390,6 +379,11 @@ impl Connection {
             }
             _ => self.on_timeout_snd(now, cfg, limit),
         }
+    }
+
+    fn resend_syn(&mut self) {
+        self.syn_due = true;
+        self.stats.retransmits += 1;
     }
 
     /// Retransmission and persist timers of the synchronized states.
@@ -628,4 +622,31 @@ impl Connection {
             _ => None,
         }
     }
+}
+
+/// What the SYN or SYN-ACK retransmission timer asks for.
+enum HandshakeTimer {
+    Idle,
+    Resend,
+    GiveUp,
+}
+
+/// RFC 6298 5.4-5.6 for the handshake: on expiry, give up after `limit` retries, else back
+/// off (doubling) and resend.
+fn handshake_timer(
+    rtx: &mut Retransmit,
+    rtt: &mut RttEstimator,
+    now: Instant,
+    limit: u32,
+) -> HandshakeTimer {
+    if rtx.deadline.is_none_or(|d| d > now) {
+        return HandshakeTimer::Idle;
+    }
+    if rtx.backoff >= limit {
+        return HandshakeTimer::GiveUp;
+    }
+    rtx.backoff += 1;
+    rtt.on_retransmit();
+    rtx.deadline = Some(now + rtt.backed_off(rtx.backoff));
+    HandshakeTimer::Resend
 }
