@@ -1,7 +1,10 @@
 //! The `synack` command. With no arguments it runs the default demo: a simulated
 //! handshake, request, answer and close, drawn as a ladder diagram.
 
+mod connect;
 mod demo;
+mod serve;
+mod tun_args;
 
 use clap::{Parser, Subcommand};
 
@@ -17,12 +20,18 @@ struct Cli {
 enum Command {
     /// Run a scenario in the simulator and draw it (the default command).
     Demo(demo::DemoArgs),
+    /// Serve echo, discard, chargen or HTTP on a TUN interface (needs root or CAP_NET_ADMIN).
+    Serve(serve::ServeArgs),
+    /// Connect to a server on the kernel side of a TUN interface, like nc (needs root or CAP_NET_ADMIN).
+    Connect(connect::ConnectArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Demo(args)) => demo::run(&args),
+        Some(Command::Serve(args)) => serve::run(&args),
+        Some(Command::Connect(args)) => connect::run(&args),
         None => demo::run(&demo::DemoArgs::default()),
     };
     std::process::exit(code);

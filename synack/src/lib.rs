@@ -22,15 +22,22 @@
 //! - [`sim`]: a deterministic simulated network with a virtual clock and seeded impairments.
 //! - [`trace`]: turning what happened into ladder diagrams and JSON lines.
 //! - [`time`]: the engine's notion of time, an [`Instant`] that the driver supplies.
-#![forbid(unsafe_code)]
+//! - `tun` and `net` (Linux, feature `tun`): a TUN device driver thread and a blocking
+//!   `std::net`-like API (`TcpListener`, `TcpStream`) over it.
+// `unsafe` is allowed only at the OS boundary (`tun::sys`), each block with a SAFETY comment.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(all(target_os = "linux", feature = "tun"))]
+pub mod net;
 pub mod scenario;
 pub mod sim;
 pub mod stack;
 pub mod tcp;
 pub mod time;
 pub mod trace;
+#[cfg(all(target_os = "linux", feature = "tun"))]
+pub mod tun;
 pub mod wire;
 
 pub use stack::{Config, ConnectionHandle, Error, Event, ListenerHandle, Stack};

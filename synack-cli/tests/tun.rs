@@ -1,0 +1,468 @@
+//! synack against the Linux kernel's TCP, over a TUN interface, each test inside a
+//! network namespace it creates and deletes (addresses from 198.18.0.0/15 only; nothing
+//! leaves the namespace). Needs root: skipped with a reason otherwise, but under
+//! `CI=true` a missing privilege is a failure, so CI always runs them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const SYNACK: &str = env!("CARGO_BIN_EXE_synack");
+
+/// True when we may create namespaces; otherwise says why the test is skipped (or fails in CI).
+fn privileged(test: &str) -> bool {
+    let uid = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if uid.is_ok_and(|u| u == "0") {
+        return true;
+    }
+    let why = format!("{test}: needs root to create a network namespace and a TUN device");
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{why}; CI=true, so this is a failure, not a skip");
+    }
+    eprintln!("skipped: {why} (run the tests as root to include it)");
+    false
+}
+
+/// A network namespace of our own, deleted (with every process we started in it) on drop.
+struct Netns {
+    name: String,
+    children: Vec<Child>,
+    dir: PathBuf,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!(
+            "synack-t{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        run("ip", &["netns", "add", &name]);
+        let ns = Netns {
+            dir: std::env::temp_dir().join(&name),
+            name,
+            children: Vec::new(),
+        };
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        std::fs::create_dir_all(&ns.dir).unwrap();
+        ns
+    }
+
+    fn cmd(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).args(argv);
+        c
+    }
+
+    /// Run to completion; panics with its output if it fails.
+    fn exec(&self, argv: &[&str]) -> Output {
+        let out = self.cmd(argv).output().expect("ip netns exec runs");
+        assert!(
+            out.status.success(),
+            "{argv:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Start in the background; killed when the namespace goes.
+    fn spawn(&mut self, argv: &[&str], stdin: Stdio) -> &mut Child {
+        let child = self
+            .cmd(argv)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        self.children.push(child);
+        self.children.last_mut().unwrap()
+    }
+
+    /// Wait until the kernel side of `tun` has `addr` (the synack process set it up).
+    fn wait_for_addr(&self, tun: &str, addr: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let out = self
+                .cmd(&["ip", "-o", "addr", "show", "dev", tun])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(addr) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{tun} never got {addr}");
+    }
+
+    /// `ss -tan` lines inside the namespace.
+    fn ss(&self) -> String {
+        String::from_utf8_lossy(&self.exec(&["ss", "-tan"]).stdout).to_string()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run(prog: &str, args: &[&str]) {
+    let out = Command::new(prog)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{prog}: {e}"));
+    assert!(
+        out.status.success(),
+        "{prog} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum runs");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A file of `len` pseudo-random bytes.
+fn random_file(path: &Path, len: usize) {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut data = Vec::with_capacity(len);
+    while data.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).unwrap();
+}
+
+fn serve(ns: &mut Netns, app: &str, extra: &[&str]) {
+    let mut argv = vec![
+        SYNACK,
+        "serve",
+        "--tun",
+        "tun0",
+        "--addr",
+        "198.18.0.2/15",
+        "--kernel-addr",
+        "198.18.0.1",
+        "--port",
+        "8080",
+        "--app",
+        app,
+    ];
+    argv.extend_from_slice(extra);
+    ns.spawn(&argv, Stdio::null());
+    ns.wait_for_addr("tun0", "198.18.0.1");
+}
+
+#[test]
+fn curl_fetches_50_mb_from_synack_http_byte_exact() {
+    if !privileged("curl_fetches_50_mb_from_synack_http_byte_exact") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let www = ns.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    random_file(&www.join("big.bin"), 50_000_000);
+    serve(&mut ns, &format!("http={}", www.display()), &[]);
+    let got = ns.dir.join("got.bin");
+    ns.exec(&[
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "120",
+        "-o",
+        got.to_str().unwrap(),
+        "http://198.18.0.2:8080/big.bin",
+    ]);
+    assert_eq!(sha256(&got), sha256(&www.join("big.bin")));
+    // Keep-alive: two requests on one connection.
+    let out = ns.exec(&[
+        "curl",
+        "-sS",
+        "--fail",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{num_connects}\\n",
+        "http://198.18.0.2:8080/big.bin",
+        "http://198.18.0.2:8080/big.bin",
+    ]);
+    let connects: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        connects,
+        vec!["1", "0"],
+        "the second request reuses the connection"
+    );
+}
+
+#[test]
+fn synack_connect_downloads_and_uploads_byte_exact() {
+    if !privileged("synack_connect_downloads_and_uploads_byte_exact") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let file = ns.dir.join("data.bin");
+    random_file(&file, 20_000_000);
+    let dir = ns.dir.to_str().unwrap().to_string();
+    // Kernel-side HTTP server (bound to every address of this private namespace).
+    ns.spawn(
+        &["python3", "-m", "http.server", "8000", "--directory", &dir],
+        Stdio::null(),
+    );
+    // Kernel-side sink: reads to end-of-stream, stores what arrived.
+    let sink_out = ns.dir.join("sink.bin");
+    let sink = format!(
+        "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);s.bind(('0.0.0.0',9000));s.listen(1)\nc,_=s.accept();f=open('{}','wb')\nwhile True:\n  d=c.recv(65536)\n  if not d: break\n  f.write(d)\nf.close();c.close()\n",
+        sink_out.display()
+    );
+    ns.spawn(&["python3", "-c", &sink], Stdio::null());
+    std::thread::sleep(Duration::from_millis(500));
+    // Download.
+    let request = ns.dir.join("request.txt");
+    std::fs::write(&request, b"GET /data.bin HTTP/1.0\r\n\r\n").unwrap();
+    let connect = |target: &str, input: &Path| {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &ns.name,
+            SYNACK,
+            "connect",
+            "--tun",
+            "tun1",
+            "--addr",
+            "198.18.0.2/15",
+            "--kernel-addr",
+            "198.18.0.1",
+            target,
+        ]);
+        c.stdin(std::fs::File::open(input).unwrap());
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "synack connect {target}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let response = connect("198.18.0.1:8000", &request);
+    let body_at = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response")
+        + 4;
+    let body = ns.dir.join("download.bin");
+    std::fs::write(&body, &response[body_at..]).unwrap();
+    assert_eq!(sha256(&body), sha256(&file), "download");
+    // Upload: end of input half-closes; the sink sees end-of-stream and stores the file.
+    connect("198.18.0.1:9000", &file);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sha256(&sink_out) != sha256(&file) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sha256(&sink_out), sha256(&file), "upload");
+}
+
+/// A kernel-side client driven line by line: it prints what happened and waits for "go".
+const CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection(('198.18.0.2', 8080))
+mode = sys.argv[1]
+if mode == 'read-to-eof':
+    while c.recv(65536): pass
+    print('eof', flush=True)
+    sys.stdin.readline()
+    c.close()
+    print('closed', flush=True)
+else:
+    c.sendall(b'x'); c.recv(10)
+    c.shutdown(socket.SHUT_WR)
+    print('shut', flush=True)
+    sys.stdin.readline()
+    c.close()
+    print('closed', flush=True)
+sys.stdin.readline()
+"#;
+
+/// A kernel-side client process, killed on drop.
+struct Client {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Client {
+    fn start(ns: &Netns, mode: &str) -> Client {
+        let mut child = ns
+            .cmd(&["python3", "-c", CLIENT, mode])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs");
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Client { child, out }
+    }
+
+    fn expect(&mut self, word: &str) {
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), word, "kernel-side client");
+    }
+
+    fn go(&mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Wait until `ss -tan` in the namespace does (or no longer does) show a line with every
+/// one of `words`.
+fn wait_ss(ns: &Netns, words: &[&str], present: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let ss = ns.ss();
+        let seen = ss.lines().any(|l| words.iter().all(|w| l.contains(w)));
+        if seen == present {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn when_synack_closes_first_the_kernel_sits_in_close_wait_then_is_gone() {
+    if !privileged("when_synack_closes_first_the_kernel_sits_in_close_wait_then_is_gone") {
+        return;
+    }
+    let mut ns = Netns::new();
+    serve(&mut ns, "chargen=10000", &[]);
+    let mut c = Client::start(&ns, "read-to-eof");
+    c.expect("eof");
+    assert!(
+        wait_ss(&ns, &["CLOSE-WAIT", "198.18.0.2:8080"], true),
+        "kernel in CLOSE_WAIT:\n{}",
+        ns.ss()
+    );
+    c.go();
+    c.expect("closed");
+    assert!(
+        wait_ss(&ns, &["198.18.0.2:8080"], false),
+        "kernel socket gone:\n{}",
+        ns.ss()
+    );
+}
+
+#[test]
+fn when_the_kernel_closes_first_it_ends_in_time_wait() {
+    if !privileged("when_the_kernel_closes_first_it_ends_in_time_wait") {
+        return;
+    }
+    let mut ns = Netns::new();
+    serve(&mut ns, "echo", &[]);
+    let mut c = Client::start(&ns, "shutdown");
+    c.expect("shut");
+    c.go();
+    c.expect("closed");
+    assert!(
+        wait_ss(&ns, &["TIME-WAIT", "198.18.0.2:8080"], true),
+        "kernel in TIME_WAIT:\n{}",
+        ns.ss()
+    );
+}
+
+#[test]
+fn with_no_close_the_kernel_waits_in_fin_wait_2_while_synack_sits_in_close_wait() {
+    if !privileged("with_no_close_the_kernel_waits_in_fin_wait_2_while_synack_sits_in_close_wait") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let argv = [
+        SYNACK,
+        "serve",
+        "--tun",
+        "tun0",
+        "--addr",
+        "198.18.0.2/15",
+        "--kernel-addr",
+        "198.18.0.1",
+        "--port",
+        "8080",
+        "--app",
+        "echo",
+        "--no-close",
+        "-v",
+    ];
+    let server = ns.spawn(&argv, Stdio::null());
+    let stderr = server.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&(line + "\n"));
+        }
+    });
+    ns.wait_for_addr("tun0", "198.18.0.1");
+    let mut c = Client::start(&ns, "shutdown");
+    c.expect("shut");
+    assert!(
+        wait_ss(&ns, &["FIN-WAIT-2", "198.18.0.2:8080"], true),
+        "kernel in FIN_WAIT_2:\n{}",
+        ns.ss()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.lock().unwrap().contains("ESTABLISHED -> CLOSE_WAIT") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        log.lock().unwrap().contains("ESTABLISHED -> CLOSE_WAIT"),
+        "synack -v log:\n{}",
+        log.lock().unwrap()
+    );
+    // Still so a while later: nobody closes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_ss(&ns, &["FIN-WAIT-2", "198.18.0.2:8080"], true),
+        "{}",
+        ns.ss()
+    );
+    assert!(!log.lock().unwrap().contains("CLOSE_WAIT -> LAST_ACK"));
+}

@@ -1,0 +1,276 @@
+//! Blocking sockets in the shape of `std::net`, over a synack stack driven by a TUN
+//! [`Interface`]: [`TcpListener`] and [`TcpStream`] with `Read`/`Write`, shutdown,
+//! timeouts, and close on drop. Calls block on the interface's condition variable until
+//! the stack reports progress (the driver thread signals after every packet and timer).
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use synack::net::TcpStream;
+//! use synack::tun::{Interface, InterfaceConfig};
+//! let iface = Interface::open(InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?))?;
+//! let mut s = TcpStream::connect(&iface, "198.18.0.1:80".parse()?)?;
+//! s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+//! let mut page = String::new();
+//! s.read_to_string(&mut page)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant as StdInstant};
+
+use crate::tun::{Core, Interface, Shared};
+use crate::{ConnectionHandle, Error, ListenerHandle, TcpState};
+
+/// Block until `f` returns something other than `WouldBlock`, or the deadline passes.
+fn wait<T>(
+    shared: &Shared,
+    timeout: Option<Duration>,
+    mut f: impl FnMut(&mut Core) -> Result<T, Error>,
+) -> io::Result<T> {
+    let deadline = timeout.map(|t| StdInstant::now() + t);
+    let mut core: MutexGuard<'_, Core> = shared.lock();
+    loop {
+        let r = f(&mut core);
+        shared.after_call(&mut core);
+        match r {
+            Err(Error::WouldBlock) => {}
+            other => return other.map_err(io::Error::from),
+        }
+        let slice = match deadline {
+            Some(d) => {
+                let now = StdInstant::now();
+                if now >= d {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "operation timed out",
+                    ));
+                }
+                (d - now).min(Duration::from_millis(200))
+            }
+            None => Duration::from_millis(200),
+        };
+        core = shared
+            .changed
+            .wait_timeout(core, slice)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
+    }
+}
+
+/// A listening socket.
+#[derive(Debug)]
+pub struct TcpListener {
+    shared: Arc<Shared>,
+    handle: ListenerHandle,
+    local: SocketAddr,
+}
+
+impl TcpListener {
+    /// Listen on `addr` (one of the stack's addresses, or unspecified for all).
+    pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<TcpListener> {
+        let shared = Arc::clone(&iface.shared);
+        let handle = {
+            let mut core = shared.lock();
+            core.stack.listen(addr, 1024)?
+        };
+        Ok(TcpListener {
+            shared,
+            handle,
+            local: addr,
+        })
+    }
+
+    /// Wait for and take the next connection.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let h = wait(&self.shared, None, |core| core.stack.accept(self.handle))?;
+        let peer = self.shared.lock().stack.peer_addr(h)?;
+        Ok((TcpStream::from_handle(Arc::clone(&self.shared), h), peer))
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+impl Drop for TcpListener {
+    fn drop(&mut self) {
+        let mut core = self.shared.lock();
+        let now = core.now();
+        let _ = core.stack.close_listener(now, self.handle);
+        self.shared.after_call(&mut core);
+    }
+}
+
+/// A connection. Dropping the last clone closes it (the stack finishes the close in
+/// the background).
+#[derive(Debug)]
+pub struct TcpStream {
+    inner: Arc<StreamInner>,
+    shared: Arc<Shared>,
+    handle: ConnectionHandle,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    nodelay: bool,
+}
+
+/// The part shared by clones; closing happens when the last one goes.
+#[derive(Debug)]
+struct StreamInner {
+    shared: Arc<Shared>,
+    handle: ConnectionHandle,
+}
+
+impl Drop for StreamInner {
+    fn drop(&mut self) {
+        let mut core = self.shared.lock();
+        let now = core.now();
+        let _ = core.stack.close(now, self.handle);
+        self.shared.after_call(&mut core);
+    }
+}
+
+impl TcpStream {
+    fn from_handle(shared: Arc<Shared>, handle: ConnectionHandle) -> TcpStream {
+        let inner = Arc::new(StreamInner {
+            shared: Arc::clone(&shared),
+            handle,
+        });
+        TcpStream {
+            inner,
+            shared,
+            handle,
+            read_timeout: None,
+            write_timeout: None,
+            nodelay: false,
+        }
+    }
+
+    /// Another handle to the same connection (e.g. one thread reads, one writes).
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            inner: Arc::clone(&self.inner),
+            shared: Arc::clone(&self.shared),
+            handle: self.handle,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+            nodelay: self.nodelay,
+        })
+    }
+
+    /// Connect to `addr` from one of the stack's addresses.
+    pub fn connect(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
+        Self::connect_inner(iface, addr, None)
+    }
+
+    /// Connect, giving up after `timeout`.
+    pub fn connect_timeout(
+        iface: &Interface,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        Self::connect_inner(iface, addr, Some(timeout))
+    }
+
+    fn connect_inner(
+        iface: &Interface,
+        addr: SocketAddr,
+        timeout: Option<Duration>,
+    ) -> io::Result<TcpStream> {
+        let shared = Arc::clone(&iface.shared);
+        let handle = {
+            let mut core = shared.lock();
+            let now = core.now();
+            let h = core.stack.connect(now, addr)?;
+            shared.after_call(&mut core);
+            h
+        };
+        let stream = TcpStream::from_handle(Arc::clone(&shared), handle);
+        wait(&shared, timeout, |core| match core.stack.state(handle)? {
+            TcpState::SynSent | TcpState::SynReceived => Err(Error::WouldBlock),
+            TcpState::Closed => Err(core
+                .stack
+                .error(handle)?
+                .unwrap_or(Error::ConnectionRefused)),
+            _ => Ok(()),
+        })?;
+        Ok(stream)
+    }
+
+    /// Our address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.shared.lock().stack.local_addr(self.handle)?)
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.shared.lock().stack.peer_addr(self.handle)?)
+    }
+
+    /// Shut down the writing half (a FIN follows queued data); reading half is a no-op.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        if how == Shutdown::Read {
+            return Ok(());
+        }
+        let mut core = self.shared.lock();
+        let now = core.now();
+        let r = core.stack.shutdown(now, self.handle);
+        self.shared.after_call(&mut core);
+        Ok(r?)
+    }
+
+    /// Limit how long `read` blocks (None: forever).
+    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.read_timeout = t;
+        Ok(())
+    }
+
+    /// Limit how long `write` blocks (None: forever).
+    pub fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
+        self.write_timeout = t;
+        Ok(())
+    }
+
+    /// Remember the TCP_NODELAY choice. synack does not delay small segments yet (no
+    /// Nagle), so every setting behaves as `true` today.
+    pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {
+        self.nodelay = nodelay;
+        Ok(())
+    }
+
+    /// The TCP_NODELAY choice.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        Ok(self.nodelay)
+    }
+
+    /// The connection's state.
+    pub fn state(&self) -> io::Result<TcpState> {
+        Ok(self.shared.lock().stack.state(self.handle)?)
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let h = self.handle;
+        wait(&self.shared, self.read_timeout, |core| {
+            let now = core.now();
+            core.stack.recv(now, h, buf)
+        })
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let h = self.handle;
+        wait(&self.shared, self.write_timeout, |core| {
+            let now = core.now();
+            core.stack.send(now, h, buf)
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! The Linux TUN backend: a TUN interface whose kernel side gets an address and whose
+//! other side is a synack [`Stack`], driven by one thread that polls the device and the
+//! stack's next deadline. Application threads use the stack through [`crate::net`].
+//!
+//! ```no_run
+//! use synack::tun::{Interface, InterfaceConfig};
+//! let iface = Interface::open(InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?))?;
+//! let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:8080".parse()?)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod sys;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::{Config, Event, Instant, Stack};
+
+/// An address with its prefix length, as `198.18.0.2/15` or `2001:db8::2/64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    /// The address.
+    pub addr: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("'{a}' is not an IPv4 or IPv6 address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'/{p}' is not a prefix length from 0 to {max}"))?
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+/// How to set up an interface.
+#[derive(Clone, Debug)]
+pub struct InterfaceConfig {
+    /// Interface name (created if it does not exist).
+    pub name: String,
+    /// The stack's addresses (with the link's prefix length).
+    pub addrs: Vec<Cidr>,
+    /// The kernel side's addresses, one per family used.
+    pub kernel_addrs: Vec<IpAddr>,
+    /// MTU of the interface (the stack's MSS follows it).
+    pub mtu: usize,
+    /// The stack's configuration.
+    pub stack: Config,
+}
+
+impl InterfaceConfig {
+    /// One address for the stack and one for the kernel, MTU 1500, default stack settings.
+    pub fn new(name: &str, addr: Cidr, kernel_addr: IpAddr) -> InterfaceConfig {
+        InterfaceConfig {
+            name: name.into(),
+            addrs: vec![addr],
+            kernel_addrs: vec![kernel_addr],
+            mtu: 1500,
+            stack: Config::default(),
+        }
+    }
+}
+
+type EventHook = Box<dyn FnMut(&Event) + Send>;
+
+/// What the driver thread and application threads share.
+pub(crate) struct Shared {
+    pub(crate) core: Mutex<Core>,
+    /// Signalled after every driver iteration and every application call.
+    pub(crate) changed: Condvar,
+    device: File,
+    wake_tx: File,
+    stop: AtomicBool,
+}
+
+/// The stack and its clock, under the mutex.
+pub(crate) struct Core {
+    pub(crate) stack: Stack,
+    start: std::time::Instant,
+    hook: Option<EventHook>,
+}
+
+impl Core {
+    /// The stack's notion of now: microseconds since the interface opened.
+    pub(crate) fn now(&self) -> Instant {
+        Instant::from_micros(self.start.elapsed().as_micros() as u64)
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After an application call: send what the stack wants to send, report events, and
+    /// wake the driver so it recomputes its deadline.
+    pub(crate) fn after_call(&self, core: &mut Core) {
+        self.flush(core);
+        let _ = (&self.wake_tx).write(&[1]);
+        self.changed.notify_all();
+    }
+
+    fn flush(&self, core: &mut Core) {
+        let now = core.now();
+        while let Some(p) = core.stack.poll_transmit(now) {
+            // A full device queue drops the packet; TCP retransmits it.
+            let _ = (&self.device).write(&p);
+        }
+        while let Some(e) = core.stack.poll_event() {
+            if let Some(h) = core.hook.as_mut() {
+                h(&e);
+            }
+        }
+    }
+}
+
+/// A TUN interface with a synack stack on its far side, and the thread that drives it.
+pub struct Interface {
+    pub(crate) shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Interface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interface").finish_non_exhaustive()
+    }
+}
+
+impl Interface {
+    /// Create (or attach to) the TUN interface, give its kernel side the kernel
+    /// addresses, bring it up, and start the driver thread. Needs root or CAP_NET_ADMIN.
+    pub fn open(config: InterfaceConfig) -> io::Result<Interface> {
+        let device = sys::open_tun(&config.name)?;
+        sys::set_mtu(&config.name, config.mtu)?;
+        sys::set_up(&config.name)?;
+        let mut stack = Stack::new(Config {
+            mtu: config.mtu,
+            ..config.stack.clone()
+        });
+        for cidr in &config.addrs {
+            stack.add_address(cidr.addr);
+        }
+        for k in &config.kernel_addrs {
+            let prefix = config
+                .addrs
+                .iter()
+                .find(|c| c.addr.is_ipv4() == k.is_ipv4())
+                .map_or(0, |c| c.prefix);
+            match k {
+                IpAddr::V4(a) => sys::add_ipv4(&config.name, *a, prefix)?,
+                IpAddr::V6(a) => sys::add_ipv6(&config.name, *a, prefix)?,
+            }
+        }
+        let (wake_rx, wake_tx) = sys::pipe()?;
+        let shared = Arc::new(Shared {
+            core: Mutex::new(Core {
+                stack,
+                start: std::time::Instant::now(),
+                hook: None,
+            }),
+            changed: Condvar::new(),
+            device,
+            wake_tx,
+            stop: AtomicBool::new(false),
+        });
+        let driver = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("synack-{}", config.name))
+            .spawn(move || drive(&driver, wake_rx))?;
+        Ok(Interface {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Call `hook` with every event the stack reports (state changes, errors, ...), on
+    /// the driver thread. Used by `synack serve -v`.
+    pub fn on_event(&self, hook: impl FnMut(&Event) + Send + 'static) {
+        self.shared.lock().hook = Some(Box::new(hook));
+    }
+
+    /// Run `f` on the stack (for statistics and snapshots).
+    pub fn with_stack<T>(&self, f: impl FnOnce(&mut Stack, Instant) -> T) -> T {
+        let mut core = self.shared.lock();
+        let now = core.now();
+        let out = f(&mut core.stack, now);
+        self.shared.after_call(&mut core);
+        out
+    }
+}
+
+impl Drop for Interface {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = (&self.shared.wake_tx).write(&[1]);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The driver loop: wait for a packet, a wake-up or the stack's deadline; feed packets
+/// and time in; write packets out; tell waiting application threads.
+fn drive(shared: &Shared, mut wake_rx: File) {
+    let mut buf = vec![0u8; 65536];
+    let fds = [shared.device.as_raw_fd(), wake_rx.as_raw_fd()];
+    while !shared.stop.load(Ordering::SeqCst) {
+        let timeout_ms = {
+            let mut core = shared.lock();
+            let now = core.now();
+            match core.stack.poll_timeout() {
+                None => 1000,
+                Some(t) if t <= now => 0,
+                // Round up so that we wake at or after the deadline, never just before.
+                Some(t) => ((t - now).as_micros().div_ceil(1000)).min(1000) as i32,
+            }
+        };
+        if sys::poll_readable(&fds, timeout_ms).is_err() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut drain = [0u8; 64];
+        while matches!(wake_rx.read(&mut drain), Ok(n) if n > 0) {}
+        let mut core = shared.lock();
+        for _ in 0..256 {
+            match (&shared.device).read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    let now = core.now();
+                    core.stack.receive(now, &buf[..n]);
+                }
+                _ => break,
+            }
+        }
+        let now = core.now();
+        core.stack.on_timeout(now);
+        shared.flush(&mut core);
+        drop(core);
+        shared.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_parses_both_families_and_rejects_nonsense() {
+        assert_eq!("198.18.0.2/15".parse::<Cidr>().unwrap().prefix, 15);
+        assert_eq!("2001:db8::2/64".parse::<Cidr>().unwrap().prefix, 64);
+        assert_eq!("198.18.0.2".parse::<Cidr>().unwrap().prefix, 32);
+        assert!("198.18.0.2/33".parse::<Cidr>().is_err());
+        assert!("nonsense/8".parse::<Cidr>().is_err());
+    }
+}

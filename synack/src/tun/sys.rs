@@ -1,0 +1,246 @@
+//! The OS boundary of the TUN backend: opening `/dev/net/tun`, the interface ioctls
+//! (flags, addresses, MTU) and `poll(2)`. Every `unsafe` block of synack lives here.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const IFF_TUN: libc::c_short = 0x0001;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+/// `struct ifreq`: a 16-byte name and a 24-byte union.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IfReq {
+    name: [u8; libc::IFNAMSIZ],
+    data: [u8; 24],
+}
+
+impl IfReq {
+    fn new(name: &str) -> io::Result<IfReq> {
+        let bytes = name.as_bytes();
+        if bytes.is_empty() || bytes.len() >= libc::IFNAMSIZ || bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("interface name '{name}' must be 1 to 15 bytes without NUL"),
+            ));
+        }
+        let mut r = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            data: [0; 24],
+        };
+        r.name[..bytes.len()].copy_from_slice(bytes);
+        Ok(r)
+    }
+
+    fn set_short(&mut self, v: libc::c_short) {
+        self.data[..2].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    fn short(&self) -> libc::c_short {
+        libc::c_short::from_ne_bytes([self.data[0], self.data[1]])
+    }
+
+    fn int(&self) -> libc::c_int {
+        libc::c_int::from_ne_bytes([self.data[0], self.data[1], self.data[2], self.data[3]])
+    }
+
+    fn set_int(&mut self, v: libc::c_int) {
+        self.data[..4].copy_from_slice(&v.to_ne_bytes());
+    }
+
+    /// Store a `sockaddr_in` with `addr`.
+    fn set_ipv4(&mut self, addr: Ipv4Addr) {
+        self.data = [0; 24];
+        self.data[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        self.data[4..8].copy_from_slice(&addr.octets());
+    }
+}
+
+/// `struct in6_ifreq`.
+#[repr(C)]
+struct In6IfReq {
+    addr: [u8; 16],
+    prefixlen: u32,
+    ifindex: libc::c_int,
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Open `/dev/net/tun` and attach it to interface `name` (created if absent) in TUN
+/// mode without packet information: each read or write is one bare IP packet.
+pub(crate) fn open_tun(name: &str) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")
+        .map_err(|e| annotate(e, "open /dev/net/tun"))?;
+    let mut req = IfReq::new(name)?;
+    req.set_short(IFF_TUN | IFF_NO_PI);
+    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` matches in size
+    // and layout (repr(C), 40 bytes); `req` outlives the call and the fd is open.
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) })
+        .map_err(|e| annotate(e, "TUNSETIFF"))?;
+    Ok(file)
+}
+
+/// Explain permission errors the way a person needs to hear them.
+fn annotate(e: io::Error, what: &str) -> io::Error {
+    if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::EPERM) {
+        io::Error::new(
+            e.kind(),
+            format!("{what}: permission denied: creating and configuring a TUN interface needs root or CAP_NET_ADMIN (run with sudo, or grant the capability: setcap cap_net_admin+ep <binary>)"),
+        )
+    } else {
+        io::Error::new(e.kind(), format!("{what}: {e}"))
+    }
+}
+
+/// A datagram socket of `family`, used only as a handle for interface ioctls.
+fn control_socket(family: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) has no memory arguments; a non-negative result is a new fd
+    // that we own exclusively.
+    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: `fd` was just returned by socket(2) and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn ifreq_ioctl(sock: RawFd, request: libc::c_ulong, req: &mut IfReq, what: &str) -> io::Result<()> {
+    // SAFETY: the SIOC{G,S}IF* requests used here read or write a `struct ifreq`, which
+    // `IfReq` matches; `req` is valid for the whole call.
+    cvt(unsafe { libc::ioctl(sock, request as _, req as *mut IfReq) })
+        .map_err(|e| annotate(e, what))?;
+    Ok(())
+}
+
+/// Bring interface `name` up.
+pub(crate) fn set_up(name: &str) -> io::Result<()> {
+    let sock = control_socket(libc::AF_INET)?;
+    let mut req = IfReq::new(name)?;
+    ifreq_ioctl(
+        sock.as_raw_fd(),
+        libc::SIOCGIFFLAGS,
+        &mut req,
+        "SIOCGIFFLAGS",
+    )?;
+    let flags = req.short() | libc::IFF_UP as libc::c_short | libc::IFF_RUNNING as libc::c_short;
+    req.set_short(flags);
+    ifreq_ioctl(
+        sock.as_raw_fd(),
+        libc::SIOCSIFFLAGS,
+        &mut req,
+        "SIOCSIFFLAGS",
+    )
+}
+
+/// Set the MTU of interface `name`.
+pub(crate) fn set_mtu(name: &str, mtu: usize) -> io::Result<()> {
+    let sock = control_socket(libc::AF_INET)?;
+    let mut req = IfReq::new(name)?;
+    req.set_int(mtu as libc::c_int);
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &mut req, "SIOCSIFMTU")
+}
+
+/// Give interface `name` the IPv4 address `addr/prefix` (the kernel's side of the link).
+pub(crate) fn add_ipv4(name: &str, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
+    let sock = control_socket(libc::AF_INET)?;
+    let mut req = IfReq::new(name)?;
+    req.set_ipv4(addr);
+    ifreq_ioctl(sock.as_raw_fd(), libc::SIOCSIFADDR, &mut req, "SIOCSIFADDR")?;
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix.min(32))
+    };
+    req.set_ipv4(Ipv4Addr::from(mask));
+    ifreq_ioctl(
+        sock.as_raw_fd(),
+        libc::SIOCSIFNETMASK,
+        &mut req,
+        "SIOCSIFNETMASK",
+    )
+}
+
+/// The index of interface `name`.
+fn ifindex(name: &str) -> io::Result<libc::c_int> {
+    let sock = control_socket(libc::AF_INET)?;
+    let mut req = IfReq::new(name)?;
+    ifreq_ioctl(
+        sock.as_raw_fd(),
+        libc::SIOCGIFINDEX,
+        &mut req,
+        "SIOCGIFINDEX",
+    )?;
+    Ok(req.int())
+}
+
+/// Give interface `name` the IPv6 address `addr/prefix`, with duplicate address detection
+/// switched off first (the link has only us on its other end).
+pub(crate) fn add_ipv6(name: &str, addr: Ipv6Addr, prefix: u8) -> io::Result<()> {
+    let dad = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+    let _ = std::fs::write(dad, "0");
+    let sock = control_socket(libc::AF_INET6)?;
+    let mut req = In6IfReq {
+        addr: addr.octets(),
+        prefixlen: prefix as u32,
+        ifindex: ifindex(name)?,
+    };
+    // SAFETY: SIOCSIFADDR on an AF_INET6 socket reads a `struct in6_ifreq`, which
+    // `In6IfReq` matches (repr(C): 16-byte address, u32 prefix length, int ifindex).
+    cvt(unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFADDR as _,
+            &mut req as *mut In6IfReq,
+        )
+    })
+    .map_err(|e| annotate(e, "SIOCSIFADDR (IPv6)"))?;
+    Ok(())
+}
+
+/// Wait until one of `fds` is readable or `timeout_ms` passes (-1: forever). Returns the
+/// readiness of each fd.
+pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is a valid, exclusively borrowed array of `pfds.len()` pollfd structs
+    // for the duration of the call.
+    let r = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(pfds
+        .iter()
+        .map(|p| p.revents & (libc::POLLIN | libc::POLLERR | libc::POLLHUP) != 0)
+        .collect())
+}
+
+/// A non-blocking pipe, used to wake the driver thread.
+pub(crate) fn pipe() -> io::Result<(File, File)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 writes two fds into the 2-element array we pass.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    // SAFETY: both fds were just created by pipe2 and are owned by nobody else.
+    Ok(unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) })
+}
