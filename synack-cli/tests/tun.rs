@@ -179,27 +179,27 @@ fn serve(ns: &mut Netns, app: &str, extra: &[&str]) {
 }
 
 #[test]
-fn curl_fetches_50_mb_from_synack_http_byte_exact() {
-    if !privileged("curl_fetches_50_mb_from_synack_http_byte_exact") {
+fn curl_fetches_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact() {
+    if !privileged("curl_fetches_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact") {
         return;
     }
     let mut ns = Netns::new();
     let www = ns.dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     random_file(&www.join("big.bin"), 50_000_000);
-    serve(&mut ns, &format!("http={}", www.display()), &[]);
-    let got = ns.dir.join("got.bin");
-    ns.exec(&[
-        "curl",
-        "-sS",
-        "--fail",
-        "--max-time",
-        "120",
-        "-o",
-        got.to_str().unwrap(),
+    let v6 = ["--addr", "2001:db8::2/64", "--kernel-addr", "2001:db8::1"];
+    serve(&mut ns, &format!("http={}", www.display()), &v6);
+    ns.wait_for_addr("tun0", "2001:db8::1");
+    for url in [
         "http://198.18.0.2:8080/big.bin",
-    ]);
-    assert_eq!(sha256(&got), sha256(&www.join("big.bin")));
+        "http://[2001:db8::2]:8080/big.bin",
+    ] {
+        let got = ns.dir.join("got.bin");
+        let out = got.to_str().unwrap();
+        ns.exec(&["curl", "-sS", "--fail", "--max-time", "120", "-o", out, url]);
+        assert_eq!(sha256(&got), sha256(&www.join("big.bin")), "{url}");
+        std::fs::remove_file(&got).unwrap();
+    }
     // Keep-alive: two requests on one connection.
     let out = ns.exec(&[
         "curl",
