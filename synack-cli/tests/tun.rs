@@ -101,6 +101,24 @@ impl Netns {
         panic!("{tun} never got {addr}");
     }
 
+    /// Wait until a kernel-side server listens on TCP `port` in the namespace.
+    fn wait_listening(&self, port: u16) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let suffix = format!(":{port}");
+        while Instant::now() < deadline {
+            let out = self.exec(&["ss", "-tlnH"]);
+            let listening = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(3))
+                .any(|local| local.ends_with(&suffix));
+            if listening {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nothing listens on port {port} in the namespace");
+    }
+
     /// `ss -tan` lines inside the namespace.
     fn ss(&self) -> String {
         String::from_utf8_lossy(&self.exec(&["ss", "-tan"]).stdout).to_string()
@@ -246,7 +264,8 @@ fn synack_connect_downloads_and_uploads_byte_exact() {
         sink_out.display()
     );
     ns.spawn(&["python3", "-c", &sink], Stdio::null());
-    std::thread::sleep(Duration::from_millis(500));
+    ns.wait_listening(8000);
+    ns.wait_listening(9000);
     // Download.
     let request = ns.dir.join("request.txt");
     std::fs::write(&request, b"GET /data.bin HTTP/1.0\r\n\r\n").unwrap();
@@ -291,6 +310,65 @@ fn synack_connect_downloads_and_uploads_byte_exact() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(sha256(&sink_out), sha256(&file), "upload");
+}
+
+#[test]
+fn ping_and_ping6_to_the_stack_get_replies() {
+    if !privileged("ping_and_ping6_to_the_stack_get_replies") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let v6 = ["--addr", "2001:db8::2/64", "--kernel-addr", "2001:db8::1"];
+    serve(&mut ns, "echo", &v6);
+    ns.wait_for_addr("tun0", "2001:db8::1");
+    for target in ["198.18.0.2", "2001:db8::2"] {
+        let out = ns.exec(&[
+            "ping", "-c", "3", "-i", "0.2", "-W", "5", "-s", "1000", target,
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("3 packets transmitted, 3 received"),
+            "ping {target}:\n{text}"
+        );
+    }
+}
+
+// A hard ICMP error (RFC 4443 destination unreachable, code 1: administratively
+// prohibited, from the kernel's `prohibit` route) makes connect fail at once instead
+// of retrying the SYN for two minutes.
+#[test]
+fn connect_fails_at_once_when_the_kernel_answers_with_icmp_prohibited() {
+    if !privileged("connect_fails_at_once_when_the_kernel_answers_with_icmp_prohibited") {
+        return;
+    }
+    let ns = Netns::new();
+    // The namespace's kernel routes for synack, and refuses 2001:db8:ff::/48.
+    ns.exec(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+    ns.exec(&["ip", "-6", "route", "add", "prohibit", "2001:db8:ff::/48"]);
+    let started = Instant::now();
+    let out = ns
+        .cmd(&[
+            SYNACK,
+            "connect",
+            "--tun",
+            "tun2",
+            "--addr",
+            "2001:db8::2/64",
+            "--kernel-addr",
+            "2001:db8::1",
+            "[2001:db8:ff::1]:80",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("host unreachable"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "failed on the ICMP error, not after SYN retries ({:?})",
+        started.elapsed()
+    );
 }
 
 /// A kernel-side client driven line by line: it prints what happened and waits for "go".

@@ -32,6 +32,10 @@ pub enum Error {
     BrokenPipe,
     /// The connection is not established yet.
     NotConnected,
+    /// An ICMP message said the peer's network cannot be reached.
+    NetworkUnreachable,
+    /// An ICMP message said the peer's host cannot be reached (or the path is prohibited).
+    HostUnreachable,
 }
 
 impl fmt::Display for Error {
@@ -49,6 +53,8 @@ impl fmt::Display for Error {
             Error::WouldBlock => write!(f, "operation would block: try again after the next event"),
             Error::BrokenPipe => write!(f, "broken pipe: the sending half is shut down"),
             Error::NotConnected => write!(f, "not connected yet"),
+            Error::NetworkUnreachable => write!(f, "network unreachable: a router reported no route to the peer's network (check routes and addresses)"),
+            Error::HostUnreachable => write!(f, "host unreachable: the path reported the peer cannot be reached (is it up, and is traffic to it allowed?)"),
         }
     }
 }
@@ -68,6 +74,8 @@ impl From<Error> for io::Error {
             Error::WouldBlock => io::ErrorKind::WouldBlock,
             Error::BrokenPipe => io::ErrorKind::BrokenPipe,
             Error::NotConnected => io::ErrorKind::NotConnected,
+            Error::NetworkUnreachable => io::ErrorKind::NetworkUnreachable,
+            Error::HostUnreachable => io::ErrorKind::HostUnreachable,
         };
         io::Error::new(kind, e)
     }

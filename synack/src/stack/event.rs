@@ -34,6 +34,15 @@ pub enum Event {
     Readable(ConnectionHandle),
     /// Send-buffer space became available.
     Writable(ConnectionHandle),
+    /// An ICMP error reached a connection that goes on (RFC 1122 4.2.3.9 soft error:
+    /// network or host unreachable, TTL exceeded). If the connection later times out,
+    /// this is the error it fails with.
+    SoftError {
+        /// Which connection.
+        conn: ConnectionHandle,
+        /// What the ICMP message said.
+        error: Error,
+    },
     /// The connection ended with an error (refused, reset, timed out) while the
     /// application still held its handle.
     Error {

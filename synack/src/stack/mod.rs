@@ -10,6 +10,7 @@
 mod config;
 mod error;
 mod event;
+mod icmp;
 mod ports;
 mod stats;
 mod tables;
@@ -23,6 +24,7 @@ pub use event::Event;
 pub use stats::StackStats;
 
 use crate::tcp::{ConnEvent, Connection, Disposition, IsnGenerator, Outgoing, TimeWaitVerdict};
+use crate::wire::icmp::{PROTO_ICMP, PROTO_ICMPV6};
 use crate::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
 use crate::{Instant, TcpState};
 use ports::PortAllocator;
@@ -161,25 +163,37 @@ impl Stack {
 
     /// Feed one IP packet (IPv4 or IPv6, no link header) that arrived at `now`.
     pub fn receive(&mut self, now: Instant, packet: &[u8]) {
-        let (ip, seg) = match wire::parse_tcp_packet(packet) {
+        let (ip, payload) = match wire::parse_ip(packet) {
             Ok(parsed) => parsed,
             Err(e) => return self.stats.drop(e.reason()),
         };
         if !self.addresses.contains(&ip.dst) {
             return self.stats.drop("not_our_address");
         }
+        match ip.protocol {
+            PROTO_ICMP if ip.src.is_ipv4() => self.icmp_input(now, &ip, payload),
+            PROTO_ICMPV6 if ip.src.is_ipv6() => self.icmp_input(now, &ip, payload),
+            _ => match wire::parse_tcp(&ip, payload) {
+                Ok(seg) => self.tcp_input(now, &ip, &seg),
+                Err(e) => self.stats.drop(e.reason()),
+            },
+        }
+    }
+
+    /// A TCP segment addressed to us: to its connection, else TIME_WAIT, else a listener.
+    fn tcp_input(&mut self, now: Instant, ip: &wire::IpInfo, seg: &TcpRepr<'_>) {
         self.stats.segments_in += 1;
         let tuple = FourTuple {
             local: SocketAddr::new(ip.dst, seg.dst_port),
             remote: SocketAddr::new(ip.src, seg.src_port),
         };
         if let Some(&index) = self.by_tuple.get(&tuple) {
-            return self.deliver(now, index, tuple, &seg);
+            return self.deliver(now, index, tuple, seg);
         }
         if self.time_wait.get(&tuple).is_some() {
-            return self.time_wait_input(now, tuple, &seg);
+            return self.time_wait_input(now, tuple, seg);
         }
-        self.listen_input(now, tuple, &seg, None);
+        self.listen_input(now, tuple, seg, None);
     }
 
     /// A segment for a connection in the table.
@@ -581,6 +595,14 @@ impl Stack {
             ConnEvent::Writable => {
                 if app_owned {
                     self.events.push_back(Event::Writable(handle));
+                }
+            }
+            ConnEvent::SoftError(error) => {
+                if app_owned {
+                    self.events.push_back(Event::SoftError {
+                        conn: handle,
+                        error,
+                    });
                 }
             }
             ConnEvent::Error(error) => {

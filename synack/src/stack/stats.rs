@@ -1,4 +1,4 @@
-//! Stack-wide counters: segments in and out, opens, resets, and every dropped packet
+//! Stack-wide counters: segments in and out, ICMP, opens, resets, and every dropped packet
 //! under the name of its reason (so bad input is always accounted for).
 
 use std::collections::BTreeMap;
@@ -26,6 +26,12 @@ pub struct StackStats {
     pub challenge_acks: u64,
     /// Connections closed without TIME_WAIT because the TIME_WAIT table was full.
     pub time_wait_overflow: u64,
+    /// ICMP and ICMPv6 messages that parsed and were addressed to us.
+    pub icmp_in: u64,
+    /// Echo replies sent (answers to ping).
+    pub icmp_echo_replies: u64,
+    /// ICMP errors applied to a connection (soft errors, aborts, MTU reductions).
+    pub icmp_errors: u64,
     /// Packets dropped, by reason (`bad_tcp_checksum`, `not_acceptable`, `no_socket`, ...).
     pub drops: BTreeMap<&'static str, u64>,
 }

@@ -34,6 +34,8 @@ pub(crate) enum ConnEvent {
     Readable,
     Writable,
     Error(Error),
+    /// An ICMP error the connection survives (RFC 1122 4.2.3.9).
+    SoftError(Error),
 }
 
 /// A RST the connection wants sent (it may already be CLOSED).
@@ -78,6 +80,8 @@ pub(crate) struct Connection {
     pub(crate) rst_out: Vec<RstOut>,
     /// Why the connection ended, when it ended badly.
     pub(crate) error: Option<Error>,
+    /// The last ICMP error the connection survived: its error if it later times out.
+    pub(crate) soft_error: Option<Error>,
     /// The application found the send buffer full: report Writable when room appears.
     pub(crate) want_writable: bool,
     /// When we last answered an unacceptable segment (rate limit against ACK loops).
@@ -142,6 +146,7 @@ impl Connection {
             probe_due: false,
             rst_out: Vec::new(),
             error: None,
+            soft_error: None,
             want_writable: false,
             last_oow_ack: None,
             events: Vec::new(),
@@ -351,7 +356,8 @@ impl Connection {
             State::SynSent(s) => match handshake_timer(&mut s.rtx, &mut s.rtt, now, limit) {
                 // RFC 9293 3.8.3 / tcp_syn_retries: the SYN went unanswered.
                 HandshakeTimer::GiveUp => {
-                    self.terminate(now, "SYN retries exhausted", Some(Error::TimedOut))
+                    let e = self.timeout_error();
+                    self.terminate(now, "SYN retries exhausted", Some(e))
                 }
                 HandshakeTimer::Resend => self.resend_syn(),
                 HandshakeTimer::Idle => {}
@@ -359,7 +365,8 @@ impl Connection {
             State::SynRcvd(s) => match handshake_timer(&mut s.rtx, &mut s.rtt, now, limit) {
                 // tcp_synack_retries: a passive open just disappears; an active one fails.
                 HandshakeTimer::GiveUp => {
-                    let err = (!s.passive).then_some(Error::TimedOut);
+                    let passive = s.passive;
+                    let err = (!passive).then(|| self.timeout_error());
                     self.terminate(now, "SYN-ACK retries exhausted", err)
                 }
                 HandshakeTimer::Resend => self.resend_syn(),
@@ -395,7 +402,8 @@ impl Connection {
         if snd.rtx.deadline.is_some_and(|d| d <= now) {
             if snd.rtx.backoff >= limit {
                 // RFC 9293 3.8.3: retransmissions ran out (R2): abort without RST.
-                self.terminate(now, "retransmissions exhausted", Some(Error::TimedOut));
+                let e = self.timeout_error();
+                self.terminate(now, "retransmissions exhausted", Some(e));
                 return;
             }
             snd.rtx.backoff += 1;
@@ -422,7 +430,8 @@ impl Connection {
                 cfg.tcp_retries2
             };
             if snd.probes > limit {
-                self.terminate(now, "zero-window probes exhausted", Some(Error::TimedOut));
+                let e = self.timeout_error();
+                self.terminate(now, "zero-window probes exhausted", Some(e));
                 return;
             }
             snd.persist.backoff += 1;

@@ -1,8 +1,9 @@
-//! Wire formats: typed views over IPv4, IPv6 and TCP bytes with their representations,
+//! Wire formats: typed views over IPv4, IPv6, TCP and ICMP bytes with their representations,
 //! options, checksums and [`SeqNum`]. Parsing never panics and never reads out of bounds:
 //! every malformed input is a [`WireError`] whose [`WireError::reason`] names the drop.
 
 mod checksum;
+pub mod icmp;
 pub mod ipv4;
 pub mod ipv6;
 mod seq;
@@ -13,6 +14,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use checksum::{checksum, pseudo_header};
+pub use icmp::{IcmpPacket, IcmpRepr, IcmpVersion, QuotedTcp};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};
 pub use seq::SeqNum;
@@ -49,6 +51,8 @@ pub enum WireError {
     BadOption,
     /// Source and destination of different IP versions.
     AddressFamilyMismatch,
+    /// ICMP or ICMPv6 checksum wrong.
+    BadIcmpChecksum,
 }
 
 impl WireError {
@@ -67,6 +71,7 @@ impl WireError {
             WireError::BadTcpChecksum => "bad_tcp_checksum",
             WireError::BadOption => "bad_tcp_option",
             WireError::AddressFamilyMismatch => "address_family_mismatch",
+            WireError::BadIcmpChecksum => "bad_icmp_checksum",
         }
     }
 }
@@ -96,6 +101,7 @@ impl fmt::Display for WireError {
             WireError::AddressFamilyMismatch => {
                 write!(f, "source and destination are of different IP versions")
             }
+            WireError::BadIcmpChecksum => write!(f, "ICMP checksum is wrong"),
         }
     }
 }
@@ -170,33 +176,63 @@ pub fn emit_tcp_packet(
     ttl: u8,
     tcp: &TcpRepr<'_>,
 ) -> Result<Vec<u8>, WireError> {
-    let tcp_len = tcp.buffer_len();
+    emit_ip_packet(src, dst, ttl, PROTO_TCP, tcp.buffer_len(), |buf| {
+        tcp.emit(buf, &src, &dst)
+    })
+}
+
+/// Build a whole IPv4 packet carrying ICMP, or IPv6 carrying ICMPv6, checksums filled.
+pub fn emit_icmp_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    icmp: &IcmpRepr<'_>,
+) -> Result<Vec<u8>, WireError> {
+    let (version, protocol) = if src.is_ipv4() {
+        (IcmpVersion::V4, icmp::PROTO_ICMP)
+    } else {
+        (IcmpVersion::V6, icmp::PROTO_ICMPV6)
+    };
+    emit_ip_packet(src, dst, ttl, protocol, icmp.buffer_len(), |buf| {
+        icmp.emit(version, &src, &dst, buf)
+    })
+}
+
+/// An IP header for `payload_len` bytes of `protocol`, then `fill` writes the payload.
+fn emit_ip_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    protocol: u8,
+    payload_len: usize,
+    fill: impl FnOnce(&mut [u8]) -> Result<(), WireError>,
+) -> Result<Vec<u8>, WireError> {
     let ip_len = match (src, dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => ipv4::HEADER_LEN,
         (IpAddr::V6(_), IpAddr::V6(_)) => ipv6::HEADER_LEN,
         _ => return Err(WireError::AddressFamilyMismatch),
     };
-    let mut buf = vec![0u8; ip_len + tcp_len];
+    let mut buf = vec![0u8; ip_len + payload_len];
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
             src: s,
             dst: d,
-            protocol: PROTO_TCP,
-            payload_len: tcp_len,
+            protocol,
+            payload_len,
             ttl,
         }
         .emit(&mut buf)?,
         (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
             src: s,
             dst: d,
-            next_header: PROTO_TCP,
-            payload_len: tcp_len,
+            next_header: protocol,
+            payload_len,
             hop_limit: ttl,
         }
         .emit(&mut buf)?,
         _ => return Err(WireError::AddressFamilyMismatch),
     }
-    tcp.emit(&mut buf[ip_len..], &src, &dst)?;
+    fill(&mut buf[ip_len..])?;
     Ok(buf)
 }
 

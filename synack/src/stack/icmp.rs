@@ -1,0 +1,121 @@
+//! ICMP and ICMPv6 at the stack: echo requests are answered (ping works), errors that
+//! quote one of our TCP segments go to that connection as a [`PathError`], and the
+//! rest (neighbour discovery, router messages, MLD) is counted and ignored.
+
+use std::net::SocketAddr;
+
+use super::tables::FourTuple;
+use super::{Error, Stack, CTL_QUEUE_LIMIT};
+use crate::tcp::PathError;
+use crate::wire::icmp::PROTO_ICMP;
+use crate::wire::{self, IcmpRepr, IcmpVersion, IpInfo, QuotedTcp, SeqNum};
+use crate::Instant;
+
+impl Stack {
+    /// An ICMP (IPv4) or ICMPv6 message addressed to one of our addresses.
+    pub(super) fn icmp_input(&mut self, now: Instant, ip: &IpInfo, bytes: &[u8]) {
+        let version = if ip.protocol == PROTO_ICMP {
+            IcmpVersion::V4
+        } else {
+            IcmpVersion::V6
+        };
+        let repr = match IcmpRepr::parse(version, &ip.src, &ip.dst, bytes) {
+            Ok(r) => r,
+            Err(e) => return self.stats.drop(e.reason()),
+        };
+        self.stats.icmp_in += 1;
+        match repr {
+            IcmpRepr::EchoRequest { ident, seq, data } => {
+                let reply = IcmpRepr::EchoReply { ident, seq, data };
+                self.queue_icmp(ip, &reply);
+            }
+            IcmpRepr::DestUnreachable { invoking, .. }
+            | IcmpRepr::PacketTooBig { invoking, .. }
+            | IcmpRepr::TimeExceeded { invoking, .. }
+            | IcmpRepr::ParamProblem { invoking, .. } => match path_error(version, &repr) {
+                Some(err) => self.icmp_error(now, invoking, err),
+                None => self.stats.drop("icmp_ignored"),
+            },
+            // RFC 4861: neighbour and router discovery are the kernel side's business;
+            // the TUN link has no link-layer addresses to resolve.
+            IcmpRepr::Other { msg_type, .. }
+                if version == IcmpVersion::V6 && (133..=137).contains(&msg_type) =>
+            {
+                self.stats.drop("icmp_neighbour_discovery")
+            }
+            IcmpRepr::EchoReply { .. } | IcmpRepr::Other { .. } => self.stats.drop("icmp_ignored"),
+        }
+    }
+
+    /// Answer `ip`'s sender with `msg`.
+    fn queue_icmp(&mut self, ip: &IpInfo, msg: &IcmpRepr<'_>) {
+        if self.ctl_out.len() >= CTL_QUEUE_LIMIT {
+            return self.stats.drop("control_queue_full");
+        }
+        match wire::emit_icmp_packet(ip.dst, ip.src, self.config.ttl, msg) {
+            Ok(p) => {
+                self.stats.icmp_echo_replies += 1;
+                self.ctl_out.push_back(p);
+            }
+            Err(e) => self.stats.drop(e.reason()),
+        }
+    }
+
+    /// An ICMP error: find the connection of the quoted segment and let it decide.
+    fn icmp_error(&mut self, now: Instant, invoking: &[u8], err: PathError) {
+        let Some(q) = QuotedTcp::parse(invoking) else {
+            return self.stats.drop("icmp_not_tcp");
+        };
+        let tuple = FourTuple {
+            local: SocketAddr::new(q.src, q.src_port),
+            remote: SocketAddr::new(q.dst, q.dst_port),
+        };
+        let Some(&index) = self.by_tuple.get(&tuple) else {
+            return self.stats.drop("icmp_no_connection");
+        };
+        let Some(conn) = self.slots[index as usize].conn.as_mut() else {
+            return self.stats.drop("icmp_no_connection");
+        };
+        if conn.on_path_error(now, SeqNum::new(q.seq), err) {
+            self.stats.icmp_errors += 1;
+            self.after_activity(now, index);
+        } else {
+            // RFC 5927 4.1: the quoted sequence number is not one we have outstanding.
+            self.stats.drop("icmp_out_of_window");
+        }
+    }
+}
+
+/// What an ICMP error means for TCP: RFC 1122 4.2.3.9 for ICMP (codes 0, 1, 5 soft;
+/// 2, 3 hard; 4 is path MTU discovery, RFC 1191), RFC 4443 3.1 for ICMPv6 (the
+/// administrative and port codes hard, like Linux's `icmpv6_err_convert`).
+fn path_error(version: IcmpVersion, repr: &IcmpRepr<'_>) -> Option<PathError> {
+    use PathError::{Hard, PacketTooBig, Soft};
+    Some(match (version, *repr) {
+        (
+            IcmpVersion::V4,
+            IcmpRepr::DestUnreachable {
+                code, next_hop_mtu, ..
+            },
+        ) => match code {
+            0 | 6 | 9 | 11 => Soft(Error::NetworkUnreachable),
+            2 | 3 => Hard(Error::ConnectionRefused),
+            // An old router that does not say the MTU (RFC 1191 5): nothing to go on.
+            4 if next_hop_mtu == 0 => return None,
+            4 => PacketTooBig(next_hop_mtu.into()),
+            _ => Soft(Error::HostUnreachable),
+        },
+        (IcmpVersion::V6, IcmpRepr::DestUnreachable { code, .. }) => match code {
+            0 => Soft(Error::NetworkUnreachable),
+            4 => Hard(Error::ConnectionRefused),
+            1 | 5 | 6 => Hard(Error::HostUnreachable),
+            _ => Soft(Error::HostUnreachable),
+        },
+        (_, IcmpRepr::PacketTooBig { mtu, .. }) => PacketTooBig(mtu),
+        // RFC 1122 4.2.3.9: time exceeded is soft.
+        (_, IcmpRepr::TimeExceeded { .. }) => Soft(Error::HostUnreachable),
+        // RFC 4443 3.4 code 1: the peer does not know TCP, the same as protocol unreachable.
+        (IcmpVersion::V6, IcmpRepr::ParamProblem { code: 1, .. }) => Hard(Error::ConnectionRefused),
+        _ => return None,
+    })
+}

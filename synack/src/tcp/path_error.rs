@@ -1,0 +1,90 @@
+//! How a connection takes an ICMP error about its path: the quoted sequence number must
+//! be one we have outstanding (RFC 5927 4.1), hard errors abort a connection that is
+//! still opening, soft errors are remembered and reported (RFC 1122 4.2.3.9, RFC 5461),
+//! and "packet too big" lowers the segment size (RFC 1191, RFC 8201).
+
+use super::conn::{ConnEvent, Connection};
+use super::state::State;
+use crate::stack::Error;
+use crate::wire::SeqNum;
+use crate::Instant;
+
+/// What an ICMP error means for the connection it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PathError {
+    /// The peer cannot be reached for now (network or host unreachable, TTL exceeded):
+    /// keep retrying, remember why.
+    Soft(Error),
+    /// The peer will not take the connection (port or protocol unreachable, prohibited).
+    Hard(Error),
+    /// A link on the path carries at most this many bytes per IP packet.
+    PacketTooBig(u32),
+}
+
+/// The smallest MTU we shrink to: Linux's `min_pmtu` (552) for IPv4, RFC 8200 5 for IPv6.
+const MIN_PMTU_V4: u32 = 552;
+const MIN_PMTU_V6: u32 = 1280;
+
+impl Connection {
+    /// Apply an ICMP error whose quote names this connection and sequence number `seq`.
+    /// Returns false (nothing done) when `seq` is not one we have outstanding: a forged
+    /// or stale error (RFC 5927 4.1).
+    pub(crate) fn on_path_error(&mut self, now: Instant, seq: SeqNum, err: PathError) -> bool {
+        let in_window = match &self.state {
+            State::SynSent(s) => seq == s.iss,
+            State::SynRcvd(s) => seq == s.iss,
+            other => other
+                .snd()
+                .is_some_and(|snd| snd.una <= seq && seq < snd.max.max(snd.una + 1)),
+        };
+        if !in_window {
+            return false;
+        }
+        let opening = matches!(self.state, State::SynSent(_) | State::SynRcvd(_));
+        match err {
+            // RFC 1122 4.2.3.9: a hard error SHOULD abort; RFC 5461 4: only while the
+            // connection is opening (as Linux does), else it is kept as a soft error.
+            PathError::Hard(e) if opening => {
+                let passive = matches!(&self.state, State::SynRcvd(s) if s.passive);
+                // An embryonic passive open just disappears (no application to tell).
+                self.terminate(now, "ICMP destination unreachable", (!passive).then_some(e));
+            }
+            PathError::Hard(e) | PathError::Soft(e) => {
+                // RFC 1122 4.2.3.9: soft errors MUST NOT abort, SHOULD be reported.
+                self.soft_error = Some(e);
+                self.events.push(ConnEvent::SoftError(e));
+            }
+            PathError::PacketTooBig(mtu) => self.shrink_mss(mtu),
+        }
+        true
+    }
+
+    /// RFC 8201 4 / RFC 1191 6.3: use the smaller MTU at once and resend what no longer fits.
+    fn shrink_mss(&mut self, mtu: u32) {
+        let (floor, ip_header) = if self.local.is_ipv6() {
+            (MIN_PMTU_V6, 40)
+        } else {
+            (MIN_PMTU_V4, 20)
+        };
+        let opt_bytes = if self.neg.timestamps { 12 } else { 0 };
+        let mss = mtu.max(floor) as usize - ip_header - 20 - opt_bytes;
+        if mss >= self.neg.snd_mss {
+            return;
+        }
+        self.neg.snd_mss = mss;
+        if let Some(snd) = self.state.snd_mut() {
+            // Like Linux's tcp_simple_retransmit: resend the outstanding data re-cut,
+            // without treating the loss as congestion.
+            if snd.nxt != snd.una {
+                snd.nxt = snd.una;
+                self.stats.retransmits += 1;
+            }
+        }
+    }
+
+    /// The error a connection fails with when its retransmissions run out: the last soft
+    /// error if an ICMP message explained the silence (as Linux's `sk_err_soft`), else TimedOut.
+    pub(crate) fn timeout_error(&self) -> Error {
+        self.soft_error.unwrap_or(Error::TimedOut)
+    }
+}
