@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
 
 use clap::Args;
 use synack::net::TcpStream;
@@ -71,6 +72,12 @@ pub fn run(args: &ConnectArgs) -> i32 {
     let sent = sender
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("sender thread panicked")));
+    // Let the close handshake finish before the interface goes away with the process.
+    drop(download);
+    iface.wait_closed(Duration::from_secs(10));
+    if let (true, Some(s)) = (args.tun.verbose, iface.impairment_stats()) {
+        eprintln!("{}", crate::tun_args::impair_summary(&s));
+    }
     match (received, sent) {
         (Ok(()), Ok(())) => 0,
         (Err(e), _) | (_, Err(e)) => {

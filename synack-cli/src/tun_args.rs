@@ -4,7 +4,8 @@
 use std::net::IpAddr;
 
 use clap::Args;
-use synack::tun::{Cidr, Interface, InterfaceConfig};
+use synack::sim::LinkConfig;
+use synack::tun::{Cidr, ImpairStats, Interface, InterfaceConfig};
 use synack::Event;
 
 /// Where synack meets the kernel.
@@ -22,9 +23,20 @@ pub struct TunArgs {
     /// MTU of the interface.
     #[arg(long, default_value_t = 1500)]
     pub mtu: usize,
-    /// Print every state change to stderr.
+    /// Impair the link in both directions, e.g. loss=2%,delay=10ms,jitter=2ms,reorder=10%,duplicate=1%,rate=100mbit
+    /// (also loss-burst=MIN-MAX, reorder-delay, corrupt, queue=BYTES).
+    #[arg(long, value_parser = parse_impair, value_name = "SPEC")]
+    pub impair: Option<LinkConfig>,
+    /// Seed of the impairment's randomness (same seed, same decisions for the same packets).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub impair_seed: u64,
+    /// Print every state change to stderr (and, at exit, what --impair did).
     #[arg(short, long)]
     pub verbose: bool,
+}
+
+fn parse_impair(s: &str) -> Result<LinkConfig, String> {
+    s.parse()
 }
 
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
@@ -47,6 +59,8 @@ impl TunArgs {
             kernel_addrs: self.kernel_addr.clone(),
             mtu: self.mtu,
             stack: synack::Config::default(),
+            impair: self.impair.clone(),
+            impair_seed: self.impair_seed,
         };
         let iface = Interface::open(config).map_err(|e| {
             format!(
@@ -75,4 +89,15 @@ impl TunArgs {
         }
         Ok(iface)
     }
+}
+
+/// One line on what `--impair` did, for `-v`.
+pub fn impair_summary(s: &ImpairStats) -> String {
+    let dir = |i: usize| {
+        format!(
+            "{} sent, {} lost, {} duplicated, {} reordered, {} corrupted",
+            s.sent[i], s.lost[i], s.duplicated[i], s.reordered[i], s.corrupted[i]
+        )
+    };
+    format!("impair: to kernel: {}; to synack: {}", dir(0), dir(1))
 }

@@ -371,6 +371,103 @@ fn connect_fails_at_once_when_the_kernel_answers_with_icmp_prohibited() {
     );
 }
 
+/// One kernel counter from `nstat -az` inside the namespace.
+fn nstat(ns: &Netns, counter: &str) -> u64 {
+    let out = ns.exec(&["nstat", "-az", counter]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some(counter)).then(|| w.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("nstat has no {counter}"))
+}
+
+// `--impair` puts the simulator's link model between synack and the kernel: over a
+// lossy, delaying, reordering path both TCPs recover every loss, byte for byte.
+#[test]
+fn transfers_over_an_impaired_path_are_byte_exact_in_both_directions() {
+    if !privileged("transfers_over_an_impaired_path_are_byte_exact_in_both_directions") {
+        return;
+    }
+    const IMPAIR: &str = "loss=2%,delay=10ms,reorder=10%";
+    let mut ns = Netns::new();
+    let www = ns.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let file = www.join("data.bin");
+    random_file(&file, 4_000_000);
+    // synack sends: curl fetches from synack serve.
+    serve(
+        &mut ns,
+        &format!("http={}", www.display()),
+        &["--impair", IMPAIR],
+    );
+    let got = ns.dir.join("got.bin");
+    ns.exec(&[
+        "curl",
+        "-sS",
+        "--fail",
+        "--max-time",
+        "120",
+        "-o",
+        got.to_str().unwrap(),
+        "http://198.18.0.2:8080/data.bin",
+    ]);
+    assert_eq!(sha256(&got), sha256(&file), "synack -> kernel");
+    // The kernel sends: synack connect downloads from a kernel-side server.
+    let dir = www.to_str().unwrap().to_string();
+    ns.spawn(
+        &["python3", "-m", "http.server", "8000", "--directory", &dir],
+        Stdio::null(),
+    );
+    ns.wait_listening(8000);
+    let retrans_before = nstat(&ns, "TcpRetransSegs");
+    let request = ns.dir.join("request.txt");
+    std::fs::write(&request, b"GET /data.bin HTTP/1.0\r\n\r\n").unwrap();
+    let out = ns
+        .cmd(&[
+            SYNACK,
+            "connect",
+            "--tun",
+            "tun1",
+            "--addr",
+            "198.19.0.2/16",
+            "--kernel-addr",
+            "198.19.0.1",
+            "--impair",
+            IMPAIR,
+            "-v",
+            "198.19.0.1:8000",
+        ])
+        .stdin(std::fs::File::open(&request).unwrap())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "synack connect: {log}");
+    let body_at = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response")
+        + 4;
+    let body = ns.dir.join("download.bin");
+    std::fs::write(&body, &out.stdout[body_at..]).unwrap();
+    assert_eq!(sha256(&body), sha256(&file), "kernel -> synack");
+    let summary = log
+        .lines()
+        .find(|l| l.starts_with("impair:"))
+        .unwrap_or_else(|| panic!("no impairment summary in:\n{log}"));
+    assert!(
+        !summary.contains(" 0 lost"),
+        "losses on both ways: {summary}"
+    );
+    let retrans = nstat(&ns, "TcpRetransSegs") - retrans_before;
+    assert!(
+        retrans > 0,
+        "the kernel retransmitted what was lost ({summary})"
+    );
+}
+
 /// A kernel-side client driven line by line: it prints what happened and waits for "go".
 const CLIENT: &str = r#"
 import socket, sys

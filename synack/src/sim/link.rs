@@ -62,6 +62,107 @@ impl LinkConfig {
     }
 }
 
+impl std::str::FromStr for LinkConfig {
+    type Err = String;
+
+    /// Parse an impairment spec like `loss=2%,delay=10ms,jitter=2ms,reorder=10%,duplicate=1%,rate=100mbit`
+    /// (what `--impair` takes). Keys: `loss`, `loss-burst=MIN-MAX`, `delay`, `jitter`,
+    /// `reorder`, `reorder-delay`, `duplicate`, `corrupt`, `rate` (`bit`, `kbit`, `mbit`,
+    /// `gbit`), `queue` (bytes, `k`/`m` suffix). Percentages may omit the `%`. Unnamed
+    /// settings are off and the delay is zero.
+    fn from_str(spec: &str) -> Result<LinkConfig, String> {
+        let mut c = LinkConfig::lossless(Duration::ZERO);
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("'{item}' is not KEY=VALUE (e.g. loss=2%)"))?;
+            let (key, value) = (key.trim(), value.trim());
+            match key {
+                "loss" => c.loss = percent(key, value)?,
+                "duplicate" => c.duplicate = percent(key, value)?,
+                "reorder" => c.reorder = percent(key, value)?,
+                "corrupt" => c.corrupt = percent(key, value)?,
+                "delay" => c.delay = duration(key, value)?,
+                "jitter" => c.jitter = duration(key, value)?,
+                "reorder-delay" => c.reorder_delay = duration(key, value)?,
+                "rate" => c.bandwidth_bps = Some(rate(value)?),
+                "queue" => c.queue_limit_bytes = Some(bytes(value)?),
+                "loss-burst" => {
+                    let (lo, hi) = value.split_once('-').unwrap_or((value, value));
+                    let parse = |v: &str| v.trim().parse::<u32>().ok().filter(|n| *n >= 1);
+                    match (parse(lo), parse(hi)) {
+                        (Some(lo), Some(hi)) if lo <= hi => c.loss_burst = Some((lo, hi)),
+                        _ => return Err(format!("loss-burst={value}: expected MIN-MAX packets, e.g. 3-5")),
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown impairment '{key}' (known: loss, loss-burst, delay, jitter, reorder, reorder-delay, duplicate, corrupt, rate, queue)"
+                    ))
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
+fn percent(key: &str, value: &str) -> Result<f64, String> {
+    let n: f64 = value
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{key}={value}: expected a percentage, e.g. {key}=2%"))?;
+    if !(0.0..=100.0).contains(&n) {
+        return Err(format!("{key}={value}: a percentage is from 0 to 100"));
+    }
+    Ok(n / 100.0)
+}
+
+fn duration(key: &str, value: &str) -> Result<Duration, String> {
+    let bad = || format!("{key}={value}: expected a duration like 10ms, 500us or 1s");
+    let split = value
+        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .ok_or_else(bad)?;
+    let (n, unit) = value.split_at(split);
+    let n: f64 = n.parse().map_err(|_| bad())?;
+    let micros = match unit {
+        "us" => n,
+        "ms" => n * 1e3,
+        "s" => n * 1e6,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_micros(micros as u64))
+}
+
+fn rate(value: &str) -> Result<u64, String> {
+    let bad = || format!("rate={value}: expected bits per second like 100mbit, 1gbit or 500kbit");
+    let split = value
+        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .ok_or_else(bad)?;
+    let (n, unit) = value.split_at(split);
+    let n: f64 = n.parse().map_err(|_| bad())?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "bit" | "bps" => 1.0,
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        _ => return Err(bad()),
+    };
+    Some((n * scale) as u64).filter(|b| *b > 0).ok_or_else(bad)
+}
+
+fn bytes(value: &str) -> Result<usize, String> {
+    let bad = || format!("queue={value}: expected a byte count like 65536, 64k or 1m");
+    let lower = value.to_ascii_lowercase();
+    let (n, scale) = match lower.strip_suffix('k') {
+        Some(n) => (n, 1024),
+        None => match lower.strip_suffix('m') {
+            Some(n) => (n, 1024 * 1024),
+            None => (lower.as_str(), 1),
+        },
+    };
+    n.parse::<usize>().map(|n| n * scale).map_err(|_| bad())
+}
+
 /// Why a packet did not arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LossCause {
@@ -187,6 +288,47 @@ impl Link {
             at: arrivals,
             corrupt_bit,
             reordered,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_impairment_spec_parses_into_a_link_config() {
+        let c: LinkConfig = "loss=2%,delay=10ms,jitter=2ms,reorder=10%,duplicate=1%,rate=100mbit"
+            .parse()
+            .unwrap();
+        assert_eq!(c.loss, 0.02);
+        assert_eq!(c.delay, Duration::from_millis(10));
+        assert_eq!(c.jitter, Duration::from_millis(2));
+        assert_eq!(c.reorder, 0.1);
+        assert_eq!(c.duplicate, 0.01);
+        assert_eq!(c.bandwidth_bps, Some(100_000_000));
+        let c: LinkConfig = "loss=1,loss-burst=3-5,queue=64k,delay=500us"
+            .parse()
+            .unwrap();
+        assert_eq!(c.loss_burst, Some((3, 5)));
+        assert_eq!(c.queue_limit_bytes, Some(65536));
+        assert_eq!(c.delay, Duration::from_micros(500));
+        let empty: LinkConfig = "".parse().unwrap();
+        assert_eq!(empty, LinkConfig::lossless(Duration::ZERO));
+    }
+
+    #[test]
+    fn a_bad_impairment_spec_says_what_is_wrong() {
+        for (spec, words) in [
+            ("loss", "KEY=VALUE"),
+            ("lost=2%", "unknown impairment 'lost'"),
+            ("loss=200%", "0 to 100"),
+            ("delay=10", "duration"),
+            ("rate=fast", "bits per second"),
+            ("loss-burst=5-3", "MIN-MAX"),
+        ] {
+            let err = spec.parse::<LinkConfig>().unwrap_err();
+            assert!(err.contains(words), "{spec}: {err}");
         }
     }
 }

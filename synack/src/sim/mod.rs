@@ -6,7 +6,7 @@
 //! what every host wants to send. Every packet is recorded in a [`PacketRecord`] with its
 //! fate, for ladders, pcaps and assertions.
 
-mod link;
+pub(crate) mod link;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

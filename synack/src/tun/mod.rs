@@ -9,6 +9,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod impair;
 mod sys;
 
 use std::fs::File;
@@ -21,7 +22,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::sim::LinkConfig;
 use crate::{Config, Event, Instant, Stack};
+pub use impair::ImpairStats;
+use impair::{Direction, Impairment};
 
 /// An address with its prefix length, as `198.18.0.2/15` or `2001:db8::2/64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +69,10 @@ pub struct InterfaceConfig {
     pub mtu: usize,
     /// The stack's configuration.
     pub stack: Config,
+    /// Impair the link in both directions with the simulator's link model (`--impair`).
+    pub impair: Option<LinkConfig>,
+    /// Seed of the impairment's randomness.
+    pub impair_seed: u64,
 }
 
 impl InterfaceConfig {
@@ -76,6 +84,8 @@ impl InterfaceConfig {
             kernel_addrs: vec![kernel_addr],
             mtu: 1500,
             stack: Config::default(),
+            impair: None,
+            impair_seed: 1,
         }
     }
 }
@@ -97,6 +107,7 @@ pub(crate) struct Core {
     pub(crate) stack: Stack,
     start: std::time::Instant,
     hook: Option<EventHook>,
+    impair: Option<Impairment>,
 }
 
 impl Core {
@@ -125,17 +136,44 @@ impl Shared {
         self.changed.notify_all();
     }
 
+    /// Send what the stack has to send (into the impaired link when there is one), let
+    /// through every impaired packet that is due, and report events.
     fn flush(&self, core: &mut Core) {
         let now = core.now();
-        while let Some(p) = core.stack.poll_transmit(now) {
-            // A full device queue drops the packet; TCP retransmits it.
-            let _ = (&self.device).write(&p);
+        // Packets released towards the stack make it answer: go round until quiet.
+        for _ in 0..64 {
+            while let Some(p) = core.stack.poll_transmit(now) {
+                match core.impair.as_mut() {
+                    Some(imp) => imp.submit(now, Direction::ToKernel, p),
+                    None => self.write_device(&p),
+                }
+            }
+            let mut fed_stack = false;
+            while let Some((dir, p)) = core.impair.as_mut().and_then(|imp| imp.release(now)) {
+                match dir {
+                    Direction::ToKernel => self.write_device(&p),
+                    Direction::ToStack => {
+                        core.stack.receive(now, &p);
+                        fed_stack = true;
+                    }
+                }
+            }
+            if !fed_stack {
+                break;
+            }
         }
         while let Some(e) = core.stack.poll_event() {
             if let Some(h) = core.hook.as_mut() {
                 h(&e);
             }
         }
+    }
+}
+
+impl Shared {
+    fn write_device(&self, p: &[u8]) {
+        // A full device queue drops the packet; TCP retransmits it.
+        let _ = (&self.device).write(p);
     }
 }
 
@@ -182,6 +220,10 @@ impl Interface {
                 stack,
                 start: std::time::Instant::now(),
                 hook: None,
+                impair: config
+                    .impair
+                    .clone()
+                    .map(|c| Impairment::new(c, config.impair_seed)),
             }),
             changed: Condvar::new(),
             device,
@@ -202,6 +244,42 @@ impl Interface {
     /// the driver thread. Used by `synack serve -v`.
     pub fn on_event(&self, hook: impl FnMut(&Event) + Send + 'static) {
         self.shared.lock().hook = Some(Box::new(hook));
+    }
+
+    /// Wait up to `timeout` until every connection has finished closing (none left but
+    /// TIME_WAIT ones, nothing held by the impairment), so that exiting the process does
+    /// not cut off a FIN or its ACK. Returns whether that happened in time.
+    pub fn wait_closed(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut core = self.shared.lock();
+        loop {
+            let open =
+                core.stack.connections().iter().any(|(_, _, s)| {
+                    !matches!(s, crate::TcpState::TimeWait | crate::TcpState::Closed)
+                });
+            let held = core
+                .impair
+                .as_ref()
+                .is_some_and(|i| i.next_release().is_some());
+            if !open && !held {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            core = self
+                .shared
+                .changed
+                .wait_timeout(core, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// What `--impair` did so far (None without impairment).
+    pub fn impairment_stats(&self) -> Option<ImpairStats> {
+        self.shared.lock().impair.as_ref().map(|i| i.stats)
     }
 
     /// Run `f` on the stack (for statistics and snapshots).
@@ -233,7 +311,12 @@ fn drive(shared: &Shared, mut wake_rx: File) {
         let timeout_ms = {
             let mut core = shared.lock();
             let now = core.now();
-            match core.stack.poll_timeout() {
+            let impaired = core.impair.as_ref().and_then(Impairment::next_release);
+            let next = match (core.stack.poll_timeout(), impaired) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match next {
                 None => 1000,
                 Some(t) if t <= now => 0,
                 // Round up so that we wake at or after the deadline, never just before.
@@ -250,7 +333,10 @@ fn drive(shared: &Shared, mut wake_rx: File) {
             match (&shared.device).read(&mut buf) {
                 Ok(n) if n > 0 => {
                     let now = core.now();
-                    core.stack.receive(now, &buf[..n]);
+                    match core.impair.as_mut() {
+                        Some(imp) => imp.submit(now, Direction::ToStack, buf[..n].to_vec()),
+                        None => core.stack.receive(now, &buf[..n]),
+                    }
                 }
                 _ => break,
             }
