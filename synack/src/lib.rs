@@ -35,6 +35,8 @@ pub mod sim;
 pub mod stack;
 pub mod tcp;
 pub mod time;
+#[cfg(all(target_os = "linux", feature = "tokio"))]
+pub mod tokio;
 pub mod trace;
 #[cfg(all(target_os = "linux", feature = "tun"))]
 pub mod tun;

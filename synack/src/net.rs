@@ -62,8 +62,8 @@ fn wait<T>(
 /// A listening socket.
 #[derive(Debug)]
 pub struct TcpListener {
-    shared: Arc<Shared>,
-    handle: ListenerHandle,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) handle: ListenerHandle,
     local: SocketAddr,
 }
 
@@ -109,8 +109,8 @@ impl Drop for TcpListener {
 #[derive(Debug)]
 pub struct TcpStream {
     inner: Arc<StreamInner>,
-    shared: Arc<Shared>,
-    handle: ConnectionHandle,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) handle: ConnectionHandle,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
     nodelay: bool,
@@ -133,7 +133,7 @@ impl Drop for StreamInner {
 }
 
 impl TcpStream {
-    fn from_handle(shared: Arc<Shared>, handle: ConnectionHandle) -> TcpStream {
+    pub(crate) fn from_handle(shared: Arc<Shared>, handle: ConnectionHandle) -> TcpStream {
         let inner = Arc::new(StreamInner {
             shared: Arc::clone(&shared),
             handle,
@@ -179,6 +179,15 @@ impl TcpStream {
         addr: SocketAddr,
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
+        let stream = TcpStream::start_connect(iface, addr)?;
+        wait(&stream.shared, timeout, |core| {
+            stream.connect_progress(core)
+        })?;
+        Ok(stream)
+    }
+
+    /// Send the SYN; the stream closes if dropped before it connects.
+    pub(crate) fn start_connect(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
         let shared = Arc::clone(&iface.shared);
         let handle = {
             let mut core = shared.lock();
@@ -187,16 +196,19 @@ impl TcpStream {
             shared.after_call(&mut core);
             h
         };
-        let stream = TcpStream::from_handle(Arc::clone(&shared), handle);
-        wait(&shared, timeout, |core| match core.stack.state(handle)? {
+        Ok(TcpStream::from_handle(shared, handle))
+    }
+
+    /// Whether the handshake is over: `WouldBlock` while it runs, the error if it failed.
+    pub(crate) fn connect_progress(&self, core: &mut Core) -> Result<(), Error> {
+        match core.stack.state(self.handle)? {
             TcpState::SynSent | TcpState::SynReceived => Err(Error::WouldBlock),
             TcpState::Closed => Err(core
                 .stack
-                .error(handle)?
+                .error(self.handle)?
                 .unwrap_or(Error::ConnectionRefused)),
             _ => Ok(()),
-        })?;
-        Ok(stream)
+        }
     }
 
     /// Our address.

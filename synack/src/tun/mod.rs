@@ -19,11 +19,12 @@ use std::os::fd::AsRawFd;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::sim::LinkConfig;
-use crate::{Config, Event, Instant, Stack};
+use crate::{Config, ConnectionHandle, Event, Instant, ListenerHandle, Stack};
 pub use impair::ImpairStats;
 use impair::{Direction, Impairment};
 
@@ -108,9 +109,56 @@ pub(crate) struct Core {
     start: std::time::Instant,
     hook: Option<EventHook>,
     impair: Option<Impairment>,
+    /// Async tasks waiting for something to happen to a socket.
+    wakers: Vec<(WakeKey, Waker)>,
+}
+
+/// What an async task waits on: a connection or a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WakeKey {
+    /// A connection.
+    Conn(ConnectionHandle),
+    /// A listener.
+    Listener(ListenerHandle),
+}
+
+impl WakeKey {
+    /// The socket an event concerns.
+    fn of(e: &Event) -> WakeKey {
+        match *e {
+            Event::StateChanged { conn, .. }
+            | Event::Connected(conn)
+            | Event::Readable(conn)
+            | Event::Writable(conn)
+            | Event::SoftError { conn, .. }
+            | Event::Error { conn, .. } => WakeKey::Conn(conn),
+            Event::Incoming(l) => WakeKey::Listener(l),
+        }
+    }
 }
 
 impl Core {
+    /// Wake `waker` at the next event for `key` (called with the lock held, so no event
+    /// can slip between the failed attempt and the registration).
+    pub(crate) fn register(&mut self, key: WakeKey, waker: &Waker) {
+        if !self
+            .wakers
+            .iter()
+            .any(|(k, w)| *k == key && w.will_wake(waker))
+        {
+            self.wakers.push((key, waker.clone()));
+        }
+    }
+
+    fn wake(&mut self, key: WakeKey) {
+        self.wakers.retain(|(k, w)| {
+            if *k == key {
+                w.wake_by_ref();
+            }
+            *k != key
+        });
+    }
+
     /// The stack's notion of now: microseconds since the interface opened.
     pub(crate) fn now(&self) -> Instant {
         Instant::from_micros(self.start.elapsed().as_micros() as u64)
@@ -163,6 +211,7 @@ impl Shared {
             }
         }
         while let Some(e) = core.stack.poll_event() {
+            core.wake(WakeKey::of(&e));
             if let Some(h) = core.hook.as_mut() {
                 h(&e);
             }
@@ -220,6 +269,7 @@ impl Interface {
                 stack,
                 start: std::time::Instant::now(),
                 hook: None,
+                wakers: Vec::new(),
                 impair: config
                     .impair
                     .clone()
@@ -294,6 +344,10 @@ impl Interface {
 
 impl Drop for Interface {
     fn drop(&mut self) {
+        // Tasks still waiting will find the sockets gone.
+        for (_, w) in self.shared.lock().wakers.drain(..) {
+            w.wake();
+        }
         self.shared.stop.store(true, Ordering::SeqCst);
         let _ = (&self.shared.wake_tx).write(&[1]);
         if let Some(t) = self.thread.take() {

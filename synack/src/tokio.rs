@@ -1,0 +1,177 @@
+//! Async sockets for tokio over a synack stack driven by a TUN [`Interface`]:
+//! [`TcpListener`] and [`TcpStream`], the latter implementing tokio's
+//! [`AsyncRead`] and [`AsyncWrite`], so
+//! hyper, tokio-util codecs and `tokio::io` helpers run on top unchanged. A task that
+//! would block registers its waker with the interface; the driver wakes it when the
+//! stack reports an event for that socket (readable, writable, state change, incoming).
+//!
+//! ```no_run
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use synack::tun::{Interface, InterfaceConfig};
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let iface = Interface::open(InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?))?;
+//! let listener = synack::tokio::TcpListener::bind(&iface, "198.18.0.2:7".parse()?)?;
+//! loop {
+//!     let (mut stream, _peer) = listener.accept().await?;
+//!     tokio::spawn(async move {
+//!         let mut buf = [0u8; 4096];
+//!         while let Ok(n @ 1..) = stream.read(&mut buf).await {
+//!             if stream.write_all(&buf[..n]).await.is_err() { break; }
+//!         }
+//!     });
+//! }
+//! # }
+//! ```
+//!
+//! The example `hyper_server` runs a hyper HTTP/1.1 server this way.
+
+use std::future::poll_fn;
+use std::io;
+use std::net::{Shutdown, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::tun::{Core, Interface, Shared, WakeKey};
+use crate::{net, Error, TcpState};
+
+/// Try `f` under the interface's lock; on `WouldBlock`, register the task for `key`.
+fn poll_op<T>(
+    shared: &Shared,
+    cx: &mut Context<'_>,
+    key: WakeKey,
+    f: impl FnOnce(&mut Core) -> Result<T, Error>,
+) -> Poll<io::Result<T>> {
+    let mut core = shared.lock();
+    let r = f(&mut core);
+    if matches!(r, Err(Error::WouldBlock)) {
+        core.register(key, cx.waker());
+    }
+    shared.after_call(&mut core);
+    match r {
+        Err(Error::WouldBlock) => Poll::Pending,
+        other => Poll::Ready(other.map_err(io::Error::from)),
+    }
+}
+
+/// A listening socket whose `accept` is a future.
+#[derive(Debug)]
+pub struct TcpListener {
+    inner: net::TcpListener,
+}
+
+impl TcpListener {
+    /// Listen on `addr` (one of the stack's addresses, or unspecified for all).
+    pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            inner: net::TcpListener::bind(iface, addr)?,
+        })
+    }
+
+    /// Wait for the next connection.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// Poll for the next connection.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        let shared = &self.inner.shared;
+        let key = WakeKey::Listener(self.inner.handle);
+        poll_op(shared, cx, key, |core| {
+            let h = core.stack.accept(self.inner.handle)?;
+            Ok((h, core.stack.peer_addr(h)?))
+        })
+        .map_ok(|(h, peer)| {
+            let stream = net::TcpStream::from_handle(Arc::clone(shared), h);
+            (TcpStream { inner: stream }, peer)
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A connection for tokio. Dropping it closes the connection (the stack finishes the
+/// close in the background).
+#[derive(Debug)]
+pub struct TcpStream {
+    inner: net::TcpStream,
+}
+
+impl TcpStream {
+    /// Connect to `addr` from one of the stack's addresses.
+    pub async fn connect(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
+        let inner = net::TcpStream::start_connect(iface, addr)?;
+        let key = WakeKey::Conn(inner.handle);
+        poll_fn(|cx| poll_op(&inner.shared, cx, key, |core| inner.connect_progress(core))).await?;
+        Ok(TcpStream { inner })
+    }
+
+    /// Our address and port.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+
+    /// Set TCP_NODELAY (stored; see [`net::TcpStream::set_nodelay`]).
+    pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {
+        self.inner.set_nodelay(nodelay)
+    }
+
+    /// The connection's TCP state.
+    pub fn state(&self) -> io::Result<TcpState> {
+        self.inner.state()
+    }
+
+    fn key(&self) -> WakeKey {
+        WakeKey::Conn(self.inner.handle)
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let h = self.inner.handle;
+        let dst = buf.initialize_unfilled();
+        let r = poll_op(&self.inner.shared, cx, self.key(), |core| {
+            let now = core.now();
+            core.stack.recv(now, h, dst)
+        });
+        r.map_ok(|n| buf.advance(n))
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let h = self.inner.handle;
+        poll_op(&self.inner.shared, cx, self.key(), |core| {
+            let now = core.now();
+            core.stack.send(now, h, data)
+        })
+    }
+
+    /// Everything written is already in the stack's send buffer.
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// Send our FIN (the read half stays open).
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.inner.shutdown(Shutdown::Write))
+    }
+}
