@@ -10,20 +10,18 @@ use std::process::Stdio;
 
 use netns::*;
 
-/// The example binary: `cargo test` builds it next to this test's own binary (when
-/// only this test is selected, it is built here the same way).
+/// The example binary, next to this test's own binary. `cargo test` builds examples;
+/// building it here as well keeps it current when only this test was selected.
 fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let built = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--example", name, "--manifest-path", manifest])
+        .status()
+        .expect("cargo runs");
+    assert!(built.success(), "cargo build --example {name}");
     let path = dir.join("examples").join(name);
-    if !path.exists() {
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        let built = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--example", name, "--manifest-path", manifest])
-            .status()
-            .expect("cargo runs");
-        assert!(built.success(), "cargo build --example {name}");
-    }
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
