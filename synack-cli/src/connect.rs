@@ -75,8 +75,14 @@ pub fn run(args: &ConnectArgs) -> i32 {
     // Let the close handshake finish before the interface goes away with the process.
     drop(download);
     iface.wait_closed(Duration::from_secs(10));
-    if let (true, Some(s)) = (args.tun.verbose, iface.impairment_stats()) {
-        eprintln!("{}", crate::tun_args::impair_summary(&s));
+    if args.tun.verbose {
+        eprintln!(
+            "{}",
+            crate::tun_args::offload_summary(&iface.offload_stats())
+        );
+        if let Some(s) = iface.impairment_stats() {
+            eprintln!("{}", crate::tun_args::impair_summary(&s));
+        }
     }
     match (received, sent) {
         (Ok(()), Ok(())) => 0,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use clap::Args;
 use synack::sim::LinkConfig;
-use synack::tun::{Cidr, ImpairStats, Interface, InterfaceConfig};
+use synack::tun::{Cidr, ImpairStats, Interface, InterfaceConfig, OffloadStats};
 use synack::Event;
 
 /// Where synack meets the kernel.
@@ -23,6 +23,10 @@ pub struct TunArgs {
     /// MTU of the interface.
     #[arg(long, default_value_t = 1500)]
     pub mtu: usize,
+    /// Do not use the kernel's segmentation and checksum offload (TSO/GSO super-segments)
+    /// on the TUN device; every packet is then at most one MTU.
+    #[arg(long)]
+    pub no_offload: bool,
     /// Impair the link in both directions, e.g. loss=2%,delay=10ms,jitter=2ms,reorder=10%,duplicate=1%,rate=100mbit
     /// (also loss-burst=MIN-MAX, reorder-delay, corrupt, queue=BYTES).
     #[arg(long, value_parser = parse_impair, value_name = "SPEC")]
@@ -59,6 +63,7 @@ impl TunArgs {
             kernel_addrs: self.kernel_addr.clone(),
             mtu: self.mtu,
             stack: synack::Config::default(),
+            offload: !self.no_offload,
             impair: self.impair.clone(),
             impair_seed: self.impair_seed,
         };
@@ -100,4 +105,15 @@ pub fn impair_summary(s: &ImpairStats) -> String {
         )
     };
     format!("impair: to kernel: {}; to synack: {}", dir(0), dir(1))
+}
+
+/// One line on what segmentation offload did, for `-v`.
+pub fn offload_summary(s: &OffloadStats) -> String {
+    if !s.enabled {
+        return "offload: off".to_string();
+    }
+    format!(
+        "offload: on; from kernel: {} super-segments, largest packet {} bytes; to kernel: {} super-segments of {} segments",
+        s.super_in, s.largest_in, s.super_out, s.segments_merged
+    )
 }

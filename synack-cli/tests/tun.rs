@@ -294,6 +294,106 @@ fn transfers_over_an_impaired_path_are_byte_exact_in_both_directions() {
     );
 }
 
+/// Packets and bytes the kernel received on `dev` (what synack wrote).
+fn rx_counts(ns: &Netns, dev: &str) -> (u64, u64) {
+    let out = ns.exec(&[
+        "cat",
+        &format!("/sys/class/net/{dev}/statistics/rx_packets"),
+    ]);
+    let packets = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let out = ns.exec(&["cat", &format!("/sys/class/net/{dev}/statistics/rx_bytes")]);
+    let bytes = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (packets, bytes)
+}
+
+// With offload (the default) both directions carry TSO super-segments: far fewer packets
+// than MTU-sized ones for the same bytes. --no-offload turns it off; data is exact either way.
+#[test]
+fn offload_carries_super_segments_both_ways_and_can_be_turned_off() {
+    if !privileged("offload_carries_super_segments_both_ways_and_can_be_turned_off") {
+        return;
+    }
+    for offload in [true, false] {
+        let mut ns = Netns::new();
+        let www = ns.dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        let file = www.join("data.bin");
+        random_file(&file, 20_000_000);
+        let flag: &[&str] = if offload { &[] } else { &["--no-offload"] };
+        serve(&mut ns, &format!("http={}", www.display()), flag);
+        let got = ns.dir.join("got.bin");
+        ns.exec(&[
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "60",
+            "-o",
+            got.to_str().unwrap(),
+            "http://198.18.0.2:8080/data.bin",
+        ]);
+        assert_eq!(sha256(&got), sha256(&file), "offload={offload}");
+        let (packets, bytes) = rx_counts(&ns, "tun0");
+        let mtu_sized = bytes / 1500;
+        if offload {
+            assert!(
+                packets * 4 < mtu_sized,
+                "{packets} packets for {bytes} bytes"
+            );
+        } else {
+            assert!(packets >= mtu_sized, "{packets} packets for {bytes} bytes");
+        }
+        // The kernel sends: synack connect -v reports the super-segments it received.
+        let dir = www.to_str().unwrap().to_string();
+        ns.spawn(
+            &["python3", "-m", "http.server", "8000", "--directory", &dir],
+            Stdio::null(),
+        );
+        ns.wait_listening(8000);
+        let request = ns.dir.join("request.txt");
+        std::fs::write(&request, b"GET /data.bin HTTP/1.0\r\n\r\n").unwrap();
+        let mut argv = vec![
+            SYNACK,
+            "connect",
+            "--tun",
+            "tun1",
+            "--addr",
+            "198.19.0.2/16",
+            "--kernel-addr",
+            "198.19.0.1",
+            "-v",
+            "198.19.0.1:8000",
+        ];
+        argv.extend_from_slice(flag);
+        let out = ns
+            .cmd(&argv)
+            .stdin(std::fs::File::open(&request).unwrap())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "synack connect: {log}");
+        assert!(
+            out.stdout.ends_with(&std::fs::read(&file).unwrap()),
+            "download differs (offload={offload})"
+        );
+        let summary = log
+            .lines()
+            .find(|l| l.starts_with("offload:"))
+            .unwrap_or_else(|| panic!("no offload summary in:\n{log}"));
+        if offload {
+            let received: u64 = summary
+                .split("from kernel: ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("unreadable: {summary}"));
+            assert!(received > 0, "{summary}");
+        } else {
+            assert_eq!(summary, "offload: off");
+        }
+    }
+}
+
 /// A kernel-side client driven line by line: it prints what happened and waits for "go".
 const CLIENT: &str = r#"
 import socket, sys

@@ -10,10 +10,11 @@
 //! ```
 
 mod impair;
+mod offload;
 mod sys;
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use std::str::FromStr;
@@ -27,6 +28,7 @@ use crate::sim::LinkConfig;
 use crate::{Config, ConnectionHandle, Event, Instant, ListenerHandle, Stack};
 pub use impair::ImpairStats;
 use impair::{Direction, Impairment};
+pub use offload::OffloadStats;
 
 /// An address with its prefix length, as `198.18.0.2/15` or `2001:db8::2/64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +72,9 @@ pub struct InterfaceConfig {
     pub mtu: usize,
     /// The stack's configuration.
     pub stack: Config,
+    /// Use the kernel's segmentation and checksum offload when it supports it
+    /// (`IFF_VNET_HDR` + `TUNSETOFFLOAD`). Ignored with `impair`, which works per packet.
+    pub offload: bool,
     /// Impair the link in both directions with the simulator's link model (`--impair`).
     pub impair: Option<LinkConfig>,
     /// Seed of the impairment's randomness.
@@ -85,6 +90,7 @@ impl InterfaceConfig {
             kernel_addrs: vec![kernel_addr],
             mtu: 1500,
             stack: Config::default(),
+            offload: true,
             impair: None,
             impair_seed: 1,
         }
@@ -99,6 +105,8 @@ pub(crate) struct Shared {
     /// Signalled after every driver iteration and every application call.
     pub(crate) changed: Condvar,
     device: File,
+    /// Every packet on the device carries a `virtio_net_hdr`.
+    vnet: bool,
     wake_tx: File,
     stop: AtomicBool,
 }
@@ -109,6 +117,7 @@ pub(crate) struct Core {
     start: std::time::Instant,
     hook: Option<EventHook>,
     impair: Option<Impairment>,
+    offload: OffloadStats,
     /// Async tasks waiting for something to happen to a socket.
     wakers: Vec<(WakeKey, Waker)>,
 }
@@ -190,22 +199,24 @@ impl Shared {
         let now = core.now();
         // Packets released towards the stack make it answer: go round until quiet.
         for _ in 0..64 {
+            let mut batch = Vec::new();
             while let Some(p) = core.stack.poll_transmit(now) {
                 match core.impair.as_mut() {
                     Some(imp) => imp.submit(now, Direction::ToKernel, p),
-                    None => self.write_device(&p),
+                    None => batch.push(p),
                 }
             }
             let mut fed_stack = false;
             while let Some((dir, p)) = core.impair.as_mut().and_then(|imp| imp.release(now)) {
                 match dir {
-                    Direction::ToKernel => self.write_device(&p),
+                    Direction::ToKernel => batch.push(p),
                     Direction::ToStack => {
                         core.stack.receive(now, &p);
                         fed_stack = true;
                     }
                 }
             }
+            self.write_batch(core, batch);
             if !fed_stack {
                 break;
             }
@@ -220,9 +231,25 @@ impl Shared {
 }
 
 impl Shared {
-    fn write_device(&self, p: &[u8]) {
-        // A full device queue drops the packet; TCP retransmits it.
-        let _ = (&self.device).write(p);
+    /// Write packets to the kernel: merged into super-segments when offload is on, each
+    /// behind its virtio header when the device has them. A full device queue drops the
+    /// packet; TCP retransmits it.
+    fn write_batch(&self, core: &mut Core, batch: Vec<Vec<u8>>) {
+        if !self.vnet {
+            for p in batch {
+                let _ = (&self.device).write(&p);
+            }
+            return;
+        }
+        let packets = if core.offload.enabled {
+            offload::coalesce(batch, &mut core.offload)
+        } else {
+            batch.into_iter().map(|p| (offload::PLAIN, p)).collect()
+        };
+        for (hdr, p) in packets {
+            let hdr = hdr.to_bytes();
+            let _ = (&self.device).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(&p)]);
+        }
     }
 }
 
@@ -242,7 +269,10 @@ impl Interface {
     /// Create (or attach to) the TUN interface, give its kernel side the kernel
     /// addresses, bring it up, and start the driver thread. Needs root or CAP_NET_ADMIN.
     pub fn open(config: InterfaceConfig) -> io::Result<Interface> {
-        let device = sys::open_tun(&config.name)?;
+        // The impairment model works packet by packet: no super-segments with it.
+        let vnet = config.offload && config.impair.is_none();
+        let device = sys::open_tun(&config.name, vnet)?;
+        let offload_on = vnet && sys::set_offload(&device).is_ok();
         sys::set_mtu(&config.name, config.mtu)?;
         sys::set_up(&config.name)?;
         let mut stack = Stack::new(Config {
@@ -270,6 +300,10 @@ impl Interface {
                 start: std::time::Instant::now(),
                 hook: None,
                 wakers: Vec::new(),
+                offload: OffloadStats {
+                    enabled: offload_on,
+                    ..OffloadStats::default()
+                },
                 impair: config
                     .impair
                     .clone()
@@ -277,6 +311,7 @@ impl Interface {
             }),
             changed: Condvar::new(),
             device,
+            vnet,
             wake_tx,
             stop: AtomicBool::new(false),
         });
@@ -327,6 +362,11 @@ impl Interface {
         }
     }
 
+    /// What segmentation offload did so far (`enabled` false when it is off).
+    pub fn offload_stats(&self) -> OffloadStats {
+        self.shared.lock().offload
+    }
+
     /// What `--impair` did so far (None without impairment).
     pub fn impairment_stats(&self) -> Option<ImpairStats> {
         self.shared.lock().impair.as_ref().map(|i| i.stats)
@@ -359,7 +399,8 @@ impl Drop for Interface {
 /// The driver loop: wait for a packet, a wake-up or the stack's deadline; feed packets
 /// and time in; write packets out; tell waiting application threads.
 fn drive(shared: &Shared, mut wake_rx: File) {
-    let mut buf = vec![0u8; 65536];
+    // A TSO super-segment is up to 64 KiB, after its virtio header.
+    let mut buf = vec![0u8; 65536 + offload::VNET_HDR_LEN];
     let fds = [shared.device.as_raw_fd(), wake_rx.as_raw_fd()];
     while !shared.stop.load(Ordering::SeqCst) {
         let timeout_ms = {
@@ -387,9 +428,18 @@ fn drive(shared: &Shared, mut wake_rx: File) {
             match (&shared.device).read(&mut buf) {
                 Ok(n) if n > 0 => {
                     let now = core.now();
+                    let range = if shared.vnet {
+                        match offload::inbound(&mut buf[..n], &mut core.offload) {
+                            Some(r) => r,
+                            None => continue,
+                        }
+                    } else {
+                        0..n
+                    };
+                    let packet = &buf[range];
                     match core.impair.as_mut() {
-                        Some(imp) => imp.submit(now, Direction::ToStack, buf[..n].to_vec()),
-                        None => core.stack.receive(now, &buf[..n]),
+                        Some(imp) => imp.submit(now, Direction::ToStack, packet.to_vec()),
+                        None => core.stack.receive(now, packet),
                     }
                 }
                 _ => break,

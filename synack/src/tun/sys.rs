@@ -11,6 +11,12 @@ use std::os::unix::fs::OpenOptionsExt;
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_VNET_HDR: libc::c_short = 0x4000;
+/// `_IOW('T', 208, unsigned int)`: which offloads the reader of the device can take.
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
 
 /// `struct ifreq`: a 16-byte name and a 24-byte union.
 #[repr(C)]
@@ -78,8 +84,9 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 /// Open `/dev/net/tun` and attach it to interface `name` (created if absent) in TUN
-/// mode without packet information: each read or write is one bare IP packet.
-pub(crate) fn open_tun(name: &str) -> io::Result<File> {
+/// mode without packet information: each read or write is one bare IP packet, preceded
+/// by a `virtio_net_hdr` when `vnet_hdr` is set.
+pub(crate) fn open_tun(name: &str, vnet_hdr: bool) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -87,12 +94,30 @@ pub(crate) fn open_tun(name: &str) -> io::Result<File> {
         .open("/dev/net/tun")
         .map_err(|e| annotate(e, "open /dev/net/tun"))?;
     let mut req = IfReq::new(name)?;
-    req.set_short(IFF_TUN | IFF_NO_PI);
+    let vnet = if vnet_hdr { IFF_VNET_HDR } else { 0 };
+    req.set_short(IFF_TUN | IFF_NO_PI | vnet);
     // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` matches in size
     // and layout (repr(C), 40 bytes); `req` outlives the call and the fd is open.
     cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) })
         .map_err(|e| annotate(e, "TUNSETIFF"))?;
     Ok(file)
+}
+
+/// Tell the kernel we take checksum-offloaded and TSO super-segments (IPv4 and IPv6),
+/// so it may hand us up to 64 KiB of TCP in one read (and accept the same from us).
+pub(crate) fn set_offload(device: &File) -> io::Result<()> {
+    let flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int of flags); no
+    // memory is passed and the fd is an open TUN device.
+    cvt(unsafe {
+        libc::ioctl(
+            device.as_raw_fd(),
+            TUNSETOFFLOAD as _,
+            flags as libc::c_ulong,
+        )
+    })
+    .map_err(|e| annotate(e, "TUNSETOFFLOAD"))?;
+    Ok(())
 }
 
 /// Explain permission errors the way a person needs to hear them.

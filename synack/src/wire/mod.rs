@@ -13,7 +13,7 @@ mod tcp_options;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use checksum::{checksum, pseudo_header};
+pub use checksum::{checksum, finish, pseudo_header, sum};
 pub use icmp::{IcmpPacket, IcmpRepr, IcmpVersion, QuotedTcp};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6Packet, Ipv6Repr};

@@ -1,0 +1,416 @@
+//! Segmentation and checksum offload on the TUN device (`IFF_VNET_HDR` + `TUNSETOFFLOAD`).
+//! Every packet crossing the device carries a `virtio_net_hdr`. From the kernel we may get
+//! TSO super-segments (up to 64 KiB of one connection's data in one read) whose TCP
+//! checksum is left partial; we complete it and hand the stack the whole segment. Towards
+//! the kernel, runs of full-sized segments that the stack emits back to back are merged
+//! into one super-segment with a partial checksum, which the kernel takes as one packet.
+
+use std::ops::Range;
+
+use crate::wire::{checksum, finish, pseudo_header, PROTO_TCP};
+
+/// `sizeof(struct virtio_net_hdr)`: what precedes each packet on a vnet-header device.
+pub(crate) const VNET_HDR_LEN: usize = 10;
+const F_NEEDS_CSUM: u8 = 1;
+const GSO_NONE: u8 = 0;
+const GSO_TCPV4: u8 = 1;
+const GSO_TCPV6: u8 = 4;
+/// The largest IP packet a super-segment may become.
+const MAX_SUPER: usize = 65535;
+
+/// What offload did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OffloadStats {
+    /// Whether the kernel accepted the offload flags for this device.
+    pub enabled: bool,
+    /// Super-segments (more than one MSS) received from the kernel.
+    pub super_in: u64,
+    /// The largest packet received from the kernel, in bytes.
+    pub largest_in: usize,
+    /// Super-segments written to the kernel.
+    pub super_out: u64,
+    /// Stack segments merged into those super-segments.
+    pub segments_merged: u64,
+    /// Packets whose partial checksum we completed.
+    pub checksums_completed: u64,
+    /// Reads whose virtio header was unusable (dropped).
+    pub bad_headers: u64,
+}
+
+/// A `virtio_net_hdr` (native byte order, as the legacy TUN interface uses).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct VnetHdr {
+    flags: u8,
+    gso_type: u8,
+    hdr_len: u16,
+    gso_size: u16,
+    csum_start: u16,
+    csum_offset: u16,
+}
+
+impl VnetHdr {
+    fn parse(b: &[u8]) -> Option<VnetHdr> {
+        let b = b.get(..VNET_HDR_LEN)?;
+        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        Some(VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            hdr_len: u(2),
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        })
+    }
+
+    pub(crate) fn to_bytes(self) -> [u8; VNET_HDR_LEN] {
+        let mut b = [0u8; VNET_HDR_LEN];
+        b[0] = self.flags;
+        b[1] = self.gso_type;
+        b[2..4].copy_from_slice(&self.hdr_len.to_ne_bytes());
+        b[4..6].copy_from_slice(&self.gso_size.to_ne_bytes());
+        b[6..8].copy_from_slice(&self.csum_start.to_ne_bytes());
+        b[8..10].copy_from_slice(&self.csum_offset.to_ne_bytes());
+        b
+    }
+}
+
+/// A read from the device: strip the header, complete a partial checksum. Returns where
+/// the IP packet is in `buf`, or None when the header cannot be used.
+pub(crate) fn inbound(buf: &mut [u8], stats: &mut OffloadStats) -> Option<Range<usize>> {
+    let Some(hdr) = VnetHdr::parse(buf) else {
+        stats.bad_headers += 1;
+        return None;
+    };
+    let packet = &mut buf[VNET_HDR_LEN..];
+    if hdr.flags & F_NEEDS_CSUM != 0 {
+        let start = usize::from(hdr.csum_start);
+        let at = start + usize::from(hdr.csum_offset);
+        if at + 2 > packet.len() {
+            stats.bad_headers += 1;
+            return None;
+        }
+        // The field holds the pseudo-header sum; summing from csum_start over it gives
+        // the full checksum (virtio 1.1, 5.1.6.2).
+        let c = checksum(&packet[start..]);
+        packet[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        stats.checksums_completed += 1;
+    }
+    if hdr.gso_type & !0x80 != GSO_NONE {
+        stats.super_in += 1;
+    }
+    stats.largest_in = stats.largest_in.max(packet.len());
+    Some(VNET_HDR_LEN..buf.len())
+}
+
+/// The header for a packet written as is (checksums already complete).
+pub(crate) const PLAIN: VnetHdr = VnetHdr {
+    flags: 0,
+    gso_type: GSO_NONE,
+    hdr_len: 0,
+    gso_size: 0,
+    csum_start: 0,
+    csum_offset: 0,
+};
+
+/// The TCP facts needed to decide whether two packets can travel as one.
+struct Shape {
+    ip_len: usize,
+    tcp_len: usize,
+    seq: u32,
+    flags: u8,
+    payload: usize,
+}
+
+const ACK: u8 = 0x10;
+const PSH: u8 = 0x08;
+
+/// Read what coalescing needs from a packet the stack built (IPv4 without options, or
+/// IPv6 without extension headers, carrying TCP). None for anything else.
+fn shape(p: &[u8]) -> Option<Shape> {
+    let (ip_len, proto) = match p.first()? >> 4 {
+        4 if p[0] & 0x0f == 5 => (20, *p.get(9)?),
+        6 => (40, *p.get(6)?),
+        _ => return None,
+    };
+    if proto != PROTO_TCP {
+        return None;
+    }
+    let tcp = p.get(ip_len..)?;
+    let tcp_len = usize::from(tcp.get(12)? >> 4) * 4;
+    if tcp_len < 20 || tcp.len() < tcp_len {
+        return None;
+    }
+    Some(Shape {
+        ip_len,
+        tcp_len,
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        flags: tcp[13],
+        payload: tcp.len() - tcp_len,
+    })
+}
+
+/// Whether `next` continues the run that starts with `first` and has `run_bytes` of
+/// payload so far: same addresses, ports, ack, window and options, plain ACK (PSH may
+/// end the run), the very next sequence number, no bigger than the first.
+fn continues(first: &[u8], f: &Shape, run_bytes: usize, next: &[u8], n: &Shape) -> bool {
+    let (hl, ip) = (f.ip_len + f.tcp_len, f.ip_len);
+    let addrs = if ip == 20 { 12..20 } else { 8..40 };
+    n.ip_len == f.ip_len
+        && n.tcp_len == f.tcp_len
+        && n.payload > 0
+        && n.payload <= f.payload
+        && (n.flags == ACK || n.flags == ACK | PSH)
+        && n.seq == f.seq.wrapping_add(run_bytes as u32)
+        && first[addrs.clone()] == next[addrs]
+        // ports, then ack and the data offset, then window; then the options
+        && first[ip..ip + 4] == next[ip..ip + 4]
+        && first[ip + 8..ip + 13] == next[ip + 8..ip + 13]
+        && first[ip + 14..ip + 16] == next[ip + 14..ip + 16]
+        && first[ip + 20..hl] == next[ip + 20..hl]
+        && hl + run_bytes + n.payload <= MAX_SUPER
+}
+
+/// Merge runs of consecutive full-sized segments of one connection into TSO
+/// super-segments. Returns each packet to write with its virtio header, in order.
+pub(crate) fn coalesce(packets: Vec<Vec<u8>>, stats: &mut OffloadStats) -> Vec<(VnetHdr, Vec<u8>)> {
+    let mut out: Vec<(VnetHdr, Vec<u8>)> = Vec::with_capacity(packets.len());
+    let mut iter = packets.into_iter().peekable();
+    while let Some(first) = iter.next() {
+        let f = match shape(&first) {
+            Some(f) if f.flags == ACK && f.payload > 0 => f,
+            _ => {
+                out.push((PLAIN, first));
+                continue;
+            }
+        };
+        let mut run = first;
+        let mut run_bytes = f.payload;
+        let mut count = 1;
+        let mut last_flags = f.flags;
+        while let Some(next) = iter.peek() {
+            let Some(n) = shape(next) else { break };
+            // Every segment but the last must be full-sized.
+            if last_flags != ACK || run_bytes % f.payload != 0 {
+                break;
+            }
+            if !continues(&run, &f, run_bytes, next, &n) {
+                break;
+            }
+            let next = iter.next().unwrap_or_default();
+            let hl = f.ip_len + f.tcp_len;
+            run.extend_from_slice(&next[hl..]);
+            run_bytes += n.payload;
+            last_flags = n.flags;
+            count += 1;
+        }
+        if count == 1 {
+            out.push((PLAIN, run));
+            continue;
+        }
+        finish_super(&mut run, &f, last_flags);
+        stats.super_out += 1;
+        stats.segments_merged += count;
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: if f.ip_len == 20 { GSO_TCPV4 } else { GSO_TCPV6 },
+            hdr_len: (f.ip_len + f.tcp_len) as u16,
+            gso_size: f.payload as u16,
+            csum_start: f.ip_len as u16,
+            csum_offset: 16,
+        };
+        out.push((hdr, run));
+    }
+    out
+}
+
+/// Fix lengths, flags and checksums of a merged packet: the IP header as for any packet,
+/// the TCP checksum field left holding the pseudo-header sum for the kernel to finish
+/// per segment (CHECKSUM_PARTIAL).
+fn finish_super(p: &mut [u8], f: &Shape, flags: u8) {
+    let ip = f.ip_len;
+    let total = p.len();
+    let tcp_total = total - ip;
+    let (src, dst) = if ip == 20 {
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum(&p[..20]);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+        let a = |r: Range<usize>| -> std::net::IpAddr {
+            let o: [u8; 4] = p[r].try_into().unwrap_or([0; 4]);
+            o.into()
+        };
+        (a(12..16), a(16..20))
+    } else {
+        p[4..6].copy_from_slice(&(tcp_total as u16).to_be_bytes());
+        let a = |r: Range<usize>| -> std::net::IpAddr {
+            let o: [u8; 16] = p[r].try_into().unwrap_or([0; 16]);
+            o.into()
+        };
+        (a(8..24), a(24..40))
+    };
+    p[ip + 13] = flags;
+    let partial = !finish(pseudo_header(&src, &dst, PROTO_TCP, tcp_total as u32));
+    p[ip + 16..ip + 18].copy_from_slice(&partial.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{self, sum, SeqNum, TcpFlags, TcpRepr};
+    use std::net::IpAddr;
+
+    fn segment(v6: bool, seq: u32, flags: TcpFlags, len: usize) -> Vec<u8> {
+        let (s, d): (IpAddr, IpAddr) = if v6 {
+            (
+                "2001:db8::2".parse().unwrap(),
+                "2001:db8::1".parse().unwrap(),
+            )
+        } else {
+            ("198.18.0.2".parse().unwrap(), "198.18.0.1".parse().unwrap())
+        };
+        let payload: Vec<u8> = (0..len).map(|i| (seq as usize + i) as u8).collect();
+        let repr = TcpRepr {
+            src_port: 8080,
+            dst_port: 40000,
+            seq: SeqNum::new(seq),
+            ack: SeqNum::new(77),
+            flags,
+            window: 512,
+            urgent: 0,
+            options: Default::default(),
+            payload: &payload,
+        };
+        wire::emit_tcp_packet(s, d, 64, &repr).unwrap()
+    }
+
+    /// What the kernel's GSO does with a super-segment: cut it at gso_size, copy the
+    /// headers, fix lengths, sequence numbers, flags and checksums.
+    fn kernel_segments(hdr: VnetHdr, p: &[u8]) -> Vec<Vec<u8>> {
+        let hl = usize::from(hdr.hdr_len);
+        let ip = usize::from(hdr.csum_start);
+        let f = shape(p).unwrap();
+        let data = &p[hl..];
+        let chunks: Vec<&[u8]> = data.chunks(usize::from(hdr.gso_size)).collect();
+        let last = chunks.len() - 1;
+        chunks
+            .iter()
+            .enumerate()
+            .map(|(i, chunk)| {
+                let mut s = p[..hl].to_vec();
+                s.extend_from_slice(chunk);
+                let seq = f.seq.wrapping_add((i * usize::from(hdr.gso_size)) as u32);
+                s[ip + 4..ip + 8].copy_from_slice(&seq.to_be_bytes());
+                if i != last {
+                    s[ip + 13] &= !PSH;
+                }
+                let n = s.len();
+                if ip == 20 {
+                    s[2..4].copy_from_slice(&(n as u16).to_be_bytes());
+                    s[10..12].copy_from_slice(&[0, 0]);
+                    let c = checksum(&s[..20]);
+                    s[10..12].copy_from_slice(&c.to_be_bytes());
+                } else {
+                    s[4..6].copy_from_slice(&((n - 40) as u16).to_be_bytes());
+                }
+                let (info, _) = wire::parse_ip(&s).unwrap();
+                let (src, dst) = (info.src, info.dst);
+                let tcp_len = s.len() - ip;
+                s[ip + 16..ip + 18].copy_from_slice(&[0, 0]);
+                let c = finish(sum(
+                    pseudo_header(&src, &dst, PROTO_TCP, tcp_len as u32),
+                    &s[ip..],
+                ));
+                s[ip + 16..ip + 18].copy_from_slice(&c.to_be_bytes());
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_of_full_segments_becomes_one_super_segment_the_kernel_can_cut_back() {
+        for v6 in [false, true] {
+            let mss = 1000;
+            let originals: Vec<Vec<u8>> = (0..5)
+                .map(|i| {
+                    let flags = if i == 4 {
+                        TcpFlags::ACK | TcpFlags::PSH
+                    } else {
+                        TcpFlags::ACK
+                    };
+                    segment(
+                        v6,
+                        1000 + i * mss as u32,
+                        flags,
+                        if i == 4 { 300 } else { mss },
+                    )
+                })
+                .collect();
+            let mut stats = OffloadStats::default();
+            let out = coalesce(originals.clone(), &mut stats);
+            assert_eq!(out.len(), 1, "v6={v6}");
+            assert_eq!((stats.super_out, stats.segments_merged), (1, 5));
+            let (hdr, p) = &out[0];
+            assert_eq!(usize::from(hdr.gso_size), mss);
+            // Segmenting it back (as the kernel does) gives exactly the stack's segments.
+            assert_eq!(kernel_segments(*hdr, p), originals, "v6={v6}");
+        }
+    }
+
+    #[test]
+    fn segments_that_differ_are_not_merged() {
+        let a = segment(false, 1000, TcpFlags::ACK, 1000);
+        let gap = segment(false, 2500, TcpFlags::ACK, 1000);
+        let fin = segment(false, 3500, TcpFlags::ACK | TcpFlags::FIN, 1000);
+        let short_first = segment(false, 10, TcpFlags::ACK, 10);
+        let after_short = segment(false, 20, TcpFlags::ACK, 10);
+        let after_short2 = segment(false, 30, TcpFlags::ACK, 10);
+        let mut stats = OffloadStats::default();
+        let out = coalesce(
+            vec![a, gap, fin, short_first, after_short, after_short2],
+            &mut stats,
+        );
+        // gap: not contiguous; FIN: never merged; the three 10-byte ones do merge.
+        assert_eq!(out.len(), 4);
+        assert_eq!(stats.segments_merged, 3);
+        assert!(out[..3].iter().all(|(h, _)| *h == PLAIN));
+    }
+
+    #[test]
+    fn a_partial_checksum_from_the_kernel_is_completed() {
+        let p = segment(true, 5, TcpFlags::ACK, 3000);
+        let mut partial = p.clone();
+        let (info, _) = wire::parse_ip(&p).unwrap();
+        let pseudo = !finish(pseudo_header(
+            &info.src,
+            &info.dst,
+            PROTO_TCP,
+            (p.len() - 40) as u32,
+        ));
+        partial[40 + 16..40 + 18].copy_from_slice(&pseudo.to_be_bytes());
+        let hdr = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV6,
+            hdr_len: 60,
+            gso_size: 1000,
+            csum_start: 40,
+            csum_offset: 16,
+        };
+        let mut buf = hdr.to_bytes().to_vec();
+        buf.extend_from_slice(&partial);
+        let mut stats = OffloadStats::default();
+        let range = inbound(&mut buf, &mut stats).unwrap();
+        assert_eq!(&buf[range], &p[..]);
+        assert_eq!((stats.super_in, stats.checksums_completed), (1, 1));
+        // A header pointing past the packet is refused, not trusted.
+        let mut bad = VnetHdr {
+            csum_start: 60000,
+            ..hdr
+        }
+        .to_bytes()
+        .to_vec();
+        bad.extend_from_slice(&partial);
+        assert_eq!(inbound(&mut bad, &mut stats), None);
+        assert_eq!(inbound(&mut [0u8; 4], &mut stats), None);
+        assert_eq!(stats.bad_headers, 2);
+    }
+}
