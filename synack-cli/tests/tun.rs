@@ -209,6 +209,50 @@ fn connect_fails_at_once_when_the_kernel_answers_with_icmp_prohibited() {
     );
 }
 
+/// Start `python3 -m http.server` on port 8000 (kernel side) serving `dir`.
+fn kernel_http_server(ns: &mut Netns, dir: &Path) {
+    let dir = dir.to_str().unwrap().to_string();
+    ns.spawn(
+        &["python3", "-m", "http.server", "8000", "--directory", &dir],
+        Stdio::null(),
+    );
+    ns.wait_listening(8000);
+}
+
+/// `synack connect -v` (on tun1, 198.19.0.2) fetches `/NAME` from the kernel-side server
+/// with HTTP/1.0; returns the response body and synack's stderr.
+fn connect_fetch(ns: &Netns, name: &str, extra: &[&str]) -> (Vec<u8>, String) {
+    let request = ns.dir.join("request.txt");
+    std::fs::write(&request, format!("GET /{name} HTTP/1.0\r\n\r\n")).unwrap();
+    let mut argv = vec![
+        SYNACK,
+        "connect",
+        "--tun",
+        "tun1",
+        "--addr",
+        "198.19.0.2/16",
+        "--kernel-addr",
+        "198.19.0.1",
+        "-v",
+        "198.19.0.1:8000",
+    ];
+    argv.extend_from_slice(extra);
+    let out = ns
+        .cmd(&argv)
+        .stdin(std::fs::File::open(&request).unwrap())
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "synack connect: {log}");
+    let body_at = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response")
+        + 4;
+    (out.stdout[body_at..].to_vec(), log)
+}
+
 // `--impair` puts the simulator's link model between synack and the kernel: over a
 // lossy, delaying, reordering path both TCPs recover every loss, byte for byte.
 #[test]
@@ -241,44 +285,10 @@ fn transfers_over_an_impaired_path_are_byte_exact_in_both_directions() {
     ]);
     assert_eq!(sha256(&got), sha256(&file), "synack -> kernel");
     // The kernel sends: synack connect downloads from a kernel-side server.
-    let dir = www.to_str().unwrap().to_string();
-    ns.spawn(
-        &["python3", "-m", "http.server", "8000", "--directory", &dir],
-        Stdio::null(),
-    );
-    ns.wait_listening(8000);
+    kernel_http_server(&mut ns, &www);
     let retrans_before = nstat(&ns, "TcpRetransSegs");
-    let request = ns.dir.join("request.txt");
-    std::fs::write(&request, b"GET /data.bin HTTP/1.0\r\n\r\n").unwrap();
-    let out = ns
-        .cmd(&[
-            SYNACK,
-            "connect",
-            "--tun",
-            "tun1",
-            "--addr",
-            "198.19.0.2/16",
-            "--kernel-addr",
-            "198.19.0.1",
-            "--impair",
-            IMPAIR,
-            "-v",
-            "198.19.0.1:8000",
-        ])
-        .stdin(std::fs::File::open(&request).unwrap())
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "synack connect: {log}");
-    let body_at = out
-        .stdout
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response")
-        + 4;
-    let body = ns.dir.join("download.bin");
-    std::fs::write(&body, &out.stdout[body_at..]).unwrap();
-    assert_eq!(sha256(&body), sha256(&file), "kernel -> synack");
+    let (body, log) = connect_fetch(&ns, "data.bin", &["--impair", IMPAIR]);
+    assert!(body == std::fs::read(&file).unwrap(), "kernel -> synack");
     let summary = log
         .lines()
         .find(|l| l.starts_with("impair:"))
@@ -344,36 +354,10 @@ fn offload_carries_super_segments_both_ways_and_can_be_turned_off() {
             assert!(packets >= mtu_sized, "{packets} packets for {bytes} bytes");
         }
         // The kernel sends: synack connect -v reports the super-segments it received.
-        let dir = www.to_str().unwrap().to_string();
-        ns.spawn(
-            &["python3", "-m", "http.server", "8000", "--directory", &dir],
-            Stdio::null(),
-        );
-        ns.wait_listening(8000);
-        let request = ns.dir.join("request.txt");
-        std::fs::write(&request, b"GET /data.bin HTTP/1.0\r\n\r\n").unwrap();
-        let mut argv = vec![
-            SYNACK,
-            "connect",
-            "--tun",
-            "tun1",
-            "--addr",
-            "198.19.0.2/16",
-            "--kernel-addr",
-            "198.19.0.1",
-            "-v",
-            "198.19.0.1:8000",
-        ];
-        argv.extend_from_slice(flag);
-        let out = ns
-            .cmd(&argv)
-            .stdin(std::fs::File::open(&request).unwrap())
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "synack connect: {log}");
+        kernel_http_server(&mut ns, &www);
+        let (body, log) = connect_fetch(&ns, "data.bin", flag);
         assert!(
-            out.stdout.ends_with(&std::fs::read(&file).unwrap()),
+            body == std::fs::read(&file).unwrap(),
             "download differs (offload={offload})"
         );
         let summary = log
