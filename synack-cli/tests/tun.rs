@@ -35,8 +35,8 @@ fn serve(ns: &mut Netns, app: &str, extra: &[&str]) {
 }
 
 #[test]
-fn curl_fetches_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact() {
-    if !privileged("curl_fetches_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact") {
+fn curl_and_python3_fetch_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact() {
+    if !privileged("curl_and_python3_fetch_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact") {
         return;
     }
     let mut ns = Netns::new();
@@ -56,6 +56,17 @@ fn curl_fetches_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact() {
         assert_eq!(sha256(&got), sha256(&www.join("big.bin")), "{url}");
         std::fs::remove_file(&got).unwrap();
     }
+    // python3's HTTP client (kernel side) fetches the same file.
+    let fetch = format!(
+        "import urllib.request\nopen('{}','wb').write(urllib.request.urlopen('http://198.18.0.2:8080/big.bin', timeout=120).read())",
+        ns.dir.join("py.bin").display()
+    );
+    ns.exec(&["python3", "-c", &fetch]);
+    assert_eq!(
+        sha256(&ns.dir.join("py.bin")),
+        sha256(&www.join("big.bin")),
+        "python3"
+    );
     // Keep-alive: two requests on one connection.
     let out = ns.exec(&[
         "curl",
@@ -389,6 +400,13 @@ if mode == 'read-to-eof':
     sys.stdin.readline()
     c.close()
     print('closed', flush=True)
+elif mode == 'shut-then-read':
+    c.shutdown(socket.SHUT_WR)
+    print('shut', flush=True)
+    sys.stdin.readline()
+    while c.recv(65536): pass
+    c.close()
+    print('eof', flush=True)
 else:
     c.sendall(b'x'); c.recv(10)
     c.shutdown(socket.SHUT_WR)
@@ -487,6 +505,33 @@ fn when_the_kernel_closes_first_it_ends_in_time_wait() {
     c.expect("shut");
     c.go();
     c.expect("closed");
+    assert!(
+        wait_ss(&ns, &["TIME-WAIT", "198.18.0.2:8080"], true),
+        "kernel in TIME_WAIT:\n{}",
+        ns.ss()
+    );
+}
+
+// The kernel sends its FIN while synack still has 20 MB to send and the kernel-side
+// application is not reading: the kernel waits in FIN_WAIT_2 (synack in CLOSE_WAIT,
+// held by flow control); once it reads, synack finishes, closes, and the kernel ends
+// in TIME_WAIT.
+#[test]
+fn when_the_kernel_closes_first_it_waits_in_fin_wait_2_then_time_wait() {
+    if !privileged("when_the_kernel_closes_first_it_waits_in_fin_wait_2_then_time_wait") {
+        return;
+    }
+    let mut ns = Netns::new();
+    serve(&mut ns, "chargen=20000000", &[]);
+    let mut c = Client::start(&ns, "shut-then-read");
+    c.expect("shut");
+    assert!(
+        wait_ss(&ns, &["FIN-WAIT-2", "198.18.0.2:8080"], true),
+        "kernel in FIN_WAIT_2:\n{}",
+        ns.ss()
+    );
+    c.go();
+    c.expect("eof");
     assert!(
         wait_ss(&ns, &["TIME-WAIT", "198.18.0.2:8080"], true),
         "kernel in TIME_WAIT:\n{}",
