@@ -149,6 +149,7 @@ impl WakeKey {
 impl Core {
     /// Wake `waker` at the next event for `key` (called with the lock held, so no event
     /// can slip between the failed attempt and the registration).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
     pub(crate) fn register(&mut self, key: WakeKey, waker: &Waker) {
         if !self
             .wakers
