@@ -10,9 +10,19 @@ use synack::scenario::{self, ScenarioOptions, ScenarioRun};
 use synack::trace::ladder::{self, LadderOptions};
 use synack::trace::RecordKind;
 
+/// What else `synack demo` runs besides the named scenarios.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum DemoCommand {
+    /// A bulk transfer over a simulated path: goodput, retransmissions, cwnd over time.
+    Transfer(crate::transfer::TransferArgs),
+}
+
 /// Options of `synack demo`.
 #[derive(Args, Debug, Clone)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DemoArgs {
+    #[command(subcommand)]
+    pub command: Option<DemoCommand>,
     /// Scenario to run (see --list).
     #[arg(default_value = "handshake-and-close")]
     pub name: String,
@@ -42,6 +52,7 @@ pub struct DemoArgs {
 impl Default for DemoArgs {
     fn default() -> DemoArgs {
         DemoArgs {
+            command: None,
             name: "handshake-and-close".into(),
             list: false,
             json: false,
@@ -68,6 +79,9 @@ fn percent(s: &str) -> Result<f64, String> {
 
 /// Run `synack demo`; returns the exit status.
 pub fn run(args: &DemoArgs) -> i32 {
+    if let Some(DemoCommand::Transfer(t)) = &args.command {
+        return crate::transfer::run_transfer(t);
+    }
     let mut out = std::io::stdout().lock();
     if args.list {
         for s in scenario::list() {

@@ -4,6 +4,7 @@
 mod connect;
 mod demo;
 mod serve;
+mod transfer;
 mod tun_args;
 
 use clap::{Parser, Subcommand};

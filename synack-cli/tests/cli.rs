@@ -140,3 +140,40 @@ fn out_of_range_loss_is_rejected_with_a_reason() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("outside 0-100"));
 }
+
+#[test]
+fn demo_transfer_json_reports_goodput_and_exactness() {
+    let out = synack(&[
+        "demo", "transfer", "--bytes", "2M", "--json", "--cc", "newreno",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    for key in [
+        "goodput_bps",
+        "link_bps",
+        "retransmits",
+        "bytes_delivered",
+        "byte_exact",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["bytes_delivered"], 2_000_000);
+    assert_eq!(v["byte_exact"], true);
+    assert_eq!(v["link_bps"], 100_000_000);
+    let goodput = v["goodput_bps"].as_f64().unwrap();
+    assert!(goodput > 10e6 && goodput <= 100e6, "{goodput}");
+}
+
+#[test]
+fn demo_transfer_prints_progress_a_chart_and_the_result() {
+    let out = synack(&["demo", "transfer", "--bytes", "30M", "--loss", "0.1"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("t=   1.0s"), "{text}");
+    assert!(text.contains("cwnd (max"), "{text}");
+    assert!(text.contains("byte-exact: true"), "{text}");
+}

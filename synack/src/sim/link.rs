@@ -117,6 +117,16 @@ fn percent(key: &str, value: &str) -> Result<f64, String> {
     Ok(n / 100.0)
 }
 
+/// Parse a duration like `20ms`, `500us` or `1.5s`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    duration("duration", value)
+}
+
+/// Parse a rate like `100mbit`, `1gbit` or `500kbit` into bits per second.
+pub fn parse_rate(value: &str) -> Result<u64, String> {
+    rate(value)
+}
+
 fn duration(key: &str, value: &str) -> Result<Duration, String> {
     let bad = || format!("{key}={value}: expected a duration like 10ms, 500us or 1s");
     let split = value

@@ -7,6 +7,7 @@
 //! fate, for ladders, pcaps and assertions.
 
 pub(crate) mod link;
+pub mod transfer;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -16,8 +17,8 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+pub use link::{parse_duration, parse_rate, LinkConfig, LossCause};
 use link::{Link, Transit};
-pub use link::{LinkConfig, LossCause};
 
 use crate::Instant;
 

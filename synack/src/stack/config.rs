@@ -4,6 +4,8 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use crate::tcp::CongestionControl;
+
 /// Every tunable of a [`crate::Stack`], with Linux's defaults.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -32,6 +34,11 @@ pub struct Config {
     pub tcp_timestamps: bool,
     /// `net.ipv4.tcp_window_scaling` (true): offer and accept RFC 7323 window scaling.
     pub tcp_window_scaling: bool,
+    /// `net.ipv4.tcp_sack` (true): offer and accept selective acknowledgements (RFC 2018).
+    pub tcp_sack: bool,
+    /// `net.ipv4.tcp_congestion_control` (cubic): the congestion control of new
+    /// connections; [`crate::Stack::set_congestion_control`] changes one connection's.
+    pub congestion_control: CongestionControl,
     /// Initial retransmission timeout (RFC 6298: 1 s).
     pub rto_initial: Duration,
     /// Lower bound of the RTO (Linux's TCP_RTO_MIN, 200 ms).
@@ -66,6 +73,8 @@ impl Default for Config {
             tcp_max_tw_buckets: 262_144,
             tcp_timestamps: true,
             tcp_window_scaling: true,
+            tcp_sack: true,
+            congestion_control: CongestionControl::Cubic,
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),

@@ -18,6 +18,7 @@ mod tables;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
+pub use crate::tcp::CongestionControl;
 pub use config::Config;
 pub use error::Error;
 pub use event::Event;
@@ -904,6 +905,17 @@ impl Stack {
         buf: &mut [u8],
     ) -> Result<usize, Error> {
         self.with_conn(now, conn, |c, _| c.recv(buf))?
+    }
+
+    /// Choose the congestion control of one connection (like `setsockopt(TCP_CONGESTION)`):
+    /// before it is established, or during, keeping its current cwnd.
+    pub fn set_congestion_control(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        cc: crate::tcp::CongestionControl,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_congestion_control(cc))
     }
 
     /// Shut down the sending half (half-close): a FIN follows the queued data.

@@ -8,6 +8,7 @@ use std::mem;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::cc::CongestionControl;
 use super::reassembly::Reassembly;
 use super::rtt::RttEstimator;
 use super::send_buffer::SendBuffer;
@@ -63,6 +64,10 @@ pub(crate) struct Connection {
     pub(crate) last_ack_sent: SeqNum,
     /// Our MSS option value (from the MTU).
     pub(crate) local_mss: u16,
+    /// We offer / accept SACK (`tcp_sack`).
+    pub(crate) sack_offer: bool,
+    /// The congestion control the send side uses once established.
+    pub(crate) cc_choice: CongestionControl,
     /// The application gave up its handle (close()).
     pub(crate) orphaned: bool,
     /// Created by a listener.
@@ -96,6 +101,8 @@ pub(crate) struct ConnStats {
     pub(crate) segs_in: u64,
     pub(crate) segs_out: u64,
     pub(crate) retransmits: u64,
+    /// Fast retransmits undone because the original arrived (RFC 3522).
+    pub(crate) spurious_retransmits: u64,
     pub(crate) bytes_sent: u64,
     pub(crate) bytes_received: u64,
     pub(crate) challenge_acks: u64,
@@ -132,7 +139,10 @@ impl Connection {
                 snd_wscale: 0,
                 rcv_wscale: 0,
                 timestamps: false,
+                sack: false,
             },
+            sack_offer: cfg.tcp_sack,
+            cc_choice: cfg.congestion_control,
             ts_recent: 0,
             ts_offset: 0,
             last_ack_sent: SeqNum::new(0),
@@ -234,6 +244,8 @@ impl Connection {
             _ => (0, 0),
         };
         let timestamps = ts_offer && syn.options.timestamps.is_some();
+        // RFC 2018 2: SACK only when both SYNs carry SACK-permitted.
+        let sack = self.sack_offer && syn.options.sack_permitted;
         if let Some(ts) = syn.options.timestamps.filter(|_| timestamps) {
             self.ts_recent = ts.tsval;
         }
@@ -244,6 +256,7 @@ impl Connection {
             snd_wscale,
             rcv_wscale,
             timestamps,
+            sack,
         };
     }
 
@@ -260,6 +273,7 @@ impl Connection {
             adv,
             ooo: Reassembly::default(),
             fin: None,
+            last_ooo: None,
         }
     }
 
@@ -408,13 +422,22 @@ impl Connection {
             }
             snd.rtx.backoff += 1;
             snd.rtt.on_retransmit();
-            // RFC 5681 3.1 (eq. 4): after a timeout, ssthresh = max(FlightSize/2, 2*SMSS), cwnd = 1 SMSS.
-            let mss = self.neg.snd_mss as u32;
-            snd.ssthresh = (snd.flight() / 2).max(2 * mss);
-            snd.cwnd = mss;
-            snd.recover = Some(snd.max);
+            // RFC 5681 3.1 (eq. 4): after a timeout, ssthresh = max(FlightSize/2, 2*SMSS),
+            // cwnd = 1 SMSS (CUBIC: RFC 9438 4.8). A timeout during a recovery already
+            // under way does not reduce ssthresh again (as Linux's tcp_enter_loss).
+            if snd.recovery == Recovery::Open {
+                let flight = snd.flight();
+                snd.cc.on_rto(now, flight);
+            } else {
+                let mss = snd.cc.mss();
+                snd.cc.set_cwnd(mss);
+            }
+            snd.recovery = Recovery::Timeout { recover: snd.max };
+            snd.undo = None;
             snd.dupacks = 0;
-            // Go back N: resend from the oldest unacknowledged byte.
+            snd.resend_head = false;
+            // Go back N: resend from the oldest unacknowledged byte; SACKed ranges are
+            // skipped (RFC 6675 5.1 keeps the scoreboard; we trust it, like Linux).
             snd.nxt = snd.una;
             snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
         }
@@ -441,6 +464,17 @@ impl Connection {
     }
 
     // ---- application calls ---------------------------------------------------------
+
+    /// Switch congestion control; an established connection keeps its cwnd.
+    pub(crate) fn set_congestion_control(&mut self, cc: CongestionControl) {
+        self.cc_choice = cc;
+        let mss = self.neg.snd_mss as u32;
+        if let Some(snd) = self.state.snd_mut() {
+            let cwnd = snd.cc.cwnd();
+            snd.cc = cc.controller(mss);
+            snd.cc.set_cwnd(cwnd);
+        }
+    }
 
     /// Queue data (RFC 9293 3.10.2 SEND).
     pub(crate) fn send(&mut self, data: &[u8]) -> Result<usize, Error> {

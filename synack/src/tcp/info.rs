@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::cc::CongestionControl;
 use super::conn::Connection;
 use super::state::State;
 use super::TcpState;
@@ -51,6 +52,12 @@ pub struct ConnectionInfo {
     pub cwnd: Option<u32>,
     /// Slow-start threshold in bytes (`u32::MAX` until the first loss).
     pub ssthresh: Option<u32>,
+    /// The congestion control in use (once established) or chosen (before).
+    pub congestion_control: CongestionControl,
+    /// SACK negotiated (RFC 2018).
+    pub sack: bool,
+    /// Bytes the peer has SACKed above SND.UNA (the scoreboard).
+    pub sacked_bytes: u32,
     /// Bytes the application wrote that the peer has not acknowledged.
     pub send_queue: usize,
     /// Bytes received in order that the application has not read.
@@ -111,8 +118,11 @@ impl Connection {
             rttvar: rtt.filter(|r| r.srtt().is_some()).map(|r| r.rttvar()),
             rto: rtt.map(|r| r.rto()),
             backoff,
-            cwnd: snd.map(|s| s.cwnd),
-            ssthresh: snd.map(|s| s.ssthresh),
+            cwnd: snd.map(|s| s.cwnd()),
+            ssthresh: snd.map(|s| s.cc.ssthresh()),
+            congestion_control: snd.map_or(self.cc_choice, |s| s.cc.kind()),
+            sack: self.neg.sack,
+            sacked_bytes: snd.map_or(0, |s| s.sacked.bytes()),
             send_queue: self.snd_buf.len(),
             recv_queue: self.rcv_buf.len(),
             out_of_order: self.state.rcv().map_or(0, |r| r.ooo.bytes()),

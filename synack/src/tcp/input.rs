@@ -7,6 +7,7 @@ use super::time_wait::TimeWaitVerdict;
 use crate::stack::{Config, Error};
 use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;
+use std::time::Duration;
 
 /// Linux's tcp_invalid_ratelimit: at most one ACK per this interval answers unacceptable
 /// zero-length segments.
@@ -162,8 +163,10 @@ impl Connection {
     fn finish_snd_setup(&mut self) {
         let mss = self.neg.snd_mss as u32;
         let shut_wr = self.shut_wr;
+        let cc = self.cc_choice.controller(mss);
         if let Some(snd) = self.state.snd_mut() {
-            snd.cwnd = 10 * mss;
+            // RFC 6928: the initial window is set by the controller.
+            snd.cc = cc;
             snd.fin_queued = shut_wr;
         }
     }
@@ -392,7 +395,23 @@ impl Connection {
     fn process_ack(&mut self, now: Instant, seg: &TcpRepr<'_>) -> AckOutcome {
         let buf_len = self.snd_buf.len() as u32;
         let mss = self.neg.snd_mss as u32;
+        let sack_on = self.neg.sack;
+        let timestamps = self.neg.timestamps;
+        let seg_tsecr = seg
+            .options
+            .timestamps
+            .filter(|_| timestamps)
+            .map(|t| t.tsecr);
         let seg_wnd = (seg.window as u32) << self.neg.snd_wscale;
+        // RFC 7323 4: an RTT sample from the echoed timestamp (millisecond clock).
+        let ts_rtt = seg
+            .options
+            .timestamps
+            .filter(|ts| self.neg.timestamps && ts.tsecr != 0)
+            .map(|ts| {
+                let ms = self.tsval(now).wrapping_sub(ts.tsecr);
+                Duration::from_millis(u64::from(ms.min(60_000)))
+            });
         let Some(snd) = self.state.snd_mut() else {
             return AckOutcome::Continue;
         };
@@ -409,6 +428,16 @@ impl Connection {
         }
         let data_end = snd.una + buf_len;
         let mut fin_acked = false;
+        // RFC 2018 / RFC 6675 3: record SACK blocks for data we sent and is not yet
+        // cumulatively acknowledged (blocks below SND.UNA would be D-SACKs: ignored).
+        let mut newly_sacked = 0;
+        if sack_on {
+            for &(start, end) in seg.options.sack_blocks.as_slice() {
+                if snd.una.max(seg.ack) <= start && start < end && end <= snd.max {
+                    newly_sacked += snd.sacked.insert(start, end);
+                }
+            }
+        }
         if seg.ack > snd.una {
             let acked = (seg.ack - snd.una) as u32;
             let data_acked = acked.min(buf_len);
@@ -417,22 +446,63 @@ impl Connection {
             if snd.nxt < snd.una {
                 snd.nxt = snd.una;
             }
+            if snd.rtx_next < snd.una {
+                snd.rtx_next = snd.una;
+            }
+            snd.sacked.prune(snd.una);
             snd.rtt.on_ack(now, seg.ack);
             snd.rtx.backoff = 0;
             // RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
             snd.rtx.deadline = (snd.una < snd.max).then(|| now + snd.rtt.rto());
             snd.dupacks = 0;
-            match snd.recover {
-                Some(r) if seg.ack < r => {
-                    // RFC 6582 3.2: a partial ACK in recovery: resend the next hole.
-                    snd.resend_head = true;
+            let srtt = snd.rtt.srtt();
+            // RFC 3522 (Eifel): the ACK of our retransmission echoes the TSval of the
+            // original: it was reordered, not lost. Undo the reduction, expect more reordering.
+            if let (Some(undo), Some(tsecr)) = (snd.undo, seg_tsecr) {
+                if let Some(rtx_tsval) = undo.rtx_tsval {
+                    snd.undo = None;
+                    if (tsecr.wrapping_sub(rtx_tsval) as i32) < 0 {
+                        snd.cc.restore(undo.cwnd, undo.ssthresh);
+                        snd.recovery = Recovery::Open;
+                        snd.dup_thresh = (snd.dup_thresh * 2).min(MAX_DUP_THRESH);
+                        self.stats.spurious_retransmits += 1;
+                    }
                 }
-                Some(_) => {
-                    snd.recover = None;
-                    snd.cwnd = snd.ssthresh.max(mss);
+            }
+            match snd.recovery {
+                Recovery::Fast { recover } if seg.ack < recover => {
+                    if !sack_on {
+                        // RFC 6582 3.2 step 5: a partial ACK: resend the next hole, deflate
+                        // cwnd by what was acknowledged, add back one MSS.
+                        snd.resend_head = true;
+                        let cwnd = snd.cc.cwnd().saturating_sub(acked).saturating_add(mss);
+                        snd.cc.set_cwnd(cwnd);
+                    }
+                    // With SACK (RFC 6675) the send loop keeps filling holes.
                 }
-                None if snd.cwnd < snd.ssthresh => snd.cwnd += acked.min(mss), // RFC 5681 3.1 slow start
-                None => snd.cwnd += (mss * mss / snd.cwnd).max(1), // congestion avoidance
+                Recovery::Fast { .. } => {
+                    // RFC 6582 3.2 step 6 / RFC 6675 5: a full ACK ends recovery.
+                    snd.recovery = Recovery::Open;
+                    let ssthresh = snd.cc.ssthresh();
+                    snd.cc.set_cwnd(ssthresh);
+                }
+                Recovery::Timeout { recover } => {
+                    if seg.ack >= recover {
+                        snd.recovery = Recovery::Open;
+                    }
+                    // Slow start again after a timeout (RFC 5681 3.1).
+                    snd.cc.on_ack(now, acked, srtt);
+                }
+                Recovery::Open => {
+                    // RFC 9406 with RFC 7323 RTT samples: leave slow start as the queue builds.
+                    let in_slow_start = snd.cc.cwnd() < snd.cc.ssthresh();
+                    if let (true, Some(rtt)) = (in_slow_start, ts_rtt) {
+                        if snd.hystart.on_sample(rtt, snd.una, snd.max) {
+                            snd.cc.exit_slow_start();
+                        }
+                    }
+                    snd.cc.on_ack(now, acked, srtt)
+                }
             }
             self.snd_buf.ack(data_acked as usize);
             self.stats.bytes_sent += data_acked as u64;
@@ -443,18 +513,45 @@ impl Connection {
         } else if seg.ack == snd.una
             && seg.payload.is_empty()
             && !seg.flags.fin()
-            && seg_wnd == snd.wnd
+            && (seg_wnd == snd.wnd || newly_sacked > 0)
             && snd.una < snd.max
         {
-            // RFC 5681 3.2: duplicate ACKs; the third triggers fast retransmit.
-            snd.dupacks += 1;
-            if snd.dupacks == 3 && snd.recover.is_none() {
-                snd.ssthresh = (snd.flight() / 2).max(2 * mss);
-                snd.cwnd = snd.ssthresh + 3 * mss;
-                snd.recover = Some(snd.max);
-                snd.resend_head = true;
-            } else if snd.dupacks > 3 {
-                snd.cwnd += mss;
+            // RFC 5681 3.2 duplicate ACK; with SACK, one that reports new data (RFC 6675 2).
+            if !sack_on || newly_sacked > 0 {
+                snd.dupacks += 1;
+                if !sack_on && matches!(snd.recovery, Recovery::Fast { .. }) {
+                    // RFC 5681 3.2 step 4: each further duplicate inflates cwnd by one MSS.
+                    let cwnd = snd.cc.cwnd().saturating_add(mss);
+                    snd.cc.set_cwnd(cwnd);
+                }
+            }
+        }
+        // RFC 5681 3.2 / RFC 6675 5: DupThresh duplicate ACKs, or SACK evidence that the
+        // first unacknowledged segment is lost, start fast recovery (once per window:
+        // RFC 6582 4, not again until SND.UNA passes `recover`).
+        let lost_head = sack_on
+            && snd
+                .sacked
+                .lost_below(mss, snd.dup_thresh)
+                .is_some_and(|limit| limit > snd.una);
+        if snd.recovery == Recovery::Open
+            && snd.una < snd.max
+            && (snd.dupacks >= snd.dup_thresh || lost_head)
+        {
+            let flight = (snd.max - snd.una).max(0) as u32;
+            snd.undo = timestamps.then(|| Undo {
+                cwnd: snd.cc.cwnd(),
+                ssthresh: snd.cc.ssthresh(),
+                rtx_tsval: None,
+            });
+            snd.cc.on_congestion(now, flight);
+            snd.recovery = Recovery::Fast { recover: snd.max };
+            snd.rtx_next = snd.una;
+            snd.resend_head = true;
+            if !sack_on {
+                // RFC 5681 3.2 step 2-3: cwnd = ssthresh + 3 MSS for the segments that left.
+                let cwnd = snd.cc.ssthresh().saturating_add(3 * mss);
+                snd.cc.set_cwnd(cwnd);
             }
         }
         // RFC 9293 3.10.7.4: update the send window from the newest segment.
@@ -552,8 +649,12 @@ impl Connection {
                     delivered += more.len();
                     self.rcv_buf.extend(more);
                 }
-            } else if seq > rcv.nxt && !rcv.ooo.insert(rcv.nxt, seq, data) {
-                self.stats.dropped += 1;
+            } else if seq > rcv.nxt {
+                if rcv.ooo.insert(rcv.nxt, seq, data) {
+                    rcv.last_ooo = Some(seq);
+                } else {
+                    self.stats.dropped += 1;
+                }
             }
         }
         if fin && fin_seq >= rcv.nxt {
@@ -597,6 +698,9 @@ impl Connection {
     }
 }
 
+/// The largest duplicate-ACK threshold reordering can raise us to (Linux's tcp_max_reordering).
+const MAX_DUP_THRESH: u32 = 300;
+
 /// Result of processing the ACK field.
 enum AckOutcome {
     Continue,
@@ -624,10 +728,16 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         persist: Retransmit::default(),
         probes: 0,
         dupacks: 0,
-        cwnd: 0,
-        ssthresh: u32::MAX,
-        recover: None,
+        // Replaced by the connection's choice once the MSS is known (finish_snd_setup).
+        cc: super::cc::CongestionControl::NewReno.controller(536),
+        recovery: Recovery::Open,
+        sacked: Scoreboard::default(),
+        rtx_next: iss + 1,
         resend_head: false,
+        last_send: None,
+        hystart: Default::default(),
+        dup_thresh: super::sack::DUP_THRESH,
+        undo: None,
         fin_queued: false,
     }
 }

@@ -2,6 +2,7 @@
 //! reach it: the [`crate::Stack`] demultiplexes segments to it and drains what it
 //! wants to send.
 
+mod cc;
 mod conn;
 mod info;
 mod input;
@@ -10,11 +11,13 @@ mod output;
 mod path_error;
 mod reassembly;
 mod rtt;
+mod sack;
 mod send_buffer;
 mod state;
 mod state_name;
 mod time_wait;
 
+pub use cc::CongestionControl;
 pub use state_name::TcpState;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 

@@ -43,7 +43,16 @@ impl Connection {
         if unsent == 0 {
             return (0, false);
         }
-        let limit = snd.wnd.min(snd.cwnd) as i64 - snd.flight() as i64;
+        // The peer's window counts from SND.UNA; cwnd against what is in the network
+        // (RFC 6675 pipe while SACK recovery runs).
+        let mss = self.neg.snd_mss as u32;
+        let in_network = match snd.recovery {
+            Recovery::Fast { .. } if self.neg.sack => snd.pipe(mss),
+            _ => snd.flight(),
+        };
+        let wnd_room = snd.wnd as i64 - snd.flight() as i64;
+        let cwnd_room = snd.cwnd() as i64 - in_network as i64;
+        let limit = wnd_room.min(cwnd_room);
         let len = unsent.min(self.neg.snd_mss).min(limit.max(0) as usize);
         // RFC 9293 3.8.6.2.1 (sender SWS avoidance): send a full segment, all that is
         // queued, or at least half the largest window; otherwise wait for ACKs, unless
@@ -97,6 +106,7 @@ impl Connection {
                 let options = TcpOptions {
                     mss: Some(mss),
                     window_scale: s.wscale_offer,
+                    sack_permitted: self.sack_offer,
                     timestamps: s.ts_offer.then_some(Timestamps { tsval, tsecr: 0 }),
                     ..TcpOptions::default()
                 };
@@ -119,6 +129,7 @@ impl Connection {
                 let options = TcpOptions {
                     mss: Some(mss),
                     window_scale: wscaled.then_some(self.neg.rcv_wscale),
+                    sack_permitted: self.neg.sack,
                     timestamps: self.neg.timestamps.then_some(Timestamps {
                         tsval,
                         tsecr: self.ts_recent,
@@ -153,8 +164,15 @@ impl Connection {
             let snd = self.state.snd_mut()?;
             snd.resend_head = false;
             snd.rtt.on_retransmit();
-            if snd.nxt < una + out.payload.len() as u32 + with_fin as u32 {
-                snd.nxt = una + out.payload.len() as u32 + with_fin as u32;
+            if let (Some(undo), Some(ts)) = (snd.undo.as_mut(), out.options.timestamps) {
+                undo.rtx_tsval.get_or_insert(ts.tsval);
+            }
+            let end = una + out.payload.len() as u32 + with_fin as u32;
+            if snd.nxt < end {
+                snd.nxt = end;
+            }
+            if snd.rtx_next < end {
+                snd.rtx_next = end;
             }
             if snd.rtx.deadline.is_none() {
                 snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
@@ -162,6 +180,23 @@ impl Connection {
             self.stats.retransmits += 1;
             return Some(out);
         }
+        if let Some(out) = self.retransmit_hole(now) {
+            return Some(out);
+        }
+        let snd = self.state.snd_mut()?;
+        let rto = snd.rtt.rto();
+        // Going back N after a timeout: what the peer SACKed need not be sent again.
+        while snd.nxt < snd.max {
+            match snd.sacked.covering(snd.nxt) {
+                Some(end) => snd.nxt = end.min(snd.max),
+                None => break,
+            }
+        }
+        // RFC 5681 4.1: after an idle period longer than the RTO, restart from the initial window.
+        if snd.una == snd.max && snd.last_send.is_some_and(|t| now - t > rto) {
+            snd.cc.on_idle();
+        }
+        let snd = self.state.snd()?;
         let (len, _) = self.sendable(snd);
         let fin_ready = self.fin_sendable(snd);
         let off = ((snd.nxt - snd.una).max(0) as usize).min(buf_len);
@@ -178,6 +213,7 @@ impl Connection {
                 snd.rtt.on_send(now, end);
             }
             snd.nxt = end;
+            snd.last_send = Some(now);
             if end > snd.max {
                 snd.max = end;
             }
@@ -199,6 +235,35 @@ impl Connection {
             return Some(self.ack_segment(now));
         }
         None
+    }
+
+    /// RFC 6675 NextSeg() rule 1: while SACK recovery runs and pipe leaves room in cwnd,
+    /// resend the first hole, at or after HighRxt, that the scoreboard deems lost.
+    fn retransmit_hole(&mut self, now: Instant) -> Option<Outgoing> {
+        let mss = self.neg.snd_mss as u32;
+        let buf_len = self.snd_buf.len() as u32;
+        let snd = self.state.snd()?;
+        if !self.neg.sack || !matches!(snd.recovery, Recovery::Fast { .. }) {
+            return None;
+        }
+        if snd.pipe(mss) >= snd.cwnd() {
+            return None;
+        }
+        let limit = snd
+            .sacked
+            .lost_below(mss, snd.dup_thresh)?
+            .min(snd.una + buf_len);
+        let (start, end) = snd.sacked.next_hole(snd.rtx_next.max(snd.una), limit)?;
+        let len = ((end - start) as u32).min(mss) as usize;
+        let out = self.data_segment(now, start, len, false);
+        let snd = self.state.snd_mut()?;
+        snd.rtx_next = start + len as u32;
+        snd.rtt.on_retransmit();
+        if snd.rtx.deadline.is_none() {
+            snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
+        }
+        self.stats.retransmits += 1;
+        Some(out)
     }
 
     /// A segment carrying `len` bytes from `seq` (and FIN when asked), with ACK.
@@ -236,15 +301,23 @@ impl Connection {
                 tsecr: self.ts_recent,
             }),
         };
+        let mut options = TcpOptions {
+            timestamps,
+            ..TcpOptions::default()
+        };
+        if let (true, Some(rcv)) = (self.neg.sack, self.state.rcv()) {
+            // RFC 2018 3: 4 blocks fit in the option space, 3 beside timestamps.
+            let max = if timestamps.is_some() { 3 } else { 4 };
+            for block in rcv.ooo.sack_blocks(rcv.last_ooo, max) {
+                options.sack_blocks.push(block);
+            }
+        }
         Outgoing {
             seq,
             ack,
             flags: TcpFlags::ACK,
             window,
-            options: TcpOptions {
-                timestamps,
-                ..TcpOptions::default()
-            },
+            options,
             payload: Vec::new(),
         }
     }

@@ -73,6 +73,7 @@ impl Connection {
         }
         self.neg.snd_mss = mss;
         if let Some(snd) = self.state.snd_mut() {
+            snd.cc.set_mss(mss as u32);
             // Like Linux's tcp_simple_retransmit: resend the outstanding data re-cut,
             // without treating the loss as congestion.
             if snd.nxt != snd.una {

@@ -5,7 +5,7 @@
 use crate::wire::SeqNum;
 
 /// Most separate out-of-order ranges kept; beyond this a new range is dropped (the peer resends it).
-const MAX_RANGES: usize = 64;
+const MAX_RANGES: usize = 4096;
 
 /// Non-overlapping ranges of received bytes beyond RCV.NXT, in sequence order.
 #[derive(Debug, Default)]
@@ -27,9 +27,28 @@ impl Reassembly {
     }
 
     /// Ranges held, as (start, end) sequence numbers, in order.
-    #[cfg(test)]
     pub(crate) fn ranges(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
         self.ranges.iter().map(|(s, d)| (*s, *s + d.len() as u32))
+    }
+
+    /// RFC 2018 4: SACK blocks for what is held, adjacent ranges joined; the block
+    /// holding `latest` first, then the others from the highest down, at most `max`.
+    pub(crate) fn sack_blocks(&self, latest: Option<SeqNum>, max: usize) -> Vec<(SeqNum, SeqNum)> {
+        let mut joined: Vec<(SeqNum, SeqNum)> = Vec::new();
+        for (s, e) in self.ranges() {
+            match joined.last_mut() {
+                Some(last) if last.1 == s => last.1 = e,
+                _ => joined.push((s, e)),
+            }
+        }
+        let first = latest.and_then(|l| joined.iter().position(|(s, e)| *s <= l && l < *e));
+        let mut out = Vec::with_capacity(max);
+        if let Some(i) = first {
+            out.push(joined.remove(i));
+        }
+        out.extend(joined.into_iter().rev());
+        out.truncate(max);
+        out
     }
 
     /// Keep `data` starting at `seq` (which is after `rcv_nxt`). Bytes already held win over

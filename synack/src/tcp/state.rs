@@ -5,8 +5,10 @@
 
 use std::time::Duration;
 
+use super::cc::Controller;
 use super::reassembly::Reassembly;
 use super::rtt::RttEstimator;
+pub(crate) use super::sack::Scoreboard;
 use super::time_wait::TimeWait;
 use super::TcpState;
 use crate::wire::SeqNum;
@@ -30,6 +32,8 @@ pub(crate) struct Negotiated {
     pub(crate) rcv_wscale: u8,
     /// Timestamps on every segment (RFC 7323 3).
     pub(crate) timestamps: bool,
+    /// SACK permitted both ways (RFC 2018).
+    pub(crate) sack: bool,
 }
 
 /// The send sequence space (RFC 9293 3.3.1), present from ESTABLISHED until our FIN is acknowledged.
@@ -57,21 +61,76 @@ pub(crate) struct Snd {
     pub(crate) probes: u32,
     /// Duplicate ACKs in a row (RFC 5681 3.2).
     pub(crate) dupacks: u32,
-    /// Congestion window and slow-start threshold, in bytes (RFC 5681).
-    pub(crate) cwnd: u32,
-    pub(crate) ssthresh: u32,
-    /// Sequence number up to which fast recovery lasts.
-    pub(crate) recover: Option<SeqNum>,
+    /// Congestion control: cwnd and ssthresh live here (RFC 5681, RFC 9438).
+    pub(crate) cc: Box<dyn Controller>,
+    /// Loss recovery in progress, if any.
+    pub(crate) recovery: Recovery,
+    /// Bytes the peer has SACKed above `una` (RFC 2018, RFC 6675 scoreboard).
+    pub(crate) sacked: Scoreboard,
+    /// SACK recovery: holes below this have been retransmitted (RFC 6675 HighRxt).
+    pub(crate) rtx_next: SeqNum,
     /// A segment at `una` to resend now (fast retransmit).
     pub(crate) resend_head: bool,
+    /// When data was last sent (for restart after idle, RFC 5681 4.1).
+    pub(crate) last_send: Option<Instant>,
+    /// Delay-based slow-start exit (RFC 9406).
+    pub(crate) hystart: super::cc::HyStart,
+    /// Duplicate ACKs (or SACKed segments above a hole) that mean loss; grows when a
+    /// fast retransmit turns out to have been reordering (as Linux's `tp->reordering`).
+    pub(crate) dup_thresh: u32,
+    /// How to undo the last congestion response if it proves spurious (RFC 3522 Eifel).
+    pub(crate) undo: Option<Undo>,
     /// Our FIN is queued (after the application's last byte).
     pub(crate) fin_queued: bool,
+}
+
+/// The window before a fast retransmit, and the TSval our retransmission carried: an
+/// ACK echoing an older TSval shows the original arrived, so the loss was not one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Undo {
+    pub(crate) cwnd: u32,
+    pub(crate) ssthresh: u32,
+    pub(crate) rtx_tsval: Option<u32>,
+}
+
+/// Which loss recovery is running (RFC 6582 `recover`: until `una` passes it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recovery {
+    /// Sending normally.
+    Open,
+    /// Fast recovery after duplicate ACKs or SACK evidence (RFC 6675 / RFC 6582).
+    Fast { recover: SeqNum },
+    /// After a retransmission timeout: go back to `una` and resend what is not SACKed.
+    Timeout { recover: SeqNum },
 }
 
 impl Snd {
     /// Bytes in flight (sent and not acknowledged).
     pub(crate) fn flight(&self) -> u32 {
         (self.nxt - self.una).max(0) as u32
+    }
+
+    pub(crate) fn cwnd(&self) -> u32 {
+        self.cc.cwnd()
+    }
+
+    /// RFC 6675 SetPipe(): bytes still in the network: sent, not SACKed, and not
+    /// deemed lost, plus lost bytes already retransmitted.
+    pub(crate) fn pipe(&self, mss: u32) -> u32 {
+        if self.sacked.is_empty() {
+            return self.flight();
+        }
+        let outstanding = (self.max - self.una).max(0) as u32;
+        let unsacked = outstanding.saturating_sub(self.sacked.bytes());
+        let lost_limit = self
+            .sacked
+            .lost_below(mss, self.dup_thresh)
+            .unwrap_or(self.una);
+        let lost = self.sacked.holes_bytes(self.una, lost_limit);
+        let resent = self
+            .sacked
+            .holes_bytes(self.una, self.rtx_next.min(lost_limit));
+        unsacked - lost + resent
     }
 }
 
@@ -87,6 +146,8 @@ pub(crate) struct Rcv {
     pub(crate) ooo: Reassembly,
     /// The peer's FIN, when it arrived ahead of data still missing.
     pub(crate) fin: Option<SeqNum>,
+    /// The most recent out-of-order segment (its SACK block goes first: RFC 2018 4).
+    pub(crate) last_ooo: Option<SeqNum>,
 }
 
 /// The receive side once the peer's FIN is in: only the numbers needed to ACK.

@@ -1,0 +1,493 @@
+//! Congestion control behind one small trait, chosen per connection: NewReno (RFC 5681
+//! with RFC 3465 byte counting) and CUBIC (RFC 9438, Linux's default). The loss
+//! recovery in `input.rs` decides *when* a congestion event happens; a controller
+//! decides what cwnd and ssthresh become and how cwnd grows outside recovery.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use crate::Instant;
+
+/// Which congestion control a connection uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CongestionControl {
+    /// CUBIC (RFC 9438): Linux's default.
+    #[default]
+    Cubic,
+    /// NewReno (RFC 5681, RFC 6582).
+    NewReno,
+}
+
+impl CongestionControl {
+    /// The name Linux uses (`cubic`, `reno`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CongestionControl::Cubic => "cubic",
+            CongestionControl::NewReno => "reno",
+        }
+    }
+
+    pub(crate) fn controller(self, mss: u32) -> Box<dyn Controller> {
+        match self {
+            CongestionControl::Cubic => Box::new(Cubic::new(mss)),
+            CongestionControl::NewReno => Box::new(NewReno::new(mss)),
+        }
+    }
+}
+
+impl std::str::FromStr for CongestionControl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<CongestionControl, String> {
+        match s {
+            "cubic" => Ok(CongestionControl::Cubic),
+            "newreno" | "reno" => Ok(CongestionControl::NewReno),
+            _ => Err(format!(
+                "unknown congestion control '{s}' (use cubic or newreno)"
+            )),
+        }
+    }
+}
+
+/// RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)).
+pub(crate) fn initial_window(mss: u32) -> u32 {
+    (10 * mss).min((2 * mss).max(14_600))
+}
+
+/// What a congestion controller does. Windows are in bytes.
+pub(crate) trait Controller: Debug + Send {
+    /// Which algorithm this is.
+    fn kind(&self) -> CongestionControl;
+    fn cwnd(&self) -> u32;
+    fn ssthresh(&self) -> u32;
+    /// Loss recovery sets cwnd directly (RFC 6675 and RFC 6582 manage it while recovering).
+    fn set_cwnd(&mut self, cwnd: u32);
+    /// `acked` new bytes acknowledged outside recovery; `srtt` when known.
+    fn on_ack(&mut self, now: Instant, acked: u32, srtt: Option<Duration>);
+    /// A loss detected by duplicate ACKs or SACK: set ssthresh and cwnd for recovery.
+    fn on_congestion(&mut self, now: Instant, flight: u32);
+    /// A retransmission timeout (RFC 5681 eq. 4: cwnd becomes one segment).
+    fn on_rto(&mut self, now: Instant, flight: u32);
+    /// Restart after an idle period (RFC 5681 4.1): cwnd back to at most the initial window.
+    fn on_idle(&mut self) {
+        let iw = initial_window(self.mss());
+        if self.cwnd() > iw {
+            self.set_cwnd(iw);
+        }
+    }
+    fn mss(&self) -> u32;
+    /// The MSS changed (path MTU).
+    fn set_mss(&mut self, mss: u32);
+    /// Leave slow start now (HyStart++ saw the queue build): ssthresh = cwnd.
+    fn exit_slow_start(&mut self);
+    /// Put back the window from before a congestion response that proved spurious.
+    fn restore(&mut self, cwnd: u32, ssthresh: u32);
+}
+
+/// HyStart++ (RFC 9406) delay-based exit from slow start, simplified as Linux's HyStart:
+/// when a round's minimum RTT rises by more than max(4 ms, min(16 ms, last/8)) over the
+/// previous round's, the bottleneck queue is filling: stop doubling before it overflows.
+/// (RFC 9406's Conservative Slow Start phase is not done: we go to congestion avoidance.)
+#[derive(Clone, Debug, Default)]
+pub(crate) struct HyStart {
+    /// The round ends when SND.UNA passes this.
+    round_end: Option<crate::wire::SeqNum>,
+    last_round_min: Option<Duration>,
+    current_round_min: Option<Duration>,
+    samples: u32,
+    done: bool,
+}
+
+/// RFC 9406 4.3: N_RTT_SAMPLE, MIN_RTT_THRESH, MAX_RTT_THRESH, MIN_RTT_DIVISOR.
+const N_RTT_SAMPLE: u32 = 8;
+const MIN_RTT_THRESH: Duration = Duration::from_millis(4);
+const MAX_RTT_THRESH: Duration = Duration::from_millis(16);
+
+impl HyStart {
+    /// One RTT sample from an ACK in slow start; true when slow start should end.
+    pub(crate) fn on_sample(
+        &mut self,
+        rtt: Duration,
+        una: crate::wire::SeqNum,
+        max: crate::wire::SeqNum,
+    ) -> bool {
+        if self.done {
+            return false;
+        }
+        if self.round_end.is_none_or(|end| una >= end) {
+            // RFC 9406 4.2: a new round starts.
+            self.round_end = Some(max);
+            self.last_round_min = self.current_round_min.take();
+            self.samples = 0;
+        }
+        self.samples += 1;
+        self.current_round_min = Some(self.current_round_min.map_or(rtt, |m| m.min(rtt)));
+        if let (Some(last), Some(current)) = (self.last_round_min, self.current_round_min) {
+            let thresh = (last / 8).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH);
+            if self.samples >= N_RTT_SAMPLE && current >= last + thresh {
+                self.done = true;
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// RFC 5681 slow start and congestion avoidance with appropriate byte counting (RFC 3465).
+#[derive(Debug)]
+pub(crate) struct NewReno {
+    cwnd: u32,
+    ssthresh: u32,
+    mss: u32,
+    /// Bytes acknowledged towards the next one-MSS increase in congestion avoidance.
+    acked_in_ca: u32,
+}
+
+impl NewReno {
+    pub(crate) fn new(mss: u32) -> NewReno {
+        NewReno {
+            cwnd: initial_window(mss),
+            ssthresh: u32::MAX,
+            mss,
+            acked_in_ca: 0,
+        }
+    }
+}
+
+/// RFC 5681 eq. 4 / RFC 9438 4.6 floor: never below two segments after a loss.
+fn floor(mss: u32, w: u32) -> u32 {
+    w.max(2 * mss)
+}
+
+impl Controller for NewReno {
+    fn kind(&self) -> CongestionControl {
+        CongestionControl::NewReno
+    }
+    fn cwnd(&self) -> u32 {
+        self.cwnd
+    }
+    fn ssthresh(&self) -> u32 {
+        self.ssthresh
+    }
+    fn set_cwnd(&mut self, cwnd: u32) {
+        self.cwnd = cwnd.max(self.mss);
+    }
+    fn mss(&self) -> u32 {
+        self.mss
+    }
+    fn set_mss(&mut self, mss: u32) {
+        self.mss = mss;
+    }
+
+    fn on_ack(&mut self, _now: Instant, acked: u32, _srtt: Option<Duration>) {
+        if self.cwnd < self.ssthresh {
+            // RFC 5681 3.1 slow start (RFC 3465: count bytes, at most 2 MSS per ACK).
+            self.cwnd = self
+                .cwnd
+                .saturating_add(acked.min(2 * self.mss))
+                .min(self.ssthresh.max(self.cwnd));
+            return;
+        }
+        // RFC 5681 3.1 congestion avoidance: one MSS per cwnd of bytes acknowledged.
+        self.acked_in_ca += acked;
+        if self.acked_in_ca >= self.cwnd {
+            self.acked_in_ca -= self.cwnd;
+            self.cwnd = self.cwnd.saturating_add(self.mss);
+        }
+    }
+
+    fn exit_slow_start(&mut self) {
+        self.ssthresh = self.cwnd;
+    }
+
+    fn restore(&mut self, cwnd: u32, ssthresh: u32) {
+        self.cwnd = cwnd;
+        self.ssthresh = ssthresh;
+    }
+
+    fn on_congestion(&mut self, _now: Instant, flight: u32) {
+        // RFC 5681 eq. 4 / RFC 6582 3.2 step 2.
+        self.ssthresh = floor(self.mss, flight / 2);
+        self.cwnd = self.ssthresh;
+        self.acked_in_ca = 0;
+    }
+
+    fn on_rto(&mut self, _now: Instant, flight: u32) {
+        self.ssthresh = floor(self.mss, flight / 2);
+        self.cwnd = self.mss;
+        self.acked_in_ca = 0;
+    }
+}
+
+/// RFC 9438 CUBIC, windows kept in segments as the RFC writes them.
+#[derive(Debug)]
+pub(crate) struct Cubic {
+    mss: u32,
+    cwnd: u32,
+    ssthresh: u32,
+    /// W_max: cwnd just before the last reduction, in segments.
+    w_max: f64,
+    /// W_max before that, for fast convergence (RFC 9438 4.7).
+    w_last_max: f64,
+    /// Start of the current congestion-avoidance epoch, with its K and origin.
+    epoch: Option<(Instant, f64, f64)>,
+    /// W_est: the Reno-friendly estimate (RFC 9438 4.3), in segments.
+    w_est: f64,
+    acked_in_ss: u32,
+}
+
+/// RFC 9438 4.1: C = 0.4, beta_cubic = 0.7.
+const C: f64 = 0.4;
+const BETA: f64 = 0.7;
+
+impl Cubic {
+    pub(crate) fn new(mss: u32) -> Cubic {
+        Cubic {
+            mss,
+            cwnd: initial_window(mss),
+            ssthresh: u32::MAX,
+            w_max: 0.0,
+            w_last_max: 0.0,
+            epoch: None,
+            w_est: 0.0,
+            acked_in_ss: 0,
+        }
+    }
+
+    fn segments(&self) -> f64 {
+        self.cwnd as f64 / self.mss as f64
+    }
+
+    /// Remember W_max (with fast convergence) and set ssthresh = beta * cwnd.
+    fn reduce(&mut self) {
+        let w = self.segments();
+        // RFC 9438 4.7: a flow whose W_max keeps shrinking releases bandwidth faster.
+        self.w_max = if w < self.w_last_max {
+            w * (1.0 + BETA) / 2.0
+        } else {
+            w
+        };
+        self.w_last_max = w;
+        self.ssthresh = floor(self.mss, (self.cwnd as f64 * BETA) as u32);
+        self.epoch = None;
+    }
+}
+
+impl Controller for Cubic {
+    fn kind(&self) -> CongestionControl {
+        CongestionControl::Cubic
+    }
+    fn cwnd(&self) -> u32 {
+        self.cwnd
+    }
+    fn ssthresh(&self) -> u32 {
+        self.ssthresh
+    }
+    fn set_cwnd(&mut self, cwnd: u32) {
+        self.cwnd = cwnd.max(self.mss);
+    }
+    fn mss(&self) -> u32 {
+        self.mss
+    }
+    fn set_mss(&mut self, mss: u32) {
+        self.mss = mss;
+    }
+
+    fn on_ack(&mut self, now: Instant, acked: u32, srtt: Option<Duration>) {
+        if self.cwnd < self.ssthresh {
+            // Slow start as in RFC 5681 (RFC 9438 4.10).
+            self.acked_in_ss += acked;
+            let add = self.acked_in_ss.min(2 * self.mss);
+            self.acked_in_ss = 0;
+            self.cwnd = self
+                .cwnd
+                .saturating_add(add)
+                .min(self.ssthresh.max(self.cwnd));
+            return;
+        }
+        let cwnd = self.segments();
+        let (start, k, origin) = *self.epoch.get_or_insert_with(|| {
+            // RFC 9438 4.2 eq. 2: K = cbrt((W_max - cwnd_epoch) / C), or 0 above W_max.
+            if cwnd < self.w_max {
+                (now, ((self.w_max - cwnd) / C).cbrt(), self.w_max)
+            } else {
+                (now, 0.0, cwnd)
+            }
+        });
+        if self.w_est == 0.0 || self.w_est < cwnd * BETA {
+            self.w_est = cwnd;
+        }
+        let rtt = srtt.unwrap_or(Duration::from_millis(100)).as_secs_f64();
+        let t = (now - start).as_secs_f64();
+        // RFC 9438 4.2 eq. 1 at t + RTT, limited to 1.5 * cwnd (4.4 note).
+        let target = (C * (t + rtt - k).powi(3) + origin).clamp(cwnd, 1.5 * cwnd);
+        let acked_seg = acked as f64 / self.mss as f64;
+        // RFC 9438 4.3: the Reno-friendly region, alpha = 3 (1 - beta) / (1 + beta).
+        let alpha = 3.0 * (1.0 - BETA) / (1.0 + BETA);
+        self.w_est += alpha * acked_seg / cwnd;
+        let next = if self.w_est > target {
+            // Grow like Reno would.
+            cwnd + (self.w_est - cwnd).max(0.0) * acked_seg / cwnd
+        } else {
+            // RFC 9438 4.4/4.5: (target - cwnd) / cwnd per segment acknowledged.
+            cwnd + (target - cwnd) * acked_seg / cwnd
+        };
+        self.cwnd = (next * self.mss as f64) as u32;
+    }
+
+    fn exit_slow_start(&mut self) {
+        self.ssthresh = self.cwnd;
+    }
+
+    fn restore(&mut self, cwnd: u32, ssthresh: u32) {
+        self.cwnd = cwnd;
+        self.ssthresh = ssthresh;
+        // The reduction never should have happened: forget it.
+        self.w_max = self.w_last_max;
+        self.epoch = None;
+    }
+
+    fn on_congestion(&mut self, _now: Instant, _flight: u32) {
+        self.reduce();
+        self.cwnd = self.ssthresh;
+        self.w_est = self.segments();
+    }
+
+    fn on_rto(&mut self, _now: Instant, _flight: u32) {
+        self.reduce();
+        self.cwnd = self.mss;
+        self.w_est = 0.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSS: u32 = 1000;
+
+    /// Ack `cwnd` bytes in MSS-sized pieces over one RTT; return the new cwnd.
+    fn one_rtt(cc: &mut dyn Controller, now: &mut Instant, rtt: Duration) -> u32 {
+        let cwnd = cc.cwnd();
+        let acks = (cwnd / MSS).max(1);
+        for _ in 0..acks {
+            *now += rtt / acks;
+            cc.on_ack(*now, MSS, Some(rtt));
+        }
+        cc.cwnd()
+    }
+
+    #[test]
+    fn the_initial_window_is_ten_segments_within_14600_bytes() {
+        assert_eq!(initial_window(1460), 14_600);
+        assert_eq!(initial_window(1000), 10_000);
+        assert_eq!(initial_window(9000), 18_000);
+    }
+
+    #[test]
+    fn newreno_doubles_per_rtt_in_slow_start_then_adds_one_mss() {
+        let mut cc = NewReno::new(MSS);
+        let mut now = Instant::from_secs(1);
+        let rtt = Duration::from_millis(20);
+        assert_eq!(one_rtt(&mut cc, &mut now, rtt), 20_000);
+        cc.on_congestion(now, 20_000);
+        assert_eq!((cc.cwnd(), cc.ssthresh()), (10_000, 10_000));
+        assert_eq!(one_rtt(&mut cc, &mut now, rtt), 11_000);
+        assert_eq!(one_rtt(&mut cc, &mut now, rtt), 12_000);
+        cc.on_rto(now, 12_000);
+        assert_eq!((cc.cwnd(), cc.ssthresh()), (MSS, 6_000));
+    }
+
+    #[test]
+    fn cubic_backs_off_to_seventy_percent_and_follows_the_cubic_curve() {
+        // A large window on a long path, where the cubic curve (not the Reno-friendly
+        // estimate) sets the pace: W_max = 1000 segments, RTT 100 ms.
+        let mut cc = Cubic::new(MSS);
+        let start = Instant::from_secs(1);
+        let mut now = start;
+        let rtt = Duration::from_millis(100);
+        cc.set_cwnd(1000 * MSS);
+        cc.ssthresh = 1000 * MSS;
+        cc.on_congestion(now, 1000 * MSS);
+        assert_eq!(cc.cwnd(), 700 * MSS);
+        // RFC 9438 eq. 1 and 2: W(t) = 0.4 (t - K)^3 + 1000, K = cbrt(300 / 0.4) = 9.09 s.
+        let k = (300.0f64 / C).cbrt();
+        let curve = |t: f64| C * (t - k).powi(3) + 1000.0;
+        let mut checked = 0;
+        for rtts in 1..=160 {
+            one_rtt(&mut cc, &mut now, rtt);
+            let t = (now - start).as_secs_f64();
+            if rtts % 40 == 0 {
+                // Concave below W_max, a plateau around K, convex above.
+                let w = cc.cwnd() as f64 / MSS as f64;
+                let want = curve(t);
+                assert!(
+                    (w - want).abs() / want < 0.02,
+                    "at {t:.1} s: {w:.1} segments, curve {want:.1}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 4);
+        assert!(cc.cwnd() > 1000 * MSS, "past K it grows beyond W_max");
+    }
+
+    #[test]
+    fn cubic_grows_at_least_like_reno_on_short_paths() {
+        // RFC 9438 4.3: with 100 segments and a 20 ms RTT the Reno-friendly estimate
+        // (alpha = 0.53 segments per RTT) is ahead of the cubic curve.
+        let mut cc = Cubic::new(MSS);
+        let mut now = Instant::from_secs(1);
+        let rtt = Duration::from_millis(20);
+        cc.set_cwnd(100 * MSS);
+        cc.ssthresh = 100 * MSS;
+        cc.on_congestion(now, 100 * MSS);
+        for _ in 0..50 {
+            one_rtt(&mut cc, &mut now, rtt);
+        }
+        let segments = cc.cwnd() as f64 / MSS as f64;
+        assert!(
+            segments >= 70.0 + 50.0 * 0.5,
+            "{segments:.1} segments after 50 RTTs"
+        );
+    }
+
+    #[test]
+    fn cubic_fast_convergence_lowers_w_max_when_it_keeps_shrinking() {
+        let mut cc = Cubic::new(MSS);
+        let now = Instant::from_secs(1);
+        cc.set_cwnd(100 * MSS);
+        cc.on_congestion(now, 0);
+        cc.set_cwnd(80 * MSS);
+        cc.on_congestion(now, 0);
+        assert!((cc.w_max - 80.0 * 1.7 / 2.0).abs() < 1e-9, "{}", cc.w_max);
+    }
+
+    #[test]
+    fn hystart_ends_slow_start_when_the_round_minimum_rtt_rises() {
+        let mut hs = HyStart::default();
+        let ms = Duration::from_millis;
+        let (mut una, mut max) = (crate::wire::SeqNum::new(0), crate::wire::SeqNum::new(10));
+        // Round 1 at 20 ms, round 2 at 22 ms (below the 4 ms threshold), round 3 at 30 ms.
+        for (round, rtt) in [(1, 20), (2, 22), (3, 30)] {
+            for i in 0..10 {
+                let exit = hs.on_sample(ms(rtt), una, max);
+                assert_eq!(
+                    exit,
+                    round == 3 && i == N_RTT_SAMPLE as usize - 1,
+                    "round {round}, ack {i}"
+                );
+            }
+            una = max;
+            max += 20;
+        }
+        assert!(!hs.on_sample(ms(100), una, max), "only once");
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for cc in [CongestionControl::Cubic, CongestionControl::NewReno] {
+            assert_eq!(cc.name().parse::<CongestionControl>(), Ok(cc));
+        }
+        assert!("bbr".parse::<CongestionControl>().is_err());
+    }
+}
