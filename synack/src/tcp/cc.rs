@@ -57,10 +57,20 @@ pub(crate) fn initial_window(mss: u32) -> u32 {
 pub(crate) trait Controller: Debug + Send {
     /// Which algorithm this is.
     fn kind(&self) -> CongestionControl;
-    fn cwnd(&self) -> u32;
-    fn ssthresh(&self) -> u32;
+    /// The windows every algorithm keeps.
+    fn window(&self) -> &Window;
+    fn window_mut(&mut self) -> &mut Window;
+    fn cwnd(&self) -> u32 {
+        self.window().cwnd
+    }
+    fn ssthresh(&self) -> u32 {
+        self.window().ssthresh
+    }
     /// Loss recovery sets cwnd directly (RFC 6675 and RFC 6582 manage it while recovering).
-    fn set_cwnd(&mut self, cwnd: u32);
+    fn set_cwnd(&mut self, cwnd: u32) {
+        let w = self.window_mut();
+        w.cwnd = cwnd.max(w.mss);
+    }
     /// `acked` new bytes acknowledged outside recovery; `srtt` when known.
     fn on_ack(&mut self, now: Instant, acked: u32, srtt: Option<Duration>);
     /// A loss detected by duplicate ACKs or SACK: set ssthresh and cwnd for recovery.
@@ -74,13 +84,56 @@ pub(crate) trait Controller: Debug + Send {
             self.set_cwnd(iw);
         }
     }
-    fn mss(&self) -> u32;
+    fn mss(&self) -> u32 {
+        self.window().mss
+    }
     /// The MSS changed (path MTU).
-    fn set_mss(&mut self, mss: u32);
+    fn set_mss(&mut self, mss: u32) {
+        self.window_mut().mss = mss;
+    }
     /// Leave slow start now (HyStart++ saw the queue build): ssthresh = cwnd.
-    fn exit_slow_start(&mut self);
+    fn exit_slow_start(&mut self) {
+        let w = self.window_mut();
+        w.ssthresh = w.cwnd;
+    }
     /// Put back the window from before a congestion response that proved spurious.
-    fn restore(&mut self, cwnd: u32, ssthresh: u32);
+    fn restore(&mut self, cwnd: u32, ssthresh: u32) {
+        let w = self.window_mut();
+        w.cwnd = cwnd;
+        w.ssthresh = ssthresh;
+    }
+}
+
+/// cwnd, ssthresh and the segment size they are counted in, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) cwnd: u32,
+    pub(crate) ssthresh: u32,
+    pub(crate) mss: u32,
+}
+
+impl Window {
+    /// RFC 6928 initial window, no ssthresh yet.
+    fn new(mss: u32) -> Window {
+        Window {
+            cwnd: initial_window(mss),
+            ssthresh: u32::MAX,
+            mss,
+        }
+    }
+
+    fn in_slow_start(&self) -> bool {
+        self.cwnd < self.ssthresh
+    }
+
+    /// RFC 5681 3.1 slow start with RFC 3465 byte counting (at most 2 MSS per ACK),
+    /// not beyond ssthresh.
+    fn slow_start(&mut self, acked: u32) {
+        self.cwnd = self
+            .cwnd
+            .saturating_add(acked.min(2 * self.mss))
+            .min(self.ssthresh.max(self.cwnd));
+    }
 }
 
 /// HyStart++ (RFC 9406) delay-based exit from slow start, simplified as Linux's HyStart:
@@ -135,9 +188,7 @@ impl HyStart {
 /// RFC 5681 slow start and congestion avoidance with appropriate byte counting (RFC 3465).
 #[derive(Debug)]
 pub(crate) struct NewReno {
-    cwnd: u32,
-    ssthresh: u32,
-    mss: u32,
+    w: Window,
     /// Bytes acknowledged towards the next one-MSS increase in congestion avoidance.
     acked_in_ca: u32,
 }
@@ -145,9 +196,7 @@ pub(crate) struct NewReno {
 impl NewReno {
     pub(crate) fn new(mss: u32) -> NewReno {
         NewReno {
-            cwnd: initial_window(mss),
-            ssthresh: u32::MAX,
-            mss,
+            w: Window::new(mss),
             acked_in_ca: 0,
         }
     }
@@ -162,58 +211,36 @@ impl Controller for NewReno {
     fn kind(&self) -> CongestionControl {
         CongestionControl::NewReno
     }
-    fn cwnd(&self) -> u32 {
-        self.cwnd
+    fn window(&self) -> &Window {
+        &self.w
     }
-    fn ssthresh(&self) -> u32 {
-        self.ssthresh
-    }
-    fn set_cwnd(&mut self, cwnd: u32) {
-        self.cwnd = cwnd.max(self.mss);
-    }
-    fn mss(&self) -> u32 {
-        self.mss
-    }
-    fn set_mss(&mut self, mss: u32) {
-        self.mss = mss;
+    fn window_mut(&mut self) -> &mut Window {
+        &mut self.w
     }
 
     fn on_ack(&mut self, _now: Instant, acked: u32, _srtt: Option<Duration>) {
-        if self.cwnd < self.ssthresh {
-            // RFC 5681 3.1 slow start (RFC 3465: count bytes, at most 2 MSS per ACK).
-            self.cwnd = self
-                .cwnd
-                .saturating_add(acked.min(2 * self.mss))
-                .min(self.ssthresh.max(self.cwnd));
+        if self.w.in_slow_start() {
+            self.w.slow_start(acked);
             return;
         }
         // RFC 5681 3.1 congestion avoidance: one MSS per cwnd of bytes acknowledged.
         self.acked_in_ca += acked;
-        if self.acked_in_ca >= self.cwnd {
-            self.acked_in_ca -= self.cwnd;
-            self.cwnd = self.cwnd.saturating_add(self.mss);
+        if self.acked_in_ca >= self.w.cwnd {
+            self.acked_in_ca -= self.w.cwnd;
+            self.w.cwnd = self.w.cwnd.saturating_add(self.w.mss);
         }
-    }
-
-    fn exit_slow_start(&mut self) {
-        self.ssthresh = self.cwnd;
-    }
-
-    fn restore(&mut self, cwnd: u32, ssthresh: u32) {
-        self.cwnd = cwnd;
-        self.ssthresh = ssthresh;
     }
 
     fn on_congestion(&mut self, _now: Instant, flight: u32) {
         // RFC 5681 eq. 4 / RFC 6582 3.2 step 2.
-        self.ssthresh = floor(self.mss, flight / 2);
-        self.cwnd = self.ssthresh;
+        self.w.ssthresh = floor(self.w.mss, flight / 2);
+        self.w.cwnd = self.w.ssthresh;
         self.acked_in_ca = 0;
     }
 
     fn on_rto(&mut self, _now: Instant, flight: u32) {
-        self.ssthresh = floor(self.mss, flight / 2);
-        self.cwnd = self.mss;
+        self.w.ssthresh = floor(self.w.mss, flight / 2);
+        self.w.cwnd = self.w.mss;
         self.acked_in_ca = 0;
     }
 }
@@ -221,9 +248,7 @@ impl Controller for NewReno {
 /// RFC 9438 CUBIC, windows kept in segments as the RFC writes them.
 #[derive(Debug)]
 pub(crate) struct Cubic {
-    mss: u32,
-    cwnd: u32,
-    ssthresh: u32,
+    w: Window,
     /// W_max: cwnd just before the last reduction, in segments.
     w_max: f64,
     /// W_max before that, for fast convergence (RFC 9438 4.7).
@@ -232,7 +257,6 @@ pub(crate) struct Cubic {
     epoch: Option<(Instant, f64, f64)>,
     /// W_est: the Reno-friendly estimate (RFC 9438 4.3), in segments.
     w_est: f64,
-    acked_in_ss: u32,
 }
 
 /// RFC 9438 4.1: C = 0.4, beta_cubic = 0.7.
@@ -242,19 +266,16 @@ const BETA: f64 = 0.7;
 impl Cubic {
     pub(crate) fn new(mss: u32) -> Cubic {
         Cubic {
-            mss,
-            cwnd: initial_window(mss),
-            ssthresh: u32::MAX,
+            w: Window::new(mss),
             w_max: 0.0,
             w_last_max: 0.0,
             epoch: None,
             w_est: 0.0,
-            acked_in_ss: 0,
         }
     }
 
     fn segments(&self) -> f64 {
-        self.cwnd as f64 / self.mss as f64
+        self.w.cwnd as f64 / self.w.mss as f64
     }
 
     /// Remember W_max (with fast convergence) and set ssthresh = beta * cwnd.
@@ -267,7 +288,7 @@ impl Cubic {
             w
         };
         self.w_last_max = w;
-        self.ssthresh = floor(self.mss, (self.cwnd as f64 * BETA) as u32);
+        self.w.ssthresh = floor(self.w.mss, (self.w.cwnd as f64 * BETA) as u32);
         self.epoch = None;
     }
 }
@@ -276,32 +297,17 @@ impl Controller for Cubic {
     fn kind(&self) -> CongestionControl {
         CongestionControl::Cubic
     }
-    fn cwnd(&self) -> u32 {
-        self.cwnd
+    fn window(&self) -> &Window {
+        &self.w
     }
-    fn ssthresh(&self) -> u32 {
-        self.ssthresh
-    }
-    fn set_cwnd(&mut self, cwnd: u32) {
-        self.cwnd = cwnd.max(self.mss);
-    }
-    fn mss(&self) -> u32 {
-        self.mss
-    }
-    fn set_mss(&mut self, mss: u32) {
-        self.mss = mss;
+    fn window_mut(&mut self) -> &mut Window {
+        &mut self.w
     }
 
     fn on_ack(&mut self, now: Instant, acked: u32, srtt: Option<Duration>) {
-        if self.cwnd < self.ssthresh {
+        if self.w.in_slow_start() {
             // Slow start as in RFC 5681 (RFC 9438 4.10).
-            self.acked_in_ss += acked;
-            let add = self.acked_in_ss.min(2 * self.mss);
-            self.acked_in_ss = 0;
-            self.cwnd = self
-                .cwnd
-                .saturating_add(add)
-                .min(self.ssthresh.max(self.cwnd));
+            self.w.slow_start(acked);
             return;
         }
         let cwnd = self.segments();
@@ -320,7 +326,7 @@ impl Controller for Cubic {
         let t = (now - start).as_secs_f64();
         // RFC 9438 4.2 eq. 1 at t + RTT, limited to 1.5 * cwnd (4.4 note).
         let target = (C * (t + rtt - k).powi(3) + origin).clamp(cwnd, 1.5 * cwnd);
-        let acked_seg = acked as f64 / self.mss as f64;
+        let acked_seg = acked as f64 / self.w.mss as f64;
         // RFC 9438 4.3: the Reno-friendly region, alpha = 3 (1 - beta) / (1 + beta).
         let alpha = 3.0 * (1.0 - BETA) / (1.0 + BETA);
         self.w_est += alpha * acked_seg / cwnd;
@@ -331,16 +337,12 @@ impl Controller for Cubic {
             // RFC 9438 4.4/4.5: (target - cwnd) / cwnd per segment acknowledged.
             cwnd + (target - cwnd) * acked_seg / cwnd
         };
-        self.cwnd = (next * self.mss as f64) as u32;
-    }
-
-    fn exit_slow_start(&mut self) {
-        self.ssthresh = self.cwnd;
+        self.w.cwnd = (next * self.w.mss as f64) as u32;
     }
 
     fn restore(&mut self, cwnd: u32, ssthresh: u32) {
-        self.cwnd = cwnd;
-        self.ssthresh = ssthresh;
+        self.w.cwnd = cwnd;
+        self.w.ssthresh = ssthresh;
         // The reduction never should have happened: forget it.
         self.w_max = self.w_last_max;
         self.epoch = None;
@@ -348,13 +350,13 @@ impl Controller for Cubic {
 
     fn on_congestion(&mut self, _now: Instant, _flight: u32) {
         self.reduce();
-        self.cwnd = self.ssthresh;
+        self.w.cwnd = self.w.ssthresh;
         self.w_est = self.segments();
     }
 
     fn on_rto(&mut self, _now: Instant, _flight: u32) {
         self.reduce();
-        self.cwnd = self.mss;
+        self.w.cwnd = self.w.mss;
         self.w_est = 0.0;
     }
 }
@@ -406,7 +408,7 @@ mod tests {
         let mut now = start;
         let rtt = Duration::from_millis(100);
         cc.set_cwnd(1000 * MSS);
-        cc.ssthresh = 1000 * MSS;
+        cc.w.ssthresh = 1000 * MSS;
         cc.on_congestion(now, 1000 * MSS);
         assert_eq!(cc.cwnd(), 700 * MSS);
         // RFC 9438 eq. 1 and 2: W(t) = 0.4 (t - K)^3 + 1000, K = cbrt(300 / 0.4) = 9.09 s.
@@ -439,7 +441,7 @@ mod tests {
         let mut now = Instant::from_secs(1);
         let rtt = Duration::from_millis(20);
         cc.set_cwnd(100 * MSS);
-        cc.ssthresh = 100 * MSS;
+        cc.w.ssthresh = 100 * MSS;
         cc.on_congestion(now, 100 * MSS);
         for _ in 0..50 {
             one_rtt(&mut cc, &mut now, rtt);
