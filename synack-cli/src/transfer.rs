@@ -30,7 +30,7 @@ pub struct TransferArgs {
     /// Each loss event drops MIN to MAX consecutive packets, e.g. 3-5.
     #[arg(long, value_parser = parse_burst, value_name = "MIN-MAX")]
     pub loss_burst: Option<(u32, u32)>,
-    /// Percent of data packets held back by half an RTT (reordering).
+    /// Percent of data packets held back by up to one RTT (reordering).
     #[arg(long, default_value_t = 0.0)]
     pub reorder: f64,
     /// Congestion control: cubic or newreno.
@@ -90,7 +90,7 @@ impl TransferArgs {
             loss: (self.loss / 100.0).clamp(0.0, 1.0),
             loss_burst: self.loss_burst,
             reorder: (self.reorder / 100.0).clamp(0.0, 1.0),
-            reorder_delay: self.rtt / 2,
+            reorder_delay: self.rtt,
             cc: self.cc,
             sack: !self.no_sack,
             wscale: !self.no_wscale,

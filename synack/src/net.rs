@@ -245,9 +245,13 @@ impl TcpStream {
         Ok(())
     }
 
-    /// Remember the TCP_NODELAY choice. synack does not delay small segments yet (no
-    /// Nagle), so every setting behaves as `true` today.
+    /// TCP_NODELAY: `true` sends small writes at once; `false` (the default) lets
+    /// Nagle's algorithm hold them while data is unacknowledged.
     pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {
+        let mut core = self.shared.lock();
+        let now = core.now();
+        core.stack.set_nodelay(now, self.handle, nodelay)?;
+        self.shared.after_call(&mut core);
         self.nodelay = nodelay;
         Ok(())
     }

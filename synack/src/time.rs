@@ -40,7 +40,12 @@ impl Instant {
         self.0 / 1000
     }
 
-    /// Time elapsed from `earlier` to `self`, or zero if `earlier` is later.
+    /// `d` before `self`, if that is not before time zero.
+    pub fn checked_sub(self, d: Duration) -> Option<Instant> {
+        self.0.checked_sub(d.as_micros() as u64).map(Instant)
+    }
+
+    /// The time elapsed since `earlier`, or zero if `earlier` is later.
     pub fn saturating_duration_since(self, earlier: Instant) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))
     }

@@ -121,7 +121,7 @@ impl TcpStream {
         self.inner.peer_addr()
     }
 
-    /// Set TCP_NODELAY (stored; see [`net::TcpStream::set_nodelay`]).
+    /// TCP_NODELAY (see [`net::TcpStream::set_nodelay`]).
     pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {
         self.inner.set_nodelay(nodelay)
     }

@@ -161,3 +161,28 @@ fn unread_data_closes_our_window_and_reading_reopens_it() {
     let update = h.expect_one();
     assert_eq!(update.win, 65535, "a window update follows the read");
 }
+
+// The TCP_INFO-like snapshot: what the observability tools display.
+#[test]
+fn connection_info_reports_tcp_info_like_statistics() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_active(5000);
+    h.advance(std::time::Duration::from_millis(300));
+    h.stack.send(h.now, c, &[7u8; 3000]).unwrap();
+    let segs = h.outputs();
+    assert_eq!(segs.iter().map(|s| s.payload.len()).sum::<usize>(), 3000);
+    h.advance(std::time::Duration::from_millis(20));
+    h.inject(ack(), 5001, iss + 1 + 3000, 65535, b"reply");
+    let info = h.stack.info(h.now, c).unwrap();
+    assert_eq!(info.state, Established);
+    assert_eq!(
+        (info.bytes_sent, info.bytes_acked, info.bytes_received),
+        (3000, 3000, 5)
+    );
+    assert_eq!(info.retransmits, 0);
+    assert_eq!(info.time_in_state, std::time::Duration::from_millis(320));
+    assert_eq!(info.congestion_control, synack::CongestionControl::Cubic);
+    assert!(info.cwnd.unwrap() >= 10 * 536, "IW10: {:?}", info.cwnd);
+    assert!(info.srtt.is_some() && info.rto.is_some());
+    assert!(!info.sack, "plain_config does not offer SACK");
+}

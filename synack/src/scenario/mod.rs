@@ -8,7 +8,7 @@ mod world;
 
 use std::time::Duration;
 
-pub use world::World;
+pub use world::{World, CLIENT, SERVER};
 
 use crate::trace::Trace;
 

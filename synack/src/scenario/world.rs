@@ -30,9 +30,17 @@ pub struct World {
 
 impl World {
     /// The client and server stacks, joined by a link with the options' delay, loss and
-    /// reordering.
+    /// reordering. Every segment is ACKed and sent at once (no delayed ACK, no Nagle) so
+    /// that each ladder shows every ACK and each write as its own segment.
     pub fn new(opts: &ScenarioOptions) -> World {
-        World::with_config(opts, Config::default())
+        World::with_config(
+            opts,
+            Config {
+                delayed_ack: Duration::ZERO,
+                tcp_nodelay: true,
+                ..Config::default()
+            },
+        )
     }
 
     /// Like [`World::new`] with a custom stack configuration (for both hosts).

@@ -24,6 +24,9 @@ pub struct LinkConfig {
     pub reorder: f64,
     /// Extra delay of a reordered packet.
     pub reorder_delay: Duration,
+    /// Hold reordered packets back by a uniform random time up to `reorder_delay`
+    /// instead of exactly `reorder_delay`.
+    pub reorder_uniform: bool,
     /// Probability that one random bit of a packet is flipped (it is still delivered).
     pub corrupt: f64,
     /// Serialization rate in bits per second (None: infinitely fast).
@@ -44,6 +47,7 @@ impl Default for LinkConfig {
             duplicate: 0.0,
             reorder: 0.0,
             reorder_delay: Duration::from_millis(5),
+            reorder_uniform: false,
             corrupt: 0.0,
             bandwidth_bps: None,
             queue_limit_bytes: None,
@@ -286,7 +290,11 @@ impl Link {
         let reordered = c.reorder > 0.0 && rng.random::<f64>() < c.reorder;
         let mut at = depart + c.delay + jitter + extra;
         if reordered {
-            at += c.reorder_delay;
+            at += if c.reorder_uniform {
+                Duration::from_micros(rng.random_range(0..=c.reorder_delay.as_micros() as u64))
+            } else {
+                c.reorder_delay
+            };
         }
         let corrupt_bit = (c.corrupt > 0.0 && rng.random::<f64>() < c.corrupt && len > 0)
             .then(|| rng.random_range(0..len * 8));

@@ -23,10 +23,17 @@ pub struct TransferSpec {
     pub loss: f64,
     /// Lose this many consecutive packets per loss event.
     pub loss_burst: Option<(u32, u32)>,
-    /// Probability that a data packet is held back by `reorder_delay`.
+    /// Probability that a data packet is held back (by up to `reorder_delay`).
     pub reorder: f64,
-    /// How long a reordered packet is held back.
+    /// The longest a reordered packet is held back (uniformly distributed up to it).
     pub reorder_delay: Duration,
+    /// Random extra delay per packet, both directions (breaks the phase effects a
+    /// perfectly regular simulation has at a drop-tail queue).
+    pub jitter: Duration,
+    /// Probability that a packet from the server to the client (an ACK) is lost.
+    pub ack_loss: f64,
+    /// Probability that an ACK is held back by `reorder_delay`.
+    pub ack_reorder: f64,
     /// Congestion control of every flow.
     pub cc: CongestionControl,
     /// Offer SACK (RFC 2018).
@@ -57,6 +64,9 @@ impl Default for TransferSpec {
             loss_burst: None,
             reorder: 0.0,
             reorder_delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+            ack_loss: 0.0,
+            ack_reorder: 0.0,
             cc: CongestionControl::Cubic,
             sack: true,
             wscale: true,
@@ -190,12 +200,26 @@ pub fn run(
             loss_burst: spec.loss_burst,
             reorder: spec.reorder,
             reorder_delay: spec.reorder_delay,
+            reorder_uniform: true,
+            jitter: spec.jitter,
             bandwidth_bps: Some(spec.bandwidth_bps),
             queue_limit_bytes: Some(spec.queue_bytes.unwrap_or(bdp.max(64 * 1024))),
             ..LinkConfig::default()
         },
     );
-    net.set_link(s, c, LinkConfig::lossless(one_way));
+    net.set_link(
+        s,
+        c,
+        LinkConfig {
+            delay: one_way,
+            loss: spec.ack_loss,
+            reorder: spec.ack_reorder,
+            reorder_delay: spec.reorder_delay,
+            reorder_uniform: true,
+            jitter: spec.jitter,
+            ..LinkConfig::default()
+        },
+    );
     let mut flows: Vec<Flow> = (0..spec.flows)
         .map(|i| Flow {
             client: None,

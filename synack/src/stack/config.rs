@@ -39,6 +39,12 @@ pub struct Config {
     /// `net.ipv4.tcp_congestion_control` (cubic): the congestion control of new
     /// connections; [`crate::Stack::set_congestion_control`] changes one connection's.
     pub congestion_control: CongestionControl,
+    /// Longest an ACK for in-order data may wait (RFC 1122 4.2.3.2: under 500 ms;
+    /// Linux's 40 ms). At most every second segment waits. Zero ACKs every segment.
+    pub delayed_ack: Duration,
+    /// Default of TCP_NODELAY for new connections: false keeps Nagle's algorithm on
+    /// (RFC 1122 4.2.3.4), as Linux does.
+    pub tcp_nodelay: bool,
     /// Initial retransmission timeout (RFC 6298: 1 s).
     pub rto_initial: Duration,
     /// Lower bound of the RTO (Linux's TCP_RTO_MIN, 200 ms).
@@ -75,6 +81,8 @@ impl Default for Config {
             tcp_window_scaling: true,
             tcp_sack: true,
             congestion_control: CongestionControl::Cubic,
+            delayed_ack: Duration::from_millis(40),
+            tcp_nodelay: false,
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),

@@ -907,6 +907,17 @@ impl Stack {
         self.with_conn(now, conn, |c, _| c.recv(buf))?
     }
 
+    /// TCP_NODELAY: true sends small segments at once; false (the default) applies
+    /// Nagle's algorithm (RFC 1122 4.2.3.4).
+    pub fn set_nodelay(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        nodelay: bool,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_nodelay(nodelay))
+    }
+
     /// Choose the congestion control of one connection (like `setsockopt(TCP_CONGESTION)`):
     /// before it is established, or during, keeping its current cwnd.
     pub fn set_congestion_control(

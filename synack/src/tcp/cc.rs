@@ -136,10 +136,13 @@ impl Window {
     }
 }
 
-/// HyStart++ (RFC 9406) delay-based exit from slow start, simplified as Linux's HyStart:
-/// when a round's minimum RTT rises by more than max(4 ms, min(16 ms, last/8)) over the
-/// previous round's, the bottleneck queue is filling: stop doubling before it overflows.
-/// (RFC 9406's Conservative Slow Start phase is not done: we go to congestion avoidance.)
+/// Leaving slow start before the bottleneck queue overflows, two ways as Linux's HyStart
+/// does: the delay test of HyStart++ (RFC 9406: a round's minimum RTT rises by more than
+/// max(4 ms, min(16 ms, last/8)) over the previous round's), and the ACK-train test
+/// (a round's closely spaced ACKs last longer than half the minimum RTT: cwnd has reached
+/// about half the path's bandwidth-delay product and the next doubling would overflow).
+/// The second catches bursty rounds after which the queue drains, where the minimum RTT
+/// never rises. RFC 9406's Conservative Slow Start is not done: we go to congestion avoidance.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HyStart {
     /// The round ends when SND.UNA passes this.
@@ -147,18 +150,25 @@ pub(crate) struct HyStart {
     last_round_min: Option<Duration>,
     current_round_min: Option<Duration>,
     samples: u32,
+    /// Lowest RTT seen.
+    min_rtt: Option<Duration>,
+    /// First and latest ACK of the current train of closely spaced ACKs.
+    train: Option<(Instant, Instant)>,
     done: bool,
 }
 
-/// RFC 9406 4.3: N_RTT_SAMPLE, MIN_RTT_THRESH, MAX_RTT_THRESH, MIN_RTT_DIVISOR.
+/// RFC 9406 4.3: N_RTT_SAMPLE, MIN_RTT_THRESH, MAX_RTT_THRESH.
 const N_RTT_SAMPLE: u32 = 8;
 const MIN_RTT_THRESH: Duration = Duration::from_millis(4);
 const MAX_RTT_THRESH: Duration = Duration::from_millis(16);
+/// ACKs this close together belong to one train (Linux's HYSTART_ACK_DELTA is 2 ms).
+const ACK_DELTA: Duration = Duration::from_millis(2);
 
 impl HyStart {
-    /// One RTT sample from an ACK in slow start; true when slow start should end.
+    /// One ACK in slow start with its RTT sample; true when slow start should end.
     pub(crate) fn on_sample(
         &mut self,
+        now: Instant,
         rtt: Duration,
         una: crate::wire::SeqNum,
         max: crate::wire::SeqNum,
@@ -166,22 +176,35 @@ impl HyStart {
         if self.done {
             return false;
         }
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         if self.round_end.is_none_or(|end| una >= end) {
             // RFC 9406 4.2: a new round starts.
             self.round_end = Some(max);
             self.last_round_min = self.current_round_min.take();
             self.samples = 0;
+            self.train = Some((now, now));
         }
         self.samples += 1;
         self.current_round_min = Some(self.current_round_min.map_or(rtt, |m| m.min(rtt)));
-        if let (Some(last), Some(current)) = (self.last_round_min, self.current_round_min) {
-            let thresh = (last / 8).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH);
-            if self.samples >= N_RTT_SAMPLE && current >= last + thresh {
-                self.done = true;
-                return true;
+        let delay_rose = match (self.last_round_min, self.current_round_min) {
+            (Some(last), Some(current)) if self.samples >= N_RTT_SAMPLE => {
+                current >= last + (last / 8).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH)
+            }
+            _ => false,
+        };
+        let mut long_train = false;
+        if let Some((first, latest)) = self.train {
+            if now - latest <= ACK_DELTA {
+                self.train = Some((first, now));
+                long_train = self.min_rtt.is_some_and(|m| now - first >= m / 2);
+            } else {
+                self.train = None;
             }
         }
-        false
+        if delay_rose || long_train {
+            self.done = true;
+        }
+        self.done
     }
 }
 
@@ -469,10 +492,13 @@ mod tests {
         let mut hs = HyStart::default();
         let ms = Duration::from_millis;
         let (mut una, mut max) = (crate::wire::SeqNum::new(0), crate::wire::SeqNum::new(10));
-        // Round 1 at 20 ms, round 2 at 22 ms (below the 4 ms threshold), round 3 at 30 ms.
+        let mut now = Instant::from_secs(1);
+        // Round 1 at 20 ms, round 2 at 22 ms (below the 4 ms threshold), round 3 at 30 ms;
+        // ACKs 3 ms apart, so no ACK train.
         for (round, rtt) in [(1, 20), (2, 22), (3, 30)] {
             for i in 0..10 {
-                let exit = hs.on_sample(ms(rtt), una, max);
+                now += ms(3);
+                let exit = hs.on_sample(now, ms(rtt), una, max);
                 assert_eq!(
                     exit,
                     round == 3 && i == N_RTT_SAMPLE as usize - 1,
@@ -482,7 +508,20 @@ mod tests {
             una = max;
             max += 20;
         }
-        assert!(!hs.on_sample(ms(100), una, max), "only once");
+        assert!(!hs.on_sample(now, ms(100), una, max), "only once");
+    }
+
+    #[test]
+    fn hystart_ends_slow_start_when_a_round_of_acks_spans_half_the_rtt() {
+        let mut hs = HyStart::default();
+        let ms = Duration::from_millis;
+        let (una, max) = (crate::wire::SeqNum::new(0), crate::wire::SeqNum::new(1000));
+        let start = Instant::from_secs(1);
+        // RTT 20 ms throughout; ACKs 1 ms apart: the train reaches 10 ms at the 11th.
+        for i in 0..=10u64 {
+            let exit = hs.on_sample(start + ms(i), ms(20), una, max);
+            assert_eq!(exit, i == 10, "ack {i}");
+        }
     }
 
     #[test]

@@ -82,7 +82,20 @@ pub(crate) struct Connection {
     pub(crate) syn_due: bool,
     /// Send a zero-window probe.
     pub(crate) probe_due: bool,
+    /// When a delayed ACK is due (RFC 1122 4.2.3.2), and in-order segments not yet ACKed.
+    pub(crate) delack: Option<Instant>,
+    pub(crate) unacked_segs: u32,
+    /// How long an ACK may be delayed (zero: ACK every segment at once).
+    pub(crate) delayed_ack: Duration,
+    /// Nagle's algorithm off (TCP_NODELAY): small segments go out at once.
+    pub(crate) nodelay: bool,
     pub(crate) rst_out: Vec<RstOut>,
+    /// The time of the latest call that told us the time (for checks made without one).
+    pub(crate) last_now: Instant,
+    /// When the connection entered its current state.
+    pub(crate) state_since: Instant,
+    /// A duplicate segment to report in the next ACK's first SACK block (RFC 2883).
+    pub(crate) pending_dsack: Option<(SeqNum, SeqNum)>,
     /// Why the connection ended, when it ended badly.
     pub(crate) error: Option<Error>,
     /// The last ICMP error the connection survived: its error if it later times out.
@@ -103,8 +116,13 @@ pub(crate) struct ConnStats {
     pub(crate) retransmits: u64,
     /// Fast retransmits undone because the original arrived (RFC 3522).
     pub(crate) spurious_retransmits: u64,
+    /// Bytes acknowledged by the peer.
     pub(crate) bytes_sent: u64,
+    /// Payload bytes put on the wire, retransmissions included.
+    pub(crate) bytes_out: u64,
     pub(crate) bytes_received: u64,
+    /// SACK blocks the peer sent us.
+    pub(crate) sack_blocks_in: u64,
     pub(crate) challenge_acks: u64,
     pub(crate) dropped: u64,
 }
@@ -154,7 +172,14 @@ impl Connection {
             ack_now: false,
             syn_due: false,
             probe_due: false,
+            delack: None,
+            unacked_segs: 0,
+            delayed_ack: cfg.delayed_ack,
+            nodelay: cfg.tcp_nodelay,
             rst_out: Vec::new(),
+            pending_dsack: None,
+            last_now: Instant::ZERO,
+            state_since: Instant::ZERO,
             error: None,
             soft_error: None,
             want_writable: false,
@@ -295,6 +320,7 @@ impl Connection {
         self.state = f(old);
         let to = self.state.name();
         if from != to {
+            self.state_since = now;
             tracing::debug!(local = %self.local, remote = %self.remote, %from, %to, cause, "tcp state");
             self.events.push(ConnEvent::State {
                 from,
@@ -336,20 +362,22 @@ impl Connection {
 
     /// The earliest deadline of any timer armed in the current state.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        match &self.state {
-            State::Closed(_) => None,
+        let earliest = |a: Option<Instant>, b: Option<Instant>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let state = match &self.state {
+            State::Closed(_) => return None,
             State::SynSent(s) => s.rtx.deadline,
             State::SynRcvd(s) => s.rtx.deadline,
             State::FinWait2(s) => s.timeout,
             State::TimeWait(t) => Some(t.expiry),
-            other => {
-                let snd = other.snd()?;
-                match (snd.rtx.deadline, snd.persist.deadline) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }
-        }
+            other => other.snd().and_then(|snd| {
+                let rack = snd.rack_deadline(self.last_now);
+                earliest(earliest(snd.rtx.deadline, snd.persist.deadline), rack)
+            }),
+        };
+        earliest(state, self.delack)
     }
 
     /// How many retransmissions the current state allows before giving up.
@@ -364,6 +392,10 @@ impl Connection {
 
     /// Fire whatever timers are due at `now`.
     pub(crate) fn on_timeout(&mut self, now: Instant, cfg: &Config) {
+        if self.delack.is_some_and(|d| d <= now) {
+            self.delack = None;
+            self.ack_now = true;
+        }
         let limit = self.retry_limit(cfg);
         match &mut self.state {
             State::Closed(_) => {}
@@ -407,9 +439,14 @@ impl Connection {
         self.stats.retransmits += 1;
     }
 
-    /// Retransmission and persist timers of the synchronized states.
+    /// Retransmission, RACK and persist timers of the synchronized states.
     fn on_timeout_snd(&mut self, now: Instant, cfg: &Config, limit: u32) {
         let orphaned = self.orphaned;
+        let (sack, mss) = (self.neg.sack, self.neg.snd_mss as u32);
+        if let (true, Some(snd)) = (sack, self.state.snd_mut()) {
+            // RFC 8985 6.3: when the reordering timer expires, a hole may now count as lost.
+            snd.maybe_enter_recovery(now, sack, false, mss);
+        }
         let Some(snd) = self.state.snd_mut() else {
             return;
         };
@@ -464,6 +501,11 @@ impl Connection {
     }
 
     // ---- application calls ---------------------------------------------------------
+
+    /// TCP_NODELAY: turn Nagle's algorithm off (true) or on.
+    pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
+        self.nodelay = nodelay;
+    }
 
     /// Switch congestion control; an established connection keeps its cwnd.
     pub(crate) fn set_congestion_control(&mut self, cc: CongestionControl) {

@@ -74,6 +74,14 @@ pub struct ConnectionInfo {
     pub retransmits: u64,
     /// Bytes acknowledged by the peer.
     pub bytes_acked: u64,
+    /// Payload bytes sent, retransmissions included.
+    pub bytes_sent: u64,
+    /// SACK blocks received from the peer.
+    pub sack_blocks_received: u64,
+    /// Fast retransmits undone because timestamps or D-SACK showed them needless.
+    pub spurious_retransmits: u64,
+    /// How long the connection has been in its current state.
+    pub time_in_state: Duration,
     /// Bytes received in order.
     pub bytes_received: u64,
     /// The application closed its handle; the stack finishes the close alone.
@@ -131,6 +139,10 @@ impl Connection {
             segs_out: self.stats.segs_out,
             retransmits: self.stats.retransmits,
             bytes_acked: self.stats.bytes_sent,
+            bytes_sent: self.stats.bytes_out,
+            sack_blocks_received: self.stats.sack_blocks_in,
+            spurious_retransmits: self.stats.spurious_retransmits,
+            time_in_state: now.saturating_duration_since(self.state_since),
             bytes_received: self.stats.bytes_received,
             orphaned: self.orphaned,
         }

@@ -326,6 +326,13 @@ impl Connection {
             rcv_wnd == 0 && seg.seq == rcv_nxt && seg.payload.is_empty() && flags.fin();
         if !acceptable(seg.seq, seg_len, rcv_nxt, rcv_wnd) && !bare_fin_at_edge {
             if !flags.rst() {
+                // RFC 2883: data we already have is reported back as a D-SACK block.
+                if self.neg.sack
+                    && !seg.payload.is_empty()
+                    && seg.seq + seg.payload.len() as u32 <= rcv_nxt
+                {
+                    self.pending_dsack = Some((seg.seq, seg.seq + seg.payload.len() as u32));
+                }
                 return self.answer_unacceptable(now, seg_len);
             }
             return Disposition::Dropped("not_acceptable");
@@ -379,7 +386,7 @@ impl Connection {
                 self.terminate(now, "data after close()", None);
                 return Disposition::Done;
             }
-            fin_in = self.process_text(seg);
+            fin_in = self.process_text(now, seg);
         } else if seg_len > 0 {
             // CLOSE_WAIT, CLOSING, LAST_ACK: the peer already sent FIN; ignore text, ACK.
             self.ack_now = true;
@@ -431,12 +438,45 @@ impl Connection {
         // RFC 2018 / RFC 6675 3: record SACK blocks for data we sent and is not yet
         // cumulatively acknowledged (blocks below SND.UNA would be D-SACKs: ignored).
         let mut newly_sacked = 0;
+        let blocks = seg.options.sack_blocks.as_slice();
+        self.stats.sack_blocks_in += blocks.len() as u64;
         if sack_on {
-            for &(start, end) in seg.options.sack_blocks.as_slice() {
+            for &(start, end) in blocks {
                 if snd.una.max(seg.ack) <= start && start < end && end <= snd.max {
                     newly_sacked += snd.sacked.insert(start, end);
+                    snd.rack.on_delivered(end - 1);
                 }
             }
+        }
+        // RFC 2883 4: a first block below the ACK, or inside the second block, reports a
+        // duplicate. RFC 3708: once every retransmission of the episode is reported so,
+        // the episode was reordering: undo it.
+        let dsack = blocks.first().copied().filter(|&(s, e)| {
+            sack_on && (e <= seg.ack || blocks.get(1).is_some_and(|&(s2, e2)| s2 <= s && e <= e2))
+        });
+        let episode = |u: &Undo, (s, e): (SeqNum, SeqNum)| u.from <= s && e <= u.to;
+        if dsack.is_some() {
+            // We resent something that was only late: widen the reordering window.
+            snd.rack.on_dsack();
+        }
+        if let Some(undo) = snd
+            .undo
+            .as_mut()
+            .filter(|u| dsack.is_some_and(|d| episode(u, d)))
+        {
+            undo.dsacks += 1;
+            if undo.retransmits > 0 && undo.dsacks >= undo.retransmits {
+                let undo = *undo;
+                snd.undo = None;
+                snd.cc.restore(undo.cwnd, undo.ssthresh);
+                if matches!(snd.recovery, Recovery::Fast { .. }) {
+                    snd.recovery = Recovery::Open;
+                }
+                self.stats.spurious_retransmits += 1;
+            }
+        }
+        if let Some(rtt) = ts_rtt {
+            snd.rack.on_rtt(rtt);
         }
         if seg.ack > snd.una {
             let acked = (seg.ack - snd.una) as u32;
@@ -450,6 +490,8 @@ impl Connection {
                 snd.rtx_next = snd.una;
             }
             snd.sacked.prune(snd.una);
+            snd.rack.on_delivered(seg.ack - 1);
+            snd.rack.prune(snd.una);
             snd.rtt.on_ack(now, seg.ack);
             snd.rtx.backoff = 0;
             // RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
@@ -460,11 +502,12 @@ impl Connection {
             // original: it was reordered, not lost. Undo the reduction, expect more reordering.
             if let (Some(undo), Some(tsecr)) = (snd.undo, seg_tsecr) {
                 if let Some(rtx_tsval) = undo.rtx_tsval {
-                    snd.undo = None;
+                    // (If the retransmission got there first, D-SACK may still tell.)
                     if (tsecr.wrapping_sub(rtx_tsval) as i32) < 0 {
+                        snd.undo = None;
                         snd.cc.restore(undo.cwnd, undo.ssthresh);
                         snd.recovery = Recovery::Open;
-                        snd.dup_thresh = (snd.dup_thresh * 2).min(MAX_DUP_THRESH);
+                        snd.rack.on_dsack();
                         self.stats.spurious_retransmits += 1;
                     }
                 }
@@ -497,7 +540,7 @@ impl Connection {
                     // RFC 9406 with RFC 7323 RTT samples: leave slow start as the queue builds.
                     let in_slow_start = snd.cc.cwnd() < snd.cc.ssthresh();
                     if let (true, Some(rtt)) = (in_slow_start, ts_rtt) {
-                        if snd.hystart.on_sample(rtt, snd.una, snd.max) {
+                        if snd.hystart.on_sample(now, rtt, snd.una, snd.max) {
                             snd.cc.exit_slow_start();
                         }
                     }
@@ -529,31 +572,8 @@ impl Connection {
         // RFC 5681 3.2 / RFC 6675 5: DupThresh duplicate ACKs, or SACK evidence that the
         // first unacknowledged segment is lost, start fast recovery (once per window:
         // RFC 6582 4, not again until SND.UNA passes `recover`).
-        let lost_head = sack_on
-            && snd
-                .sacked
-                .lost_below(mss, snd.dup_thresh)
-                .is_some_and(|limit| limit > snd.una);
-        if snd.recovery == Recovery::Open
-            && snd.una < snd.max
-            && (snd.dupacks >= snd.dup_thresh || lost_head)
-        {
-            let flight = (snd.max - snd.una).max(0) as u32;
-            snd.undo = timestamps.then(|| Undo {
-                cwnd: snd.cc.cwnd(),
-                ssthresh: snd.cc.ssthresh(),
-                rtx_tsval: None,
-            });
-            snd.cc.on_congestion(now, flight);
-            snd.recovery = Recovery::Fast { recover: snd.max };
-            snd.rtx_next = snd.una;
-            snd.resend_head = true;
-            if !sack_on {
-                // RFC 5681 3.2 step 2-3: cwnd = ssthresh + 3 MSS for the segments that left.
-                let cwnd = snd.cc.ssthresh().saturating_add(3 * mss);
-                snd.cc.set_cwnd(cwnd);
-            }
-        }
+        let dupack_loss = !sack_on && snd.dupacks >= 3;
+        snd.maybe_enter_recovery(now, sack_on, dupack_loss, mss);
         // RFC 9293 3.10.7.4: update the send window from the newest segment.
         let Some(snd) = self.state.snd_mut() else {
             return AckOutcome::Continue;
@@ -611,16 +631,24 @@ impl Connection {
 
     /// RFC 9293 3.10.7.4 seventh: take the segment's bytes into the receive buffer or the
     /// reassembly queue. Returns true when the peer's FIN is now in sequence.
-    fn process_text(&mut self, seg: &TcpRepr<'_>) -> bool {
+    fn process_text(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
         let rcv_free = self.rcv_cap.saturating_sub(self.rcv_buf.len());
+        let delayed_ack = self.delayed_ack;
         let Some(rcv) = self.state.rcv_mut() else {
             return false;
         };
+        // RFC 5681 4.2: in-order data with no gap behind it may wait for a delayed ACK;
+        // out-of-order data, data filling a gap, duplicates and FIN are ACKed at once.
+        let in_order = seg.seq == rcv.nxt && rcv.ooo.bytes() == 0 && !seg.flags.fin();
         let mut seq = seg.seq;
         let mut data = seg.payload;
         let mut fin = seg.flags.fin();
         let fin_seq = seg.seq + seg.payload.len() as u32;
-        // Trim what we already have.
+        // Trim what we already have (and report it: RFC 2883 D-SACK).
+        if seq < rcv.nxt && !data.is_empty() {
+            let dup_end = (seq + data.len() as u32).min(rcv.nxt);
+            self.pending_dsack = Some((seq, dup_end));
+        }
         if seq < rcv.nxt {
             let skip = ((rcv.nxt - seq) as usize).min(data.len());
             data = &data[skip..];
@@ -634,9 +662,22 @@ impl Connection {
             fin = fin && fin_seq <= right;
         }
         if seg.seg_len() > 0 {
-            // Immediate ACK for every segment that occupies sequence space.
-            self.ack_now = true;
+            if in_order && !delayed_ack.is_zero() {
+                // RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second segment,
+                // and within the delayed-ACK time (Linux: 40 ms at first).
+                self.unacked_segs += 1;
+                if self.unacked_segs >= 2 {
+                    self.ack_now = true;
+                } else if self.delack.is_none() {
+                    self.delack = Some(now + delayed_ack);
+                }
+            } else {
+                self.ack_now = true;
+            }
         }
+        let Some(rcv) = self.state.rcv_mut() else {
+            return false;
+        };
         let mut delivered = 0usize;
         if !data.is_empty() {
             if seq == rcv.nxt {
@@ -698,9 +739,6 @@ impl Connection {
     }
 }
 
-/// The largest duplicate-ACK threshold reordering can raise us to (Linux's tcp_max_reordering).
-const MAX_DUP_THRESH: u32 = 300;
-
 /// Result of processing the ACK field.
 enum AckOutcome {
     Continue,
@@ -736,7 +774,7 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         resend_head: false,
         last_send: None,
         hystart: Default::default(),
-        dup_thresh: super::sack::DUP_THRESH,
+        rack: Default::default(),
         undo: None,
         fin_queued: false,
     }

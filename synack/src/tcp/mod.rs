@@ -9,6 +9,7 @@ mod input;
 mod isn;
 mod output;
 mod path_error;
+mod rack;
 mod reassembly;
 mod rtt;
 mod sack;

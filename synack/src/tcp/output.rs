@@ -29,14 +29,14 @@ impl Connection {
                 self.ack_now
                     || self.probe_due
                     || snd.resend_head
-                    || self.sendable(snd).0 > 0
+                    || self.sendable(snd, self.last_now).0 > 0
                     || self.fin_sendable(snd)
             }
         }
     }
 
     /// (bytes of new data we may send now, whether the window/cwnd is what limits it).
-    fn sendable(&self, snd: &Snd) -> (usize, bool) {
+    fn sendable(&self, snd: &Snd, now: Instant) -> (usize, bool) {
         let buf_len = self.snd_buf.len();
         let off = ((snd.nxt - snd.una).max(0) as usize).min(buf_len);
         let unsent = buf_len - off;
@@ -45,9 +45,8 @@ impl Connection {
         }
         // The peer's window counts from SND.UNA; cwnd against what is in the network
         // (RFC 6675 pipe while SACK recovery runs).
-        let mss = self.neg.snd_mss as u32;
         let in_network = match snd.recovery {
-            Recovery::Fast { .. } if self.neg.sack => snd.pipe(mss),
+            Recovery::Fast { .. } if self.neg.sack => snd.pipe(now),
             _ => snd.flight(),
         };
         let wnd_room = snd.wnd as i64 - snd.flight() as i64;
@@ -61,6 +60,11 @@ impl Connection {
             || len == unsent
             || len as u32 >= snd.max_wnd / 2
             || (snd.flight() == 0 && len > 0);
+        // RFC 1122 4.2.3.4 (Nagle): a segment smaller than the MSS waits while data is
+        // unacknowledged, unless TCP_NODELAY is set or the FIN is queued behind it.
+        let nagle_holds =
+            !self.nodelay && len < self.neg.snd_mss && snd.una < snd.max && !snd.fin_queued;
+        let worth = worth && !nagle_holds;
         if worth {
             (len, len < unsent.min(self.neg.snd_mss))
         } else {
@@ -167,6 +171,7 @@ impl Connection {
             if let (Some(undo), Some(ts)) = (snd.undo.as_mut(), out.options.timestamps) {
                 undo.rtx_tsval.get_or_insert(ts.tsval);
             }
+            Undo::on_retransmit(&mut snd.undo);
             let end = una + out.payload.len() as u32 + with_fin as u32;
             if snd.nxt < end {
                 snd.nxt = end;
@@ -197,7 +202,7 @@ impl Connection {
             snd.cc.on_idle();
         }
         let snd = self.state.snd()?;
-        let (len, _) = self.sendable(snd);
+        let (len, _) = self.sendable(snd, now);
         let fin_ready = self.fin_sendable(snd);
         let off = ((snd.nxt - snd.una).max(0) as usize).min(buf_len);
         let with_fin = snd.fin_queued && off + len == buf_len && (len > 0 || fin_ready);
@@ -211,6 +216,9 @@ impl Connection {
                 self.stats.retransmits += 1;
             } else {
                 snd.rtt.on_send(now, end);
+            }
+            if seq >= snd.max {
+                snd.rack.on_send(seq, now);
             }
             snd.nxt = end;
             snd.last_send = Some(now);
@@ -246,19 +254,18 @@ impl Connection {
         if !self.neg.sack || !matches!(snd.recovery, Recovery::Fast { .. }) {
             return None;
         }
-        if snd.pipe(mss) >= snd.cwnd() {
+        if snd.pipe(now) >= snd.cwnd() {
             return None;
         }
-        let limit = snd
-            .sacked
-            .lost_below(mss, snd.dup_thresh)?
-            .min(snd.una + buf_len);
+        let highest = snd.sacked.highest()?;
+        let limit = snd.lost_below(now)?.min(highest).min(snd.una + buf_len);
         let (start, end) = snd.sacked.next_hole(snd.rtx_next.max(snd.una), limit)?;
         let len = ((end - start) as u32).min(mss) as usize;
         let out = self.data_segment(now, start, len, false);
         let snd = self.state.snd_mut()?;
         snd.rtx_next = start + len as u32;
         snd.rtt.on_retransmit();
+        Undo::on_retransmit(&mut snd.undo);
         if snd.rtx.deadline.is_none() {
             snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
         }
@@ -272,6 +279,7 @@ impl Connection {
         let una = self.state.snd().map_or(seq, |s| s.una);
         let off = (seq - una).max(0) as usize;
         self.snd_buf.copy_out(off, len, &mut out.payload);
+        self.stats.bytes_out += out.payload.len() as u64;
         out.seq = seq;
         if fin {
             out.flags |= TcpFlags::FIN;
@@ -284,7 +292,10 @@ impl Connection {
 
     /// `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>` with our window and timestamps; clears `ack_now`.
     pub(crate) fn ack_segment(&mut self, now: Instant) -> Outgoing {
+        // Every segment carries the ACK: nothing is left to delay.
         self.ack_now = false;
+        self.delack = None;
+        self.unacked_segs = 0;
         let window = self.update_window();
         let seq = self.state.snd_nxt().unwrap_or(SeqNum::new(0));
         let ack = self
@@ -305,11 +316,21 @@ impl Connection {
             timestamps,
             ..TcpOptions::default()
         };
-        if let (true, Some(rcv)) = (self.neg.sack, self.state.rcv()) {
-            // RFC 2018 3: 4 blocks fit in the option space, 3 beside timestamps.
+        let dsack = self.pending_dsack.take();
+        if self.neg.sack {
+            // RFC 2018 3: 4 blocks fit in the option space, 3 beside timestamps; a
+            // D-SACK block goes first (RFC 2883 4).
             let max = if timestamps.is_some() { 3 } else { 4 };
-            for block in rcv.ooo.sack_blocks(rcv.last_ooo, max) {
-                options.sack_blocks.push(block);
+            if let Some(d) = dsack {
+                options.sack_blocks.push(d);
+            }
+            if let Some(rcv) = self.state.rcv() {
+                for block in rcv
+                    .ooo
+                    .sack_blocks(rcv.last_ooo, max - dsack.is_some() as usize)
+                {
+                    options.sack_blocks.push(block);
+                }
             }
         }
         Outgoing {
@@ -347,6 +368,7 @@ impl Connection {
     /// Arm or disarm the persist timer after anything changed (RFC 9293 3.8.6.1): it runs
     /// while the peer's window is zero, data waits, and nothing is in flight to bring an ACK.
     pub(crate) fn settle(&mut self, now: Instant) {
+        self.last_now = now;
         let buf_len = self.snd_buf.len();
         if let Some(snd) = self.state.snd_mut() {
             let unsent = buf_len as i64 - (snd.nxt - snd.una) as i64;

@@ -4,8 +4,6 @@
 
 use crate::wire::SeqNum;
 
-/// RFC 6675 DupThresh: where every connection starts (it grows when reordering is seen).
-pub(crate) const DUP_THRESH: u32 = 3;
 /// Most separate ranges tracked; more are ignored (the peer repeats what matters).
 const MAX_RANGES: usize = 4096;
 
@@ -69,26 +67,17 @@ impl Scoreboard {
         }
     }
 
+    /// The end of the highest SACKed range.
+    pub(crate) fn highest(&self) -> Option<SeqNum> {
+        self.ranges.last().map(|(_, e)| *e)
+    }
+
     /// If `seq` is SACKed, the end of its range.
     pub(crate) fn covering(&self, seq: SeqNum) -> Option<SeqNum> {
         self.ranges
             .iter()
             .find(|(s, e)| *s <= seq && seq < *e)
             .map(|(_, e)| *e)
-    }
-
-    /// RFC 6675 IsLost(): a byte is lost when more than (DupThresh - 1) * MSS bytes, or
-    /// DupThresh separate ranges, above it are SACKed. Returns the sequence number below
-    /// which every unSACKed byte counts as lost, or None when nothing is lost yet.
-    pub(crate) fn lost_below(&self, mss: u32, dup_thresh: u32) -> Option<SeqNum> {
-        let mut bytes = 0u32;
-        for (count, (s, e)) in self.ranges.iter().rev().enumerate() {
-            bytes += (*e - *s) as u32;
-            if bytes > (dup_thresh - 1) * mss || count as u32 + 1 >= dup_thresh {
-                return Some(*s);
-            }
-        }
-        None
     }
 
     /// Bytes in `[from, to)` that are not SACKed.
@@ -155,25 +144,16 @@ mod tests {
     }
 
     #[test]
-    fn holes_below_enough_sacked_data_are_lost() {
+    fn holes_and_sacked_ranges_are_told_apart() {
         let mut sb = Scoreboard::default();
         // una = 0, MSS 100: segments 0 and 300 lost; 100..300 and 400..700 SACKed.
         sb.insert(sq(100), sq(300));
         sb.insert(sq(400), sq(700));
-        // 300 bytes above 400 > 2 MSS: everything below 400 unSACKed is lost.
-        assert_eq!(sb.lost_below(100, DUP_THRESH), Some(sq(400)));
         assert_eq!(sb.holes_bytes(sq(0), sq(400)), 200);
         assert_eq!(sb.next_hole(sq(0), sq(400)), Some((sq(0), sq(100))));
         assert_eq!(sb.next_hole(sq(100), sq(400)), Some((sq(300), sq(400))));
         assert_eq!(sb.next_hole(sq(400), sq(400)), None);
         assert_eq!(sb.covering(sq(450)), Some(sq(700)));
         assert_eq!(sb.covering(sq(350)), None);
-    }
-
-    #[test]
-    fn one_small_sack_block_does_not_declare_a_loss() {
-        let mut sb = Scoreboard::default();
-        sb.insert(sq(100), sq(200));
-        assert_eq!(sb.lost_below(100, DUP_THRESH), None);
     }
 }

@@ -75,22 +75,29 @@ pub(crate) struct Snd {
     pub(crate) last_send: Option<Instant>,
     /// Delay-based slow-start exit (RFC 9406).
     pub(crate) hystart: super::cc::HyStart,
-    /// Duplicate ACKs (or SACKed segments above a hole) that mean loss; grows when a
-    /// fast retransmit turns out to have been reordering (as Linux's `tp->reordering`).
-    pub(crate) dup_thresh: u32,
+    /// Send times and the reordering window: which holes are lost (RFC 8985).
+    pub(crate) rack: super::rack::Rack,
     /// How to undo the last congestion response if it proves spurious (RFC 3522 Eifel).
     pub(crate) undo: Option<Undo>,
     /// Our FIN is queued (after the application's last byte).
     pub(crate) fin_queued: bool,
 }
 
-/// The window before a fast retransmit, and the TSval our retransmission carried: an
-/// ACK echoing an older TSval shows the original arrived, so the loss was not one.
+/// The window before a fast retransmit, and the evidence that would prove it needless:
+/// an ACK echoing a TSval older than our retransmission's (RFC 3522), or D-SACKs for
+/// every retransmission (RFC 3708).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Undo {
     pub(crate) cwnd: u32,
     pub(crate) ssthresh: u32,
     pub(crate) rtx_tsval: Option<u32>,
+    /// Retransmissions in this episode, and how many the peer reported as duplicates
+    /// with D-SACK (RFC 2883, RFC 3708): when all were, none was needed.
+    pub(crate) retransmits: u32,
+    pub(crate) dsacks: u32,
+    /// The sequence space the episode covered (SND.UNA to SND.MAX when it began).
+    pub(crate) from: SeqNum,
+    pub(crate) to: SeqNum,
 }
 
 /// Which loss recovery is running (RFC 6582 `recover`: until `una` passes it).
@@ -104,6 +111,15 @@ pub(crate) enum Recovery {
     Timeout { recover: SeqNum },
 }
 
+impl Undo {
+    /// One more retransmission in this episode.
+    pub(crate) fn on_retransmit(undo: &mut Option<Undo>) {
+        if let Some(u) = undo.as_mut() {
+            u.retransmits += 1;
+        }
+    }
+}
+
 impl Snd {
     /// Bytes in flight (sent and not acknowledged).
     pub(crate) fn flight(&self) -> u32 {
@@ -114,18 +130,84 @@ impl Snd {
         self.cc.cwnd()
     }
 
+    /// Below this, unSACKed bytes are lost (RACK's time test).
+    pub(crate) fn lost_below(&self, now: Instant) -> Option<SeqNum> {
+        self.rack.lost_below(self.srtt(), self.max, now)
+    }
+
+    fn srtt(&self) -> Duration {
+        self.rtt.srtt().unwrap_or(self.rtt.rto())
+    }
+
+    /// RFC 8985 6.3: when the first hole below SACKed data will count as lost if nothing
+    /// else arrives (the RACK reordering timer).
+    pub(crate) fn rack_deadline(&self, now: Instant) -> Option<Instant> {
+        if self.sacked.is_empty() || matches!(self.recovery, Recovery::Timeout { .. }) {
+            return None;
+        }
+        let highest = self.sacked.highest()?;
+        let (hole, _) = self
+            .sacked
+            .next_hole(self.rtx_next.max(self.una), highest)?;
+        if self.lost_below(now).is_some_and(|l| l > hole) {
+            return None;
+        }
+        // Never a deadline already past: the caller would fire it again and again.
+        self.rack.deadline(hole, self.srtt()).filter(|d| *d > now)
+    }
+
+    /// RFC 5681 3.2 / RFC 6675 5 / RFC 8985: start fast recovery when the first
+    /// unacknowledged segment is lost: with SACK by RACK's time test, without it by three
+    /// duplicate ACKs. Once per window (RFC 6582 4: not again until `una` passes `recover`).
+    pub(crate) fn maybe_enter_recovery(
+        &mut self,
+        now: Instant,
+        sack_on: bool,
+        dupack_loss: bool,
+        mss: u32,
+    ) {
+        let lost_head = sack_on
+            && !self.sacked.is_empty()
+            && self.lost_below(now).is_some_and(|limit| limit > self.una);
+        if self.recovery != Recovery::Open || self.una >= self.max || !(dupack_loss || lost_head) {
+            return;
+        }
+        let flight = (self.max - self.una).max(0) as u32;
+        self.undo = Some(Undo {
+            cwnd: self.cc.cwnd(),
+            ssthresh: self.cc.ssthresh(),
+            rtx_tsval: None,
+            retransmits: 0,
+            dsacks: 0,
+            from: self.una,
+            to: self.max,
+        });
+        self.cc.on_congestion(now, flight);
+        self.recovery = Recovery::Fast { recover: self.max };
+        self.rtx_next = self.una;
+        self.resend_head = true;
+        if !sack_on {
+            // RFC 5681 3.2 step 2-3: cwnd = ssthresh + 3 MSS for the segments that left.
+            let cwnd = self.cc.ssthresh().saturating_add(3 * mss);
+            self.cc.set_cwnd(cwnd);
+        }
+    }
+
     /// RFC 6675 SetPipe(): bytes still in the network: sent, not SACKed, and not
     /// deemed lost, plus lost bytes already retransmitted.
-    pub(crate) fn pipe(&self, mss: u32) -> u32 {
+    pub(crate) fn pipe(&self, now: Instant) -> u32 {
         if self.sacked.is_empty() {
             return self.flight();
         }
         let outstanding = (self.max - self.una).max(0) as u32;
         let unsacked = outstanding.saturating_sub(self.sacked.bytes());
+        // Only holes below the highest SACKed byte can be lost.
+        let highest = self.sacked.highest().unwrap_or(self.una);
         let lost_limit = self
-            .sacked
-            .lost_below(mss, self.dup_thresh)
-            .unwrap_or(self.una);
+            .lost_below(now)
+            .unwrap_or(self.una)
+            .max(self.una)
+            .min(highest);
         let lost = self.sacked.holes_bytes(self.una, lost_limit);
         let resent = self
             .sacked

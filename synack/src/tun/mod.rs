@@ -118,6 +118,8 @@ pub(crate) struct Core {
     hook: Option<EventHook>,
     impair: Option<Impairment>,
     offload: OffloadStats,
+    /// The deadline the driver thread sleeps until (None: a full second, or awake).
+    sleeping_until: Option<Instant>,
     /// Async tasks waiting for something to happen to a socket.
     wakers: Vec<(WakeKey, Waker)>,
 }
@@ -186,18 +188,32 @@ impl Shared {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// After an application call: send what the stack wants to send, report events, and
-    /// wake the driver so it recomputes its deadline.
+    /// After an application call: send what the stack wants to send and report events.
+    /// Waiting threads are woken only if something happened, and the driver only if the
+    /// stack now has an earlier deadline than the one it sleeps until: a call that found
+    /// nothing to do (WouldBlock) must not wake everyone else, or waiters wake each other
+    /// in a storm.
     pub(crate) fn after_call(&self, core: &mut Core) {
-        self.flush(core);
-        let _ = (&self.wake_tx).write(&[1]);
-        self.changed.notify_all();
+        let progressed = self.flush(core);
+        let earlier = match (core.stack.poll_timeout(), core.sleeping_until) {
+            (Some(t), Some(until)) => t < until,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if earlier || progressed {
+            let _ = (&self.wake_tx).write(&[1]);
+        }
+        if progressed {
+            self.changed.notify_all();
+        }
     }
 
     /// Send what the stack has to send (into the impaired link when there is one), let
-    /// through every impaired packet that is due, and report events.
-    fn flush(&self, core: &mut Core) {
+    /// through every impaired packet that is due, and report events. Returns whether
+    /// anything was sent or reported.
+    fn flush(&self, core: &mut Core) -> bool {
         let now = core.now();
+        let mut progressed = false;
         // Packets released towards the stack make it answer: go round until quiet.
         for _ in 0..64 {
             let mut batch = Vec::new();
@@ -217,17 +233,20 @@ impl Shared {
                     }
                 }
             }
+            progressed |= !batch.is_empty() || fed_stack;
             self.write_batch(core, batch);
             if !fed_stack {
                 break;
             }
         }
         while let Some(e) = core.stack.poll_event() {
+            progressed = true;
             core.wake(WakeKey::of(&e));
             if let Some(h) = core.hook.as_mut() {
                 h(&e);
             }
         }
+        progressed
     }
 }
 
@@ -301,6 +320,7 @@ impl Interface {
                 start: std::time::Instant::now(),
                 hook: None,
                 wakers: Vec::new(),
+                sleeping_until: None,
                 offload: OffloadStats {
                     enabled: offload_on,
                     ..OffloadStats::default()
@@ -412,6 +432,7 @@ fn drive(shared: &Shared, mut wake_rx: File) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            core.sleeping_until = Some(next.unwrap_or(now + Duration::from_secs(1)));
             match next {
                 None => 1000,
                 Some(t) if t <= now => 0,
@@ -425,6 +446,8 @@ fn drive(shared: &Shared, mut wake_rx: File) {
         let mut drain = [0u8; 64];
         while matches!(wake_rx.read(&mut drain), Ok(n) if n > 0) {}
         let mut core = shared.lock();
+        core.sleeping_until = None;
+        let mut received = false;
         for _ in 0..256 {
             match (&shared.device).read(&mut buf) {
                 Ok(n) if n > 0 => {
@@ -438,6 +461,7 @@ fn drive(shared: &Shared, mut wake_rx: File) {
                         0..n
                     };
                     let packet = &buf[range];
+                    received = true;
                     match core.impair.as_mut() {
                         Some(imp) => imp.submit(now, Direction::ToStack, packet.to_vec()),
                         None => core.stack.receive(now, packet),
@@ -448,9 +472,11 @@ fn drive(shared: &Shared, mut wake_rx: File) {
         }
         let now = core.now();
         core.stack.on_timeout(now);
-        shared.flush(&mut core);
+        let progressed = shared.flush(&mut core) || received;
         drop(core);
-        shared.changed.notify_all();
+        if progressed {
+            shared.changed.notify_all();
+        }
     }
 }
 

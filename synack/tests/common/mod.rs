@@ -66,11 +66,16 @@ pub struct Harness {
     pub events: Vec<Event>,
 }
 
-/// Config without timestamps or window scaling, so segments are easy to write by hand.
+/// Config without timestamps, window scaling or SACK, so segments are easy to write by
+/// hand; every segment is ACKed at once and sent at once (no delayed ACK, no Nagle),
+/// which the tests of those two features turn back on.
 pub fn plain_config() -> Config {
     Config {
         tcp_timestamps: false,
         tcp_window_scaling: false,
+        tcp_sack: false,
+        delayed_ack: Duration::ZERO,
+        tcp_nodelay: true,
         recv_buffer: 65535,
         ..Config::default()
     }

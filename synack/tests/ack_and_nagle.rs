@@ -1,0 +1,109 @@
+//! Delayed ACKs (RFC 1122 4.2.3.2, RFC 5681 4.2) and Nagle's algorithm (RFC 1122
+//! 4.2.3.4), driven segment by segment against the scripted peer.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use synack::Config;
+
+fn with_delayed_acks() -> Harness {
+    Harness::new(Config {
+        delayed_ack: Duration::from_millis(40),
+        ..plain_config()
+    })
+}
+
+// RFC 5681 4.2: an ACK at least every second full-sized segment.
+#[test]
+fn every_second_in_order_segment_is_acked_at_once() {
+    let mut h = with_delayed_acks();
+    let (_, iss) = h.established_passive(1000);
+    let mss = vec![b'x'; 1460];
+    h.inject(ack(), 1001, iss + 1, 65535, &mss);
+    h.expect_none();
+    h.inject(ack(), 1001 + 1460, iss + 1, 65535, &mss);
+    let a = h.expect_one();
+    assert_eq!(a.ack, 1001 + 2 * 1460);
+}
+
+// RFC 1122 4.2.3.2: a lone segment is ACKed after the delay (here 40 ms, under 500 ms).
+#[test]
+fn a_lone_segment_is_acked_after_the_delay() {
+    let mut h = with_delayed_acks();
+    let (_, iss) = h.established_passive(1000);
+    h.inject(ack(), 1001, iss + 1, 65535, b"hello");
+    h.expect_none();
+    let sent = h.advance_collect(Duration::from_millis(100));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (at, a) = &sent[0];
+    assert_eq!(a.ack, 1006);
+    let delay = *at - (h.now - Duration::from_millis(100));
+    assert_eq!(delay, Duration::from_millis(40));
+}
+
+// RFC 5681 4.2: out-of-order data (and data filling a gap) is ACKed at once.
+#[test]
+fn out_of_order_and_gap_filling_segments_are_acked_at_once() {
+    let mut h = with_delayed_acks();
+    let (_, iss) = h.established_passive(1000);
+    h.inject(ack(), 1011, iss + 1, 65535, b"second....");
+    assert_eq!(h.expect_one().ack, 1001, "duplicate ACK for the gap");
+    h.inject(ack(), 1001, iss + 1, 65535, b"first.....");
+    assert_eq!(h.expect_one().ack, 1021, "the gap is filled: ACK at once");
+}
+
+// Data we send carries the ACK: no separate delayed ACK follows.
+#[test]
+fn data_going_out_carries_the_pending_ack() {
+    let mut h = with_delayed_acks();
+    let (c, iss) = h.established_passive(1000);
+    h.inject(ack(), 1001, iss + 1, 65535, b"request");
+    h.expect_none();
+    h.stack.send(h.now, c, b"response").unwrap();
+    let r = h.expect_one();
+    assert_eq!((r.ack, r.payload.as_slice()), (1008, &b"response"[..]));
+    // Well past the delayed-ACK time, short of a retransmission: nothing more.
+    assert!(h.advance_collect(Duration::from_millis(100)).is_empty());
+}
+
+// RFC 1122 4.2.3.4: with data unacknowledged, a small segment waits until the ACK
+// comes or a full segment's worth is queued; TCP_NODELAY sends at once.
+#[test]
+fn nagle_holds_small_segments_while_data_is_unacknowledged_and_nodelay_does_not() {
+    for nodelay in [false, true] {
+        let mut h = Harness::new(Config {
+            tcp_nodelay: false,
+            ..plain_config()
+        });
+        let (c, iss) = h.established_passive(1000);
+        h.stack.set_nodelay(h.now, c, nodelay).unwrap();
+        h.stack.send(h.now, c, b"a").unwrap();
+        assert_eq!(
+            h.expect_one().payload,
+            b"a",
+            "nothing in flight: goes at once"
+        );
+        for byte in [b"b", b"c"] {
+            h.stack.send(h.now, c, byte).unwrap();
+            if nodelay {
+                assert_eq!(
+                    h.expect_one().payload,
+                    byte,
+                    "TCP_NODELAY: each write at once"
+                );
+            } else {
+                h.expect_none();
+            }
+        }
+        if !nodelay {
+            h.inject(ack(), 1001, iss + 2, 65535, &[]);
+            assert_eq!(
+                h.expect_one().payload,
+                b"bc",
+                "held bytes go together on the ACK"
+            );
+        }
+    }
+}
