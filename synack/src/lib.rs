@@ -43,5 +43,5 @@ pub mod tun;
 pub mod wire;
 
 pub use stack::{Config, ConnectionHandle, Error, Event, ListenerHandle, Stack};
-pub use tcp::{CongestionControl, ConnectionInfo, TcpState};
+pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
 pub use time::Instant;

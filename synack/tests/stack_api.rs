@@ -186,3 +186,80 @@ fn connection_info_reports_tcp_info_like_statistics() {
     assert!(info.srtt.is_some() && info.rto.is_some());
     assert!(!info.sack, "plain_config does not offer SACK");
 }
+
+// RFC 1122 4.2.3.6: keepalive probes an idle connection; an answer resets the count;
+// after the set number of unanswered probes the connection is reset and reported dead.
+#[test]
+fn keepalive_probes_an_idle_peer_and_gives_up_when_it_is_gone() {
+    use std::time::Duration;
+    use synack::Keepalive;
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_active(5000);
+    let ka = Keepalive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    let start = h.now;
+    // Silence: the first probe after 10 s, with SND.UNA - 1 so the peer must answer.
+    let sent = h.advance_collect(Duration::from_secs(10));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0 - start, Duration::from_secs(10));
+    assert_eq!((sent[0].1.seq, sent[0].1.payload.len()), (iss, 0));
+    // The peer answers: the count starts again; 10 s of silence before the next probe.
+    h.inject(ack(), 5001, iss + 1, 65535, &[]);
+    let answered = h.now;
+    let sent = h.advance_collect(Duration::from_secs(20));
+    let times: Vec<Duration> = sent.iter().map(|(t, _)| *t - answered).collect();
+    let probes: Vec<Duration> = [10, 12, 14].map(Duration::from_secs).to_vec();
+    assert_eq!(&times[..3], &probes[..], "{sent:?}");
+    // Three unanswered probes: at 16 s the connection is reset and fails with TimedOut.
+    assert!(sent[3].1.has(synack::wire::TcpFlags::RST), "{sent:?}");
+    assert_eq!(times[3], Duration::from_secs(16));
+    assert_eq!(h.stack.error(c), Ok(Some(Error::TimedOut)));
+}
+
+#[test]
+fn keepalive_is_off_unless_asked_for() {
+    let mut h = Harness::plain();
+    let (c, _) = h.established_active(5000);
+    assert!(h
+        .advance_collect(std::time::Duration::from_secs(3 * 3600))
+        .is_empty());
+    assert_eq!(h.stack.state(c), Ok(Established));
+}
+
+// Zero-copy: the application writes into, and reads from, the stack's own buffers.
+#[test]
+fn send_with_and_recv_with_use_the_stack_buffers_directly() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_active(5000);
+    let n = h
+        .stack
+        .send_with(h.now, c, 5, |room| {
+            room[..5].copy_from_slice(b"hello");
+            5
+        })
+        .unwrap();
+    assert_eq!(n, 5);
+    assert_eq!(h.expect_one().payload, b"hello");
+    h.inject(ack(), 5001, iss + 6, 65535, b"world!");
+    let mut seen = Vec::new();
+    let took = h
+        .stack
+        .recv_with(h.now, c, |a, b| {
+            seen.extend_from_slice(a);
+            seen.extend_from_slice(b);
+            4
+        })
+        .unwrap();
+    assert_eq!((took, seen.as_slice()), (4, &b"world!"[..]));
+    let mut rest = [0u8; 8];
+    assert_eq!(
+        h.stack.recv(h.now, c, &mut rest),
+        Ok(2),
+        "only what was taken is gone"
+    );
+    assert_eq!(&rest[..2], b"d!");
+}

@@ -4,7 +4,7 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use crate::tcp::CongestionControl;
+use crate::tcp::{CongestionControl, Keepalive};
 
 /// Every tunable of a [`crate::Stack`], with Linux's defaults.
 #[derive(Clone, Debug)]
@@ -45,6 +45,9 @@ pub struct Config {
     /// Default of TCP_NODELAY for new connections: false keeps Nagle's algorithm on
     /// (RFC 1122 4.2.3.4), as Linux does.
     pub tcp_nodelay: bool,
+    /// SO_KEEPALIVE for new connections: None (off, as on Linux) or the settings to use;
+    /// [`crate::Stack::set_keepalive`] changes one connection's.
+    pub keepalive: Option<Keepalive>,
     /// Initial retransmission timeout (RFC 6298: 1 s).
     pub rto_initial: Duration,
     /// Lower bound of the RTO (Linux's TCP_RTO_MIN, 200 ms).
@@ -83,6 +86,7 @@ impl Default for Config {
             congestion_control: CongestionControl::Cubic,
             delayed_ack: Duration::from_millis(40),
             tcp_nodelay: false,
+            keepalive: None,
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),

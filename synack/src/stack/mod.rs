@@ -897,6 +897,32 @@ impl Stack {
         self.with_conn(now, conn, |c, _| c.send(data))?
     }
 
+    /// Zero-copy send: `fill` writes up to `max` bytes straight into the connection's
+    /// send buffer and returns how many it wrote (`WouldBlock` if the buffer is full).
+    pub fn send_with(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize, Error> {
+        self.with_conn(now, conn, |c, _| {
+            c.send_with(|buf| buf.write_with(max, fill))
+        })?
+    }
+
+    /// Zero-copy receive: `take` sees the received bytes in the stack's buffer (as two
+    /// slices, in order) and returns how many it consumed. `Ok(0)` with nothing left is
+    /// end-of-stream; `WouldBlock` means nothing yet.
+    pub fn recv_with(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        take: impl FnOnce(&[u8], &[u8]) -> usize,
+    ) -> Result<usize, Error> {
+        self.with_conn(now, conn, |c, _| c.recv_with(take))?
+    }
+
     /// Read received bytes: `Ok(0)` is end-of-stream, `WouldBlock` means nothing yet.
     pub fn recv(
         &mut self,
@@ -905,6 +931,17 @@ impl Stack {
         buf: &mut [u8],
     ) -> Result<usize, Error> {
         self.with_conn(now, conn, |c, _| c.recv(buf))?
+    }
+
+    /// SO_KEEPALIVE: probe an idle connection with these settings (None turns it off;
+    /// `Keepalive::default()` has Linux's 7200 s / 75 s / 9 probes).
+    pub fn set_keepalive(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        keepalive: Option<crate::tcp::Keepalive>,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_keepalive(keepalive))
     }
 
     /// TCP_NODELAY: true sends small segments at once; false (the default) applies

@@ -94,6 +94,9 @@ pub(crate) struct Connection {
     pub(crate) last_now: Instant,
     /// When the connection entered its current state.
     pub(crate) state_since: Instant,
+    /// Keepalive, when on (SO_KEEPALIVE), and when the peer was last heard.
+    pub(crate) keepalive: Option<super::keepalive::KeepaliveState>,
+    pub(crate) last_heard: Instant,
     /// A duplicate segment to report in the next ACK's first SACK block (RFC 2883).
     pub(crate) pending_dsack: Option<(SeqNum, SeqNum)>,
     /// Why the connection ended, when it ended badly.
@@ -180,6 +183,10 @@ impl Connection {
             pending_dsack: None,
             last_now: Instant::ZERO,
             state_since: Instant::ZERO,
+            keepalive: cfg
+                .keepalive
+                .map(|settings| super::keepalive::KeepaliveState { settings, sent: 0 }),
+            last_heard: Instant::ZERO,
             error: None,
             soft_error: None,
             want_writable: false,
@@ -344,7 +351,7 @@ impl Connection {
     }
 
     /// Queue a RST+ACK from our current position (abort and close-with-unread-data).
-    fn queue_active_reset(&mut self) {
+    pub(crate) fn queue_active_reset(&mut self) {
         if let (Some(seq), Some((rcv_nxt, _))) = (self.state.snd_nxt(), self.state.rcv_window()) {
             self.rst_out.push(RstOut {
                 seq,
@@ -377,7 +384,7 @@ impl Connection {
                 earliest(earliest(snd.rtx.deadline, snd.persist.deadline), rack)
             }),
         };
-        earliest(state, self.delack)
+        earliest(earliest(state, self.delack), self.keepalive_deadline())
     }
 
     /// How many retransmissions the current state allows before giving up.
@@ -396,6 +403,7 @@ impl Connection {
             self.delack = None;
             self.ack_now = true;
         }
+        self.on_keepalive_timer(now);
         let limit = self.retry_limit(cfg);
         match &mut self.state {
             State::Closed(_) => {}
@@ -520,19 +528,19 @@ impl Connection {
 
     /// Queue data (RFC 9293 3.10.2 SEND).
     pub(crate) fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
-        if self.shut_wr {
-            return Err(Error::BrokenPipe);
-        }
-        match self.state {
-            State::SynSent(_) | State::SynRcvd(_) | State::Established(_) | State::CloseWait(_) => {
-            }
-            State::Closed(_) => return Err(self.error.unwrap_or(Error::BrokenPipe)),
-            _ => return Err(Error::BrokenPipe),
-        }
         if data.is_empty() {
-            return Ok(0);
+            return self.sendable_state().map(|_| 0);
         }
-        let n = self.snd_buf.push(data);
+        self.send_with(|buf| buf.push(data))
+    }
+
+    /// Queue data written by `fill` straight into the send buffer (zero-copy send).
+    pub(crate) fn send_with(
+        &mut self,
+        fill: impl FnOnce(&mut SendBuffer) -> usize,
+    ) -> Result<usize, Error> {
+        self.sendable_state()?;
+        let n = fill(&mut self.snd_buf);
         if n == 0 {
             self.want_writable = true;
             return Err(Error::WouldBlock);
@@ -540,18 +548,46 @@ impl Connection {
         Ok(n)
     }
 
+    /// RFC 9293 3.10.2: SEND is allowed until our FIN is queued.
+    fn sendable_state(&self) -> Result<(), Error> {
+        if self.shut_wr {
+            return Err(Error::BrokenPipe);
+        }
+        match self.state {
+            State::SynSent(_) | State::SynRcvd(_) | State::Established(_) | State::CloseWait(_) => {
+                Ok(())
+            }
+            State::Closed(_) => Err(self.error.unwrap_or(Error::BrokenPipe)),
+            _ => Err(Error::BrokenPipe),
+        }
+    }
+
     /// Read in-order data (RFC 9293 3.10.3 RECEIVE); `Ok(0)` is end-of-stream.
     pub(crate) fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
-        if !self.rcv_buf.is_empty() {
-            let n = buf.len().min(self.rcv_buf.len());
-            for (dst, src) in buf.iter_mut().zip(self.rcv_buf.drain(..n)) {
-                *dst = src;
-            }
-            self.maybe_window_update();
-            return Ok(n);
-        }
         if buf.is_empty() {
             return Ok(0);
+        }
+        self.recv_with(|a, b| {
+            let from_a = a.len().min(buf.len());
+            buf[..from_a].copy_from_slice(&a[..from_a]);
+            let from_b = b.len().min(buf.len() - from_a);
+            buf[from_a..from_a + from_b].copy_from_slice(&b[..from_b]);
+            from_a + from_b
+        })
+    }
+
+    /// Let `take` read the received bytes where they lie (two slices, in order) and say
+    /// how many it consumed (zero-copy receive); `Ok(0)` is end-of-stream.
+    pub(crate) fn recv_with(
+        &mut self,
+        take: impl FnOnce(&[u8], &[u8]) -> usize,
+    ) -> Result<usize, Error> {
+        if !self.rcv_buf.is_empty() {
+            let (a, b) = self.rcv_buf.as_slices();
+            let n = take(a, b).min(self.rcv_buf.len());
+            self.rcv_buf.drain(..n);
+            self.maybe_window_update();
+            return Ok(n);
         }
         if self.fin_received {
             return Ok(0);

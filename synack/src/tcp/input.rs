@@ -44,6 +44,7 @@ impl Connection {
         cfg: &Config,
     ) -> Disposition {
         self.stats.segs_in += 1;
+        self.keepalive_heard(now);
         match self.state {
             State::Closed(_) => Disposition::Dropped("closed"),
             State::SynSent(_) => self.on_segment_syn_sent(now, seg, cfg),

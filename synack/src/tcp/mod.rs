@@ -7,6 +7,7 @@ mod conn;
 mod info;
 mod input;
 mod isn;
+mod keepalive;
 mod output;
 mod path_error;
 mod rack;
@@ -19,6 +20,7 @@ mod state_name;
 mod time_wait;
 
 pub use cc::CongestionControl;
+pub use keepalive::Keepalive;
 pub use state_name::TcpState;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 

@@ -35,6 +35,25 @@ impl SendBuffer {
         n
     }
 
+    /// Let `fill` write up to `max` bytes (bounded by the free room) directly after the
+    /// queued data; keep the `n` it reports writing.
+    pub(crate) fn write_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> usize {
+        let old = self.data.len();
+        let room = self.free().min(max);
+        if room == 0 {
+            return 0;
+        }
+        self.data.resize(old + room, 0);
+        self.data.make_contiguous();
+        let n = fill(&mut self.data.as_mut_slices().0[old..]).min(room);
+        self.data.truncate(old + n);
+        n
+    }
+
     /// The peer acknowledged `n` bytes from the front: forget them.
     pub(crate) fn ack(&mut self, n: usize) {
         let n = n.min(self.data.len());
@@ -71,6 +90,21 @@ mod tests {
         let mut out = Vec::new();
         b.copy_out(1, 10, &mut out);
         assert_eq!(out, b"dxy");
+    }
+
+    #[test]
+    fn write_with_fills_the_free_room_in_place() {
+        let mut b = SendBuffer::new(8);
+        b.push(b"abc");
+        let n = b.write_with(100, |room| {
+            assert_eq!(room.len(), 5, "bounded by the capacity");
+            room[..2].copy_from_slice(b"de");
+            2
+        });
+        assert_eq!(n, 2);
+        let mut out = Vec::new();
+        b.copy_out(0, 8, &mut out);
+        assert_eq!(out, b"abcde");
     }
 
     #[test]

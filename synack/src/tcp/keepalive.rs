@@ -1,0 +1,89 @@
+//! Keepalive (RFC 1122 4.2.3.6, off unless asked for, as on Linux): after `idle` without
+//! hearing from the peer, send a probe (an ACK carrying SND.UNA - 1, which the peer must
+//! answer), every `interval`; after `probes` unanswered ones, the connection is dead:
+//! abort it with a RST, as Linux does.
+
+use std::time::Duration;
+
+use super::conn::Connection;
+use super::state::State;
+use crate::stack::Error;
+use crate::Instant;
+
+/// Keepalive settings of one connection (Linux's TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence before the first probe (`net.ipv4.tcp_keepalive_time`, 7200 s).
+    pub idle: Duration,
+    /// Time between unanswered probes (`net.ipv4.tcp_keepalive_intvl`, 75 s).
+    pub interval: Duration,
+    /// Unanswered probes before giving up (`net.ipv4.tcp_keepalive_probes`, 9).
+    pub probes: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Keepalive {
+        Keepalive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            probes: 9,
+        }
+    }
+}
+
+/// Keepalive state of a connection that has it on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KeepaliveState {
+    pub(crate) settings: Keepalive,
+    /// Probes sent since the peer was last heard.
+    pub(crate) sent: u32,
+}
+
+impl Connection {
+    /// Turn keepalive on (with these settings) or off.
+    pub(crate) fn set_keepalive(&mut self, settings: Option<Keepalive>) {
+        self.keepalive = settings.map(|settings| KeepaliveState { settings, sent: 0 });
+    }
+
+    /// The peer was heard from: silence starts again.
+    pub(crate) fn keepalive_heard(&mut self, now: Instant) {
+        self.last_heard = now;
+        if let Some(k) = self.keepalive.as_mut() {
+            k.sent = 0;
+        }
+    }
+
+    /// When the next probe is due: only while the connection sits idle with nothing in
+    /// flight, in ESTABLISHED or CLOSE_WAIT (data in flight has its own timer).
+    pub(crate) fn keepalive_deadline(&self) -> Option<Instant> {
+        let k = self.keepalive?;
+        let idle_state = match &self.state {
+            State::Established(s) => s.snd.una == s.snd.max,
+            State::CloseWait(s) => s.snd.una == s.snd.max,
+            _ => false,
+        };
+        if !idle_state {
+            return None;
+        }
+        Some(self.last_heard + k.settings.idle + k.settings.interval * k.sent)
+    }
+
+    /// The keepalive timer fired: probe, or give up.
+    pub(crate) fn on_keepalive_timer(&mut self, now: Instant) {
+        let Some(mut k) = self.keepalive else {
+            return;
+        };
+        if self.keepalive_deadline().is_none_or(|d| d > now) {
+            return;
+        }
+        if k.sent >= k.settings.probes {
+            // RFC 1122 4.2.3.6: the peer is gone. Linux resets and reports ETIMEDOUT.
+            self.queue_active_reset();
+            self.terminate(now, "keepalive probes unanswered", Some(Error::TimedOut));
+            return;
+        }
+        k.sent += 1;
+        self.keepalive = Some(k);
+        self.probe_due = true;
+    }
+}
