@@ -54,6 +54,9 @@ pub struct TransferArgs {
     /// Print one JSON object with the result instead of progress and a chart.
     #[arg(long)]
     pub json: bool,
+    /// Also draw cwnd over time (one line per flow) into this SVG file.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -194,11 +197,63 @@ pub fn run_transfer(args: &TransferArgs) -> i32 {
             );
         }
     }
+    if let Some(path) = &args.svg {
+        if let Err(e) = svg(path, &result.samples) {
+            eprintln!("synack demo transfer: cannot write {}: {e}", path.display());
+            return 1;
+        }
+    }
     if result.byte_exact && result.completed {
         0
     } else {
         1
     }
+}
+
+/// cwnd of every flow over time as an SVG line chart.
+fn svg(path: &std::path::Path, samples: &[CwndSample]) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let end = samples
+        .last()
+        .map_or(1.0, |s| s.at.as_secs_f64())
+        .max(0.001);
+    let top = samples
+        .iter()
+        .flat_map(|s| s.cwnd.iter())
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        / 1e3;
+    let mut chart = ChartBuilder::on(&root)
+        .caption("cwnd over time", ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..end, 0.0..top * 1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc("simulated time (s)")
+        .y_desc("cwnd (KB)")
+        .draw()?;
+    let flows = samples.first().map_or(0, |s| s.cwnd.len());
+    for f in 0..flows {
+        let color = Palette99::pick(f).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                samples
+                    .iter()
+                    .map(|s| (s.at.as_secs_f64(), s.cwnd[f] as f64 / 1e3)),
+                &color,
+            ))?
+            .label(format!("flow {}", f + 1))
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart.configure_series_labels().border_style(BLACK).draw()?;
+    root.present()?;
+    Ok(())
 }
 
 /// cwnd over time (the sum over flows) as a `rows` x `cols` character chart.

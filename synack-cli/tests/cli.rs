@@ -169,6 +169,37 @@ fn demo_transfer_json_reports_goodput_and_exactness() {
 }
 
 #[test]
+fn demo_transfer_draws_cwnd_into_an_svg_file() {
+    let path = std::env::temp_dir().join(format!("synack-cwnd-{}.svg", std::process::id()));
+    let out = synack(&[
+        "demo",
+        "transfer",
+        "--bytes",
+        "5M",
+        "--flows",
+        "2",
+        "--svg",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("cwnd over time"));
+    assert!(svg.contains("flow 1") && svg.contains("flow 2"));
+    // Each flow's line has a point per 100 ms sample.
+    let longest = svg
+        .split("<polyline")
+        .map(|p| p.matches(',').count())
+        .max()
+        .unwrap_or(0);
+    assert!(longest > 5, "{longest} points");
+}
+
+#[test]
 fn demo_transfer_prints_progress_a_chart_and_the_result() {
     let out = synack(&["demo", "transfer", "--bytes", "30M", "--loss", "0.1"]);
     assert!(out.status.success());

@@ -109,7 +109,7 @@ pub struct CwndSample {
 /// What a transfer achieved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransferResult {
-    /// Sum of the flows' goodputs.
+    /// Bits delivered per second, all flows together, from the first connect to the last byte.
     pub goodput_bps: f64,
     /// The bottleneck's rate.
     pub link_bps: u64,
@@ -375,7 +375,18 @@ pub fn run(
         })
         .collect();
     TransferResult {
-        goodput_bps: flow_results.iter().map(|f| f.goodput_bps).sum(),
+        goodput_bps: {
+            // All flows together: every byte delivered over the time from the first
+            // connect to the last byte.
+            let first = flows
+                .iter()
+                .filter_map(|f| f.started_at)
+                .min()
+                .unwrap_or(t0);
+            let last = flows.iter().filter_map(|f| f.done_at).max().unwrap_or(end);
+            let bytes: u64 = flows.iter().map(|f| f.got).sum();
+            bytes as f64 * 8.0 / (last - first).as_secs_f64().max(1e-9)
+        },
         link_bps: spec.bandwidth_bps,
         retransmits: flow_results.iter().map(|f| f.retransmits).sum(),
         bytes_delivered: flows.iter().map(|f| f.got).sum(),
