@@ -245,6 +245,26 @@ impl TcpStream {
         Ok(())
     }
 
+    /// SO_SNDBUF: how many unacknowledged bytes the stack holds for this connection.
+    pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        let mut core = self.shared.lock();
+        let now = core.now();
+        core.stack
+            .set_buffers(now, self.handle, Some(bytes), None)?;
+        self.shared.after_call(&mut core);
+        Ok(())
+    }
+
+    /// SO_RCVBUF: how many received bytes the stack holds before the window closes.
+    pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
+        let mut core = self.shared.lock();
+        let now = core.now();
+        core.stack
+            .set_buffers(now, self.handle, None, Some(bytes))?;
+        self.shared.after_call(&mut core);
+        Ok(())
+    }
+
     /// TCP_NODELAY: `true` sends small writes at once; `false` (the default) lets
     /// Nagle's algorithm hold them while data is unacknowledged.
     pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {

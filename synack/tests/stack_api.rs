@@ -263,3 +263,22 @@ fn send_with_and_recv_with_use_the_stack_buffers_directly() {
     );
     assert_eq!(&rest[..2], b"d!");
 }
+
+// SO_SNDBUF / SO_RCVBUF per connection: the send buffer bounds what a write takes; the
+// receive buffer, set before the SYN leaves, decides the window scale it offers.
+#[test]
+fn buffers_sized_per_connection_bound_writes_and_set_the_window_scale() {
+    let mut h = Harness::new(synack::Config {
+        tcp_window_scaling: true,
+        ..plain_config()
+    });
+    let c = h.stack.connect_from(h.now, h.local, h.peer).unwrap();
+    h.stack
+        .set_buffers(h.now, c, Some(1000), Some(8 << 20))
+        .unwrap();
+    let syn = h.expect_one();
+    // 8 MiB needs a shift of 8 (65535 << 8 >= 8 MiB > 65535 << 7).
+    assert_eq!(syn.options.window_scale, Some(8));
+    assert_eq!(h.stack.send(h.now, c, &[1u8; 5000]), Ok(1000));
+    assert_eq!(h.stack.send(h.now, c, &[1u8; 10]), Err(Error::WouldBlock));
+}

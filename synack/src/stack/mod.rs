@@ -933,6 +933,19 @@ impl Stack {
         self.with_conn(now, conn, |c, _| c.recv(buf))?
     }
 
+    /// SO_SNDBUF / SO_RCVBUF for one connection (None keeps the current size). Call it
+    /// right after `connect` (before the next `poll_transmit`) for the receive buffer to
+    /// set the window scale offered in the SYN.
+    pub fn set_buffers(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        send: Option<usize>,
+        recv: Option<usize>,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_buffers(send, recv))
+    }
+
     /// SO_KEEPALIVE: probe an idle connection with these settings (None turns it off;
     /// `Keepalive::default()` has Linux's 7200 s / 75 s / 9 probes).
     pub fn set_keepalive(

@@ -510,6 +510,29 @@ impl Connection {
 
     // ---- application calls ---------------------------------------------------------
 
+    /// SO_SNDBUF / SO_RCVBUF: size this connection's buffers. The window scale offered in
+    /// our SYN follows the receive buffer, so set it before the SYN leaves (as on Linux,
+    /// where it must precede connect or listen); a window already advertised is never
+    /// taken back (RFC 9293 3.8.6.2.2), so a smaller receive buffer takes effect as the
+    /// window drains.
+    pub(crate) fn set_buffers(&mut self, send: Option<usize>, recv: Option<usize>) {
+        if let Some(send) = send {
+            self.snd_buf.set_capacity(send);
+            if self.snd_buf.free() > 0 && self.want_writable {
+                self.want_writable = false;
+                self.events.push(ConnEvent::Writable);
+            }
+        }
+        if let Some(recv) = recv {
+            self.rcv_cap = recv;
+            if let (State::SynSent(s), true) = (&mut self.state, self.syn_due) {
+                if s.wscale_offer.is_some() {
+                    s.wscale_offer = Some(wscale_for(recv));
+                }
+            }
+        }
+    }
+
     /// TCP_NODELAY: turn Nagle's algorithm off (true) or on.
     pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
         self.nodelay = nodelay;

@@ -18,6 +18,11 @@ impl SendBuffer {
         }
     }
 
+    /// Change the capacity (bytes already queued stay, even beyond it).
+    pub(crate) fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
+    }
+
     /// Bytes held (sent-but-unacknowledged plus unsent).
     pub(crate) fn len(&self) -> usize {
         self.data.len()
