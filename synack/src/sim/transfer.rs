@@ -89,6 +89,8 @@ pub struct FlowResult {
     pub goodput_bps: f64,
     /// Segments the sender retransmitted.
     pub retransmits: u64,
+    /// Retransmission timeouts the sender took.
+    pub timeouts: u64,
     /// Every byte arrived once, in order, as sent.
     pub byte_exact: bool,
     /// When the flow finished (None: still running at the end).
@@ -362,13 +364,12 @@ pub fn run(
             let start = f.started_at.unwrap_or(t0);
             let stop = f.done_at.unwrap_or(end);
             let secs = (stop - start).as_secs_f64().max(1e-9);
+            let info = f.client.and_then(|h| net.host(c).info(end, h).ok());
             FlowResult {
                 bytes_delivered: f.got,
                 goodput_bps: f.got as f64 * 8.0 / secs,
-                retransmits: f
-                    .client
-                    .and_then(|h| net.host(c).info(end, h).ok())
-                    .map_or(0, |i| i.retransmits),
+                retransmits: info.as_ref().map_or(0, |i| i.retransmits),
+                timeouts: info.as_ref().map_or(0, |i| i.timeouts),
                 byte_exact: f.exact && f.failed.is_none(),
                 finished_at: f.done_at.map(|d| d - t0),
             }

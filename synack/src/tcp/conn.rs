@@ -119,6 +119,8 @@ pub(crate) struct ConnStats {
     pub(crate) retransmits: u64,
     /// Fast retransmits undone because the original arrived (RFC 3522).
     pub(crate) spurious_retransmits: u64,
+    /// Retransmission timeouts that fired.
+    pub(crate) timeouts: u64,
     /// Bytes acknowledged by the peer.
     pub(crate) bytes_sent: u64,
     /// Payload bytes put on the wire, retransmissions included.
@@ -467,6 +469,7 @@ impl Connection {
             }
             snd.rtx.backoff += 1;
             snd.rtt.on_retransmit();
+            self.stats.timeouts += 1;
             // RFC 5681 3.1 (eq. 4): after a timeout, ssthresh = max(FlightSize/2, 2*SMSS),
             // cwnd = 1 SMSS (CUBIC: RFC 9438 4.8). A timeout during a recovery already
             // under way does not reduce ssthresh again (as Linux's tcp_enter_loss).

@@ -80,6 +80,8 @@ pub struct ConnectionInfo {
     pub sack_blocks_received: u64,
     /// Fast retransmits undone because timestamps or D-SACK showed them needless.
     pub spurious_retransmits: u64,
+    /// Retransmission timeouts that fired (each one a go-back-N from SND.UNA).
+    pub timeouts: u64,
     /// How long the connection has been in its current state.
     pub time_in_state: Duration,
     /// Bytes received in order.
@@ -142,6 +144,7 @@ impl Connection {
             bytes_sent: self.stats.bytes_out,
             sack_blocks_received: self.stats.sack_blocks_in,
             spurious_retransmits: self.stats.spurious_retransmits,
+            timeouts: self.stats.timeouts,
             time_in_state: now.saturating_duration_since(self.state_since),
             bytes_received: self.stats.bytes_received,
             orphaned: self.orphaned,
