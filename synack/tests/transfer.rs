@@ -87,7 +87,10 @@ fn sack_recovers_burst_losses_faster_than_newreno_without_sack() {
         };
         let r = go(&spec, Duration::from_secs(1));
         assert!(r.completed);
-        println!("  sack={sack}: {} timeouts", r.flows[0].timeouts);
+        println!(
+            "  sack={sack}: {} timeouts, {} tail loss probes",
+            r.flows[0].timeouts, r.flows[0].tail_loss_probes
+        );
         (r.goodput_bps, r.retransmits, r.packets_lost)
     };
     let (with, rw, lw) = goodput(true);

@@ -91,6 +91,8 @@ pub struct FlowResult {
     pub retransmits: u64,
     /// Retransmission timeouts the sender took.
     pub timeouts: u64,
+    /// Tail loss probes the sender sent.
+    pub tail_loss_probes: u64,
     /// Every byte arrived once, in order, as sent.
     pub byte_exact: bool,
     /// When the flow finished (None: still running at the end).
@@ -370,6 +372,7 @@ pub fn run(
                 goodput_bps: f.got as f64 * 8.0 / secs,
                 retransmits: info.as_ref().map_or(0, |i| i.retransmits),
                 timeouts: info.as_ref().map_or(0, |i| i.timeouts),
+                tail_loss_probes: info.as_ref().map_or(0, |i| i.tail_loss_probes),
                 byte_exact: f.exact && f.failed.is_none(),
                 finished_at: f.done_at.map(|d| d - t0),
             }

@@ -121,6 +121,8 @@ pub(crate) struct ConnStats {
     pub(crate) spurious_retransmits: u64,
     /// Retransmission timeouts that fired.
     pub(crate) timeouts: u64,
+    /// Tail loss probes sent (RFC 8985 7).
+    pub(crate) tail_loss_probes: u64,
     /// Bytes acknowledged by the peer.
     pub(crate) bytes_sent: u64,
     /// Payload bytes put on the wire, retransmissions included.
@@ -382,7 +384,7 @@ impl Connection {
             State::FinWait2(s) => s.timeout,
             State::TimeWait(t) => Some(t.expiry),
             other => other.snd().and_then(|snd| {
-                let rack = snd.rack_deadline(self.last_now);
+                let rack = earliest(snd.rack_deadline(self.last_now), snd.tlp);
                 earliest(earliest(snd.rtx.deadline, snd.persist.deadline), rack)
             }),
         };
@@ -456,6 +458,14 @@ impl Connection {
         if let (true, Some(snd)) = (sack, self.state.snd_mut()) {
             // RFC 8985 6.3: when the reordering timer expires, a hole may now count as lost.
             snd.maybe_enter_recovery(now, sack, false, mss);
+            // RFC 8985 7.3: no ACK for a PTO: probe, so that a lost tail shows in SACKs.
+            if snd.tlp.is_some_and(|t| t <= now) {
+                snd.tlp = None;
+                if snd.recovery == Recovery::Open && snd.una < snd.max && !snd.tlp_out {
+                    snd.tlp_due = true;
+                    snd.tlp_out = true;
+                }
+            }
         }
         let Some(snd) = self.state.snd_mut() else {
             return;

@@ -82,6 +82,8 @@ pub struct ConnectionInfo {
     pub spurious_retransmits: u64,
     /// Retransmission timeouts that fired (each one a go-back-N from SND.UNA).
     pub timeouts: u64,
+    /// Tail loss probes sent (RFC 8985 7).
+    pub tail_loss_probes: u64,
     /// How long the connection has been in its current state.
     pub time_in_state: Duration,
     /// Bytes received in order.
@@ -145,6 +147,7 @@ impl Connection {
             sack_blocks_received: self.stats.sack_blocks_in,
             spurious_retransmits: self.stats.spurious_retransmits,
             timeouts: self.stats.timeouts,
+            tail_loss_probes: self.stats.tail_loss_probes,
             time_in_state: now.saturating_duration_since(self.state_since),
             bytes_received: self.stats.bytes_received,
             orphaned: self.orphaned,

@@ -491,6 +491,7 @@ impl Connection {
                 snd.rtx_next = snd.una;
             }
             snd.sacked.prune(snd.una);
+            snd.tlp_out = false;
             snd.rack.on_delivered(seg.ack - 1);
             snd.rack.prune(snd.una);
             snd.rtt.on_ack(now, seg.ack);
@@ -575,6 +576,7 @@ impl Connection {
         // RFC 6582 4, not again until SND.UNA passes `recover`).
         let dupack_loss = !sack_on && snd.dupacks >= 3;
         snd.maybe_enter_recovery(now, sack_on, dupack_loss, mss);
+        snd.arm_tlp(now, sack_on, mss);
         // RFC 9293 3.10.7.4: update the send window from the newest segment.
         let Some(snd) = self.state.snd_mut() else {
             return AckOutcome::Continue;
@@ -776,6 +778,9 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         last_send: None,
         hystart: Default::default(),
         rack: Default::default(),
+        tlp: None,
+        tlp_due: false,
+        tlp_out: false,
         undo: None,
         fin_queued: false,
     }

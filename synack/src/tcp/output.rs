@@ -28,6 +28,7 @@ impl Connection {
                 let Some(snd) = st.snd() else { return false };
                 self.ack_now
                     || self.probe_due
+                    || snd.tlp_due
                     || snd.resend_head
                     || self.sendable(snd, self.last_now).0 > 0
                     || self.fin_sendable(snd)
@@ -188,6 +189,9 @@ impl Connection {
         if let Some(out) = self.retransmit_hole(now) {
             return Some(out);
         }
+        if let Some(out) = self.tail_loss_probe(now) {
+            return Some(out);
+        }
         let snd = self.state.snd_mut()?;
         let rto = snd.rtt.rto();
         // Going back N after a timeout: what the peer SACKed need not be sent again.
@@ -201,6 +205,7 @@ impl Connection {
         if snd.una == snd.max && snd.last_send.is_some_and(|t| now - t > rto) {
             snd.cc.on_idle();
         }
+        let (sack, mss) = (self.neg.sack, self.neg.snd_mss as u32);
         let snd = self.state.snd()?;
         let (len, _) = self.sendable(snd, now);
         let fin_ready = self.fin_sendable(snd);
@@ -219,6 +224,9 @@ impl Connection {
             }
             if seq >= snd.max {
                 snd.rack.on_send(seq, now);
+            }
+            if snd.tlp.is_none() {
+                snd.arm_tlp(now, sack, mss);
             }
             snd.nxt = end;
             snd.last_send = Some(now);
@@ -243,6 +251,50 @@ impl Connection {
             return Some(self.ack_segment(now));
         }
         None
+    }
+
+    /// RFC 8985 7.3: the probe is one new segment if the peer's window has room for it
+    /// (cwnd notwithstanding), else the last segment sent again.
+    fn tail_loss_probe(&mut self, now: Instant) -> Option<Outgoing> {
+        let mss = self.neg.snd_mss;
+        let buf_len = self.snd_buf.len();
+        let snd = self.state.snd_mut()?;
+        if !snd.tlp_due {
+            return None;
+        }
+        snd.tlp_due = false;
+        let sent = (snd.max - snd.una).max(0) as usize;
+        let unsent = buf_len.saturating_sub(sent);
+        let wnd_room = (snd.wnd as usize).saturating_sub(sent);
+        let (start, len, fin, new) = if unsent > 0 && wnd_room > 0 && snd.nxt == snd.max {
+            (snd.max, unsent.min(mss).min(wnd_room), false, true)
+        } else {
+            let data_sent = sent.min(buf_len);
+            let fin = snd.fin_queued && sent > buf_len;
+            let len = data_sent.min(mss);
+            (snd.una + (data_sent - len) as u32, len, fin, false)
+        };
+        if len == 0 && !fin {
+            return None;
+        }
+        let out = self.data_segment(now, start, len, fin);
+        let snd = self.state.snd_mut()?;
+        let end = start + len as u32 + fin as u32;
+        if new {
+            snd.rack.on_send(start, now);
+            snd.nxt = end;
+            snd.max = end;
+            snd.last_send = Some(now);
+        } else {
+            snd.rtt.on_retransmit();
+            self.stats.retransmits += 1;
+        }
+        let snd = self.state.snd_mut()?;
+        if snd.rtx.deadline.is_none() {
+            snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
+        }
+        self.stats.tail_loss_probes += 1;
+        Some(out)
     }
 
     /// RFC 6675 NextSeg() rule 1: while SACK recovery runs and pipe leaves room in cwnd,

@@ -77,6 +77,10 @@ pub(crate) struct Snd {
     pub(crate) hystart: super::cc::HyStart,
     /// Send times and the reordering window: which holes are lost (RFC 8985).
     pub(crate) rack: super::rack::Rack,
+    /// Tail loss probe (RFC 8985 7): when to probe, a probe to send now, one outstanding.
+    pub(crate) tlp: Option<Instant>,
+    pub(crate) tlp_due: bool,
+    pub(crate) tlp_out: bool,
     /// How to undo the last congestion response if it proves spurious (RFC 3522 Eifel).
     pub(crate) undo: Option<Undo>,
     /// Our FIN is queued (after the application's last byte).
@@ -154,6 +158,24 @@ impl Snd {
         }
         // Never a deadline already past: the caller would fire it again and again.
         self.rack.deadline(hole, self.srtt()).filter(|d| *d > now)
+    }
+
+    /// RFC 8985 7.2: arm the probe timeout, PTO = 2 SRTT (plus the worst delayed ACK when
+    /// a single segment is out), while SACK is on, nothing is being recovered, data is in
+    /// flight and no probe is outstanding.
+    pub(crate) fn arm_tlp(&mut self, now: Instant, sack: bool, mss: u32) {
+        if !sack || self.recovery != Recovery::Open || self.una >= self.max || self.tlp_out {
+            self.tlp = None;
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        let mut pto = srtt * 2;
+        if self.flight() <= mss {
+            pto += Duration::from_millis(200);
+        }
+        self.tlp = Some(now + pto.min(self.rtt.rto()));
     }
 
     /// RFC 5681 3.2 / RFC 6675 5 / RFC 8985: start fast recovery when the first
