@@ -487,9 +487,6 @@ impl Connection {
             if snd.nxt < snd.una {
                 snd.nxt = snd.una;
             }
-            if snd.rtx_next < snd.una {
-                snd.rtx_next = snd.una;
-            }
             snd.sacked.prune(snd.una);
             snd.tlp_out = false;
             snd.rack.on_delivered(seg.ack - 1);
@@ -773,11 +770,11 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         cc: super::cc::CongestionControl::NewReno.controller(536),
         recovery: Recovery::Open,
         sacked: Scoreboard::default(),
-        rtx_next: iss + 1,
         resend_head: false,
         last_send: None,
         hystart: Default::default(),
         rack: Default::default(),
+        pipe_cache: Default::default(),
         tlp: None,
         tlp_due: false,
         tlp_out: false,

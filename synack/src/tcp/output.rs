@@ -177,9 +177,7 @@ impl Connection {
             if snd.nxt < end {
                 snd.nxt = end;
             }
-            if snd.rtx_next < end {
-                snd.rtx_next = end;
-            }
+            snd.rack.on_retransmit(una, end, now);
             if snd.rtx.deadline.is_none() {
                 snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
             }
@@ -218,6 +216,7 @@ impl Connection {
             let end = seq + len as u32 + with_fin as u32;
             if seq < snd.max {
                 snd.rtt.on_retransmit();
+                snd.rack.on_retransmit(seq, end.min(snd.max), now);
                 self.stats.retransmits += 1;
             } else {
                 snd.rtt.on_send(now, end);
@@ -287,6 +286,7 @@ impl Connection {
             snd.last_send = Some(now);
         } else {
             snd.rtt.on_retransmit();
+            snd.rack.on_retransmit(start, end, now);
             self.stats.retransmits += 1;
         }
         let snd = self.state.snd_mut()?;
@@ -306,16 +306,20 @@ impl Connection {
         if !self.neg.sack || !matches!(snd.recovery, Recovery::Fast { .. }) {
             return None;
         }
-        if snd.pipe(now) >= snd.cwnd() {
+        let pipe = snd.pipe(now);
+        if pipe >= snd.cwnd() {
             return None;
         }
-        let highest = snd.sacked.highest()?;
-        let limit = snd.lost_below(now)?.min(highest).min(snd.una + buf_len);
-        let (start, end) = snd.sacked.next_hole(snd.rtx_next.max(snd.una), limit)?;
+        let (start, end) = snd.next_lost(now)?;
+        let end = end.min(snd.una + buf_len);
+        if end <= start {
+            return None;
+        }
         let len = ((end - start) as u32).min(mss) as usize;
         let out = self.data_segment(now, start, len, false);
         let snd = self.state.snd_mut()?;
-        snd.rtx_next = start + len as u32;
+        snd.rack.on_retransmit(start, start + len as u32, now);
+        snd.pipe_after_retransmit(now, pipe, len as u32);
         snd.rtt.on_retransmit();
         Undo::on_retransmit(&mut snd.undo);
         if snd.rtx.deadline.is_none() {

@@ -24,6 +24,8 @@ pub(crate) struct Rack {
     min_rtt: Option<Duration>,
     /// RACK.reo_wnd_mult: the reordering window in quarters of the minimum RTT.
     reo_wnd_mult: u32,
+    /// Bumped on every change, so that answers derived from this can be cached.
+    pub(crate) version: u64,
 }
 
 impl Rack {
@@ -34,8 +36,33 @@ impl Rack {
         }
     }
 
+    /// `[start, end)` was sent again at `now`: from now on its loss is judged from this
+    /// transmission (RFC 8985 keeps the latest transmission time of each segment), so
+    /// a lost retransmission is found like any other loss.
+    pub(crate) fn on_retransmit(&mut self, start: SeqNum, end: SeqNum, now: Instant) {
+        self.version += 1;
+        self.split_at(end);
+        self.split_at(start);
+        for (s, t) in self.sent.iter_mut() {
+            if start <= *s && *s < end {
+                *t = now;
+            }
+        }
+    }
+
+    /// Make an entry begin exactly at `seq` (inheriting the time of the one it splits).
+    fn split_at(&mut self, seq: SeqNum) {
+        let i = self.sent.partition_point(|(s, _)| *s <= seq);
+        match i.checked_sub(1).map(|j| self.sent[j]) {
+            Some((s, _)) if s == seq => {}
+            Some((_, t)) => self.sent.insert(i, (seq, t)),
+            None => {}
+        }
+    }
+
     /// Everything below `una` is acknowledged: forget it, keeping the entry `una` is in.
     pub(crate) fn prune(&mut self, una: SeqNum) {
+        self.version += 1;
         while self.sent.len() >= 2 && self.sent[1].0 <= una {
             self.sent.pop_front();
         }
@@ -50,17 +77,20 @@ impl Rack {
     /// The segment holding `last` (the last byte of an acknowledged or SACKed range)
     /// was delivered (RFC 8985 6.2 step 2).
     pub(crate) fn on_delivered(&mut self, last: SeqNum) {
+        self.version += 1;
         if let Some(t) = self.sent_at(last) {
             self.xmit_ts = Some(self.xmit_ts.map_or(t, |x| x.max(t)));
         }
     }
 
     pub(crate) fn on_rtt(&mut self, rtt: Duration) {
+        self.version += 1;
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
     }
 
     /// A D-SACK: we retransmitted something that was only late; widen the window.
     pub(crate) fn on_dsack(&mut self) {
+        self.version += 1;
         self.reo_wnd_mult = (self.reo_wnd_mult.max(1) + 1).min(MAX_REO_WND_MULT);
     }
 
@@ -77,22 +107,50 @@ impl Rack {
         (base * self.reo_wnd_mult.max(1)).min(srtt)
     }
 
-    /// Unacknowledged bytes below the returned sequence number, if not SACKed, are lost:
-    /// they were sent more than the reordering window before a segment that arrived
-    /// (RFC 8985 6.2), or more than an RTT plus the window ago (6.3, the timer's test).
-    pub(crate) fn lost_below(&self, srtt: Duration, max: SeqNum, now: Instant) -> Option<SeqNum> {
+    /// Segments sent before this are lost if not yet delivered: more than the reordering
+    /// window before a segment that arrived (RFC 8985 6.2), or more than an RTT plus the
+    /// window ago (6.3, the timer's test).
+    fn cutoff(&self, srtt: Duration, now: Instant) -> Option<Instant> {
         let reo_wnd = self.reo_wnd(srtt);
         let by_delivery = self.xmit_ts.and_then(|x| x.checked_sub(reo_wnd));
         let by_time = now.checked_sub(srtt + reo_wnd);
-        let before = match (by_delivery, by_time) {
-            (Some(a), Some(b)) => a.max(b),
-            (a, b) => a.or(b)?,
-        };
-        let i = self.sent.partition_point(|(_, t)| *t < before);
-        if i == 0 {
-            return None;
+        match (by_delivery, by_time) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
         }
-        Some(self.sent.get(i).map_or(max, |(s, _)| *s))
+    }
+
+    /// Whether the (undelivered) segment holding `seq` is lost.
+    pub(crate) fn is_lost(&self, seq: SeqNum, srtt: Duration, now: Instant) -> bool {
+        match (self.sent_at(seq), self.cutoff(srtt, now)) {
+            (Some(t), Some(cutoff)) => t < cutoff,
+            _ => false,
+        }
+    }
+
+    /// The segments from the one holding `seq` on: (start, end or None for the last, sent at).
+    pub(crate) fn segments_from(
+        &self,
+        seq: SeqNum,
+    ) -> impl Iterator<Item = (SeqNum, Option<SeqNum>, Instant)> + '_ {
+        let i = self
+            .sent
+            .partition_point(|(s, _)| *s <= seq)
+            .saturating_sub(1);
+        self.sent
+            .range(i..)
+            .zip(
+                self.sent
+                    .range(i + 1..)
+                    .map(Some)
+                    .chain(std::iter::once(None)),
+            )
+            .map(|(&(s, t), next)| (s, next.map(|n| n.0), t))
+    }
+
+    /// Whether a segment sent at `t` is lost by now (see [`Rack::is_lost`]).
+    pub(crate) fn lost_at(&self, t: Instant, srtt: Duration, now: Instant) -> bool {
+        self.cutoff(srtt, now).is_some_and(|c| t < c)
     }
 }
 
@@ -104,37 +162,56 @@ mod tests {
         Instant::from_millis(n)
     }
 
+    fn sq(n: u32) -> SeqNum {
+        SeqNum::new(n)
+    }
+
     #[test]
-    fn a_hole_is_lost_once_a_later_segment_sent_a_window_after_it_arrives() {
+    fn a_segment_is_lost_once_one_sent_a_window_later_arrives_or_an_rtt_passes() {
         let mut r = Rack::default();
         r.on_rtt(Duration::from_millis(20));
-        // Segments of 100 bytes sent 1 ms apart.
+        // Segments of 100 bytes sent 1 ms apart, from 100 ms.
         for i in 0..10u32 {
-            r.on_send(SeqNum::new(i * 100), ms(100 + i as u64));
+            r.on_send(sq(i * 100), ms(100 + i as u64));
         }
         let srtt = Duration::from_millis(20);
-        // The segment sent 4 ms after the first is SACKed: 4 ms < 5 ms window, not yet.
-        r.on_delivered(SeqNum::new(499));
-        assert_eq!(r.lost_below(srtt, SeqNum::new(1000), ms(110)), None);
-        // One sent 9 ms after: the first four (sent more than 5 ms before it) are lost.
-        r.on_delivered(SeqNum::new(999));
-        assert_eq!(
-            r.lost_below(srtt, SeqNum::new(1000), ms(110)),
-            Some(SeqNum::new(400))
-        );
-        // Reordering seen: the window widens to 10 ms (2 quarters of 20).
+        // The segment sent 4 ms after the first arrives: within the 5 ms window.
+        r.on_delivered(sq(499));
+        assert!(!r.is_lost(sq(0), srtt, ms(110)));
+        // One sent 9 ms after: those sent more than 5 ms before it are lost.
+        r.on_delivered(sq(999));
+        assert!(r.is_lost(sq(350), srtt, ms(110)));
+        assert!(!r.is_lost(sq(400), srtt, ms(110)));
+        // A D-SACK widens the window to 10 ms: the same evidence no longer suffices...
         r.on_dsack();
-        assert_eq!(r.lost_below(srtt, SeqNum::new(1000), ms(110)), None);
-        // Without further deliveries, the timer's test: an RTT plus the window later.
+        assert!(!r.is_lost(sq(0), srtt, ms(110)));
+        // ...until an RTT plus the window has passed (the reordering timer's test).
         assert_eq!(
-            r.deadline(SeqNum::new(0), srtt),
+            r.deadline(sq(0), srtt),
             Some(ms(130) + Duration::from_micros(1))
         );
-        assert_eq!(
-            r.lost_below(srtt, SeqNum::new(1000), ms(131)),
-            Some(SeqNum::new(100))
+        assert!(r.is_lost(sq(0), srtt, ms(131)));
+    }
+
+    #[test]
+    fn a_retransmission_is_judged_by_its_own_send_time() {
+        let mut r = Rack::default();
+        r.on_rtt(Duration::from_millis(20));
+        // Segments sent 10 ms apart; the last (sent at 130 ms) arrives.
+        for i in 0..4u32 {
+            r.on_send(sq(i * 100), ms(100 + 10 * i as u64));
+        }
+        let srtt = Duration::from_millis(20);
+        r.on_delivered(sq(399));
+        assert!(r.is_lost(sq(50), srtt, ms(131)));
+        // Resent at 140 ms (part of the first segment only): that part is fresh again.
+        r.on_retransmit(sq(0), sq(60), ms(140));
+        assert!(!r.is_lost(sq(50), srtt, ms(140)));
+        assert!(
+            r.is_lost(sq(60), srtt, ms(140)),
+            "the rest keeps its old time"
         );
-        r.prune(SeqNum::new(350));
-        assert_eq!(r.sent.front().map(|(s, _)| s.get()), Some(300));
+        r.prune(sq(250));
+        assert_eq!(r.sent.front().map(|(s, _)| s.get()), Some(200));
     }
 }

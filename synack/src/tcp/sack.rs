@@ -81,6 +81,7 @@ impl Scoreboard {
     }
 
     /// Bytes in `[from, to)` that are not SACKed.
+    #[cfg(test)]
     pub(crate) fn holes_bytes(&self, from: SeqNum, to: SeqNum) -> u32 {
         if to <= from {
             return 0;

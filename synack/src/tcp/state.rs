@@ -67,8 +67,6 @@ pub(crate) struct Snd {
     pub(crate) recovery: Recovery,
     /// Bytes the peer has SACKed above `una` (RFC 2018, RFC 6675 scoreboard).
     pub(crate) sacked: Scoreboard,
-    /// SACK recovery: holes below this have been retransmitted (RFC 6675 HighRxt).
-    pub(crate) rtx_next: SeqNum,
     /// A segment at `una` to resend now (fast retransmit).
     pub(crate) resend_head: bool,
     /// When data was last sent (for restart after idle, RFC 5681 4.1).
@@ -77,6 +75,8 @@ pub(crate) struct Snd {
     pub(crate) hystart: super::cc::HyStart,
     /// Send times and the reordering window: which holes are lost (RFC 8985).
     pub(crate) rack: super::rack::Rack,
+    /// The last pipe() answer and what it depended on (it walks every hole).
+    pub(crate) pipe_cache: std::cell::Cell<Option<(PipeKey, u32)>>,
     /// Tail loss probe (RFC 8985 7): when to probe, a probe to send now, one outstanding.
     pub(crate) tlp: Option<Instant>,
     pub(crate) tlp_due: bool,
@@ -103,6 +103,10 @@ pub(crate) struct Undo {
     pub(crate) from: SeqNum,
     pub(crate) to: SeqNum,
 }
+
+/// What pipe() depends on: the time (to the millisecond), SND.UNA, SND.MAX, the
+/// scoreboard and RACK's state.
+pub(crate) type PipeKey = (u64, SeqNum, SeqNum, u32, u64);
 
 /// Which loss recovery is running (RFC 6582 `recover`: until `una` passes it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,30 +138,67 @@ impl Snd {
         self.cc.cwnd()
     }
 
-    /// Below this, unSACKed bytes are lost (RACK's time test).
-    pub(crate) fn lost_below(&self, now: Instant) -> Option<SeqNum> {
-        self.rack.lost_below(self.srtt(), self.max, now)
-    }
-
     fn srtt(&self) -> Duration {
         self.rtt.srtt().unwrap_or(self.rtt.rto())
     }
 
-    /// RFC 8985 6.3: when the first hole below SACKed data will count as lost if nothing
-    /// else arrives (the RACK reordering timer).
+    /// Walk the holes below the highest SACKed byte, segment by segment (as sent), and
+    /// give each stretch with whether RACK deems it lost; stop when `visit` says so.
+    fn walk_holes(&self, now: Instant, mut visit: impl FnMut(SeqNum, SeqNum, bool) -> bool) {
+        let Some(highest) = self.sacked.highest() else {
+            return;
+        };
+        let srtt = self.srtt();
+        let mut at = self.una;
+        while let Some((hs, he)) = self.sacked.next_hole(at, highest) {
+            // One pass over the segments sent in this hole, in order.
+            let mut p = hs;
+            for (_, next, t) in self.rack.segments_from(hs) {
+                let end = next.map_or(he, |n| n.min(he));
+                if end > p {
+                    if !visit(p, end, self.rack.lost_at(t, srtt, now)) {
+                        return;
+                    }
+                    p = end;
+                }
+                if p >= he {
+                    break;
+                }
+            }
+            if p < he && !visit(p, he, false) {
+                return;
+            }
+            at = he;
+        }
+    }
+
+    /// The first stretch of a hole that RACK deems lost.
+    pub(crate) fn next_lost(&self, now: Instant) -> Option<(SeqNum, SeqNum)> {
+        let mut found = None;
+        self.walk_holes(now, |s, e, lost| {
+            if lost {
+                found = Some((s, e));
+            }
+            !lost
+        });
+        found
+    }
+
+    /// RFC 8985 6.3: when the first hole not yet deemed lost will be, if nothing else
+    /// arrives (the RACK reordering timer).
     pub(crate) fn rack_deadline(&self, now: Instant) -> Option<Instant> {
-        if self.sacked.is_empty() || matches!(self.recovery, Recovery::Timeout { .. }) {
+        if matches!(self.recovery, Recovery::Timeout { .. }) {
             return None;
         }
-        let highest = self.sacked.highest()?;
-        let (hole, _) = self
-            .sacked
-            .next_hole(self.rtx_next.max(self.una), highest)?;
-        if self.lost_below(now).is_some_and(|l| l > hole) {
-            return None;
-        }
+        let mut first = None;
+        self.walk_holes(now, |s, _, lost| {
+            if !lost {
+                first = Some(s);
+            }
+            lost
+        });
         // Never a deadline already past: the caller would fire it again and again.
-        self.rack.deadline(hole, self.srtt()).filter(|d| *d > now)
+        self.rack.deadline(first?, self.srtt()).filter(|d| *d > now)
     }
 
     /// RFC 8985 7.2: arm the probe timeout, PTO = 2 SRTT (plus the worst delayed ACK when
@@ -188,9 +229,8 @@ impl Snd {
         dupack_loss: bool,
         mss: u32,
     ) {
-        let lost_head = sack_on
-            && !self.sacked.is_empty()
-            && self.lost_below(now).is_some_and(|limit| limit > self.una);
+        let lost_head =
+            sack_on && !self.sacked.is_empty() && self.rack.is_lost(self.una, self.srtt(), now);
         if self.recovery != Recovery::Open || self.una >= self.max || !(dupack_loss || lost_head) {
             return;
         }
@@ -206,7 +246,6 @@ impl Snd {
         });
         self.cc.on_congestion(now, flight);
         self.recovery = Recovery::Fast { recover: self.max };
-        self.rtx_next = self.una;
         self.resend_head = true;
         if !sack_on {
             // RFC 5681 3.2 step 2-3: cwnd = ssthresh + 3 MSS for the segments that left.
@@ -217,24 +256,47 @@ impl Snd {
 
     /// RFC 6675 SetPipe(): bytes still in the network: sent, not SACKed, and not
     /// deemed lost, plus lost bytes already retransmitted.
+    fn pipe_key(&self, now: Instant) -> PipeKey {
+        let sacked = self.sacked.bytes();
+        (
+            now.as_millis(),
+            self.una,
+            self.max,
+            sacked,
+            self.rack.version,
+        )
+    }
+
+    /// A lost stretch of `len` bytes was just resent: it is in the network again.
+    pub(crate) fn pipe_after_retransmit(&self, now: Instant, before: u32, len: u32) {
+        self.pipe_cache
+            .set(Some((self.pipe_key(now), before + len)));
+    }
+
     pub(crate) fn pipe(&self, now: Instant) -> u32 {
         if self.sacked.is_empty() {
             return self.flight();
         }
+        let key = self.pipe_key(now);
+        if let Some((k, v)) = self.pipe_cache.get() {
+            if k == key {
+                return v;
+            }
+        }
         let outstanding = (self.max - self.una).max(0) as u32;
         let unsacked = outstanding.saturating_sub(self.sacked.bytes());
-        // Only holes below the highest SACKed byte can be lost.
-        let highest = self.sacked.highest().unwrap_or(self.una);
-        let lost_limit = self
-            .lost_below(now)
-            .unwrap_or(self.una)
-            .max(self.una)
-            .min(highest);
-        let lost = self.sacked.holes_bytes(self.una, lost_limit);
-        let resent = self
-            .sacked
-            .holes_bytes(self.una, self.rtx_next.min(lost_limit));
-        unsacked - lost + resent
+        // Lost stretches are not in the network (a retransmission puts them back, with
+        // a fresh send time, so RACK no longer counts them lost).
+        let mut lost = 0u32;
+        self.walk_holes(now, |s, e, is_lost| {
+            if is_lost {
+                lost += (e - s) as u32;
+            }
+            true
+        });
+        let pipe = unsacked.saturating_sub(lost);
+        self.pipe_cache.set(Some((key, pipe)));
+        pipe
     }
 }
 
