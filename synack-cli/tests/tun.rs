@@ -276,7 +276,9 @@ fn transfers_over_an_impaired_path_are_byte_exact_in_both_directions() {
     let www = ns.dir.join("www");
     std::fs::create_dir_all(&www).unwrap();
     let file = www.join("data.bin");
-    random_file(&file, 4_000_000);
+    // The 50 MB each way: about two minutes on this path (2 % loss is a low
+    // Mathis bound, about 5 Mbit/s at a 20 ms RTT).
+    random_file(&file, 50_000_000);
     // synack sends: curl fetches from synack serve.
     serve(
         &mut ns,
@@ -289,7 +291,7 @@ fn transfers_over_an_impaired_path_are_byte_exact_in_both_directions() {
         "-sS",
         "--fail",
         "--max-time",
-        "120",
+        "900",
         "-o",
         got.to_str().unwrap(),
         "http://198.18.0.2:8080/data.bin",
