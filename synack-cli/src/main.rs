@@ -3,6 +3,7 @@
 
 mod connect;
 mod demo;
+mod drill;
 mod serve;
 mod transfer;
 mod tun_args;
@@ -25,6 +26,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Connect to a server on the kernel side of a TUN interface, like nc (needs root or CAP_NET_ADMIN).
     Connect(connect::ConnectArgs),
+    /// Run packetdrill scripts against synack on its virtual clock.
+    Drill(drill::DrillArgs),
 }
 
 fn main() {
@@ -33,6 +36,7 @@ fn main() {
         Some(Command::Demo(args)) => demo::run(&args),
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Connect(args)) => connect::run(&args),
+        Some(Command::Drill(args)) => drill::run_drill(&args),
         None => demo::run(&demo::DemoArgs::default()),
     };
     std::process::exit(code);

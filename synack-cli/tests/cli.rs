@@ -208,3 +208,25 @@ fn demo_transfer_prints_progress_a_chart_and_the_result() {
     assert!(text.contains("cwnd (max"), "{text}");
     assert!(text.contains("byte-exact: true"), "{text}");
 }
+
+#[test]
+fn drill_runs_scripts_and_sums_them_up() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../synack-drill/tests/drill");
+    let good = format!("{dir}/passive-open-write-close.pkt");
+    let bad = format!("{dir}/must-fail/wrong-flags.pkt");
+    let out = synack(&["drill", &good]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("1 passed, 0 failed\n"));
+    let out = synack(&["drill", &good, &bad, "--verbose"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("wrong-flags.pkt:7: flags: expected R. got S."),
+        "{text}"
+    );
+    assert!(
+        text.contains("> S. 0:0(0) ack 1"),
+        "verbose shows the segments: {text}"
+    );
+    assert!(text.ends_with("1 passed, 1 failed\n"), "{text}");
+}

@@ -86,7 +86,7 @@ impl TcpFlags {
 
     /// tcpdump-like letters in the order S F R P A U E C ("SA", "FA", "PA", "R"); "-" for none.
     pub fn short(&self) -> String {
-        let letters = [
+        self.letters(&[
             (Self::SYN, 'S'),
             (Self::FIN, 'F'),
             (Self::RST, 'R'),
@@ -95,8 +95,25 @@ impl TcpFlags {
             (Self::URG, 'U'),
             (Self::ECE, 'E'),
             (Self::CWR, 'C'),
-        ];
-        let s: String = letters
+        ])
+    }
+
+    /// packetdrill's letters: S F R P U E W, then "." for ACK ("S.", "P.", "F."); "-" for none.
+    pub fn packetdrill(&self) -> String {
+        self.letters(&[
+            (Self::SYN, 'S'),
+            (Self::FIN, 'F'),
+            (Self::RST, 'R'),
+            (Self::PSH, 'P'),
+            (Self::URG, 'U'),
+            (Self::ECE, 'E'),
+            (Self::CWR, 'W'),
+            (Self::ACK, '.'),
+        ])
+    }
+
+    fn letters(&self, table: &[(TcpFlags, char)]) -> String {
+        let s: String = table
             .iter()
             .filter(|(f, _)| self.contains(*f))
             .map(|(_, c)| *c)

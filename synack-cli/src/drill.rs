@@ -1,0 +1,81 @@
+//! `synack drill FILE...`: run packetdrill scripts against synack on its virtual clock
+//! and say which pass; a summary line `N passed, N failed` ends the output, and the exit
+//! status is 1 if any failed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use synack_drill::{run, DrillOptions};
+
+/// Options of `synack drill`.
+#[derive(Args, Debug, Clone)]
+pub struct DrillArgs {
+    /// Script files (.pkt).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Show each event: what was injected, sent and called.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// How far (in microseconds) an outbound segment may be from its script time.
+    #[arg(long = "tolerance_usecs", default_value_t = 4000)]
+    pub tolerance_usecs: u64,
+    /// ipv4 or ipv6.
+    #[arg(long = "ip_version", default_value = "ipv4", value_parser = ["ipv4", "ipv6"])]
+    pub ip_version: String,
+    /// Define NAME=value, replaced in the scripts.
+    #[arg(short = 'D', value_name = "NAME=value")]
+    pub defines: Vec<String>,
+}
+
+/// Run `synack drill`; returns the exit status.
+pub fn run_drill(args: &DrillArgs) -> i32 {
+    let mut defines = Vec::new();
+    for d in &args.defines {
+        match d.split_once('=') {
+            Some((k, v)) => defines.push((k.to_string(), v.to_string())),
+            None => {
+                eprintln!("synack drill: -D {d}: expected NAME=value");
+                return 2;
+            }
+        }
+    }
+    let opts = DrillOptions {
+        tolerance: Duration::from_micros(args.tolerance_usecs),
+        ipv6: args.ip_version == "ipv6",
+        defines,
+        ..DrillOptions::default()
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for file in &args.files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                println!("FAIL {}: cannot read it: {e}", file.display());
+                failed += 1;
+                continue;
+            }
+        };
+        let out = run(&text, &opts);
+        if args.verbose {
+            for l in &out.log {
+                println!("    {l}");
+            }
+        }
+        for n in &out.notes {
+            println!("    note: {n}");
+        }
+        match out.failure {
+            None => {
+                passed += 1;
+                println!("ok   {}", file.display());
+            }
+            Some(f) => {
+                failed += 1;
+                println!("FAIL {}:{}: {}", file.display(), f.line, f.message);
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    i32::from(failed > 0)
+}

@@ -1,0 +1,695 @@
+//! Running a parsed script against one synack [`Stack`] on a virtual clock: inbound
+//! segments are built and fed in at their time, outbound ones are taken from the stack
+//! and compared field by field within the time tolerance, socket calls are made on the
+//! stack and their results (or errno names) checked.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use synack::wire::{self, SackBlocks, SeqNum, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+use synack::{Config, ConnectionHandle, Error, Instant, ListenerHandle, Stack};
+
+use crate::script::{Action, Direction, ScriptOption, Segment, Syscall, TimeSpec};
+
+/// How to run scripts.
+#[derive(Clone, Debug)]
+pub struct DrillOptions {
+    /// `--tolerance_usecs`: how far an outbound segment may be from its script time.
+    pub tolerance: Duration,
+    /// `--ip_version=ipv6`.
+    pub ipv6: bool,
+    /// The stack's configuration (the Linux-compatible profile by default).
+    pub config: Config,
+    /// `-D NAME=value` defines.
+    pub defines: Vec<(String, String)>,
+}
+
+impl Default for DrillOptions {
+    fn default() -> DrillOptions {
+        DrillOptions {
+            tolerance: Duration::from_millis(4),
+            ipv6: false,
+            config: Config::default(),
+            defines: Vec::new(),
+        }
+    }
+}
+
+/// Why a script failed, at which line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub line: usize,
+    pub message: String,
+}
+
+/// What running a script found.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    /// The first failure (the run stops there, as packetdrill does).
+    pub failure: Option<Failure>,
+    /// Lines not executed (shell commands, code blocks), with why.
+    pub notes: Vec<String>,
+    /// Each event with what happened, for `--verbose`.
+    pub log: Vec<String>,
+}
+
+impl Outcome {
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// The local and remote ends as the script assumes them (packetdrill's defaults: the
+/// stack listens on 8080; addresses are from the benchmarking and documentation ranges).
+const LOCAL_PORT: u16 = 8080;
+const REMOTE_PORT: u16 = 50_000;
+
+enum Socket {
+    Fresh {
+        nonblocking: bool,
+        port: u16,
+    },
+    Listener {
+        handle: ListenerHandle,
+        nonblocking: bool,
+    },
+    Conn {
+        handle: ConnectionHandle,
+        nonblocking: bool,
+    },
+}
+
+struct Runner {
+    stack: Stack,
+    t0: Instant,
+    now: Instant,
+    local: IpAddr,
+    remote: IpAddr,
+    /// Our ISN, learned from our first SYN.
+    local_isn: Option<u32>,
+    /// The connection's ports, once known: (ours, the peer's).
+    ports: (u16, u16),
+    /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
+    last_tsval: Option<u32>,
+    sockets: BTreeMap<i64, Socket>,
+    sent: VecDeque<(Instant, Vec<u8>)>,
+    tolerance: Duration,
+    log: Vec<String>,
+}
+
+type Check = Result<(), String>;
+
+/// Run a script; stops at the first failure.
+pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
+    let mut outcome = Outcome::default();
+    let events = match crate::script::parse(text, &opts.defines) {
+        Ok(e) => e,
+        Err(e) => {
+            outcome.failure = Some(Failure {
+                line: e.line,
+                message: format!("syntax: {}", e.message),
+            });
+            return outcome;
+        }
+    };
+    let (local, remote): (IpAddr, IpAddr) = if opts.ipv6 {
+        (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        )
+    } else {
+        ([198, 18, 0, 1].into(), [198, 18, 0, 2].into())
+    };
+    let mut stack = Stack::new(opts.config.clone());
+    stack.add_address(local);
+    let t0 = Instant::from_secs(1);
+    let mut r = Runner {
+        stack,
+        t0,
+        now: t0,
+        local,
+        remote,
+        local_isn: None,
+        ports: (LOCAL_PORT, REMOTE_PORT),
+        last_tsval: None,
+        sockets: BTreeMap::new(),
+        sent: VecDeque::new(),
+        tolerance: opts.tolerance,
+        log: Vec::new(),
+    };
+    let mut prev = 0.0f64;
+    for ev in &events {
+        let (at, latest) = match ev.time {
+            TimeSpec::Absolute(t) => (t, t),
+            TimeSpec::Relative(d) => (prev + d, prev + d),
+            TimeSpec::Any => (prev, f64::INFINITY),
+            TimeSpec::Range {
+                start,
+                end,
+                relative,
+            } => {
+                let base = if relative { prev } else { 0.0 };
+                (base + start, base + end)
+            }
+        };
+        let result = match &ev.action {
+            Action::Skipped(what) => {
+                outcome
+                    .notes
+                    .push(format!("line {}: skipped {what}", ev.line));
+                Ok(())
+            }
+            Action::Segment(seg) if seg.direction == Direction::Outbound => {
+                r.expect_outbound(seg, at, latest)
+            }
+            Action::Segment(seg) => r.advance_quiet(at).and_then(|_| r.inject(seg)),
+            Action::Syscall(call) => r.advance_quiet(at).and_then(|_| r.syscall(call)),
+        };
+        if let Err(message) = result {
+            outcome.failure = Some(Failure {
+                line: ev.line,
+                message,
+            });
+            break;
+        }
+        prev = at;
+    }
+    if outcome.failure.is_none() {
+        // Anything sent after the last event, within the tolerance, was not expected.
+        let end = r.now + r.tolerance;
+        r.run_until(end);
+        if let Some((t, p)) = r.sent.pop_front() {
+            outcome.failure = Some(Failure {
+                line: events.last().map_or(0, |e| e.line),
+                message: format!(
+                    "unexpected outbound segment at {:.3}: {}",
+                    r.secs(t),
+                    describe(&p, r.local_isn)
+                ),
+            });
+        }
+    }
+    outcome.log = r.log;
+    outcome
+}
+
+/// A packet as a script line would show it.
+fn describe(p: &[u8], isn: Option<u32>) -> String {
+    match wire::parse_tcp_packet(p) {
+        Ok((_, t)) => {
+            let seq = t.seq.get().wrapping_sub(isn.unwrap_or(0));
+            let mut s = format!(
+                "{} {}:{}({})",
+                t.flags.packetdrill(),
+                seq,
+                seq.wrapping_add(t.payload.len() as u32),
+                t.payload.len()
+            );
+            if t.flags.ack() {
+                s += &format!(" ack {}", t.ack.get());
+            }
+            s += &format!(" win {}", t.window);
+            s
+        }
+        Err(e) => format!("unparsable packet ({e})"),
+    }
+}
+
+fn script_flags(letters: &str) -> TcpFlags {
+    let mut f = TcpFlags::empty();
+    for c in letters.chars() {
+        f |= match c {
+            'S' => TcpFlags::SYN,
+            'F' => TcpFlags::FIN,
+            'R' => TcpFlags::RST,
+            'P' => TcpFlags::PSH,
+            '.' => TcpFlags::ACK,
+            'U' => TcpFlags::URG,
+            'E' => TcpFlags::ECE,
+            'W' => TcpFlags::CWR,
+            _ => TcpFlags::empty(),
+        };
+    }
+    f
+}
+
+/// The errno name Linux would give for a synack error.
+fn errno(e: Error) -> &'static str {
+    match e {
+        Error::ConnectionRefused => "ECONNREFUSED",
+        Error::ConnectionReset => "ECONNRESET",
+        Error::ConnectionAborted => "ECONNABORTED",
+        Error::TimedOut => "ETIMEDOUT",
+        Error::AddressInUse => "EADDRINUSE",
+        Error::AddressNotAvailable => "EADDRNOTAVAIL",
+        Error::NoEphemeralPorts => "EADDRNOTAVAIL",
+        Error::InvalidHandle => "EBADF",
+        Error::InvalidState(_) => "EINVAL",
+        Error::WouldBlock => "EAGAIN",
+        Error::BrokenPipe => "EPIPE",
+        Error::NotConnected => "ENOTCONN",
+        Error::NetworkUnreachable => "ENETUNREACH",
+        Error::HostUnreachable => "EHOSTUNREACH",
+    }
+}
+
+impl Runner {
+    fn secs(&self, t: Instant) -> f64 {
+        (t - self.t0).as_secs_f64()
+    }
+
+    fn at(&self, script_secs: f64) -> Instant {
+        self.t0 + Duration::from_secs_f64(script_secs.max(0.0))
+    }
+
+    /// Take what the stack sends now.
+    fn drain(&mut self) {
+        while let Some(p) = self.stack.poll_transmit(self.now) {
+            if let Ok((_, t)) = wire::parse_tcp_packet(&p) {
+                if t.flags.syn() && self.local_isn.is_none() {
+                    self.local_isn = Some(t.seq.get());
+                }
+                if let Some(ts) = t.options.timestamps {
+                    self.last_tsval = Some(ts.tsval);
+                }
+            }
+            self.sent.push_back((self.now, p));
+        }
+        while self.stack.poll_event().is_some() {}
+    }
+
+    /// Move the clock to `until`, firing timers on the way.
+    fn run_until(&mut self, until: Instant) {
+        self.drain();
+        while let Some(t) = self.stack.poll_timeout() {
+            if t > until {
+                break;
+            }
+            self.now = self.now.max(t);
+            self.stack.on_timeout(self.now);
+            self.drain();
+        }
+        self.now = self.now.max(until);
+        self.drain();
+    }
+
+    /// Advance to an inbound segment or a call: nothing may have been sent meanwhile
+    /// that the script did not expect.
+    fn advance_quiet(&mut self, at: f64) -> Check {
+        let until = self.at(at);
+        self.run_until(until);
+        match self.sent.pop_front() {
+            Some((t, p)) => Err(format!(
+                "unexpected outbound segment at {:.3}: {}",
+                self.secs(t),
+                describe(&p, self.local_isn)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    fn expect_outbound(&mut self, seg: &Segment, at: f64, latest: f64) -> Check {
+        let earliest = self.at(at).checked_sub(self.tolerance).unwrap_or(self.t0);
+        let deadline = if latest.is_finite() {
+            self.at(latest) + self.tolerance
+        } else {
+            self.now + Duration::from_secs(3600)
+        };
+        while self.sent.is_empty() {
+            let next = self.stack.poll_timeout().filter(|t| *t <= deadline);
+            match next {
+                Some(t) => self.run_until(t),
+                None => break,
+            }
+        }
+        if self.sent.is_empty() {
+            // Nothing in time: look further ahead to tell "too late" from "never".
+            let horizon = deadline + Duration::from_secs(60);
+            while self.sent.is_empty() {
+                match self.stack.poll_timeout().filter(|t| *t <= horizon) {
+                    Some(t) => self.run_until(t),
+                    None => break,
+                }
+            }
+        }
+        let Some((t, p)) = self.sent.pop_front() else {
+            return Err(format!(
+                "expected outbound {} at {at:.3}, nothing was sent by {:.3}",
+                seg.flags,
+                self.secs(deadline)
+            ));
+        };
+        if t < earliest || t > deadline {
+            return Err(format!(
+                "outbound {} at {:.3}: script expected it at {at:.3} (tolerance {} ms)",
+                describe(&p, self.local_isn),
+                self.secs(t),
+                self.tolerance.as_millis()
+            ));
+        }
+        self.log.push(format!(
+            "{:.3} > {}",
+            self.secs(t),
+            describe(&p, self.local_isn)
+        ));
+        self.compare(seg, &p)
+    }
+
+    fn compare(&mut self, want: &Segment, p: &[u8]) -> Check {
+        let (_, got) = wire::parse_tcp_packet(p).map_err(|e| format!("unparsable: {e}"))?;
+        let shown = describe(p, self.local_isn);
+        let flags = script_flags(&want.flags);
+        if got.flags != flags {
+            return Err(format!(
+                "flags: expected {} got {} ({shown})",
+                want.flags,
+                got.flags.packetdrill()
+            ));
+        }
+        if let Some((start, _end, len)) = want.seq {
+            let seq = got.seq.get().wrapping_sub(self.local_isn.unwrap_or(0));
+            if seq != start {
+                return Err(format!("seq: expected {start} got {seq} ({shown})"));
+            }
+            if got.payload.len() as u32 != len {
+                return Err(format!(
+                    "length: expected {len} got {} ({shown})",
+                    got.payload.len()
+                ));
+            }
+        }
+        if let (Some(ack), true) = (want.ack, got.flags.ack()) {
+            if got.ack.get() != ack {
+                return Err(format!(
+                    "ack: expected {ack} got {} ({shown})",
+                    got.ack.get()
+                ));
+            }
+        }
+        if let Some(win) = want.win {
+            if u32::from(got.window) != win {
+                return Err(format!("win: expected {win} got {} ({shown})", got.window));
+            }
+        }
+        if let Some(opts) = &want.options {
+            compare_options(opts, &got.options)?;
+        }
+        if got.src_port != self.ports.0 || got.dst_port != self.ports.1 {
+            return Err(format!(
+                "ports: expected {}>{} got {}>{}",
+                self.ports.0, self.ports.1, got.src_port, got.dst_port
+            ));
+        }
+        Ok(())
+    }
+
+    fn inject(&mut self, seg: &Segment) -> Check {
+        let flags = script_flags(&seg.flags);
+        let (start, _, len) = seg.seq.unwrap_or((0, 0, 0));
+        let isn = self.local_isn.unwrap_or(0);
+        let mut options = TcpOptions::default();
+        for o in seg.options.iter().flatten() {
+            match o {
+                ScriptOption::Mss(m) => options.mss = Some(*m),
+                ScriptOption::WindowScale(w) => options.window_scale = Some(*w),
+                ScriptOption::SackOk => options.sack_permitted = true,
+                ScriptOption::Timestamp { val, ecr } => {
+                    // An echo of our timestamps: map the script's to the latest we sent.
+                    let tsecr = if *ecr == 0 {
+                        0
+                    } else {
+                        self.last_tsval.unwrap_or(*ecr)
+                    };
+                    options.timestamps = Some(Timestamps { tsval: *val, tsecr });
+                }
+                ScriptOption::Sack(blocks) => {
+                    let mut sb = SackBlocks::default();
+                    for (a, b) in blocks {
+                        sb.push((
+                            SeqNum::new(isn.wrapping_add(*a)),
+                            SeqNum::new(isn.wrapping_add(*b)),
+                        ));
+                    }
+                    options.sack_blocks = sb;
+                }
+                ScriptOption::Nop | ScriptOption::Eol => {}
+            }
+        }
+        let payload = vec![0u8; len as usize];
+        let repr = TcpRepr {
+            src_port: self.ports.1,
+            dst_port: self.ports.0,
+            seq: SeqNum::new(start),
+            ack: SeqNum::new(if flags.ack() {
+                isn.wrapping_add(seg.ack.unwrap_or(0))
+            } else {
+                0
+            }),
+            flags,
+            window: seg.win.unwrap_or(65535).min(65535) as u16,
+            urgent: 0,
+            options,
+            payload: &payload,
+        };
+        let p = wire::emit_tcp_packet(self.remote, self.local, 64, &repr)
+            .map_err(|e| format!("cannot build the segment: {e}"))?;
+        self.log
+            .push(format!("{:.3} < {} ", self.secs(self.now), seg.flags));
+        self.stack.receive(self.now, &p);
+        self.drain();
+        Ok(())
+    }
+
+    fn conn(&self, fd: i64) -> Result<(ConnectionHandle, bool), String> {
+        match self.sockets.get(&fd) {
+            Some(Socket::Conn {
+                handle,
+                nonblocking,
+            }) => Ok((*handle, *nonblocking)),
+            _ => Err(format!("fd {fd} is not a connected socket")),
+        }
+    }
+
+    fn syscall(&mut self, call: &Syscall) -> Check {
+        let fd: i64 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(-1);
+        let now = self.now;
+        self.log.push(format!(
+            "{:.3} {}({})",
+            self.secs(now),
+            call.name,
+            call.args.join(", ")
+        ));
+        let got: Result<i64, Error> = match call.name.as_str() {
+            "socket" => {
+                self.sockets.insert(
+                    call.ret,
+                    Socket::Fresh {
+                        nonblocking: false,
+                        port: LOCAL_PORT,
+                    },
+                );
+                Ok(call.ret)
+            }
+            "bind" | "setsockopt" | "getsockopt" | "poll" | "ioctl" => Ok(call.ret.max(0)),
+            "fcntl" => {
+                let nb = call.args.iter().any(|a| a.contains("O_NONBLOCK"));
+                if let Some(s) = self.sockets.get_mut(&fd) {
+                    match s {
+                        Socket::Fresh { nonblocking, .. }
+                        | Socket::Listener { nonblocking, .. }
+                        | Socket::Conn { nonblocking, .. } => *nonblocking = nb,
+                    }
+                }
+                Ok(call.ret.max(0))
+            }
+            "listen" => {
+                let backlog = call.args.get(1).and_then(|b| b.parse().ok()).unwrap_or(128);
+                let nonblocking = matches!(
+                    self.sockets.get(&fd),
+                    Some(Socket::Fresh {
+                        nonblocking: true,
+                        ..
+                    })
+                );
+                let port = match self.sockets.get(&fd) {
+                    Some(Socket::Fresh { port, .. }) => *port,
+                    _ => LOCAL_PORT,
+                };
+                self.stack
+                    .listen(SocketAddr::new(self.local, port), backlog)
+                    .map(|handle| {
+                        self.sockets.insert(
+                            fd,
+                            Socket::Listener {
+                                handle,
+                                nonblocking,
+                            },
+                        );
+                        0
+                    })
+            }
+            "accept" => match self.sockets.get(&fd) {
+                Some(Socket::Listener { handle, .. }) => {
+                    let handle = *handle;
+                    self.stack.accept(handle).map(|h| {
+                        self.sockets.insert(
+                            call.ret,
+                            Socket::Conn {
+                                handle: h,
+                                nonblocking: false,
+                            },
+                        );
+                        call.ret
+                    })
+                }
+                _ => Err(Error::InvalidHandle),
+            },
+            "connect" => {
+                let nonblocking = matches!(
+                    self.sockets.get(&fd),
+                    Some(Socket::Fresh {
+                        nonblocking: true,
+                        ..
+                    })
+                );
+                let remote = SocketAddr::new(self.remote, LOCAL_PORT);
+                self.stack.connect(now, remote).and_then(|h| {
+                    let local = self.stack.local_addr(h)?;
+                    self.ports = (local.port(), LOCAL_PORT);
+                    self.sockets.insert(
+                        fd,
+                        Socket::Conn {
+                            handle: h,
+                            nonblocking,
+                        },
+                    );
+                    if nonblocking {
+                        Err(Error::InvalidState(synack::TcpState::SynSent))
+                    } else {
+                        Ok(0)
+                    }
+                })
+            }
+            "write" | "send" => {
+                let len: usize = call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+                self.conn(fd)
+                    .map(|(h, _)| h)
+                    .map_err(|_| Error::InvalidHandle)
+                    .and_then(|h| self.stack.send(now, h, &vec![b'x'; len]).map(|n| n as i64))
+            }
+            "read" | "recv" => {
+                let len: usize = call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+                self.conn(fd)
+                    .map(|(h, _)| h)
+                    .map_err(|_| Error::InvalidHandle)
+                    .and_then(|h| {
+                        let mut buf = vec![0u8; len];
+                        self.stack.recv(now, h, &mut buf).map(|n| n as i64)
+                    })
+            }
+            "shutdown" => {
+                let wr = call
+                    .args
+                    .iter()
+                    .any(|a| a.contains("SHUT_WR") || a.contains("SHUT_RDWR"));
+                match (self.conn(fd), wr) {
+                    (Ok((h, _)), true) => self.stack.shutdown(now, h).map(|_| 0),
+                    (Ok(_), false) => Ok(0),
+                    (Err(_), _) => Err(Error::NotConnected),
+                }
+            }
+            "close" => match self.sockets.remove(&fd) {
+                Some(Socket::Conn { handle, .. }) => self.stack.close(now, handle).map(|_| 0),
+                Some(Socket::Listener { handle, .. }) => {
+                    self.stack.close_listener(now, handle).map(|_| 0)
+                }
+                Some(Socket::Fresh { .. }) => Ok(0),
+                None => Err(Error::InvalidHandle),
+            },
+            other => {
+                self.log.push(format!(
+                    "note: {other}() is not modelled; taken as succeeding"
+                ));
+                Ok(call.ret)
+            }
+        };
+        self.drain();
+        // A nonblocking connect reports EINPROGRESS (InvalidState(SynSent) above).
+        let (ret, name) = match got {
+            Ok(v) => (v, None),
+            Err(Error::InvalidState(synack::TcpState::SynSent)) if call.name == "connect" => {
+                (-1, Some("EINPROGRESS"))
+            }
+            Err(e) => (-1, Some(errno(e))),
+        };
+        if ret != call.ret || (call.ret == -1 && call.errno.as_deref() != name) {
+            return Err(format!(
+                "{}(): expected {}{} got {}{}",
+                call.name,
+                call.ret,
+                call.errno
+                    .as_deref()
+                    .map(|e| format!(" {e}"))
+                    .unwrap_or_default(),
+                ret,
+                name.map(|e| format!(" {e}")).unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn compare_options(want: &[ScriptOption], got: &TcpOptions) -> Check {
+    let mut w = TcpOptions::default();
+    for o in want {
+        match o {
+            ScriptOption::Mss(m) => w.mss = Some(*m),
+            ScriptOption::WindowScale(s) => w.window_scale = Some(*s),
+            ScriptOption::SackOk => w.sack_permitted = true,
+            ScriptOption::Timestamp { .. } => {
+                w.timestamps = got.timestamps.or(Some(Timestamps { tsval: 0, tsecr: 0 }))
+            }
+            ScriptOption::Sack(blocks) => {
+                for (a, b) in blocks {
+                    w.sack_blocks.push((SeqNum::new(*a), SeqNum::new(*b)));
+                }
+            }
+            ScriptOption::Nop | ScriptOption::Eol => {}
+        }
+    }
+    let diff =
+        |what: &str, a: String, b: String| Err(format!("option {what}: expected {a} got {b}"));
+    if w.mss != got.mss {
+        return diff("mss", format!("{:?}", w.mss), format!("{:?}", got.mss));
+    }
+    if w.window_scale != got.window_scale {
+        return diff(
+            "wscale",
+            format!("{:?}", w.window_scale),
+            format!("{:?}", got.window_scale),
+        );
+    }
+    if w.sack_permitted != got.sack_permitted {
+        return diff(
+            "sackOK",
+            w.sack_permitted.to_string(),
+            got.sack_permitted.to_string(),
+        );
+    }
+    if w.timestamps.is_some() != got.timestamps.is_some() {
+        return diff(
+            "TS",
+            w.timestamps.is_some().to_string(),
+            got.timestamps.is_some().to_string(),
+        );
+    }
+    if !w.sack_blocks.is_empty() && w.sack_blocks.as_slice() != got.sack_blocks.as_slice() {
+        return diff(
+            "sack",
+            format!("{:?}", w.sack_blocks.as_slice()),
+            format!("{:?}", got.sack_blocks.as_slice()),
+        );
+    }
+    Ok(())
+}

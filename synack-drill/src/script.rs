@@ -1,0 +1,423 @@
+//! The packetdrill script language, parsed: each line is a time, then an inbound (`<`)
+//! or outbound (`>`) TCP segment, or a socket call with its expected result. Shell
+//! lines (backticks) and `%{ }%` blocks are kept as notes; comments are dropped.
+
+use std::fmt;
+
+/// When an event happens, as the script writes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TimeSpec {
+    /// `T`: seconds since the script started.
+    Absolute(f64),
+    /// `+T`: seconds after the previous event.
+    Relative(f64),
+    /// `*`: any time.
+    Any,
+    /// `A~B` (absolute or relative): any time in the range.
+    Range {
+        start: f64,
+        end: f64,
+        relative: bool,
+    },
+}
+
+/// Which way a segment travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// `<`: injected into the stack.
+    Inbound,
+    /// `>`: expected from the stack.
+    Outbound,
+}
+
+/// One TCP option as the script writes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptOption {
+    Nop,
+    Eol,
+    Mss(u16),
+    WindowScale(u8),
+    SackOk,
+    Sack(Vec<(u32, u32)>),
+    Timestamp { val: u32, ecr: u32 },
+}
+
+/// A segment line: `< S. 0:0(0) ack 1 win 65535 <mss 1460,nop,wscale 7>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub direction: Direction,
+    /// The flag letters (`S`, `F`, `R`, `P`, `.`, `U`, `E`, `W`), `-` for none.
+    pub flags: String,
+    /// `start:end(len)` in script sequence space.
+    pub seq: Option<(u32, u32, u32)>,
+    pub ack: Option<u32>,
+    pub win: Option<u32>,
+    /// None: `<...>` or no option list (not checked on outbound segments).
+    pub options: Option<Vec<ScriptOption>>,
+}
+
+/// A socket call and what it must return.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Syscall {
+    pub name: String,
+    /// The arguments, as written (`...` for "don't care").
+    pub args: Vec<String>,
+    /// The return value expected.
+    pub ret: i64,
+    /// The errno name when `ret` is -1.
+    pub errno: Option<String>,
+    /// `+A...B`: the call blocks until this (script) time.
+    pub blocks_until: Option<f64>,
+}
+
+/// What a line does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Segment(Segment),
+    Syscall(Syscall),
+    /// A shell command or code block the runner does not execute.
+    Skipped(String),
+}
+
+/// One event of a script.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// 1-based line number.
+    pub line: usize,
+    pub time: TimeSpec,
+    pub action: Action,
+}
+
+/// A syntax error, with its line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Parse a whole script (`defines` replace `NAME` words, as `-D NAME=value`).
+pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, ParseError> {
+    let mut events = Vec::new();
+    let mut in_block = false;
+    let mut in_comment = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let mut l = raw.to_string();
+        if in_comment {
+            match l.find("*/") {
+                Some(end) => {
+                    l = l[end + 2..].to_string();
+                    in_comment = false;
+                }
+                None => continue,
+            }
+        }
+        while let Some(start) = l.find("/*") {
+            match l[start..].find("*/") {
+                Some(end) => l.replace_range(start..start + end + 2, ""),
+                None => {
+                    l.truncate(start);
+                    in_comment = true;
+                }
+            }
+        }
+        if let Some(c) = l.find("//") {
+            l.truncate(c);
+        }
+        for (name, value) in defines {
+            l = l.replace(name.as_str(), value);
+        }
+        let t = l.trim();
+        if in_block {
+            if t.contains("}%") {
+                in_block = false;
+            }
+            continue;
+        }
+        if t.is_empty() {
+            continue;
+        }
+        let (time, rest) = split_time(t).map_err(|message| ParseError { line, message })?;
+        let rest = rest.trim();
+        let action = if rest.starts_with("%{") {
+            in_block = !rest.contains("}%");
+            Action::Skipped(format!("code block: {rest}"))
+        } else if rest.starts_with('`') {
+            Action::Skipped(format!("shell: {rest}"))
+        } else if let Some(seg) = rest.strip_prefix('<') {
+            Action::Segment(
+                segment(Direction::Inbound, seg).map_err(|message| ParseError { line, message })?,
+            )
+        } else if let Some(seg) = rest.strip_prefix('>') {
+            Action::Segment(
+                segment(Direction::Outbound, seg)
+                    .map_err(|message| ParseError { line, message })?,
+            )
+        } else {
+            let mut call = syscall(rest).map_err(|message| ParseError { line, message })?;
+            call.blocks_until = blocking_end(t);
+            Action::Syscall(call)
+        };
+        events.push(Event { line, time, action });
+    }
+    Ok(events)
+}
+
+/// The leading time of a line, and the rest.
+fn split_time(t: &str) -> Result<(TimeSpec, &str), String> {
+    let end = t.find(char::is_whitespace).unwrap_or(t.len());
+    let (word, rest) = t.split_at(end);
+    let bad = || format!("'{word}' is not a time (like 0, +.1, * or 1~2)");
+    if word == "*" {
+        return Ok((TimeSpec::Any, rest));
+    }
+    let (relative, body) = match word.strip_prefix('+') {
+        Some(b) => (true, b),
+        None => (false, word),
+    };
+    // `+A...B`: a blocking call, starting at A.
+    let body = body.split("...").next().unwrap_or(body);
+    if let Some((a, b)) = body.split_once('~') {
+        let start: f64 = a.parse().map_err(|_| bad())?;
+        let end: f64 = b.trim_start_matches('+').parse().map_err(|_| bad())?;
+        return Ok((
+            TimeSpec::Range {
+                start,
+                end,
+                relative,
+            },
+            rest,
+        ));
+    }
+    let v: f64 = body.parse().map_err(|_| bad())?;
+    Ok((
+        if relative {
+            TimeSpec::Relative(v)
+        } else {
+            TimeSpec::Absolute(v)
+        },
+        rest,
+    ))
+}
+
+/// The end of `+A...B`, if the line has one (relative to the line's start time).
+fn blocking_end(t: &str) -> Option<f64> {
+    let word = t.split_whitespace().next()?;
+    let (_, b) = word.split_once("...")?;
+    b.parse().ok()
+}
+
+fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
+    let s = s.trim();
+    let (head, opts) = match s.find('<') {
+        Some(i) => (
+            &s[..i],
+            Some(&s[i + 1..s.rfind('>').ok_or("an option list without '>'")?]),
+        ),
+        None => (s, None),
+    };
+    let mut words = head.split_whitespace();
+    let flags = words
+        .next()
+        .ok_or("a segment line needs flags")?
+        .to_string();
+    if !flags.chars().all(|c| "SFRP.UEW-".contains(c)) {
+        return Err(format!(
+            "'{flags}' are not TCP flags (S F R P . U E W or -)"
+        ));
+    }
+    let mut seg = Segment {
+        direction: dir,
+        flags,
+        seq: None,
+        ack: None,
+        win: None,
+        options: None,
+    };
+    let num = |w: Option<&str>, what: &str| -> Result<u32, String> {
+        w.and_then(|w| w.parse::<u32>().ok())
+            .ok_or_else(|| format!("{what} needs a number"))
+    };
+    while let Some(w) = words.next() {
+        match w {
+            "ack" => seg.ack = Some(num(words.next(), "ack")?),
+            "win" => seg.win = Some(num(words.next(), "win")?),
+            w if w.contains(':') && w.contains('(') => {
+                let (range, len) = w.split_once('(').ok_or("start:end(len)")?;
+                let (a, b) = range.split_once(':').ok_or("start:end(len)")?;
+                let len = len.trim_end_matches(')');
+                let parse = |v: &str| {
+                    v.parse::<u32>()
+                        .map_err(|_| format!("'{w}' is not start:end(len)"))
+                };
+                seg.seq = Some((parse(a)?, parse(b)?, parse(len)?));
+            }
+            other => return Err(format!("unexpected '{other}' in a segment line")),
+        }
+    }
+    if let Some(o) = opts {
+        if o.trim() != "..." {
+            seg.options = Some(options(o)?);
+        }
+    }
+    Ok(seg)
+}
+
+fn options(s: &str) -> Result<Vec<ScriptOption>, String> {
+    let mut out = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let words: Vec<&str> = item.split_whitespace().collect();
+        let num = |i: usize| -> Result<u32, String> {
+            words
+                .get(i)
+                .and_then(|w| w.parse().ok())
+                .ok_or_else(|| format!("option '{item}' needs a number"))
+        };
+        out.push(match words[0] {
+            "nop" => ScriptOption::Nop,
+            "eol" => ScriptOption::Eol,
+            "sackOK" => ScriptOption::SackOk,
+            "mss" => ScriptOption::Mss(num(1)? as u16),
+            "wscale" => ScriptOption::WindowScale(num(1)? as u8),
+            "TS" => ScriptOption::Timestamp {
+                val: num(2)?,
+                ecr: num(4)?,
+            },
+            "sack" => {
+                let mut blocks = Vec::new();
+                for b in &words[1..] {
+                    let (a, e) = b
+                        .split_once(':')
+                        .ok_or_else(|| format!("sack block '{b}'"))?;
+                    let p = |v: &str| v.parse::<u32>().map_err(|_| format!("sack block '{b}'"));
+                    blocks.push((p(a)?, p(e)?));
+                }
+                ScriptOption::Sack(blocks)
+            }
+            other => return Err(format!("unknown option '{other}'")),
+        });
+    }
+    Ok(out)
+}
+
+/// `name(arg, arg, ...) = ret [ERRNO (text)]`
+fn syscall(s: &str) -> Result<Syscall, String> {
+    let open = s
+        .find('(')
+        .ok_or_else(|| format!("'{s}' is neither a segment nor a call"))?;
+    let name = s[..open].trim().to_string();
+    let mut depth = 0;
+    let mut close = None;
+    for (i, c) in s[open..].char_indices() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(open + i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close.ok_or("unbalanced parentheses")?;
+    let args = split_args(&s[open + 1..close]);
+    let rest = s[close + 1..].trim();
+    let rest = rest
+        .strip_prefix('=')
+        .ok_or("a call needs '= result'")?
+        .trim();
+    let mut words = rest.split_whitespace();
+    let ret: i64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or("the result must be a number")?;
+    let errno = words
+        .next()
+        .filter(|w| !w.starts_with('('))
+        .map(str::to_string);
+    Ok(Syscall {
+        name,
+        args,
+        ret,
+        errno,
+        blocks_until: None,
+    })
+}
+
+fn split_args(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in s.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                cur.push(c)
+            }
+            ')' | ']' | '}' => {
+                depth -= 1;
+                cur.push(c)
+            }
+            ',' if depth == 0 => out.push(std::mem::take(&mut cur).trim().to_string()),
+            c => cur.push(c),
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handshake_script_parses() {
+        let s = "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n\
+                 +0 listen(3, 1) = 0 // comment\n\
+                 +0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>\n\
+                 +0 > S. 0:0(0) ack 1 <...>\n\
+                 +.1 < . 1:1(0) ack 1 win 257\n\
+                 +0 connect(3, ..., ...) = -1 ECONNREFUSED (Connection refused)\n";
+        let ev = parse(s, &[]).unwrap();
+        assert_eq!(ev.len(), 6);
+        assert_eq!(ev[2].time, TimeSpec::Relative(0.0));
+        let Action::Segment(syn) = &ev[2].action else {
+            panic!()
+        };
+        assert_eq!(syn.seq, Some((0, 0, 0)));
+        assert_eq!(syn.options.as_ref().unwrap()[0], ScriptOption::Mss(1000));
+        let Action::Segment(synack) = &ev[3].action else {
+            panic!()
+        };
+        assert_eq!((synack.ack, synack.options.clone()), (Some(1), None));
+        assert_eq!(ev[4].time, TimeSpec::Relative(0.1));
+        let Action::Syscall(c) = &ev[5].action else {
+            panic!()
+        };
+        assert_eq!((c.ret, c.errno.as_deref()), (-1, Some("ECONNREFUSED")));
+    }
+
+    #[test]
+    fn syntax_errors_name_their_line() {
+        let e = parse(
+            "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+x < S 0:0(0)\n",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse("0 < Q 0:0(0)\n", &[]).unwrap_err();
+        assert!(e.message.contains("not TCP flags"), "{e}");
+    }
+}
