@@ -86,7 +86,7 @@ struct Runner {
     now: Instant,
     local: IpAddr,
     remote: IpAddr,
-    /// Our ISN, learned from our first SYN.
+    /// Our ISN, learned from our latest SYN (each new connection has its own).
     local_isn: Option<u32>,
     /// The connection's ports, once known: (ours, the peer's).
     ports: (u16, u16),
@@ -267,7 +267,7 @@ impl Runner {
     fn drain(&mut self) {
         while let Some(p) = self.stack.poll_transmit(self.now) {
             if let Ok((_, t)) = wire::parse_tcp_packet(&p) {
-                if t.flags.syn() && self.local_isn.is_none() {
+                if t.flags.syn() {
                     self.local_isn = Some(t.seq.get());
                 }
                 if let Some(ts) = t.options.timestamps {

@@ -107,3 +107,22 @@ fn nagle_holds_small_segments_while_data_is_unacknowledged_and_nodelay_does_not(
         }
     }
 }
+
+// A small segment that times out is resent at once: Nagle holds only new data (found by
+// the drill corpus: the retransmission of a lone small write was held forever).
+#[test]
+fn nagle_never_holds_a_retransmission() {
+    let mut h = Harness::new(Config {
+        tcp_nodelay: false,
+        ..plain_config()
+    });
+    let (c, _) = h.established_passive(1000);
+    h.stack.send(h.now, c, b"small").unwrap();
+    assert_eq!(h.expect_one().payload, b"small");
+    let resent = h.advance_collect(Duration::from_secs(2));
+    assert!(
+        !resent.is_empty(),
+        "the retransmission timer fired and resent"
+    );
+    assert_eq!(resent[0].1.payload, b"small");
+}

@@ -63,8 +63,12 @@ impl Connection {
             || (snd.flight() == 0 && len > 0);
         // RFC 1122 4.2.3.4 (Nagle): a segment smaller than the MSS waits while data is
         // unacknowledged, unless TCP_NODELAY is set or the FIN is queued behind it.
-        let nagle_holds =
-            !self.nodelay && len < self.neg.snd_mss && snd.una < snd.max && !snd.fin_queued;
+        // (Retransmissions, from below SND.MAX, are never held.)
+        let nagle_holds = !self.nodelay
+            && len < self.neg.snd_mss
+            && snd.una < snd.max
+            && snd.nxt >= snd.max
+            && !snd.fin_queued;
         let worth = worth && !nagle_holds;
         if worth {
             (len, len < unsent.min(self.neg.snd_mss))
