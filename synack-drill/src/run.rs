@@ -80,7 +80,16 @@ enum Socket {
     },
 }
 
+/// A blocking call waiting to return.
+struct Pending {
+    call: Syscall,
+    line: usize,
+    /// Script time by which it must return.
+    end: f64,
+}
+
 struct Runner {
+    pending: Option<Pending>,
     stack: Stack,
     t0: Instant,
     now: Instant,
@@ -125,6 +134,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
     stack.add_address(local);
     let t0 = Instant::from_secs(1);
     let mut r = Runner {
+        pending: None,
         stack,
         t0,
         now: t0,
@@ -164,8 +174,25 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
                 r.expect_outbound(seg, at, latest)
             }
             Action::Segment(seg) => r.advance_quiet(at).and_then(|_| r.inject(seg)),
-            Action::Syscall(call) => r.advance_quiet(at).and_then(|_| r.syscall(call)),
+            Action::Syscall(call) => {
+                let base = if matches!(
+                    ev.time,
+                    TimeSpec::Relative(_) | TimeSpec::Range { relative: true, .. }
+                ) {
+                    prev
+                } else {
+                    0.0
+                };
+                let until = call.blocks_until.map(|b| base + b);
+                r.advance_quiet(at)
+                    .and_then(|_| r.syscall(call, ev.line, until))
+            }
         };
+        // A blocked call may have returned because of this event.
+        let result = result.and_then(|_| match r.poll_pending() {
+            Ok(_) => Ok(()),
+            Err(f) => Err(f.message),
+        });
         if let Err(message) = result {
             outcome.failure = Some(Failure {
                 line: ev.line,
@@ -174,6 +201,15 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
             break;
         }
         prev = at;
+    }
+    if outcome.failure.is_none() {
+        let far = r.now + Duration::from_secs(3600);
+        if let Err(message) = r.settle_pending(far) {
+            outcome.failure = Some(Failure {
+                line: events.last().map_or(0, |e| e.line),
+                message,
+            });
+        }
     }
     if outcome.failure.is_none() {
         // Anything sent after the last event, within the tolerance, was not expected.
@@ -298,6 +334,7 @@ impl Runner {
     /// that the script did not expect.
     fn advance_quiet(&mut self, at: f64) -> Check {
         let until = self.at(at);
+        self.settle_pending(until)?;
         self.run_until(until);
         match self.sent.pop_front() {
             Some((t, p)) => Err(format!(
@@ -471,7 +508,125 @@ impl Runner {
         }
     }
 
-    fn syscall(&mut self, call: &Syscall) -> Check {
+    /// Make a call; a blocking one (`+A...B`) that cannot finish yet waits in `pending`.
+    fn syscall(&mut self, call: &Syscall, line: usize, until: Option<f64>) -> Check {
+        let got = self.perform(call);
+        let blocked = matches!(got, Err(Error::WouldBlock))
+            || matches!(got, Err(Error::InvalidState(synack::TcpState::SynSent)) if !self.nonblocking_call(call));
+        match until {
+            Some(end) if blocked => {
+                self.pending = Some(Pending {
+                    call: call.clone(),
+                    line,
+                    end,
+                });
+                Ok(())
+            }
+            Some(end) => self
+                .check_return_time(call, end)
+                .and_then(|_| self.check(call, got)),
+            None => self.check(call, got),
+        }
+    }
+
+    fn nonblocking_call(&self, call: &Syscall) -> bool {
+        let fd: i64 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(-1);
+        matches!(
+            self.sockets.get(&fd),
+            Some(Socket::Fresh {
+                nonblocking: true,
+                ..
+            }) | Some(Socket::Listener {
+                nonblocking: true,
+                ..
+            }) | Some(Socket::Conn {
+                nonblocking: true,
+                ..
+            })
+        )
+    }
+
+    /// A blocking call returned now: was that when the script said?
+    fn check_return_time(&self, call: &Syscall, end: f64) -> Check {
+        let want = self.at(end);
+        let early = want.checked_sub(self.tolerance).unwrap_or(self.t0);
+        if self.now < early || self.now > want + self.tolerance {
+            return Err(format!(
+                "{}() returned at {:.3}, the script expected {end:.3}",
+                call.name,
+                self.secs(self.now)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Before moving the clock to `until`: a blocked call must return by its time.
+    fn settle_pending(&mut self, until: Instant) -> Check {
+        let Some(end) = self
+            .pending
+            .as_ref()
+            .map(|p| self.at(p.end) + self.tolerance)
+        else {
+            return Ok(());
+        };
+        if until <= end {
+            return Ok(());
+        }
+        // Step through the stack's own events up to the call's deadline.
+        while self.pending.is_some() {
+            match self.stack.poll_timeout().filter(|t| *t <= end) {
+                Some(t) => {
+                    self.run_until(t);
+                    self.poll_pending().map_err(|f| f.message)?;
+                }
+                None => break,
+            }
+        }
+        if let Some(p) = &self.pending {
+            return Err(format!(
+                "{}() (line {}) did not return by {:.3}",
+                p.call.name, p.line, p.end
+            ));
+        }
+        Ok(())
+    }
+
+    /// Try the blocked call again; Ok(true) when it has returned (and was checked).
+    fn poll_pending(&mut self) -> Result<bool, Failure> {
+        let Some(p) = self.pending.take() else {
+            return Ok(false);
+        };
+        let got = self.retry(&p.call);
+        if matches!(got, Err(Error::WouldBlock)) {
+            self.pending = Some(p);
+            return Ok(false);
+        }
+        self.check_return_time(&p.call, p.end)
+            .and_then(|_| self.check(&p.call, got))
+            .map(|_| true)
+            .map_err(|message| Failure {
+                line: p.line,
+                message,
+            })
+    }
+
+    /// A blocked call, tried again: connect waits for the handshake, others are redone.
+    fn retry(&mut self, call: &Syscall) -> Result<i64, Error> {
+        if call.name != "connect" {
+            return self.perform(call);
+        }
+        let fd: i64 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(-1);
+        let (h, _) = self.conn(fd).map_err(|_| Error::InvalidHandle)?;
+        match self.stack.state(h)? {
+            synack::TcpState::SynSent | synack::TcpState::SynReceived => Err(Error::WouldBlock),
+            synack::TcpState::Closed => {
+                Err(self.stack.error(h)?.unwrap_or(Error::ConnectionRefused))
+            }
+            _ => Ok(0),
+        }
+    }
+
+    fn perform(&mut self, call: &Syscall) -> Result<i64, Error> {
         let fd: i64 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(-1);
         let now = self.now;
         self.log.push(format!(
@@ -564,11 +719,8 @@ impl Runner {
                             nonblocking,
                         },
                     );
-                    if nonblocking {
-                        Err(Error::InvalidState(synack::TcpState::SynSent))
-                    } else {
-                        Ok(0)
-                    }
+                    // In progress: EINPROGRESS if nonblocking, else the call blocks.
+                    Err(Error::InvalidState(synack::TcpState::SynSent))
                 })
             }
             "write" | "send" => {
@@ -615,6 +767,10 @@ impl Runner {
             }
         };
         self.drain();
+        got
+    }
+
+    fn check(&self, call: &Syscall, got: Result<i64, Error>) -> Check {
         // A nonblocking connect reports EINPROGRESS (InvalidState(SynSent) above).
         let (ret, name) = match got {
             Ok(v) => (v, None),

@@ -282,3 +282,20 @@ fn buffers_sized_per_connection_bound_writes_and_set_the_window_scale() {
     assert_eq!(h.stack.send(h.now, c, &[1u8; 5000]), Ok(1000));
     assert_eq!(h.stack.send(h.now, c, &[1u8; 10]), Err(Error::WouldBlock));
 }
+
+// Without window scaling the window field stops at 65535: a read that frees buffer space
+// beyond that sends no window update, since the peer could not be told anything new
+// (found by the drill corpus).
+#[test]
+fn no_window_update_for_room_the_window_field_cannot_carry() {
+    let mut h = Harness::new(synack::Config {
+        recv_buffer: 256 * 1024,
+        ..plain_config()
+    });
+    let (c, iss) = h.established_passive(1000);
+    h.inject(ack(), 1001, iss + 1, 65535, b"0123456789");
+    assert_eq!(h.expect_one().ack, 1011);
+    let mut buf = [0u8; 64];
+    assert_eq!(h.stack.recv(h.now, c, &mut buf), Ok(10));
+    h.expect_none();
+}

@@ -641,7 +641,9 @@ impl Connection {
     /// After the application read, tell the peer if the window opened enough to matter
     /// (RFC 9293 3.8.6.2.2: by at least min(buffer/2, MSS), or from zero).
     fn maybe_window_update(&mut self) {
-        let free = self.rcv_free() as u32;
+        // Only what the window field can carry counts (without scaling: 64 KiB).
+        let largest = 65535u32 << self.neg.rcv_wscale;
+        let free = (self.rcv_free() as u32).min(largest);
         let threshold = ((self.rcv_cap / 2) as u32).min(self.local_mss as u32);
         if let Some(rcv) = self.state.rcv() {
             let advertised = (rcv.adv - rcv.nxt).max(0) as u32;
