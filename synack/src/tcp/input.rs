@@ -190,12 +190,24 @@ impl Connection {
             self.syn_due = true;
             return Disposition::Done;
         }
-        if !acceptable(
-            seg.seq,
-            seg.seg_len(),
-            rcv_nxt,
-            (adv - rcv_nxt).max(0) as u32,
-        ) {
+        // RFC 9293 Figure 8 step 6 (as Linux's tcp_validate_incoming): in a simultaneous
+        // open the peer's SYN,ACK acknowledges our SYN and completes the open; it is neither
+        // out of the window nor a SYN to challenge.
+        let crossing_synack = !passive
+            && flags.syn()
+            && flags.ack()
+            && !flags.rst()
+            && seg.seq + 1 == rcv_nxt
+            && seg.ack == iss + 1
+            && seg.payload.is_empty();
+        if !crossing_synack
+            && !acceptable(
+                seg.seq,
+                seg.seg_len(),
+                rcv_nxt,
+                (adv - rcv_nxt).max(0) as u32,
+            )
+        {
             if !flags.rst() {
                 return self.answer_unacceptable(now, seg.seg_len());
             }
@@ -211,7 +223,7 @@ impl Connection {
             self.terminate(now, "rcv RST", err);
             return Disposition::Done;
         }
-        if flags.syn() {
+        if flags.syn() && !crossing_synack {
             // RFC 5961 4.2: a SYN in the window gets a challenge ACK.
             return self.challenge_ack();
         }
@@ -771,6 +783,7 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         recovery: Recovery::Open,
         sacked: Scoreboard::default(),
         resend_head: false,
+        sml: iss + 1,
         last_send: None,
         hystart: Default::default(),
         rack: Default::default(),

@@ -61,12 +61,13 @@ impl Connection {
             || len == unsent
             || len as u32 >= snd.max_wnd / 2
             || (snd.flight() == 0 && len > 0);
-        // RFC 1122 4.2.3.4 (Nagle): a segment smaller than the MSS waits while data is
-        // unacknowledged, unless TCP_NODELAY is set or the FIN is queued behind it.
-        // (Retransmissions, from below SND.MAX, are never held.)
+        // RFC 1122 4.2.3.4 (Nagle), with Minshall's refinement as Linux has it: a segment
+        // smaller than the MSS waits while an earlier small segment is unacknowledged,
+        // unless TCP_NODELAY is set or the FIN is queued behind it. (Retransmissions,
+        // from below SND.MAX, are never held.)
         let nagle_holds = !self.nodelay
             && len < self.neg.snd_mss
-            && snd.una < snd.max
+            && snd.sml > snd.una
             && snd.nxt >= snd.max
             && !snd.fin_queued;
         let worth = worth && !nagle_holds;
@@ -227,6 +228,9 @@ impl Connection {
             }
             if seq >= snd.max {
                 snd.rack.on_send(seq, now);
+                if len < mss as usize {
+                    snd.sml = end;
+                }
             }
             if snd.tlp.is_none() {
                 snd.arm_tlp(now, sack, mss);

@@ -69,6 +69,8 @@ pub(crate) struct Snd {
     pub(crate) sacked: Scoreboard,
     /// A segment at `una` to resend now (fast retransmit).
     pub(crate) resend_head: bool,
+    /// End of the last segment smaller than the MSS that we sent (Minshall's Nagle).
+    pub(crate) sml: SeqNum,
     /// When data was last sent (for restart after idle, RFC 5681 4.1).
     pub(crate) last_send: Option<Instant>,
     /// Delay-based slow-start exit (RFC 9406).
