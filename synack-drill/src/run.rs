@@ -525,6 +525,14 @@ impl Runner {
             Some(end) => self
                 .check_return_time(call, end)
                 .and_then(|_| self.check(call, got)),
+            // A blocking socket would wait here, as the kernel would: the script must say
+            // how long (`+A...B`) or make the socket nonblocking.
+            None if blocked && !self.nonblocking_call(call) && call.name != "connect" => {
+                Err(format!(
+                    "{}() would block on a blocking socket (write +A...B, or set O_NONBLOCK)",
+                    call.name
+                ))
+            }
             None => self.check(call, got),
         }
     }
