@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../../synack/tests/support/netns.rs"]
@@ -118,39 +118,11 @@ fn synack_connect_downloads_and_uploads_byte_exact() {
     // Download.
     let request = ns.dir.join("request.txt");
     std::fs::write(&request, b"GET /data.bin HTTP/1.0\r\n\r\n").unwrap();
-    let connect = |target: &str, input: &Path| {
-        let mut c = Command::new("ip");
-        c.args([
-            "netns",
-            "exec",
-            &ns.name,
-            SYNACK,
-            "connect",
-            "--tun",
-            "tun1",
-            "--addr",
-            "198.18.0.2/15",
-            "--kernel-addr",
-            "198.18.0.1",
-            target,
-        ]);
-        c.stdin(std::fs::File::open(input).unwrap());
-        let out = c.output().unwrap();
-        assert!(
-            out.status.success(),
-            "synack connect {target}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let link = ("198.18.0.2/15", "198.18.0.1");
+    let connect = |target: &str, input: &Path| synack_connect(&ns, link, target, input, &[]).0;
     let response = connect("198.18.0.1:8000", &request);
-    let body_at = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response")
-        + 4;
     let body = ns.dir.join("download.bin");
-    std::fs::write(&body, &response[body_at..]).unwrap();
+    std::fs::write(&body, http_body(&response)).unwrap();
     assert_eq!(sha256(&body), sha256(&file), "download");
     // Upload: end of input half-closes; the sink sees end-of-stream and stores the file.
     connect("198.18.0.1:9000", &file);
@@ -235,33 +207,51 @@ fn kernel_http_server(ns: &mut Netns, dir: &Path) {
 fn connect_fetch(ns: &Netns, name: &str, extra: &[&str]) -> (Vec<u8>, String) {
     let request = ns.dir.join("request.txt");
     std::fs::write(&request, format!("GET /{name} HTTP/1.0\r\n\r\n")).unwrap();
+    let mut flags = vec!["-v"];
+    flags.extend_from_slice(extra);
+    let link = ("198.19.0.2/16", "198.19.0.1");
+    let (out, log) = synack_connect(ns, link, "198.19.0.1:8000", &request, &flags);
+    (http_body(&out).to_vec(), log)
+}
+
+/// `synack connect` in the namespace with `input` on stdin, over a link with the given
+/// (synack CIDR, kernel address); it must succeed. Returns its stdout and stderr.
+fn synack_connect(
+    ns: &Netns,
+    (addr, kernel): (&str, &str),
+    target: &str,
+    input: &Path,
+    flags: &[&str],
+) -> (Vec<u8>, String) {
     let mut argv = vec![
         SYNACK,
         "connect",
         "--tun",
         "tun1",
         "--addr",
-        "198.19.0.2/16",
+        addr,
         "--kernel-addr",
-        "198.19.0.1",
-        "-v",
-        "198.19.0.1:8000",
+        kernel,
     ];
-    argv.extend_from_slice(extra);
+    argv.extend_from_slice(flags);
+    argv.push(target);
     let out = ns
         .cmd(&argv)
-        .stdin(std::fs::File::open(&request).unwrap())
+        .stdin(std::fs::File::open(input).unwrap())
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "synack connect: {log}");
-    let body_at = out
-        .stdout
+    assert!(out.status.success(), "synack connect {target}: {log}");
+    (out.stdout, log)
+}
+
+/// The body of an HTTP response.
+fn http_body(response: &[u8]) -> &[u8] {
+    let at = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response")
-        + 4;
-    (out.stdout[body_at..].to_vec(), log)
+        .expect("an HTTP response");
+    &response[at + 4..]
 }
 
 // `--impair` puts the simulator's link model between synack and the kernel: over a
@@ -460,6 +450,11 @@ impl Drop for Client {
 
 /// Wait until `ss -tan` in the namespace does (or no longer does) show a line with every
 /// one of `words`.
+/// `wait_ss`, failing with `what` and the table when it does not come true.
+fn assert_ss(ns: &Netns, words: &[&str], present: bool, what: &str) {
+    assert!(wait_ss(ns, words, present), "{what}:\n{}", ns.ss());
+}
+
 fn wait_ss(ns: &Netns, words: &[&str], present: bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -482,18 +477,15 @@ fn when_synack_closes_first_the_kernel_sits_in_close_wait_then_is_gone() {
     serve(&mut ns, "chargen=10000", &[]);
     let mut c = Client::start(&ns, "read-to-eof");
     c.expect("eof");
-    assert!(
-        wait_ss(&ns, &["CLOSE-WAIT", "198.18.0.2:8080"], true),
-        "kernel in CLOSE_WAIT:\n{}",
-        ns.ss()
+    assert_ss(
+        &ns,
+        &["CLOSE-WAIT", "198.18.0.2:8080"],
+        true,
+        "kernel in CLOSE_WAIT",
     );
     c.go();
     c.expect("closed");
-    assert!(
-        wait_ss(&ns, &["198.18.0.2:8080"], false),
-        "kernel socket gone:\n{}",
-        ns.ss()
-    );
+    assert_ss(&ns, &["198.18.0.2:8080"], false, "kernel socket gone");
 }
 
 #[test]
@@ -507,10 +499,11 @@ fn when_the_kernel_closes_first_it_ends_in_time_wait() {
     c.expect("shut");
     c.go();
     c.expect("closed");
-    assert!(
-        wait_ss(&ns, &["TIME-WAIT", "198.18.0.2:8080"], true),
-        "kernel in TIME_WAIT:\n{}",
-        ns.ss()
+    assert_ss(
+        &ns,
+        &["TIME-WAIT", "198.18.0.2:8080"],
+        true,
+        "kernel in TIME_WAIT",
     );
 }
 
@@ -527,17 +520,19 @@ fn when_the_kernel_closes_first_it_waits_in_fin_wait_2_then_time_wait() {
     serve(&mut ns, "chargen=20000000", &[]);
     let mut c = Client::start(&ns, "shut-then-read");
     c.expect("shut");
-    assert!(
-        wait_ss(&ns, &["FIN-WAIT-2", "198.18.0.2:8080"], true),
-        "kernel in FIN_WAIT_2:\n{}",
-        ns.ss()
+    assert_ss(
+        &ns,
+        &["FIN-WAIT-2", "198.18.0.2:8080"],
+        true,
+        "kernel in FIN_WAIT_2",
     );
     c.go();
     c.expect("eof");
-    assert!(
-        wait_ss(&ns, &["TIME-WAIT", "198.18.0.2:8080"], true),
-        "kernel in TIME_WAIT:\n{}",
-        ns.ss()
+    assert_ss(
+        &ns,
+        &["TIME-WAIT", "198.18.0.2:8080"],
+        true,
+        "kernel in TIME_WAIT",
     );
 }
 
@@ -575,10 +570,11 @@ fn with_no_close_the_kernel_waits_in_fin_wait_2_while_synack_sits_in_close_wait(
     ns.wait_for_addr("tun0", "198.18.0.1");
     let mut c = Client::start(&ns, "shutdown");
     c.expect("shut");
-    assert!(
-        wait_ss(&ns, &["FIN-WAIT-2", "198.18.0.2:8080"], true),
-        "kernel in FIN_WAIT_2:\n{}",
-        ns.ss()
+    assert_ss(
+        &ns,
+        &["FIN-WAIT-2", "198.18.0.2:8080"],
+        true,
+        "kernel in FIN_WAIT_2",
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     while !log.lock().unwrap().contains("ESTABLISHED -> CLOSE_WAIT") && Instant::now() < deadline {
@@ -591,10 +587,11 @@ fn with_no_close_the_kernel_waits_in_fin_wait_2_while_synack_sits_in_close_wait(
     );
     // Still so a while later: nobody closes.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(
-        wait_ss(&ns, &["FIN-WAIT-2", "198.18.0.2:8080"], true),
-        "{}",
-        ns.ss()
+    assert_ss(
+        &ns,
+        &["FIN-WAIT-2", "198.18.0.2:8080"],
+        true,
+        "still in FIN_WAIT_2",
     );
     assert!(!log.lock().unwrap().contains("CLOSE_WAIT -> LAST_ACK"));
 }

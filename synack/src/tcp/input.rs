@@ -416,22 +416,17 @@ impl Connection {
         let buf_len = self.snd_buf.len() as u32;
         let mss = self.neg.snd_mss as u32;
         let sack_on = self.neg.sack;
-        let timestamps = self.neg.timestamps;
         let seg_tsecr = seg
             .options
             .timestamps
-            .filter(|_| timestamps)
+            .filter(|_| self.neg.timestamps)
             .map(|t| t.tsecr);
         let seg_wnd = (seg.window as u32) << self.neg.snd_wscale;
         // RFC 7323 4: an RTT sample from the echoed timestamp (millisecond clock).
-        let ts_rtt = seg
-            .options
-            .timestamps
-            .filter(|ts| self.neg.timestamps && ts.tsecr != 0)
-            .map(|ts| {
-                let ms = self.tsval(now).wrapping_sub(ts.tsecr);
-                Duration::from_millis(u64::from(ms.min(60_000)))
-            });
+        let ts_rtt = seg_tsecr.filter(|ecr| *ecr != 0).map(|ecr| {
+            let ms = self.tsval(now).wrapping_sub(ecr);
+            Duration::from_millis(u64::from(ms.min(60_000)))
+        });
         let Some(snd) = self.state.snd_mut() else {
             return AckOutcome::Continue;
         };
@@ -480,11 +475,7 @@ impl Connection {
             undo.dsacks += 1;
             if undo.retransmits > 0 && undo.dsacks >= undo.retransmits {
                 let undo = *undo;
-                snd.undo = None;
-                snd.cc.restore(undo.cwnd, undo.ssthresh);
-                if matches!(snd.recovery, Recovery::Fast { .. }) {
-                    snd.recovery = Recovery::Open;
-                }
+                snd.undo(undo);
                 self.stats.spurious_retransmits += 1;
             }
         }
@@ -515,9 +506,7 @@ impl Connection {
                 if let Some(rtx_tsval) = undo.rtx_tsval {
                     // (If the retransmission got there first, D-SACK may still tell.)
                     if (tsecr.wrapping_sub(rtx_tsval) as i32) < 0 {
-                        snd.undo = None;
-                        snd.cc.restore(undo.cwnd, undo.ssthresh);
-                        snd.recovery = Recovery::Open;
+                        snd.undo(undo);
                         snd.rack.on_dsack();
                         self.stats.spurious_retransmits += 1;
                     }

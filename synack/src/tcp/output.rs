@@ -173,7 +173,6 @@ impl Connection {
             let out = self.data_segment(now, una, len, with_fin);
             let snd = self.state.snd_mut()?;
             snd.resend_head = false;
-            snd.rtt.on_retransmit();
             if let (Some(undo), Some(ts)) = (snd.undo.as_mut(), out.options.timestamps) {
                 undo.rtx_tsval.get_or_insert(ts.tsval);
             }
@@ -182,10 +181,7 @@ impl Connection {
             if snd.nxt < end {
                 snd.nxt = end;
             }
-            snd.rack.on_retransmit(una, end, now);
-            if snd.rtx.deadline.is_none() {
-                snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
-            }
+            snd.on_retransmit(now, una, end);
             self.stats.retransmits += 1;
             return Some(out);
         }
@@ -220,13 +216,11 @@ impl Connection {
             let snd = self.state.snd_mut()?;
             let end = seq + len as u32 + with_fin as u32;
             if seq < snd.max {
-                snd.rtt.on_retransmit();
-                snd.rack.on_retransmit(seq, end.min(snd.max), now);
+                let resent_end = end.min(snd.max);
+                snd.on_retransmit(now, seq, resent_end);
                 self.stats.retransmits += 1;
             } else {
                 snd.rtt.on_send(now, end);
-            }
-            if seq >= snd.max {
                 snd.rack.on_send(seq, now);
                 if len < mss as usize {
                     snd.sml = end;
@@ -240,10 +234,7 @@ impl Connection {
             if end > snd.max {
                 snd.max = end;
             }
-            // RFC 6298 5.1: start the timer when sending data if it is not running.
-            if snd.rtx.deadline.is_none() {
-                snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
-            }
+            snd.start_rtx_timer(now);
             return Some(out);
         }
         if self.probe_due {
@@ -293,14 +284,10 @@ impl Connection {
             snd.max = end;
             snd.last_send = Some(now);
         } else {
-            snd.rtt.on_retransmit();
-            snd.rack.on_retransmit(start, end, now);
+            snd.on_retransmit(now, start, end);
             self.stats.retransmits += 1;
         }
-        let snd = self.state.snd_mut()?;
-        if snd.rtx.deadline.is_none() {
-            snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
-        }
+        snd.start_rtx_timer(now);
         self.stats.tail_loss_probes += 1;
         Some(out)
     }
@@ -326,13 +313,9 @@ impl Connection {
         let len = ((end - start) as u32).min(mss) as usize;
         let out = self.data_segment(now, start, len, false);
         let snd = self.state.snd_mut()?;
-        snd.rack.on_retransmit(start, start + len as u32, now);
+        snd.on_retransmit(now, start, start + len as u32);
         snd.pipe_after_retransmit(now, pipe, len as u32);
-        snd.rtt.on_retransmit();
         Undo::on_retransmit(&mut snd.undo);
-        if snd.rtx.deadline.is_none() {
-            snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
-        }
         self.stats.retransmits += 1;
         Some(out)
     }

@@ -140,6 +140,31 @@ impl Snd {
         self.cc.cwnd()
     }
 
+    /// RFC 6298 5.1: start the retransmission timer when sending, if it is not running.
+    pub(crate) fn start_rtx_timer(&mut self, now: Instant) {
+        if self.rtx.deadline.is_none() {
+            self.rtx.deadline = Some(now + self.rtt.backed_off(self.rtx.backoff));
+        }
+    }
+
+    /// `[start, end)` went out again at `now`: no RTT sample from it (Karn, RFC 6298 3),
+    /// RACK judges it by this send time, and the timer runs.
+    pub(crate) fn on_retransmit(&mut self, now: Instant, start: SeqNum, end: SeqNum) {
+        self.rtt.on_retransmit();
+        self.rack.on_retransmit(start, end, now);
+        self.start_rtx_timer(now);
+    }
+
+    /// A congestion response proved needless (timestamps or D-SACK): put the window back
+    /// and leave the recovery it started.
+    pub(crate) fn undo(&mut self, undo: Undo) {
+        self.undo = None;
+        self.cc.restore(undo.cwnd, undo.ssthresh);
+        if matches!(self.recovery, Recovery::Fast { .. }) {
+            self.recovery = Recovery::Open;
+        }
+    }
+
     fn srtt(&self) -> Duration {
         self.rtt.srtt().unwrap_or(self.rtt.rto())
     }

@@ -7,7 +7,9 @@
 
 use std::ops::Range;
 
-use crate::wire::{checksum, finish, pseudo_header, PROTO_TCP};
+use std::net::IpAddr;
+
+use crate::wire::{checksum, finish, pseudo_header, Ipv4Packet, Ipv6Packet, PROTO_TCP};
 
 /// `sizeof(struct virtio_net_hdr)`: what precedes each packet on a vnet-header device.
 pub(crate) const VNET_HDR_LEN: usize = 10;
@@ -230,23 +232,16 @@ fn finish_super(p: &mut [u8], f: &Shape, flags: u8) {
     let ip = f.ip_len;
     let total = p.len();
     let tcp_total = total - ip;
-    let (src, dst) = if ip == 20 {
-        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        p[10..12].copy_from_slice(&[0, 0]);
-        let c = checksum(&p[..20]);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        let a = |r: Range<usize>| -> std::net::IpAddr {
-            let o: [u8; 4] = p[r].try_into().unwrap_or([0; 4]);
-            o.into()
-        };
-        (a(12..16), a(16..20))
+    let (src, dst): (IpAddr, IpAddr) = if ip == 20 {
+        let mut v4 = Ipv4Packet::new_unchecked(&mut *p);
+        v4.set_total_len(total as u16);
+        v4.fill_checksum();
+        (v4.src_addr().into(), v4.dst_addr().into())
     } else {
+        // The IPv6 payload length; the addresses are read through the packet view.
         p[4..6].copy_from_slice(&(tcp_total as u16).to_be_bytes());
-        let a = |r: Range<usize>| -> std::net::IpAddr {
-            let o: [u8; 16] = p[r].try_into().unwrap_or([0; 16]);
-            o.into()
-        };
-        (a(8..24), a(24..40))
+        let v6 = Ipv6Packet::new_unchecked(&*p);
+        (v6.src_addr().into(), v6.dst_addr().into())
     };
     p[ip + 13] = flags;
     let partial = !finish(pseudo_header(&src, &dst, PROTO_TCP, tcp_total as u32));
