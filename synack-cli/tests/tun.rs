@@ -56,17 +56,22 @@ fn curl_and_python3_fetch_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact()
         assert_eq!(sha256(&got), sha256(&www.join("big.bin")), "{url}");
         std::fs::remove_file(&got).unwrap();
     }
-    // python3's HTTP client (kernel side) fetches the same file.
-    let fetch = format!(
-        "import urllib.request\nopen('{}','wb').write(urllib.request.urlopen('http://198.18.0.2:8080/big.bin', timeout=120).read())",
-        ns.dir.join("py.bin").display()
-    );
-    ns.exec(&["python3", "-c", &fetch]);
-    assert_eq!(
-        sha256(&ns.dir.join("py.bin")),
-        sha256(&www.join("big.bin")),
-        "python3"
-    );
+    // python3's HTTP client (kernel side) fetches the same file, over both IP versions.
+    for url in [
+        "http://198.18.0.2:8080/big.bin",
+        "http://[2001:db8::2]:8080/big.bin",
+    ] {
+        let fetch = format!(
+            "import urllib.request\nopen('{}','wb').write(urllib.request.urlopen('{url}', timeout=120).read())",
+            ns.dir.join("py.bin").display()
+        );
+        ns.exec(&["python3", "-c", &fetch]);
+        assert_eq!(
+            sha256(&ns.dir.join("py.bin")),
+            sha256(&www.join("big.bin")),
+            "python3 {url}"
+        );
+    }
     // Keep-alive: two requests on one connection.
     let out = ns.exec(&[
         "curl",
