@@ -23,6 +23,16 @@ pub struct DrillArgs {
     /// ipv4 or ipv6.
     #[arg(long = "ip_version", default_value = "ipv4", value_parser = ["ipv4", "ipv6"])]
     pub ip_version: String,
+    /// Compare each segment synack sends with one script line (no merging of
+    /// consecutive segments into one script packet, as packetdrill does for TSO).
+    #[arg(long = "strict_segments")]
+    pub strict_segments: bool,
+    /// MTU of synack's interface (its MSS follows: 1500 gives 1460 over IPv4).
+    #[arg(long)]
+    pub mtu: Option<usize>,
+    /// The MSS synack announces (sets the MTU to MSS plus the IP and TCP headers).
+    #[arg(long)]
+    pub mss: Option<usize>,
     /// Define NAME=value, replaced in the scripts.
     #[arg(short = 'D', value_name = "NAME=value")]
     pub defines: Vec<String>,
@@ -40,12 +50,20 @@ pub fn run_drill(args: &DrillArgs) -> i32 {
             }
         }
     }
-    let opts = DrillOptions {
+    let ipv6 = args.ip_version == "ipv6";
+    let mut opts = DrillOptions {
         tolerance: Duration::from_micros(args.tolerance_usecs),
-        ipv6: args.ip_version == "ipv6",
+        ipv6,
         defines,
+        strict_segments: args.strict_segments,
         ..DrillOptions::default()
     };
+    if let Some(mtu) = args.mtu {
+        opts.config.mtu = mtu;
+    }
+    if let Some(mss) = args.mss {
+        opts.config.mtu = mss + if ipv6 { 60 } else { 40 };
+    }
     let (mut passed, mut failed) = (0, 0);
     for file in &args.files {
         let text = match std::fs::read_to_string(file) {
@@ -56,6 +74,7 @@ pub fn run_drill(args: &DrillArgs) -> i32 {
                 continue;
             }
         };
+        opts.base_dir = file.parent().map(|d| d.to_path_buf());
         let out = run(&text, &opts);
         if args.verbose {
             for l in &out.log {

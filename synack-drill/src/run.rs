@@ -5,12 +5,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use synack::wire::{self, SackBlocks, SeqNum, TcpFlags, TcpOptions, TcpRepr, Timestamps};
 use synack::{Config, ConnectionHandle, Error, Instant, ListenerHandle, Stack};
 
-use crate::script::{Action, Direction, ScriptOption, Segment, Syscall, TimeSpec};
+use crate::args::{self, PollFd};
+use crate::script::{Action, Direction, Event, ScriptOption, Segment, Syscall, TimeSpec};
 
 /// How to run scripts.
 #[derive(Clone, Debug)]
@@ -23,6 +25,12 @@ pub struct DrillOptions {
     pub config: Config,
     /// `-D NAME=value` defines.
     pub defines: Vec<(String, String)>,
+    /// `--strict_segments`: compare each segment we send with one script line; by
+    /// default consecutive segments sent together are merged into one script packet, as
+    /// packetdrill sees a TSO super-segment from Linux.
+    pub strict_segments: bool,
+    /// The script's directory, where `.sh` files its shell lines run are read for sysctls.
+    pub base_dir: Option<PathBuf>,
 }
 
 impl Default for DrillOptions {
@@ -32,6 +40,8 @@ impl Default for DrillOptions {
             ipv6: false,
             config: Config::default(),
             defines: Vec::new(),
+            strict_segments: false,
+            base_dir: None,
         }
     }
 }
@@ -80,10 +90,29 @@ enum Socket {
     },
 }
 
+/// Socket options set by the script, kept per descriptor: applied to the connection
+/// when there is one (accepted connections inherit the listener's, as on Linux).
+#[derive(Clone, Debug, Default)]
+struct SockOpts {
+    /// SO_RCVBUF / SO_SNDBUF as the kernel keeps them (twice the value set).
+    rcvbuf: Option<usize>,
+    sndbuf: Option<usize>,
+    nodelay: bool,
+    maxseg: Option<u16>,
+    user_timeout: Option<Duration>,
+    /// SO_LINGER on with time 0: close() sends RST.
+    linger_zero: bool,
+    reuseaddr: bool,
+    /// shutdown(SHUT_RD) was called: reads return what is queued, then 0.
+    shut_rd: bool,
+}
+
 /// A blocking call waiting to return.
 struct Pending {
     call: Syscall,
     line: usize,
+    /// When it was called.
+    started: Instant,
     /// Script time by which it must return.
     end: f64,
 }
@@ -102,8 +131,13 @@ struct Runner {
     /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
     last_tsval: Option<u32>,
     sockets: BTreeMap<i64, Socket>,
+    opts: BTreeMap<i64, SockOpts>,
     sent: VecDeque<(Instant, Vec<u8>)>,
     tolerance: Duration,
+    strict_segments: bool,
+    /// A value a call filled in (getsockopt, ioctl, poll) that is not what the script
+    /// says; reported when the call is checked.
+    value_error: Option<String>,
     log: Vec<String>,
 }
 
@@ -122,6 +156,30 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
             return outcome;
         }
     };
+    let mut opts = opts.clone();
+    let mut mss = None;
+    for ev in &events {
+        let Action::Option(name, value) = &ev.action else {
+            continue;
+        };
+        let number = value.parse::<u64>().ok();
+        match (name.as_str(), number) {
+            ("tolerance_usecs", Some(v)) => opts.tolerance = Duration::from_micros(v),
+            ("ip_version", _) => opts.ipv6 = value == "ipv6",
+            ("strict_segments", _) => opts.strict_segments = value != "0" && value != "false",
+            ("mtu", Some(v)) => opts.config.mtu = v as usize,
+            ("mss", Some(v)) => mss = Some(v as usize),
+            _ => outcome.notes.push(format!(
+                "line {}: option --{name} is not used by this runner",
+                ev.line
+            )),
+        }
+    }
+    if let Some(mss) = mss {
+        // --mss: our MSS; the MTU that gives it.
+        opts.config.mtu = mss + if opts.ipv6 { 60 } else { 40 };
+    }
+    let opts = &opts;
     let (local, remote): (IpAddr, IpAddr) = if opts.ipv6 {
         (
             "2001:db8::1".parse().unwrap(),
@@ -144,8 +202,11 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         ports: (LOCAL_PORT, REMOTE_PORT),
         last_tsval: None,
         sockets: BTreeMap::new(),
+        opts: BTreeMap::new(),
         sent: VecDeque::new(),
         tolerance: opts.tolerance,
+        strict_segments: opts.strict_segments,
+        value_error: None,
         log: Vec::new(),
     };
     let mut prev = 0.0f64;
@@ -168,6 +229,11 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
                 outcome
                     .notes
                     .push(format!("line {}: skipped {what}", ev.line));
+                Ok(())
+            }
+            Action::Option(..) => Ok(()),
+            Action::Shell(cmd) => {
+                r.shell(ev, cmd, opts, &mut outcome.notes);
                 Ok(())
             }
             Action::Segment(seg) if seg.direction == Direction::Outbound => {
@@ -291,6 +357,21 @@ fn errno(e: Error) -> &'static str {
 }
 
 impl Runner {
+    /// A shell line: not run; the TCP sysctls it sets change the stack's configuration.
+    fn shell(&mut self, ev: &Event, cmd: &str, opts: &DrillOptions, notes: &mut Vec<String>) {
+        let found = crate::sysctl::assignments(cmd, opts.base_dir.as_deref());
+        let first = cmd.lines().next().unwrap_or("");
+        if found.is_empty() {
+            notes.push(format!("line {}: skipped shell `{first}`", ev.line));
+        }
+        for a in found {
+            match crate::sysctl::apply(&a, self.stack.config_mut()) {
+                Ok(()) => notes.push(format!("line {}: {}={} applied", ev.line, a.name, a.value)),
+                Err(why) => notes.push(format!("line {}: {why}; skipped", ev.line)),
+            }
+        }
+    }
+
     fn secs(&self, t: Instant) -> f64 {
         (t - self.t0).as_secs_f64()
     }
@@ -370,13 +451,16 @@ impl Runner {
                 }
             }
         }
-        let Some((t, p)) = self.sent.pop_front() else {
+        let Some((t, mut p)) = self.sent.pop_front() else {
             return Err(format!(
                 "expected outbound {} at {at:.3}, nothing was sent by {:.3}",
                 seg.flags,
                 self.secs(deadline)
             ));
         };
+        if let (false, Some((_, _, len))) = (self.strict_segments, seg.seq) {
+            p = self.merge(t, p, len as usize);
+        }
         if t < earliest || t > deadline {
             return Err(format!(
                 "outbound {} at {:.3}: script expected it at {at:.3} (tolerance {} ms)",
@@ -391,6 +475,44 @@ impl Runner {
             describe(&p, self.local_isn)
         ));
         self.compare(seg, &p)
+    }
+
+    /// Segments sent at the same moment that continue `first` are joined into one, up to
+    /// `len` bytes of payload, as Linux's TSO hands packetdrill one super-segment.
+    fn merge(&mut self, t: Instant, first: Vec<u8>, len: usize) -> Vec<u8> {
+        let Ok((_, head)) = wire::parse_tcp_packet(&first) else {
+            return first;
+        };
+        if head.payload.len() >= len || head.flags.syn() || head.flags.rst() {
+            return first;
+        }
+        let mut payload = head.payload.to_vec();
+        let mut flags = head.flags;
+        while let Some((t2, next)) = self.sent.front() {
+            let Ok((_, seg)) = wire::parse_tcp_packet(next) else {
+                break;
+            };
+            let joins = *t2 == t
+                && !flags.fin()
+                && seg.seq == head.seq + payload.len() as u32
+                && seg.ack == head.ack
+                && !seg.payload.is_empty()
+                && payload.len() + seg.payload.len() <= len
+                && seg.flags.bits() & !0x09 == flags.bits() & !0x08;
+            if !joins {
+                break;
+            }
+            payload.extend_from_slice(seg.payload);
+            // The super-segment carries the PSH and FIN of its last piece.
+            flags = TcpFlags::from_bits(flags.bits() | (seg.flags.bits() & 0x09));
+            self.sent.pop_front();
+        }
+        let merged = TcpRepr {
+            flags,
+            payload: &payload,
+            ..head
+        };
+        wire::emit_tcp_packet(self.local, self.remote, 64, &merged).unwrap_or(first)
     }
 
     fn compare(&mut self, want: &Segment, p: &[u8]) -> Check {
@@ -518,6 +640,7 @@ impl Runner {
                 self.pending = Some(Pending {
                     call: call.clone(),
                     line,
+                    started: self.now,
                     end,
                 });
                 Ok(())
@@ -580,9 +703,18 @@ impl Runner {
         if until <= end {
             return Ok(());
         }
-        // Step through the stack's own events up to the call's deadline.
+        // Step through the stack's own events (and a poll's timeout) up to the deadline.
         while self.pending.is_some() {
-            match self.stack.poll_timeout().filter(|t| *t <= end) {
+            let poll_end = self.pending.as_ref().and_then(|p| {
+                let ms: i64 = p.call.args.get(2).and_then(|a| a.parse().ok())?;
+                (p.call.name == "poll" && ms >= 0)
+                    .then(|| p.started + Duration::from_millis(ms as u64))
+            });
+            let next = match (self.stack.poll_timeout(), poll_end) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            match next.filter(|t| *t <= end) {
                 Some(t) => {
                     self.run_until(t);
                     self.poll_pending().map_err(|f| f.message)?;
@@ -604,7 +736,19 @@ impl Runner {
         let Some(p) = self.pending.take() else {
             return Ok(false);
         };
-        let got = self.retry(&p.call);
+        let mut got = self.retry(&p.call);
+        if p.call.name == "poll" && matches!(got, Err(Error::WouldBlock)) {
+            // poll's own timeout (milliseconds; negative waits for ever) ends the wait with 0.
+            let ms: i64 = p
+                .call
+                .args
+                .get(2)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(-1);
+            if ms >= 0 && self.now >= p.started + Duration::from_millis(ms as u64) {
+                got = Ok(0);
+            }
+        }
         if matches!(got, Err(Error::WouldBlock)) {
             self.pending = Some(p);
             return Ok(false);
@@ -654,7 +798,11 @@ impl Runner {
                 );
                 Ok(call.ret)
             }
-            "bind" | "setsockopt" | "getsockopt" | "poll" | "ioctl" => Ok(call.ret.max(0)),
+            "bind" => Ok(call.ret.max(0)),
+            "setsockopt" => self.setsockopt(call, fd),
+            "getsockopt" => self.getsockopt(call, fd),
+            "ioctl" => self.ioctl(call, fd),
+            "poll" => self.poll(call),
             "fcntl" => {
                 let nb = call.args.iter().any(|a| a.contains("O_NONBLOCK"));
                 if let Some(s) = self.sockets.get_mut(&fd) {
@@ -703,6 +851,11 @@ impl Runner {
                                 nonblocking: false,
                             },
                         );
+                        // An accepted socket inherits the listener's options.
+                        let mut inherited = self.opts.get(&fd).cloned().unwrap_or_default();
+                        inherited.shut_rd = false;
+                        self.apply_opts(h, &inherited);
+                        self.opts.insert(call.ret, inherited);
                         call.ret
                     })
                 }
@@ -727,25 +880,40 @@ impl Runner {
                             nonblocking,
                         },
                     );
+                    let opts = self.opts.get(&fd).cloned().unwrap_or_default();
+                    self.apply_opts(h, &opts);
                     // In progress: EINPROGRESS if nonblocking, else the call blocks.
                     Err(Error::InvalidState(synack::TcpState::SynSent))
                 })
             }
-            "write" | "send" => {
-                let len: usize = call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+            "write" | "send" | "writev" => {
+                let len: usize = if call.name == "writev" {
+                    call.args.get(1).map_or(0, |a| args::iov_len(a))
+                } else {
+                    call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0)
+                };
                 self.conn(fd)
                     .map(|(h, _)| h)
                     .map_err(|_| Error::InvalidHandle)
                     .and_then(|h| self.stack.send(now, h, &vec![b'x'; len]).map(|n| n as i64))
             }
-            "read" | "recv" => {
-                let len: usize = call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+            "read" | "recv" | "readv" => {
+                let len: usize = if call.name == "readv" {
+                    call.args.get(1).map_or(0, |a| args::iov_len(a))
+                } else {
+                    call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0)
+                };
+                let shut_rd = self.opts.get(&fd).is_some_and(|o| o.shut_rd);
                 self.conn(fd)
                     .map(|(h, _)| h)
                     .map_err(|_| Error::InvalidHandle)
                     .and_then(|h| {
                         let mut buf = vec![0u8; len];
-                        self.stack.recv(now, h, &mut buf).map(|n| n as i64)
+                        match self.stack.recv(now, h, &mut buf) {
+                            // After shutdown(SHUT_RD) a read that finds nothing returns 0.
+                            Err(Error::WouldBlock) if shut_rd => Ok(0),
+                            r => r.map(|n| n as i64),
+                        }
                     })
             }
             "shutdown" => {
@@ -753,6 +921,9 @@ impl Runner {
                     .args
                     .iter()
                     .any(|a| a.contains("SHUT_WR") || a.contains("SHUT_RDWR"));
+                if call.args.iter().any(|a| a.contains("SHUT_RD")) {
+                    self.opts.entry(fd).or_default().shut_rd = true;
+                }
                 match (self.conn(fd), wr) {
                     (Ok((h, _)), true) => self.stack.shutdown(now, h).map(|_| 0),
                     (Ok(_), false) => Ok(0),
@@ -760,6 +931,12 @@ impl Runner {
                 }
             }
             "close" => match self.sockets.remove(&fd) {
+                // SO_LINGER with a zero time: close() aborts with RST.
+                Some(Socket::Conn { handle, .. })
+                    if self.opts.remove(&fd).is_some_and(|o| o.linger_zero) =>
+                {
+                    self.stack.abort(now, handle).map(|_| 0)
+                }
                 Some(Socket::Conn { handle, .. }) => self.stack.close(now, handle).map(|_| 0),
                 Some(Socket::Listener { handle, .. }) => {
                     self.stack.close_listener(now, handle).map(|_| 0)
@@ -778,7 +955,238 @@ impl Runner {
         got
     }
 
-    fn check(&self, call: &Syscall, got: Result<i64, Error>) -> Check {
+    fn apply_opts(&mut self, h: ConnectionHandle, o: &SockOpts) {
+        let now = self.now;
+        if o.rcvbuf.is_some() || o.sndbuf.is_some() {
+            let _ = self.stack.set_buffers(now, h, o.sndbuf, o.rcvbuf);
+        }
+        if o.nodelay {
+            let _ = self.stack.set_nodelay(now, h, true);
+        }
+        if let Some(mss) = o.maxseg {
+            let _ = self.stack.set_mss(now, h, mss);
+        }
+        if o.user_timeout.is_some() {
+            let _ = self.stack.set_user_timeout(now, h, o.user_timeout);
+        }
+    }
+
+    /// The connection behind a descriptor, if it has one yet.
+    fn handle_of(&self, fd: i64) -> Option<ConnectionHandle> {
+        self.conn(fd).ok().map(|(h, _)| h)
+    }
+
+    fn setsockopt(&mut self, call: &Syscall, fd: i64) -> Result<i64, Error> {
+        if !self.sockets.contains_key(&fd) {
+            return Err(Error::InvalidHandle);
+        }
+        let name = call.args.get(2).map_or("", String::as_str);
+        let value = call.args.get(3).map_or("", String::as_str);
+        let n = args::number(value).unwrap_or(0);
+        let mut o = self.opts.get(&fd).cloned().unwrap_or_default();
+        match name {
+            // Linux doubles the size asked for (the rest is its bookkeeping).
+            "SO_RCVBUF" => o.rcvbuf = Some(2 * n.max(0) as usize),
+            "SO_SNDBUF" => o.sndbuf = Some(2 * n.max(0) as usize),
+            "TCP_NODELAY" => o.nodelay = n != 0,
+            "TCP_MAXSEG" => o.maxseg = Some(n.clamp(88, 65535) as u16),
+            "TCP_USER_TIMEOUT" if n < 0 => {
+                return Err(Error::InvalidState(synack::TcpState::Closed))
+            }
+            "TCP_USER_TIMEOUT" => o.user_timeout = Some(Duration::from_millis(n as u64)),
+            "SO_LINGER" => o.linger_zero = args::linger_zero(value),
+            "SO_REUSEADDR" => o.reuseaddr = n != 0,
+            other => self.log.push(format!(
+                "note: setsockopt {other} is not modelled; taken as succeeding"
+            )),
+        }
+        if let Some(h) = self.handle_of(fd) {
+            let now = self.now;
+            let _ = match name {
+                "SO_RCVBUF" | "SO_SNDBUF" => self.stack.set_buffers(now, h, o.sndbuf, o.rcvbuf),
+                "TCP_NODELAY" => self.stack.set_nodelay(now, h, o.nodelay),
+                "TCP_MAXSEG" => o.maxseg.map_or(Ok(()), |m| self.stack.set_mss(now, h, m)),
+                "TCP_USER_TIMEOUT" => self.stack.set_user_timeout(now, h, o.user_timeout),
+                _ => Ok(()),
+            };
+        }
+        self.opts.insert(fd, o);
+        Ok(0)
+    }
+
+    fn getsockopt(&mut self, call: &Syscall, fd: i64) -> Result<i64, Error> {
+        if !self.sockets.contains_key(&fd) {
+            return Err(Error::InvalidHandle);
+        }
+        let name = call.args.get(2).map_or("", String::as_str);
+        let want = call.args.get(3).map_or("", String::as_str);
+        let o = self.opts.get(&fd).cloned().unwrap_or_default();
+        let h = self.handle_of(fd);
+        let cfg = self.stack.config();
+        let got: i64 = match name {
+            "SO_RCVBUF" => o.rcvbuf.unwrap_or(cfg.recv_buffer) as i64,
+            "SO_SNDBUF" => o.sndbuf.unwrap_or(cfg.send_buffer) as i64,
+            "TCP_NODELAY" => i64::from(o.nodelay),
+            "SO_REUSEADDR" => i64::from(o.reuseaddr),
+            "TCP_USER_TIMEOUT" => o.user_timeout.map_or(0, |t| t.as_millis() as i64),
+            "TCP_MAXSEG" => match h.and_then(|h| self.stack.info(self.now, h).ok()) {
+                Some(info) if info.state != synack::TcpState::SynSent => info.snd_mss as i64,
+                // Not connected yet: what was set, else the default of 536.
+                _ => i64::from(o.maxseg.unwrap_or(536)),
+            },
+            "SO_ERROR" => {
+                let e = h.and_then(|h| self.stack.error(h).ok().flatten());
+                e.map_or(0, |e| args::errno_number(errno(e)).unwrap_or(-1))
+            }
+            other => {
+                self.log.push(format!(
+                    "note: getsockopt {other} is not modelled; its value is not checked"
+                ));
+                return Ok(0);
+            }
+        };
+        let expected = args::bracketed(want).and_then(|v| {
+            if name == "SO_ERROR" {
+                args::errno_number(v)
+            } else {
+                v.parse().ok()
+            }
+        });
+        if let Some(w) = expected.filter(|w| *w != got) {
+            self.value_error = Some(format!(
+                "getsockopt({name}): the script expects [{w}], synack has [{got}]"
+            ));
+        }
+        Ok(0)
+    }
+
+    fn ioctl(&mut self, call: &Syscall, fd: i64) -> Result<i64, Error> {
+        let request = call.args.get(1).map_or("", String::as_str);
+        let want = call.args.get(2).and_then(|a| args::number(a));
+        let got = match (request, self.sockets.get(&fd)) {
+            (_, None) => return Err(Error::InvalidHandle),
+            ("SIOCINQ" | "FIONREAD" | "SIOCOUTQ" | "TIOCOUTQ", Some(Socket::Listener { .. })) => {
+                return Err(Error::InvalidState(synack::TcpState::Listen))
+            }
+            ("SIOCINQ" | "FIONREAD", _) => {
+                self.handle_of(fd)
+                    .map_or(Ok(0), |h| self.stack.recv_queue(h))? as i64
+            }
+            ("SIOCOUTQ" | "TIOCOUTQ", _) => {
+                self.handle_of(fd)
+                    .map_or(Ok(0), |h| self.stack.send_queue(h))? as i64
+            }
+            (other, _) => {
+                self.log.push(format!(
+                    "note: ioctl {other} is not modelled; taken as succeeding"
+                ));
+                return Ok(0);
+            }
+        };
+        if let Some(w) = want.filter(|w| *w != got) {
+            self.value_error = Some(format!(
+                "ioctl({request}): the script expects [{w}], synack has [{got}]"
+            ));
+        }
+        Ok(0)
+    }
+
+    /// What poll would report for one descriptor (Linux's tcp_poll), before masking.
+    fn poll_bits(&self, fd: i64) -> u32 {
+        use synack::TcpState as S;
+        match self.sockets.get(&fd) {
+            None => args::POLLNVAL,
+            Some(Socket::Fresh { .. }) => args::POLLOUT | args::POLLHUP,
+            Some(Socket::Listener { handle, .. }) => {
+                if self.stack.accept_queue_len(*handle).unwrap_or(0) > 0 {
+                    args::POLLIN | args::POLLRDNORM
+                } else {
+                    0
+                }
+            }
+            Some(Socket::Conn { handle, .. }) => {
+                let h = *handle;
+                let state = self.stack.state(h).unwrap_or(S::Closed);
+                let error = self.stack.error(h).ok().flatten().is_some();
+                let queued = self.stack.recv_queue(h).unwrap_or(0);
+                let rcv_shut = matches!(
+                    state,
+                    S::CloseWait | S::LastAck | S::Closing | S::TimeWait | S::Closed
+                );
+                let snd_shut = matches!(
+                    state,
+                    S::FinWait1 | S::FinWait2 | S::Closing | S::LastAck | S::TimeWait | S::Closed
+                );
+                let mut bits = 0;
+                if state == S::Closed || (rcv_shut && snd_shut) {
+                    bits |= args::POLLHUP;
+                }
+                if rcv_shut {
+                    bits |= args::POLLIN | args::POLLRDNORM | args::POLLRDHUP;
+                }
+                if !matches!(state, S::SynSent | S::SynReceived) {
+                    if queued > 0 {
+                        bits |= args::POLLIN | args::POLLRDNORM;
+                    }
+                    let room = self.stack.send_queue(h).unwrap_or(0)
+                        < self
+                            .opts
+                            .get(&fd)
+                            .and_then(|o| o.sndbuf)
+                            .unwrap_or(self.stack.config().send_buffer);
+                    if snd_shut || room {
+                        bits |= args::POLLOUT | args::POLLWRNORM;
+                    }
+                }
+                if error {
+                    bits |= args::POLLERR;
+                }
+                bits
+            }
+        }
+    }
+
+    /// poll(): the count of ready descriptors, each one's revents checked; WouldBlock
+    /// when none is ready and the timeout is not zero.
+    fn poll(&mut self, call: &Syscall) -> Result<i64, Error> {
+        let set: Vec<PollFd> = match call.args.first().map(|a| args::poll_set(a)) {
+            Some(Ok(set)) => set,
+            Some(Err(e)) => {
+                self.value_error = Some(format!("poll(): {e}"));
+                return Ok(0);
+            }
+            None => Vec::new(),
+        };
+        let timeout_ms: i64 = call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0);
+        let mut ready = 0;
+        let mut mismatch = None;
+        for p in &set {
+            // POLLERR, POLLHUP and POLLNVAL are reported whether asked for or not.
+            let always = args::POLLERR | args::POLLHUP | args::POLLNVAL;
+            let revents = self.poll_bits(p.fd) & (p.events | always);
+            if revents != 0 {
+                ready += 1;
+            }
+            if revents != p.revents && mismatch.is_none() {
+                mismatch = Some(format!(
+                    "poll(): fd {} revents: the script expects {}, synack has {}",
+                    p.fd,
+                    args::poll_names(p.revents),
+                    args::poll_names(revents)
+                ));
+            }
+        }
+        if ready == 0 && timeout_ms != 0 {
+            return Err(Error::WouldBlock);
+        }
+        self.value_error = mismatch;
+        Ok(ready)
+    }
+
+    fn check(&mut self, call: &Syscall, got: Result<i64, Error>) -> Check {
+        if let Some(e) = self.value_error.take() {
+            return Err(e);
+        }
         // A nonblocking connect reports EINPROGRESS (InvalidState(SynSent) above).
         let (ret, name) = match got {
             Ok(v) => (v, None),

@@ -75,8 +75,13 @@ pub struct Syscall {
 pub enum Action {
     Segment(Segment),
     Syscall(Syscall),
-    /// A shell command or code block the runner does not execute.
+    /// A backtick shell command: not executed; the sysctls it sets are applied
+    /// (see [`crate::sysctl`]).
+    Shell(String),
+    /// A `%{ }%` code block, which the runner does not execute.
     Skipped(String),
+    /// A `--name=value` line: a command-line option given inside the script.
+    Option(String, String),
 }
 
 /// One event of a script.
@@ -108,6 +113,8 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
     let mut events = Vec::new();
     let mut in_block = false;
     let mut in_comment = false;
+    // A backtick command still open: its first line and text so far.
+    let mut shell: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let mut l = raw.to_string();
@@ -142,7 +149,55 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
             }
             continue;
         }
+        if let Some((start, text)) = &mut shell {
+            // A backtick command that spans lines ends at the closing backtick.
+            let (part, done) = match t.find('`') {
+                Some(i) => (&t[..i], true),
+                None => (t, false),
+            };
+            text.push('\n');
+            text.push_str(part);
+            if done {
+                events.push(Event {
+                    line: *start,
+                    time: TimeSpec::Relative(0.0),
+                    action: Action::Shell(text.trim().to_string()),
+                });
+                shell = None;
+            }
+            continue;
+        }
         if t.is_empty() {
+            continue;
+        }
+        // Untimed lines: options (`--tolerance_usecs=10000`), shell commands, code blocks.
+        if let Some(opt) = t.strip_prefix("--") {
+            let (name, value) = opt.split_once('=').unwrap_or((opt, ""));
+            events.push(Event {
+                line,
+                time: TimeSpec::Relative(0.0),
+                action: Action::Option(name.trim().to_string(), value.trim().to_string()),
+            });
+            continue;
+        }
+        if let Some(cmd) = t.strip_prefix('`') {
+            match cmd.find('`') {
+                Some(end) => events.push(Event {
+                    line,
+                    time: TimeSpec::Relative(0.0),
+                    action: Action::Shell(cmd[..end].trim().to_string()),
+                }),
+                None => shell = Some((line, cmd.to_string())),
+            }
+            continue;
+        }
+        if t.starts_with("%{") {
+            in_block = !t.contains("}%");
+            events.push(Event {
+                line,
+                time: TimeSpec::Relative(0.0),
+                action: Action::Skipped(format!("code block: {t}")),
+            });
             continue;
         }
         let (time, rest) = split_time(t).map_err(|message| ParseError { line, message })?;
@@ -150,8 +205,8 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
         let action = if rest.starts_with("%{") {
             in_block = !rest.contains("}%");
             Action::Skipped(format!("code block: {rest}"))
-        } else if rest.starts_with('`') {
-            Action::Skipped(format!("shell: {rest}"))
+        } else if let Some(cmd) = rest.strip_prefix('`') {
+            Action::Shell(cmd.trim_end_matches('`').trim().to_string())
         } else if let Some(seg) = rest.strip_prefix('<') {
             Action::Segment(
                 segment(Direction::Inbound, seg).map_err(|message| ParseError { line, message })?,

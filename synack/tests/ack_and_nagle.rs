@@ -8,11 +8,62 @@ use std::time::Duration;
 use common::*;
 use synack::Config;
 
+/// Delayed ACKs from the first segment (quick-ACK mode off).
 fn with_delayed_acks() -> Harness {
     Harness::new(Config {
         delayed_ack: Duration::from_millis(40),
+        quick_acks: 0,
         ..plain_config()
     })
+}
+
+// Linux's quick-ACK mode: the first 16 data segments are ACKed at once, then ACKs are
+// delayed; after a silence longer than the RTO the mode starts again.
+#[test]
+fn the_first_sixteen_segments_and_those_after_an_idle_are_acked_at_once() {
+    let mut h = Harness::new(Config {
+        delayed_ack: Duration::from_millis(40),
+        ..plain_config()
+    });
+    let (_, iss) = h.established_passive(1000);
+    let mut seq = 1001;
+    for i in 0..16 {
+        h.inject(ack(), seq, iss + 1, 65535, b"0123456789");
+        seq += 10;
+        assert_eq!(h.expect_one().ack, seq, "segment {i} is ACKed at once");
+    }
+    h.inject(ack(), seq, iss + 1, 65535, b"0123456789");
+    seq += 10;
+    h.expect_none();
+    let sent = h.advance_collect(Duration::from_millis(100));
+    assert_eq!(
+        sent.len(),
+        1,
+        "the 17th waits for the delayed ACK: {sent:?}"
+    );
+    // Idle for 3 s (more than the 1 s RTO): quick ACKs again.
+    h.advance_collect(Duration::from_secs(3));
+    h.inject(ack(), seq, iss + 1, 65535, b"0123456789");
+    assert_eq!(h.expect_one().ack, seq + 10);
+}
+
+// Linux's interactive mode: once we answer data with data, the quick ACKs stop and a
+// lone segment waits for the delayed-ACK timer.
+#[test]
+fn answering_data_with_data_turns_quick_acks_off() {
+    let mut h = Harness::new(Config {
+        delayed_ack: Duration::from_millis(40),
+        ..plain_config()
+    });
+    let (c, iss) = h.established_passive(1000);
+    h.inject(ack(), 1001, iss + 1, 65535, b"request");
+    assert_eq!(h.expect_one().ack, 1008, "quick ACK");
+    h.stack.send(h.now, c, b"response").unwrap();
+    assert_eq!(h.expect_one().payload, b"response");
+    h.inject(ack(), 1008, iss + 9, 65535, b"request");
+    h.expect_none();
+    let sent = h.advance_collect(Duration::from_millis(100));
+    assert_eq!(sent.len(), 1, "{sent:?}");
 }
 
 // RFC 5681 4.2: an ACK at least every second full-sized segment.

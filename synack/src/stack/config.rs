@@ -42,6 +42,11 @@ pub struct Config {
     /// Longest an ACK for in-order data may wait (RFC 1122 4.2.3.2: under 500 ms;
     /// Linux's 40 ms). At most every second segment waits. Zero ACKs every segment.
     pub delayed_ack: Duration,
+    /// Quick ACKs at the start of a connection and after an idle of more than an RTO:
+    /// up to this many data segments are ACKed at once before delayed ACKs begin
+    /// (Linux's quick-ACK mode, TCP_MAX_QUICKACKS = 16; fewer when the window holds
+    /// fewer than twice as many segments). Zero turns the mode off.
+    pub quick_acks: u32,
     /// Default of TCP_NODELAY for new connections: false keeps Nagle's algorithm on
     /// (RFC 1122 4.2.3.4), as Linux does.
     pub tcp_nodelay: bool,
@@ -60,6 +65,11 @@ pub struct Config {
     pub recv_buffer: usize,
     /// Send buffer per connection, in bytes.
     pub send_buffer: usize,
+    /// `net.ipv4.tcp_rmem[2]` (6 MiB): the most a receive buffer may grow to. As on Linux,
+    /// the window scale offered on a SYN is derived from it (the smallest shift that fits
+    /// the larger of it and `recv_buffer` in 16 bits: 6 MiB gives 7), unless the application
+    /// sized the buffer itself ([`crate::Stack::set_buffers`]).
+    pub tcp_rmem_max: usize,
     /// `net.ipv4.ip_local_port_range` (32768-60999): ephemeral ports for connect().
     pub ephemeral_ports: RangeInclusive<u16>,
     /// `net.core.somaxconn` (4096): the largest listen backlog honoured.
@@ -85,6 +95,7 @@ impl Default for Config {
             tcp_sack: true,
             congestion_control: CongestionControl::Cubic,
             delayed_ack: Duration::from_millis(40),
+            quick_acks: 16,
             tcp_nodelay: false,
             keepalive: None,
             rto_initial: Duration::from_secs(1),
@@ -93,6 +104,7 @@ impl Default for Config {
             mtu: 1500,
             recv_buffer: 256 * 1024,
             send_buffer: 256 * 1024,
+            tcp_rmem_max: 6 * 1024 * 1024,
             ephemeral_ports: 32768..=60999,
             somaxconn: 4096,
             ttl: 64,
@@ -101,6 +113,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The window scale a new connection offers (RFC 7323 2.2), derived as Linux does.
+    pub(crate) fn wscale_offer(&self) -> Option<u8> {
+        self.tcp_window_scaling
+            .then(|| crate::tcp::wscale_for(self.recv_buffer.max(self.tcp_rmem_max)))
+    }
+
     /// Retries allowed for an orphaned connection (Linux reads 0 as 8).
     pub fn orphan_retries(&self) -> u32 {
         if self.tcp_orphan_retries == 0 {

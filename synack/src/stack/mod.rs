@@ -99,6 +99,12 @@ impl Stack {
         &self.config
     }
 
+    /// Change the configuration; it applies to connections opened from now on (as a
+    /// sysctl does on Linux).
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
     /// Give the stack an IP address: it accepts packets sent to it and uses it as a source.
     pub fn add_address(&mut self, addr: IpAddr) {
         if !self.addresses.contains(&addr) {
@@ -771,6 +777,16 @@ impl Stack {
         Ok(handle)
     }
 
+    /// How many established connections wait in the listener's accept queue (what
+    /// makes a listening socket readable to poll).
+    pub fn accept_queue_len(&self, listener: ListenerHandle) -> Result<usize, Error> {
+        self.listeners
+            .get(listener.0 as usize)
+            .and_then(Option::as_ref)
+            .map(|l| l.accept_queue.len())
+            .ok_or(Error::InvalidHandle)
+    }
+
     /// Stop listening; connections not yet accepted are reset.
     pub fn close_listener(&mut self, now: Instant, listener: ListenerHandle) -> Result<(), Error> {
         let l = self
@@ -966,6 +982,24 @@ impl Stack {
         nodelay: bool,
     ) -> Result<(), Error> {
         self.with_conn(now, conn, |c, _| c.set_nodelay(nodelay))
+    }
+
+    /// TCP_USER_TIMEOUT (RFC 5482): abort the connection when sent data stays
+    /// unacknowledged for this long, in place of the `tcp_retries2` count (None or zero
+    /// goes back to it). The last retransmission is timed to end at the limit, as on Linux.
+    pub fn set_user_timeout(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_user_timeout(timeout))
+    }
+
+    /// TCP_MAXSEG: cap the segment size. Called right after `connect` (before the next
+    /// `poll_transmit`) it is also the MSS our SYN announces.
+    pub fn set_mss(&mut self, now: Instant, conn: ConnectionHandle, mss: u16) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_mss(mss))
     }
 
     /// Choose the congestion control of one connection (like `setsockopt(TCP_CONGESTION)`):

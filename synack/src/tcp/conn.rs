@@ -85,6 +85,23 @@ pub(crate) struct Connection {
     /// When a delayed ACK is due (RFC 1122 4.2.3.2), and in-order segments not yet ACKed.
     pub(crate) delack: Option<Instant>,
     pub(crate) unacked_segs: u32,
+    /// Segments still to be ACKed at once before delayed ACKs begin (Linux's quick-ACK
+    /// mode: at the first data and again after an idle of more than an RTO).
+    pub(crate) quick_acks: u32,
+    /// Config::quick_acks: the most quick ACKs granted at once.
+    pub(crate) max_quick_acks: u32,
+    /// TCP_USER_TIMEOUT (RFC 5482): give up when data stays unacknowledged this long,
+    /// instead of counting retransmissions.
+    pub(crate) user_timeout: Option<Duration>,
+    /// TCP_MAXSEG set by the application: the MSS we announce and the largest we send.
+    pub(crate) user_mss: Option<u16>,
+    /// When data last arrived (None: none yet).
+    pub(crate) last_data_in: Option<Instant>,
+    /// Data arrived that the next segment's ACK covers (it spends a quick ACK).
+    pub(crate) ack_for_data: bool,
+    /// Interactive mode: we answered data with data within the delayed-ACK time, so
+    /// ACKs wait to ride on the next reply; left when the delayed-ACK timer fires.
+    pub(crate) pingpong: bool,
     /// How long an ACK may be delayed (zero: ACK every segment at once).
     pub(crate) delayed_ack: Duration,
     /// Nagle's algorithm off (TCP_NODELAY): small segments go out at once.
@@ -181,6 +198,13 @@ impl Connection {
             probe_due: false,
             delack: None,
             unacked_segs: 0,
+            quick_acks: 0,
+            max_quick_acks: cfg.quick_acks,
+            user_timeout: None,
+            user_mss: None,
+            last_data_in: None,
+            ack_for_data: false,
+            pingpong: false,
             delayed_ack: cfg.delayed_ack,
             nodelay: cfg.tcp_nodelay,
             rst_out: Vec::new(),
@@ -217,7 +241,7 @@ impl Connection {
             iss,
             rtx: Retransmit::default(),
             rtt: Self::rtt_estimator(cfg),
-            wscale_offer: cfg.tcp_window_scaling.then(|| wscale_for(cfg.recv_buffer)),
+            wscale_offer: cfg.wscale_offer(),
             ts_offer: cfg.tcp_timestamps,
         };
         let mut c = Connection::blank(local, remote, State::Closed(Closed), cfg);
@@ -240,11 +264,7 @@ impl Connection {
         let mut c = Connection::blank(local, remote, State::Closed(Closed), cfg);
         c.passive = true;
         c.ts_offset = ts_offset;
-        c.negotiate(
-            syn,
-            cfg.tcp_window_scaling.then(|| wscale_for(cfg.recv_buffer)),
-            cfg.tcp_timestamps,
-        );
+        c.negotiate(syn, cfg.wscale_offer(), cfg.tcp_timestamps);
         let adv = syn.seq + 1 + c.initial_window() as u32;
         let state = SynRcvd {
             iss,
@@ -406,6 +426,8 @@ impl Connection {
         if self.delack.is_some_and(|d| d <= now) {
             self.delack = None;
             self.ack_now = true;
+            // A delayed ACK had to go alone: the exchange is not interactive after all.
+            self.pingpong = false;
         }
         self.on_keepalive_timer(now);
         let limit = self.retry_limit(cfg);
@@ -470,8 +492,14 @@ impl Connection {
         let Some(snd) = self.state.snd_mut() else {
             return;
         };
+        let user_timeout = self.user_timeout;
         if snd.rtx.deadline.is_some_and(|d| d <= now) {
-            if snd.rtx.backoff >= limit {
+            // RFC 5482 / TCP_USER_TIMEOUT: when set, it alone decides when to give up.
+            let expired = match user_timeout {
+                Some(ut) => snd.rtx.since.is_some_and(|s| now >= s + ut),
+                None => snd.rtx.backoff >= limit,
+            };
+            if expired {
                 // RFC 9293 3.8.3: retransmissions ran out (R2): abort without RST.
                 let e = self.timeout_error();
                 self.terminate(now, "retransmissions exhausted", Some(e));
@@ -497,7 +525,12 @@ impl Connection {
             // Go back N: resend from the oldest unacknowledged byte; SACKed ranges are
             // skipped (RFC 6675 5.1 keeps the scoreboard; we trust it, like Linux).
             snd.nxt = snd.una;
-            snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
+            let mut next = now + snd.rtt.backed_off(snd.rtx.backoff);
+            if let (Some(ut), Some(since)) = (user_timeout, snd.rtx.since) {
+                // As Linux: the last retransmission timer fires when the user timeout ends.
+                next = next.min(since + ut);
+            }
+            snd.rtx.deadline = Some(next);
         }
         let Some(snd) = self.state.snd_mut() else {
             return;
@@ -544,6 +577,21 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// TCP_USER_TIMEOUT: None goes back to counting retransmissions (tcp_retries2).
+    pub(crate) fn set_user_timeout(&mut self, timeout: Option<Duration>) {
+        self.user_timeout = timeout.filter(|t| !t.is_zero());
+    }
+
+    /// TCP_MAXSEG: before the SYN leaves, the MSS we announce; always a cap on what we send.
+    pub(crate) fn set_mss(&mut self, mss: u16) {
+        let mss = mss.max(88);
+        self.user_mss = Some(mss);
+        if self.syn_due && matches!(self.state, State::SynSent(_)) {
+            self.local_mss = self.local_mss.min(mss);
+        }
+        self.neg.snd_mss = self.neg.snd_mss.min(usize::from(mss));
     }
 
     /// TCP_NODELAY: turn Nagle's algorithm off (true) or on.

@@ -146,10 +146,7 @@ impl Connection {
                     iss: s.iss,
                     irs,
                     passive: false,
-                    rtx: Retransmit {
-                        deadline: None,
-                        backoff: 0,
-                    },
+                    rtx: Retransmit::default(),
                     rtt: s.rtt,
                     adv,
                 }),
@@ -498,6 +495,7 @@ impl Connection {
             snd.rtx.backoff = 0;
             // RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
             snd.rtx.deadline = (snd.una < snd.max).then(|| now + snd.rtt.rto());
+            snd.rtx.since = (snd.una < snd.max).then_some(now);
             snd.dupacks = 0;
             let srtt = snd.rtt.srtt();
             // RFC 3522 (Eifel): the ACK of our retransmission echoes the TSval of the
@@ -630,6 +628,29 @@ impl Connection {
         }
     }
 
+    /// Linux's quick-ACK mode (tcp_incr_quickack): the first data of a connection, and
+    /// data after more than an RTO of silence, are ACKed at once for up to
+    /// `Config::quick_acks` segments (fewer when the window is small), so a sender in slow start is not held
+    /// back by delayed ACKs.
+    fn enter_quick_ack(&mut self, now: Instant, rcv_free: usize) {
+        let rto = self
+            .state
+            .snd()
+            .map_or(Duration::from_secs(1), |s| s.rtt.rto());
+        let idle = match self.last_data_in {
+            None => true,
+            Some(t) => now.checked_sub(rto).is_some_and(|limit| t < limit),
+        };
+        self.last_data_in = Some(now);
+        if idle {
+            let mss = usize::from(self.local_mss).max(1);
+            let quick = ((rcv_free / (2 * mss)) as u32)
+                .clamp(2, 16)
+                .min(self.max_quick_acks);
+            self.quick_acks = self.quick_acks.max(quick);
+        }
+    }
+
     /// RFC 9293 3.10.7.4 seventh: take the segment's bytes into the receive buffer or the
     /// reassembly queue. Returns true when the peer's FIN is now in sequence.
     fn process_text(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
@@ -662,8 +683,13 @@ impl Connection {
             data = &data[..keep.min(data.len())];
             fin = fin && fin_seq <= right;
         }
+        if !seg.payload.is_empty() {
+            self.enter_quick_ack(now, rcv_free);
+            self.ack_for_data = true;
+        }
+        let quick = self.quick_acks > 0 && !self.pingpong;
         if seg.seg_len() > 0 {
-            if in_order && !delayed_ack.is_zero() {
+            if in_order && !delayed_ack.is_zero() && !quick {
                 // RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second segment,
                 // and within the delayed-ACK time (Linux: 40 ms at first).
                 self.unacked_segs += 1;

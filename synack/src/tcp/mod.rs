@@ -24,7 +24,7 @@ pub use keepalive::Keepalive;
 pub use state_name::TcpState;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 
-pub(crate) use conn::{ConnEvent, Connection};
+pub(crate) use conn::{wscale_for, ConnEvent, Connection};
 pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;
 pub(crate) use isn::{hash_addr, IsnGenerator};

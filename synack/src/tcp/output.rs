@@ -322,6 +322,15 @@ impl Connection {
 
     /// A segment carrying `len` bytes from `seq` (and FIN when asked), with ACK.
     fn data_segment(&mut self, now: Instant, seq: SeqNum, len: usize, fin: bool) -> Outgoing {
+        // Linux's interactive ("pingpong") mode: data sent within the delayed-ACK time of
+        // data received looks like request/response; ACKs are delayed to ride on replies.
+        if len > 0
+            && self
+                .last_data_in
+                .is_some_and(|t| now.checked_sub(self.delayed_ack).is_none_or(|l| t >= l))
+        {
+            self.pingpong = true;
+        }
         let mut out = self.ack_segment(now);
         let una = self.state.snd().map_or(seq, |s| s.una);
         let off = (seq - una).max(0) as usize;
@@ -343,6 +352,10 @@ impl Connection {
         self.ack_now = false;
         self.delack = None;
         self.unacked_segs = 0;
+        if std::mem::take(&mut self.ack_for_data) {
+            // A quick ACK spent (Linux's tcp_dec_quickack_mode counts ACKs of new data).
+            self.quick_acks = self.quick_acks.saturating_sub(1);
+        }
         let window = self.update_window();
         let seq = self.state.snd_nxt().unwrap_or(SeqNum::new(0));
         let ack = self

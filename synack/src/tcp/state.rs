@@ -19,6 +19,9 @@ use crate::Instant;
 pub(crate) struct Retransmit {
     pub(crate) deadline: Option<Instant>,
     pub(crate) backoff: u32,
+    /// Since when the oldest unacknowledged data has waited for an ACK (the clock of
+    /// TCP_USER_TIMEOUT, RFC 5482).
+    pub(crate) since: Option<Instant>,
 }
 
 /// What the handshake settled (RFC 9293 3.7.1 MSS, RFC 7323 window scale and timestamps).
@@ -145,6 +148,7 @@ impl Snd {
         if self.rtx.deadline.is_none() {
             self.rtx.deadline = Some(now + self.rtt.backed_off(self.rtx.backoff));
         }
+        self.rtx.since.get_or_insert(now);
     }
 
     /// `[start, end)` went out again at `now`: no RTT sample from it (Karn, RFC 6298 3),

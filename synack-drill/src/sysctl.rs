@@ -1,0 +1,239 @@
+//! Shell lines of a script, read for the Linux sysctls they set. The runner executes no
+//! shell command; instead the well-known TCP sysctls a line assigns (by `sysctl`,
+//! `echo V > /proc/sys/...`, or packetdrill's `set_sysctls.py`, also inside a `.sh` file
+//! the line runs, such as packetdrill's `defaults.sh`) are mapped to the stack's
+//! [`Config`]. The table:
+//!
+//! | sysctl | stack setting |
+//! |---|---|
+//! | `net.ipv4.tcp_syn_retries` | [`Config::tcp_syn_retries`] |
+//! | `net.ipv4.tcp_synack_retries` | [`Config::tcp_synack_retries`] |
+//! | `net.ipv4.tcp_retries2` | [`Config::tcp_retries2`] |
+//! | `net.ipv4.tcp_orphan_retries` | [`Config::tcp_orphan_retries`] |
+//! | `net.ipv4.tcp_timestamps` | [`Config::tcp_timestamps`] |
+//! | `net.ipv4.tcp_sack` | [`Config::tcp_sack`] |
+//! | `net.ipv4.tcp_window_scaling` | [`Config::tcp_window_scaling`] |
+//! | `net.ipv4.tcp_rmem` (min default max) | [`Config::recv_buffer`] = default, [`Config::tcp_rmem_max`] = max |
+//! | `net.ipv4.tcp_wmem` (min default max) | [`Config::send_buffer`] = default |
+//! | `net.ipv4.tcp_fin_timeout` | [`Config::tcp_fin_timeout`] (seconds) |
+//! | `net.ipv4.tcp_rfc1337` | [`Config::tcp_rfc1337`] |
+//! | `net.ipv4.tcp_max_tw_buckets` | [`Config::tcp_max_tw_buckets`] |
+//! | `net.ipv4.tcp_congestion_control` | [`Config::congestion_control`] (`cubic`, `reno`) |
+//!
+//! Any other sysctl is reported in a note as not modelled.
+
+use std::path::Path;
+use std::time::Duration;
+
+use synack::{Config, CongestionControl};
+
+/// One `name=value` a shell line assigns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assignment {
+    /// Dotted name without the `net.ipv4.`/`net.core.` prefix kept (`net.ipv4.tcp_sack`).
+    pub name: String,
+    pub value: String,
+}
+
+/// The assignments in a shell command; `base` is the script's directory, where a
+/// `.sh` file the command runs is looked for.
+pub fn assignments(command: &str, base: Option<&Path>) -> Vec<Assignment> {
+    let mut out = Vec::new();
+    for line in command.lines() {
+        let words = shell_words(line);
+        let Some(first) = words.first() else { continue };
+        if first == "sysctl" {
+            for w in words.iter().skip(1).filter(|w| !w.starts_with('-')) {
+                if let Some((k, v)) = w.split_once('=') {
+                    out.push(Assignment {
+                        name: k.to_string(),
+                        value: v.to_string(),
+                    });
+                }
+            }
+        } else if first.ends_with("set_sysctls.py") {
+            for w in &words[1..] {
+                if let Some((k, v)) = w.split_once('=') {
+                    out.push(Assignment {
+                        name: proc_to_dotted(k),
+                        value: v.to_string(),
+                    });
+                }
+            }
+        } else if first == "echo" {
+            // echo V > /proc/sys/net/ipv4/NAME
+            if let Some(i) = words.iter().position(|w| w == ">") {
+                if let Some(path) = words.get(i + 1) {
+                    out.push(Assignment {
+                        name: proc_to_dotted(path),
+                        value: words[1..i].join(" "),
+                    });
+                }
+            }
+        } else if first.ends_with(".sh") {
+            if let Some(text) = base.and_then(|b| std::fs::read_to_string(b.join(first)).ok()) {
+                out.extend(assignments(&text, base));
+            }
+        }
+    }
+    out
+}
+
+/// `/proc/sys/net/ipv4/tcp_sack` -> `net.ipv4.tcp_sack`.
+fn proc_to_dotted(path: &str) -> String {
+    path.trim_start_matches("/proc/sys/").replace('/', ".")
+}
+
+/// A line split into words the way a shell would for these simple commands: quotes
+/// removed, `$((a*b))` arithmetic evaluated, comments dropped.
+fn shell_words(line: &str) -> Vec<String> {
+    let line = line.split(" #").next().unwrap_or(line);
+    if line.trim_start().starts_with('#') {
+        return Vec::new();
+    }
+    let expanded = expand_arithmetic(line);
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut quote = None;
+    for c in expanded.chars() {
+        match (c, quote) {
+            ('"' | '\'', None) => quote = Some(c),
+            (q, Some(open)) if q == open => quote = None,
+            (c, None) if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            (c, _) => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// Replace each `$((expr))` holding products and sums of integers by its value.
+fn expand_arithmetic(s: &str) -> String {
+    let mut out = s.to_string();
+    while let Some(start) = out.find("$((") {
+        let Some(len) = out[start..].find("))") else {
+            break;
+        };
+        let expr = &out[start + 3..start + len];
+        let value: i64 = expr
+            .split('+')
+            .map(|term| {
+                term.split('*')
+                    .map(|f| f.trim().parse::<i64>().unwrap_or(0))
+                    .product::<i64>()
+            })
+            .sum();
+        out.replace_range(start..start + len + 2, &value.to_string());
+    }
+    out
+}
+
+/// Apply one assignment to the configuration; Err says why it was not.
+pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
+    let short = a
+        .name
+        .trim_start_matches("net.ipv4.")
+        .trim_start_matches("net.core.");
+    let v = a.value.trim();
+    let num = || -> Result<u64, String> {
+        v.parse()
+            .map_err(|_| format!("{}={v}: not a number", a.name))
+    };
+    let fields = || -> Result<Vec<usize>, String> {
+        let f: Vec<usize> = v
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() == 3 {
+            Ok(f)
+        } else {
+            Err(format!("{}={v}: expected three numbers", a.name))
+        }
+    };
+    match short {
+        "tcp_syn_retries" => cfg.tcp_syn_retries = num()? as u32,
+        "tcp_synack_retries" => cfg.tcp_synack_retries = num()? as u32,
+        "tcp_retries2" => cfg.tcp_retries2 = num()? as u32,
+        "tcp_orphan_retries" => cfg.tcp_orphan_retries = num()? as u32,
+        "tcp_timestamps" => cfg.tcp_timestamps = num()? != 0,
+        "tcp_sack" => cfg.tcp_sack = num()? != 0,
+        "tcp_window_scaling" => cfg.tcp_window_scaling = num()? != 0,
+        "tcp_rfc1337" => cfg.tcp_rfc1337 = num()? != 0,
+        "tcp_max_tw_buckets" => cfg.tcp_max_tw_buckets = num()? as usize,
+        "tcp_fin_timeout" => cfg.tcp_fin_timeout = Duration::from_secs(num()?),
+        "tcp_rmem" => {
+            let f = fields()?;
+            cfg.recv_buffer = f[1];
+            cfg.tcp_rmem_max = f[2];
+        }
+        "tcp_wmem" => cfg.send_buffer = fields()?[1],
+        "tcp_congestion_control" => {
+            cfg.congestion_control = match v {
+                "cubic" => CongestionControl::Cubic,
+                "reno" => CongestionControl::NewReno,
+                other => return Err(format!("{}: no congestion control {other}", a.name)),
+            }
+        }
+        _ => return Err(format!("{} is not modelled", a.name)),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_echo_and_set_sysctls_lines_are_read() {
+        let a = assignments(
+            "sysctl -q net.ipv4.tcp_rmem=\"4096 540000 $((15*1024*1024))\"\n\
+             echo 0 > /proc/sys/net/ipv4/tcp_timestamps\n\
+             ../common/set_sysctls.py /proc/sys/net/ipv4/tcp_syn_retries=2",
+            None,
+        );
+        let names: Vec<_> = a
+            .iter()
+            .map(|a| (a.name.as_str(), a.value.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("net.ipv4.tcp_rmem", "4096 540000 15728640"),
+                ("net.ipv4.tcp_timestamps", "0"),
+                ("net.ipv4.tcp_syn_retries", "2"),
+            ]
+        );
+        let mut cfg = Config::default();
+        for x in &a {
+            apply(x, &mut cfg).unwrap();
+        }
+        assert_eq!(
+            (
+                cfg.recv_buffer,
+                cfg.tcp_rmem_max,
+                cfg.tcp_timestamps,
+                cfg.tcp_syn_retries
+            ),
+            (540000, 15 * 1024 * 1024, false, 2)
+        );
+    }
+
+    #[test]
+    fn unknown_sysctls_are_refused_with_their_name() {
+        let e = apply(
+            &Assignment {
+                name: "net.ipv4.tcp_frto".into(),
+                value: "2".into(),
+            },
+            &mut Config::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("tcp_frto"), "{e}");
+    }
+}
