@@ -27,6 +27,10 @@ pub struct DrillArgs {
     /// consecutive segments into one script packet, as packetdrill does for TSO).
     #[arg(long = "strict_segments")]
     pub strict_segments: bool,
+    /// Fail as soon as synack sends a segment no line expects (packetdrill notices one
+    /// only when the next outbound line is compared with it).
+    #[arg(long = "strict_unexpected")]
+    pub strict_unexpected: bool,
     /// MTU of synack's interface (its MSS follows: 1500 gives 1460 over IPv4).
     #[arg(long)]
     pub mtu: Option<usize>,
@@ -56,6 +60,7 @@ pub fn run_drill(args: &DrillArgs) -> i32 {
         ipv6,
         defines,
         strict_segments: args.strict_segments,
+        strict_unexpected: args.strict_unexpected,
         ..DrillOptions::default()
     };
     if let Some(mtu) = args.mtu {

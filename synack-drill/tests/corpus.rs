@@ -1,4 +1,5 @@
-//! The script corpus under `tests/drill/`: every script passes against synack; every
+//! The script corpus under `tests/drill/`: every script passes against synack, run with
+//! `strict_unexpected` (a segment no line expects fails it); every
 //! script under `must-fail/` fails at the line and with the words its first comment
 //! names (`// expect-failure: line N: words`).
 
@@ -16,6 +17,13 @@ fn scripts(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+fn strict() -> DrillOptions {
+    DrillOptions {
+        strict_unexpected: true,
+        ..DrillOptions::default()
+    }
+}
+
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drill")
 }
@@ -27,7 +35,7 @@ fn every_script_in_the_corpus_passes() {
     assert!(!all.is_empty());
     for path in &all {
         let text = std::fs::read_to_string(path).unwrap();
-        let out = run(&text, &DrillOptions::default());
+        let out = run(&text, &strict());
         if let Some(f) = out.failure {
             failed.push(format!("{}:{}: {}", path.display(), f.line, f.message));
         }
@@ -49,7 +57,7 @@ fn scripts_that_must_fail_fail_where_and_how_they_say() {
             .find_map(|l| l.strip_prefix("// expect-failure: line "))
             .unwrap_or_else(|| panic!("{} has no expect-failure comment", path.display()));
         let (line, words) = expect.split_once(": ").unwrap();
-        let out = run(&text, &DrillOptions::default());
+        let out = run(&text, &strict());
         let f = out
             .failure
             .unwrap_or_else(|| panic!("{} passed but must fail", path.display()));

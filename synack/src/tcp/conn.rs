@@ -686,16 +686,20 @@ impl Connection {
         }
     }
 
-    /// After the application read, tell the peer if the window opened enough to matter
-    /// (RFC 9293 3.8.6.2.2: by at least min(buffer/2, MSS), or from zero).
+    /// After the application read, tell the peer if the window opened enough to matter:
+    /// by at least min(buffer/2, MSS) (RFC 9293 3.8.6.2.2), and, as Linux's
+    /// tcp_cleanup_rbuf, only when the window left is at most half the largest and the
+    /// new one at least doubles it (a read that frees a little of a wide-open window
+    /// sends nothing).
     fn maybe_window_update(&mut self) {
         // Only what the window field can carry counts (without scaling: 64 KiB).
-        let largest = 65535u32 << self.neg.rcv_wscale;
+        let largest = (65535u32 << self.neg.rcv_wscale).min(self.rcv_cap as u32);
         let free = (self.rcv_free() as u32).min(largest);
         let threshold = ((self.rcv_cap / 2) as u32).min(self.local_mss as u32);
         if let Some(rcv) = self.state.rcv() {
             let advertised = (rcv.adv - rcv.nxt).max(0) as u32;
-            if free >= advertised + threshold {
+            if free >= advertised + threshold && 2 * advertised <= largest && free >= 2 * advertised
+            {
                 self.ack_now = true;
             }
         }

@@ -799,6 +799,7 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         sacked: Scoreboard::default(),
         resend_head: false,
         sml: iss + 1,
+        last_seg: iss + 1,
         last_send: None,
         hystart: Default::default(),
         rack: Default::default(),

@@ -222,17 +222,21 @@ impl Connection {
             } else {
                 snd.rtt.on_send(now, end);
                 snd.rack.on_send(seq, now);
+                snd.last_seg = seq;
                 if len < mss as usize {
                     snd.sml = end;
                 }
             }
-            if snd.tlp.is_none() {
-                snd.arm_tlp(now, sack, mss);
-            }
             snd.nxt = end;
             snd.last_send = Some(now);
-            if end > snd.max {
+            let new_data = end > snd.max;
+            if new_data {
                 snd.max = end;
+            }
+            // RFC 8985 7.2: (re)schedule the probe timer when new data goes out, with the
+            // flight it now has.
+            if new_data || snd.tlp.is_none() {
+                snd.arm_tlp(now, sack, mss);
             }
             snd.start_rtx_timer(now);
             return Some(out);
@@ -267,10 +271,13 @@ impl Connection {
         let (start, len, fin, new) = if unsent > 0 && wnd_room > 0 && snd.nxt == snd.max {
             (snd.max, unsent.min(mss).min(wnd_room), false, true)
         } else {
+            // The newest segment sent, again (a FIN sent on its own is probed alone).
             let data_sent = sent.min(buf_len);
             let fin = snd.fin_queued && sent > buf_len;
-            let len = data_sent.min(mss);
-            (snd.una + (data_sent - len) as u32, len, fin, false)
+            let from = ((snd.last_seg - snd.una).max(0) as usize).min(data_sent);
+            let len = (data_sent - from).min(mss);
+            let from = data_sent - len;
+            (snd.una + from as u32, len, fin, false)
         };
         if len == 0 && !fin {
             return None;

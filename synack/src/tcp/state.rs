@@ -74,6 +74,8 @@ pub(crate) struct Snd {
     pub(crate) resend_head: bool,
     /// End of the last segment smaller than the MSS that we sent (Minshall's Nagle).
     pub(crate) sml: SeqNum,
+    /// Start of the newest segment sent: what a tail loss probe resends (RFC 8985 7.3).
+    pub(crate) last_seg: SeqNum,
     /// When data was last sent (for restart after idle, RFC 5681 4.1).
     pub(crate) last_send: Option<Instant>,
     /// Delay-based slow-start exit (RFC 9406).
@@ -247,7 +249,14 @@ impl Snd {
         if self.flight() <= mss {
             pto += Duration::from_millis(200);
         }
-        self.tlp = Some(now + pto.min(self.rtt.rto()));
+        // A probe no earlier than the retransmission timeout adds nothing: the RTO
+        // resends the same segment and backs off (so a lone FIN doubles its waits).
+        let rto_at = self
+            .rtx
+            .deadline
+            .unwrap_or(now + self.rtt.backed_off(self.rtx.backoff));
+        let at = now + pto;
+        self.tlp = (at < rto_at).then_some(at);
     }
 
     /// RFC 5681 3.2 / RFC 6675 5 / RFC 8985: start fast recovery when the first
