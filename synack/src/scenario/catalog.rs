@@ -603,15 +603,18 @@ fn fin_wait_1_unreachable(o: &ScenarioOptions) -> ScenarioRun {
         .map(|(at, _, _)| *at)
         .collect();
     k.add(
-        "the FIN is sent 1 + tcp_orphan_retries (8) times",
-        fins.len() == 9,
+        "the FIN is sent once, probed once (RFC 8985 tail loss probe), then retransmitted tcp_orphan_retries (8) times",
+        fins.len() == 10,
         format!("{} FINs", fins.len()),
     );
     let gaps: Vec<Duration> = fins.windows(2).map(|p| p[1] - p[0]).collect();
     k.add(
-        "each retransmission waits twice as long as the one before",
-        gaps.windows(2)
-            .all(|g| g[1] == g[0] * 2 || g[1] == Duration::from_secs(120)),
+        "after the probe, each retransmission waits twice as long as the one before",
+        gaps.len() >= 3
+            && gaps[0] <= gaps[1]
+            && gaps[1..]
+                .windows(2)
+                .all(|g| g[1] == g[0] * 2 || g[1] == Duration::from_secs(120)),
         format!("{gaps:?}"),
     );
     let aborted = t.records.iter().any(|r| {
@@ -623,8 +626,9 @@ fn fin_wait_1_unreachable(o: &ScenarioOptions) -> ScenarioRun {
         &w,
         k,
         "FIN_WAIT_1 that lasts means the FIN is not being acknowledged: the peer or the path is gone \
-         (a firewall, a dead host). The FIN is retransmitted with exponential backoff and, for a \
-         connection the application has closed, given up after tcp_orphan_retries.",
+         (a firewall, a dead host). The FIN is probed once (a tail loss probe), then retransmitted \
+         with exponential backoff and, for a connection the application has closed, given up \
+         after tcp_orphan_retries.",
     )
 }
 

@@ -486,6 +486,8 @@ impl Connection {
                 if snd.recovery == Recovery::Open && snd.una < snd.max && !snd.tlp_out {
                     snd.tlp_due = true;
                     snd.tlp_out = true;
+                    // RFC 8985 7.3: the RTO is re-armed after the probe (not backed off).
+                    snd.rtx.deadline = Some(now + snd.rtt.backed_off(snd.rtx.backoff));
                 }
             }
         }

@@ -249,14 +249,13 @@ impl Snd {
         if self.flight() <= mss {
             pto += Duration::from_millis(200);
         }
-        // A probe no earlier than the retransmission timeout adds nothing: the RTO
-        // resends the same segment and backs off (so a lone FIN doubles its waits).
+        // RFC 8985 7.2 (as Linux): no later than the RTO would fire; the probe then
+        // takes the timeout's place and the RTO is re-armed behind it.
         let rto_at = self
             .rtx
             .deadline
             .unwrap_or(now + self.rtt.backed_off(self.rtx.backoff));
-        let at = now + pto;
-        self.tlp = (at < rto_at).then_some(at);
+        self.tlp = Some((now + pto).min(rto_at));
     }
 
     /// RFC 5681 3.2 / RFC 6675 5 / RFC 8985: start fast recovery when the first
