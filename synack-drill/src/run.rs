@@ -858,6 +858,7 @@ impl Runner {
                                 nonblocking,
                             },
                         );
+                        self.update_listener(fd);
                         0
                     })
             }
@@ -987,9 +988,7 @@ impl Runner {
                 None => Err(Error::InvalidHandle),
             },
             other => {
-                self.log.push(format!(
-                    "note: {other}() is not modelled; taken as succeeding"
-                ));
+                self.value_error = Some(format!("{other}() is not modelled by synack drill"));
                 Ok(call.ret)
             }
         };
@@ -1011,6 +1010,22 @@ impl Runner {
         if o.user_timeout.is_some() {
             let _ = self.stack.set_user_timeout(now, h, o.user_timeout);
         }
+    }
+
+    /// A listening socket's options go to the connections it accepts.
+    fn update_listener(&mut self, fd: i64) {
+        let Some(Socket::Listener { handle, .. }) = self.sockets.get(&fd) else {
+            return;
+        };
+        let o = self.opts.get(&fd).cloned().unwrap_or_default();
+        let options = synack::ListenerOptions {
+            mss: o.maxseg,
+            recv_buffer: o.rcvbuf,
+            send_buffer: o.sndbuf,
+            nodelay: o.nodelay.then_some(true),
+            user_timeout: o.user_timeout,
+        };
+        let _ = self.stack.set_listener_options(*handle, options);
     }
 
     /// The connection behind a descriptor, if it has one yet.
@@ -1038,10 +1053,14 @@ impl Runner {
             "TCP_USER_TIMEOUT" => o.user_timeout = Some(Duration::from_millis(n as u64)),
             "SO_LINGER" => o.linger_zero = args::linger_zero(value),
             "SO_REUSEADDR" => o.reuseaddr = n != 0,
-            other => self.log.push(format!(
-                "note: setsockopt {other} is not modelled; taken as succeeding"
-            )),
+            other => {
+                self.value_error = Some(format!(
+                    "setsockopt {other} is not modelled by synack drill"
+                ));
+            }
         }
+        self.opts.insert(fd, o.clone());
+        self.update_listener(fd);
         if let Some(h) = self.handle_of(fd) {
             let now = self.now;
             let _ = match name {
@@ -1081,8 +1100,8 @@ impl Runner {
                 e.map_or(0, |e| args::errno_number(errno(e)).unwrap_or(-1))
             }
             other => {
-                self.log.push(format!(
-                    "note: getsockopt {other} is not modelled; its value is not checked"
+                self.value_error = Some(format!(
+                    "getsockopt {other} is not modelled by synack drill"
                 ));
                 return Ok(0);
             }
@@ -1119,9 +1138,7 @@ impl Runner {
                     .map_or(Ok(0), |h| self.stack.send_queue(h))? as i64
             }
             (other, _) => {
-                self.log.push(format!(
-                    "note: ioctl {other} is not modelled; taken as succeeding"
-                ));
+                self.value_error = Some(format!("ioctl {other} is not modelled by synack drill"));
                 return Ok(0);
             }
         };

@@ -115,6 +115,8 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
     let mut in_comment = false;
     // A backtick command still open: its first line and text so far.
     let mut shell: Option<(usize, String)> = None;
+    // A call spread over several lines: its first line and text so far.
+    let mut open_call: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let mut l = raw.to_string();
@@ -170,6 +172,25 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
         if t.is_empty() {
             continue;
         }
+        // A call whose brackets are still open continues on the next lines.
+        let joined;
+        let (line, t) = match open_call.take() {
+            Some((first, mut text)) => {
+                text.push(' ');
+                text.push_str(t);
+                if bracket_depth(&text) > 0 {
+                    open_call = Some((first, text));
+                    continue;
+                }
+                joined = text;
+                (first, joined.as_str())
+            }
+            None if !t.starts_with('`') && !t.starts_with("%{") && bracket_depth(t) > 0 => {
+                open_call = Some((line, t.to_string()));
+                continue;
+            }
+            None => (line, t),
+        };
         // Untimed lines: options (`--tolerance_usecs=10000`), shell commands, code blocks.
         if let Some(opt) = t.strip_prefix("--") {
             let (name, value) = opt.split_once('=').unwrap_or((opt, ""));
@@ -223,7 +244,24 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
         };
         events.push(Event { line, time, action });
     }
+    if let Some((line, _)) = open_call {
+        return Err(ParseError {
+            line,
+            message: "unbalanced brackets: the call never closes".into(),
+        });
+    }
     Ok(events)
+}
+
+/// How many brackets of any kind are open at the end of `t` (outside `<...>` lists).
+fn bracket_depth(t: &str) -> i32 {
+    t.chars()
+        .map(|c| match c {
+            '(' | '[' | '{' => 1,
+            ')' | ']' | '}' => -1,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The leading time of a line, and the rest.

@@ -42,6 +42,6 @@ pub mod trace;
 pub mod tun;
 pub mod wire;
 
-pub use stack::{Config, ConnectionHandle, Error, Event, ListenerHandle, Stack};
+pub use stack::{Config, ConnectionHandle, Error, Event, ListenerHandle, ListenerOptions, Stack};
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
 pub use time::Instant;

@@ -24,6 +24,22 @@ pub use error::Error;
 pub use event::Event;
 pub use stats::StackStats;
 
+/// Socket options of a listener that its accepted connections inherit
+/// ([`Stack::set_listener_options`]); None keeps the stack's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenerOptions {
+    /// TCP_MAXSEG: the MSS announced in the SYN-ACK and the largest segment sent.
+    pub mss: Option<u16>,
+    /// SO_RCVBUF (bytes kept, as Linux reports it): the window and the window scale offered.
+    pub recv_buffer: Option<usize>,
+    /// SO_SNDBUF.
+    pub send_buffer: Option<usize>,
+    /// TCP_NODELAY.
+    pub nodelay: Option<bool>,
+    /// TCP_USER_TIMEOUT (RFC 5482).
+    pub user_timeout: Option<std::time::Duration>,
+}
+
 use crate::tcp::{ConnEvent, Connection, Disposition, IsnGenerator, Outgoing, TimeWaitVerdict};
 use crate::wire::icmp::{PROTO_ICMP, PROTO_ICMPV6};
 use crate::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
@@ -333,17 +349,40 @@ impl Stack {
         {
             return self.stats.drop("listen_overflow");
         }
+        let options = listener.options;
         let iss = isn.unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
         let ts_offset = self.isn.isn(Instant::ZERO, tuple.remote, tuple.local).get();
-        let conn = Connection::accept_syn(
-            now,
-            tuple.local,
-            tuple.remote,
-            iss,
-            ts_offset,
-            seg,
-            &self.config,
-        );
+        let mut conn = if options == ListenerOptions::default() {
+            Connection::accept_syn(
+                now,
+                tuple.local,
+                tuple.remote,
+                iss,
+                ts_offset,
+                seg,
+                &self.config,
+            )
+        } else {
+            let mut cfg = self.config.clone();
+            if let Some(recv) = options.recv_buffer {
+                // A receive buffer the application sized sets the window scale (as Linux's
+                // window_clamp of a locked SO_RCVBUF).
+                cfg.recv_buffer = recv;
+                cfg.tcp_rmem_max = 0;
+            }
+            if let Some(send) = options.send_buffer {
+                cfg.send_buffer = send;
+            }
+            if let Some(mss) = options.mss {
+                let headers = if tuple.local.is_ipv6() { 60 } else { 40 };
+                cfg.mtu = cfg.mtu.min(usize::from(mss) + headers);
+            }
+            Connection::accept_syn(now, tuple.local, tuple.remote, iss, ts_offset, seg, &cfg)
+        };
+        if let Some(nodelay) = options.nodelay {
+            conn.set_nodelay(nodelay);
+        }
+        conn.set_user_timeout(options.user_timeout);
         let index = self.insert(conn, Some(lid), false);
         if let Some(l) = self.listeners[lid as usize].as_mut() {
             l.embryonic += 1;
@@ -741,6 +780,7 @@ impl Stack {
             backlog,
             embryonic: 0,
             accept_queue: VecDeque::new(),
+            options: ListenerOptions::default(),
         };
         let id = match self.listeners.iter().position(Option::is_none) {
             Some(i) => {
@@ -785,6 +825,23 @@ impl Stack {
             .and_then(Option::as_ref)
             .map(|l| l.accept_queue.len())
             .ok_or(Error::InvalidHandle)
+    }
+
+    /// Options that connections accepted from now on start with, as sockets accepted on
+    /// Linux inherit the listening socket's (SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG,
+    /// TCP_NODELAY, TCP_USER_TIMEOUT).
+    pub fn set_listener_options(
+        &mut self,
+        listener: ListenerHandle,
+        options: ListenerOptions,
+    ) -> Result<(), Error> {
+        let l = self
+            .listeners
+            .get_mut(listener.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::InvalidHandle)?;
+        l.options = options;
+        Ok(())
     }
 
     /// Stop listening; connections not yet accepted are reset.

@@ -42,6 +42,8 @@ pub(crate) struct Listener {
     pub(crate) backlog: usize,
     pub(crate) embryonic: usize,
     pub(crate) accept_queue: VecDeque<u32>,
+    /// What connections it accepts start with (set on the listening socket).
+    pub(crate) options: super::ListenerOptions,
 }
 
 /// One TIME_WAIT table entry.

@@ -660,8 +660,9 @@ impl Connection {
             return false;
         };
         // RFC 5681 4.2: in-order data with no gap behind it may wait for a delayed ACK;
-        // out-of-order data, data filling a gap, duplicates and FIN are ACKed at once.
-        let in_order = seg.seq == rcv.nxt && rcv.ooo.bytes() == 0 && !seg.flags.fin();
+        // out-of-order data, data filling a gap (also one before an early FIN) and
+        // duplicates are ACKed at once.
+        let in_order = seg.seq == rcv.nxt && rcv.ooo.bytes() == 0 && rcv.fin.is_none();
         let mut seq = seg.seq;
         let mut data = seg.payload;
         let mut fin = seg.flags.fin();
@@ -688,20 +689,6 @@ impl Connection {
             self.ack_for_data = true;
         }
         let quick = self.quick_acks > 0 && !self.pingpong;
-        if seg.seg_len() > 0 {
-            if in_order && !delayed_ack.is_zero() && !quick {
-                // RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second segment,
-                // and within the delayed-ACK time (Linux: 40 ms at first).
-                self.unacked_segs += 1;
-                if self.unacked_segs >= 2 {
-                    self.ack_now = true;
-                } else if self.delack.is_none() {
-                    self.delack = Some(now + delayed_ack);
-                }
-            } else {
-                self.ack_now = true;
-            }
-        }
         let Some(rcv) = self.state.rcv_mut() else {
             return false;
         };
@@ -738,13 +725,37 @@ impl Connection {
             self.stats.bytes_received += delivered as u64;
             self.events.push(ConnEvent::Readable);
         }
+        if seg.seg_len() > 0 {
+            let established = matches!(self.state, State::Established(_));
+            if !in_order || delayed_ack.is_zero() {
+                self.ack_now = true;
+            } else if fin_now && established && self.last_data_in.is_some() {
+                // Linux's tcp_fin: the peer's FIN puts the connection in interactive mode;
+                // its ACK waits the delayed-ACK time, to ride on our own FIN if the
+                // application closes. (With no data ever received it goes at once.)
+                self.pingpong = true;
+                if self.delack.is_none() {
+                    self.delack = Some(now + delayed_ack);
+                }
+            } else if fin_now || quick {
+                self.ack_now = true;
+            } else {
+                // RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second segment,
+                // and within the delayed-ACK time (Linux: 40 ms at first).
+                self.unacked_segs += 1;
+                if self.unacked_segs >= 2 {
+                    self.ack_now = true;
+                } else if self.delack.is_none() {
+                    self.delack = Some(now + delayed_ack);
+                }
+            }
+        }
         fin_now
     }
 
     /// RFC 9293 3.10.7.4 eighth: the peer's FIN is in sequence.
     fn on_fin(&mut self, now: Instant, cfg: &Config) {
         self.fin_received = true;
-        self.ack_now = true;
         match self.state {
             State::Established(_) => self.transition(now, "rcv FIN", |st| match st {
                 State::Established(s) => State::CloseWait(s.on_fin()),
