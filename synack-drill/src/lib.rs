@@ -9,6 +9,7 @@
 pub mod args;
 pub mod run;
 pub mod script;
+pub mod sockets;
 pub mod sysctl;
 
 pub use run::{run, DrillOptions, Failure, Outcome};

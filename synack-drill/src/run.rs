@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use synack::wire::{self, SackBlocks, SeqNum, TcpFlags, TcpOptions, TcpRepr, Timestamps};
-use synack::{Config, ConnectionHandle, Error, Instant, ListenerHandle, Stack};
+use synack::{Config, Instant, Stack};
 
 use crate::args::{self, PollFd};
 use crate::script::{Action, Direction, Event, ScriptOption, Segment, Syscall, TimeSpec};
+use crate::sockets::{CallResult, Errno, OptValue, Shutdown, Sockets};
 
 /// How to run scripts.
 #[derive(Clone, Debug)]
@@ -81,38 +82,6 @@ impl Outcome {
 const LOCAL_PORT: u16 = 8080;
 const REMOTE_PORT: u16 = 50_000;
 
-enum Socket {
-    Fresh {
-        nonblocking: bool,
-        port: u16,
-    },
-    Listener {
-        handle: ListenerHandle,
-        nonblocking: bool,
-    },
-    Conn {
-        handle: ConnectionHandle,
-        nonblocking: bool,
-    },
-}
-
-/// Socket options set by the script, kept per descriptor: applied to the connection
-/// when there is one (accepted connections inherit the listener's, as on Linux).
-#[derive(Clone, Debug, Default)]
-struct SockOpts {
-    /// SO_RCVBUF / SO_SNDBUF as the kernel keeps them (twice the value set).
-    rcvbuf: Option<usize>,
-    sndbuf: Option<usize>,
-    nodelay: bool,
-    maxseg: Option<u16>,
-    user_timeout: Option<Duration>,
-    /// SO_LINGER on with time 0: close() sends RST.
-    linger_zero: bool,
-    reuseaddr: bool,
-    /// shutdown(SHUT_RD) was called: reads return what is queued, then 0.
-    shut_rd: bool,
-}
-
 /// A blocking call waiting to return.
 struct Pending {
     call: Syscall,
@@ -125,7 +94,9 @@ struct Pending {
 
 struct Runner {
     pending: Option<Pending>,
-    stack: Stack,
+    socks: Sockets,
+    /// Script descriptors to live ones (as packetdrill maps them).
+    fds: BTreeMap<i64, i32>,
     t0: Instant,
     now: Instant,
     local: IpAddr,
@@ -136,8 +107,6 @@ struct Runner {
     ports: (u16, u16),
     /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
     last_tsval: Option<u32>,
-    sockets: BTreeMap<i64, Socket>,
-    opts: BTreeMap<i64, SockOpts>,
     sent: VecDeque<(Instant, Vec<u8>)>,
     tolerance: Duration,
     strict_segments: bool,
@@ -145,8 +114,6 @@ struct Runner {
     /// A value a call filled in (getsockopt, ioctl, poll) that is not what the script
     /// says; reported when the call is checked.
     value_error: Option<String>,
-    /// Bytes a blocking write has queued so far, while it waits for room for the rest.
-    written: Option<usize>,
     log: Vec<String>,
 }
 
@@ -202,7 +169,8 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
     let t0 = Instant::from_secs(1);
     let mut r = Runner {
         pending: None,
-        stack,
+        socks: Sockets::new(stack, local),
+        fds: BTreeMap::new(),
         t0,
         now: t0,
         local,
@@ -210,14 +178,11 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         local_isn: None,
         ports: (LOCAL_PORT, REMOTE_PORT),
         last_tsval: None,
-        sockets: BTreeMap::new(),
-        opts: BTreeMap::new(),
         sent: VecDeque::new(),
         tolerance: opts.tolerance,
         strict_segments: opts.strict_segments,
         strict_unexpected: opts.strict_unexpected,
         value_error: None,
-        written: None,
         log: Vec::new(),
     };
     let mut prev = 0.0f64;
@@ -347,26 +312,6 @@ fn script_flags(letters: &str) -> TcpFlags {
     f
 }
 
-/// The errno name Linux would give for a synack error.
-fn errno(e: Error) -> &'static str {
-    match e {
-        Error::ConnectionRefused => "ECONNREFUSED",
-        Error::ConnectionReset => "ECONNRESET",
-        Error::ConnectionAborted => "ECONNABORTED",
-        Error::TimedOut => "ETIMEDOUT",
-        Error::AddressInUse => "EADDRINUSE",
-        Error::AddressNotAvailable => "EADDRNOTAVAIL",
-        Error::NoEphemeralPorts => "EADDRNOTAVAIL",
-        Error::InvalidHandle => "EBADF",
-        Error::InvalidState(_) => "EINVAL",
-        Error::WouldBlock => "EAGAIN",
-        Error::BrokenPipe => "EPIPE",
-        Error::NotConnected => "ENOTCONN",
-        Error::NetworkUnreachable => "ENETUNREACH",
-        Error::HostUnreachable => "EHOSTUNREACH",
-    }
-}
-
 impl Runner {
     /// A shell line: not run; the TCP sysctls it sets change the stack's configuration.
     fn shell(&mut self, ev: &Event, cmd: &str, opts: &DrillOptions, notes: &mut Vec<String>) {
@@ -376,7 +321,7 @@ impl Runner {
             notes.push(format!("line {}: skipped shell `{first}`", ev.line));
         }
         for a in found {
-            match crate::sysctl::apply(&a, self.stack.config_mut()) {
+            match crate::sysctl::apply(&a, self.socks.stack.config_mut()) {
                 Ok(()) => notes.push(format!("line {}: {}={} applied", ev.line, a.name, a.value)),
                 Err(why) => notes.push(format!("line {}: {why}; skipped", ev.line)),
             }
@@ -393,7 +338,7 @@ impl Runner {
 
     /// Take what the stack sends now.
     fn drain(&mut self) {
-        while let Some(p) = self.stack.poll_transmit(self.now) {
+        while let Some(p) = self.socks.stack.poll_transmit(self.now) {
             if let Ok((_, t)) = wire::parse_tcp_packet(&p) {
                 if t.flags.syn() {
                     self.local_isn = Some(t.seq.get());
@@ -404,18 +349,18 @@ impl Runner {
             }
             self.sent.push_back((self.now, p));
         }
-        while self.stack.poll_event().is_some() {}
+        while self.socks.stack.poll_event().is_some() {}
     }
 
     /// Move the clock to `until`, firing timers on the way.
     fn run_until(&mut self, until: Instant) {
         self.drain();
-        while let Some(t) = self.stack.poll_timeout() {
+        while let Some(t) = self.socks.stack.poll_timeout() {
             if t > until {
                 break;
             }
             self.now = self.now.max(t);
-            self.stack.on_timeout(self.now);
+            self.socks.stack.on_timeout(self.now);
             self.drain();
         }
         self.now = self.now.max(until);
@@ -451,7 +396,7 @@ impl Runner {
             self.now + Duration::from_secs(3600)
         };
         while self.sent.is_empty() {
-            let next = self.stack.poll_timeout().filter(|t| *t <= deadline);
+            let next = self.socks.stack.poll_timeout().filter(|t| *t <= deadline);
             match next {
                 Some(t) => self.run_until(t),
                 None => break,
@@ -461,7 +406,7 @@ impl Runner {
             // Nothing in time: look further ahead to tell "too late" from "never".
             let horizon = deadline + Duration::from_secs(60);
             while self.sent.is_empty() {
-                match self.stack.poll_timeout().filter(|t| *t <= horizon) {
+                match self.socks.stack.poll_timeout().filter(|t| *t <= horizon) {
                     Some(t) => self.run_until(t),
                     None => break,
                 }
@@ -636,26 +581,22 @@ impl Runner {
             .map_err(|e| format!("cannot build the segment: {e}"))?;
         self.log
             .push(format!("{:.3} < {} ", self.secs(self.now), seg.flags));
-        self.stack.receive(self.now, &p);
+        self.socks.stack.receive(self.now, &p);
         self.drain();
         Ok(())
     }
 
-    fn conn(&self, fd: i64) -> Result<(ConnectionHandle, bool), String> {
-        match self.sockets.get(&fd) {
-            Some(Socket::Conn {
-                handle,
-                nonblocking,
-            }) => Ok((*handle, *nonblocking)),
-            _ => Err(format!("fd {fd} is not a connected socket")),
-        }
+    /// The live descriptor a script's first argument names.
+    fn live_fd(&self, call: &Syscall) -> i32 {
+        let script: i64 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(-1);
+        self.fds.get(&script).copied().unwrap_or(-1)
     }
 
     /// Make a call; a blocking one (`+A...B`) that cannot finish yet waits in `pending`.
     fn syscall(&mut self, call: &Syscall, line: usize, until: Option<f64>) -> Check {
         let got = self.perform(call);
-        let blocked = matches!(got, Err(Error::WouldBlock))
-            || matches!(got, Err(Error::InvalidState(synack::TcpState::SynSent)) if !self.nonblocking_call(call));
+        let nonblocking = self.socks.nonblocking(self.live_fd(call));
+        let blocked = got == Err(Errno::EAGAIN) && !nonblocking;
         match until {
             Some(end) if blocked => {
                 self.pending = Some(Pending {
@@ -671,31 +612,12 @@ impl Runner {
                 .and_then(|_| self.check(call, got)),
             // A blocking socket would wait here, as the kernel would: the script must say
             // how long (`+A...B`) or make the socket nonblocking.
-            None if blocked && !self.nonblocking_call(call) && call.name != "connect" => {
-                Err(format!(
-                    "{}() would block on a blocking socket (write +A...B, or set O_NONBLOCK)",
-                    call.name
-                ))
-            }
+            None if blocked => Err(format!(
+                "{}() would block on a blocking socket (write +A...B, or set O_NONBLOCK)",
+                call.name
+            )),
             None => self.check(call, got),
         }
-    }
-
-    fn nonblocking_call(&self, call: &Syscall) -> bool {
-        let fd: i64 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(-1);
-        matches!(
-            self.sockets.get(&fd),
-            Some(Socket::Fresh {
-                nonblocking: true,
-                ..
-            }) | Some(Socket::Listener {
-                nonblocking: true,
-                ..
-            }) | Some(Socket::Conn {
-                nonblocking: true,
-                ..
-            })
-        )
     }
 
     /// A blocking call returned now: was that when the script said?
@@ -731,7 +653,7 @@ impl Runner {
                 (p.call.name == "poll" && ms >= 0)
                     .then(|| p.started + Duration::from_millis(ms as u64))
             });
-            let next = match (self.stack.poll_timeout(), poll_end) {
+            let next = match (self.socks.stack.poll_timeout(), poll_end) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
@@ -758,7 +680,7 @@ impl Runner {
             return Ok(false);
         };
         let mut got = self.retry(&p.call);
-        if p.call.name == "poll" && matches!(got, Err(Error::WouldBlock)) {
+        if p.call.name == "poll" && got == Err(Errno::EAGAIN) {
             // poll's own timeout (milliseconds; negative waits for ever) ends the wait with 0.
             let ms: i64 = p
                 .call
@@ -770,7 +692,7 @@ impl Runner {
                 got = Ok(0);
             }
         }
-        if matches!(got, Err(Error::WouldBlock)) {
+        if got == Err(Errno::EAGAIN) {
             self.pending = Some(p);
             return Ok(false);
         }
@@ -784,23 +706,16 @@ impl Runner {
     }
 
     /// A blocked call, tried again: connect waits for the handshake, others are redone.
-    fn retry(&mut self, call: &Syscall) -> Result<i64, Error> {
-        if call.name != "connect" {
-            return self.perform(call);
+    fn retry(&mut self, call: &Syscall) -> CallResult {
+        if call.name == "connect" {
+            return self.socks.connect_result(self.live_fd(call));
         }
-        let fd: i64 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(-1);
-        let (h, _) = self.conn(fd).map_err(|_| Error::InvalidHandle)?;
-        match self.stack.state(h)? {
-            synack::TcpState::SynSent | synack::TcpState::SynReceived => Err(Error::WouldBlock),
-            synack::TcpState::Closed => {
-                Err(self.stack.error(h)?.unwrap_or(Error::ConnectionRefused))
-            }
-            _ => Ok(0),
-        }
+        self.perform(call)
     }
 
-    fn perform(&mut self, call: &Syscall) -> Result<i64, Error> {
-        let fd: i64 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(-1);
+    /// The call, on the socket layer; values it fills in are checked into `value_error`.
+    fn perform(&mut self, call: &Syscall) -> CallResult {
+        let fd = self.live_fd(call);
         let now = self.now;
         self.log.push(format!(
             "{:.3} {}({})",
@@ -808,185 +723,95 @@ impl Runner {
             call.name,
             call.args.join(", ")
         ));
-        let got: Result<i64, Error> = match call.name.as_str() {
+        let arg = |i: usize| call.args.get(i).map_or("", String::as_str);
+        let number = |i: usize| arg(i).parse::<usize>().unwrap_or(0);
+        let got = match call.name.as_str() {
             "socket" => {
-                self.sockets.insert(
-                    call.ret,
-                    Socket::Fresh {
-                        nonblocking: false,
-                        port: LOCAL_PORT,
-                    },
-                );
+                let live = self.socks.socket();
+                self.fds.insert(call.ret, live);
                 Ok(call.ret)
             }
-            "bind" => Ok(call.ret.max(0)),
-            "setsockopt" => self.setsockopt(call, fd),
-            "getsockopt" => self.getsockopt(call, fd),
-            "ioctl" => self.ioctl(call, fd),
-            "poll" => self.poll(call),
-            "fcntl" => {
-                let nb = call.args.iter().any(|a| a.contains("O_NONBLOCK"));
-                if let Some(s) = self.sockets.get_mut(&fd) {
-                    match s {
-                        Socket::Fresh { nonblocking, .. }
-                        | Socket::Listener { nonblocking, .. }
-                        | Socket::Conn { nonblocking, .. } => *nonblocking = nb,
-                    }
-                }
-                Ok(call.ret.max(0))
-            }
-            "listen" => {
-                let backlog = call.args.get(1).and_then(|b| b.parse().ok()).unwrap_or(128);
-                let nonblocking = matches!(
-                    self.sockets.get(&fd),
-                    Some(Socket::Fresh {
-                        nonblocking: true,
-                        ..
-                    })
-                );
-                let port = match self.sockets.get(&fd) {
-                    Some(Socket::Fresh { port, .. }) => *port,
-                    _ => LOCAL_PORT,
-                };
-                self.stack
-                    .listen(SocketAddr::new(self.local, port), backlog)
-                    .map(|handle| {
-                        self.sockets.insert(
-                            fd,
-                            Socket::Listener {
-                                handle,
-                                nonblocking,
-                            },
-                        );
-                        self.update_listener(fd);
-                        0
-                    })
-            }
-            "accept" => match self.sockets.get(&fd) {
-                Some(Socket::Listener { handle, .. }) => {
-                    let handle = *handle;
-                    self.stack.accept(handle).map(|h| {
-                        self.sockets.insert(
-                            call.ret,
-                            Socket::Conn {
-                                handle: h,
-                                nonblocking: false,
-                            },
-                        );
-                        // An accepted socket inherits the listener's options.
-                        let mut inherited = self.opts.get(&fd).cloned().unwrap_or_default();
-                        inherited.shut_rd = false;
-                        self.apply_opts(h, &inherited);
-                        self.opts.insert(call.ret, inherited);
-                        call.ret
-                    })
-                }
-                _ => Err(Error::InvalidHandle),
-            },
+            "bind" => self
+                .socks
+                .bind(fd, SocketAddr::new(self.local, LOCAL_PORT))
+                .map(|_| 0),
+            "listen" => self
+                .socks
+                .listen(fd, arg(1).parse().unwrap_or(128), LOCAL_PORT),
+            "accept" => self.socks.accept(now, fd).map(|(live, _)| {
+                self.fds.insert(call.ret, live);
+                call.ret
+            }),
             "connect" => {
-                let nonblocking = matches!(
-                    self.sockets.get(&fd),
-                    Some(Socket::Fresh {
-                        nonblocking: true,
-                        ..
-                    })
-                );
-                let remote = SocketAddr::new(self.remote, LOCAL_PORT);
-                self.stack.connect(now, remote).and_then(|h| {
-                    let local = self.stack.local_addr(h)?;
-                    self.ports = (local.port(), LOCAL_PORT);
-                    self.sockets.insert(
-                        fd,
-                        Socket::Conn {
-                            handle: h,
-                            nonblocking,
-                        },
-                    );
-                    let opts = self.opts.get(&fd).cloned().unwrap_or_default();
-                    self.apply_opts(h, &opts);
-                    // In progress: EINPROGRESS if nonblocking, else the call blocks.
-                    Err(Error::InvalidState(synack::TcpState::SynSent))
-                })
-            }
-            "write" | "send" | "writev" => {
-                let len: usize = if call.name == "writev" {
-                    call.args.get(1).map_or(0, |a| args::iov_len(a))
-                } else {
-                    call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0)
-                };
-                match self.conn(fd) {
-                    Err(_) => Err(Error::InvalidHandle),
-                    Ok((h, true)) => self.stack.send(now, h, &vec![b'x'; len]).map(|n| n as i64),
-                    // A blocking write returns when all of it is queued: what fits goes in
-                    // now, the rest each time the call is tried again.
-                    Ok((h, false)) => {
-                        let done = self.written.take().unwrap_or(0);
-                        match self.stack.send(now, h, &vec![b'x'; len - done.min(len)]) {
-                            Ok(n) if done + n >= len => Ok(len as i64),
-                            Ok(n) => {
-                                self.written = Some(done + n);
-                                Err(Error::WouldBlock)
-                            }
-                            Err(Error::WouldBlock) => {
-                                self.written = Some(done);
-                                Err(Error::WouldBlock)
-                            }
-                            Err(e) if done > 0 => {
-                                let _ = e;
-                                Ok(done as i64)
-                            }
-                            Err(e) => Err(e),
-                        }
+                let r = self
+                    .socks
+                    .connect(now, fd, SocketAddr::new(self.remote, LOCAL_PORT));
+                if let Some(h) = self.socks.handle(fd) {
+                    if let Ok(local) = self.socks.stack.local_addr(h) {
+                        self.ports = (local.port(), LOCAL_PORT);
                     }
                 }
+                r
             }
-            "read" | "recv" | "readv" => {
-                let len: usize = if call.name == "readv" {
-                    call.args.get(1).map_or(0, |a| args::iov_len(a))
-                } else {
-                    call.args.get(2).and_then(|a| a.parse().ok()).unwrap_or(0)
-                };
-                let shut_rd = self.opts.get(&fd).is_some_and(|o| o.shut_rd);
-                self.conn(fd)
-                    .map(|(h, _)| h)
-                    .map_err(|_| Error::InvalidHandle)
-                    .and_then(|h| {
-                        let mut buf = vec![0u8; len];
-                        match self.stack.recv(now, h, &mut buf) {
-                            // After shutdown(SHUT_RD) a read that finds nothing returns 0.
-                            Err(Error::WouldBlock) if shut_rd => Ok(0),
-                            r => r.map(|n| n as i64),
-                        }
-                    })
+            "fcntl" if arg(1) == "F_GETFL" => {
+                // O_RDWR, with O_NONBLOCK when set.
+                let nb = if self.socks.nonblocking(fd) { 0x800 } else { 0 };
+                Ok(2 | nb)
             }
+            "fcntl" => self
+                .socks
+                .set_nonblocking(fd, arg(2).contains("O_NONBLOCK")),
+            "write" | "send" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
+            "writev" => self
+                .socks
+                .write(now, fd, &vec![b'x'; args::iov_len(arg(1))]),
+            "read" | "recv" => self.socks.read(now, fd, &mut vec![0u8; number(2)]),
+            "readv" => self
+                .socks
+                .read(now, fd, &mut vec![0u8; args::iov_len(arg(1))]),
             "shutdown" => {
-                let wr = call
-                    .args
-                    .iter()
-                    .any(|a| a.contains("SHUT_WR") || a.contains("SHUT_RDWR"));
-                if call.args.iter().any(|a| a.contains("SHUT_RD")) {
-                    self.opts.entry(fd).or_default().shut_rd = true;
-                }
-                match (self.conn(fd), wr) {
-                    (Ok((h, _)), true) => self.stack.shutdown(now, h).map(|_| 0),
-                    (Ok(_), false) => Ok(0),
-                    (Err(_), _) => Err(Error::NotConnected),
-                }
+                let how = match arg(1) {
+                    "SHUT_RD" => Shutdown::Read,
+                    "SHUT_WR" => Shutdown::Write,
+                    _ => Shutdown::Both,
+                };
+                self.socks.shutdown(now, fd, how)
             }
-            "close" => match self.sockets.remove(&fd) {
-                // SO_LINGER with a zero time: close() aborts with RST.
-                Some(Socket::Conn { handle, .. })
-                    if self.opts.remove(&fd).is_some_and(|o| o.linger_zero) =>
-                {
-                    self.stack.abort(now, handle).map(|_| 0)
+            "close" => self.socks.close(now, fd),
+            "setsockopt" => {
+                let value = if arg(2) == "SO_LINGER" {
+                    OptValue::Linger(i64::from(args::linger_zero(arg(3))), 0)
+                } else {
+                    OptValue::Int(args::number(arg(3)).unwrap_or(0))
+                };
+                let r = self.socks.setsockopt(now, fd, arg(2), value);
+                if r == Err(Errno::ENOPROTOOPT) {
+                    self.value_error = Some(format!(
+                        "setsockopt {} is not modelled by synack drill",
+                        arg(2)
+                    ));
                 }
-                Some(Socket::Conn { handle, .. }) => self.stack.close(now, handle).map(|_| 0),
-                Some(Socket::Listener { handle, .. }) => {
-                    self.stack.close_listener(now, handle).map(|_| 0)
+                r
+            }
+            "getsockopt" => self.getsockopt(call, fd),
+            "ioctl" => {
+                let r = self.socks.ioctl(fd, arg(1));
+                match (r, args::number(arg(2))) {
+                    (Ok(got), Some(want)) if got != want => {
+                        self.value_error = Some(format!(
+                            "ioctl({}): the script expects [{want}], synack has [{got}]",
+                            arg(1)
+                        ));
+                    }
+                    (Err(Errno::EOPNOTSUPP), _) => {
+                        self.value_error =
+                            Some(format!("ioctl {} is not modelled by synack drill", arg(1)));
+                    }
+                    _ => {}
                 }
-                Some(Socket::Fresh { .. }) => Ok(0),
-                None => Err(Error::InvalidHandle),
-            },
+                r.map(|_| 0)
+            }
+            "poll" => self.poll(call),
             other => {
                 self.value_error = Some(format!("{other}() is not modelled by synack drill"));
                 Ok(call.ret)
@@ -996,119 +821,24 @@ impl Runner {
         got
     }
 
-    fn apply_opts(&mut self, h: ConnectionHandle, o: &SockOpts) {
-        let now = self.now;
-        if o.rcvbuf.is_some() || o.sndbuf.is_some() {
-            let _ = self.stack.set_buffers(now, h, o.sndbuf, o.rcvbuf);
-        }
-        if o.nodelay {
-            let _ = self.stack.set_nodelay(now, h, true);
-        }
-        if let Some(mss) = o.maxseg {
-            let _ = self.stack.set_mss(now, h, mss);
-        }
-        if o.user_timeout.is_some() {
-            let _ = self.stack.set_user_timeout(now, h, o.user_timeout);
-        }
-    }
-
-    /// A listening socket's options go to the connections it accepts.
-    fn update_listener(&mut self, fd: i64) {
-        let Some(Socket::Listener { handle, .. }) = self.sockets.get(&fd) else {
-            return;
-        };
-        let o = self.opts.get(&fd).cloned().unwrap_or_default();
-        let options = synack::ListenerOptions {
-            mss: o.maxseg,
-            recv_buffer: o.rcvbuf,
-            send_buffer: o.sndbuf,
-            nodelay: o.nodelay.then_some(true),
-            user_timeout: o.user_timeout,
-        };
-        let _ = self.stack.set_listener_options(*handle, options);
-    }
-
-    /// The connection behind a descriptor, if it has one yet.
-    fn handle_of(&self, fd: i64) -> Option<ConnectionHandle> {
-        self.conn(fd).ok().map(|(h, _)| h)
-    }
-
-    fn setsockopt(&mut self, call: &Syscall, fd: i64) -> Result<i64, Error> {
-        if !self.sockets.contains_key(&fd) {
-            return Err(Error::InvalidHandle);
-        }
-        let name = call.args.get(2).map_or("", String::as_str);
-        let value = call.args.get(3).map_or("", String::as_str);
-        let n = args::number(value).unwrap_or(0);
-        let mut o = self.opts.get(&fd).cloned().unwrap_or_default();
-        match name {
-            // Linux doubles the size asked for (the rest is its bookkeeping).
-            "SO_RCVBUF" => o.rcvbuf = Some(2 * n.max(0) as usize),
-            "SO_SNDBUF" => o.sndbuf = Some(2 * n.max(0) as usize),
-            "TCP_NODELAY" => o.nodelay = n != 0,
-            "TCP_MAXSEG" => o.maxseg = Some(n.clamp(88, 65535) as u16),
-            "TCP_USER_TIMEOUT" if n < 0 => {
-                return Err(Error::InvalidState(synack::TcpState::Closed))
-            }
-            "TCP_USER_TIMEOUT" => o.user_timeout = Some(Duration::from_millis(n as u64)),
-            "SO_LINGER" => o.linger_zero = args::linger_zero(value),
-            "SO_REUSEADDR" => o.reuseaddr = n != 0,
-            other => {
-                self.value_error = Some(format!(
-                    "setsockopt {other} is not modelled by synack drill"
-                ));
-            }
-        }
-        self.opts.insert(fd, o.clone());
-        self.update_listener(fd);
-        if let Some(h) = self.handle_of(fd) {
-            let now = self.now;
-            let _ = match name {
-                "SO_RCVBUF" | "SO_SNDBUF" => self.stack.set_buffers(now, h, o.sndbuf, o.rcvbuf),
-                "TCP_NODELAY" => self.stack.set_nodelay(now, h, o.nodelay),
-                "TCP_MAXSEG" => o.maxseg.map_or(Ok(()), |m| self.stack.set_mss(now, h, m)),
-                "TCP_USER_TIMEOUT" => self.stack.set_user_timeout(now, h, o.user_timeout),
-                _ => Ok(()),
-            };
-        }
-        self.opts.insert(fd, o);
-        Ok(0)
-    }
-
-    fn getsockopt(&mut self, call: &Syscall, fd: i64) -> Result<i64, Error> {
-        if !self.sockets.contains_key(&fd) {
-            return Err(Error::InvalidHandle);
-        }
+    fn getsockopt(&mut self, call: &Syscall, fd: i32) -> CallResult {
         let name = call.args.get(2).map_or("", String::as_str);
         let want = call.args.get(3).map_or("", String::as_str);
-        let o = self.opts.get(&fd).cloned().unwrap_or_default();
-        let h = self.handle_of(fd);
-        let cfg = self.stack.config();
-        let got: i64 = match name {
-            "SO_RCVBUF" => o.rcvbuf.unwrap_or(cfg.recv_buffer) as i64,
-            "SO_SNDBUF" => o.sndbuf.unwrap_or(cfg.send_buffer) as i64,
-            "TCP_NODELAY" => i64::from(o.nodelay),
-            "SO_REUSEADDR" => i64::from(o.reuseaddr),
-            "TCP_USER_TIMEOUT" => o.user_timeout.map_or(0, |t| t.as_millis() as i64),
-            "TCP_MAXSEG" => match h.and_then(|h| self.stack.info(self.now, h).ok()) {
-                Some(info) if info.state != synack::TcpState::SynSent => info.snd_mss as i64,
-                // Not connected yet: what was set, else the default of 536.
-                _ => i64::from(o.maxseg.unwrap_or(536)),
-            },
-            "SO_ERROR" => {
-                let e = h.and_then(|h| self.stack.error(h).ok().flatten());
-                e.map_or(0, |e| args::errno_number(errno(e)).unwrap_or(-1))
-            }
-            other => {
-                self.value_error = Some(format!(
-                    "getsockopt {other} is not modelled by synack drill"
-                ));
+        let got = match self.socks.getsockopt(self.now, fd, name) {
+            Err(Errno::ENOPROTOOPT) => {
+                self.value_error =
+                    Some(format!("getsockopt {name} is not modelled by synack drill"));
                 return Ok(0);
             }
+            Err(e) => return Err(e),
+            Ok(OptValue::Int(v)) => v,
+            Ok(OptValue::Linger(on, _)) => on,
         };
         let expected = args::bracketed(want).and_then(|v| {
             if name == "SO_ERROR" {
                 args::errno_number(v)
+            } else if name == "SO_LINGER" {
+                Some(i64::from(args::linger_zero(want)))
             } else {
                 v.parse().ok()
             }
@@ -1121,93 +851,9 @@ impl Runner {
         Ok(0)
     }
 
-    fn ioctl(&mut self, call: &Syscall, fd: i64) -> Result<i64, Error> {
-        let request = call.args.get(1).map_or("", String::as_str);
-        let want = call.args.get(2).and_then(|a| args::number(a));
-        let got = match (request, self.sockets.get(&fd)) {
-            (_, None) => return Err(Error::InvalidHandle),
-            ("SIOCINQ" | "FIONREAD" | "SIOCOUTQ" | "TIOCOUTQ", Some(Socket::Listener { .. })) => {
-                return Err(Error::InvalidState(synack::TcpState::Listen))
-            }
-            ("SIOCINQ" | "FIONREAD", _) => {
-                self.handle_of(fd)
-                    .map_or(Ok(0), |h| self.stack.recv_queue(h))? as i64
-            }
-            ("SIOCOUTQ" | "TIOCOUTQ", _) => {
-                self.handle_of(fd)
-                    .map_or(Ok(0), |h| self.stack.send_queue(h))? as i64
-            }
-            (other, _) => {
-                self.value_error = Some(format!("ioctl {other} is not modelled by synack drill"));
-                return Ok(0);
-            }
-        };
-        if let Some(w) = want.filter(|w| *w != got) {
-            self.value_error = Some(format!(
-                "ioctl({request}): the script expects [{w}], synack has [{got}]"
-            ));
-        }
-        Ok(0)
-    }
-
-    /// What poll would report for one descriptor (Linux's tcp_poll), before masking.
-    fn poll_bits(&self, fd: i64) -> u32 {
-        use synack::TcpState as S;
-        match self.sockets.get(&fd) {
-            None => args::POLLNVAL,
-            Some(Socket::Fresh { .. }) => args::POLLOUT | args::POLLHUP,
-            Some(Socket::Listener { handle, .. }) => {
-                if self.stack.accept_queue_len(*handle).unwrap_or(0) > 0 {
-                    args::POLLIN | args::POLLRDNORM
-                } else {
-                    0
-                }
-            }
-            Some(Socket::Conn { handle, .. }) => {
-                let h = *handle;
-                let state = self.stack.state(h).unwrap_or(S::Closed);
-                let error = self.stack.error(h).ok().flatten().is_some();
-                let queued = self.stack.recv_queue(h).unwrap_or(0);
-                let rcv_shut = matches!(
-                    state,
-                    S::CloseWait | S::LastAck | S::Closing | S::TimeWait | S::Closed
-                );
-                let snd_shut = matches!(
-                    state,
-                    S::FinWait1 | S::FinWait2 | S::Closing | S::LastAck | S::TimeWait | S::Closed
-                );
-                let mut bits = 0;
-                if state == S::Closed || (rcv_shut && snd_shut) {
-                    bits |= args::POLLHUP;
-                }
-                if rcv_shut {
-                    bits |= args::POLLIN | args::POLLRDNORM | args::POLLRDHUP;
-                }
-                if !matches!(state, S::SynSent | S::SynReceived) {
-                    if queued > 0 {
-                        bits |= args::POLLIN | args::POLLRDNORM;
-                    }
-                    let room = self.stack.send_queue(h).unwrap_or(0)
-                        < self
-                            .opts
-                            .get(&fd)
-                            .and_then(|o| o.sndbuf)
-                            .unwrap_or(self.stack.config().send_buffer);
-                    if snd_shut || room {
-                        bits |= args::POLLOUT | args::POLLWRNORM;
-                    }
-                }
-                if error {
-                    bits |= args::POLLERR;
-                }
-                bits
-            }
-        }
-    }
-
-    /// poll(): the count of ready descriptors, each one's revents checked; WouldBlock
-    /// when none is ready and the timeout is not zero.
-    fn poll(&mut self, call: &Syscall) -> Result<i64, Error> {
+    /// poll(): the count of ready descriptors, each one's revents checked; EAGAIN when
+    /// none is ready and the timeout is not zero.
+    fn poll(&mut self, call: &Syscall) -> CallResult {
         let set: Vec<PollFd> = match call.args.first().map(|a| args::poll_set(a)) {
             Some(Ok(set)) => set,
             Some(Err(e)) => {
@@ -1220,9 +866,8 @@ impl Runner {
         let mut ready = 0;
         let mut mismatch = None;
         for p in &set {
-            // POLLERR, POLLHUP and POLLNVAL are reported whether asked for or not.
-            let always = args::POLLERR | args::POLLHUP | args::POLLNVAL;
-            let revents = self.poll_bits(p.fd) & (p.events | always);
+            let live = self.fds.get(&p.fd).copied().unwrap_or(-1);
+            let revents = self.socks.revents(live, p.events);
             if revents != 0 {
                 ready += 1;
             }
@@ -1236,23 +881,19 @@ impl Runner {
             }
         }
         if ready == 0 && timeout_ms != 0 {
-            return Err(Error::WouldBlock);
+            return Err(Errno::EAGAIN);
         }
         self.value_error = mismatch;
         Ok(ready)
     }
 
-    fn check(&mut self, call: &Syscall, got: Result<i64, Error>) -> Check {
+    fn check(&mut self, call: &Syscall, got: CallResult) -> Check {
         if let Some(e) = self.value_error.take() {
             return Err(e);
         }
-        // A nonblocking connect reports EINPROGRESS (InvalidState(SynSent) above).
         let (ret, name) = match got {
             Ok(v) => (v, None),
-            Err(Error::InvalidState(synack::TcpState::SynSent)) if call.name == "connect" => {
-                (-1, Some("EINPROGRESS"))
-            }
-            Err(e) => (-1, Some(errno(e))),
+            Err(Errno(name)) => (-1, Some(name)),
         };
         if ret != call.ret || (call.ret == -1 && call.errno.as_deref() != name) {
             return Err(format!(

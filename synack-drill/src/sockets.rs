@@ -1,0 +1,515 @@
+//! A BSD-socket layer over one synack [`Stack`], with Linux's semantics: descriptors,
+//! options kept per socket (and inherited from a listener by what it accepts),
+//! nonblocking mode, poll readiness, and errno names. The script runner and the
+//! packetdrill shared library both call the stack through it, so a script means the
+//! same thing under `synack drill` and under packetdrill.
+//!
+//! Calls never block: a call that would block returns `EAGAIN` (a nonblocking connect,
+//! `EINPROGRESS`); the caller decides whether to wait and try again.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use synack::{ConnectionHandle, Error, Instant, ListenerHandle, ListenerOptions, Stack, TcpState};
+
+use crate::args;
+
+/// A failed call, by its Linux errno name (`EAGAIN`, `ECONNREFUSED`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Errno(pub &'static str);
+
+impl Errno {
+    pub const EAGAIN: Errno = Errno("EAGAIN");
+    pub const EBADF: Errno = Errno("EBADF");
+    pub const EINVAL: Errno = Errno("EINVAL");
+    pub const EINPROGRESS: Errno = Errno("EINPROGRESS");
+    pub const ENOTCONN: Errno = Errno("ENOTCONN");
+    pub const ENOPROTOOPT: Errno = Errno("ENOPROTOOPT");
+    pub const EOPNOTSUPP: Errno = Errno("EOPNOTSUPP");
+
+    /// The errno number (Linux's).
+    pub fn number(self) -> i32 {
+        args::errno_number(self.0).unwrap_or(22) as i32
+    }
+}
+
+impl From<Error> for Errno {
+    /// The errno Linux gives for what synack reports.
+    fn from(e: Error) -> Errno {
+        Errno(match e {
+            Error::ConnectionRefused => "ECONNREFUSED",
+            Error::ConnectionReset => "ECONNRESET",
+            Error::ConnectionAborted => "ECONNABORTED",
+            Error::TimedOut => "ETIMEDOUT",
+            Error::AddressInUse => "EADDRINUSE",
+            Error::AddressNotAvailable | Error::NoEphemeralPorts => "EADDRNOTAVAIL",
+            Error::InvalidHandle => "EBADF",
+            Error::InvalidState(_) => "EINVAL",
+            Error::WouldBlock => "EAGAIN",
+            Error::BrokenPipe => "EPIPE",
+            Error::NotConnected => "ENOTCONN",
+            Error::NetworkUnreachable => "ENETUNREACH",
+            Error::HostUnreachable => "EHOSTUNREACH",
+        })
+    }
+}
+
+/// A call's result: a count or value, or an errno.
+pub type CallResult = Result<i64, Errno>;
+
+/// Options set on a socket (Linux keeps SO_RCVBUF/SO_SNDBUF doubled, and so do we).
+#[derive(Clone, Debug, Default)]
+pub struct SockOpts {
+    pub rcvbuf: Option<usize>,
+    pub sndbuf: Option<usize>,
+    pub nodelay: bool,
+    pub maxseg: Option<u16>,
+    pub user_timeout: Option<Duration>,
+    /// SO_LINGER on with a zero time: close() sends RST.
+    pub linger_zero: bool,
+    pub reuseaddr: bool,
+    pub keepalive: bool,
+    /// shutdown(SHUT_RD) was called: reads return what is queued, then 0.
+    pub shut_rd: bool,
+}
+
+/// A socket option value as set or read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptValue {
+    Int(i64),
+    /// SO_LINGER: (l_onoff, l_linger).
+    Linger(i64, i64),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Fresh { bound: Option<SocketAddr> },
+    Listener(ListenerHandle),
+    Conn(ConnectionHandle),
+}
+
+#[derive(Clone, Debug)]
+struct Sock {
+    kind: Kind,
+    nonblocking: bool,
+    opts: SockOpts,
+    /// Bytes a blocking write has queued so far while it waits for room for the rest.
+    written: usize,
+}
+
+/// Every socket of one stack, by descriptor.
+pub struct Sockets {
+    pub stack: Stack,
+    table: BTreeMap<i32, Sock>,
+    /// The local address connections are made from (the first the stack has).
+    pub local: IpAddr,
+}
+
+/// `how` of shutdown().
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shutdown {
+    Read,
+    Write,
+    Both,
+}
+
+impl Sockets {
+    /// Sockets over `stack`, whose first address is the local one; descriptors start at 3.
+    pub fn new(stack: Stack, local: IpAddr) -> Sockets {
+        Sockets {
+            stack,
+            table: BTreeMap::new(),
+            local,
+        }
+    }
+
+    fn sock(&self, fd: i32) -> Result<&Sock, Errno> {
+        self.table.get(&fd).ok_or(Errno::EBADF)
+    }
+
+    fn sock_mut(&mut self, fd: i32) -> Result<&mut Sock, Errno> {
+        self.table.get_mut(&fd).ok_or(Errno::EBADF)
+    }
+
+    /// The connection behind a descriptor, if it has one.
+    pub fn handle(&self, fd: i32) -> Option<ConnectionHandle> {
+        match self.table.get(&fd)?.kind {
+            Kind::Conn(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// Is the descriptor in nonblocking mode?
+    pub fn nonblocking(&self, fd: i32) -> bool {
+        self.table.get(&fd).is_some_and(|s| s.nonblocking)
+    }
+
+    /// socket(): a new descriptor, the lowest free one from 3.
+    pub fn socket(&mut self) -> i32 {
+        let mut fd = 3;
+        while self.table.contains_key(&fd) {
+            fd += 1;
+        }
+        self.table.insert(
+            fd,
+            Sock {
+                kind: Kind::Fresh { bound: None },
+                nonblocking: false,
+                opts: SockOpts::default(),
+                written: 0,
+            },
+        );
+        fd
+    }
+
+    /// bind(): remember the address (the port a later listen() uses).
+    pub fn bind(&mut self, fd: i32, addr: SocketAddr) -> CallResult {
+        let local = self.local;
+        let s = self.sock_mut(fd)?;
+        match &mut s.kind {
+            Kind::Fresh { bound } if bound.is_none() => {
+                let ip = if addr.ip().is_unspecified() {
+                    local
+                } else {
+                    addr.ip()
+                };
+                *bound = Some(SocketAddr::new(ip, addr.port()));
+                Ok(0)
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// fcntl(F_SETFL): O_NONBLOCK on or off.
+    pub fn set_nonblocking(&mut self, fd: i32, on: bool) -> CallResult {
+        self.sock_mut(fd)?.nonblocking = on;
+        Ok(0)
+    }
+
+    /// listen().
+    pub fn listen(&mut self, fd: i32, backlog: usize, default_port: u16) -> CallResult {
+        let s = self.sock(fd)?;
+        let addr = match s.kind {
+            Kind::Fresh { bound } => {
+                bound.unwrap_or_else(|| SocketAddr::new(self.local, default_port))
+            }
+            Kind::Listener(_) => return Ok(0),
+            Kind::Conn(_) => return Err(Errno::EINVAL),
+        };
+        let handle = self.stack.listen(addr, backlog)?;
+        self.sock_mut(fd)?.kind = Kind::Listener(handle);
+        self.update_listener(fd);
+        Ok(0)
+    }
+
+    /// accept(): the new descriptor and the peer, or EAGAIN.
+    pub fn accept(&mut self, now: Instant, fd: i32) -> Result<(i32, SocketAddr), Errno> {
+        let s = self.sock(fd)?;
+        let Kind::Listener(l) = s.kind else {
+            return Err(Errno::EINVAL);
+        };
+        let mut opts = s.opts.clone();
+        let h = self.stack.accept(l)?;
+        let peer = self.stack.peer_addr(h)?;
+        opts.shut_rd = false;
+        let new = self.socket();
+        if let Some(s) = self.table.get_mut(&new) {
+            s.kind = Kind::Conn(h);
+            s.opts = opts.clone();
+        }
+        // What the SYN-ACK did not settle (keepalive) applies now.
+        if opts.keepalive {
+            let _ = self
+                .stack
+                .set_keepalive(now, h, Some(synack::Keepalive::default()));
+        }
+        Ok((new, peer))
+    }
+
+    /// connect(): starts the handshake. EINPROGRESS on a nonblocking socket, EAGAIN
+    /// (wait, then ask [`Sockets::connect_result`]) on a blocking one.
+    pub fn connect(&mut self, now: Instant, fd: i32, remote: SocketAddr) -> CallResult {
+        let s = self.sock(fd)?;
+        match s.kind {
+            Kind::Fresh { .. } => {}
+            Kind::Conn(_) => return self.connect_result(fd),
+            Kind::Listener(_) => return Err(Errno::EINVAL),
+        }
+        let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
+        let h = self.stack.connect(now, remote)?;
+        self.sock_mut(fd)?.kind = Kind::Conn(h);
+        // Options set before connect() shape the SYN (MSS, window scale).
+        self.apply(now, h, &opts);
+        Err(if nonblocking {
+            Errno::EINPROGRESS
+        } else {
+            Errno::EAGAIN
+        })
+    }
+
+    /// Where a connect() under way stands: done (0), still EAGAIN, or its error.
+    pub fn connect_result(&self, fd: i32) -> CallResult {
+        let h = self.handle(fd).ok_or(Errno::EBADF)?;
+        match self.stack.state(h)? {
+            TcpState::SynSent | TcpState::SynReceived => Err(Errno::EAGAIN),
+            TcpState::Closed => Err(self
+                .stack
+                .error(h)?
+                .unwrap_or(Error::ConnectionRefused)
+                .into()),
+            _ => Ok(0),
+        }
+    }
+
+    /// write()/send(): on a nonblocking socket what fits (or EAGAIN); on a blocking one
+    /// all of it, in as many tries as it takes (EAGAIN until the last piece is in).
+    pub fn write(&mut self, now: Instant, fd: i32, data: &[u8]) -> CallResult {
+        let s = self.sock(fd)?;
+        let (nonblocking, done) = (s.nonblocking, s.written);
+        // Linux: writing on a TCP socket that is not connected is EPIPE.
+        let h = self.handle(fd).ok_or(Errno("EPIPE"))?;
+        if nonblocking {
+            return Ok(self.stack.send(now, h, data)? as i64);
+        }
+        let rest = &data[done.min(data.len())..];
+        let sent = match self.stack.send(now, h, rest) {
+            Ok(n) => n,
+            Err(Error::WouldBlock) => 0,
+            // A connection that fails part way reports what it took.
+            Err(_) if done > 0 => {
+                self.sock_mut(fd)?.written = 0;
+                return Ok(done as i64);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let s = self.sock_mut(fd)?;
+        if done + sent >= data.len() {
+            s.written = 0;
+            Ok(data.len() as i64)
+        } else {
+            s.written = done + sent;
+            Err(Errno::EAGAIN)
+        }
+    }
+
+    /// read()/recv(): bytes, 0 at end of stream (or after shutdown(SHUT_RD)), or EAGAIN.
+    pub fn read(&mut self, now: Instant, fd: i32, buf: &mut [u8]) -> CallResult {
+        let s = self.sock(fd)?;
+        let shut_rd = s.opts.shut_rd;
+        let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
+        match self.stack.recv(now, h, buf) {
+            Err(Error::WouldBlock) if shut_rd => Ok(0),
+            r => Ok(r? as i64),
+        }
+    }
+
+    /// shutdown().
+    pub fn shutdown(&mut self, now: Instant, fd: i32, how: Shutdown) -> CallResult {
+        let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
+        if how != Shutdown::Write {
+            self.sock_mut(fd)?.opts.shut_rd = true;
+        }
+        if how != Shutdown::Read {
+            self.stack.shutdown(now, h)?;
+        }
+        Ok(0)
+    }
+
+    /// close(): SO_LINGER with a zero time aborts with RST; unread data does too (the
+    /// stack's RFC 2525 rule).
+    pub fn close(&mut self, now: Instant, fd: i32) -> CallResult {
+        let s = self.table.remove(&fd).ok_or(Errno::EBADF)?;
+        match s.kind {
+            Kind::Conn(h) if s.opts.linger_zero => self.stack.abort(now, h)?,
+            Kind::Conn(h) => self.stack.close(now, h)?,
+            Kind::Listener(l) => self.stack.close_listener(now, l)?,
+            Kind::Fresh { .. } => {}
+        }
+        Ok(0)
+    }
+
+    /// setsockopt() by option name (`SO_RCVBUF`, `TCP_NODELAY`, ...).
+    pub fn setsockopt(&mut self, now: Instant, fd: i32, name: &str, value: OptValue) -> CallResult {
+        let n = match value {
+            OptValue::Int(n) => n,
+            OptValue::Linger(on, _) => on,
+        };
+        let o = &mut self.sock_mut(fd)?.opts;
+        match name {
+            // Linux doubles the size asked for (the rest is its bookkeeping).
+            "SO_RCVBUF" => o.rcvbuf = Some(2 * n.max(0) as usize),
+            "SO_SNDBUF" => o.sndbuf = Some(2 * n.max(0) as usize),
+            "TCP_NODELAY" => o.nodelay = n != 0,
+            "TCP_MAXSEG" => o.maxseg = Some(n.clamp(88, 65535) as u16),
+            "TCP_USER_TIMEOUT" if n < 0 => return Err(Errno::EINVAL),
+            "TCP_USER_TIMEOUT" => o.user_timeout = Some(Duration::from_millis(n as u64)),
+            "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
+            "SO_REUSEADDR" => o.reuseaddr = n != 0,
+            "SO_KEEPALIVE" => o.keepalive = n != 0,
+            _ => return Err(Errno::ENOPROTOOPT),
+        }
+        let opts = o.clone();
+        self.update_listener(fd);
+        if let Some(h) = self.handle(fd) {
+            let _ = match name {
+                "SO_RCVBUF" | "SO_SNDBUF" => {
+                    self.stack.set_buffers(now, h, opts.sndbuf, opts.rcvbuf)
+                }
+                "TCP_NODELAY" => self.stack.set_nodelay(now, h, opts.nodelay),
+                "TCP_MAXSEG" => opts
+                    .maxseg
+                    .map_or(Ok(()), |m| self.stack.set_mss(now, h, m)),
+                "TCP_USER_TIMEOUT" => self.stack.set_user_timeout(now, h, opts.user_timeout),
+                "SO_KEEPALIVE" => self.stack.set_keepalive(
+                    now,
+                    h,
+                    opts.keepalive.then(synack::Keepalive::default),
+                ),
+                _ => Ok(()),
+            };
+        }
+        Ok(0)
+    }
+
+    /// getsockopt() by option name; SO_ERROR reads (and clears nothing: synack keeps
+    /// the error) the connection's error as an errno number.
+    pub fn getsockopt(&self, now: Instant, fd: i32, name: &str) -> Result<OptValue, Errno> {
+        let s = self.sock(fd)?;
+        let o = &s.opts;
+        let cfg = self.stack.config();
+        let h = self.handle(fd);
+        Ok(OptValue::Int(match name {
+            "SO_RCVBUF" => o.rcvbuf.unwrap_or(cfg.recv_buffer) as i64,
+            "SO_SNDBUF" => o.sndbuf.unwrap_or(cfg.send_buffer) as i64,
+            "TCP_NODELAY" => i64::from(o.nodelay),
+            "SO_REUSEADDR" => i64::from(o.reuseaddr),
+            "SO_KEEPALIVE" => i64::from(o.keepalive),
+            "TCP_USER_TIMEOUT" => o.user_timeout.map_or(0, |t| t.as_millis() as i64),
+            "SO_LINGER" => return Ok(OptValue::Linger(i64::from(o.linger_zero), 0)),
+            "TCP_MAXSEG" => match h.and_then(|h| self.stack.info(now, h).ok()) {
+                Some(info) if info.state != TcpState::SynSent => info.snd_mss as i64,
+                // Not connected yet: what was set, else the default of 536.
+                _ => i64::from(o.maxseg.unwrap_or(536)),
+            },
+            "SO_ERROR" => {
+                let e = h.and_then(|h| self.stack.error(h).ok().flatten());
+                e.map_or(0, |e| i64::from(Errno::from(e).number()))
+            }
+            _ => return Err(Errno::ENOPROTOOPT),
+        }))
+    }
+
+    /// ioctl(SIOCINQ / FIONREAD): bytes ready to read; (SIOCOUTQ / TIOCOUTQ): bytes
+    /// not yet acknowledged.
+    pub fn ioctl(&self, fd: i32, request: &str) -> CallResult {
+        let s = self.sock(fd)?;
+        if matches!(s.kind, Kind::Listener(_)) {
+            return Err(Errno::EINVAL);
+        }
+        let h = self.handle(fd);
+        match request {
+            "SIOCINQ" | "FIONREAD" => Ok(h.map_or(Ok(0), |h| self.stack.recv_queue(h))? as i64),
+            "SIOCOUTQ" | "TIOCOUTQ" => Ok(h.map_or(Ok(0), |h| self.stack.send_queue(h))? as i64),
+            _ => Err(Errno::EOPNOTSUPP),
+        }
+    }
+
+    /// What poll() reports for a descriptor (Linux's tcp_poll), before masking by the
+    /// events asked for.
+    pub fn poll_bits(&self, fd: i32) -> u32 {
+        use TcpState as S;
+        let Some(s) = self.table.get(&fd) else {
+            return args::POLLNVAL;
+        };
+        match s.kind {
+            Kind::Fresh { .. } => args::POLLOUT | args::POLLHUP,
+            Kind::Listener(l) => {
+                if self.stack.accept_queue_len(l).unwrap_or(0) > 0 {
+                    args::POLLIN | args::POLLRDNORM
+                } else {
+                    0
+                }
+            }
+            Kind::Conn(h) => {
+                let state = self.stack.state(h).unwrap_or(S::Closed);
+                let error = self.stack.error(h).ok().flatten().is_some();
+                let queued = self.stack.recv_queue(h).unwrap_or(0);
+                let rcv_shut = matches!(
+                    state,
+                    S::CloseWait | S::LastAck | S::Closing | S::TimeWait | S::Closed
+                );
+                let snd_shut = matches!(
+                    state,
+                    S::FinWait1 | S::FinWait2 | S::Closing | S::LastAck | S::TimeWait | S::Closed
+                );
+                let mut bits = 0;
+                if state == S::Closed || (rcv_shut && snd_shut) {
+                    bits |= args::POLLHUP;
+                }
+                if rcv_shut {
+                    bits |= args::POLLIN | args::POLLRDNORM | args::POLLRDHUP;
+                }
+                if !matches!(state, S::SynSent | S::SynReceived) {
+                    if queued > 0 {
+                        bits |= args::POLLIN | args::POLLRDNORM;
+                    }
+                    let sndbuf = s.opts.sndbuf.unwrap_or(self.stack.config().send_buffer);
+                    if snd_shut || self.stack.send_queue(h).unwrap_or(0) < sndbuf {
+                        bits |= args::POLLOUT | args::POLLWRNORM;
+                    }
+                }
+                if error {
+                    bits |= args::POLLERR;
+                }
+                bits
+            }
+        }
+    }
+
+    /// The revents poll() gives for `events` (POLLERR, POLLHUP and POLLNVAL always).
+    pub fn revents(&self, fd: i32, events: u32) -> u32 {
+        self.poll_bits(fd) & (events | args::POLLERR | args::POLLHUP | args::POLLNVAL)
+    }
+
+    /// Options that apply to a connection once it exists.
+    fn apply(&mut self, now: Instant, h: ConnectionHandle, o: &SockOpts) {
+        if o.rcvbuf.is_some() || o.sndbuf.is_some() {
+            let _ = self.stack.set_buffers(now, h, o.sndbuf, o.rcvbuf);
+        }
+        if o.nodelay {
+            let _ = self.stack.set_nodelay(now, h, true);
+        }
+        if let Some(mss) = o.maxseg {
+            let _ = self.stack.set_mss(now, h, mss);
+        }
+        if o.user_timeout.is_some() {
+            let _ = self.stack.set_user_timeout(now, h, o.user_timeout);
+        }
+        if o.keepalive {
+            let _ = self
+                .stack
+                .set_keepalive(now, h, Some(synack::Keepalive::default()));
+        }
+    }
+
+    /// A listening socket's options go to the connections it accepts.
+    fn update_listener(&mut self, fd: i32) {
+        let Some(Sock {
+            kind: Kind::Listener(l),
+            opts: o,
+            ..
+        }) = self.table.get(&fd)
+        else {
+            return;
+        };
+        let options = ListenerOptions {
+            mss: o.maxseg,
+            recv_buffer: o.rcvbuf,
+            send_buffer: o.sndbuf,
+            nodelay: o.nodelay.then_some(true),
+            user_timeout: o.user_timeout,
+        };
+        let _ = self.stack.set_listener_options(*l, options);
+    }
+}
