@@ -120,7 +120,11 @@ pub fn iov_len(arg: &str) -> usize {
         .sum()
 }
 
-const ERRNOS: [(&str, i64); 14] = [
+const ERRNOS: [(&str, i64); 18] = [
+    ("ENOSYS", 38),
+    ("ENOPROTOOPT", 92),
+    ("EOPNOTSUPP", 95),
+    ("EAFNOSUPPORT", 97),
     ("EPIPE", 32),
     ("EAGAIN", 11),
     ("EBADF", 9),

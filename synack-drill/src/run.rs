@@ -468,11 +468,6 @@ impl Runner {
             flags = TcpFlags::from_bits(flags.bits() | (seg.flags.bits() & 0x09));
             self.sent.pop_front();
         }
-        if payload.len() > head.payload.len() {
-            // Linux sets PSH on every packet of more than one segment (__tcp_transmit_skb,
-            // so that GRO flushes at the receiver).
-            flags = TcpFlags::from_bits(flags.bits() | TcpFlags::PSH.bits());
-        }
         let merged = TcpRepr {
             flags,
             payload: &payload,

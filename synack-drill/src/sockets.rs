@@ -163,6 +163,24 @@ impl Sockets {
         fd
     }
 
+    /// Give socket `from` the number `to` (a caller that must use descriptors of its own,
+    /// like the packetdrill library, which reserves real ones). False if `to` is taken.
+    pub fn renumber(&mut self, from: i32, to: i32) -> bool {
+        if from == to {
+            return true;
+        }
+        if self.table.contains_key(&to) {
+            return false;
+        }
+        match self.table.remove(&from) {
+            Some(s) => {
+                self.table.insert(to, s);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// bind(): remember the address (the port a later listen() uses).
     pub fn bind(&mut self, fd: i32, addr: SocketAddr) -> CallResult {
         let local = self.local;

@@ -82,9 +82,11 @@ pub(crate) struct Connection {
     pub(crate) syn_due: bool,
     /// Send a zero-window probe.
     pub(crate) probe_due: bool,
-    /// When a delayed ACK is due (RFC 1122 4.2.3.2), and in-order segments not yet ACKed.
+    /// When a delayed ACK is due (RFC 1122 4.2.3.2).
     pub(crate) delack: Option<Instant>,
-    pub(crate) unacked_segs: u32,
+    /// The largest segment the peer has sent (Linux's rcv_mss; 536 to begin with): more
+    /// than this unacknowledged is more than one full segment, and is ACKed at once.
+    pub(crate) rcv_mss: u32,
     /// Segments still to be ACKed at once before delayed ACKs begin (Linux's quick-ACK
     /// mode: at the first data and again after an idle of more than an RTO).
     pub(crate) quick_acks: u32,
@@ -197,7 +199,7 @@ impl Connection {
             syn_due: false,
             probe_due: false,
             delack: None,
-            unacked_segs: 0,
+            rcv_mss: 536,
             quick_acks: 0,
             max_quick_acks: cfg.quick_acks,
             user_timeout: None,

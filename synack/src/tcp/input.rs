@@ -687,6 +687,9 @@ impl Connection {
         if !seg.payload.is_empty() {
             self.enter_quick_ack(now, rcv_free);
             self.ack_for_data = true;
+            // Linux's rcv_mss: the largest segment the peer sends, up to our MSS.
+            let len = (seg.payload.len() as u32).min(u32::from(self.local_mss));
+            self.rcv_mss = self.rcv_mss.max(len);
         }
         let quick = self.quick_acks > 0 && !self.pingpong;
         let Some(rcv) = self.state.rcv_mut() else {
@@ -725,9 +728,14 @@ impl Connection {
             self.stats.bytes_received += delivered as u64;
             self.events.push(ConnEvent::Readable);
         }
+        // RFC 5681 4.2 / RFC 1122 4.2.3.2: an ACK at least every second full-sized
+        // segment; counted as Linux does, by bytes: more than one full segment (of the
+        // largest the peer has sent) not yet ACKed.
+        let unacked = (rcv.nxt - self.last_ack_sent).max(0) as u32;
+        let full_segment_waits = unacked > self.rcv_mss;
         if seg.seg_len() > 0 {
             let established = matches!(self.state, State::Established(_));
-            if !in_order || delayed_ack.is_zero() {
+            if !in_order || delayed_ack.is_zero() || full_segment_waits {
                 self.ack_now = true;
             } else if fin_now && established && self.last_data_in.is_some() {
                 // Linux's tcp_fin: the peer's FIN puts the connection in interactive mode;
@@ -739,16 +747,13 @@ impl Connection {
                 }
             } else if fin_now || quick {
                 self.ack_now = true;
-            } else {
-                // RFC 1122 4.2.3.2 / RFC 5681 4.2: ACK at least every second segment,
-                // and within the delayed-ACK time (Linux: 40 ms at first).
-                self.unacked_segs += 1;
-                if self.unacked_segs >= 2 {
-                    self.ack_now = true;
-                } else if self.delack.is_none() {
-                    self.delack = Some(now + delayed_ack);
-                }
+            } else if self.delack.is_none() {
+                // Within the delayed-ACK time (Linux: 40 ms at first).
+                self.delack = Some(now + delayed_ack);
             }
+        }
+        if fin_now && matches!(self.state, State::Established(_)) && !delayed_ack.is_zero() {
+            self.pingpong = true;
         }
         fin_now
     }

@@ -228,6 +228,8 @@ impl Connection {
                 }
             }
             snd.nxt = end;
+            // Another segment went out at this instant: this one continues a burst.
+            let burst = snd.last_send == Some(now);
             snd.last_send = Some(now);
             let new_data = end > snd.max;
             if new_data {
@@ -239,6 +241,16 @@ impl Connection {
                 snd.arm_tlp(now, sack, mss);
             }
             snd.start_rtx_timer(now);
+            let mut out = out;
+            // PSH on the last segment of a burst of several, as Linux's show on the wire
+            // (it sets PSH on every multi-segment TSO packet, which segmentation leaves on
+            // the packet's last segment), besides the end of the queued data.
+            if len > 0 && burst {
+                let snd = self.state.snd()?;
+                if self.sendable(snd, now).0 == 0 {
+                    out.flags |= TcpFlags::PSH;
+                }
+            }
             return Some(out);
         }
         if self.probe_due {
@@ -358,7 +370,6 @@ impl Connection {
         // Every segment carries the ACK: nothing is left to delay.
         self.ack_now = false;
         self.delack = None;
-        self.unacked_segs = 0;
         if std::mem::take(&mut self.ack_for_data) {
             // A quick ACK spent (Linux's tcp_dec_quickack_mode counts ACKs of new data).
             self.quick_acks = self.quick_acks.saturating_sub(1);

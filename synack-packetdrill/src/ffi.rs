@@ -1,0 +1,818 @@
+//! The C boundary packetdrill calls: `packetdrill_interface_init` fills in packetdrill's
+//! function table (`struct packetdrill_interface` of packetdrill.h; [`PacketdrillInterface`]
+//! has the same layout) with functions that turn C arguments into Rust values, call
+//! [`Instance`], and turn results back (-1 with `errno` set on failure, as libc does).
+//! Every `unsafe` block of the crate is here.
+
+use std::ffi::CStr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use libc::{
+    c_char, c_int, c_long, c_uint, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, size_t,
+    sockaddr, socklen_t, ssize_t, timeval, useconds_t,
+};
+use synack_drill::sockets::{CallResult, Errno, OptValue, Shutdown};
+
+use crate::Instance;
+
+type Ud = *mut c_void;
+
+/// packetdrill's `struct packetdrill_interface`, field for field.
+#[repr(C)]
+pub struct PacketdrillInterface {
+    pub userdata: Ud,
+    pub free: Option<unsafe extern "C" fn(Ud)>,
+    pub socket: Option<unsafe extern "C" fn(Ud, c_int, c_int, c_int) -> c_int>,
+    pub bind: Option<unsafe extern "C" fn(Ud, c_int, *const sockaddr, socklen_t) -> c_int>,
+    pub listen: Option<unsafe extern "C" fn(Ud, c_int, c_int) -> c_int>,
+    pub accept: Option<unsafe extern "C" fn(Ud, c_int, *mut sockaddr, *mut socklen_t) -> c_int>,
+    pub connect: Option<unsafe extern "C" fn(Ud, c_int, *const sockaddr, socklen_t) -> c_int>,
+    pub read: Option<unsafe extern "C" fn(Ud, c_int, *mut c_void, size_t) -> ssize_t>,
+    pub readv: Option<unsafe extern "C" fn(Ud, c_int, *const iovec, c_int) -> ssize_t>,
+    pub recv: Option<unsafe extern "C" fn(Ud, c_int, *mut c_void, size_t, c_int) -> ssize_t>,
+    pub recvfrom: Option<
+        unsafe extern "C" fn(
+            Ud,
+            c_int,
+            *mut c_void,
+            size_t,
+            c_int,
+            *mut sockaddr,
+            *mut socklen_t,
+        ) -> ssize_t,
+    >,
+    pub recvmsg: Option<unsafe extern "C" fn(Ud, c_int, *mut msghdr, c_int) -> ssize_t>,
+    pub write: Option<unsafe extern "C" fn(Ud, c_int, *const c_void, size_t) -> ssize_t>,
+    pub writev: Option<unsafe extern "C" fn(Ud, c_int, *const iovec, c_int) -> ssize_t>,
+    pub send: Option<unsafe extern "C" fn(Ud, c_int, *const c_void, size_t, c_int) -> ssize_t>,
+    pub sendto: Option<
+        unsafe extern "C" fn(
+            Ud,
+            c_int,
+            *const c_void,
+            size_t,
+            c_int,
+            *const sockaddr,
+            socklen_t,
+        ) -> ssize_t,
+    >,
+    pub sendmsg: Option<unsafe extern "C" fn(Ud, c_int, *const msghdr, c_int) -> ssize_t>,
+    /// Variadic in C (`int cmd, ...`): declared with its one extra argument, which the
+    /// x86-64 and AArch64 Linux calling conventions pass exactly as a named one.
+    pub fcntl: Option<unsafe extern "C" fn(Ud, c_int, c_int, c_long) -> c_int>,
+    /// Variadic in C (`unsigned long request, ...`): as `fcntl`.
+    pub ioctl: Option<unsafe extern "C" fn(Ud, c_int, c_ulong, *mut c_void) -> c_int>,
+    pub close: Option<unsafe extern "C" fn(Ud, c_int) -> c_int>,
+    pub shutdown: Option<unsafe extern "C" fn(Ud, c_int, c_int) -> c_int>,
+    pub getsockopt:
+        Option<unsafe extern "C" fn(Ud, c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int>,
+    pub setsockopt:
+        Option<unsafe extern "C" fn(Ud, c_int, c_int, c_int, *const c_void, socklen_t) -> c_int>,
+    pub poll: Option<unsafe extern "C" fn(Ud, *mut pollfd, nfds_t, c_int) -> c_int>,
+    pub netdev_send: Option<unsafe extern "C" fn(Ud, *const c_void, size_t) -> c_int>,
+    pub netdev_receive:
+        Option<unsafe extern "C" fn(Ud, *mut c_void, *mut size_t, *mut i64) -> c_int>,
+    pub usleep: Option<unsafe extern "C" fn(Ud, useconds_t) -> c_int>,
+    pub gettimeofday: Option<unsafe extern "C" fn(Ud, *mut timeval, *mut c_void) -> c_int>,
+    pub epoll_create: Option<unsafe extern "C" fn(Ud, c_int) -> c_int>,
+    pub epoll_ctl: Option<unsafe extern "C" fn(Ud, c_int, c_int, c_int, *mut c_void) -> c_int>,
+    pub epoll_wait: Option<unsafe extern "C" fn(Ud, c_int, *mut c_void, c_int, c_int) -> c_int>,
+    pub pipe: Option<unsafe extern "C" fn(Ud, *mut c_int) -> c_int>,
+    pub splice: Option<
+        unsafe extern "C" fn(Ud, c_int, *mut c_void, c_int, *mut c_void, size_t, c_uint) -> c_int,
+    >,
+}
+
+/// Called by packetdrill once, after loading the library: make a stack (configured by
+/// `--so_flags`, see [`Instance::new`]) and fill in the table.
+///
+/// # Safety
+/// `flags` is null or a NUL-terminated string; `ifc` points to a writable table.
+#[no_mangle]
+pub unsafe extern "C" fn packetdrill_interface_init(
+    flags: *const c_char,
+    ifc: *mut PacketdrillInterface,
+) {
+    let flags = if flags.is_null() {
+        String::new()
+    } else {
+        // SAFETY: packetdrill passes its `--so_flags` string, NUL-terminated.
+        unsafe { CStr::from_ptr(flags) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let instance = match Instance::new(&flags) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("synack-packetdrill: --so_flags: {e}");
+            std::process::exit(1);
+        }
+    };
+    let table = PacketdrillInterface {
+        userdata: Box::into_raw(Box::new(instance)).cast(),
+        free: Some(free),
+        socket: Some(socket),
+        bind: Some(bind),
+        listen: Some(listen),
+        accept: Some(accept),
+        connect: Some(connect),
+        read: Some(read),
+        readv: Some(readv),
+        recv: Some(recv),
+        recvfrom: Some(recvfrom),
+        recvmsg: Some(recvmsg),
+        write: Some(write),
+        writev: Some(writev),
+        send: Some(send),
+        sendto: Some(sendto),
+        sendmsg: Some(sendmsg),
+        fcntl: Some(fcntl),
+        ioctl: Some(ioctl),
+        close: Some(close),
+        shutdown: Some(shutdown),
+        getsockopt: Some(getsockopt),
+        setsockopt: Some(setsockopt),
+        poll: Some(poll),
+        netdev_send: Some(netdev_send),
+        netdev_receive: Some(netdev_receive),
+        usleep: Some(usleep),
+        gettimeofday: Some(gettimeofday),
+        epoll_create: Some(epoll_create),
+        epoll_ctl: Some(epoll_ctl),
+        epoll_wait: Some(epoll_wait),
+        pipe: Some(pipe),
+        splice: Some(splice),
+    };
+    // SAFETY: packetdrill hands us its table to fill in; it is valid for writes.
+    unsafe { ifc.write(table) };
+}
+
+/// The instance behind packetdrill's `userdata`.
+///
+/// # Safety
+/// `ud` is the pointer `packetdrill_interface_init` made, not yet freed.
+unsafe fn inst<'a>(ud: Ud) -> &'a Instance {
+    // SAFETY: made by Box::into_raw in packetdrill_interface_init and freed only by
+    // `free`, after which packetdrill makes no call.
+    unsafe { &*ud.cast::<Instance>() }
+}
+
+fn set_errno(e: Errno) {
+    // SAFETY: __errno_location returns this thread's errno, always valid to write.
+    unsafe { *libc::__errno_location() = e.number() };
+}
+
+/// A call's result as C returns it: the value, or -1 with errno set.
+fn ret(r: CallResult) -> i64 {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// A C buffer as a slice (empty for null).
+///
+/// # Safety
+/// `buf` is null or valid for reads of `len` bytes for `'a`.
+unsafe fn bytes<'a>(buf: *const c_void, len: usize) -> &'a [u8] {
+    if buf.is_null() || len == 0 {
+        return &[];
+    }
+    // SAFETY: the caller promises `len` readable bytes at `buf`.
+    unsafe { std::slice::from_raw_parts(buf.cast(), len) }
+}
+
+/// Copy `data` into a C buffer of at least `data.len()` bytes.
+///
+/// # Safety
+/// `buf` is valid for writes of `data.len()` bytes.
+unsafe fn copy_out(data: &[u8], buf: *mut c_void) {
+    if !data.is_empty() {
+        // SAFETY: the caller promises room for `data.len()` bytes at `buf`.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.cast(), data.len()) };
+    }
+}
+
+/// The iovecs of a readv/writev/recvmsg/sendmsg.
+///
+/// # Safety
+/// `iov` is null or points to `n` valid iovecs.
+unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> &'a [iovec] {
+    if iov.is_null() || n <= 0 {
+        return &[];
+    }
+    // SAFETY: the caller promises `n` iovecs at `iov`.
+    unsafe { std::slice::from_raw_parts(iov, n as usize) }
+}
+
+/// Gather what the iovecs point at.
+///
+/// # Safety
+/// Each iovec describes readable memory.
+unsafe fn gather(iov: &[iovec]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in iov {
+        // SAFETY: each iovec's base is readable for its length (caller's promise).
+        out.extend_from_slice(unsafe { bytes(v.iov_base, v.iov_len) });
+    }
+    out
+}
+
+/// Scatter `data` over the iovecs.
+///
+/// # Safety
+/// Each iovec describes writable memory.
+unsafe fn scatter(mut data: &[u8], iov: &[iovec]) {
+    for v in iov {
+        let n = data.len().min(v.iov_len);
+        // SAFETY: each iovec's base is writable for its length (caller's promise).
+        unsafe { copy_out(&data[..n], v.iov_base) };
+        data = &data[n..];
+    }
+}
+
+/// A C socket address as a Rust one.
+///
+/// # Safety
+/// `addr` is null or valid for reads of `len` bytes.
+unsafe fn sockaddr_in(addr: *const sockaddr, len: socklen_t) -> Option<SocketAddr> {
+    if addr.is_null() {
+        return None;
+    }
+    // SAFETY: at least sa_family is readable when len covers it (checked per family).
+    let family = c_int::from(unsafe { (*addr).sa_family });
+    match family {
+        libc::AF_INET if len as usize >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family and length say this is a sockaddr_in.
+            let a = unsafe { &*addr.cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len as usize >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: the family and length say this is a sockaddr_in6.
+            let a = unsafe { &*addr.cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                0,
+                0,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Write a Rust socket address into a C one (as much as `*len` allows; `*len` becomes
+/// the full size, as accept() and recvfrom() do).
+///
+/// # Safety
+/// `addr` and `len` are null, or `len` is readable and writable and `addr` has `*len`
+/// writable bytes.
+unsafe fn sockaddr_out(a: SocketAddr, addr: *mut sockaddr, len: *mut socklen_t) {
+    if addr.is_null() || len.is_null() {
+        return;
+    }
+    let bytes: Vec<u8> = match a {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_in is plain old data; all-zero is a valid value.
+            let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            s.sin_family = libc::AF_INET as libc::sa_family_t;
+            s.sin_port = v4.port().to_be();
+            s.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+            // SAFETY: viewing a plain struct as its bytes.
+            unsafe { pod_bytes(&s) }.to_vec()
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_in6 is plain old data; all-zero is a valid value.
+            let mut s: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            s.sin6_port = v6.port().to_be();
+            s.sin6_addr.s6_addr = v6.ip().octets();
+            // SAFETY: viewing a plain struct as its bytes.
+            unsafe { pod_bytes(&s) }.to_vec()
+        }
+    };
+    // SAFETY: `len` is valid (caller's promise); we write at most *len bytes to `addr`.
+    unsafe {
+        let room = (*len as usize).min(bytes.len());
+        copy_out(&bytes[..room], addr.cast());
+        *len = bytes.len() as socklen_t;
+    }
+}
+
+/// The bytes of a plain C struct.
+///
+/// # Safety
+/// `T` has no padding that matters to the reader (the socket address structs).
+unsafe fn pod_bytes<T>(t: &T) -> &[u8] {
+    // SAFETY: `t` is a valid reference; its size is exact.
+    unsafe { std::slice::from_raw_parts((t as *const T).cast(), std::mem::size_of::<T>()) }
+}
+
+/// The name of a socket option the socket layer knows.
+fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
+    Some(match (level, name) {
+        (libc::SOL_SOCKET, libc::SO_REUSEADDR) => "SO_REUSEADDR",
+        (libc::SOL_SOCKET, libc::SO_ERROR) => "SO_ERROR",
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => "SO_SNDBUF",
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => "SO_RCVBUF",
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => "SO_KEEPALIVE",
+        (libc::SOL_SOCKET, libc::SO_LINGER) => "SO_LINGER",
+        (libc::IPPROTO_TCP, libc::TCP_NODELAY) => "TCP_NODELAY",
+        (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => "TCP_MAXSEG",
+        (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => "TCP_USER_TIMEOUT",
+        _ => return None,
+    })
+}
+
+unsafe extern "C" fn free(ud: Ud) {
+    // SAFETY: `ud` came from Box::into_raw; packetdrill frees it once, last.
+    drop(unsafe { Box::from_raw(ud.cast::<Instance>()) });
+}
+
+unsafe extern "C" fn socket(ud: Ud, domain: c_int, ty: c_int, _protocol: c_int) -> c_int {
+    if !matches!(domain, libc::AF_INET | libc::AF_INET6) || ty & 0xf != libc::SOCK_STREAM {
+        set_errno(Errno("EAFNOSUPPORT"));
+        return -1;
+    }
+    // SAFETY: `ud` is our instance (see `inst`).
+    let i = unsafe { inst(ud) };
+    i.with(|st| {
+        let fd = st.socks.socket();
+        own_number(st, fd)
+    })
+}
+
+/// Give a new socket the number of a real descriptor (of /dev/null) held for it:
+/// packetdrill closes the descriptors of its sockets with the real close() when a
+/// script ends, so they must exist in the process.
+fn own_number(st: &mut crate::instance::State, fd: i32) -> c_int {
+    // SAFETY: open(2) with a constant NUL-terminated path; the result is checked.
+    let real = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if real >= 0 && st.socks.renumber(fd, real) {
+        real
+    } else {
+        if real >= 0 {
+            // SAFETY: closing the descriptor just opened, which nothing else uses.
+            unsafe { libc::close(real) };
+        }
+        fd
+    }
+}
+
+unsafe extern "C" fn bind(ud: Ud, fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: packetdrill passes a socket address of `len` bytes.
+    let Some(a) = (unsafe { sockaddr_in(addr, len) }) else {
+        set_errno(Errno::EINVAL);
+        return -1;
+    };
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    ret(i.with(|st| {
+        if !a.ip().is_unspecified() && !st.socks.stack.addresses().contains(&a.ip()) {
+            st.socks.stack.add_address(a.ip());
+            if st.socks.local.is_unspecified() {
+                st.socks.local = a.ip();
+            }
+        }
+        st.socks.bind(fd, a)
+    })) as c_int
+}
+
+unsafe extern "C" fn listen(ud: Ud, fd: c_int, backlog: c_int) -> c_int {
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    ret(i.with(|st| st.socks.listen(fd, backlog.max(1) as usize, 0))) as c_int
+}
+
+unsafe extern "C" fn accept(ud: Ud, fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let mut peer = None;
+    let r = i.call(fd, |st| {
+        let now = st.now;
+        st.socks.accept(now, fd).map(|(new, p)| {
+            peer = Some(p);
+            i64::from(own_number(st, new))
+        })
+    });
+    if let Some(p) = peer {
+        // SAFETY: packetdrill passes a buffer of *len bytes, or nulls.
+        unsafe { sockaddr_out(p, addr, len) };
+    }
+    ret(r) as c_int
+}
+
+unsafe extern "C" fn connect(ud: Ud, fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    // SAFETY: packetdrill passes a socket address of `len` bytes.
+    let Some(a) = (unsafe { sockaddr_in(addr, len) }) else {
+        set_errno(Errno::EINVAL);
+        return -1;
+    };
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    ret(i.connect(fd, a)) as c_int
+}
+
+/// Read up to `len` bytes (blocking as the socket says) and hand them to `put`.
+fn read_into(i: &Instance, fd: c_int, len: usize, put: impl FnOnce(&[u8])) -> ssize_t {
+    let mut buf = vec![0u8; len];
+    let r = i.call(fd, |st| {
+        let now = st.now;
+        st.socks.read(now, fd, &mut buf)
+    });
+    if let Ok(n) = r {
+        put(&buf[..n as usize]);
+    }
+    ret(r) as ssize_t
+}
+
+fn write_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
+    ret(i.call(fd, |st| {
+        let now = st.now;
+        st.socks.write(now, fd, data)
+    })) as ssize_t
+}
+
+unsafe extern "C" fn read(ud: Ud, fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
+    // SAFETY: `ud` is our instance; `buf` has room for `n` bytes (read(2)'s contract).
+    read_into(unsafe { inst(ud) }, fd, n, |d| unsafe { copy_out(d, buf) })
+}
+
+unsafe extern "C" fn recv(ud: Ud, fd: c_int, buf: *mut c_void, n: size_t, _f: c_int) -> ssize_t {
+    // SAFETY: as `read`.
+    unsafe { read(ud, fd, buf, n) }
+}
+
+unsafe extern "C" fn recvfrom(
+    ud: Ud,
+    fd: c_int,
+    buf: *mut c_void,
+    n: size_t,
+    _flags: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> ssize_t {
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    // SAFETY: as `read`.
+    let r = unsafe { read(ud, fd, buf, n) };
+    if r >= 0 {
+        let peer = i.with(|st| {
+            st.socks
+                .handle(fd)
+                .and_then(|h| st.socks.stack.peer_addr(h).ok())
+        });
+        if let Some(p) = peer {
+            // SAFETY: recvfrom(2)'s contract: a buffer of *len bytes, or nulls.
+            unsafe { sockaddr_out(p, addr, len) };
+        }
+    }
+    r
+}
+
+unsafe extern "C" fn readv(ud: Ud, fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    // SAFETY: readv(2)'s contract: `n` iovecs of writable memory.
+    let iov = unsafe { iovecs(iov, n) };
+    let total = iov.iter().map(|v| v.iov_len).sum();
+    // SAFETY: `ud` is our instance; the iovecs are writable.
+    read_into(unsafe { inst(ud) }, fd, total, |d| unsafe {
+        scatter(d, iov)
+    })
+}
+
+unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, _flags: c_int) -> ssize_t {
+    if msg.is_null() {
+        set_errno(Errno::EINVAL);
+        return -1;
+    }
+    // SAFETY: recvmsg(2)'s contract: a valid msghdr; no ancillary data is given back.
+    unsafe {
+        (*msg).msg_controllen = 0;
+        (*msg).msg_flags = 0;
+        readv(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int)
+    }
+}
+
+unsafe extern "C" fn write(ud: Ud, fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+    // SAFETY: `ud` is our instance; write(2)'s contract: `n` readable bytes at `buf`.
+    write_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) })
+}
+
+unsafe extern "C" fn send(ud: Ud, fd: c_int, buf: *const c_void, n: size_t, _f: c_int) -> ssize_t {
+    // SAFETY: as `write`.
+    unsafe { write(ud, fd, buf, n) }
+}
+
+unsafe extern "C" fn sendto(
+    ud: Ud,
+    fd: c_int,
+    buf: *const c_void,
+    n: size_t,
+    _flags: c_int,
+    _addr: *const sockaddr,
+    _len: socklen_t,
+) -> ssize_t {
+    // SAFETY: as `write` (a connected socket ignores the address).
+    unsafe { write(ud, fd, buf, n) }
+}
+
+unsafe extern "C" fn writev(ud: Ud, fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    // SAFETY: writev(2)'s contract: `n` iovecs of readable memory.
+    let data = unsafe { gather(iovecs(iov, n)) };
+    // SAFETY: `ud` is our instance.
+    write_from(unsafe { inst(ud) }, fd, &data)
+}
+
+unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, _flags: c_int) -> ssize_t {
+    if msg.is_null() {
+        set_errno(Errno::EINVAL);
+        return -1;
+    }
+    // SAFETY: sendmsg(2)'s contract: a valid msghdr.
+    unsafe { writev(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int) }
+}
+
+unsafe extern "C" fn fcntl(ud: Ud, fd: c_int, cmd: c_int, arg: c_long) -> c_int {
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    ret(i.with(|st| match cmd {
+        libc::F_GETFL => Ok(i64::from(libc::O_RDWR)
+            | if st.socks.nonblocking(fd) {
+                i64::from(libc::O_NONBLOCK)
+            } else {
+                0
+            }),
+        libc::F_SETFL => st
+            .socks
+            .set_nonblocking(fd, arg & c_long::from(libc::O_NONBLOCK) != 0),
+        _ => Err(Errno::EINVAL),
+    })) as c_int
+}
+
+unsafe extern "C" fn ioctl(ud: Ud, fd: c_int, request: c_ulong, argp: *mut c_void) -> c_int {
+    let name = match request {
+        libc::FIONREAD => "SIOCINQ",
+        libc::TIOCOUTQ => "SIOCOUTQ",
+        _ => {
+            set_errno(Errno::EINVAL);
+            return -1;
+        }
+    };
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let r = i.with(|st| st.socks.ioctl(fd, name));
+    if let (Ok(v), false) = (r, argp.is_null()) {
+        // SAFETY: these requests take a pointer to an int to fill in.
+        unsafe { *argp.cast::<c_int>() = v as c_int };
+    }
+    ret(r.map(|_| 0)) as c_int
+}
+
+unsafe extern "C" fn close(ud: Ud, fd: c_int) -> c_int {
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let r = i.with(|st| {
+        let now = st.now;
+        st.socks.close(now, fd)
+    });
+    if r.is_ok() {
+        // SAFETY: the descriptor held for this socket (own_number); closing it ends
+        // the hold. If it was not ours the call fails harmlessly with EBADF.
+        unsafe { libc::close(fd) };
+    }
+    ret(r) as c_int
+}
+
+unsafe extern "C" fn shutdown(ud: Ud, fd: c_int, how: c_int) -> c_int {
+    let how = match how {
+        libc::SHUT_RD => Shutdown::Read,
+        libc::SHUT_WR => Shutdown::Write,
+        libc::SHUT_RDWR => Shutdown::Both,
+        _ => {
+            set_errno(Errno::EINVAL);
+            return -1;
+        }
+    };
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    ret(i.with(|st| {
+        let now = st.now;
+        st.socks.shutdown(now, fd, how)
+    })) as c_int
+}
+
+unsafe extern "C" fn getsockopt(
+    ud: Ud,
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
+    let Some(opt) = option_name(level, name) else {
+        set_errno(Errno::ENOPROTOOPT);
+        return -1;
+    };
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let r = i.with(|st| {
+        let now = st.now;
+        st.socks.getsockopt(now, fd, opt)
+    });
+    let v = match r {
+        Ok(v) => v,
+        Err(e) => {
+            set_errno(e);
+            return -1;
+        }
+    };
+    let out: Vec<u8> = match v {
+        OptValue::Int(n) => (n as c_int).to_ne_bytes().to_vec(),
+        OptValue::Linger(on, secs) => {
+            let l = libc::linger {
+                l_onoff: on as c_int,
+                l_linger: secs as c_int,
+            };
+            // SAFETY: viewing a plain struct as its bytes.
+            unsafe { pod_bytes(&l) }.to_vec()
+        }
+    };
+    if !val.is_null() && !len.is_null() {
+        // SAFETY: getsockopt(2)'s contract: `len` readable and writable, `val` has *len bytes.
+        unsafe {
+            let room = (*len as usize).min(out.len());
+            copy_out(&out[..room], val);
+            *len = room as socklen_t;
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn setsockopt(
+    ud: Ud,
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    let Some(opt) = option_name(level, name) else {
+        set_errno(Errno::ENOPROTOOPT);
+        return -1;
+    };
+    // SAFETY: setsockopt(2)'s contract: `len` readable bytes at `val`.
+    let raw = unsafe { bytes(val, len as usize) };
+    let int = |b: &[u8]| {
+        b.get(..4)
+            .map(|x| i64::from(c_int::from_ne_bytes([x[0], x[1], x[2], x[3]])))
+    };
+    let value = if opt == "SO_LINGER" {
+        match (int(raw), raw.get(4..).and_then(int)) {
+            (Some(on), Some(secs)) => OptValue::Linger(on, secs),
+            _ => OptValue::Linger(0, 0),
+        }
+    } else {
+        OptValue::Int(int(raw).unwrap_or(0))
+    };
+    if raw.len() < 4 {
+        set_errno(Errno::EINVAL);
+        return -1;
+    }
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    ret(i.with(|st| {
+        let now = st.now;
+        st.socks.setsockopt(now, fd, opt, value)
+    })) as c_int
+}
+
+unsafe extern "C" fn poll(ud: Ud, fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
+    let set: &mut [pollfd] = if fds.is_null() || n == 0 {
+        &mut []
+    } else {
+        // SAFETY: poll(2)'s contract: `n` pollfds at `fds`, readable and writable.
+        unsafe { std::slice::from_raw_parts_mut(fds, n as usize) }
+    };
+    let asked: Vec<(i32, u32)> = set
+        .iter()
+        .map(|p| (p.fd, u32::from(p.events as u16)))
+        .collect();
+    // SAFETY: `ud` is our instance.
+    let revents = unsafe { inst(ud) }.poll(&asked, timeout);
+    for (p, r) in set.iter_mut().zip(&revents) {
+        p.revents = *r as i16;
+    }
+    revents.iter().filter(|r| **r != 0).count() as c_int
+}
+
+unsafe extern "C" fn netdev_send(ud: Ud, buf: *const c_void, n: size_t) -> c_int {
+    // SAFETY: `ud` is our instance; packetdrill passes `n` bytes of packet at `buf`.
+    unsafe { inst(ud) }.inject(unsafe { bytes(buf, n) });
+    0
+}
+
+unsafe extern "C" fn netdev_receive(
+    ud: Ud,
+    buf: *mut c_void,
+    n: *mut size_t,
+    t: *mut i64,
+) -> c_int {
+    // SAFETY: `ud` is our instance.
+    let got = unsafe { inst(ud) }.sniff();
+    // SAFETY: packetdrill passes its buffer, its size in *n, and a place for the time.
+    unsafe {
+        match got {
+            Some((p, usecs)) if p.len() <= *n => {
+                copy_out(&p, buf);
+                *n = p.len();
+                *t = usecs;
+                0
+            }
+            // Nothing will ever be sent, or it does not fit: report no packet.
+            _ => {
+                *n = 0;
+                -1
+            }
+        }
+    }
+}
+
+unsafe extern "C" fn usleep(ud: Ud, usecs: useconds_t) -> c_int {
+    // SAFETY: `ud` is our instance.
+    unsafe { inst(ud) }.sleep(u64::from(usecs));
+    0
+}
+
+unsafe extern "C" fn gettimeofday(ud: Ud, tv: *mut timeval, _tz: *mut c_void) -> c_int {
+    // SAFETY: `ud` is our instance.
+    let us = unsafe { inst(ud) }.now_usecs();
+    if !tv.is_null() {
+        // SAFETY: gettimeofday(2)'s contract: `tv` is writable.
+        unsafe {
+            (*tv).tv_sec = (us / 1_000_000) as libc::time_t;
+            (*tv).tv_usec = (us % 1_000_000) as libc::suseconds_t;
+        }
+    }
+    0
+}
+
+/// epoll, pipe and splice are not modelled: ENOSYS, so a script that needs them fails
+/// with a clear error rather than a wrong result.
+unsafe extern "C" fn epoll_create(_ud: Ud, _size: c_int) -> c_int {
+    set_errno(Errno("ENOSYS"));
+    -1
+}
+
+unsafe extern "C" fn epoll_ctl(
+    _ud: Ud,
+    _e: c_int,
+    _op: c_int,
+    _fd: c_int,
+    _ev: *mut c_void,
+) -> c_int {
+    set_errno(Errno("ENOSYS"));
+    -1
+}
+
+unsafe extern "C" fn epoll_wait(
+    _ud: Ud,
+    _e: c_int,
+    _ev: *mut c_void,
+    _m: c_int,
+    _t: c_int,
+) -> c_int {
+    set_errno(Errno("ENOSYS"));
+    -1
+}
+
+unsafe extern "C" fn pipe(_ud: Ud, _fds: *mut c_int) -> c_int {
+    set_errno(Errno("ENOSYS"));
+    -1
+}
+
+unsafe extern "C" fn splice(
+    _ud: Ud,
+    _a: c_int,
+    _b: *mut c_void,
+    _c: c_int,
+    _d: *mut c_void,
+    _n: size_t,
+    _f: c_uint,
+) -> c_int {
+    set_errno(Errno("ENOSYS"));
+    -1
+}
+
+/// The stack's first address, for tests that build packets to it.
+pub fn local_address(ifc: &PacketdrillInterface) -> IpAddr {
+    // SAFETY: `userdata` is the instance packetdrill_interface_init made.
+    unsafe { inst(ifc.userdata) }.with(|st| st.socks.local)
+}

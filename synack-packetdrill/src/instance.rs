@@ -1,0 +1,279 @@
+//! One synack stack as packetdrill drives it, in safe Rust: a virtual clock that moves
+//! only when packetdrill sleeps or waits for a packet, the packets synack sends queued
+//! with their times, and socket calls that block the way the kernel's do (the calling
+//! thread waits until the stack lets the call finish; packetdrill makes blocking calls
+//! from a thread of its own).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use synack::{Config, Instant, Stack};
+use synack_drill::sockets::{CallResult, Errno, Sockets};
+
+/// The wall-clock time the virtual clock starts at, in microseconds since the epoch
+/// (packetdrill only ever uses differences).
+pub const EPOCH_USECS: i64 = 1_700_000_000_000_000;
+
+/// The stack and everything around it, behind one lock.
+pub struct State {
+    pub socks: Sockets,
+    pub now: Instant,
+    /// Packets synack sent, with when, not yet taken by packetdrill.
+    out: VecDeque<(Instant, Vec<u8>)>,
+    /// Threads waiting in a blocking call.
+    blocked: usize,
+}
+
+impl State {
+    /// Take what the stack sends now.
+    fn pump(&mut self) {
+        while let Some(p) = self.socks.stack.poll_transmit(self.now) {
+            self.out.push_back((self.now, p));
+        }
+        while self.socks.stack.poll_event().is_some() {}
+    }
+}
+
+/// A synack stack for packetdrill.
+pub struct Instance {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// Settings packetdrill's `defaults.sh` gives every script (the library cannot see the
+/// shell lines that set them on a kernel).
+const PACKETDRILL_DEFAULTS: &[(&str, &str)] = &[
+    ("net.ipv4.tcp_rmem", "4096 540000 15728640"),
+    ("net.ipv4.tcp_wmem", "4096 262144 4194304"),
+    ("net.ipv4.tcp_syn_retries", "5"),
+    ("net.ipv4.tcp_synack_retries", "5"),
+];
+
+impl Instance {
+    /// A stack configured by `--so_flags`: comma-separated `local_ip=ADDR` (the address
+    /// packetdrill's `--local_ip` gives the stack; needed for connect()), `mtu=N`, and
+    /// any sysctl of `synack_drill::sysctl`'s table by its short name (`tcp_sack=0`;
+    /// `tcp_rmem=4096:87380:6291456` with colons for spaces). Without flags the stack has
+    /// Linux's defaults plus packetdrill's `defaults.sh` settings.
+    pub fn new(flags: &str) -> Result<Instance, String> {
+        let mut cfg = Config::default();
+        let mut local: Option<IpAddr> = None;
+        let defaults = PACKETDRILL_DEFAULTS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let given = flags
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .map(|f| {
+                let (k, v) = f.split_once('=').unwrap_or((f, ""));
+                (k.to_string(), v.to_string())
+            });
+        for (name, value) in defaults.chain(given.collect::<Vec<_>>()) {
+            match name.as_str() {
+                "local_ip" => {
+                    local = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("local_ip={value}: not an IP address"))?,
+                    )
+                }
+                "mtu" => {
+                    cfg.mtu = value
+                        .parse()
+                        .map_err(|_| format!("mtu={value}: not a number"))?
+                }
+                _ => {
+                    let dotted = if name.contains('.') {
+                        name.clone()
+                    } else {
+                        format!("net.ipv4.{name}")
+                    };
+                    let value = if name.ends_with("mem") {
+                        value.replace(':', " ")
+                    } else {
+                        value
+                    };
+                    synack_drill::sysctl::apply(
+                        &synack_drill::sysctl::Assignment {
+                            name: dotted,
+                            value,
+                        },
+                        &mut cfg,
+                    )?;
+                }
+            }
+        }
+        let mut stack = Stack::new(cfg);
+        let local = local.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        if !local.is_unspecified() {
+            stack.add_address(local);
+        }
+        Ok(Instance {
+            state: Mutex::new(State {
+                socks: Sockets::new(stack, local),
+                now: Instant::from_secs(1),
+                out: VecDeque::new(),
+                blocked: 0,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Virtual time, in microseconds since the epoch. Each reading moves the clock on by
+    /// a microsecond, as a real clock would between two readings: packetdrill spins on
+    /// the clock for short waits (and to find its start time) instead of sleeping.
+    pub fn now_usecs(&self) -> i64 {
+        let st = self.lock();
+        let until = st.now + Duration::from_micros(1);
+        let st = self.advance(st, until);
+        EPOCH_USECS + (st.now - Instant::ZERO).as_micros() as i64
+    }
+
+    /// Let threads blocked in calls look at what just changed, at the current time.
+    fn let_blocked_run<'a>(&'a self, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.changed.notify_all();
+        if st.blocked == 0 {
+            return st;
+        }
+        self.changed
+            .wait_timeout(st, Duration::from_millis(2))
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0)
+    }
+
+    /// Fire the stack's timers up to `until`, one deadline at a time.
+    fn advance<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        until: Instant,
+    ) -> MutexGuard<'a, State> {
+        while let Some(t) = st.socks.stack.poll_timeout().filter(|t| *t <= until) {
+            st.now = st.now.max(t);
+            let now = st.now;
+            st.socks.stack.on_timeout(now);
+            st.pump();
+            st = self.let_blocked_run(st);
+        }
+        st.now = st.now.max(until);
+        st.pump();
+        self.let_blocked_run(st)
+    }
+
+    /// packetdrill's usleep(): virtual time passes.
+    pub fn sleep(&self, usecs: u64) {
+        let st = self.lock();
+        let until = st.now + Duration::from_micros(usecs);
+        drop(self.advance(st, until));
+    }
+
+    /// A packet packetdrill injects. The address it is sent to is ours.
+    pub fn inject(&self, packet: &[u8]) {
+        let mut st = self.lock();
+        if let Ok((ip, _)) = synack::wire::parse_ip(packet) {
+            if !st.socks.stack.addresses().contains(&ip.dst) {
+                st.socks.stack.add_address(ip.dst);
+                if st.socks.local.is_unspecified() {
+                    st.socks.local = ip.dst;
+                }
+            }
+        }
+        let now = st.now;
+        st.socks.stack.receive(now, packet);
+        st.pump();
+        drop(self.let_blocked_run(st));
+    }
+
+    /// The next packet synack sends, with its time: virtual time runs on to the stack's
+    /// next timer while there is none. None when nothing will ever be sent (no packet
+    /// queued, no timer, no thread in a call that could send).
+    pub fn sniff(&self) -> Option<(Vec<u8>, i64)> {
+        let mut st = self.lock();
+        loop {
+            if let Some((t, p)) = st.out.pop_front() {
+                return Some((p, EPOCH_USECS + (t - Instant::ZERO).as_micros() as i64));
+            }
+            if st.blocked > 0 {
+                // A blocked call may be about to send: give it its turn first.
+                let (g, timeout) = self
+                    .changed
+                    .wait_timeout(st, Duration::from_millis(20))
+                    .unwrap_or_else(|e| e.into_inner());
+                st = g;
+                if !timeout.timed_out() || !st.out.is_empty() {
+                    continue;
+                }
+            }
+            match st.socks.stack.poll_timeout() {
+                Some(t) => st = self.advance(st, t),
+                None => return None,
+            }
+        }
+    }
+
+    /// Make a call that may block: `op` is tried now and, while it says EAGAIN on a
+    /// blocking socket, again each time the stack changes.
+    pub fn call(&self, fd: i32, mut op: impl FnMut(&mut State) -> CallResult) -> CallResult {
+        let mut st = self.lock();
+        loop {
+            let r = op(&mut st);
+            st.pump();
+            self.changed.notify_all();
+            if r != Err(Errno::EAGAIN) || st.socks.nonblocking(fd) {
+                return r;
+            }
+            st.blocked += 1;
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.blocked -= 1;
+        }
+    }
+
+    /// connect(): blocks (on a blocking socket) until the handshake ends.
+    pub fn connect(&self, fd: i32, remote: SocketAddr) -> CallResult {
+        let mut first = true;
+        self.call(fd, |st| {
+            if std::mem::take(&mut first) {
+                let now = st.now;
+                st.socks.connect(now, fd, remote)
+            } else {
+                st.socks.connect_result(fd)
+            }
+        })
+    }
+
+    /// poll(): blocks up to `timeout_ms` of virtual time (negative: for ever) until one
+    /// of the descriptors is ready; returns each one's revents.
+    pub fn poll(&self, fds: &[(i32, u32)], timeout_ms: i32) -> Vec<u32> {
+        let mut st = self.lock();
+        let start = st.now;
+        loop {
+            let revents: Vec<u32> = fds
+                .iter()
+                .map(|&(fd, events)| st.socks.revents(fd, events))
+                .collect();
+            let expired =
+                timeout_ms >= 0 && st.now >= start + Duration::from_millis(timeout_ms as u64);
+            if revents.iter().any(|r| *r != 0) || expired {
+                return revents;
+            }
+            st.blocked += 1;
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.blocked -= 1;
+        }
+    }
+
+    /// Run `f` on the state under the lock (calls that never block).
+    pub fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let mut st = self.lock();
+        let r = f(&mut st);
+        st.pump();
+        self.changed.notify_all();
+        r
+    }
+}

@@ -1,0 +1,263 @@
+//! The packetdrill library driven the way packetdrill drives it, through the function
+//! table `packetdrill_interface_init` fills in (no packetdrill needed): packets in with
+//! netdev_send, packets out with netdev_receive, socket calls, and the virtual clock.
+
+use std::ffi::CString;
+use std::net::{IpAddr, SocketAddr};
+use std::ptr;
+
+use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+use synack_packetdrill::{packetdrill_interface_init, PacketdrillInterface};
+
+const LOCAL: [u8; 4] = [198, 18, 0, 1];
+const REMOTE: [u8; 4] = [198, 18, 0, 2];
+
+struct Lib(PacketdrillInterface);
+
+// The table is only ever used behind the library's own lock.
+unsafe impl Send for Lib {}
+unsafe impl Sync for Lib {}
+
+fn open(flags: &str) -> Lib {
+    let flags = CString::new(flags).unwrap();
+    let mut ifc = std::mem::MaybeUninit::<PacketdrillInterface>::uninit();
+    // SAFETY: a valid flags string and a table to fill in.
+    unsafe { packetdrill_interface_init(flags.as_ptr(), ifc.as_mut_ptr()) };
+    // SAFETY: packetdrill_interface_init wrote the whole table.
+    Lib(unsafe { ifc.assume_init() })
+}
+
+fn sockaddr(addr: SocketAddr) -> libc::sockaddr_in {
+    let SocketAddr::V4(v4) = addr else { panic!() };
+    // SAFETY: all-zero is a valid sockaddr_in.
+    let mut s: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    s.sin_family = libc::AF_INET as libc::sa_family_t;
+    s.sin_port = v4.port().to_be();
+    s.sin_addr.s_addr = u32::from(*v4.ip()).to_be();
+    s
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+impl Lib {
+    fn ud(&self) -> *mut libc::c_void {
+        self.0.userdata
+    }
+
+    fn now(&self) -> i64 {
+        let mut tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        };
+        // SAFETY: our table's function with a valid timeval.
+        unsafe { self.0.gettimeofday.unwrap()(self.ud(), &mut tv, ptr::null_mut()) };
+        tv.tv_sec * 1_000_000 + tv.tv_usec
+    }
+
+    fn sleep_ms(&self, ms: u32) {
+        // SAFETY: our table's function.
+        unsafe { self.0.usleep.unwrap()(self.ud(), ms * 1000) };
+    }
+
+    fn inject(&self, seq: u32, ack: Option<u32>, flags: TcpFlags, payload: &[u8]) {
+        let repr = TcpRepr {
+            src_port: 50_000,
+            dst_port: 8080,
+            seq: SeqNum::new(seq),
+            ack: SeqNum::new(ack.unwrap_or(0)),
+            flags: if ack.is_some() {
+                flags | TcpFlags::ACK
+            } else {
+                flags
+            },
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions {
+                mss: flags.syn().then_some(1460),
+                ..TcpOptions::default()
+            },
+            payload,
+        };
+        let p =
+            wire::emit_tcp_packet(IpAddr::from(REMOTE), IpAddr::from(LOCAL), 64, &repr).unwrap();
+        // SAFETY: our table's function with a valid buffer.
+        let r = unsafe { self.0.netdev_send.unwrap()(self.ud(), p.as_ptr().cast(), p.len()) };
+        assert_eq!(r, 0);
+    }
+
+    /// The next packet synack sends, parsed: (flags, seq, ack, payload length, time µs).
+    fn sniff(&self) -> Option<(TcpFlags, u32, u32, usize, i64)> {
+        let mut buf = vec![0u8; 70_000];
+        let mut n = buf.len();
+        let mut t = 0i64;
+        // SAFETY: our table's function with a buffer of `n` bytes.
+        let r = unsafe {
+            self.0.netdev_receive.unwrap()(self.ud(), buf.as_mut_ptr().cast(), &mut n, &mut t)
+        };
+        if r != 0 {
+            return None;
+        }
+        let (_, seg) = wire::parse_tcp_packet(&buf[..n]).unwrap();
+        Some((
+            seg.flags,
+            seg.seq.get(),
+            seg.ack.get(),
+            seg.payload.len(),
+            t,
+        ))
+    }
+
+    fn listener(&self) -> i32 {
+        // SAFETY: our table's functions with valid arguments.
+        unsafe {
+            let fd = self.0.socket.unwrap()(self.ud(), libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0);
+            let a = sockaddr(SocketAddr::from((LOCAL, 8080)));
+            let len = std::mem::size_of_val(&a) as libc::socklen_t;
+            assert_eq!(
+                self.0.bind.unwrap()(self.ud(), fd, (&a as *const libc::sockaddr_in).cast(), len),
+                0
+            );
+            assert_eq!(self.0.listen.unwrap()(self.ud(), fd, 1), 0);
+            fd
+        }
+    }
+
+    fn accept(&self, fd: i32) -> i32 {
+        // SAFETY: our table's function; no address wanted.
+        unsafe { self.0.accept.unwrap()(self.ud(), fd, ptr::null_mut(), ptr::null_mut()) }
+    }
+
+    /// A passive open by a scripted peer (ISN 0); returns synack's ISN.
+    fn handshake(&self) -> u32 {
+        self.inject(0, None, TcpFlags::SYN, b"");
+        let (flags, isn, ack, _, _) = self.sniff().unwrap();
+        assert_eq!((flags, ack), (TcpFlags::SYN | TcpFlags::ACK, 1));
+        self.inject(1, Some(isn + 1), TcpFlags::empty(), b"");
+        isn
+    }
+}
+
+impl Drop for Lib {
+    fn drop(&mut self) {
+        // SAFETY: our table's free, called once.
+        unsafe { self.0.free.unwrap()(self.ud()) };
+    }
+}
+
+#[test]
+fn a_passive_open_exchanges_data_and_closes_through_the_table() {
+    let lib = open("local_ip=198.18.0.1");
+    let l = lib.listener();
+    let isn = lib.handshake();
+    let fd = lib.accept(l);
+    assert!(fd >= 0);
+    lib.inject(1, Some(isn + 1), TcpFlags::PSH, b"hello");
+    let (flags, _, ack, _, _) = lib.sniff().unwrap();
+    assert_eq!(
+        (flags, ack),
+        (TcpFlags::ACK, 6),
+        "the first data is ACKed at once"
+    );
+    let mut buf = [0u8; 16];
+    // SAFETY: our table's function with a buffer of 16 bytes.
+    let n = unsafe { lib.0.read.unwrap()(lib.ud(), fd, buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(&buf[..n as usize], b"hello");
+    // SAFETY: our table's function with 5 readable bytes.
+    let n = unsafe { lib.0.write.unwrap()(lib.ud(), fd, b"world".as_ptr().cast(), 5) };
+    assert_eq!(n, 5);
+    let (flags, seq, _, len, _) = lib.sniff().unwrap();
+    assert_eq!(
+        (flags, seq, len),
+        (TcpFlags::PSH | TcpFlags::ACK, isn + 1, 5)
+    );
+    // SAFETY: our table's function.
+    assert_eq!(unsafe { lib.0.close.unwrap()(lib.ud(), fd) }, 0);
+    let (flags, seq, _, _, _) = lib.sniff().unwrap();
+    assert_eq!((flags, seq), (TcpFlags::FIN | TcpFlags::ACK, isn + 6));
+}
+
+#[test]
+fn the_clock_moves_only_when_packetdrill_sleeps_or_waits_for_a_packet() {
+    let lib = open("local_ip=198.18.0.1");
+    let t0 = lib.now();
+    lib.sleep_ms(250);
+    let t1 = lib.now();
+    assert!((250_000..250_010).contains(&(t1 - t0)), "{}", t1 - t0);
+    // Waiting for a packet runs the clock to the stack's next timer: the SYN-ACK is
+    // sent again after the initial RTO of 1 s.
+    let _l = lib.listener();
+    lib.inject(0, None, TcpFlags::SYN, b"");
+    let (_, _, _, _, first) = lib.sniff().unwrap();
+    let (flags, _, _, _, again) = lib.sniff().unwrap();
+    assert_eq!(flags, TcpFlags::SYN | TcpFlags::ACK);
+    assert!((again - first - 1_000_000).abs() < 10, "{}", again - first);
+}
+
+#[test]
+fn a_blocking_accept_returns_when_the_handshake_completes() {
+    let lib = std::sync::Arc::new(open("local_ip=198.18.0.1"));
+    let l = lib.listener();
+    let waiter = {
+        let lib = lib.clone();
+        std::thread::spawn(move || lib.accept(l))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(!waiter.is_finished(), "accept waits for a connection");
+    lib.handshake();
+    assert!(waiter.join().unwrap() >= 0);
+}
+
+#[test]
+fn errors_come_back_as_minus_one_and_errno() {
+    let lib = open("local_ip=198.18.0.1");
+    // SAFETY: our table's functions; fd 999 does not exist.
+    unsafe {
+        let mut buf = [0u8; 4];
+        assert_eq!(
+            lib.0.read.unwrap()(lib.ud(), 999, buf.as_mut_ptr().cast(), 4),
+            -1
+        );
+        assert_eq!(errno(), libc::EBADF);
+        let fd = lib.0.socket.unwrap()(lib.ud(), libc::AF_INET, libc::SOCK_STREAM, 0);
+        let flags = lib.0.fcntl.unwrap()(lib.ud(), fd, libc::F_GETFL, 0);
+        assert_eq!(flags & libc::O_NONBLOCK, 0);
+        lib.0.fcntl.unwrap()(
+            lib.ud(),
+            fd,
+            libc::F_SETFL,
+            libc::O_NONBLOCK as libc::c_long,
+        );
+        let a = sockaddr(SocketAddr::from((REMOTE, 8080)));
+        let len = std::mem::size_of_val(&a) as libc::socklen_t;
+        let r = lib.0.connect.unwrap()(lib.ud(), fd, (&a as *const libc::sockaddr_in).cast(), len);
+        assert_eq!((r, errno()), (-1, libc::EINPROGRESS));
+        let mut v: libc::c_int = -1;
+        let mut vlen = 4 as libc::socklen_t;
+        let r = lib.0.getsockopt.unwrap()(
+            lib.ud(),
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut vlen,
+        );
+        assert_eq!((r, v), (0, 0), "no error while the handshake runs");
+    }
+    let (flags, _, _, _, _) = lib.sniff().unwrap();
+    assert_eq!(flags, TcpFlags::SYN, "the nonblocking connect sent its SYN");
+}
+
+#[test]
+fn bad_flags_are_refused_with_their_reason() {
+    let e = synack_packetdrill::Instance::new("local_ip=nonsense")
+        .err()
+        .unwrap();
+    assert!(e.contains("local_ip"), "{e}");
+    let e = synack_packetdrill::Instance::new("tcp_frto=2")
+        .err()
+        .unwrap();
+    assert!(e.contains("tcp_frto"), "{e}");
+}
