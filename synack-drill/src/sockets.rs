@@ -96,6 +96,9 @@ struct Sock {
     opts: SockOpts,
     /// Bytes a blocking write has queued so far while it waits for room for the rest.
     written: usize,
+    /// The connection's error was reported once (Linux's sk_err is cleared when read):
+    /// since then reads see end-of-stream and writes EPIPE.
+    error_reported: bool,
 }
 
 /// Every socket of one stack, by descriptor.
@@ -158,6 +161,7 @@ impl Sockets {
                 nonblocking: false,
                 opts: SockOpts::default(),
                 written: 0,
+                error_reported: false,
             },
         );
         fd
@@ -287,6 +291,9 @@ impl Sockets {
         let (nonblocking, done) = (s.nonblocking, s.written);
         // Linux: writing on a TCP socket that is not connected is EPIPE.
         let h = self.handle(fd).ok_or(Errno("EPIPE"))?;
+        if self.failed(h) {
+            return Err(self.take_error(fd, h).unwrap_or(Errno("EPIPE")));
+        }
         if nonblocking {
             return Ok(self.stack.send(now, h, data)? as i64);
         }
@@ -318,8 +325,26 @@ impl Sockets {
         let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
         match self.stack.recv(now, h, buf) {
             Err(Error::WouldBlock) if shut_rd => Ok(0),
+            Err(_) if self.failed(h) => self.take_error(fd, h).map_or(Ok(0), Err),
             r => Ok(r? as i64),
         }
+    }
+
+    /// Has the connection failed (reset, refused, timed out)?
+    fn failed(&self, h: ConnectionHandle) -> bool {
+        matches!(self.stack.error(h), Ok(Some(_)))
+    }
+
+    /// The connection's error, the first time it is asked for, None from then on (as
+    /// Linux's sock_error clears sk_err: later reads see end-of-stream, writes EPIPE).
+    fn take_error(&mut self, fd: i32, h: ConnectionHandle) -> Option<Errno> {
+        let e = self.stack.error(h).ok().flatten()?;
+        let s = self.table.get_mut(&fd)?;
+        if s.error_reported {
+            return None;
+        }
+        s.error_reported = true;
+        Some(e.into())
     }
 
     /// shutdown().
@@ -390,9 +415,23 @@ impl Sockets {
         Ok(0)
     }
 
-    /// getsockopt() by option name; SO_ERROR reads (and clears nothing: synack keeps
-    /// the error) the connection's error as an errno number.
-    pub fn getsockopt(&self, now: Instant, fd: i32, name: &str) -> Result<OptValue, Errno> {
+    /// getsockopt() by option name; SO_ERROR gives the connection's error as an errno
+    /// number, once.
+    pub fn getsockopt(&mut self, now: Instant, fd: i32, name: &str) -> Result<OptValue, Errno> {
+        if name == "SO_ERROR" {
+            // Reading SO_ERROR reports the error once and clears it, as on Linux.
+            let s = self.sock(fd)?;
+            let pending = self
+                .handle(fd)
+                .filter(|_| !s.error_reported)
+                .and_then(|h| self.stack.error(h).ok().flatten());
+            if pending.is_some() {
+                self.sock_mut(fd)?.error_reported = true;
+            }
+            return Ok(OptValue::Int(
+                pending.map_or(0, |e| i64::from(Errno::from(e).number())),
+            ));
+        }
         let s = self.sock(fd)?;
         let o = &s.opts;
         let cfg = self.stack.config();
@@ -410,10 +449,6 @@ impl Sockets {
                 // Not connected yet: what was set, else the default of 536.
                 _ => i64::from(o.maxseg.unwrap_or(536)),
             },
-            "SO_ERROR" => {
-                let e = h.and_then(|h| self.stack.error(h).ok().flatten());
-                e.map_or(0, |e| i64::from(Errno::from(e).number()))
-            }
             _ => return Err(Errno::ENOPROTOOPT),
         }))
     }

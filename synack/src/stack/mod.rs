@@ -342,6 +342,10 @@ impl Stack {
         if !flags.syn() {
             return self.stats.drop("no_syn");
         }
+        if flags.fin() {
+            // SYN and FIN together open nothing sensible; Linux discards them too.
+            return self.stats.drop("syn_fin");
+        }
         let Some(listener) = self.listeners[lid as usize].as_ref() else {
             return;
         };
