@@ -432,7 +432,10 @@ fn syscall(s: &str) -> Result<Syscall, String> {
     let mut words = rest.split_whitespace();
     let ret: i64 = words
         .next()
-        .and_then(|w| w.parse().ok())
+        .and_then(|w| match w.strip_prefix("0x") {
+            Some(hex) => i64::from_str_radix(hex, 16).ok(),
+            None => w.parse().ok(),
+        })
         .ok_or("the result must be a number")?;
     let errno = words
         .next()
