@@ -34,7 +34,8 @@ pub struct DrillArgs {
     /// MTU of synack's interface (its MSS follows: 1500 gives 1460 over IPv4).
     #[arg(long)]
     pub mtu: Option<usize>,
-    /// The MSS synack announces (sets the MTU to MSS plus the IP and TCP headers).
+    /// As packetdrill's --mss: the segment size of injected packets (longer ones arrive
+    /// in pieces of this size, as the GSO packets packetdrill gives the kernel).
     #[arg(long)]
     pub mss: Option<usize>,
     /// Define NAME=value, replaced in the scripts.
@@ -66,9 +67,7 @@ pub fn run_drill(args: &DrillArgs) -> i32 {
     if let Some(mtu) = args.mtu {
         opts.config.mtu = mtu;
     }
-    if let Some(mss) = args.mss {
-        opts.config.mtu = mss + if ipv6 { 60 } else { 40 };
-    }
+    opts.inbound_mss = args.mss;
     let (mut passed, mut failed) = (0, 0);
     for file in &args.files {
         let text = match std::fs::read_to_string(file) {

@@ -52,7 +52,8 @@ pub struct Segment {
     pub seq: Option<(u32, u32, u32)>,
     pub ack: Option<u32>,
     pub win: Option<u32>,
-    /// None: `<...>` or no option list (not checked on outbound segments).
+    /// None: `<...>` (not checked on outbound segments). No list at all is an empty
+    /// list: an outbound segment must then carry no options, as in packetdrill.
     pub options: Option<Vec<ScriptOption>>,
 }
 
@@ -356,11 +357,11 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
             other => return Err(format!("unexpected '{other}' in a segment line")),
         }
     }
-    if let Some(o) = opts {
-        if o.trim() != "..." {
-            seg.options = Some(options(o)?);
-        }
-    }
+    seg.options = match opts {
+        Some(o) if o.trim() == "..." => None,
+        Some(o) => Some(options(o)?),
+        None => Some(Vec::new()),
+    };
     Ok(seg)
 }
 
@@ -498,6 +499,10 @@ mod tests {
             panic!()
         };
         assert_eq!((synack.ack, synack.options.clone()), (Some(1), None));
+        let Action::Segment(ack) = &ev[4].action else {
+            panic!()
+        };
+        assert_eq!(ack.options, Some(Vec::new()), "no list: no options");
         assert_eq!(ev[4].time, TimeSpec::Relative(0.1));
         let Action::Syscall(c) = &ev[5].action else {
             panic!()

@@ -526,7 +526,10 @@ impl Stack {
                     TcpFlags::RST
                 },
                 window: 0,
-                options: TcpOptions::default(),
+                options: TcpOptions {
+                    timestamps: rst.timestamps,
+                    ..TcpOptions::default()
+                },
                 payload: Vec::new(),
             };
             self.stats.resets_sent += 1;

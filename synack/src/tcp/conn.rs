@@ -44,6 +44,9 @@ pub(crate) enum ConnEvent {
 pub(crate) struct RstOut {
     pub(crate) seq: SeqNum,
     pub(crate) ack: Option<SeqNum>,
+    /// Timestamps for a reset the connection sends of its own accord (RFC 7323 3.2:
+    /// SHOULD be sent in a <RST>, as Linux's active resets carry them).
+    pub(crate) timestamps: Option<crate::wire::Timestamps>,
 }
 
 /// One TCP connection.
@@ -377,11 +380,16 @@ impl Connection {
     }
 
     /// Queue a RST+ACK from our current position (abort and close-with-unread-data).
-    pub(crate) fn queue_active_reset(&mut self) {
+    pub(crate) fn queue_active_reset(&mut self, now: Instant) {
+        let timestamps = self.neg.timestamps.then(|| crate::wire::Timestamps {
+            tsval: self.tsval(now),
+            tsecr: self.ts_recent,
+        });
         if let (Some(seq), Some((rcv_nxt, _))) = (self.state.snd_nxt(), self.state.rcv_window()) {
             self.rst_out.push(RstOut {
                 seq,
                 ack: Some(rcv_nxt),
+                timestamps,
             });
         }
     }
@@ -758,7 +766,7 @@ impl Connection {
         // RFC 9293 3.6 / RFC 2525 2.17: closing with unread data resets the connection
         // so the peer learns the data was not consumed.
         if !self.rcv_buf.is_empty() && self.state.rcv_window().is_some() {
-            self.queue_active_reset();
+            self.queue_active_reset(now);
             self.terminate(now, "close() with unread data", None);
             return;
         }
@@ -783,7 +791,7 @@ impl Connection {
             self.state,
             State::Closed(_) | State::SynSent(_) | State::TimeWait(_)
         ) {
-            self.queue_active_reset();
+            self.queue_active_reset(now);
         }
         self.orphaned = true;
         self.terminate(now, "abort()", None);

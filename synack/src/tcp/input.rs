@@ -88,6 +88,7 @@ impl Connection {
                 self.rst_out.push(RstOut {
                     seq: seg.ack,
                     ack: None,
+                    timestamps: None,
                 });
             }
             return Disposition::Dropped("bad_ack");
@@ -232,6 +233,7 @@ impl Connection {
             self.rst_out.push(RstOut {
                 seq: seg.ack,
                 ack: None,
+                timestamps: None,
             });
             return Disposition::Dropped("bad_ack");
         }
@@ -392,6 +394,7 @@ impl Connection {
                 self.rst_out.push(RstOut {
                     seq: seg.ack,
                     ack: None,
+                    timestamps: None,
                 });
                 self.terminate(now, "data after close()", None);
                 return Disposition::Done;
@@ -761,6 +764,9 @@ impl Connection {
     /// RFC 9293 3.10.7.4 eighth: the peer's FIN is in sequence.
     fn on_fin(&mut self, now: Instant, cfg: &Config) {
         self.fin_received = true;
+        // As Linux's tcp_fin (tcp_sack_reset): with the stream complete, no SACK or
+        // D-SACK information is left to report.
+        self.pending_dsack = None;
         match self.state {
             State::Established(_) => self.transition(now, "rcv FIN", |st| match st {
                 State::Established(s) => State::CloseWait(s.on_fin()),

@@ -78,7 +78,7 @@ impl Connection {
         }
         if k.sent >= k.settings.probes {
             // RFC 1122 4.2.3.6: the peer is gone. Linux resets and reports ETIMEDOUT.
-            self.queue_active_reset();
+            self.queue_active_reset(now);
             self.terminate(now, "keepalive probes unanswered", Some(Error::TimedOut));
             return;
         }
