@@ -590,7 +590,7 @@ impl Runner {
                 flags: TcpFlags::from_bits(flags.bits() & keep),
                 window: seg.win.unwrap_or(65535).min(65535) as u16,
                 urgent: 0,
-                options: options.clone(),
+                options,
                 payload: chunk,
             };
             let p = wire::emit_tcp_packet(self.remote, self.local, 64, &repr)
