@@ -3,8 +3,11 @@
 //! TUN): inbound segments are injected, outbound ones compared field by field within
 //! a time tolerance, socket calls checked against their expected results and errno names.
 //!
-//! `sysctl` maps the Linux sysctls a script's shell lines set to the stack's
-//! configuration; `args` reads call arguments (option values, poll sets, iovecs).
+//! `sockets` is the BSD-socket layer with Linux's semantics that the calls go through
+//! (also used by the packetdrill shared library, crate `synack-packetdrill`); `sysctl`
+//! maps the Linux sysctls a script's shell lines set to the stack's configuration;
+//! `args` reads call arguments (option values, poll sets, iovecs). The language supported
+//! and its differences from packetdrill are in `docs/conformance.md`.
 
 pub mod args;
 pub mod run;
