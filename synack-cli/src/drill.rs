@@ -20,6 +20,9 @@ pub struct DrillArgs {
     /// How far (in microseconds) an outbound segment may be from its script time.
     #[arg(long = "tolerance_usecs", default_value_t = 4000)]
     pub tolerance_usecs: u64,
+    /// The tolerance is at least this percentage of the time since the previous event.
+    #[arg(long = "tolerance_percent", default_value_t = 12.5)]
+    pub tolerance_percent: f64,
     /// ipv4 or ipv6.
     #[arg(long = "ip_version", default_value = "ipv4", value_parser = ["ipv4", "ipv6"])]
     pub ip_version: String,
@@ -58,6 +61,7 @@ pub fn run_drill(args: &DrillArgs) -> i32 {
     let ipv6 = args.ip_version == "ipv6";
     let mut opts = DrillOptions {
         tolerance: Duration::from_micros(args.tolerance_usecs),
+        tolerance_percent: args.tolerance_percent,
         ipv6,
         defines,
         strict_segments: args.strict_segments,

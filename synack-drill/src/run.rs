@@ -20,6 +20,9 @@ use crate::sockets::{CallResult, Errno, OptValue, Shutdown, Sockets};
 pub struct DrillOptions {
     /// `--tolerance_usecs`: how far an outbound segment may be from its script time.
     pub tolerance: Duration,
+    /// `--tolerance_percent`: the tolerance is at least this share of the time since the
+    /// previous event (packetdrill's default 12.5 %).
+    pub tolerance_percent: f64,
     /// `--ip_version=ipv6`.
     pub ipv6: bool,
     /// The stack's configuration (the Linux-compatible profile by default).
@@ -47,6 +50,7 @@ impl Default for DrillOptions {
     fn default() -> DrillOptions {
         DrillOptions {
             tolerance: Duration::from_millis(4),
+            tolerance_percent: 12.5,
             ipv6: false,
             config: Config::default(),
             defines: Vec::new(),
@@ -147,6 +151,9 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         let number = value.parse::<u64>().ok();
         match (name.as_str(), number) {
             ("tolerance_usecs", Some(v)) => opts.tolerance = Duration::from_micros(v),
+            ("tolerance_percent", _) if value.parse::<f64>().is_ok() => {
+                opts.tolerance_percent = value.parse().unwrap_or(12.5)
+            }
             ("ip_version", _) => opts.ipv6 = value == "ipv6",
             ("strict_segments", _) => opts.strict_segments = value != "0" && value != "false",
             ("mtu", Some(v)) => opts.config.mtu = v as usize,
@@ -191,21 +198,33 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         value_error: None,
         log: Vec::new(),
     };
-    let mut prev = 0.0f64;
+    // The previous event's script time, and whether it was an inbound segment.
+    let (mut prev, mut prev_inbound) = (0.0f64, false);
     for ev in &events {
+        let inbound = matches!(&ev.action, Action::Segment(s) if s.direction == Direction::Inbound);
+        // As packetdrill: a relative time counts from when the previous event actually
+        // happened (an outbound segment a little late moves what follows), except from one
+        // inbound segment to the next, which keep their script spacing.
+        let live = r.secs(r.now);
+        let base = if prev_inbound && inbound { prev } else { live };
         let (at, latest) = match ev.time {
             TimeSpec::Absolute(t) => (t, t),
-            TimeSpec::Relative(d) => (prev + d, prev + d),
-            TimeSpec::Any => (prev, f64::INFINITY),
+            TimeSpec::Relative(d) => (base + d, base + d),
+            TimeSpec::Any => (live, f64::INFINITY),
             TimeSpec::Range {
                 start,
                 end,
                 relative,
             } => {
-                let base = if relative { prev } else { 0.0 };
-                (base + start, base + end)
+                let b = if relative { base } else { 0.0 };
+                (b + start, b + end)
             }
         };
+        // packetdrill's percentage rule: the tolerance grows with the time since the
+        // previous event (--tolerance_percent, 12.5 %).
+        let tolerance = r.tolerance.max(Duration::from_secs_f64(
+            ((at - base).max(0.0)) * opts.tolerance_percent / 100.0,
+        ));
         let result = match &ev.action {
             Action::Skipped(what) => {
                 outcome
@@ -219,7 +238,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
                 Ok(())
             }
             Action::Segment(seg) if seg.direction == Direction::Outbound => {
-                r.expect_outbound(seg, at, latest)
+                r.expect_outbound(seg, at, latest, tolerance)
             }
             Action::Segment(seg) => r.advance_quiet(at).and_then(|_| r.inject(seg)),
             Action::Syscall(call) => {
@@ -227,7 +246,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
                     ev.time,
                     TimeSpec::Relative(_) | TimeSpec::Range { relative: true, .. }
                 ) {
-                    prev
+                    base
                 } else {
                     0.0
                 };
@@ -248,7 +267,10 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
             });
             break;
         }
-        prev = at;
+        if !matches!(ev.action, Action::Option(..)) {
+            prev = at;
+            prev_inbound = inbound;
+        }
     }
     if outcome.failure.is_none() {
         let far = r.now + Duration::from_secs(3600);
@@ -394,10 +416,16 @@ impl Runner {
         }
     }
 
-    fn expect_outbound(&mut self, seg: &Segment, at: f64, latest: f64) -> Check {
-        let earliest = self.at(at).checked_sub(self.tolerance).unwrap_or(self.t0);
+    fn expect_outbound(
+        &mut self,
+        seg: &Segment,
+        at: f64,
+        latest: f64,
+        tolerance: Duration,
+    ) -> Check {
+        let earliest = self.at(at).checked_sub(tolerance).unwrap_or(self.t0);
         let deadline = if latest.is_finite() {
-            self.at(latest) + self.tolerance
+            self.at(latest) + tolerance
         } else {
             self.now + Duration::from_secs(3600)
         };
@@ -433,7 +461,7 @@ impl Runner {
                 "outbound {} at {:.3}: script expected it at {at:.3} (tolerance {} ms)",
                 describe(&p, self.local_isn),
                 self.secs(t),
-                self.tolerance.as_millis()
+                tolerance.as_millis()
             ));
         }
         self.log.push(format!(
