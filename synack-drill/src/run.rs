@@ -110,8 +110,8 @@ struct Runner {
     now: Instant,
     local: IpAddr,
     remote: IpAddr,
-    /// Our ISN, learned from our latest SYN (each new connection has its own).
-    local_isn: Option<u32>,
+    /// Our ISN per connection (by the peer's port), learned from each SYN we send.
+    isns: BTreeMap<u16, u32>,
     /// The connection's ports, once known: (ours, the peer's).
     ports: (u16, u16),
     /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
@@ -187,7 +187,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         now: t0,
         local,
         remote,
-        local_isn: None,
+        isns: BTreeMap::new(),
         ports: (LOCAL_PORT, REMOTE_PORT),
         last_tsval: None,
         sent: VecDeque::new(),
@@ -291,7 +291,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
                 message: format!(
                     "unexpected outbound segment at {:.3}: {}",
                     r.secs(t),
-                    describe(&p, r.local_isn)
+                    describe(&p, &r.isns)
                 ),
             });
         }
@@ -301,10 +301,11 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
 }
 
 /// A packet as a script line would show it.
-fn describe(p: &[u8], isn: Option<u32>) -> String {
+fn describe(p: &[u8], isns: &BTreeMap<u16, u32>) -> String {
     match wire::parse_tcp_packet(p) {
         Ok((_, t)) => {
-            let seq = t.seq.get().wrapping_sub(isn.unwrap_or(0));
+            let isn = isns.get(&t.dst_port).copied().unwrap_or(0);
+            let seq = t.seq.get().wrapping_sub(isn);
             let mut s = format!(
                 "{} {}:{}({})",
                 t.flags.packetdrill(),
@@ -341,6 +342,11 @@ fn script_flags(letters: &str) -> TcpFlags {
 }
 
 impl Runner {
+    /// Our ISN on the connection with the peer's `port` (0 before our SYN).
+    fn isn(&self, port: u16) -> u32 {
+        self.isns.get(&port).copied().unwrap_or(0)
+    }
+
     /// A shell line: not run; the TCP sysctls it sets change the stack's configuration.
     fn shell(&mut self, ev: &Event, cmd: &str, opts: &DrillOptions, notes: &mut Vec<String>) {
         let found = crate::sysctl::assignments(cmd, opts.base_dir.as_deref());
@@ -369,7 +375,7 @@ impl Runner {
         while let Some(p) = self.socks.stack.poll_transmit(self.now) {
             if let Ok((_, t)) = wire::parse_tcp_packet(&p) {
                 if t.flags.syn() {
-                    self.local_isn = Some(t.seq.get());
+                    self.isns.insert(t.dst_port, t.seq.get());
                 }
                 if let Some(ts) = t.options.timestamps {
                     self.last_tsval = Some(ts.tsval);
@@ -410,7 +416,7 @@ impl Runner {
             Some((t, p)) => Err(format!(
                 "unexpected outbound segment at {:.3}: {}",
                 self.secs(t),
-                describe(&p, self.local_isn)
+                describe(&p, &self.isns)
             )),
             None => Ok(()),
         }
@@ -459,7 +465,7 @@ impl Runner {
         if t < earliest || t > deadline {
             return Err(format!(
                 "outbound {} at {:.3}: script expected it at {at:.3} (tolerance {} ms)",
-                describe(&p, self.local_isn),
+                describe(&p, &self.isns),
                 self.secs(t),
                 tolerance.as_millis()
             ));
@@ -467,7 +473,7 @@ impl Runner {
         self.log.push(format!(
             "{:.3} > {}",
             self.secs(t),
-            describe(&p, self.local_isn)
+            describe(&p, &self.isns)
         ));
         self.compare(seg, &p)
     }
@@ -512,7 +518,7 @@ impl Runner {
 
     fn compare(&mut self, want: &Segment, p: &[u8]) -> Check {
         let (_, got) = wire::parse_tcp_packet(p).map_err(|e| format!("unparsable: {e}"))?;
-        let shown = describe(p, self.local_isn);
+        let shown = describe(p, &self.isns);
         let flags = script_flags(&want.flags);
         if got.flags != flags {
             return Err(format!(
@@ -522,7 +528,7 @@ impl Runner {
             ));
         }
         if let Some((start, _end, len)) = want.seq {
-            let seq = got.seq.get().wrapping_sub(self.local_isn.unwrap_or(0));
+            let seq = got.seq.get().wrapping_sub(self.isn(got.dst_port));
             if seq != start {
                 return Err(format!("seq: expected {start} got {seq} ({shown})"));
             }
@@ -549,10 +555,11 @@ impl Runner {
         if let Some(opts) = &want.options {
             compare_options(opts, &got.options)?;
         }
-        if got.src_port != self.ports.0 || got.dst_port != self.ports.1 {
+        let (ours, theirs) = want.ports.unwrap_or(self.ports);
+        if got.src_port != ours || got.dst_port != theirs {
             return Err(format!(
-                "ports: expected {}>{} got {}>{}",
-                self.ports.0, self.ports.1, got.src_port, got.dst_port
+                "ports: expected {ours}>{theirs} got {}>{}",
+                got.src_port, got.dst_port
             ));
         }
         Ok(())
@@ -561,7 +568,12 @@ impl Runner {
     fn inject(&mut self, seg: &Segment) -> Check {
         let flags = script_flags(&seg.flags);
         let (start, _, len) = seg.seq.unwrap_or((0, 0, 0));
-        let isn = self.local_isn.unwrap_or(0);
+        // SRC>DST on an inbound line: the peer's port, then ours.
+        let (remote_port, local_port) = match seg.ports {
+            Some((src, dst)) => (src, dst),
+            None => (self.ports.1, self.ports.0),
+        };
+        let isn = self.isn(remote_port);
         let mut options = TcpOptions::default();
         for o in seg.options.iter().flatten() {
             match o {
@@ -611,8 +623,8 @@ impl Runner {
             let last = i + 1 == chunks.len();
             let keep = if last { 0xff } else { !0x09 };
             let repr = TcpRepr {
-                src_port: self.ports.1,
-                dst_port: self.ports.0,
+                src_port: remote_port,
+                dst_port: local_port,
                 seq,
                 ack,
                 flags: TcpFlags::from_bits(flags.bits() & keep),

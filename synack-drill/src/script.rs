@@ -46,6 +46,9 @@ pub enum ScriptOption {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Segment {
     pub direction: Direction,
+    /// `SRC>DST` before the flags: the segment's ports (another connection than the
+    /// script's default one).
+    pub ports: Option<(u16, u16)>,
     /// The flag letters (`S`, `F`, `R`, `P`, `.`, `U`, `E`, `W`), `-` for none.
     pub flags: String,
     /// `start:end(len)` in script sequence space.
@@ -318,7 +321,16 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
         ),
         None => (s, None),
     };
-    let mut words = head.split_whitespace();
+    let mut words = head.split_whitespace().peekable();
+    let ports = match words.peek().and_then(|w| w.split_once('>')) {
+        Some((a, b)) => {
+            let port = |v: &str| v.parse::<u16>().map_err(|_| format!("'{v}' is not a port"));
+            let p = (port(a)?, port(b)?);
+            words.next();
+            Some(p)
+        }
+        None => None,
+    };
     let flags = words
         .next()
         .ok_or("a segment line needs flags")?
@@ -330,6 +342,7 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
     }
     let mut seg = Segment {
         direction: dir,
+        ports,
         flags,
         seq: None,
         ack: None,

@@ -74,19 +74,22 @@ fn connecting_from_a_tuple_in_time_wait_is_address_in_use() {
     assert_ne!(h.stack.local_addr(c2).unwrap(), h.local);
 }
 
-// The accept queue is bounded by the backlog: once full, the ACK completing another
-// handshake is dropped (Linux, tcp_abort_on_overflow=0) and new SYNs are not answered.
+// The accept queue is bounded by the backlog as on Linux (sk_acceptq_is_full: a
+// backlog of N holds N + 1): once full, new SYNs are not answered.
 #[test]
-fn full_accept_queue_drops_the_completing_ack() {
+fn full_accept_queue_drops_new_syns() {
     let mut h = Harness::plain();
     h.stack.listen(h.local, 1).unwrap();
-    h.inject_syn(100);
-    let sa = h.expect_one();
-    h.inject(ack(), 101, sa.seq + 1, 65535, &[]);
-    assert_eq!(h.state(), Some(Established));
-    // A second client while the first is not accepted.
-    h.peer = "198.18.0.2:40001".parse().unwrap();
-    h.inject_syn(200);
+    for (port, isn) in [(40000, 100), (40001, 200)] {
+        h.peer = SocketAddr::new(h.peer.ip(), port);
+        h.inject_syn(isn);
+        let sa = h.expect_one();
+        h.inject(ack(), isn + 1, sa.seq + 1, 65535, &[]);
+        assert_eq!(h.state(), Some(Established));
+    }
+    // A third client while neither is accepted.
+    h.peer = SocketAddr::new(h.peer.ip(), 40002);
+    h.inject_syn(300);
     h.expect_none();
     assert_eq!(h.state(), None);
     assert_eq!(h.stack.stats().dropped("listen_overflow"), 1);

@@ -236,7 +236,7 @@ impl Stack {
                 .listener
                 .and_then(|l| self.listeners[l as usize].as_ref())
             {
-                if l.accept_queue.len() >= l.backlog {
+                if l.accept_queue_full() {
                     return self.stats.drop("listen_overflow");
                 }
             }
@@ -349,8 +349,7 @@ impl Stack {
         let Some(listener) = self.listeners[lid as usize].as_ref() else {
             return;
         };
-        if listener.accept_queue.len() >= listener.backlog || listener.embryonic >= listener.backlog
-        {
+        if listener.accept_queue_full() || listener.embryonic > listener.backlog {
             return self.stats.drop("listen_overflow");
         }
         let options = listener.options;

@@ -46,6 +46,14 @@ pub(crate) struct Listener {
     pub(crate) options: super::ListenerOptions,
 }
 
+impl Listener {
+    /// Linux's sk_acceptq_is_full: more than `backlog` connections wait (so a backlog of
+    /// N holds N + 1), and the SYN queue is bounded the same way.
+    pub(crate) fn accept_queue_full(&self) -> bool {
+        self.accept_queue.len() > self.backlog
+    }
+}
+
 /// One TIME_WAIT table entry.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TimeWaitEntry {
