@@ -452,7 +452,7 @@ impl Connection {
             for &(start, end) in blocks {
                 if snd.una.max(seg.ack) <= start && start < end && end <= snd.max {
                     newly_sacked += snd.sacked.insert(start, end);
-                    snd.rack.on_delivered(end - 1);
+                    snd.rack.on_delivered(end - 1, now);
                 }
             }
         }
@@ -492,7 +492,7 @@ impl Connection {
             }
             snd.sacked.prune(snd.una);
             snd.tlp_out = false;
-            snd.rack.on_delivered(seg.ack - 1);
+            snd.rack.on_delivered(seg.ack - 1, now);
             snd.rack.prune(snd.una);
             snd.rtt.on_ack(now, seg.ack);
             snd.rtx.backoff = 0;
@@ -822,6 +822,7 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         resend_head: false,
         sml: iss + 1,
         last_seg: iss + 1,
+        dupthresh: 3,
         last_send: None,
         hystart: Default::default(),
         rack: Default::default(),

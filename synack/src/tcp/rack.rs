@@ -1,9 +1,9 @@
-//! Time-based loss detection after RACK (RFC 8985 section 6.2), used by SACK recovery in
-//! place of RFC 6675's DupThresh: a hole is lost when a segment sent more than a
-//! reordering window after it has already been delivered. The window starts at a quarter
-//! of the minimum RTT and widens each time a D-SACK shows a retransmission was needless,
-//! so segments that are only reordered (even by most of an RTT) are not resent, and a
-//! lost one is still found within about an RTT, however small the window.
+//! Time-based loss detection, RACK (RFC 8985 section 6.2), used by SACK recovery beside
+//! RFC 6675's DupThresh: a segment is lost when one sent after it has been delivered and
+//! it has been out for RACK.rtt (the RTT of the most recently sent delivered segment)
+//! plus a reordering window. The window starts at a quarter of the minimum RTT and widens
+//! each time a D-SACK shows a retransmission was needless, so segments that are only
+//! reordered are not resent, and a lost one is still found within about an RTT.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -21,6 +21,8 @@ pub(crate) struct Rack {
     sent: VecDeque<(SeqNum, Instant)>,
     /// RACK.xmit_ts: when the most recently sent of the delivered segments was sent.
     xmit_ts: Option<Instant>,
+    /// RACK.rtt: that segment's round-trip time.
+    rtt: Option<Duration>,
     min_rtt: Option<Duration>,
     /// RACK.reo_wnd_mult: the reordering window in quarters of the minimum RTT.
     reo_wnd_mult: u32,
@@ -75,11 +77,15 @@ impl Rack {
     }
 
     /// The segment holding `last` (the last byte of an acknowledged or SACKed range)
-    /// was delivered (RFC 8985 6.2 step 2).
-    pub(crate) fn on_delivered(&mut self, last: SeqNum) {
+    /// was delivered at `now` (RFC 8985 6.2 steps 1-2: the most recently sent delivered
+    /// segment sets RACK.xmit_ts and RACK.rtt).
+    pub(crate) fn on_delivered(&mut self, last: SeqNum, now: Instant) {
         self.version += 1;
         if let Some(t) = self.sent_at(last) {
-            self.xmit_ts = Some(self.xmit_ts.map_or(t, |x| x.max(t)));
+            if self.xmit_ts.is_none_or(|x| t >= x) {
+                self.xmit_ts = Some(t);
+                self.rtt = Some(now.saturating_duration_since(t));
+            }
         }
     }
 
@@ -94,11 +100,16 @@ impl Rack {
         self.reo_wnd_mult = (self.reo_wnd_mult.max(1) + 1).min(MAX_REO_WND_MULT);
     }
 
-    /// When the segment holding `seq` will have been out an RTT plus the window.
+    /// RFC 8985 6.3: when the segment holding `seq`, sent before a delivered one, will
+    /// have been out RACK.rtt plus the window.
     pub(crate) fn deadline(&self, seq: SeqNum, srtt: Duration) -> Option<Instant> {
-        // A microsecond after, so that the test (strictly older) holds when it fires.
-        self.sent_at(seq)
-            .map(|t| t + srtt + self.reo_wnd(srtt) + Duration::from_micros(1))
+        let t = self.sent_at(seq)?;
+        self.xmit_ts.filter(|x| t <= *x)?;
+        Some(t + self.rack_rtt(srtt) + self.reo_wnd(srtt))
+    }
+
+    fn rack_rtt(&self, srtt: Duration) -> Duration {
+        self.rtt.unwrap_or(srtt)
     }
 
     /// RFC 8985 6.2 step 4: reo_wnd = min_RTT / 4 * reo_wnd_mult, at most SRTT.
@@ -107,25 +118,10 @@ impl Rack {
         (base * self.reo_wnd_mult.max(1)).min(srtt)
     }
 
-    /// Segments sent before this are lost if not yet delivered: more than the reordering
-    /// window before a segment that arrived (RFC 8985 6.2), or more than an RTT plus the
-    /// window ago (6.3, the timer's test).
-    fn cutoff(&self, srtt: Duration, now: Instant) -> Option<Instant> {
-        let reo_wnd = self.reo_wnd(srtt);
-        let by_delivery = self.xmit_ts.and_then(|x| x.checked_sub(reo_wnd));
-        let by_time = now.checked_sub(srtt + reo_wnd);
-        match (by_delivery, by_time) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
     /// Whether the (undelivered) segment holding `seq` is lost.
     pub(crate) fn is_lost(&self, seq: SeqNum, srtt: Duration, now: Instant) -> bool {
-        match (self.sent_at(seq), self.cutoff(srtt, now)) {
-            (Some(t), Some(cutoff)) => t < cutoff,
-            _ => false,
-        }
+        self.sent_at(seq)
+            .is_some_and(|t| self.lost_at(t, srtt, now))
     }
 
     /// The segments from the one holding `seq` on: (start, end or None for the last, sent at).
@@ -148,9 +144,10 @@ impl Rack {
             .map(|(&(s, t), next)| (s, next.map(|n| n.0), t))
     }
 
-    /// Whether a segment sent at `t` is lost by now (see [`Rack::is_lost`]).
+    /// RFC 8985 6.2 step 5: a segment sent at `t` is lost once one sent no earlier was
+    /// delivered and it has been out RACK.rtt plus the reordering window.
     pub(crate) fn lost_at(&self, t: Instant, srtt: Duration, now: Instant) -> bool {
-        self.cutoff(srtt, now).is_some_and(|c| t < c)
+        self.xmit_ts.is_some_and(|x| t <= x) && now >= t + self.rack_rtt(srtt) + self.reo_wnd(srtt)
     }
 }
 
@@ -167,30 +164,31 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_is_lost_once_one_sent_a_window_later_arrives_or_an_rtt_passes() {
+    fn a_segment_is_lost_once_a_later_one_arrived_and_rack_rtt_plus_the_window_passed() {
         let mut r = Rack::default();
         r.on_rtt(Duration::from_millis(20));
         // Segments of 100 bytes sent 1 ms apart, from 100 ms.
         for i in 0..10u32 {
             r.on_send(sq(i * 100), ms(100 + i as u64));
         }
-        let srtt = Duration::from_millis(20);
-        // The segment sent 4 ms after the first arrives: within the 5 ms window.
-        r.on_delivered(sq(499));
-        assert!(!r.is_lost(sq(0), srtt, ms(110)));
-        // One sent 9 ms after: those sent more than 5 ms before it are lost.
-        r.on_delivered(sq(999));
-        assert!(r.is_lost(sq(350), srtt, ms(110)));
-        assert!(!r.is_lost(sq(400), srtt, ms(110)));
-        // A D-SACK widens the window to 10 ms: the same evidence no longer suffices...
-        r.on_dsack();
-        assert!(!r.is_lost(sq(0), srtt, ms(110)));
-        // ...until an RTT plus the window has passed (the reordering timer's test).
-        assert_eq!(
-            r.deadline(sq(0), srtt),
-            Some(ms(130) + Duration::from_micros(1))
+        let srtt = Duration::from_millis(30);
+        // Nothing delivered after it: RACK says nothing, however long it has been out.
+        assert!(!r.is_lost(sq(0), srtt, ms(500)));
+        assert_eq!(r.deadline(sq(0), srtt), None);
+        // The segment sent at 109 ms arrives at 129 ms: RACK.rtt is 20 ms, the window
+        // 5 ms (a quarter of the minimum RTT): the first is lost from 125 ms.
+        r.on_delivered(sq(999), ms(129));
+        assert!(r.is_lost(sq(0), srtt, ms(129)));
+        assert!(
+            !r.is_lost(sq(500), srtt, ms(129)),
+            "sent at 105 ms: due at 130 ms"
         );
-        assert!(r.is_lost(sq(0), srtt, ms(131)));
+        assert_eq!(r.deadline(sq(500), srtt), Some(ms(130)));
+        assert!(r.is_lost(sq(500), srtt, ms(130)));
+        // A D-SACK widens the window to 10 ms: the same segment is due 5 ms later.
+        r.on_dsack();
+        assert!(!r.is_lost(sq(500), srtt, ms(130)));
+        assert_eq!(r.deadline(sq(500), srtt), Some(ms(135)));
     }
 
     #[test]
@@ -202,13 +200,15 @@ mod tests {
             r.on_send(sq(i * 100), ms(100 + 10 * i as u64));
         }
         let srtt = Duration::from_millis(20);
-        r.on_delivered(sq(399));
-        assert!(r.is_lost(sq(50), srtt, ms(131)));
-        // Resent at 140 ms (part of the first segment only): that part is fresh again.
-        r.on_retransmit(sq(0), sq(60), ms(140));
-        assert!(!r.is_lost(sq(50), srtt, ms(140)));
+        // The last, sent at 130 ms, arrives at 150 ms (RACK.rtt 20 ms, window 5 ms).
+        r.on_delivered(sq(399), ms(150));
+        assert!(r.is_lost(sq(50), srtt, ms(150)));
+        // Resent at 150 ms (part of the first segment only): that part is fresh again,
+        // and sent after the delivered one.
+        r.on_retransmit(sq(0), sq(60), ms(150));
+        assert!(!r.is_lost(sq(50), srtt, ms(200)));
         assert!(
-            r.is_lost(sq(60), srtt, ms(140)),
+            r.is_lost(sq(60), srtt, ms(150)),
             "the rest keeps its old time"
         );
         r.prune(sq(250));

@@ -101,6 +101,15 @@ impl Scoreboard {
         (to - from) as u32 - covered
     }
 
+    /// Bytes SACKed above `seq`.
+    pub(crate) fn bytes_above(&self, seq: SeqNum) -> u32 {
+        self.ranges
+            .iter()
+            .filter(|(_, e)| *e > seq)
+            .map(|(s, e)| (*e - (*s).max(seq)) as u32)
+            .sum()
+    }
+
     /// The first unSACKed stretch at or after `from` and below `limit`.
     pub(crate) fn next_hole(&self, from: SeqNum, limit: SeqNum) -> Option<(SeqNum, SeqNum)> {
         let mut at = from;

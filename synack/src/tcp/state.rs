@@ -76,6 +76,10 @@ pub(crate) struct Snd {
     pub(crate) sml: SeqNum,
     /// Start of the newest segment sent: what a tail loss probe resends (RFC 8985 7.3).
     pub(crate) last_seg: SeqNum,
+    /// RFC 6675 DupThresh (3): enough SACKed above SND.UNA starts recovery at once,
+    /// beside RACK's time test, as Linux does; 0 once a recovery proved needless (the
+    /// path reorders: time alone decides then, as Linux raising tp->reordering).
+    pub(crate) dupthresh: u32,
     /// When data was last sent (for restart after idle, RFC 5681 4.1).
     pub(crate) last_send: Option<Instant>,
     /// Delay-based slow-start exit (RFC 9406).
@@ -165,10 +169,16 @@ impl Snd {
     /// and leave the recovery it started.
     pub(crate) fn undo(&mut self, undo: Undo) {
         self.undo = None;
+        self.dupthresh = 0;
         self.cc.restore(undo.cwnd, undo.ssthresh);
         if matches!(self.recovery, Recovery::Fast { .. }) {
             self.recovery = Recovery::Open;
         }
+    }
+
+    /// RFC 6675 IsLost: more than (DupThresh - 1) * SMSS bytes SACKed above `seq`.
+    fn dupthresh_lost(&self, seq: SeqNum) -> bool {
+        self.dupthresh > 0 && self.sacked.bytes_above(seq) > (self.dupthresh - 1) * self.cc.mss()
     }
 
     fn srtt(&self) -> Duration {
@@ -268,8 +278,9 @@ impl Snd {
         dupack_loss: bool,
         mss: u32,
     ) {
-        let lost_head =
-            sack_on && !self.sacked.is_empty() && self.rack.is_lost(self.una, self.srtt(), now);
+        let lost_head = sack_on
+            && !self.sacked.is_empty()
+            && (self.rack.is_lost(self.una, self.srtt(), now) || self.dupthresh_lost(self.una));
         if self.recovery != Recovery::Open || self.una >= self.max || !(dupack_loss || lost_head) {
             return;
         }
