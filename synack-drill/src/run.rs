@@ -323,6 +323,30 @@ fn describe(p: &[u8], isns: &BTreeMap<u16, u32>) -> String {
     }
 }
 
+/// A script segment line again, for the verbose log.
+fn script_segment(seg: &Segment) -> String {
+    let mut s = String::new();
+    if let Some((a, b)) = seg.ports {
+        s += &format!("{a}>{b} ");
+    }
+    s += &seg.flags;
+    if let Some((start, end, len)) = seg.seq {
+        s += &format!(" {start}:{end}({len})");
+    }
+    if let Some(ack) = seg.ack {
+        s += &format!(" ack {ack}");
+    }
+    if let Some(win) = seg.win {
+        s += &format!(" win {win}");
+    }
+    match &seg.options {
+        None => s += " <...>",
+        Some(o) if o.is_empty() => {}
+        Some(o) => s += &format!(" <{} options>", o.len()),
+    }
+    s
+}
+
 fn script_flags(letters: &str) -> TcpFlags {
     let mut f = TcpFlags::empty();
     for c in letters.chars() {
@@ -471,9 +495,10 @@ impl Runner {
             ));
         }
         self.log.push(format!(
-            "{:.3} > {}",
+            "{:.3} > {}   (script {at:.3}: {})",
             self.secs(t),
-            describe(&p, &self.isns)
+            describe(&p, &self.isns),
+            script_segment(seg)
         ));
         self.compare(seg, &p)
     }
@@ -638,8 +663,11 @@ impl Runner {
             self.socks.stack.receive(self.now, &p);
             seq += chunk.len() as u32;
         }
-        self.log
-            .push(format!("{:.3} < {} ", self.secs(self.now), seg.flags));
+        self.log.push(format!(
+            "{:.3} < {}",
+            self.secs(self.now),
+            script_segment(seg)
+        ));
         self.drain();
         Ok(())
     }
