@@ -126,12 +126,14 @@ impl Window {
         self.cwnd < self.ssthresh
     }
 
-    /// RFC 5681 3.1 slow start with RFC 3465 byte counting (at most 2 MSS per ACK),
-    /// not beyond ssthresh.
+    /// RFC 5681 3.1 slow start with byte counting (RFC 3465), not beyond ssthresh. As
+    /// Linux's tcp_slow_start, an ACK grows cwnd by all it acknowledges (RFC 3465's limit
+    /// L is not applied): a stretch ACK for four segments lets eight go, as on Linux;
+    /// HyStart ends slow start before it overshoots.
     fn slow_start(&mut self, acked: u32) {
         self.cwnd = self
             .cwnd
-            .saturating_add(acked.min(2 * self.mss))
+            .saturating_add(acked)
             .min(self.ssthresh.max(self.cwnd));
     }
 }
