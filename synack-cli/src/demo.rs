@@ -47,6 +47,10 @@ pub struct DemoArgs {
     /// Show absolute sequence numbers instead of numbers relative to each ISN.
     #[arg(long)]
     pub absolute: bool,
+    /// Also write every packet of the run to FILE in pcap format (for Wireshark or
+    /// tcpdump -r), stamped with the simulation's virtual time.
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
 }
 
 impl Default for DemoArgs {
@@ -61,6 +65,7 @@ impl Default for DemoArgs {
             reorder: 0.0,
             delay: 10,
             absolute: false,
+            pcap: None,
         }
     }
 }
@@ -103,6 +108,18 @@ pub fn run(args: &DemoArgs) -> i32 {
         delay: Duration::from_millis(args.delay),
     };
     let r = s.run(&opts);
+    if let Some(path) = &args.pcap {
+        let written = std::fs::File::create(path)
+            .map(std::io::BufWriter::new)
+            .and_then(|f| synack::trace::pcap::write_sim(f, &r.packets).map(|_| ()));
+        if let Err(e) = written {
+            eprintln!(
+                "synack demo: cannot write the capture to {}: {e}. Check that the directory exists and is writable.",
+                path.display()
+            );
+            return 2;
+        }
+    }
     let written = if args.json {
         write_json(&mut out, &r)
     } else {

@@ -170,6 +170,7 @@ fn run(name: &'static str, w: &World, k: Checks, lesson: &'static str) -> Scenar
     ScenarioRun {
         name,
         trace: w.trace(),
+        packets: w.net.log().to_vec(),
         checks: k.0,
         lesson,
     }

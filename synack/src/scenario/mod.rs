@@ -54,6 +54,8 @@ pub struct ScenarioRun {
     pub name: &'static str,
     /// What happened, record by record.
     pub trace: Trace,
+    /// Every packet on the simulated wire, bytes and all (for `trace::pcap`).
+    pub packets: Vec<crate::sim::PacketRecord>,
     /// The expectations and their outcome.
     pub checks: Vec<Check>,
     /// What the run teaches, for the reader.

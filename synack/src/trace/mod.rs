@@ -4,6 +4,7 @@
 //! ([`ladder`]) or serialised by the CLI as JSON lines.
 
 pub mod ladder;
+pub mod pcap;
 
 use std::net::SocketAddr;
 
