@@ -34,6 +34,10 @@ pub struct TunArgs {
     /// Seed of the impairment's randomness (same seed, same decisions for the same packets).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub impair_seed: u64,
+    /// Write every packet through the interface, both ways, to FILE in pcap format
+    /// (for Wireshark or tcpdump -r).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<std::path::PathBuf>,
     /// Print every state change to stderr (and, at exit, what --impair did).
     #[arg(short, long)]
     pub verbose: bool,
@@ -66,6 +70,7 @@ impl TunArgs {
             offload: !self.no_offload,
             impair: self.impair.clone(),
             impair_seed: self.impair_seed,
+            pcap: self.pcap.clone(),
         };
         let iface = Interface::open(config).map_err(|e| {
             format!(

@@ -1,10 +1,16 @@
-//! Captures of the demo scenarios (`synack demo NAME --pcap FILE`) read by Wireshark's
-//! tshark: every scenario's capture must parse with no malformed packet, no bad IP or
-//! TCP checksum and no expert-info error. Needs tshark (`.ci/run` installs it); without
-//! it the tests say so and skip, except under CI=true, where they fail.
+//! Captures read by Wireshark's tshark: every demo scenario's (`synack demo NAME --pcap
+//! FILE`), and one of `synack serve --pcap FILE` talking to the kernel over TUN (in a
+//! network namespace of its own, 198.18.0.0/15 only; needs root). Each must parse with no
+//! malformed packet, no bad IP or TCP checksum and no expert-info error. Needs tshark
+//! (`.ci/run` installs it); without it (or root, for TUN) the tests say so and skip,
+//! except under CI=true, where they fail.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+#[path = "../../synack/tests/support/netns.rs"]
+mod netns;
+use netns::*;
 
 /// What tshark flags as broken: malformed packets, expert errors, bad checksums.
 const BROKEN: &str = "_ws.malformed || _ws.expert.severity == \"Error\" || \
@@ -59,6 +65,8 @@ fn tshark(path: &Path, filter: &str) -> Vec<String> {
             "-o",
             "ip.check_checksum:TRUE",
         ])
+        // 8080 carries `serve`'s chargen bytes, not the HTTP tshark would parse there.
+        .args(["-d", "tcp.port==8080,data"])
         .args(["-Y", filter])
         .output()
         .expect("tshark runs");
@@ -111,4 +119,42 @@ fn a_corrupted_capture_is_caught_by_the_same_check() {
     let _ = std::fs::remove_file(&path);
     assert_eq!(broken.len(), 1, "{broken:#?}");
     assert!(broken[0].contains("CHECKSUM INCORRECT"), "{}", broken[0]);
+}
+
+#[test]
+fn a_tun_capture_of_serve_shows_both_sides_and_is_clean() {
+    if !privileged("a_tun_capture_of_serve_shows_both_sides_and_is_clean") || !tshark_available() {
+        return;
+    }
+    let mut ns = Netns::new();
+    let path = ns.dir.join("serve.pcap");
+    let pcap = path.display().to_string();
+    spawn_serve(
+        &mut ns,
+        env!("CARGO_BIN_EXE_synack"),
+        "chargen=10000",
+        &["--pcap", &pcap],
+    );
+    let read_all = "import socket\n\
+                    s = socket.create_connection(('198.18.0.2', 8080), timeout=10)\n\
+                    n = 0\n\
+                    while True:\n\
+                    \x20   b = s.recv(65536)\n\
+                    \x20   if not b: break\n\
+                    \x20   n += len(b)\n\
+                    print(n)\n";
+    let out = ns.exec(&["python3", "-c", read_all]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10000");
+    let syn_in = tshark(
+        &path,
+        "ip.src == 198.18.0.1 && tcp.flags.syn == 1 && tcp.flags.ack == 0",
+    );
+    let syn_ack = tshark(
+        &path,
+        "ip.src == 198.18.0.2 && tcp.flags.syn == 1 && tcp.flags.ack == 1",
+    );
+    let fin_out = tshark(&path, "ip.src == 198.18.0.2 && tcp.flags.fin == 1");
+    assert_eq!((syn_in.len(), syn_ack.len(), fin_out.len()), (1, 1, 1));
+    let broken = tshark(&path, BROKEN);
+    assert!(broken.is_empty(), "tshark flags {broken:#?}");
 }

@@ -15,23 +15,7 @@ use netns::*;
 const SYNACK: &str = env!("CARGO_BIN_EXE_synack");
 
 fn serve(ns: &mut Netns, app: &str, extra: &[&str]) {
-    let mut argv = vec![
-        SYNACK,
-        "serve",
-        "--tun",
-        "tun0",
-        "--addr",
-        "198.18.0.2/15",
-        "--kernel-addr",
-        "198.18.0.1",
-        "--port",
-        "8080",
-        "--app",
-        app,
-    ];
-    argv.extend_from_slice(extra);
-    ns.spawn(&argv, Stdio::null());
-    ns.wait_for_addr("tun0", "198.18.0.1");
+    spawn_serve(ns, SYNACK, app, extra);
 }
 
 #[test]
@@ -547,22 +531,7 @@ fn with_no_close_the_kernel_waits_in_fin_wait_2_while_synack_sits_in_close_wait(
         return;
     }
     let mut ns = Netns::new();
-    let argv = [
-        SYNACK,
-        "serve",
-        "--tun",
-        "tun0",
-        "--addr",
-        "198.18.0.2/15",
-        "--kernel-addr",
-        "198.18.0.1",
-        "--port",
-        "8080",
-        "--app",
-        "echo",
-        "--no-close",
-        "-v",
-    ];
+    let argv = serve_argv(SYNACK, "echo", &["--no-close", "-v"]);
     let server = ns.spawn(&argv, Stdio::null());
     let stderr = server.stderr.take().unwrap();
     let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

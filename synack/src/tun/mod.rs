@@ -13,6 +13,7 @@ mod impair;
 mod offload;
 mod sys;
 
+use crate::trace::pcap::PcapWriter;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::IpAddr;
@@ -79,6 +80,10 @@ pub struct InterfaceConfig {
     pub impair: Option<LinkConfig>,
     /// Seed of the impairment's randomness.
     pub impair_seed: u64,
+    /// Write every packet through the device, both ways, to this pcap file (wall-clock
+    /// times). Outgoing packets are captured as the stack sent them, before offload
+    /// merges them into super-segments; incoming ones as the stack receives them.
+    pub pcap: Option<std::path::PathBuf>,
 }
 
 impl InterfaceConfig {
@@ -93,6 +98,7 @@ impl InterfaceConfig {
             offload: true,
             impair: None,
             impair_seed: 1,
+            pcap: None,
         }
     }
 }
@@ -122,6 +128,8 @@ pub(crate) struct Core {
     sleeping_until: Option<Instant>,
     /// Async tasks waiting for something to happen to a socket.
     wakers: Vec<(WakeKey, Waker)>,
+    /// The capture, when asked for (`InterfaceConfig::pcap`).
+    pcap: Option<PcapWriter<std::io::BufWriter<std::fs::File>>>,
 }
 
 /// What an async task waits on: a connection or a listener.
@@ -149,6 +157,21 @@ impl WakeKey {
 }
 
 impl Core {
+    /// Add a packet to the capture, if there is one (a failed write ends the capture).
+    fn capture(&mut self, packet: &[u8]) {
+        if let Some(w) = self.pcap.as_mut() {
+            let micros = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            if w.write_packet(micros, packet)
+                .and_then(|_| w.flush())
+                .is_err()
+            {
+                self.pcap = None;
+            }
+        }
+    }
+
     /// Wake `waker` at the next event for `key` (called with the lock held, so no event
     /// can slip between the failed attempt and the registration).
     #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
@@ -255,6 +278,9 @@ impl Shared {
     /// behind its virtio header when the device has them. A full device queue drops the
     /// packet; TCP retransmits it.
     fn write_batch(&self, core: &mut Core, batch: Vec<Vec<u8>>) {
+        for p in &batch {
+            core.capture(p);
+        }
         if !self.vnet {
             for p in batch {
                 let _ = (&self.device).write(&p);
@@ -313,6 +339,12 @@ impl Interface {
                 IpAddr::V6(a) => sys::add_ipv6(&config.name, *a, prefix)?,
             }
         }
+        let pcap = match &config.pcap {
+            Some(path) => Some(PcapWriter::new(std::io::BufWriter::new(
+                std::fs::File::create(path)?,
+            ))?),
+            None => None,
+        };
         let (wake_rx, wake_tx) = sys::pipe()?;
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {
@@ -320,6 +352,7 @@ impl Interface {
                 start: std::time::Instant::now(),
                 hook: None,
                 wakers: Vec::new(),
+                pcap,
                 sleeping_until: None,
                 offload: OffloadStats {
                     enabled: offload_on,
@@ -461,6 +494,7 @@ fn drive(shared: &Shared, mut wake_rx: File) {
                         0..n
                     };
                     let packet = &buf[range];
+                    core.capture(packet);
                     received = true;
                     match core.impair.as_mut() {
                         Some(imp) => imp.submit(now, Direction::ToStack, packet.to_vec()),

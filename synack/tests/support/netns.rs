@@ -184,3 +184,30 @@ pub fn nstat(ns: &Netns, counter: &str) -> u64 {
         })
         .unwrap_or_else(|| panic!("nstat has no {counter}"))
 }
+
+/// The command line of `synack serve` (the binary at `bin`) on tun0 (synack
+/// 198.18.0.2/15, the kernel 198.18.0.1), port 8080, serving `app`, then `extra` flags.
+pub fn serve_argv<'a>(bin: &'a str, app: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec![
+        bin,
+        "serve",
+        "--tun",
+        "tun0",
+        "--addr",
+        "198.18.0.2/15",
+        "--kernel-addr",
+        "198.18.0.1",
+        "--port",
+        "8080",
+        "--app",
+        app,
+    ];
+    argv.extend_from_slice(extra);
+    argv
+}
+
+/// Start that `synack serve` in `ns`; returns once the kernel side of the interface is up.
+pub fn spawn_serve(ns: &mut Netns, bin: &str, app: &str, extra: &[&str]) {
+    ns.spawn(&serve_argv(bin, app, extra), Stdio::null());
+    ns.wait_for_addr("tun0", "198.18.0.1");
+}
