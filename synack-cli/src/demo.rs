@@ -51,6 +51,9 @@ pub struct DemoArgs {
     /// tcpdump -r), stamped with the simulation's virtual time.
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
+    /// Also draw the run as an SVG ladder diagram in FILE (open it in a browser).
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<std::path::PathBuf>,
 }
 
 impl Default for DemoArgs {
@@ -66,6 +69,7 @@ impl Default for DemoArgs {
             delay: 10,
             absolute: false,
             pcap: None,
+            svg: None,
         }
     }
 }
@@ -115,6 +119,15 @@ pub fn run(args: &DemoArgs) -> i32 {
         if let Err(e) = written {
             eprintln!(
                 "synack demo: cannot write the capture to {}: {e}. Check that the directory exists and is writable.",
+                path.display()
+            );
+            return 2;
+        }
+    }
+    if let Some(path) = &args.svg {
+        if let Err(e) = std::fs::write(path, synack::trace::ladder_svg::render_svg(&r.trace)) {
+            eprintln!(
+                "synack demo: cannot write the SVG to {}: {e}. Check that the directory exists and is writable.",
                 path.display()
             );
             return 2;

@@ -5,6 +5,8 @@
 //! (`.ci/run` installs it); without it (or root, for TUN) the tests say so and skip,
 //! except under CI=true, where they fail.
 
+mod common;
+use common::scenarios;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -27,18 +29,6 @@ fn tshark_available() -> bool {
         eprintln!("{why}");
     }
     found
-}
-
-fn scenarios() -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_synack"))
-        .args(["demo", "--list"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
-        .collect()
 }
 
 /// Capture scenario `name` into a file of its own (`tag` keeps parallel tests apart).

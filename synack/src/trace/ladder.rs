@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::{RecordKind, SegmentSummary, Trace};
+use super::{RecordKind, SegmentKind, SegmentSummary, Trace};
 use crate::Instant;
 
 const TIME_W: usize = 10;
@@ -129,16 +129,12 @@ pub fn render(trace: &Trace, opts: LadderOptions) -> String {
                     isn[r.host] = Some(seg.seq);
                 }
                 let label = label(seg, r.host, &isn, opts.absolute);
-                let colour = if seg.flags.rst() {
-                    "31"
-                } else if seg.flags.syn() {
-                    "32"
-                } else if seg.flags.fin() {
-                    "33"
-                } else if seg.len > 0 {
-                    "36"
-                } else {
-                    "0"
+                let colour = match seg.kind() {
+                    SegmentKind::Rst => "31",
+                    SegmentKind::Syn => "32",
+                    SegmentKind::Fin => "33",
+                    SegmentKind::Data => "36",
+                    SegmentKind::Ack => "0",
                 };
                 let arrow = arrow(&label, r.host == 0, lost.is_some());
                 let arrow = if lost.is_some() {

@@ -4,6 +4,7 @@
 //! ([`ladder`]) or serialised by the CLI as JSON lines.
 
 pub mod ladder;
+pub mod ladder_svg;
 pub mod pcap;
 
 use std::net::SocketAddr;
@@ -33,7 +34,37 @@ pub struct SegmentSummary {
     pub options: String,
 }
 
+/// What a segment is, for colouring it in a ladder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// RST set.
+    Rst,
+    /// SYN set (and not RST).
+    Syn,
+    /// FIN set (neither RST nor SYN).
+    Fin,
+    /// Carries data.
+    Data,
+    /// A bare ACK (or window update).
+    Ack,
+}
+
 impl SegmentSummary {
+    /// What the segment is, by its most telling trait (RST, SYN, FIN, data, bare ACK).
+    pub fn kind(&self) -> SegmentKind {
+        if self.flags.rst() {
+            SegmentKind::Rst
+        } else if self.flags.syn() {
+            SegmentKind::Syn
+        } else if self.flags.fin() {
+            SegmentKind::Fin
+        } else if self.len > 0 {
+            SegmentKind::Data
+        } else {
+            SegmentKind::Ack
+        }
+    }
+
     /// Summarise an IP packet carrying TCP; None if it does not parse.
     pub fn from_packet(bytes: &[u8]) -> Option<SegmentSummary> {
         let (ip, tcp) = wire::parse_tcp_packet(bytes).ok()?;
