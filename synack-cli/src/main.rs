@@ -5,6 +5,7 @@ mod connect;
 mod demo;
 mod drill;
 mod serve;
+mod ss;
 mod transfer;
 mod tun_args;
 
@@ -28,6 +29,8 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Run packetdrill scripts against synack on its virtual clock.
     Drill(drill::DrillArgs),
+    /// Show the connections of running synack serve/connect processes, like ss -tani.
+    Ss(ss::SsArgs),
 }
 
 fn main() {
@@ -37,6 +40,7 @@ fn main() {
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Connect(args)) => connect::run(&args),
         Some(Command::Drill(args)) => drill::run_drill(&args),
+        Some(Command::Ss(args)) => ss::run(&args),
         None => demo::run(&demo::DemoArgs::default()),
     };
     std::process::exit(code);

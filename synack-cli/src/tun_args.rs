@@ -38,6 +38,12 @@ pub struct TunArgs {
     /// (for Wireshark or tcpdump -r).
     #[arg(long, value_name = "FILE")]
     pub pcap: Option<std::path::PathBuf>,
+    /// The Unix socket `synack ss` asks (default /run/synack/<tun>.sock).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<std::path::PathBuf>,
+    /// Do not answer `synack ss` (no control socket).
+    #[arg(long)]
+    pub no_control: bool,
     /// Print every state change to stderr (and, at exit, what --impair did).
     #[arg(short, long)]
     pub verbose: bool,
@@ -78,6 +84,18 @@ impl TunArgs {
                 self.tun
             )
         })?;
+        if !self.no_control {
+            let path = self
+                .control
+                .clone()
+                .unwrap_or_else(|| crate::ss::default_control(&self.tun));
+            if let Err(e) = crate::ss::serve_control(&path, iface.stack_handle()) {
+                eprintln!(
+                    "synack {command}: no control socket at {} ({e}); synack ss will not see this process",
+                    path.display()
+                );
+            }
+        }
         if self.verbose {
             let start = std::time::Instant::now();
             iface.on_event(move |e| {

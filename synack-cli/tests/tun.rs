@@ -569,3 +569,86 @@ fn with_no_close_the_kernel_waits_in_fin_wait_2_while_synack_sits_in_close_wait(
     );
     assert!(!log.lock().unwrap().contains("CLOSE_WAIT -> LAST_ACK"));
 }
+
+/// `synack ss --json` against a control socket: the sockets it lists.
+fn ss_json(socket: &str, summary: bool) -> serde_json::Value {
+    let mut cmd = std::process::Command::new(SYNACK);
+    cmd.args(["ss", "--json", "--socket", socket]);
+    if summary {
+        cmd.arg("-s");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "synack ss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn synack_ss_shows_connections_left_in_close_wait_with_growing_age() {
+    if !privileged("synack_ss_shows_connections_left_in_close_wait_with_growing_age") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let control = ns.dir.join("ctl.sock").display().to_string();
+    spawn_serve(
+        &mut ns,
+        SYNACK,
+        "echo",
+        &["--no-close", "--control", &control],
+    );
+    // Three kernel clients that connect and close at once: the server never closes.
+    let clients = "import socket\n\
+                   for _ in range(3):\n\
+                   \x20   s = socket.create_connection(('198.18.0.2', 8080), timeout=10)\n\
+                   \x20   s.close()\n";
+    let out = ns.exec(&["python3", "-c", clients]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let close_wait = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["state"] == "CLOSE_WAIT")
+            .map(|s| s["age_ms"].as_f64().unwrap())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        let ages = close_wait(&ss_json(&control, false));
+        if ages.len() == 3 || Instant::now() > deadline {
+            break ages;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(first.len(), 3, "three connections in CLOSE_WAIT");
+    // The listener is listed too.
+    let all = ss_json(&control, false);
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["state"] == "LISTEN"));
+    // The age is real time in the state: it grows while the application does nothing.
+    std::thread::sleep(Duration::from_millis(1100));
+    let later = close_wait(&ss_json(&control, false));
+    let oldest = |a: &[f64]| a.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        oldest(&later) >= oldest(&first) + 1000.0,
+        "{first:?} then {later:?}"
+    );
+    let summary = ss_json(&control, true);
+    let cw = summary
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["state"] == "CLOSE_WAIT")
+        .expect("CLOSE_WAIT in the summary");
+    assert_eq!(cw["count"], 3);
+    assert!(cw["oldest_ms"].as_f64().unwrap() >= 1000.0);
+}

@@ -42,6 +42,9 @@ pub mod trace;
 pub mod tun;
 pub mod wire;
 
-pub use stack::{Config, ConnectionHandle, Error, Event, ListenerHandle, ListenerOptions, Stack};
+pub use stack::{
+    Config, ConnectionHandle, Error, Event, ListenerHandle, ListenerOptions, SocketSnapshot, Stack,
+    StateSummary,
+};
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
 pub use time::Instant;

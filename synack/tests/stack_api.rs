@@ -4,6 +4,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use common::*;
 use synack::wire::TcpOptions;
@@ -301,4 +302,33 @@ fn no_window_update_for_room_the_window_field_cannot_carry() {
     let mut buf = [0u8; 64];
     assert_eq!(h.stack.recv(h.now, c, &mut buf), Ok(10));
     h.expect_none();
+}
+
+// The `ss` view: a listener, a connection the peer closed and the application did not
+// (CLOSE_WAIT, ageing), each with queues and timers; the per-state summary counts them.
+#[test]
+fn snapshot_lists_listener_and_connections_with_their_age_and_summary() {
+    let mut h = Harness::plain();
+    let (_c, iss) = h.established_passive(1000);
+    h.inject(fin_ack(), 1001, iss + 1, 65535, &[]);
+    h.outputs();
+    assert_eq!(h.state(), Some(CloseWait));
+    h.advance(Duration::from_secs(5));
+    let snap = h.stack.snapshot(h.now);
+    let listener = snap
+        .iter()
+        .find(|s| s.state == Listen)
+        .expect("the listener");
+    assert_eq!((listener.remote, listener.recv_q), (None, 0));
+    let cw = snap
+        .iter()
+        .find(|s| s.state == CloseWait)
+        .expect("the connection");
+    assert_eq!(cw.remote, Some(h.peer));
+    assert!(cw.age.unwrap() >= Duration::from_secs(5), "{:?}", cw.age);
+    assert!(cw.info.is_some());
+    let summary = h.stack.state_summary(h.now);
+    let line = summary.iter().find(|s| s.state == CloseWait).unwrap();
+    assert_eq!(line.count, 1);
+    assert_eq!(line.oldest, cw.age);
 }

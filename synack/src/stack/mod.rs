@@ -24,6 +24,39 @@ pub use error::Error;
 pub use event::Event;
 pub use stats::StackStats;
 
+/// One socket of [`Stack::snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SocketSnapshot {
+    /// Its state.
+    pub state: TcpState,
+    /// Local address.
+    pub local: SocketAddr,
+    /// Peer address (None for a listener).
+    pub remote: Option<SocketAddr>,
+    /// Bytes received and not read (a listener: connections waiting to be accepted).
+    pub recv_q: usize,
+    /// Bytes not yet acknowledged (a listener: its backlog).
+    pub send_q: usize,
+    /// Time to the next timer (retransmission, probe, keepalive, delayed ACK,
+    /// FIN_WAIT_2 timeout, TIME_WAIT expiry).
+    pub timer: Option<std::time::Duration>,
+    /// How long it has been in this state (None for listeners).
+    pub age: Option<std::time::Duration>,
+    /// TCP_INFO-like statistics of a connection.
+    pub info: Option<crate::tcp::ConnectionInfo>,
+}
+
+/// One line of [`Stack::state_summary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StateSummary {
+    /// The state.
+    pub state: TcpState,
+    /// Sockets in it.
+    pub count: usize,
+    /// How long the oldest has been in it.
+    pub oldest: Option<std::time::Duration>,
+}
+
 /// Socket options of a listener that its accepted connections inherit
 /// ([`Stack::set_listener_options`]); None keeps the stack's default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -164,6 +197,71 @@ impl Stack {
         self.time_wait
             .get(&FourTuple { local, remote })
             .map(|e| e.tw)
+    }
+
+    /// Every socket as `ss` shows it: listeners, connections, and TIME_WAIT entries, with
+    /// queues, the time to the next timer, the time in the current state and, for
+    /// connections, their TCP_INFO-like statistics.
+    pub fn snapshot(&self, now: Instant) -> Vec<SocketSnapshot> {
+        let mut v = Vec::new();
+        for l in self.listeners.iter().flatten() {
+            v.push(SocketSnapshot {
+                state: TcpState::Listen,
+                local: l.local,
+                remote: None,
+                recv_q: l.accept_queue.len(),
+                send_q: l.backlog,
+                timer: None,
+                age: None,
+                info: None,
+            });
+        }
+        for c in self.slots.iter().filter_map(|s| s.conn.as_ref()) {
+            let info = c.info(now);
+            v.push(SocketSnapshot {
+                state: info.state,
+                local: info.local,
+                remote: Some(info.remote),
+                recv_q: info.recv_queue,
+                send_q: info.send_queue,
+                timer: info.next_timer,
+                age: Some(info.time_in_state),
+                info: Some(info),
+            });
+        }
+        for (tuple, e) in self.time_wait.iter() {
+            let left = e.tw.expiry.saturating_duration_since(now);
+            v.push(SocketSnapshot {
+                state: TcpState::TimeWait,
+                local: tuple.local,
+                remote: Some(tuple.remote),
+                recv_q: 0,
+                send_q: 0,
+                timer: Some(left),
+                age: self.config.time_wait.checked_sub(left),
+                info: None,
+            });
+        }
+        v
+    }
+
+    /// Per state: how many sockets, and how long the oldest has been in it (`ss -s`).
+    pub fn state_summary(&self, now: Instant) -> Vec<StateSummary> {
+        let mut out: Vec<StateSummary> = Vec::new();
+        for s in self.snapshot(now) {
+            match out.iter_mut().find(|x| x.state == s.state) {
+                Some(x) => {
+                    x.count += 1;
+                    x.oldest = x.oldest.max(s.age);
+                }
+                None => out.push(StateSummary {
+                    state: s.state,
+                    count: 1,
+                    oldest: s.age,
+                }),
+            }
+        }
+        out
     }
 
     /// The state of every connection, including TIME_WAIT entries: (local, remote, state).

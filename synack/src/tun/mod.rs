@@ -428,10 +428,33 @@ impl Interface {
 
     /// Run `f` on the stack (for statistics and snapshots).
     pub fn with_stack<T>(&self, f: impl FnOnce(&mut Stack, Instant) -> T) -> T {
-        let mut core = self.shared.lock();
+        self.stack_handle().with_stack(f)
+    }
+
+    /// A handle on the stack that other threads may keep (a control socket answering
+    /// `synack ss`, a metrics exporter); it does not keep the interface open.
+    pub fn stack_handle(&self) -> StackHandle {
+        StackHandle(Arc::clone(&self.shared))
+    }
+}
+
+/// See [`Interface::stack_handle`].
+#[derive(Clone)]
+pub struct StackHandle(Arc<Shared>);
+
+impl std::fmt::Debug for StackHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StackHandle")
+    }
+}
+
+impl StackHandle {
+    /// Run `f` on the stack, with the interface's current time.
+    pub fn with_stack<T>(&self, f: impl FnOnce(&mut Stack, Instant) -> T) -> T {
+        let mut core = self.0.lock();
         let now = core.now();
         let out = f(&mut core.stack, now);
-        self.shared.after_call(&mut core);
+        self.0.after_call(&mut core);
         out
     }
 }

@@ -1,0 +1,259 @@
+//! `synack ss`: the live connection table of running `synack serve`/`connect` processes,
+//! as `ss -tani` shows the kernel's, and the control socket each of them answers on.
+//!
+//! The protocol on the Unix socket is one request line (`ss` or `summary`) and one JSON
+//! answer: an array of sockets, or of per-state counts with the oldest age.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{json, Value};
+use synack::tun::StackHandle;
+use synack::SocketSnapshot;
+
+/// Where control sockets live unless `--control` says otherwise.
+pub const CONTROL_DIR: &str = "/run/synack";
+
+/// The default control socket of the interface `tun`.
+pub fn default_control(tun: &str) -> PathBuf {
+    Path::new(CONTROL_DIR).join(format!("{tun}.sock"))
+}
+
+fn ms(d: Option<Duration>) -> Value {
+    d.map_or(Value::Null, |d| json!(d.as_secs_f64() * 1000.0))
+}
+
+/// One socket as JSON (what `synack ss --json` prints).
+pub fn socket_json(s: &SocketSnapshot) -> Value {
+    let mut v = json!({
+        "state": s.state.name(),
+        "local": s.local.to_string(),
+        "remote": s.remote.map(|r| r.to_string()),
+        "recv_q": s.recv_q,
+        "send_q": s.send_q,
+        "timer_ms": ms(s.timer),
+        "age_ms": ms(s.age),
+    });
+    if let Some(i) = &s.info {
+        v["rtt_ms"] = ms(i.srtt);
+        v["rttvar_ms"] = ms(i.rttvar);
+        v["rto_ms"] = ms(i.rto);
+        v["cwnd"] = json!(i.cwnd);
+        v["ssthresh"] = json!(i.ssthresh);
+        v["mss"] = json!(i.snd_mss);
+        v["bytes_sent"] = json!(i.bytes_sent);
+        v["bytes_acked"] = json!(i.bytes_acked);
+        v["bytes_received"] = json!(i.bytes_received);
+        v["retransmits"] = json!(i.retransmits);
+    }
+    v
+}
+
+/// Answer `synack ss` on `path` from a thread of its own, for as long as the process runs.
+pub fn serve_control(path: &Path, stack: StackHandle) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A socket file left by an earlier run that ended without cleaning up.
+    if path.exists() && UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path)?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming().map_while(Result::ok) {
+            let mut line = String::new();
+            let mut reader = BufReader::new(&conn);
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let answer = stack.with_stack(|st, now| match line.trim() {
+                "summary" => Value::Array(
+                    st.state_summary(now)
+                        .iter()
+                        .map(|s| {
+                            json!({"state": s.state.name(), "count": s.count, "oldest_ms": ms(s.oldest)})
+                        })
+                        .collect(),
+                ),
+                _ => Value::Array(st.snapshot(now).iter().map(socket_json).collect()),
+            });
+            let _ = (&conn).write_all(format!("{answer}\n").as_bytes());
+        }
+    });
+    Ok(())
+}
+
+/// Options of `synack ss`.
+#[derive(Args, Debug, Clone)]
+pub struct SsArgs {
+    /// A control socket to ask (default: every socket in /run/synack).
+    #[arg(long, value_name = "PATH")]
+    pub socket: Vec<PathBuf>,
+    /// A per-state summary: how many sockets, and the oldest in each state.
+    #[arg(short = 's', long)]
+    pub summary: bool,
+    /// JSON instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn ask(path: &Path, request: &str) -> Result<Value, String> {
+    let mut conn = UnixStream::connect(path).map_err(|e| {
+        format!(
+            "cannot reach {}: {e} (is synack serve/connect running?)",
+            path.display()
+        )
+    })?;
+    conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    conn.write_all(format!("{request}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut answer = String::new();
+    BufReader::new(conn)
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    serde_json::from_str(&answer).map_err(|e| format!("{}: bad answer: {e}", path.display()))
+}
+
+/// ss's name for a state (`ESTAB`, `CLOSE-WAIT`, ...).
+fn ss_name(state: &str) -> String {
+    match state {
+        "ESTABLISHED" => "ESTAB".into(),
+        "SYN_RECEIVED" => "SYN-RECV".into(),
+        other => other.replace('_', "-"),
+    }
+}
+
+fn num(v: &Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(Value::as_f64)
+}
+
+fn table_line(s: &Value) -> String {
+    let state = s["state"].as_str().unwrap_or("?");
+    let mut line = format!(
+        "{:<11} {:<6} {:<6} {:<25} {}",
+        ss_name(state),
+        s["recv_q"],
+        s["send_q"],
+        s["local"].as_str().unwrap_or(""),
+        s["remote"].as_str().unwrap_or("*:*")
+    );
+    let mut detail = Vec::new();
+    if let Some(t) = num(s, "timer_ms") {
+        let kind = match state {
+            "TIME_WAIT" => "timewait",
+            "FIN_WAIT_2" => "fin_wait_2",
+            _ => "on",
+        };
+        detail.push(format!("timer:({kind},{:.0}ms)", t));
+    }
+    if let Some(a) = num(s, "age_ms") {
+        detail.push(format!("age:{:.1}s", a / 1000.0));
+    }
+    if let (Some(r), Some(v)) = (num(s, "rtt_ms"), num(s, "rttvar_ms")) {
+        detail.push(format!("rtt:{r:.3}/{v:.3}"));
+    }
+    if let Some(r) = num(s, "rto_ms") {
+        detail.push(format!("rto:{r:.0}"));
+    }
+    for key in [
+        "mss",
+        "cwnd",
+        "ssthresh",
+        "bytes_sent",
+        "bytes_acked",
+        "bytes_received",
+        "retransmits",
+    ] {
+        if let Some(v) = s.get(key).filter(|v| !v.is_null()) {
+            detail.push(format!("{key}:{v}"));
+        }
+    }
+    if !detail.is_empty() {
+        line += &format!("\n\t {}", detail.join(" "));
+    }
+    line
+}
+
+/// Run `synack ss`; returns the exit status.
+pub fn run(args: &SsArgs) -> i32 {
+    let sockets: Vec<PathBuf> = if args.socket.is_empty() {
+        std::fs::read_dir(CONTROL_DIR)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        args.socket.clone()
+    };
+    if sockets.is_empty() {
+        eprintln!(
+            "synack ss: no control socket in {CONTROL_DIR}; start synack serve or connect, or give --socket PATH"
+        );
+        return 1;
+    }
+    let request = if args.summary { "summary" } else { "ss" };
+    let mut all = Vec::new();
+    for path in &sockets {
+        match ask(path, request) {
+            Ok(Value::Array(items)) => all.extend(items),
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("synack ss: {e}");
+                return 1;
+            }
+        }
+    }
+    if args.json {
+        println!("{}", Value::Array(all));
+    } else if args.summary {
+        println!("{:<12} {:>6}  oldest", "State", "Count");
+        for s in &all {
+            let oldest =
+                num(s, "oldest_ms").map_or("-".to_string(), |m| format!("{:.1}s", m / 1000.0));
+            println!(
+                "{:<12} {:>6}  {oldest}",
+                ss_name(s["state"].as_str().unwrap_or("?")),
+                s["count"]
+            );
+        }
+    } else {
+        println!(
+            "{:<11} {:<6} {:<6} {:<25} Peer Address:Port",
+            "State", "Recv-Q", "Send-Q", "Local Address:Port"
+        );
+        for s in &all {
+            println!("{}", table_line(s));
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_prints_as_ss_does_with_its_timer_and_numbers() {
+        let s = json!({
+            "state": "CLOSE_WAIT", "local": "198.18.0.2:8080", "remote": "198.18.0.1:40000",
+            "recv_q": 0, "send_q": 0, "timer_ms": null, "age_ms": 1500.0,
+            "rtt_ms": 0.25, "rttvar_ms": 0.125, "rto_ms": 200.0, "cwnd": 14480, "mss": 1448,
+        });
+        let line = table_line(&s);
+        assert!(line.starts_with("CLOSE-WAIT "), "{line}");
+        assert!(line.contains("198.18.0.2:8080") && line.contains("198.18.0.1:40000"));
+        assert!(line.contains("age:1.5s rtt:0.250/0.125 rto:200"), "{line}");
+        assert!(line.contains("cwnd:14480"), "{line}");
+        let tw = json!({"state": "TIME_WAIT", "local": "a", "remote": "b", "recv_q": 0,
+                        "send_q": 0, "timer_ms": 59000.0, "age_ms": 1000.0});
+        assert!(table_line(&tw).contains("timer:(timewait,59000ms)"));
+        assert_eq!(ss_name("ESTABLISHED"), "ESTAB");
+        assert_eq!(ss_name("FIN_WAIT_2"), "FIN-WAIT-2");
+    }
+}
