@@ -1,90 +1,16 @@
 //! `synack ss`: the live connection table of running `synack serve`/`connect` processes,
-//! as `ss -tani` shows the kernel's, and the control socket each of them answers on.
-//!
-//! The protocol on the Unix socket is one request line (`ss` or `summary`) and one JSON
-//! answer: an array of sockets, or of per-state counts with the oldest age.
+//! as `ss -tani` shows the kernel's, asked of the control socket each answers on
+//! (`synack::tun::control`: one request line, `ss`, `summary` or `metrics`; JSON answers
+//! for the first two, Prometheus text for the last).
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use serde_json::{json, Value};
-use synack::tun::StackHandle;
-use synack::SocketSnapshot;
-
-/// Where control sockets live unless `--control` says otherwise.
-pub const CONTROL_DIR: &str = "/run/synack";
-
-/// The default control socket of the interface `tun`.
-pub fn default_control(tun: &str) -> PathBuf {
-    Path::new(CONTROL_DIR).join(format!("{tun}.sock"))
-}
-
-fn ms(d: Option<Duration>) -> Value {
-    d.map_or(Value::Null, |d| json!(d.as_secs_f64() * 1000.0))
-}
-
-/// One socket as JSON (what `synack ss --json` prints).
-pub fn socket_json(s: &SocketSnapshot) -> Value {
-    let mut v = json!({
-        "state": s.state.name(),
-        "local": s.local.to_string(),
-        "remote": s.remote.map(|r| r.to_string()),
-        "recv_q": s.recv_q,
-        "send_q": s.send_q,
-        "timer_ms": ms(s.timer),
-        "age_ms": ms(s.age),
-    });
-    if let Some(i) = &s.info {
-        v["rtt_ms"] = ms(i.srtt);
-        v["rttvar_ms"] = ms(i.rttvar);
-        v["rto_ms"] = ms(i.rto);
-        v["cwnd"] = json!(i.cwnd);
-        v["ssthresh"] = json!(i.ssthresh);
-        v["mss"] = json!(i.snd_mss);
-        v["bytes_sent"] = json!(i.bytes_sent);
-        v["bytes_acked"] = json!(i.bytes_acked);
-        v["bytes_received"] = json!(i.bytes_received);
-        v["retransmits"] = json!(i.retransmits);
-    }
-    v
-}
-
-/// Answer `synack ss` on `path` from a thread of its own, for as long as the process runs.
-pub fn serve_control(path: &Path, stack: StackHandle) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    // A socket file left by an earlier run that ended without cleaning up.
-    if path.exists() && UnixStream::connect(path).is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    let listener = UnixListener::bind(path)?;
-    std::thread::spawn(move || {
-        for conn in listener.incoming().map_while(Result::ok) {
-            let mut line = String::new();
-            let mut reader = BufReader::new(&conn);
-            if reader.read_line(&mut line).is_err() {
-                continue;
-            }
-            let answer = stack.with_stack(|st, now| match line.trim() {
-                "summary" => Value::Array(
-                    st.state_summary(now)
-                        .iter()
-                        .map(|s| {
-                            json!({"state": s.state.name(), "count": s.count, "oldest_ms": ms(s.oldest)})
-                        })
-                        .collect(),
-                ),
-                _ => Value::Array(st.snapshot(now).iter().map(socket_json).collect()),
-            });
-            let _ = (&conn).write_all(format!("{answer}\n").as_bytes());
-        }
-    });
-    Ok(())
-}
+use serde_json::Value;
+use synack::tun::control::CONTROL_DIR;
 
 /// Options of `synack ss`.
 #[derive(Args, Debug, Clone)]
@@ -98,9 +24,13 @@ pub struct SsArgs {
     /// JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// The counters and per-state gauges in Prometheus' text format.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
-fn ask(path: &Path, request: &str) -> Result<Value, String> {
+/// Connect to a control socket and send one request line.
+fn request(path: &Path, request: &str) -> Result<UnixStream, String> {
     let mut conn = UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot reach {}: {e} (is synack serve/connect running?)",
@@ -110,11 +40,26 @@ fn ask(path: &Path, request: &str) -> Result<Value, String> {
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
     conn.write_all(format!("{request}\n").as_bytes())
         .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+/// One JSON answer.
+fn ask(path: &Path, req: &str) -> Result<Value, String> {
     let mut answer = String::new();
-    BufReader::new(conn)
+    BufReader::new(request(path, req)?)
         .read_line(&mut answer)
         .map_err(|e| e.to_string())?;
     serde_json::from_str(&answer).map_err(|e| format!("{}: bad answer: {e}", path.display()))
+}
+
+/// The whole answer to a request, as text (the metrics).
+fn fetch_text(path: &Path, req: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut conn = request(path, req)?;
+    conn.shutdown(std::net::Shutdown::Write).ok();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).map_err(|e| e.to_string())?;
+    Ok(text)
 }
 
 /// ss's name for a state (`ESTAB`, `CLOSE-WAIT`, ...).
@@ -174,6 +119,9 @@ fn table_line(s: &Value) -> String {
     if !detail.is_empty() {
         line += &format!("\n\t {}", detail.join(" "));
     }
+    if let Some(w) = s.get("warning").and_then(Value::as_str) {
+        line += &format!("\n\t ! {w}");
+    }
     line
 }
 
@@ -196,6 +144,18 @@ pub fn run(args: &SsArgs) -> i32 {
             "synack ss: no control socket in {CONTROL_DIR}; start synack serve or connect, or give --socket PATH"
         );
         return 1;
+    }
+    if args.metrics {
+        for path in &sockets {
+            match fetch_text(path, "metrics") {
+                Ok(text) => print!("{text}"),
+                Err(e) => {
+                    eprintln!("synack ss: {e}");
+                    return 1;
+                }
+            }
+        }
+        return 0;
     }
     let request = if args.summary { "summary" } else { "ss" };
     let mut all = Vec::new();
@@ -237,6 +197,7 @@ pub fn run(args: &SsArgs) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_socket_prints_as_ss_does_with_its_timer_and_numbers() {

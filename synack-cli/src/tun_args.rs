@@ -44,6 +44,10 @@ pub struct TunArgs {
     /// Do not answer `synack ss` (no control socket).
     #[arg(long)]
     pub no_control: bool,
+    /// Warn (in `synack ss` and the event stream) about connections in CLOSE_WAIT this
+    /// many seconds: the peer closed and the application did not.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub warn_close_wait: f64,
     /// Print every state change to stderr (and, at exit, what --impair did).
     #[arg(short, long)]
     pub verbose: bool,
@@ -72,11 +76,16 @@ impl TunArgs {
             addrs: self.addr.clone(),
             kernel_addrs: self.kernel_addr.clone(),
             mtu: self.mtu,
-            stack: synack::Config::default(),
+            stack: synack::Config {
+                warn_close_wait: std::time::Duration::from_secs_f64(self.warn_close_wait.max(0.0)),
+                ..synack::Config::default()
+            },
             offload: !self.no_offload,
             impair: self.impair.clone(),
             impair_seed: self.impair_seed,
             pcap: self.pcap.clone(),
+            // The control socket is started below, where a failure is only a warning.
+            control: None,
         };
         let iface = Interface::open(config).map_err(|e| {
             format!(
@@ -88,8 +97,8 @@ impl TunArgs {
             let path = self
                 .control
                 .clone()
-                .unwrap_or_else(|| crate::ss::default_control(&self.tun));
-            if let Err(e) = crate::ss::serve_control(&path, iface.stack_handle()) {
+                .unwrap_or_else(|| synack::tun::control::default_control(&self.tun));
+            if let Err(e) = synack::tun::control::serve(&path, iface.stack_handle()) {
                 eprintln!(
                     "synack {command}: no control socket at {} ({e}); synack ss will not see this process",
                     path.display()

@@ -597,7 +597,13 @@ fn synack_ss_shows_connections_left_in_close_wait_with_growing_age() {
         &mut ns,
         SYNACK,
         "echo",
-        &["--no-close", "--control", &control],
+        &[
+            "--no-close",
+            "--control",
+            &control,
+            "--warn-close-wait",
+            "1",
+        ],
     );
     // Three kernel clients that connect and close at once: the server never closes.
     let clients = "import socket\n\
@@ -641,6 +647,31 @@ fn synack_ss_shows_connections_left_in_close_wait_with_growing_age() {
     assert!(
         oldest(&later) >= oldest(&first) + 1000.0,
         "{first:?} then {later:?}"
+    );
+    // Past the threshold, each says why it is stuck and where.
+    let warned = ss_json(&control, false);
+    let warnings: Vec<&str> = warned
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["warning"].as_str())
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warned}");
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains("CLOSE_WAIT") && w.contains("port 8080")),
+        "{warnings:?}"
+    );
+    let metrics = std::process::Command::new(SYNACK)
+        .args(["ss", "--metrics", "--socket", &control])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8(metrics.stdout).unwrap();
+    assert!(
+        metrics.contains("synack_sockets{state=\"CLOSE_WAIT\"} 3")
+            && metrics.contains("synack_connections_accepted_total 3"),
+        "{metrics}"
     );
     let summary = ss_json(&control, true);
     let cw = summary

@@ -332,3 +332,88 @@ fn snapshot_lists_listener_and_connections_with_their_age_and_summary() {
     assert_eq!(line.count, 1);
     assert_eq!(line.oldest, cw.age);
 }
+
+// Lifecycle diagnostics: a connection left in CLOSE_WAIT past the threshold raises one
+// warning naming the port and the wait; the snapshot says the same.
+#[test]
+fn close_wait_left_by_the_application_raises_one_warning() {
+    let mut h = Harness::new(synack::Config {
+        warn_close_wait: Duration::from_secs(10),
+        ..plain_config()
+    });
+    let (_c, iss) = h.established_passive(1000);
+    h.inject(fin_ack(), 1001, iss + 1, 65535, &[]);
+    h.outputs();
+    for _ in 0..30 {
+        h.advance(Duration::from_secs(1));
+    }
+    let warnings: Vec<(bool, String)> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            synack::Event::Warning { conn, message } => Some((conn.is_some(), message.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let (for_conn, message) = &warnings[0];
+    assert!(*for_conn);
+    assert!(
+        message.contains("CLOSE_WAIT for 10 s")
+            && message.contains(&format!("port {}", h.local.port())),
+        "{message}"
+    );
+    let snap = h.stack.snapshot(h.now);
+    let cw = snap.iter().find(|s| s.state == CloseWait).unwrap();
+    assert!(cw
+        .warning
+        .as_deref()
+        .is_some_and(|w| w.contains("has not called close()")));
+}
+
+// FIN_WAIT_1 whose FIN goes unanswered: the warning comes with the third retransmission.
+#[test]
+fn an_unanswered_fin_raises_a_peer_unreachable_warning() {
+    let mut h = Harness::plain();
+    let (c, _iss) = h.established_passive(1000);
+    h.stack.close(h.now, c).unwrap();
+    h.outputs();
+    for _ in 0..200 {
+        h.advance(Duration::from_millis(100));
+    }
+    let message = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            synack::Event::Warning { message, .. } => Some(message.clone()),
+            _ => None,
+        })
+        .expect("a warning");
+    assert!(
+        message.contains("FIN_WAIT_1") && message.contains("3 more times"),
+        "{message}"
+    );
+}
+
+// The counters and per-state gauges in Prometheus' text format.
+#[test]
+fn metrics_are_exported_in_prometheus_text_format() {
+    let mut h = Harness::plain();
+    let (_c, iss) = h.established_passive(1000);
+    h.inject(fin_ack(), 1001, iss + 1, 65535, &[]);
+    h.outputs();
+    h.inject(rst(), 99_999, 0, 0, &[]);
+    let text = h.stack.stats().prometheus(&h.stack.state_summary(h.now));
+    for line in [
+        "# TYPE synack_segments_in_total counter",
+        "synack_connections_accepted_total 1",
+        "synack_connections_established_total 1",
+        "synack_resets_received_total 1",
+        "# TYPE synack_sockets gauge",
+        "synack_sockets{state=\"CLOSE_WAIT\"} 1",
+        "synack_sockets{state=\"LISTEN\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    assert!(text.contains("synack_drops_total{reason="), "{text}");
+}

@@ -76,6 +76,13 @@ pub struct Config {
     pub somaxconn: usize,
     /// Hop limit / TTL of outgoing packets (64).
     pub ttl: u8,
+    /// Lifecycle diagnostics: warn about a connection in CLOSE_WAIT this long (60 s):
+    /// the peer closed and the application has not.
+    pub warn_close_wait: Duration,
+    /// Warn about a connection in FIN_WAIT_2 this long (30 s): the peer has not sent its FIN.
+    pub warn_fin_wait_2: Duration,
+    /// Warn when a FIN in FIN_WAIT_1 has gone this many more times unanswered (3).
+    pub warn_fin_wait_1_retransmits: u32,
 }
 
 impl Default for Config {
@@ -108,6 +115,9 @@ impl Default for Config {
             ephemeral_ports: 32768..=60999,
             somaxconn: 4096,
             ttl: 64,
+            warn_close_wait: Duration::from_secs(60),
+            warn_fin_wait_2: Duration::from_secs(30),
+            warn_fin_wait_1_retransmits: 3,
         }
     }
 }

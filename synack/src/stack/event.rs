@@ -51,4 +51,15 @@ pub enum Event {
         /// What happened.
         error: Error,
     },
+    /// A lifecycle diagnostic: a connection stuck in a state that usually means an
+    /// application that does not close (CLOSE_WAIT), a peer or path that is gone
+    /// (FIN_WAIT_1 retransmitting), a peer that never sends its FIN (FIN_WAIT_2), or the
+    /// TIME_WAIT table nearing its limit. Raised once per connection and state, and also
+    /// logged through `tracing` at WARN.
+    Warning {
+        /// The connection (None: the stack as a whole, for TIME_WAIT pressure).
+        conn: Option<ConnectionHandle>,
+        /// What is wrong and what it usually means, naming the port and how long.
+        message: String,
+    },
 }

@@ -44,6 +44,9 @@ pub struct SocketSnapshot {
     pub age: Option<std::time::Duration>,
     /// TCP_INFO-like statistics of a connection.
     pub info: Option<crate::tcp::ConnectionInfo>,
+    /// A lifecycle diagnostic, when the socket is stuck (CLOSE_WAIT, FIN_WAIT_1,
+    /// FIN_WAIT_2 past their thresholds), in the words of [`Event::Warning`].
+    pub warning: Option<String>,
 }
 
 /// One line of [`Stack::state_summary`].
@@ -214,11 +217,21 @@ impl Stack {
                 timer: None,
                 age: None,
                 info: None,
+                warning: None,
             });
         }
         for c in self.slots.iter().filter_map(|s| s.conn.as_ref()) {
             let info = c.info(now);
+            let warning = crate::tcp::diagnose(
+                info.state,
+                info.time_in_state,
+                info.backoff,
+                info.local,
+                info.remote,
+                &self.config,
+            );
             v.push(SocketSnapshot {
+                warning,
                 state: info.state,
                 local: info.local,
                 remote: Some(info.remote),
@@ -240,6 +253,7 @@ impl Stack {
                 timer: Some(left),
                 age: self.config.time_wait.checked_sub(left),
                 info: None,
+                warning: None,
             });
         }
         v
@@ -304,6 +318,9 @@ impl Stack {
     /// A TCP segment addressed to us: to its connection, else TIME_WAIT, else a listener.
     fn tcp_input(&mut self, now: Instant, ip: &wire::IpInfo, seg: &TcpRepr<'_>) {
         self.stats.segments_in += 1;
+        if seg.flags.rst() {
+            self.stats.resets_received += 1;
+        }
         let tuple = FourTuple {
             local: SocketAddr::new(ip.dst, seg.dst_port),
             remote: SocketAddr::new(ip.src, seg.src_port),
@@ -660,6 +677,19 @@ impl Stack {
                 self.by_tuple.remove(&tuple);
                 if self.time_wait.len() < self.config.tcp_max_tw_buckets {
                     self.time_wait.insert(tuple, tw, handle);
+                    // Warn once as the table passes 90 % of its limit.
+                    let n = self.time_wait.len();
+                    if crate::tcp::time_wait_pressure(n, &self.config).is_some()
+                        && crate::tcp::time_wait_pressure(n - 1, &self.config).is_none()
+                    {
+                        if let Some(message) = crate::tcp::time_wait_pressure(n, &self.config) {
+                            tracing::warn!("{message}");
+                            self.events.push_back(Event::Warning {
+                                conn: None,
+                                message,
+                            });
+                        }
+                    }
                 } else {
                     self.stats.time_wait_overflow += 1;
                     self.time_wait_closed(
@@ -754,6 +784,12 @@ impl Stack {
                         error,
                     });
                 }
+            }
+            ConnEvent::Warning(message) => {
+                self.events.push_back(Event::Warning {
+                    conn: Some(handle),
+                    message,
+                });
             }
             ConnEvent::Error(error) => {
                 self.stats.failed += 1;

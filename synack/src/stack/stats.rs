@@ -14,6 +14,8 @@ pub struct StackStats {
     pub retransmits: u64,
     /// RSTs sent (answers to stray segments, aborts).
     pub resets_sent: u64,
+    /// RSTs received (acceptable or not).
+    pub resets_received: u64,
     /// Active opens (connect calls that sent a SYN).
     pub active_opens: u64,
     /// Passive opens (SYNs accepted by a listener).
@@ -50,5 +52,91 @@ impl StackStats {
     /// Packets dropped for any reason.
     pub fn total_dropped(&self) -> u64 {
         self.drops.values().sum()
+    }
+}
+
+impl StackStats {
+    /// The counters, and the sockets per state from `summary`, in Prometheus' text
+    /// exposition format (metric names `synack_*`).
+    pub fn prometheus(&self, summary: &[super::StateSummary]) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP synack_{name} {help}");
+            let _ = writeln!(out, "# TYPE synack_{name} counter");
+            let _ = writeln!(out, "synack_{name} {v}");
+        };
+        counter(
+            "segments_in_total",
+            "TCP segments received.",
+            self.segments_in,
+        );
+        counter(
+            "segments_out_total",
+            "TCP segments sent.",
+            self.segments_out,
+        );
+        counter(
+            "retransmits_total",
+            "Segments sent again.",
+            self.retransmits,
+        );
+        counter("resets_sent_total", "RSTs sent.", self.resets_sent);
+        counter(
+            "resets_received_total",
+            "RSTs received.",
+            self.resets_received,
+        );
+        counter(
+            "connections_opened_total",
+            "Active opens (SYNs sent by connect).",
+            self.active_opens,
+        );
+        counter(
+            "connections_accepted_total",
+            "Passive opens (SYNs taken by a listener).",
+            self.passive_opens,
+        );
+        counter(
+            "connections_established_total",
+            "Connections that reached ESTABLISHED.",
+            self.established,
+        );
+        counter(
+            "connections_failed_total",
+            "Connections that ended with an error.",
+            self.failed,
+        );
+        let _ = writeln!(out, "# HELP synack_drops_total Packets dropped, by reason.");
+        let _ = writeln!(out, "# TYPE synack_drops_total counter");
+        for (reason, n) in &self.drops {
+            let _ = writeln!(out, "synack_drops_total{{reason=\"{reason}\"}} {n}");
+        }
+        let _ = writeln!(out, "# HELP synack_sockets Sockets, by TCP state.");
+        let _ = writeln!(out, "# TYPE synack_sockets gauge");
+        for s in summary {
+            let _ = writeln!(
+                out,
+                "synack_sockets{{state=\"{}\"}} {}",
+                s.state.name(),
+                s.count
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP synack_oldest_seconds Time the oldest socket has been in its state."
+        );
+        let _ = writeln!(out, "# TYPE synack_oldest_seconds gauge");
+        for s in summary {
+            if let Some(age) = s.oldest {
+                let _ = writeln!(
+                    out,
+                    "synack_oldest_seconds{{state=\"{}\"}} {:.3}",
+                    s.state.name(),
+                    age.as_secs_f64()
+                );
+            }
+        }
+        out
     }
 }

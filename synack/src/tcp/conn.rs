@@ -37,6 +37,8 @@ pub(crate) enum ConnEvent {
     Error(Error),
     /// An ICMP error the connection survives (RFC 1122 4.2.3.9).
     SoftError(Error),
+    /// A lifecycle diagnostic (see `diagnose`): the connection is stuck in its state.
+    Warning(String),
 }
 
 /// A RST the connection wants sent (it may already be CLOSED).
@@ -116,6 +118,10 @@ pub(crate) struct Connection {
     pub(crate) last_now: Instant,
     /// When the connection entered its current state.
     pub(crate) state_since: Instant,
+    /// A lifecycle warning was raised in the current state (one per state).
+    pub(crate) warned: bool,
+    /// Config::warn_close_wait and warn_fin_wait_2: when to look at it again.
+    pub(crate) warn_after: (Duration, Duration),
     /// Keepalive, when on (SO_KEEPALIVE), and when the peer was last heard.
     pub(crate) keepalive: Option<super::keepalive::KeepaliveState>,
     pub(crate) last_heard: Instant,
@@ -216,6 +222,8 @@ impl Connection {
             pending_dsack: None,
             last_now: Instant::ZERO,
             state_since: Instant::ZERO,
+            warned: false,
+            warn_after: (cfg.warn_close_wait, cfg.warn_fin_wait_2),
             keepalive: cfg
                 .keepalive
                 .map(|settings| super::keepalive::KeepaliveState { settings, sent: 0 }),
@@ -357,6 +365,7 @@ impl Connection {
         let to = self.state.name();
         if from != to {
             self.state_since = now;
+            self.warned = false;
             tracing::debug!(local = %self.local, remote = %self.remote, %from, %to, cause, "tcp state");
             self.events.push(ConnEvent::State {
                 from,
@@ -418,7 +427,37 @@ impl Connection {
                 earliest(earliest(snd.rtx.deadline, snd.persist.deadline), rack)
             }),
         };
-        earliest(earliest(state, self.delack), self.keepalive_deadline())
+        // Lifecycle diagnostics look again when a state has lasted its threshold.
+        let diagnostic = match self.state {
+            State::CloseWait(_) if !self.warned => Some(self.state_since + self.warn_after.0),
+            State::FinWait2(_) if !self.warned => Some(self.state_since + self.warn_after.1),
+            _ => None,
+        };
+        earliest(
+            earliest(earliest(state, self.delack), self.keepalive_deadline()),
+            diagnostic,
+        )
+    }
+
+    /// Raise the lifecycle warning of the current state, once, when it is due.
+    fn check_warning(&mut self, now: Instant, cfg: &Config) {
+        if self.warned {
+            return;
+        }
+        let retransmits = self.state.snd().map_or(0, |s| s.rtx.backoff);
+        let age = now.saturating_duration_since(self.state_since);
+        if let Some(msg) = super::diagnose(
+            self.tcp_state(),
+            age,
+            retransmits,
+            self.local,
+            self.remote,
+            cfg,
+        ) {
+            self.warned = true;
+            tracing::warn!(local = %self.local, remote = %self.remote, "{msg}");
+            self.events.push(ConnEvent::Warning(msg));
+        }
     }
 
     /// How many retransmissions the current state allows before giving up.
@@ -476,6 +515,7 @@ impl Connection {
             }
             _ => self.on_timeout_snd(now, cfg, limit),
         }
+        self.check_warning(now, cfg);
     }
 
     fn resend_syn(&mut self) {

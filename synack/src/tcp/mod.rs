@@ -4,6 +4,7 @@
 
 mod cc;
 mod conn;
+mod diagnose;
 mod info;
 mod input;
 mod isn;
@@ -25,6 +26,7 @@ pub use state_name::TcpState;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 
 pub(crate) use conn::{wscale_for, ConnEvent, Connection};
+pub(crate) use diagnose::{diagnose, time_wait_pressure};
 pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;
 pub(crate) use isn::{hash_addr, IsnGenerator};

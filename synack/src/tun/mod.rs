@@ -9,6 +9,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod control;
 mod impair;
 mod offload;
 mod sys;
@@ -84,6 +85,8 @@ pub struct InterfaceConfig {
     /// times). Outgoing packets are captured as the stack sent them, before offload
     /// merges them into super-segments; incoming ones as the stack receives them.
     pub pcap: Option<std::path::PathBuf>,
+    /// Answer `synack ss` on this Unix socket (see [`control`]); None: no control socket.
+    pub control: Option<std::path::PathBuf>,
 }
 
 impl InterfaceConfig {
@@ -99,6 +102,7 @@ impl InterfaceConfig {
             impair: None,
             impair_seed: 1,
             pcap: None,
+            control: None,
         }
     }
 }
@@ -143,15 +147,16 @@ pub(crate) enum WakeKey {
 
 impl WakeKey {
     /// The socket an event concerns.
-    fn of(e: &Event) -> WakeKey {
+    fn of(e: &Event) -> Option<WakeKey> {
         match *e {
             Event::StateChanged { conn, .. }
             | Event::Connected(conn)
             | Event::Readable(conn)
             | Event::Writable(conn)
             | Event::SoftError { conn, .. }
-            | Event::Error { conn, .. } => WakeKey::Conn(conn),
-            Event::Incoming(l) => WakeKey::Listener(l),
+            | Event::Error { conn, .. } => Some(WakeKey::Conn(conn)),
+            Event::Incoming(l) => Some(WakeKey::Listener(l)),
+            Event::Warning { .. } => None,
         }
     }
 }
@@ -264,7 +269,9 @@ impl Shared {
         }
         while let Some(e) = core.stack.poll_event() {
             progressed = true;
-            core.wake(WakeKey::of(&e));
+            if let Some(key) = WakeKey::of(&e) {
+                core.wake(key);
+            }
             if let Some(h) = core.hook.as_mut() {
                 h(&e);
             }
@@ -373,10 +380,14 @@ impl Interface {
         let thread = std::thread::Builder::new()
             .name(format!("synack-{}", config.name))
             .spawn(move || drive(&driver, wake_rx))?;
-        Ok(Interface {
+        let iface = Interface {
             shared,
             thread: Some(thread),
-        })
+        };
+        if let Some(path) = &config.control {
+            control::serve(path, iface.stack_handle())?;
+        }
+        Ok(iface)
     }
 
     /// Call `hook` with every event the stack reports (state changes, errors, ...), on
