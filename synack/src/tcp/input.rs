@@ -213,7 +213,7 @@ impl Connection {
         }
         if flags.rst() {
             if seg.seq != rcv_nxt {
-                return self.challenge_ack();
+                return self.challenge_ack(now);
             }
             // RFC 9293 3.10.7.4: passive opens return to LISTEN (the listener stays; this
             // embryonic connection goes); active opens are refused.
@@ -223,7 +223,7 @@ impl Connection {
         }
         if flags.syn() && !crossing_synack {
             // RFC 5961 4.2: a SYN in the window gets a challenge ACK.
-            return self.challenge_ack();
+            return self.challenge_ack(now);
         }
         if !flags.ack() {
             return Disposition::Dropped("no_ack");
@@ -300,8 +300,18 @@ impl Connection {
         Disposition::Dropped("not_acceptable")
     }
 
-    /// RFC 5961 3.2 / 4.2: answer with `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`.
-    fn challenge_ack(&mut self) -> Disposition {
+    /// RFC 5961 3.2 / 4.2: answer with `<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>`, at most
+    /// one per 500 ms per connection (RFC 5961 7's throttling, done per connection as
+    /// Linux's tcp_send_challenge_ack does since CVE-2016-5696: a global counter would let
+    /// an off-path attacker learn, from the answers it steals, whether its guess hit).
+    fn challenge_ack(&mut self, now: Instant) -> Disposition {
+        if self
+            .last_oow_ack
+            .is_some_and(|t| now < t + OOW_ACK_INTERVAL)
+        {
+            return Disposition::Dropped("challenge_ack_rate_limited");
+        }
+        self.last_oow_ack = Some(now);
         self.ack_now = true;
         self.stats.challenge_acks += 1;
         Disposition::Dropped("challenge_ack")
@@ -330,7 +340,7 @@ impl Connection {
         // RFC 5961 4.2: a SYN in a synchronized state, whatever its sequence number, gets
         // a challenge ACK and is dropped (RFC 9293 3.10.7.4 fourth, moved first).
         if flags.syn() && !flags.rst() {
-            return self.challenge_ack();
+            return self.challenge_ack(now);
         }
         // First: sequence number acceptability.
         let rcv_wnd = (adv - rcv_nxt).max(0) as u32;
@@ -358,7 +368,7 @@ impl Connection {
         // Second: RST. RFC 5961 3.2: only an exact RCV.NXT match resets; else challenge ACK.
         if flags.rst() {
             if seg.seq != rcv_nxt {
-                return self.challenge_ack();
+                return self.challenge_ack(now);
             }
             let err = match self.state {
                 State::Closing(_) | State::LastAck(_) | State::TimeWait(_) => None,
@@ -437,6 +447,14 @@ impl Connection {
         }
         // RFC 5961 5.2: too old an ACK value is answered with a (challenge) ACK and dropped.
         if seg.ack < snd.una - snd.max_wnd.max(1) {
+            // The same per-connection throttle as the other challenge ACKs.
+            if self
+                .last_oow_ack
+                .is_some_and(|t| now < t + OOW_ACK_INTERVAL)
+            {
+                return AckOutcome::Drop("challenge_ack_rate_limited");
+            }
+            self.last_oow_ack = Some(now);
             self.ack_now = true;
             self.stats.challenge_acks += 1;
             return AckOutcome::Drop("ack_too_old");
