@@ -679,16 +679,15 @@ impl Stack {
                     self.time_wait.insert(tuple, tw, handle);
                     // Warn once as the table passes 90 % of its limit.
                     let n = self.time_wait.len();
-                    if crate::tcp::time_wait_pressure(n, &self.config).is_some()
-                        && crate::tcp::time_wait_pressure(n - 1, &self.config).is_none()
+                    let crossed = crate::tcp::time_wait_pressure(n - 1, &self.config).is_none();
+                    if let Some(message) =
+                        crate::tcp::time_wait_pressure(n, &self.config).filter(|_| crossed)
                     {
-                        if let Some(message) = crate::tcp::time_wait_pressure(n, &self.config) {
-                            tracing::warn!("{message}");
-                            self.events.push_back(Event::Warning {
-                                conn: None,
-                                message,
-                            });
-                        }
+                        tracing::warn!("{message}");
+                        self.events.push_back(Event::Warning {
+                            conn: None,
+                            message,
+                        });
                     }
                 } else {
                     self.stats.time_wait_overflow += 1;

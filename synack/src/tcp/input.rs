@@ -13,6 +13,16 @@ use std::time::Duration;
 /// zero-length segments.
 const OOW_ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// Linux's __tcp_oow_rate_limited: true when an answer went out less than 500 ms ago;
+/// otherwise records `now` as the time of this one.
+fn oow_rate_limited(last: &mut Option<Instant>, now: Instant) -> bool {
+    if last.is_some_and(|t| now < t + OOW_ACK_INTERVAL) {
+        return true;
+    }
+    *last = Some(now);
+    false
+}
+
 /// What the stack must do after a connection has seen a segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Disposition {
@@ -287,14 +297,8 @@ impl Connection {
     /// Linux (tcp_oow_rate_limited), answers to zero-length segments are limited to one
     /// per 500 ms, so two stacks that disagree cannot ping-pong ACKs forever.
     fn answer_unacceptable(&mut self, now: Instant, seg_len: u32) -> Disposition {
-        if seg_len == 0 {
-            if self
-                .last_oow_ack
-                .is_some_and(|t| now < t + OOW_ACK_INTERVAL)
-            {
-                return Disposition::Dropped("not_acceptable_rate_limited");
-            }
-            self.last_oow_ack = Some(now);
+        if seg_len == 0 && oow_rate_limited(&mut self.last_oow_ack, now) {
+            return Disposition::Dropped("not_acceptable_rate_limited");
         }
         self.ack_now = true;
         Disposition::Dropped("not_acceptable")
@@ -305,13 +309,9 @@ impl Connection {
     /// Linux's tcp_send_challenge_ack does since CVE-2016-5696: a global counter would let
     /// an off-path attacker learn, from the answers it steals, whether its guess hit).
     fn challenge_ack(&mut self, now: Instant) -> Disposition {
-        if self
-            .last_oow_ack
-            .is_some_and(|t| now < t + OOW_ACK_INTERVAL)
-        {
+        if oow_rate_limited(&mut self.last_oow_ack, now) {
             return Disposition::Dropped("challenge_ack_rate_limited");
         }
-        self.last_oow_ack = Some(now);
         self.ack_now = true;
         self.stats.challenge_acks += 1;
         Disposition::Dropped("challenge_ack")
@@ -448,13 +448,9 @@ impl Connection {
         // RFC 5961 5.2: too old an ACK value is answered with a (challenge) ACK and dropped.
         if seg.ack < snd.una - snd.max_wnd.max(1) {
             // The same per-connection throttle as the other challenge ACKs.
-            if self
-                .last_oow_ack
-                .is_some_and(|t| now < t + OOW_ACK_INTERVAL)
-            {
+            if oow_rate_limited(&mut self.last_oow_ack, now) {
                 return AckOutcome::Drop("challenge_ack_rate_limited");
             }
-            self.last_oow_ack = Some(now);
             self.ack_now = true;
             self.stats.challenge_acks += 1;
             return AckOutcome::Drop("ack_too_old");

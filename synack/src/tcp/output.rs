@@ -245,7 +245,7 @@ impl Connection {
             // PSH on the last segment of a burst of several, as Linux's show on the wire
             // (it sets PSH on every multi-segment TSO packet, which segmentation leaves on
             // the packet's last segment), besides the end of the queued data.
-            if len > 0 && burst {
+            if len > 0 && burst && !out.flags.psh() {
                 let snd = self.state.snd()?;
                 if self.sendable(snd, now).0 == 0 {
                     out.flags |= TcpFlags::PSH;
