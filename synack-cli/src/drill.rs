@@ -46,6 +46,29 @@ pub struct DrillArgs {
     pub defines: Vec<String>,
 }
 
+/// The files to run: each argument, or, for a pattern the shell passed on unexpanded
+/// (`tests/drill/**/*.pkt` without bash's globstar), the files it matches, in order.
+fn expand(args: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for a in args {
+        let text = a.to_string_lossy();
+        let is_pattern = !a.exists() && text.contains(['*', '?', '[']);
+        match glob::glob(&text).ok().filter(|_| is_pattern) {
+            Some(paths) => {
+                let mut found: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                found.sort();
+                if found.is_empty() {
+                    // Nothing matches: report the pattern itself as unreadable.
+                    out.push(a.clone());
+                }
+                out.extend(found);
+            }
+            None => out.push(a.clone()),
+        }
+    }
+    out
+}
+
 /// Run `synack drill`; returns the exit status.
 pub fn run_drill(args: &DrillArgs) -> i32 {
     let mut defines = Vec::new();
@@ -73,7 +96,7 @@ pub fn run_drill(args: &DrillArgs) -> i32 {
     }
     opts.inbound_mss = args.mss;
     let (mut passed, mut failed) = (0, 0);
-    for file in &args.files {
+    for file in &expand(&args.files) {
         let text = match std::fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => {

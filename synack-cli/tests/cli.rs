@@ -213,7 +213,7 @@ fn demo_transfer_prints_progress_a_chart_and_the_result() {
 fn drill_runs_scripts_and_sums_them_up() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../synack-drill/tests/drill");
     let good = format!("{dir}/passive-open-write-close.pkt");
-    let bad = format!("{dir}/must-fail/wrong-flags.pkt");
+    let bad = format!("{dir}/../must-fail/wrong-flags.pkt");
     let out = synack(&["drill", &good]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("1 passed, 0 failed\n"));
@@ -229,4 +229,23 @@ fn drill_runs_scripts_and_sums_them_up() {
         "verbose shows the segments: {text}"
     );
     assert!(text.ends_with("1 passed, 1 failed\n"), "{text}");
+}
+
+// The issue's command, `synack drill tests/drill/**/*.pkt`: a pattern the shell leaves
+// as it is (no globstar) is expanded by synack itself, and the whole corpus passes.
+#[test]
+fn drill_expands_a_recursive_pattern_and_the_corpus_passes() {
+    let pattern = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../synack-drill/tests/drill/**/*.pkt"
+    );
+    let out = synack(&["drill", pattern]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let summary = text.lines().last().unwrap();
+    let passed: usize = summary.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        passed >= 150 && summary.ends_with(" passed, 0 failed"),
+        "{summary}"
+    );
 }

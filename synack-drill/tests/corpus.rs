@@ -1,7 +1,7 @@
 //! The script corpus under `tests/drill/`: every script passes against synack, run with
-//! `strict_unexpected` (a segment no line expects fails it); every
-//! script under `must-fail/` fails at the line and with the words its first comment
-//! names (`// expect-failure: line N: words`).
+//! `strict_unexpected` (a segment no line expects fails it); every script under
+//! `tests/must-fail/` fails at the line and with the words its first comment names
+//! (`// expect-failure: line N: words`).
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +50,7 @@ fn every_script_in_the_corpus_passes() {
 
 #[test]
 fn scripts_that_must_fail_fail_where_and_how_they_say() {
-    for path in scripts(&corpus().join("must-fail")) {
+    for path in scripts(&corpus().join("../must-fail")) {
         let text = std::fs::read_to_string(&path).unwrap();
         let expect = text
             .lines()

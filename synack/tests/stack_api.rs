@@ -417,3 +417,39 @@ fn metrics_are_exported_in_prometheus_text_format() {
     }
     assert!(text.contains("synack_drops_total{reason="), "{text}");
 }
+
+// The TIME_WAIT table nearing tcp_max_tw_buckets raises one stack-wide warning, as it
+// passes 90 % of the limit.
+#[test]
+fn a_time_wait_table_near_its_limit_raises_one_warning() {
+    let mut h = Harness::new(synack::Config {
+        tcp_max_tw_buckets: 10,
+        ..plain_config()
+    });
+    for i in 0..10u16 {
+        h.peer = SocketAddr::new(h.peer.ip(), 40000 + i);
+        let (c, iss) = h.established_active(5000);
+        h.stack.close(h.now, c).unwrap();
+        h.outputs();
+        h.inject(fin_ack(), 5001, iss + 2, 65535, &[]);
+        h.outputs();
+        assert_eq!(h.stack.time_wait_count(), usize::from(i) + 1);
+    }
+    let warnings: Vec<String> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            synack::Event::Warning {
+                conn: None,
+                message,
+            } => Some(message.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("9 connections in TIME_WAIT, 90%"),
+        "{}",
+        warnings[0]
+    );
+}
