@@ -51,6 +51,7 @@ impl From<Error> for Errno {
             Error::NotConnected => "ENOTCONN",
             Error::NetworkUnreachable => "ENETUNREACH",
             Error::HostUnreachable => "EHOSTUNREACH",
+            Error::NoBufferSpace => "ENOBUFS",
         })
     }
 }

@@ -18,6 +18,9 @@
 //! | `net.ipv4.tcp_fin_timeout` | [`Config::tcp_fin_timeout`] (seconds) |
 //! | `net.ipv4.tcp_rfc1337` | [`Config::tcp_rfc1337`] |
 //! | `net.ipv4.tcp_max_tw_buckets` | [`Config::tcp_max_tw_buckets`] |
+//! | `net.ipv4.tcp_syncookies` | [`Config::tcp_syncookies`] (0, 1, 2) |
+//! | `net.ipv4.tcp_max_orphans` | [`Config::tcp_max_orphans`] |
+//! | `net.ipv4.tcp_mem` (pages: low pressure high) | [`Config::tcp_mem`] (x 4096 bytes) |
 //! | `net.ipv4.tcp_congestion_control` | [`Config::congestion_control`] (`cubic`, `reno`) |
 //!
 //! Any other sysctl is reported in a note as not modelled.
@@ -166,6 +169,12 @@ pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
         "tcp_window_scaling" => cfg.tcp_window_scaling = num()? != 0,
         "tcp_rfc1337" => cfg.tcp_rfc1337 = num()? != 0,
         "tcp_max_tw_buckets" => cfg.tcp_max_tw_buckets = num()? as usize,
+        "tcp_syncookies" => cfg.tcp_syncookies = num()?.min(2) as u8,
+        "tcp_max_orphans" => cfg.tcp_max_orphans = num()? as usize,
+        "tcp_mem" => {
+            let f = fields()?;
+            cfg.tcp_mem = [f[0] * 4096, f[1] * 4096, f[2] * 4096];
+        }
         "tcp_fin_timeout" => cfg.tcp_fin_timeout = Duration::from_secs(num()?),
         "tcp_rmem" => {
             let f = fields()?;

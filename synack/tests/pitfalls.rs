@@ -188,9 +188,15 @@ fn retransmitted_fin_in_time_wait_is_reacked_and_restarts_timer() {
 fn rst_in_time_wait_does_not_end_it_with_rfc1337() {
     let mut h = Harness::plain();
     into_time_wait(&mut h);
+    h.advance(Duration::from_secs(10));
     h.inject(rst(), 5002, 0, 0, &[]);
     h.expect_none();
     assert_eq!(h.state(), Some(TimeWait));
+    // TIME_WAIT runs its full course: 60 s from when it began, RST or not.
+    h.advance(Duration::from_millis(49_999));
+    assert_eq!(h.state(), Some(TimeWait));
+    h.advance(Duration::from_millis(1));
+    assert_eq!(h.state(), None);
     let mut h = Harness::new(synack::Config {
         tcp_rfc1337: false,
         ..plain_config()

@@ -74,6 +74,26 @@ pub struct Config {
     pub ephemeral_ports: RangeInclusive<u16>,
     /// `net.core.somaxconn` (4096): the largest listen backlog honoured.
     pub somaxconn: usize,
+    /// `net.ipv4.tcp_syncookies` (1): 0 never sends SYN cookies (a SYN to a full SYN
+    /// queue is dropped), 1 sends them when a listener's SYN queue is full (RFC 4987
+    /// 3.6), 2 always sends them.
+    pub tcp_syncookies: u8,
+    /// Most connections (every state but LISTEN and the TIME_WAIT table) the stack holds
+    /// at once; beyond it connect() fails with [`crate::Error::NoBufferSpace`] and SYNs are
+    /// dropped (counted as `max_connections`). Linux has no such sysctl (its limits are
+    /// file descriptors and memory); the default, 4,194,304, is well above what the
+    /// buffer memory limit allows for busy connections.
+    pub max_connections: usize,
+    /// `net.ipv4.tcp_max_orphans` (65536): most connections closed by the application
+    /// that are still finishing (FIN_WAIT_1, FIN_WAIT_2, CLOSING, LAST_ACK). Beyond it
+    /// the oldest orphan is reset (Linux resets the newest; see docs/security.md).
+    pub tcp_max_orphans: usize,
+    /// `net.ipv4.tcp_mem`, in bytes (Linux counts pages): [low, pressure, high] for the
+    /// bytes held in all connections' send and receive buffers. Above `pressure`,
+    /// receive windows stop opening (the right edge stays put) until usage falls below
+    /// `low`; above `high`, windows close to what is already promised and send() takes
+    /// no more data. Accepted data is never dropped. Default: 192, 256 and 384 MiB.
+    pub tcp_mem: [usize; 3],
     /// Hop limit / TTL of outgoing packets (64).
     pub ttl: u8,
     /// Lifecycle diagnostics: warn about a connection in CLOSE_WAIT this long (60 s):
@@ -114,6 +134,10 @@ impl Default for Config {
             tcp_rmem_max: 6 * 1024 * 1024,
             ephemeral_ports: 32768..=60999,
             somaxconn: 4096,
+            tcp_syncookies: 1,
+            max_connections: 4 << 20,
+            tcp_max_orphans: 65_536,
+            tcp_mem: [192 << 20, 256 << 20, 384 << 20],
             ttl: 64,
             warn_close_wait: Duration::from_secs(60),
             warn_fin_wait_2: Duration::from_secs(30),

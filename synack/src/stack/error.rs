@@ -36,6 +36,9 @@ pub enum Error {
     NetworkUnreachable,
     /// An ICMP message said the peer's host cannot be reached (or the path is prohibited).
     HostUnreachable,
+    /// A resource limit of the stack is reached (`Config::max_connections`, or the
+    /// buffer memory limit `Config::tcp_mem`): like Linux's ENOBUFS.
+    NoBufferSpace,
 }
 
 impl fmt::Display for Error {
@@ -55,6 +58,7 @@ impl fmt::Display for Error {
             Error::NotConnected => write!(f, "not connected yet"),
             Error::NetworkUnreachable => write!(f, "network unreachable: a router reported no route to the peer's network (check routes and addresses)"),
             Error::HostUnreachable => write!(f, "host unreachable: the path reported the peer cannot be reached (is it up, and is traffic to it allowed?)"),
+            Error::NoBufferSpace => write!(f, "no buffer space: the stack's connection or memory limit is reached (close idle connections, or raise Config::max_connections / tcp_mem)"),
         }
     }
 }
@@ -76,6 +80,7 @@ impl From<Error> for io::Error {
             Error::NotConnected => io::ErrorKind::NotConnected,
             Error::NetworkUnreachable => io::ErrorKind::NetworkUnreachable,
             Error::HostUnreachable => io::ErrorKind::HostUnreachable,
+            Error::NoBufferSpace => io::ErrorKind::OutOfMemory,
         };
         io::Error::new(kind, e)
     }

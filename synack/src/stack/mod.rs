@@ -14,6 +14,7 @@ mod icmp;
 mod ports;
 mod stats;
 mod tables;
+mod time_wait_table;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -76,12 +77,16 @@ pub struct ListenerOptions {
     pub user_timeout: Option<std::time::Duration>,
 }
 
-use crate::tcp::{ConnEvent, Connection, Disposition, IsnGenerator, Outgoing, TimeWaitVerdict};
+use crate::tcp::{
+    ConnEvent, Connection, Disposition, IsnGenerator, MemoryLevel, Outgoing, SynCookies,
+    TimeWaitVerdict,
+};
 use crate::wire::icmp::{PROTO_ICMP, PROTO_ICMPV6};
 use crate::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
 use crate::{Instant, TcpState};
 use ports::PortAllocator;
-use tables::{FourTuple, Listener, Slot, TimeWaitTable, TimerQueue};
+use tables::{FourTuple, Listener, Slot, TimerQueue};
+use time_wait_table::TimeWaitTable;
 
 /// Names one connection of a [`Stack`]. Cheap to copy; stale handles are detected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,6 +99,10 @@ pub struct ConnectionHandle {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerHandle(pub(crate) u32);
 
+/// How long after a listener last sent a SYN cookie its cookies are still checked
+/// (Linux's TCP_SYNCOOKIE_VALID: two minutes, the life of a cookie).
+const COOKIE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Most control packets (RSTs, TIME_WAIT ACKs) waiting for `poll_transmit`; more are dropped.
 const CTL_QUEUE_LIMIT: usize = 4096;
 
@@ -102,9 +111,19 @@ pub struct Stack {
     config: Config,
     addresses: Vec<IpAddr>,
     isn: IsnGenerator,
+    cookies: SynCookies,
     ports: PortAllocator,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
+    /// Slots holding a connection (what `Config::max_connections` bounds).
+    live_connections: usize,
+    /// Orphans (closed by the application, still closing), and the order they became
+    /// orphans in (stale entries are skipped): the oldest is reset first.
+    orphans: usize,
+    orphan_queue: VecDeque<(u32, u32)>,
+    /// Bytes in all connections' buffers, and the level that makes against `tcp_mem`.
+    memory: usize,
+    memory_level: MemoryLevel,
     by_tuple: std::collections::HashMap<FourTuple, u32>,
     listeners: Vec<Option<Listener>>,
     time_wait: TimeWaitTable,
@@ -130,8 +149,14 @@ impl Stack {
     pub fn new(config: Config) -> Stack {
         Stack {
             isn: IsnGenerator::new(config.secret_seed),
+            cookies: SynCookies::new(config.secret_seed),
+            live_connections: 0,
+            orphans: 0,
+            orphan_queue: VecDeque::new(),
+            memory: 0,
+            memory_level: MemoryLevel::Normal,
             ports: PortAllocator::new(config.secret_seed),
-            time_wait: TimeWaitTable::default(),
+            time_wait: TimeWaitTable::new(config.secret_seed),
             config,
             addresses: Vec::new(),
             slots: Vec::new(),
@@ -183,7 +208,7 @@ impl Stack {
 
     /// Connections in the connection table (not counting TIME_WAIT table entries).
     pub fn connection_count(&self) -> usize {
-        self.slots.iter().filter(|s| s.conn.is_some()).count()
+        self.live_connections
     }
 
     /// Entries in the TIME_WAIT table.
@@ -328,7 +353,7 @@ impl Stack {
         if let Some(&index) = self.by_tuple.get(&tuple) {
             return self.deliver(now, index, tuple, seg);
         }
-        if self.time_wait.get(&tuple).is_some() {
+        if self.time_wait.contains(&tuple) {
             return self.time_wait_input(now, tuple, seg);
         }
         self.listen_input(now, tuple, seg, None);
@@ -359,6 +384,7 @@ impl Stack {
         let Some(conn) = self.slots[index as usize].conn.as_mut() else {
             return;
         };
+        conn.memory = self.memory_level;
         let disposition = conn.on_segment(now, seg, &self.config);
         match disposition {
             Disposition::Done => {}
@@ -374,13 +400,17 @@ impl Stack {
     /// A segment for a 4-tuple in the TIME_WAIT table.
     fn time_wait_input(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) {
         let (duration, rfc1337) = (self.config.time_wait, self.config.tcp_rfc1337);
-        let Some(entry) = self.time_wait.get_mut(&tuple) else {
+        let Some(mut tw) = self.time_wait.get(&tuple).map(|e| e.tw) else {
             return;
         };
-        match entry.tw.on_segment(now, seg, duration, rfc1337) {
+        let verdict = tw.on_segment(now, seg, duration, rfc1337);
+        if verdict != TimeWaitVerdict::Kill && !matches!(verdict, TimeWaitVerdict::Reopen(_)) {
+            // Keep what the segment changed (TS.Recent, a restarted 2*MSL).
+            self.time_wait.update(&tuple, tw);
+        }
+        match verdict {
             TimeWaitVerdict::Drop => self.stats.drop("time_wait"),
             TimeWaitVerdict::Ack => {
-                let tw = entry.tw;
                 let timestamps = tw
                     .timestamps(now)
                     .map(|(tsval, tsecr)| wire::Timestamps { tsval, tsecr });
@@ -450,6 +480,9 @@ impl Stack {
             return self.stats.drop("rst_to_listener");
         }
         if flags.ack() {
+            if !flags.syn() && self.cookies_valid(now, lid) {
+                return self.cookie_ack(now, lid, tuple, seg);
+            }
             // RFC 9293 3.10.7.2: an ACK to a listener: <SEQ=SEG.ACK><CTL=RST>.
             self.reply_rst(tuple, seg);
             return self.stats.drop("ack_to_listener");
@@ -464,43 +497,26 @@ impl Stack {
         let Some(listener) = self.listeners[lid as usize].as_ref() else {
             return;
         };
-        if listener.accept_queue_full() || listener.embryonic > listener.backlog {
+        // Linux's tcp_conn_request: a full SYN queue sends cookies (or drops), then a
+        // full accept queue drops.
+        let syn_queue_full = listener.embryonic > listener.backlog;
+        let want_cookie = isn.is_none()
+            && (self.config.tcp_syncookies == 2 || syn_queue_full)
+            && self.config.tcp_syncookies != 0;
+        if syn_queue_full && !want_cookie {
             return self.stats.drop("listen_overflow");
         }
-        let options = listener.options;
-        let iss = isn.unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
-        let ts_offset = self.isn.isn(Instant::ZERO, tuple.remote, tuple.local).get();
-        let mut conn = if options == ListenerOptions::default() {
-            Connection::accept_syn(
-                now,
-                tuple.local,
-                tuple.remote,
-                iss,
-                ts_offset,
-                seg,
-                &self.config,
-            )
-        } else {
-            let mut cfg = self.config.clone();
-            if let Some(recv) = options.recv_buffer {
-                // A receive buffer the application sized sets the window scale (as Linux's
-                // window_clamp of a locked SO_RCVBUF).
-                cfg.recv_buffer = recv;
-                cfg.tcp_rmem_max = 0;
-            }
-            if let Some(send) = options.send_buffer {
-                cfg.send_buffer = send;
-            }
-            if let Some(mss) = options.mss {
-                let headers = if tuple.local.is_ipv6() { 60 } else { 40 };
-                cfg.mtu = cfg.mtu.min(usize::from(mss) + headers);
-            }
-            Connection::accept_syn(now, tuple.local, tuple.remote, iss, ts_offset, seg, &cfg)
-        };
-        if let Some(nodelay) = options.nodelay {
-            conn.set_nodelay(nodelay);
+        if listener.accept_queue_full() {
+            return self.stats.drop("listen_overflow");
         }
-        conn.set_user_timeout(options.user_timeout);
+        if want_cookie {
+            return self.send_cookie(now, lid, tuple, seg);
+        }
+        if self.live_connections >= self.config.max_connections {
+            return self.stats.drop("max_connections");
+        }
+        let iss = isn.unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
+        let conn = self.new_passive(now, lid, tuple, iss, seg);
         let index = self.insert(conn, Some(lid), false);
         if let Some(l) = self.listeners[lid as usize].as_mut() {
             l.embryonic += 1;
@@ -508,6 +524,197 @@ impl Stack {
         self.slots[index as usize].embryonic = true;
         self.stats.passive_opens += 1;
         self.after_activity(now, index);
+    }
+
+    /// A connection in SYN_RECEIVED for a SYN a listener took, with the listener's options.
+    fn new_passive(
+        &self,
+        now: Instant,
+        lid: u32,
+        tuple: FourTuple,
+        iss: SeqNum,
+        syn: &TcpRepr<'_>,
+    ) -> Connection {
+        let options = self.listeners[lid as usize]
+            .as_ref()
+            .map(|l| l.options)
+            .unwrap_or_default();
+        let cfg =
+            (options != ListenerOptions::default()).then(|| self.listener_config(tuple, &options));
+        let mut conn = Connection::accept_syn(
+            now,
+            tuple.local,
+            tuple.remote,
+            iss,
+            self.ts_offset(tuple),
+            syn,
+            cfg.as_ref().unwrap_or(&self.config),
+        );
+        if let Some(nodelay) = options.nodelay {
+            conn.set_nodelay(nodelay);
+        }
+        conn.set_user_timeout(options.user_timeout);
+        conn
+    }
+
+    /// The configuration a listener's options make for its connections.
+    fn listener_config(&self, tuple: FourTuple, options: &ListenerOptions) -> Config {
+        let mut cfg = self.config.clone();
+        if let Some(recv) = options.recv_buffer {
+            // A receive buffer the application sized sets the window scale (as Linux's
+            // window_clamp of a locked SO_RCVBUF).
+            cfg.recv_buffer = recv;
+            cfg.tcp_rmem_max = 0;
+        }
+        if let Some(send) = options.send_buffer {
+            cfg.send_buffer = send;
+        }
+        if let Some(mss) = options.mss {
+            let headers = if tuple.local.is_ipv6() { 60 } else { 40 };
+            cfg.mtu = cfg.mtu.min(usize::from(mss) + headers);
+        }
+        cfg
+    }
+
+    /// The offset of a connection's TSval clock (a keyed hash, so it is the same for a
+    /// SYN cookie's SYN-ACK and the connection its ACK creates).
+    fn ts_offset(&self, tuple: FourTuple) -> u32 {
+        self.isn.isn(Instant::ZERO, tuple.remote, tuple.local).get()
+    }
+
+    /// Cookies are checked only while a listener has recently sent them (Linux's
+    /// tcp_synq_no_recent_overflow), or always with `tcp_syncookies = 2`.
+    fn cookies_valid(&self, now: Instant, lid: u32) -> bool {
+        match self.config.tcp_syncookies {
+            0 => false,
+            2 => true,
+            _ => self.listeners[lid as usize]
+                .as_ref()
+                .and_then(|l| l.last_cookie)
+                .is_some_and(|t| now.saturating_duration_since(t) < COOKIE_LIFETIME),
+        }
+    }
+
+    /// RFC 4987 3.6: answer a SYN with a SYN-ACK whose ISN is a cookie, keeping nothing.
+    fn send_cookie(&mut self, now: Instant, lid: u32, tuple: FourTuple, syn: &TcpRepr<'_>) {
+        let Some(l) = self.listeners[lid as usize].as_mut() else {
+            return;
+        };
+        if l.last_cookie.is_none() && self.config.tcp_syncookies == 1 {
+            let message = format!(
+                "possible SYN flooding on port {}: the SYN queue is full (backlog {}), sending cookies",
+                tuple.local.port(),
+                l.backlog
+            );
+            tracing::warn!("{message}");
+            self.events.push_back(Event::Warning {
+                conn: None,
+                message,
+            });
+        }
+        l.last_cookie = Some(now);
+        let options = l.options;
+        let cfg = if options == ListenerOptions::default() {
+            None
+        } else {
+            Some(self.listener_config(tuple, &options))
+        };
+        let cfg = cfg.as_ref().unwrap_or(&self.config);
+        let ipv6 = tuple.local.is_ipv6();
+        let peer_mss = syn.options.mss.unwrap_or(if ipv6 { 1220 } else { 536 });
+        let local_mss = crate::tcp::mss_for(cfg.mtu, ipv6);
+        let (cookie, _) = self
+            .cookies
+            .make(now, tuple.local, tuple.remote, syn.seq, peer_mss);
+        // Window scale and SACK-permitted survive only inside a timestamp (as on Linux).
+        let timestamps = syn.options.timestamps.filter(|_| cfg.tcp_timestamps);
+        let window_scale = syn
+            .options
+            .window_scale
+            .filter(|_| timestamps.is_some() && cfg.tcp_window_scaling);
+        let sack = timestamps.is_some() && syn.options.sack_permitted && cfg.tcp_sack;
+        let options = TcpOptions {
+            mss: Some(local_mss),
+            window_scale: window_scale.and(cfg.wscale_offer()),
+            sack_permitted: sack,
+            timestamps: timestamps.map(|ts| wire::Timestamps {
+                tsval: crate::tcp::encode_timestamp(now.as_millis() as u32, window_scale, sack)
+                    .wrapping_add(self.ts_offset(tuple)),
+                tsecr: ts.tsval,
+            }),
+            ..TcpOptions::default()
+        };
+        let out = Outgoing {
+            seq: cookie,
+            ack: syn.seq + 1,
+            flags: TcpFlags::SYN | TcpFlags::ACK,
+            window: cfg.recv_buffer.min(65535) as u16,
+            options,
+            payload: Vec::new(),
+        };
+        self.stats.syncookies_sent += 1;
+        self.queue_ctl(tuple, &out);
+    }
+
+    /// An ACK to a listener that may return a cookie: if it does, the connection is
+    /// rebuilt from it and the ACK completes its handshake; if not, RST.
+    fn cookie_ack(&mut self, now: Instant, lid: u32, tuple: FourTuple, seg: &TcpRepr<'_>) {
+        let peer_isn = seg.seq - 1;
+        let cookie = seg.ack - 1;
+        let Some(mss) = self
+            .cookies
+            .check(now, tuple.local, tuple.remote, peer_isn, cookie)
+        else {
+            self.stats.syncookies_failed += 1;
+            self.reply_rst(tuple, seg);
+            return self.stats.drop("ack_to_listener");
+        };
+        if self.listeners[lid as usize]
+            .as_ref()
+            .is_none_or(|l| l.accept_queue_full())
+        {
+            return self.stats.drop("listen_overflow");
+        }
+        if self.live_connections >= self.config.max_connections {
+            return self.stats.drop("max_connections");
+        }
+        self.stats.syncookies_recv += 1;
+        // The SYN as the cookie remembers it.
+        let ts = seg
+            .options
+            .timestamps
+            .filter(|_| self.config.tcp_timestamps);
+        let (window_scale, sack_permitted) = match ts {
+            Some(ts) => crate::tcp::decode_timestamp(ts.tsecr.wrapping_sub(self.ts_offset(tuple))),
+            None => (None, false),
+        };
+        let syn = TcpRepr {
+            seq: peer_isn,
+            ack: SeqNum::new(0),
+            flags: TcpFlags::SYN,
+            window: seg.window,
+            payload: &[],
+            options: TcpOptions {
+                mss: Some(mss),
+                window_scale,
+                sack_permitted,
+                timestamps: ts.map(|t| wire::Timestamps {
+                    tsval: t.tsval,
+                    tsecr: 0,
+                }),
+                ..TcpOptions::default()
+            },
+            ..*seg
+        };
+        let mut conn = self.new_passive(now, lid, tuple, cookie, &syn);
+        conn.synack_sent_as_cookie(now);
+        let index = self.insert(conn, Some(lid), false);
+        if let Some(l) = self.listeners[lid as usize].as_mut() {
+            l.embryonic += 1;
+        }
+        self.slots[index as usize].embryonic = true;
+        self.stats.passive_opens += 1;
+        self.deliver(now, index, tuple, seg);
     }
 
     fn find_listener(&self, local: SocketAddr) -> Option<u32> {
@@ -601,6 +808,7 @@ impl Stack {
             }
         };
         let slot = &mut self.slots[index as usize];
+        self.live_connections += 1;
         slot.conn = Some(Box::new(conn));
         slot.listener = listener;
         slot.app_owned = app_owned;
@@ -624,12 +832,19 @@ impl Stack {
             return;
         };
         conn.settle(now);
+        let held = conn.memory_held();
+        if !conn.is_orphan() && slot.orphan {
+            slot.orphan = false;
+            self.orphans -= 1;
+        }
         let tuple = FourTuple {
             local: conn.local,
             remote: conn.remote,
         };
+        let charged = std::mem::replace(&mut slot.memory, held);
         let rsts: Vec<_> = conn.rst_out.drain(..).collect();
         let events: Vec<_> = conn.events.drain(..).collect();
+        self.charge_memory(charged, held);
         for rst in rsts {
             let out = Outgoing {
                 seq: rst.seq,
@@ -715,6 +930,13 @@ impl Stack {
             if slot.timer_at.is_none_or(|t| deadline < t) {
                 slot.timer_at = Some(deadline);
                 self.timers.push(deadline, index, slot.generation);
+                if self.timers.len() > 2 * self.live_connections + 1024 {
+                    let slots = &self.slots;
+                    self.timers.compact(|index, generation, at| {
+                        let s = &slots[index as usize];
+                        s.generation == generation && s.timer_at == Some(at)
+                    });
+                }
             }
         }
     }
@@ -802,10 +1024,104 @@ impl Stack {
         }
     }
 
+    /// Move the buffer memory count from `old` to `new` bytes for one connection and
+    /// settle the level against `tcp_mem` (with Linux's hysteresis: pressure ends only
+    /// below the low mark).
+    fn charge_memory(&mut self, old: usize, new: usize) {
+        self.memory = self.memory - old + new;
+        let [low, pressure, high] = self.config.tcp_mem;
+        let level = if self.memory > high {
+            MemoryLevel::Exhausted
+        } else if self.memory > pressure {
+            MemoryLevel::Pressure
+        } else if self.memory < low {
+            MemoryLevel::Normal
+        } else if self.memory_level == MemoryLevel::Exhausted {
+            MemoryLevel::Pressure
+        } else {
+            self.memory_level
+        };
+        if level != self.memory_level {
+            if level != MemoryLevel::Normal && self.memory_level == MemoryLevel::Normal {
+                self.stats.memory_pressure += 1;
+                tracing::warn!(
+                    "TCP buffer memory {} bytes is over tcp_mem pressure {}: receive windows stop opening",
+                    self.memory,
+                    pressure
+                );
+            }
+            self.memory_level = level;
+        }
+    }
+
+    /// Bytes held in all connections' send and receive buffers (what `Config::tcp_mem`
+    /// limits).
+    pub fn buffer_memory(&self) -> usize {
+        self.memory
+    }
+
+    /// Connections closed by the application that are still closing (what
+    /// `Config::tcp_max_orphans` limits).
+    pub fn orphan_count(&self) -> usize {
+        self.orphans
+    }
+
+    /// Bytes the TIME_WAIT table holds (its entries and index).
+    pub fn time_wait_memory(&self) -> usize {
+        self.time_wait.heap_bytes()
+    }
+
+    /// A connection just became an orphan: count it, and reset the oldest orphans while
+    /// there are more than `tcp_max_orphans`.
+    fn count_orphan(&mut self, now: Instant, index: u32) {
+        let slot = &mut self.slots[index as usize];
+        if slot.orphan || !slot.conn.as_ref().is_some_and(|c| c.is_orphan()) {
+            return;
+        }
+        slot.orphan = true;
+        self.orphans += 1;
+        self.orphan_queue.push_back((index, slot.generation));
+        while self.orphans > self.config.tcp_max_orphans {
+            let Some((oldest, generation)) = self.orphan_queue.pop_front() else {
+                break;
+            };
+            let slot = &mut self.slots[oldest as usize];
+            if slot.generation != generation || !slot.orphan {
+                continue;
+            }
+            if let Some(conn) = slot.conn.as_mut() {
+                tracing::warn!(
+                    "too many orphaned sockets ({} > tcp_max_orphans): resetting {} -> {}",
+                    self.orphans,
+                    conn.local,
+                    conn.remote
+                );
+                conn.queue_active_reset(now);
+                conn.terminate(now, "too many orphans (tcp_max_orphans)", None);
+            }
+            self.stats.orphans_reset += 1;
+            self.after_activity(now, oldest);
+        }
+        // Keep the queue from filling with stale entries.
+        if self.orphan_queue.len() > 2 * self.orphans + 64 {
+            let slots = &self.slots;
+            self.orphan_queue
+                .retain(|&(i, g)| slots[i as usize].generation == g && slots[i as usize].orphan);
+        }
+    }
+
     /// Free a connection's slot for good.
     fn retire(&mut self, index: u32) {
         let slot = &mut self.slots[index as usize];
+        if slot.orphan {
+            slot.orphan = false;
+            self.orphans -= 1;
+        }
+        let charged = std::mem::take(&mut slot.memory);
+        self.charge_memory(charged, 0);
+        let slot = &mut self.slots[index as usize];
         if let Some(conn) = slot.conn.take() {
+            self.live_connections -= 1;
             self.stats.retransmits += conn.stats.retransmits;
             self.stats.challenge_acks += conn.stats.challenge_acks;
             if slot.in_table {
@@ -844,6 +1160,7 @@ impl Stack {
             let Some(conn) = slot.conn.as_mut() else {
                 continue;
             };
+            conn.memory = self.memory_level;
             let Some(out) = conn.poll_segment(now) else {
                 continue;
             };
@@ -882,6 +1199,7 @@ impl Stack {
             }
             slot.timer_at = None;
             if let Some(conn) = slot.conn.as_mut() {
+                conn.memory = self.memory_level;
                 conn.on_timeout(now, &self.config);
                 self.after_activity(now, index);
             }
@@ -918,6 +1236,7 @@ impl Stack {
             local,
             backlog,
             embryonic: 0,
+            last_cookie: None,
             accept_queue: VecDeque::new(),
             options: ListenerOptions::default(),
         };
@@ -1038,8 +1357,7 @@ impl Stack {
         let local = if local.port() == 0 {
             let range = self.config.ephemeral_ports.clone();
             let mut chosen = None;
-            let candidates: Vec<u16> = self.ports.candidates(ip, remote, &range).collect();
-            for port in candidates {
+            for port in self.ports.candidates(ip, remote, &range) {
                 let addr = SocketAddr::new(ip, port);
                 if self.tuple_free(addr, remote) && self.find_listener(addr).is_none() {
                     chosen = Some(addr);
@@ -1054,8 +1372,11 @@ impl Stack {
             }
             addr
         };
+        if self.live_connections >= self.config.max_connections {
+            return Err(Error::NoBufferSpace);
+        }
         let iss = self.isn.isn(now, local, remote);
-        let ts_offset = self.isn.isn(Instant::ZERO, remote, local).get();
+        let ts_offset = self.ts_offset(FourTuple { local, remote });
         let conn = Connection::connect(now, local, remote, iss, ts_offset, &self.config);
         let index = self.insert(conn, None, true);
         self.stats.active_opens += 1;
@@ -1065,7 +1386,7 @@ impl Stack {
 
     fn tuple_free(&self, local: SocketAddr, remote: SocketAddr) -> bool {
         let t = FourTuple { local, remote };
-        !self.by_tuple.contains_key(&t) && self.time_wait.get(&t).is_none()
+        !self.by_tuple.contains_key(&t) && !self.time_wait.contains(&t)
     }
 
     /// Run `f` on the application's connection, then do the bookkeeping.
@@ -1083,6 +1404,7 @@ impl Stack {
             return Err(Error::InvalidHandle);
         }
         let conn = slot.conn.as_mut().ok_or(Error::InvalidHandle)?;
+        conn.memory = self.memory_level;
         let out = f(conn, &self.config);
         self.after_activity(now, h.index);
         Ok(out)
@@ -1219,6 +1541,7 @@ impl Stack {
         self.with_conn(now, conn, |c, cfg| c.close(now, cfg))?;
         self.slots[conn.index as usize].app_owned = false;
         self.after_activity(now, conn.index);
+        self.count_orphan(now, conn.index);
         Ok(())
     }
 
@@ -1285,6 +1608,6 @@ impl Stack {
         if let Some(&i) = self.by_tuple.get(&t) {
             return self.slots[i as usize].conn.as_ref().map(|c| c.tcp_state());
         }
-        self.time_wait.get(&t).map(|_| TcpState::TimeWait)
+        self.time_wait.contains(&t).then_some(TcpState::TimeWait)
     }
 }

@@ -48,7 +48,7 @@ impl PortAllocator {
         local: IpAddr,
         remote: SocketAddr,
         range: &RangeInclusive<u16>,
-    ) -> impl Iterator<Item = u16> + '_ {
+    ) -> impl Iterator<Item = u16> + use<> {
         let (min, max) = (*range.start() as u32, *range.end() as u32);
         let num = max.saturating_sub(min) + 1;
         let offset = Self::hash(&self.key_f, local, remote) as u32;

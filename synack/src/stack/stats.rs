@@ -26,6 +26,16 @@ pub struct StackStats {
     pub failed: u64,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u64,
+    /// SYN-ACKs sent with a SYN cookie (Linux's SyncookiesSent).
+    pub syncookies_sent: u64,
+    /// ACKs whose cookie checked and opened a connection (SyncookiesRecv).
+    pub syncookies_recv: u64,
+    /// ACKs to a listener whose cookie did not check (SyncookiesFailed).
+    pub syncookies_failed: u64,
+    /// Times buffer memory went over `tcp_mem` pressure (Linux's TCPMemoryPressures).
+    pub memory_pressure: u64,
+    /// Orphaned connections reset because there were more than `tcp_max_orphans`.
+    pub orphans_reset: u64,
     /// Connections closed without TIME_WAIT because the TIME_WAIT table was full.
     pub time_wait_overflow: u64,
     /// ICMP and ICMPv6 messages that parsed and were addressed to us.
@@ -106,6 +116,31 @@ impl StackStats {
             "connections_failed_total",
             "Connections that ended with an error.",
             self.failed,
+        );
+        counter(
+            "syncookies_sent_total",
+            "SYN-ACKs sent with a SYN cookie.",
+            self.syncookies_sent,
+        );
+        counter(
+            "syncookies_recv_total",
+            "Connections opened by a valid SYN cookie.",
+            self.syncookies_recv,
+        );
+        counter(
+            "syncookies_failed_total",
+            "ACKs to a listener with an invalid cookie.",
+            self.syncookies_failed,
+        );
+        counter(
+            "orphans_reset_total",
+            "Orphaned connections reset over tcp_max_orphans.",
+            self.orphans_reset,
+        );
+        counter(
+            "time_wait_overflow_total",
+            "Connections closed without TIME_WAIT (table full).",
+            self.time_wait_overflow,
         );
         let _ = writeln!(out, "# HELP synack_drops_total Packets dropped, by reason.");
         let _ = writeln!(out, "# TYPE synack_drops_total counter");

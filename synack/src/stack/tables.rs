@@ -1,12 +1,11 @@
-//! The stack's tables: connection slots, listeners, the TIME_WAIT table and the timer
-//! queue. Plain data structures; the rules live in `mod.rs` and in `crate::tcp`.
+//! The stack's tables: connection slots, listeners and the timer queue (the TIME_WAIT
+//! table has its own module). Plain data structures; the rules live in `mod.rs` and in `crate::tcp`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 
-use super::ConnectionHandle;
-use crate::tcp::{Connection, TimeWait};
+use crate::tcp::Connection;
 use crate::Instant;
 
 /// A connection's identity on the wire: (our address and port, the peer's).
@@ -33,6 +32,10 @@ pub(crate) struct Slot {
     pub(crate) listener: Option<u32>,
     /// Counted in the listener's SYN queue (handshake not complete).
     pub(crate) embryonic: bool,
+    /// Counted as an orphan (`Config::tcp_max_orphans`).
+    pub(crate) orphan: bool,
+    /// Buffer bytes this connection was last counted for (`Config::tcp_mem`).
+    pub(crate) memory: usize,
 }
 
 /// A listening socket: its SYN queue count and accept queue.
@@ -41,6 +44,9 @@ pub(crate) struct Listener {
     pub(crate) local: SocketAddr,
     pub(crate) backlog: usize,
     pub(crate) embryonic: usize,
+    /// When it last answered a SYN with a cookie (its cookies are checked for two
+    /// minutes after).
+    pub(crate) last_cookie: Option<crate::Instant>,
     pub(crate) accept_queue: VecDeque<u32>,
     /// What connections it accepts start with (set on the listening socket).
     pub(crate) options: super::ListenerOptions,
@@ -51,87 +57,6 @@ impl Listener {
     /// N holds N + 1), and the SYN queue is bounded the same way.
     pub(crate) fn accept_queue_full(&self) -> bool {
         self.accept_queue.len() > self.backlog
-    }
-}
-
-/// One TIME_WAIT table entry.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TimeWaitEntry {
-    pub(crate) tw: TimeWait,
-    /// The handle the connection had, to name it in events.
-    pub(crate) conn: ConnectionHandle,
-}
-
-/// Connections in TIME_WAIT whose application is gone: just what TIME_WAIT needs.
-#[derive(Debug, Default)]
-pub(crate) struct TimeWaitTable {
-    entries: HashMap<FourTuple, TimeWaitEntry>,
-    expiries: BinaryHeap<Reverse<(Instant, u64)>>,
-    keys: HashMap<u64, FourTuple>,
-    next_key: u64,
-}
-
-impl TimeWaitTable {
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub(crate) fn get(&self, t: &FourTuple) -> Option<&TimeWaitEntry> {
-        self.entries.get(t)
-    }
-
-    pub(crate) fn get_mut(&mut self, t: &FourTuple) -> Option<&mut TimeWaitEntry> {
-        self.entries.get_mut(t)
-    }
-
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&FourTuple, &TimeWaitEntry)> {
-        self.entries.iter()
-    }
-
-    pub(crate) fn insert(&mut self, t: FourTuple, tw: TimeWait, conn: ConnectionHandle) {
-        self.entries.insert(t, TimeWaitEntry { tw, conn });
-        let key = self.next_key;
-        self.next_key += 1;
-        self.keys.insert(key, t);
-        self.expiries.push(Reverse((tw.expiry, key)));
-    }
-
-    pub(crate) fn remove(&mut self, t: &FourTuple) -> Option<TimeWaitEntry> {
-        self.entries.remove(t)
-    }
-
-    /// The earliest expiry on record (may be early if an entry was restarted: harmless).
-    pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        self.expiries.peek().map(|Reverse((t, _))| *t)
-    }
-
-    /// Remove and return the entries whose TIME_WAIT is over at `now`.
-    pub(crate) fn expire(&mut self, now: Instant) -> Vec<(FourTuple, TimeWaitEntry)> {
-        let mut done = Vec::new();
-        while let Some(&Reverse((at, key))) = self.expiries.peek() {
-            if at > now {
-                break;
-            }
-            self.expiries.pop();
-            let Some(t) = self.keys.remove(&key) else {
-                continue;
-            };
-            match self.entries.get(&t) {
-                // Restarted (a retransmitted FIN was re-ACKed): wait for the new expiry.
-                Some(e) if e.tw.expiry > now => {
-                    let expiry = e.tw.expiry;
-                    self.keys.insert(key, t);
-                    self.expiries.push(Reverse((expiry, key)));
-                }
-                Some(_) => {
-                    if let Some(e) = self.entries.remove(&t) {
-                        done.push((t, e));
-                    }
-                }
-                None => {}
-            }
-        }
-        done
     }
 }
 
@@ -159,6 +84,23 @@ impl TimerQueue {
             self.heap.pop();
         }
         None
+    }
+
+    /// Entries held, stale ones included.
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Drop every stale entry (those of connections that are gone or re-armed), so that
+    /// the queue holds O(live connections) however fast connections come and go.
+    pub(crate) fn compact(&mut self, live: impl Fn(u32, u32, Instant) -> bool) {
+        let entries = std::mem::take(&mut self.heap).into_vec();
+        let mut kept: Vec<_> = entries
+            .into_iter()
+            .filter(|&Reverse((at, index, generation))| live(index, generation, at))
+            .collect();
+        kept.shrink_to_fit();
+        self.heap = BinaryHeap::from(kept);
     }
 
     /// Pop the next entry due at or before `now`.

@@ -135,8 +135,22 @@ pub(crate) struct Connection {
     pub(crate) want_writable: bool,
     /// When we last answered an unacceptable segment (rate limit against ACK loops).
     pub(crate) last_oow_ack: Option<Instant>,
+    /// The stack's buffer memory level (`Config::tcp_mem`), as of the last call.
+    pub(crate) memory: MemoryLevel,
     pub(crate) events: Vec<ConnEvent>,
     pub(crate) stats: ConnStats,
+}
+
+/// How close the stack's buffers are to `Config::tcp_mem` (Linux's tcp_memory_pressure).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum MemoryLevel {
+    /// Below the pressure mark (or back below the low mark).
+    #[default]
+    Normal,
+    /// Above `tcp_mem[1]`: receive windows open by at most a few segments.
+    Pressure,
+    /// Above `tcp_mem[2]`: windows do not open, send() takes data only into an empty buffer.
+    Exhausted,
 }
 
 /// Counters kept per connection.
@@ -232,6 +246,7 @@ impl Connection {
             soft_error: None,
             want_writable: false,
             last_oow_ack: None,
+            memory: MemoryLevel::Normal,
             events: Vec::new(),
             stats: ConnStats::default(),
         }
@@ -291,6 +306,15 @@ impl Connection {
         c.stats.segs_in += 1;
         c.transition(now, "rcv SYN", |_| State::SynRcvd(state));
         c
+    }
+
+    /// The SYN-ACK already went out statelessly, as a SYN cookie: do not send it again
+    /// unless the ACK that rebuilt this connection fails to complete the handshake.
+    pub(crate) fn synack_sent_as_cookie(&mut self, now: Instant) {
+        self.syn_due = false;
+        if let State::SynRcvd(s) = &mut self.state {
+            s.rtx.deadline = Some(now + s.rtt.backed_off(0));
+        }
     }
 
     /// Settle MSS, window scale and timestamps from the peer's SYN (RFC 9293 3.7.1, RFC 7323 1.3, 2.2).
@@ -676,6 +700,11 @@ impl Connection {
         fill: impl FnOnce(&mut SendBuffer) -> usize,
     ) -> Result<usize, Error> {
         self.sendable_state()?;
+        if self.memory == MemoryLevel::Exhausted && self.snd_buf.len() > 0 {
+            // Over tcp_mem[2]: wait until this connection's queued data is acknowledged.
+            self.want_writable = true;
+            return Err(Error::WouldBlock);
+        }
         let n = fill(&mut self.snd_buf);
         if n == 0 {
             self.want_writable = true;
@@ -755,6 +784,22 @@ impl Connection {
                 self.ack_now = true;
             }
         }
+    }
+
+    /// Bytes this connection holds in its buffers (what `Config::tcp_mem` limits).
+    pub(crate) fn memory_held(&self) -> usize {
+        let ooo = self.state.rcv().map_or(0, |r| r.ooo.bytes());
+        self.rcv_buf.len() + ooo + self.snd_buf.len()
+    }
+
+    /// The connection is an orphan: closed by the application and still finishing its
+    /// close (what `Config::tcp_max_orphans` bounds).
+    pub(crate) fn is_orphan(&self) -> bool {
+        self.orphaned
+            && matches!(
+                self.tcp_state(),
+                TcpState::FinWait1 | TcpState::FinWait2 | TcpState::Closing | TcpState::LastAck
+            )
     }
 
     /// Buffer space not taken by unread or out-of-order data.

@@ -18,6 +18,7 @@ mod sack;
 mod send_buffer;
 mod state;
 mod state_name;
+mod syncookie;
 mod time_wait;
 
 pub use cc::CongestionControl;
@@ -25,10 +26,11 @@ pub use keepalive::Keepalive;
 pub use state_name::TcpState;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 
-pub(crate) use conn::{wscale_for, ConnEvent, Connection};
+pub(crate) use conn::{mss_for, wscale_for, ConnEvent, Connection, MemoryLevel};
 pub(crate) use diagnose::{diagnose, time_wait_pressure};
 pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;
 pub(crate) use isn::{hash_addr, IsnGenerator};
 pub(crate) use output::Outgoing;
 pub(crate) use path_error::PathError;
+pub(crate) use syncookie::{decode_timestamp, encode_timestamp, SynCookies};

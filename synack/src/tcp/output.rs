@@ -1,7 +1,7 @@
 //! Outgoing segments: what a connection sends next (SYN, SYN-ACK, data, FIN, ACKs,
 //! window probes), in RFC 9293 3.10.7 and RFC 5681 order of priority.
 
-use super::conn::Connection;
+use super::conn::{Connection, MemoryLevel};
 use super::state::*;
 use crate::wire::{SeqNum, TcpFlags, TcpOptions, Timestamps};
 use crate::Instant;
@@ -424,7 +424,12 @@ impl Connection {
     /// Move the advertised right edge forward when the buffer has room (never back:
     /// RFC 9293 3.8.6.2.2), and return the window field to send.
     fn update_window(&mut self) -> u16 {
-        let free = self.rcv_free() as u32;
+        // Under memory pressure windows open little or not at all (never shrink).
+        let free = match self.memory {
+            MemoryLevel::Normal => self.rcv_free() as u32,
+            MemoryLevel::Pressure => self.rcv_free().min(4 * self.local_mss as usize) as u32,
+            MemoryLevel::Exhausted => 0,
+        };
         let threshold = ((self.rcv_cap / 2) as u32).min(self.local_mss as u32);
         let scale = self.neg.rcv_wscale;
         if let Some(rcv) = self.state.rcv_mut() {
