@@ -1,64 +1,40 @@
-//! Ephemeral port selection, RFC 6056 section 3.3.4 (Algorithm 4, double-hash port
-//! selection): the starting point depends on a keyed hash of the destination, so ports
-//! are not guessable across destinations, and a per-bucket counter spreads reuse.
+//! Ephemeral port selection, RFC 6056 3.3.1 (Algorithm 1, simple port randomization):
+//! each connect() starts its search at a random port of the range, drawn from a
+//! cryptographic generator keyed by the stack's secret, so a port says nothing about
+//! the next one (RFC 6056 2.2). Linux randomizes similarly (a hashed offset plus random
+//! increments since 5.18); Algorithm 1 is the simplest that leaves nothing to guess.
 
-use std::hash::Hasher;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 
-use siphasher::sip::SipHasher24;
-
-use crate::tcp::hash_addr;
-
-const TABLE: usize = 256;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha12Rng;
 
 /// Hands out candidate local ports for connect().
 #[derive(Debug)]
 pub(crate) struct PortAllocator {
-    key_f: [u8; 16],
-    key_g: [u8; 16],
-    table: Vec<u16>,
+    rng: ChaCha12Rng,
 }
 
 impl PortAllocator {
     pub(crate) fn new(seed: u64) -> PortAllocator {
-        let mut key_f = [0u8; 16];
-        key_f[..8].copy_from_slice(&seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
-        key_f[8..].copy_from_slice(&seed.rotate_left(17).to_le_bytes());
-        let mut key_g = key_f;
-        key_g.reverse();
         PortAllocator {
-            key_f,
-            key_g,
-            table: vec![0; TABLE],
+            rng: ChaCha12Rng::seed_from_u64(seed.rotate_left(23) ^ 0x6056_6056_6056_6056),
         }
     }
 
-    fn hash(key: &[u8; 16], local: IpAddr, remote: SocketAddr) -> u64 {
-        let mut h = SipHasher24::new_with_key(key);
-        hash_addr(&mut h, SocketAddr::new(local, 0));
-        hash_addr(&mut h, remote);
-        h.finish()
-    }
-
-    /// Candidate ports in the order RFC 6056 Algorithm 4 tries them; the caller takes the
-    /// first one that is free.
+    /// Candidate ports in the order to try them: from a random one, every port of the
+    /// range once; the caller takes the first that is free.
     pub(crate) fn candidates(
         &mut self,
-        local: IpAddr,
-        remote: SocketAddr,
+        _local: IpAddr,
+        _remote: SocketAddr,
         range: &RangeInclusive<u16>,
     ) -> impl Iterator<Item = u16> + use<> {
         let (min, max) = (*range.start() as u32, *range.end() as u32);
         let num = max.saturating_sub(min) + 1;
-        let offset = Self::hash(&self.key_f, local, remote) as u32;
-        let index = (Self::hash(&self.key_g, local, remote) % TABLE as u64) as usize;
-        let start = self.table[index];
-        self.table[index] = start.wrapping_add(1);
-        (0..num).map(move |count| {
-            let next = offset.wrapping_add(start as u32).wrapping_add(count);
-            (min + next % num) as u16
-        })
+        let start = self.rng.random_range(0..num);
+        (0..num).map(move |count| (min + (start + count) % num) as u16)
     }
 }
 
@@ -78,13 +54,22 @@ mod tests {
     }
 
     #[test]
-    fn successive_connections_to_one_destination_start_at_different_ports() {
+    fn successive_ports_to_one_destination_are_not_sequential() {
         let mut p = PortAllocator::new(7);
         let remote: SocketAddr = "198.18.0.2:80".parse().unwrap();
         let local: IpAddr = "198.18.0.1".parse().unwrap();
         let range = 32768..=60999;
-        let a = p.candidates(local, remote, &range).next();
-        let b = p.candidates(local, remote, &range).next();
-        assert_ne!(a, b);
+        let ports: Vec<u16> = (0..1000)
+            .filter_map(|_| p.candidates(local, remote, &range).next())
+            .collect();
+        // Guessing "previous + 1" (or anything within 8 of the previous) almost never works.
+        let near = ports
+            .windows(2)
+            .filter(|w| w[1].abs_diff(w[0]) <= 8)
+            .count();
+        assert!(
+            near < 5,
+            "{near} of 999 ports were within 8 of the previous one"
+        );
     }
 }

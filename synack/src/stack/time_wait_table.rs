@@ -9,8 +9,9 @@
 //! - local addresses are interned (a host has few), and IPv4 and IPv6 entries live in
 //!   separate rings so an IPv4 entry does not carry 16-byte addresses.
 //!
-//! An IPv4 entry costs 48 bytes in the ring plus about 10 in the index (measured by the
-//! test `time_wait_entries_cost_at_most_64_bytes_each`).
+//! An IPv4 entry costs 40 bytes in the ring plus 6 to 11 in the index (measured by the
+//! test `time_wait_entries_cost_at_most_64_bytes_each`, and with a counting allocator
+//! by synack/tests/limits.rs).
 
 use std::collections::VecDeque;
 use std::hash::Hasher;
@@ -70,13 +71,29 @@ impl Family for [u8; 16] {
     }
 }
 
-const FLAG_LIVE: u8 = 1;
-const FLAG_TS: u8 = 2;
+/// Bits of `Packed::local` above the local address index.
+const LIVE: u16 = 1 << 15;
+const HAS_TS: u16 = 1 << 14;
+const LOCAL_INDEX: u16 = HAS_TS - 1;
 
-/// The packed entry: 48 bytes for IPv4, 60 (64 with padding) for IPv6.
+/// Milliseconds, rounded up (an expiry is never brought forward).
+fn ms_ceil(t: Instant) -> u64 {
+    t.as_micros().div_ceil(1000)
+}
+
+/// The full expiry of a stored one: the 32-bit millisecond count wraps every 49 days,
+/// so it is read relative to `anchor`, the latest expiry stored (every live entry
+/// expires within 24 days before it).
+fn unwrap_ms(anchor: u64, stored: u32) -> Instant {
+    let back = u64::from((anchor as u32).wrapping_sub(stored));
+    Instant::from_millis(anchor.saturating_sub(back))
+}
+
+/// The packed entry: 40 bytes for IPv4, 52 for IPv6.
 #[derive(Clone, Copy, Debug)]
 struct Packed<A> {
-    expiry: u64,
+    /// Expiry in milliseconds, wrapping (see `unwrap_ms`).
+    expiry: u32,
     conn_index: u32,
     conn_generation: u32,
     snd_nxt: u32,
@@ -86,9 +103,9 @@ struct Packed<A> {
     remote: A,
     remote_port: u16,
     local_port: u16,
+    /// The local address's index, and the LIVE and HAS_TS bits.
     local: u16,
     rcv_wnd: u16,
-    flags: u8,
 }
 
 /// The lookup key of one entry.
@@ -105,29 +122,33 @@ impl<A: Family> Packed<A> {
         Key {
             remote: self.remote,
             remote_port: self.remote_port,
-            local: self.local,
+            local: self.local & LOCAL_INDEX,
             local_port: self.local_port,
         }
     }
 
     fn live(&self) -> bool {
-        self.flags & FLAG_LIVE != 0
+        self.local & LIVE != 0
     }
 
-    fn time_wait(&self) -> TimeWait {
+    fn expiry(&self, anchor: u64) -> Instant {
+        unwrap_ms(anchor, self.expiry)
+    }
+
+    fn time_wait(&self, anchor: u64) -> TimeWait {
         TimeWait {
             snd_nxt: SeqNum::new(self.snd_nxt),
             rcv_nxt: SeqNum::new(self.rcv_nxt),
             rcv_wnd: self.rcv_wnd,
-            ts_recent: (self.flags & FLAG_TS != 0).then_some(self.ts_recent),
+            ts_recent: (self.local & HAS_TS != 0).then_some(self.ts_recent),
             ts_offset: self.ts_offset,
-            expiry: Instant::from_micros(self.expiry),
+            expiry: self.expiry(anchor),
         }
     }
 
-    fn entry(&self) -> TimeWaitEntry {
+    fn entry(&self, anchor: u64) -> TimeWaitEntry {
         TimeWaitEntry {
-            tw: self.time_wait(),
+            tw: self.time_wait(anchor),
             conn: ConnectionHandle {
                 index: self.conn_index,
                 generation: self.conn_generation,
@@ -137,7 +158,7 @@ impl<A: Family> Packed<A> {
 
     fn new(key: Key<A>, tw: &TimeWait, conn: ConnectionHandle) -> Packed<A> {
         Packed {
-            expiry: tw.expiry.as_micros(),
+            expiry: ms_ceil(tw.expiry) as u32,
             conn_index: conn.index,
             conn_generation: conn.generation,
             snd_nxt: tw.snd_nxt.get(),
@@ -147,9 +168,8 @@ impl<A: Family> Packed<A> {
             remote: key.remote,
             remote_port: key.remote_port,
             local_port: key.local_port,
-            local: key.local,
+            local: key.local | LIVE | if tw.ts_recent.is_some() { HAS_TS } else { 0 },
             rcv_wnd: tw.rcv_wnd,
-            flags: FLAG_LIVE | if tw.ts_recent.is_some() { FLAG_TS } else { 0 },
         }
     }
 }
@@ -188,6 +208,10 @@ impl<A: Family> Ring<A> {
 
     fn push(&mut self, hash: u64, packed: Packed<A>, hasher: &impl Fn(&Key<A>) -> u64) {
         let pos = self.head.wrapping_add(self.ring.len() as u32);
+        if self.ring.len() == self.ring.capacity() {
+            // Grow by an eighth, not by doubling: a big table wastes little.
+            self.ring.reserve_exact(self.ring.len() / 8 + 64);
+        }
         self.ring.push_back(packed);
         let (ring, head) = (&self.ring, self.head);
         self.index.insert_unique(hash, pos, |&p| {
@@ -206,10 +230,30 @@ impl<A: Family> Ring<A> {
         let (pos, _) = found.remove();
         let slot = &mut self.ring[pos.wrapping_sub(self.head) as usize];
         let packed = *slot;
-        slot.flags &= !FLAG_LIVE;
+        slot.local &= !LIVE;
         self.live -= 1;
         self.trim();
         Some(packed)
+    }
+
+    /// Rebuild the ring without its dead slots (and the index to match) once they are
+    /// more than an eighth of the live ones: entries removed out of order (reopened,
+    /// reset) must not hold memory until they reach the front. Each rebuild removes at
+    /// least live/8 dead slots, so the cost per removal stays constant.
+    fn compact_if_sparse(&mut self, hasher: &impl Fn(&Key<A>) -> u64) {
+        if self.ring.len() <= self.live + self.live / 8 + 1024 {
+            return;
+        }
+        self.ring.retain(|p| p.live());
+        self.ring.shrink_to_fit();
+        self.head = 0;
+        self.index.clear();
+        let ring = &self.ring;
+        for (i, p) in ring.iter().enumerate() {
+            self.index.insert_unique(hasher(&p.key()), i as u32, |&q| {
+                hasher(&ring[q as usize].key())
+            });
+        }
     }
 
     /// Drop dead slots from the front.
@@ -223,8 +267,8 @@ impl<A: Family> Ring<A> {
         }
     }
 
-    fn next_expiry(&self) -> Option<Instant> {
-        self.ring.front().map(|p| Instant::from_micros(p.expiry))
+    fn next_expiry(&self, anchor: u64) -> Option<Instant> {
+        self.ring.front().map(|p| p.expiry(anchor))
     }
 }
 
@@ -235,6 +279,8 @@ pub(crate) struct TimeWaitTable {
     v6: Ring<[u8; 16]>,
     locals: Vec<IpAddr>,
     key: (u64, u64),
+    /// The latest expiry stored, in milliseconds (reads the wrapped expiries).
+    anchor: u64,
 }
 
 impl TimeWaitTable {
@@ -245,6 +291,7 @@ impl TimeWaitTable {
             v6: Ring::default(),
             locals: Vec::new(),
             key: (seed ^ 0x7157_7157_7157_7157, seed.rotate_left(41)),
+            anchor: 0,
         }
     }
 
@@ -279,7 +326,10 @@ impl TimeWaitTable {
 
     fn tuple<A: Family>(&self, p: &Packed<A>) -> FourTuple {
         FourTuple {
-            local: SocketAddr::new(self.locals[p.local as usize], p.local_port),
+            local: SocketAddr::new(
+                self.locals[usize::from(p.local & LOCAL_INDEX)],
+                p.local_port,
+            ),
             remote: SocketAddr::new(p.remote.to_ip(), p.remote_port),
         }
     }
@@ -289,12 +339,12 @@ impl TimeWaitTable {
             IpAddr::V4(_) => {
                 let k = self.key(t)?;
                 let pos = self.v4.find(self.hasher()(&k), &k)?;
-                Some(self.v4.at(pos).entry())
+                Some(self.v4.at(pos).entry(self.anchor))
             }
             IpAddr::V6(_) => {
                 let k = self.key(t)?;
                 let pos = self.v6.find(self.hasher()(&k), &k)?;
-                Some(self.v6.at(pos).entry())
+                Some(self.v6.at(pos).entry(self.anchor))
             }
         }
     }
@@ -307,8 +357,8 @@ impl TimeWaitTable {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (FourTuple, TimeWaitEntry)> + '_ {
         let v4 = self.v4.ring.iter().filter(|p| p.live());
         let v6 = self.v6.ring.iter().filter(|p| p.live());
-        v4.map(|p| (self.tuple(p), p.entry()))
-            .chain(v6.map(|p| (self.tuple(p), p.entry())))
+        v4.map(|p| (self.tuple(p), p.entry(self.anchor)))
+            .chain(v6.map(|p| (self.tuple(p), p.entry(self.anchor))))
     }
 
     /// Add an entry (its expiry must be no earlier than any entry's already here, as
@@ -317,11 +367,13 @@ impl TimeWaitTable {
         self.remove(&t);
         let local = match self.local_index(t.local.ip()) {
             Some(i) => i,
-            None => {
+            None if self.locals.len() < usize::from(LOCAL_INDEX) => {
                 self.locals.push(t.local.ip());
                 (self.locals.len() - 1) as u16
             }
+            None => return, // 16,383 local addresses in TIME_WAIT at once: not kept
         };
+        self.anchor = self.anchor.max(ms_ceil(tw.expiry));
         match (t.local.ip(), t.remote.ip()) {
             (IpAddr::V4(_), IpAddr::V4(r)) => {
                 let key = Key {
@@ -353,13 +405,17 @@ impl TimeWaitTable {
         match t.remote.ip() {
             IpAddr::V4(_) => {
                 let k = self.key(t)?;
-                let hash = self.hasher()(&k);
-                self.v4.remove(hash, &k).map(|p| p.entry())
+                let hasher = self.hasher();
+                let removed = self.v4.remove(hasher(&k), &k).map(|p| p.entry(self.anchor));
+                self.v4.compact_if_sparse(&hasher);
+                removed
             }
             IpAddr::V6(_) => {
                 let k = self.key(t)?;
-                let hash = self.hasher()(&k);
-                self.v6.remove(hash, &k).map(|p| p.entry())
+                let hasher = self.hasher();
+                let removed = self.v6.remove(hasher(&k), &k).map(|p| p.entry(self.anchor));
+                self.v6.compact_if_sparse(&hasher);
+                removed
             }
         }
     }
@@ -377,10 +433,14 @@ impl TimeWaitTable {
             let pos = ring.find(hash(&key), &key)?;
             let i = pos.wrapping_sub(ring.head) as usize;
             let old = ring.ring[i];
-            if old.expiry != tw.expiry.as_micros() {
-                return Some(old.entry().conn);
+            let conn = ConnectionHandle {
+                index: old.conn_index,
+                generation: old.conn_generation,
+            };
+            if old.expiry != ms_ceil(tw.expiry) as u32 {
+                return Some(conn);
             }
-            ring.ring[i] = Packed::new(key, tw, old.entry().conn);
+            ring.ring[i] = Packed::new(key, tw, conn);
             None
         }
         let moved = match t.remote.ip() {
@@ -401,7 +461,10 @@ impl TimeWaitTable {
 
     /// The earliest expiry.
     pub(crate) fn next_expiry(&self) -> Option<Instant> {
-        match (self.v4.next_expiry(), self.v6.next_expiry()) {
+        match (
+            self.v4.next_expiry(self.anchor),
+            self.v6.next_expiry(self.anchor),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -410,14 +473,26 @@ impl TimeWaitTable {
     /// Remove and return the entries whose TIME_WAIT is over at `now`.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<(FourTuple, TimeWaitEntry)> {
         let mut done = Vec::new();
-        let now_us = now.as_micros();
-        while let Some(p) = self.v4.ring.front().filter(|p| p.expiry <= now_us).copied() {
+        let anchor = self.anchor;
+        while let Some(p) = self
+            .v4
+            .ring
+            .front()
+            .filter(|p| p.expiry(anchor) <= now)
+            .copied()
+        {
             let t = self.tuple(&p);
             if let Some(e) = self.remove(&t) {
                 done.push((t, e));
             }
         }
-        while let Some(p) = self.v6.ring.front().filter(|p| p.expiry <= now_us).copied() {
+        while let Some(p) = self
+            .v6
+            .ring
+            .front()
+            .filter(|p| p.expiry(anchor) <= now)
+            .copied()
+        {
             let t = self.tuple(&p);
             if let Some(e) = self.remove(&t) {
                 done.push((t, e));
@@ -476,9 +551,22 @@ mod tests {
     };
 
     #[test]
-    fn packed_entries_are_48_bytes_for_ipv4_and_64_for_ipv6() {
-        assert_eq!(std::mem::size_of::<Packed<[u8; 4]>>(), 48);
-        assert_eq!(std::mem::size_of::<Packed<[u8; 16]>>(), 64);
+    fn packed_entries_are_40_bytes_for_ipv4_and_52_for_ipv6() {
+        assert_eq!(std::mem::size_of::<Packed<[u8; 4]>>(), 40);
+        assert_eq!(std::mem::size_of::<Packed<[u8; 16]>>(), 52);
+    }
+
+    #[test]
+    fn expiries_read_back_across_the_32_bit_millisecond_wrap() {
+        let mut table = TimeWaitTable::new(1);
+        let late = Instant::from_millis((1 << 32) + 5_000);
+        let early = Instant::from_millis((1 << 32) - 5_000);
+        table.insert(tuple(1), tw(early), H);
+        table.insert(tuple(2), tw(late), H);
+        assert_eq!(table.get(&tuple(1)).unwrap().tw.expiry, early);
+        assert_eq!(table.get(&tuple(2)).unwrap().tw.expiry, late);
+        assert_eq!(table.expire(early).len(), 1);
+        assert_eq!(table.next_expiry(), Some(late));
     }
 
     #[test]
@@ -531,6 +619,25 @@ mod tests {
         assert!(table.iter().all(|(t, _)| t.remote.port() % 2 == 1));
         assert_eq!(table.expire(Instant::from_secs(60)).len(), 500);
         assert_eq!(table.len(), 0);
+    }
+
+    #[test]
+    fn entries_removed_out_of_order_do_not_hold_memory() {
+        let mut table = TimeWaitTable::new(1);
+        for i in 0..100_000 {
+            table.insert(tuple(i), tw(Instant::from_secs(60)), H);
+            if i % 10 != 0 {
+                table.remove(&tuple(i));
+            }
+        }
+        assert_eq!(table.len(), 10_000);
+        assert!(
+            table.v4.ring.len() <= 2 * 10_000 + 1024,
+            "{}",
+            table.v4.ring.len()
+        );
+        assert!((0..100_000).step_by(10).all(|i| table.contains(&tuple(i))));
+        assert_eq!(table.expire(Instant::from_secs(60)).len(), 10_000);
     }
 
     #[test]

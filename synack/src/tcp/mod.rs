@@ -30,7 +30,7 @@ pub(crate) use conn::{mss_for, wscale_for, ConnEvent, Connection, MemoryLevel};
 pub(crate) use diagnose::{diagnose, time_wait_pressure};
 pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;
-pub(crate) use isn::{hash_addr, IsnGenerator};
+pub(crate) use isn::IsnGenerator;
 pub(crate) use output::Outgoing;
 pub(crate) use path_error::PathError;
 pub(crate) use syncookie::{decode_timestamp, encode_timestamp, SynCookies};
