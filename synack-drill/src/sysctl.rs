@@ -21,6 +21,8 @@
 //! | `net.ipv4.tcp_syncookies` | [`Config::tcp_syncookies`] (0, 1, 2) |
 //! | `net.ipv4.tcp_max_orphans` | [`Config::tcp_max_orphans`] |
 //! | `net.ipv4.tcp_mem` (pages: low pressure high) | [`Config::tcp_mem`] (x 4096 bytes) |
+//! | `net.ipv4.ipfrag_high_thresh` | [`Config::ipfrag_high_thresh`] |
+//! | `net.ipv4.ipfrag_time`, `net.ipv6.ip6frag_time` | [`Config::ipfrag_time`], [`Config::ip6frag_time`] (seconds) |
 //! | `net.ipv4.tcp_congestion_control` | [`Config::congestion_control`] (`cubic`, `reno`) |
 //!
 //! Any other sysctl is reported in a note as not modelled.
@@ -142,6 +144,7 @@ pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
     let short = a
         .name
         .trim_start_matches("net.ipv4.")
+        .trim_start_matches("net.ipv6.")
         .trim_start_matches("net.core.");
     let v = a.value.trim();
     let num = || -> Result<u64, String> {
@@ -169,6 +172,9 @@ pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
         "tcp_window_scaling" => cfg.tcp_window_scaling = num()? != 0,
         "tcp_rfc1337" => cfg.tcp_rfc1337 = num()? != 0,
         "tcp_max_tw_buckets" => cfg.tcp_max_tw_buckets = num()? as usize,
+        "ipfrag_high_thresh" => cfg.ipfrag_high_thresh = num()? as usize,
+        "ipfrag_time" => cfg.ipfrag_time = Duration::from_secs(num()?),
+        "ip6frag_time" => cfg.ip6frag_time = Duration::from_secs(num()?),
         "tcp_syncookies" => cfg.tcp_syncookies = num()?.min(2) as u8,
         "tcp_max_orphans" => cfg.tcp_max_orphans = num()? as usize,
         "tcp_mem" => {

@@ -7,6 +7,7 @@
 //! ```text
 //! bytes from a device ──> Stack::receive(now, packet)
 //!                           ├─ wire: parse IPv4/IPv6 + TCP (typed errors -> counted drops)
+//!                           ├─ fragments: reassembled (with limits), then parsed as one packet
 //!                           ├─ demux by 4-tuple: connection | TIME_WAIT table | listener | RST
 //!                           └─ tcp::Connection::on_segment(now, seg)
 //!                                  └─ every state change goes through one transition point

@@ -1,6 +1,7 @@
 //! Bad input: thousands of random and mutated packets fed to a stack with a listener and
 //! an established connection. Nothing panics, every packet is either taken as a valid
-//! segment or counted as dropped under a reason, and the connection keeps working.
+//! segment, taken into fragment reassembly, or counted as dropped under a reason, and
+//! the connection keeps working.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -66,6 +67,23 @@ fn sample_packets() -> Vec<Vec<u8>> {
         payload: b"",
     };
     v.push(wire::emit_tcp_packet(a6, b6, 64, &repr).unwrap());
+    // Fragments: the first 24 bytes of the SYN above, over IPv4 and over IPv6.
+    let mut f4 = v[0][..44].to_vec();
+    let mut p = wire::Ipv4Packet::new_unchecked(&mut f4[..]);
+    p.set_total_len(44);
+    p.set_dont_frag(false);
+    p.set_more_frags(true);
+    p.set_ident(9);
+    p.fill_checksum();
+    v.push(f4);
+    let syn6 = v[4].clone();
+    let mut f6 = syn6[..40].to_vec();
+    f6[6] = wire::ipv6::NEXT_HEADER_FRAGMENT;
+    f6[4..6].copy_from_slice(&32u16.to_be_bytes());
+    f6.extend_from_slice(&[6, 0, 0, 1, 0, 0, 0, 9]);
+    f6.extend_from_slice(&syn6[40..60]);
+    f6.extend_from_slice(&[0; 4]);
+    v.push(f6);
     v
 }
 
@@ -80,17 +98,22 @@ fn target() -> Stack {
     s
 }
 
-/// Feed one packet; it must be accounted for: a parsed segment, or a counted drop.
+/// Feed one packet; it must be accounted for: a parsed segment, a fragment taken into
+/// reassembly, or a counted drop. Reassembly never holds more than its limit.
 fn feed(stack: &mut Stack, now: Instant, packet: &[u8]) {
     let before = stack.stats();
     stack.receive(now, packet);
     let after = stack.stats();
-    let taken = after.segments_in > before.segments_in;
+    let taken = after.segments_in > before.segments_in
+        || after.fragments_in > before.fragments_in
+        || after.icmp_in > before.icmp_in;
     let dropped = after.total_dropped() > before.total_dropped();
     assert!(
         taken || dropped,
         "packet neither taken nor counted as dropped: {packet:02x?}"
     );
+    assert!(stack.fragment_memory() <= stack.config().ipfrag_high_thresh);
+    stack.on_timeout(now);
     while stack.poll_transmit(now).is_some() {}
     while stack.poll_event().is_some() {}
 }

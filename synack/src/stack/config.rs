@@ -96,6 +96,21 @@ pub struct Config {
     pub tcp_mem: [usize; 3],
     /// Hop limit / TTL of outgoing packets (64).
     pub ttl: u8,
+    /// `net.ipv4.ipfrag_high_thresh` (4 MiB): the most memory incomplete datagrams may
+    /// hold (fragment bytes plus a fixed overhead per datagram); a fragment that would
+    /// go beyond it is dropped. One pool for IPv4 and IPv6 (Linux has a second sysctl,
+    /// `net.ipv6.ip6frag_high_thresh`, with the same default). Zero turns reassembly off.
+    pub ipfrag_high_thresh: usize,
+    /// `net.ipv4.ipfrag_time` (30 s): how long an IPv4 datagram may take to arrive whole,
+    /// counted from its first fragment (RFC 1122 3.3.2 suggests 60 to 120 s; Linux's
+    /// 30 s is kept).
+    pub ipfrag_time: Duration,
+    /// `net.ipv6.ip6frag_time` (60 s, RFC 8200 4.5): the same for IPv6.
+    pub ip6frag_time: Duration,
+    /// Most fragments one datagram may arrive in (64); one more discards it. Linux has no
+    /// such sysctl (memory alone bounds a datagram there); FreeBSD's
+    /// `net.inet.ip.maxfragsperpacket` is the nearest.
+    pub ipfrag_max_fragments: usize,
     /// Lifecycle diagnostics: warn about a connection in CLOSE_WAIT this long (60 s):
     /// the peer closed and the application has not.
     pub warn_close_wait: Duration,
@@ -139,6 +154,10 @@ impl Default for Config {
             tcp_max_orphans: 65_536,
             tcp_mem: [192 << 20, 256 << 20, 384 << 20],
             ttl: 64,
+            ipfrag_high_thresh: 4 * 1024 * 1024,
+            ipfrag_time: Duration::from_secs(30),
+            ip6frag_time: Duration::from_secs(60),
+            ipfrag_max_fragments: 64,
             warn_close_wait: Duration::from_secs(60),
             warn_fin_wait_2: Duration::from_secs(30),
             warn_fin_wait_1_retransmits: 3,

@@ -1,8 +1,9 @@
 //! ICMP and ICMPv6 at the stack: echo requests are answered (ping works), errors that
 //! quote one of our TCP segments go to that connection as a [`PathError`], and the
-//! rest (neighbour discovery, router messages, MLD) is counted and ignored.
+//! rest (neighbour discovery, router messages, MLD) is counted and ignored. Out: echo
+//! replies, and Time Exceeded when a fragmented datagram's time runs out.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::tables::FourTuple;
 use super::{Error, Stack, CTL_QUEUE_LIMIT};
@@ -27,7 +28,9 @@ impl Stack {
         match repr {
             IcmpRepr::EchoRequest { ident, seq, data } => {
                 let reply = IcmpRepr::EchoReply { ident, seq, data };
-                self.queue_icmp(ip, &reply);
+                if self.queue_icmp(ip, &reply) {
+                    self.stats.icmp_echo_replies += 1;
+                }
             }
             IcmpRepr::DestUnreachable { invoking, .. }
             | IcmpRepr::PacketTooBig { invoking, .. }
@@ -47,17 +50,55 @@ impl Stack {
         }
     }
 
-    /// Answer `ip`'s sender with `msg`.
-    fn queue_icmp(&mut self, ip: &IpInfo, msg: &IcmpRepr<'_>) {
+    /// Answer `ip`'s sender with `msg`; false if it could not be queued (counted).
+    fn queue_icmp(&mut self, ip: &IpInfo, msg: &IcmpRepr<'_>) -> bool {
         if self.ctl_out.len() >= CTL_QUEUE_LIMIT {
-            return self.stats.drop("control_queue_full");
+            self.stats.drop("control_queue_full");
+            return false;
         }
         match wire::emit_icmp_packet(ip.dst, ip.src, self.config.ttl, msg) {
             Ok(p) => {
-                self.stats.icmp_echo_replies += 1;
                 self.ctl_out.push_back(p);
+                true
             }
-            Err(e) => self.stats.drop(e.reason()),
+            Err(e) => {
+                self.stats.drop(e.reason());
+                false
+            }
+        }
+    }
+
+    /// RFC 792, RFC 1122 3.3.2 and RFC 8200 4.5 (RFC 4443 3.3): a datagram whose first
+    /// fragment arrived timed out before it was whole: Time Exceeded, code 1 (fragment
+    /// reassembly time exceeded), quoting that fragment, to `src`, from our `dst`.
+    pub(super) fn reassembly_time_exceeded(&mut self, src: IpAddr, dst: IpAddr, quote: &[u8]) {
+        // RFC 1122 3.2.2: no ICMP error to a source that does not name a single host.
+        let single_host = match src {
+            IpAddr::V4(a) => {
+                !(a.is_unspecified() || a.is_broadcast() || a.is_multicast() || a.is_loopback())
+            }
+            IpAddr::V6(a) => !(a.is_unspecified() || a.is_multicast() || a.is_loopback()),
+        };
+        if !single_host {
+            return;
+        }
+        let protocol = if src.is_ipv4() {
+            PROTO_ICMP
+        } else {
+            wire::icmp::PROTO_ICMPV6
+        };
+        let ip = IpInfo {
+            src,
+            dst,
+            protocol,
+            ttl: 0,
+        };
+        let msg = IcmpRepr::TimeExceeded {
+            code: 1,
+            invoking: quote,
+        };
+        if self.queue_icmp(&ip, &msg) {
+            self.stats.icmp_time_exceeded += 1;
         }
     }
 

@@ -2,14 +2,17 @@
 //! packets to them, and hands out what they want to send. Sans-IO: every call takes
 //! `now` from the caller, nothing here reads a clock or touches a device.
 //!
-//! The data path: [`Stack::receive`] parses (`wire`), finds the connection by 4-tuple
-//! (else the TIME_WAIT table, else a listener, else answers with RST), hands the
-//! segment to [`crate::tcp`], then `after_activity` turns what the connection did into
-//! events, queued transmissions and timer entries. Application calls end the same way.
+//! The data path: [`Stack::receive`] parses (`wire`); a fragment goes to the reassembler
+//! (`fragments.rs`) and, once its datagram is whole, on as that one packet. A TCP segment
+//! finds its connection by 4-tuple (else the TIME_WAIT table, else a listener, else
+//! answers with RST) and goes to [`crate::tcp`], then `after_activity` turns what the
+//! connection did into events, queued transmissions and timer entries. Application
+//! calls end the same way.
 
 mod config;
 mod error;
 mod event;
+mod fragments;
 mod icmp;
 mod ports;
 mod stats;
@@ -82,8 +85,9 @@ use crate::tcp::{
     TimeWaitVerdict,
 };
 use crate::wire::icmp::{PROTO_ICMP, PROTO_ICMPV6};
-use crate::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+use crate::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr, WireError};
 use crate::{Instant, TcpState};
+use fragments::{Reassembler, Verdict};
 use ports::PortAllocator;
 use tables::{FourTuple, Listener, Slot, TimerQueue};
 use time_wait_table::TimeWaitTable;
@@ -127,6 +131,7 @@ pub struct Stack {
     by_tuple: std::collections::HashMap<FourTuple, u32>,
     listeners: Vec<Option<Listener>>,
     time_wait: TimeWaitTable,
+    fragments: Reassembler,
     timers: TimerQueue,
     tx_ready: VecDeque<u32>,
     ctl_out: VecDeque<Vec<u8>>,
@@ -140,6 +145,7 @@ impl std::fmt::Debug for Stack {
             .field("addresses", &self.addresses)
             .field("connections", &self.by_tuple.len())
             .field("time_wait", &self.time_wait.len())
+            .field("fragment_queues", &self.fragments.len())
             .finish()
     }
 }
@@ -157,6 +163,7 @@ impl Stack {
             memory_level: MemoryLevel::Normal,
             ports: PortAllocator::new(config.secret_seed),
             time_wait: TimeWaitTable::new(config.secret_seed),
+            fragments: Reassembler::default(),
             config,
             addresses: Vec::new(),
             slots: Vec::new(),
@@ -214,6 +221,18 @@ impl Stack {
     /// Entries in the TIME_WAIT table.
     pub fn time_wait_count(&self) -> usize {
         self.time_wait.len()
+    }
+
+    /// Bytes held by datagrams waiting for fragments (fragment data, headers and a fixed
+    /// overhead per datagram); never more than [`Config::ipfrag_high_thresh`].
+    pub fn fragment_memory(&self) -> usize {
+        self.fragments.memory()
+    }
+
+    /// Datagrams waiting for fragments (and discarded ones whose later fragments are
+    /// still being dropped until their time runs out).
+    pub fn fragment_queues(&self) -> usize {
+        self.fragments.len()
     }
 
     /// The TIME_WAIT entry for a 4-tuple, if any.
@@ -325,16 +344,49 @@ impl Stack {
     pub fn receive(&mut self, now: Instant, packet: &[u8]) {
         let (ip, payload) = match wire::parse_ip(packet) {
             Ok(parsed) => parsed,
+            Err(WireError::Fragmented) => return self.fragment_input(now, packet),
             Err(e) => return self.stats.drop(e.reason()),
         };
+        self.ip_input(now, &ip, payload);
+    }
+
+    /// A fragment: held until its datagram is whole (RFC 791 3.2, RFC 8200 4.5), which
+    /// then goes on as if it had arrived in one piece.
+    fn fragment_input(&mut self, now: Instant, packet: &[u8]) {
+        let frag = match wire::parse_fragment(packet) {
+            Ok(Some(frag)) => frag,
+            Ok(None) => return self.stats.drop("frag_bad"),
+            Err(e) => return self.stats.drop(e.reason()),
+        };
+        if !self.addresses.contains(&frag.dst) {
+            return self.stats.drop("not_our_address");
+        }
+        self.stats.fragments_in += 1;
+        match self.fragments.push(now, &frag, &self.config) {
+            Verdict::Held => {}
+            Verdict::Dropped { reason, fragments } => self.stats.drop_many(reason, fragments),
+            Verdict::Reassembled(whole) => {
+                self.stats.reassembled += 1;
+                match wire::parse_ip(&whole) {
+                    Ok((ip, payload)) => self.ip_input(now, &ip, payload),
+                    // RFC 8200 4.5: a Fragment header in the Fragmentable Part; no nesting.
+                    Err(WireError::Fragmented) => self.stats.drop("frag_bad"),
+                    Err(e) => self.stats.drop(e.reason()),
+                }
+            }
+        }
+    }
+
+    /// A whole IP packet: to ICMP or TCP, if it is addressed to us.
+    fn ip_input(&mut self, now: Instant, ip: &wire::IpInfo, payload: &[u8]) {
         if !self.addresses.contains(&ip.dst) {
             return self.stats.drop("not_our_address");
         }
         match ip.protocol {
-            PROTO_ICMP if ip.src.is_ipv4() => self.icmp_input(now, &ip, payload),
-            PROTO_ICMPV6 if ip.src.is_ipv6() => self.icmp_input(now, &ip, payload),
-            _ => match wire::parse_tcp(&ip, payload) {
-                Ok(seg) => self.tcp_input(now, &ip, &seg),
+            PROTO_ICMP if ip.src.is_ipv4() => self.icmp_input(now, ip, payload),
+            PROTO_ICMPV6 if ip.src.is_ipv6() => self.icmp_input(now, ip, payload),
+            _ => match wire::parse_tcp(ip, payload) {
+                Ok(seg) => self.tcp_input(now, ip, &seg),
                 Err(e) => self.stats.drop(e.reason()),
             },
         }
@@ -1184,10 +1236,14 @@ impl Stack {
             let s = &slots[index as usize];
             s.generation == generation && s.timer_at == Some(at)
         });
-        match (conn, self.time_wait.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            conn,
+            self.time_wait.next_expiry(),
+            self.fragments.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Fire every timer due at or before `now`.
@@ -1206,6 +1262,12 @@ impl Stack {
         }
         for (tuple, entry) in self.time_wait.expire(now) {
             self.time_wait_closed(entry.conn, tuple, now, "TIME_WAIT expired (2*MSL)");
+        }
+        for expired in self.fragments.expire(now) {
+            self.stats.drop_many("frag_timeout", expired.fragments);
+            if let Some(quote) = expired.quote {
+                self.reassembly_time_exceeded(expired.src, expired.dst, &quote);
+            }
         }
     }
 

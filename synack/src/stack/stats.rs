@@ -42,8 +42,14 @@ pub struct StackStats {
     pub icmp_in: u64,
     /// Echo replies sent (answers to ping).
     pub icmp_echo_replies: u64,
+    /// ICMP Time Exceeded messages sent: a fragmented datagram timed out (code 1).
+    pub icmp_time_exceeded: u64,
     /// ICMP errors applied to a connection (soft errors, aborts, MTU reductions).
     pub icmp_errors: u64,
+    /// IP fragments addressed to us taken into reassembly.
+    pub fragments_in: u64,
+    /// Datagrams reassembled from fragments (and handed on as whole packets).
+    pub reassembled: u64,
     /// Packets dropped, by reason (`bad_tcp_checksum`, `not_acceptable`, `no_socket`, ...).
     pub drops: BTreeMap<&'static str, u64>,
 }
@@ -51,7 +57,14 @@ pub struct StackStats {
 impl StackStats {
     /// Count one dropped packet.
     pub(crate) fn drop(&mut self, reason: &'static str) {
-        *self.drops.entry(reason).or_default() += 1;
+        self.drop_many(reason, 1);
+    }
+
+    /// Count `n` packets dropped together (the fragments of a discarded datagram).
+    pub(crate) fn drop_many(&mut self, reason: &'static str, n: u64) {
+        if n > 0 {
+            *self.drops.entry(reason).or_default() += n;
+        }
     }
 
     /// Packets dropped for `reason`.
@@ -141,6 +154,16 @@ impl StackStats {
             "time_wait_overflow_total",
             "Connections closed without TIME_WAIT (table full).",
             self.time_wait_overflow,
+        );
+        counter(
+            "fragments_in_total",
+            "IP fragments taken into reassembly.",
+            self.fragments_in,
+        );
+        counter(
+            "reassembled_total",
+            "Datagrams reassembled from fragments.",
+            self.reassembled,
         );
         let _ = writeln!(out, "# HELP synack_drops_total Packets dropped, by reason.");
         let _ = writeln!(out, "# TYPE synack_drops_total counter");

@@ -92,9 +92,15 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.b()[6] & 0x20 != 0
     }
 
-    /// Fragment offset in bytes.
+    /// Fragment offset in bytes (the field counts 8-byte units, RFC 791 3.1).
     pub fn frag_offset(&self) -> u16 {
         (u16::from_be_bytes([self.b()[6], self.b()[7]]) & 0x1fff) * 8
+    }
+
+    /// True for a fragment: more fragments follow, or this one does not start at offset 0
+    /// (RFC 791 3.2).
+    pub fn is_fragment(&self) -> bool {
+        self.more_frags() || self.frag_offset() != 0
     }
 
     /// Time to live.
@@ -146,6 +152,29 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Set the total length.
     pub fn set_total_len(&mut self, len: u16) {
         self.bm()[2..4].copy_from_slice(&len.to_be_bytes());
+    }
+
+    /// Set the identification.
+    pub fn set_ident(&mut self, ident: u16) {
+        self.bm()[4..6].copy_from_slice(&ident.to_be_bytes());
+    }
+
+    /// Set or clear the don't-fragment flag.
+    pub fn set_dont_frag(&mut self, df: bool) {
+        self.bm()[6] = (self.b()[6] & !0x40) | if df { 0x40 } else { 0 };
+    }
+
+    /// Set or clear the more-fragments flag.
+    pub fn set_more_frags(&mut self, mf: bool) {
+        self.bm()[6] = (self.b()[6] & !0x20) | if mf { 0x20 } else { 0 };
+    }
+
+    /// Set the fragment offset, in bytes (rounded down to a multiple of 8; the flags are kept).
+    pub fn set_frag_offset(&mut self, offset: u16) {
+        let units = offset / 8;
+        let flags = self.b()[6] & 0xe0;
+        self.bm()[6] = flags | (units >> 8) as u8;
+        self.bm()[7] = units as u8;
     }
 
     /// Set the TTL.
@@ -292,6 +321,23 @@ mod tests {
         v[8] ^= 1;
         let p = Ipv4Packet::new_checked(&v[..]).unwrap();
         assert_eq!(Ipv4Repr::parse(&p).unwrap_err(), WireError::BadIpChecksum);
+    }
+
+    #[test]
+    fn fragment_fields_are_set_and_read_back() {
+        let mut b = sample();
+        let mut p = Ipv4Packet::new_unchecked(&mut b[..]);
+        assert!(!p.is_fragment());
+        p.set_ident(0xbeef);
+        p.set_dont_frag(false);
+        p.set_more_frags(true);
+        p.set_frag_offset(8 * 8191);
+        p.fill_checksum();
+        let p = Ipv4Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.ident(), 0xbeef);
+        assert!(!p.dont_frag() && p.more_frags() && p.is_fragment());
+        assert_eq!(p.frag_offset(), 65528);
+        assert!(Ipv4Repr::parse(&p).is_ok());
     }
 
     #[test]

@@ -104,8 +104,25 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 
     /// Like [`Ipv6Packet::upper_layer`], as a byte range of the buffer.
     pub fn upper_layer_range(&self) -> Result<(u8, std::ops::Range<usize>), WireError> {
+        match self.walk()? {
+            Walk::Upper(proto, range) => Ok((proto, range)),
+            Walk::Fragment(_) => Err(WireError::Fragmented),
+        }
+    }
+
+    /// Where the Fragment header is, if the packet has one (RFC 8200 4.5): right after the
+    /// fixed header, or after hop-by-hop, routing and destination options headers.
+    pub fn unfragmentable_part(&self) -> Result<Option<UnfragmentablePart>, WireError> {
+        match self.walk()? {
+            Walk::Upper(..) => Ok(None),
+            Walk::Fragment(part) => Ok(Some(part)),
+        }
+    }
+
+    fn walk(&self) -> Result<Walk, WireError> {
         let end = HEADER_LEN + self.payload_len() as usize;
         let mut next = self.next_header();
+        let mut next_header_at = 6;
         let mut at = HEADER_LEN;
         loop {
             let rest = &self.b()[at..end];
@@ -119,12 +136,117 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                         return Err(WireError::Truncated);
                     }
                     next = rest[0];
+                    next_header_at = at;
                     at += len;
                 }
-                44 => return Err(WireError::Fragmented),
-                other => return Ok((other, at..end)),
+                NEXT_HEADER_FRAGMENT => {
+                    if rest.len() < FRAGMENT_HEADER_LEN {
+                        return Err(WireError::Truncated);
+                    }
+                    return Ok(Walk::Fragment(UnfragmentablePart {
+                        len: at,
+                        next_header_at,
+                    }));
+                }
+                other => return Ok(Walk::Upper(other, at..end)),
             }
         }
+    }
+}
+
+enum Walk {
+    Upper(u8, std::ops::Range<usize>),
+    Fragment(UnfragmentablePart),
+}
+
+/// Next-header number of the IPv6 Fragment header (RFC 8200 4.5).
+pub const NEXT_HEADER_FRAGMENT: u8 = 44;
+/// Length of the IPv6 Fragment header.
+pub const FRAGMENT_HEADER_LEN: usize = 8;
+
+/// The Unfragmentable Part of a fragment (RFC 8200 4.5): the IPv6 header and the extension
+/// headers before the Fragment header, which follows it at offset `len`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnfragmentablePart {
+    /// Its length in bytes: where the Fragment header starts.
+    pub len: usize,
+    /// Where the Next Header field that names the Fragment header is: 6 in the fixed header,
+    /// else the first byte of the extension header before it.
+    pub next_header_at: usize,
+}
+
+/// A view of an IPv6 Fragment header (RFC 8200 4.5): next header, fragment offset, M flag
+/// and identification, in 8 bytes.
+#[derive(Debug, Clone)]
+pub struct Ipv6FragmentHeader<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv6FragmentHeader<T> {
+    /// Wrap bytes without checking them (accessors panic if fewer than 8).
+    pub fn new_unchecked(buffer: T) -> Ipv6FragmentHeader<T> {
+        Ipv6FragmentHeader { buffer }
+    }
+
+    /// Wrap bytes that hold at least the 8-byte header.
+    pub fn new_checked(buffer: T) -> Result<Ipv6FragmentHeader<T>, WireError> {
+        if buffer.as_ref().len() < FRAGMENT_HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        Ok(Ipv6FragmentHeader { buffer })
+    }
+
+    fn b(&self) -> &[u8] {
+        self.buffer.as_ref()
+    }
+
+    /// The first header of the Fragmentable Part (the upper-layer protocol, or an
+    /// extension header).
+    pub fn next_header(&self) -> u8 {
+        self.b()[0]
+    }
+
+    /// Fragment offset in bytes (the field counts 8-byte units).
+    pub fn frag_offset(&self) -> u16 {
+        u16::from_be_bytes([self.b()[2], self.b()[3]]) & 0xfff8
+    }
+
+    /// The M flag: more fragments follow.
+    pub fn more_frags(&self) -> bool {
+        self.b()[3] & 1 != 0
+    }
+
+    /// Identification.
+    pub fn ident(&self) -> u32 {
+        u32::from_be_bytes([self.b()[4], self.b()[5], self.b()[6], self.b()[7]])
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6FragmentHeader<T> {
+    fn bm(&mut self) -> &mut [u8] {
+        self.buffer.as_mut()
+    }
+
+    /// Set the next header (and clear the reserved byte after it).
+    pub fn set_next_header(&mut self, next: u8) {
+        self.bm()[0] = next;
+        self.bm()[1] = 0;
+    }
+
+    /// Set the fragment offset in bytes (rounded down to a multiple of 8; M is kept).
+    pub fn set_frag_offset(&mut self, offset: u16) {
+        let m = u16::from(self.b()[3] & 1);
+        self.bm()[2..4].copy_from_slice(&((offset & 0xfff8) | m).to_be_bytes());
+    }
+
+    /// Set or clear the M flag.
+    pub fn set_more_frags(&mut self, more: bool) {
+        self.bm()[3] = (self.b()[3] & !1) | u8::from(more);
+    }
+
+    /// Set the identification.
+    pub fn set_ident(&mut self, ident: u32) {
+        self.bm()[4..8].copy_from_slice(&ident.to_be_bytes());
     }
 }
 
@@ -226,6 +348,44 @@ mod tests {
                 .unwrap_err(),
             WireError::Truncated
         );
+    }
+
+    #[test]
+    fn the_fragment_header_is_found_after_extension_headers() {
+        // destination options (8 bytes), then the Fragment header, then 4 bytes of data
+        let mut payload = vec![NEXT_HEADER_FRAGMENT, 0, 0, 0, 0, 0, 0, 0];
+        let mut frag = [0u8; FRAGMENT_HEADER_LEN];
+        let mut h = Ipv6FragmentHeader::new_unchecked(&mut frag[..]);
+        h.set_next_header(6);
+        h.set_more_frags(true);
+        h.set_frag_offset(1232);
+        h.set_ident(0xdead_beef);
+        payload.extend_from_slice(&frag);
+        payload.extend_from_slice(&[1, 2, 3, 4]);
+        let b = sample(&payload, 60);
+        let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.upper_layer().unwrap_err(), WireError::Fragmented);
+        let part = p.unfragmentable_part().unwrap().unwrap();
+        assert_eq!(
+            part,
+            UnfragmentablePart {
+                len: HEADER_LEN + 8,
+                next_header_at: HEADER_LEN
+            }
+        );
+        let h = Ipv6FragmentHeader::new_checked(&b[part.len..]).unwrap();
+        assert_eq!(
+            (h.next_header(), h.frag_offset(), h.more_frags(), h.ident()),
+            (6, 1232, true, 0xdead_beef)
+        );
+        // A Fragment header cut short.
+        let b = sample(&[6, 0, 0, 0], NEXT_HEADER_FRAGMENT);
+        let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.unfragmentable_part().unwrap_err(), WireError::Truncated);
+        // No Fragment header.
+        let b = sample(&[1, 2], 6);
+        let p = Ipv6Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(p.unfragmentable_part().unwrap(), None);
     }
 
     #[test]

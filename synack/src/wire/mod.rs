@@ -16,7 +16,7 @@ use std::net::IpAddr;
 pub use checksum::{checksum, finish, pseudo_header, sum};
 pub use icmp::{IcmpPacket, IcmpRepr, IcmpVersion, QuotedTcp};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
-pub use ipv6::{Ipv6Packet, Ipv6Repr};
+pub use ipv6::{Ipv6FragmentHeader, Ipv6Packet, Ipv6Repr, UnfragmentablePart};
 pub use seq::SeqNum;
 pub use tcp::{TcpFlags, TcpPacket, TcpRepr};
 pub use tcp_options::{SackBlocks, TcpOptions, Timestamps};
@@ -39,7 +39,7 @@ pub enum WireError {
     BadPayloadLength,
     /// IPv4 header checksum wrong.
     BadIpChecksum,
-    /// A fragment (reassembly is not done here).
+    /// A fragment: [`parse_fragment`] reads its fields; `Stack::receive` reassembles.
     Fragmented,
     /// Not TCP.
     UnsupportedProtocol(u8),
@@ -88,7 +88,7 @@ impl fmt::Display for WireError {
             WireError::BadTotalLength => write!(f, "IPv4 total length does not match the packet"),
             WireError::BadPayloadLength => write!(f, "IPv6 payload length runs past the packet"),
             WireError::BadIpChecksum => write!(f, "IPv4 header checksum is wrong"),
-            WireError::Fragmented => write!(f, "IP fragment (not reassembled)"),
+            WireError::Fragmented => write!(f, "IP fragment (reassembly needed)"),
             WireError::UnsupportedProtocol(p) => write!(f, "IP protocol {p} is not TCP"),
             WireError::BadDataOffset => {
                 write!(f, "TCP data offset is below 5 or beyond the segment")
@@ -121,7 +121,9 @@ pub struct IpInfo {
     pub ttl: u8,
 }
 
-/// Parse an IPv4 or IPv6 packet down to its upper-layer protocol and bytes.
+/// Parse an IPv4 or IPv6 packet down to its upper-layer protocol and bytes. A fragment
+/// (IPv4 MF set or offset non-zero; IPv6 with a Fragment header) is
+/// [`WireError::Fragmented`], after its header was checked: see [`parse_fragment`].
 pub fn parse_ip(packet: &[u8]) -> Result<(IpInfo, &[u8]), WireError> {
     match packet.first().map(|b| b >> 4) {
         None => Err(WireError::Truncated),
@@ -149,6 +151,80 @@ pub fn parse_ip(packet: &[u8]) -> Result<(IpInfo, &[u8]), WireError> {
                 ttl: p.hop_limit(),
             };
             Ok((info, &packet[range]))
+        }
+        Some(_) => Err(WireError::BadVersion),
+    }
+}
+
+/// One IP fragment, as reassembly needs it (RFC 791 3.2, RFC 8200 4.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpFragment<'a> {
+    /// Source address.
+    pub src: IpAddr,
+    /// Destination address.
+    pub dst: IpAddr,
+    /// IPv4: the protocol. IPv6: the Fragment header's Next Header, the first header of
+    /// the Fragmentable Part (the upper-layer protocol when there are no more extension
+    /// headers).
+    pub protocol: u8,
+    /// Identification: 16 bits in IPv4, 32 in IPv6.
+    pub ident: u32,
+    /// Where `data` starts in the datagram's Fragmentable Part, in bytes.
+    pub offset: u16,
+    /// More fragments follow (IPv4 MF, IPv6 M).
+    pub more_frags: bool,
+    /// The bytes before the fragment data, without the Fragment header: the IPv4 header
+    /// with its options, or the IPv6 Unfragmentable Part.
+    pub header: &'a [u8],
+    /// IPv6: where in `header` the Next Header field that names the Fragment header is
+    /// (reassembly writes `protocol` there). None for IPv4.
+    pub next_header_at: Option<usize>,
+    /// The fragment's data.
+    pub data: &'a [u8],
+}
+
+/// Parse a packet that [`parse_ip`] found to be a fragment: `Ok(None)` when it is not one.
+/// The same checks as [`parse_ip`] come first (lengths, the IPv4 header checksum).
+pub fn parse_fragment(packet: &[u8]) -> Result<Option<IpFragment<'_>>, WireError> {
+    match packet.first().map(|b| b >> 4) {
+        None => Err(WireError::Truncated),
+        Some(4) => {
+            let p = Ipv4Packet::new_checked(packet)?;
+            let r = Ipv4Repr::parse(&p)?;
+            if !p.is_fragment() {
+                return Ok(None);
+            }
+            let hl = p.header_len();
+            Ok(Some(IpFragment {
+                src: r.src.into(),
+                dst: r.dst.into(),
+                protocol: r.protocol,
+                ident: u32::from(p.ident()),
+                offset: p.frag_offset(),
+                more_frags: p.more_frags(),
+                header: &packet[..hl],
+                next_header_at: None,
+                data: &packet[hl..p.total_len() as usize],
+            }))
+        }
+        Some(6) => {
+            let p = Ipv6Packet::new_checked(packet)?;
+            let Some(part) = p.unfragmentable_part()? else {
+                return Ok(None);
+            };
+            let end = ipv6::HEADER_LEN + p.payload_len() as usize;
+            let h = Ipv6FragmentHeader::new_checked(&packet[part.len..end])?;
+            Ok(Some(IpFragment {
+                src: p.src_addr().into(),
+                dst: p.dst_addr().into(),
+                protocol: h.next_header(),
+                ident: h.ident(),
+                offset: h.frag_offset(),
+                more_frags: h.more_frags(),
+                header: &packet[..part.len],
+                next_header_at: Some(part.next_header_at),
+                data: &packet[part.len + ipv6::FRAGMENT_HEADER_LEN..end],
+            }))
         }
         Some(_) => Err(WireError::BadVersion),
     }
@@ -330,6 +406,10 @@ mod tests {
         let c = checksum(&frag[..20]);
         frag[10..12].copy_from_slice(&c.to_be_bytes());
         assert_eq!(parse_tcp_packet(&frag).unwrap_err(), WireError::Fragmented);
+        let f = parse_fragment(&frag).unwrap().expect("a fragment");
+        assert_eq!((f.offset, f.more_frags, f.protocol), (0, true, PROTO_TCP));
+        assert_eq!((f.header.len(), f.data), (20, &good[20..]));
+        assert_eq!(parse_fragment(&good).unwrap(), None);
         let mut udp = good.clone();
         udp[9] = 17;
         udp[10..12].copy_from_slice(&[0, 0]);
@@ -410,6 +490,7 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse_tcp_packet(&bytes);
+            let _ = parse_fragment(&bytes);
         }
 
         #[test]
@@ -421,6 +502,7 @@ mod tests {
             p[at] = v;
             p.truncate(cut.index(p.len() + 1));
             let _ = parse_tcp_packet(&p);
+            let _ = parse_fragment(&p);
         }
     }
 }
