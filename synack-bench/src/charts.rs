@@ -1,0 +1,148 @@
+//! The charts of BENCHMARKS.md, drawn from a run's results as SVG: throughput by MTU,
+//! connections per second, and memory per connection.
+
+use std::path::Path;
+
+use plotters::prelude::*;
+
+use crate::report::Report;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const COLORS: [RGBColor; 4] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x7f, 0x7f, 0x7f),
+];
+
+/// Grouped bars: one group per label, one bar per series (None: not measured).
+fn bars(
+    path: &Path,
+    title: &str,
+    y_desc: &str,
+    groups: &[String],
+    series: &[(&str, Vec<Option<f64>>)],
+) -> Result<()> {
+    let root = SVGBackend::new(path, (900, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let top = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().flatten())
+        .copied()
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.15;
+    let n = series.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0.0..groups.len() as f64, 0.0..top)?;
+    let labels = groups.to_vec();
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(groups.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 1e-6 {
+                labels.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        })
+        .y_desc(y_desc)
+        .draw()?;
+    for (s, (name, values)) in series.iter().enumerate() {
+        let color = COLORS[s % COLORS.len()];
+        let width = 0.8 / n;
+        chart
+            .draw_series(values.iter().enumerate().filter_map(|(g, v)| {
+                let v = (*v)?;
+                let x0 = g as f64 + 0.1 + s as f64 * width;
+                Some(Rectangle::new(
+                    [(x0, 0.0), (x0 + width * 0.9, v)],
+                    color.filled(),
+                ))
+            }))?
+            .label(*name)
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
+        chart.draw_series(values.iter().enumerate().filter_map(|(g, v)| {
+            let v = (*v)?;
+            let x = g as f64 + 0.1 + (s as f64 + 0.45) * width;
+            Some(Text::new(
+                format!("{v:.3}")
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string(),
+                (x, v + top * 0.01),
+                ("sans-serif", 11).into_font().color(&BLACK),
+            ))
+        }))?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.9))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// Write `throughput.svg`, `connections.svg` and `memory.svg` into `dir`.
+pub fn draw(report: &Report, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let systems = ["synack", "smoltcp", "linux"];
+    let mtus: Vec<String> = crate::MTUS.iter().map(|m| format!("MTU {m}")).collect();
+    let mut series: Vec<(&str, Vec<Option<f64>>)> = systems
+        .iter()
+        .map(|s| {
+            let v = crate::MTUS
+                .iter()
+                .map(|&m| report.value("bulk", s, Some(m)))
+                .collect();
+            (*s, v)
+        })
+        .collect();
+    let memcpy = report.value("memcpy", "machine", None);
+    series.push(("memcpy (one core)", vec![memcpy; crate::MTUS.len()]));
+    bars(
+        &dir.join("throughput.svg"),
+        "bulk: one connection, throughput by MTU",
+        "Gbit/s",
+        &mtus,
+        &series,
+    )?;
+    let conns: Vec<(&str, Vec<Option<f64>>)> = systems
+        .iter()
+        .map(|s| (*s, vec![report.value("connections", s, None)]))
+        .collect();
+    bars(
+        &dir.join("connections.svg"),
+        "connections: full lifecycles per second",
+        "connections per second",
+        &["connect, 100 B each way, close".to_string()],
+        &conns,
+    )?;
+    let memory = vec![(
+        "synack",
+        vec![
+            report.value("scale_bytes_per_conn", "synack", None),
+            report.value("scale_bytes_per_time_wait", "synack", None),
+        ],
+    )];
+    bars(
+        &dir.join("memory.svg"),
+        "scale: memory per connection (counting allocator)",
+        "bytes",
+        &[
+            "established, idle".to_string(),
+            "TIME_WAIT entry".to_string(),
+        ],
+        &memory,
+    )?;
+    Ok(())
+}
