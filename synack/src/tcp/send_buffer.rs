@@ -1,19 +1,23 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet.
 //! Offset 0 is SND.UNA (or ISS+1 before the handshake completes).
 
-use std::collections::VecDeque;
-
-/// Unacknowledged and unsent bytes, bounded by a capacity.
+/// Unacknowledged and unsent bytes, bounded by a capacity: a ring whose storage grows
+/// on demand (an idle connection holds none) up to the capacity.
 #[derive(Debug)]
 pub(crate) struct SendBuffer {
-    data: VecDeque<u8>,
+    ring: Box<[u8]>,
+    /// Where offset 0 (SND.UNA) is in `ring`.
+    head: usize,
+    len: usize,
     capacity: usize,
 }
 
 impl SendBuffer {
     pub(crate) fn new(capacity: usize) -> SendBuffer {
         SendBuffer {
-            data: VecDeque::new(),
+            ring: Box::default(),
+            head: 0,
+            len: 0,
             capacity,
         }
     }
@@ -25,53 +29,105 @@ impl SendBuffer {
 
     /// Bytes held (sent-but-unacknowledged plus unsent).
     pub(crate) fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     /// Room left for the application.
     pub(crate) fn free(&self) -> usize {
-        self.capacity.saturating_sub(self.data.len())
+        self.capacity.saturating_sub(self.len)
+    }
+
+    /// Make the storage hold at least `needed` bytes, doubling as it grows; the data
+    /// is laid out from index 0 again.
+    fn reserve(&mut self, needed: usize) {
+        if needed <= self.ring.len() {
+            return;
+        }
+        let size = needed
+            .max(self.ring.len() * 2)
+            .max(4096)
+            .min(needed.max(self.capacity));
+        let mut ring = vec![0u8; size].into_boxed_slice();
+        let (a, b) = self.as_slices();
+        ring[..a.len()].copy_from_slice(a);
+        ring[a.len()..a.len() + b.len()].copy_from_slice(b);
+        self.ring = ring;
+        self.head = 0;
+    }
+
+    /// The held bytes, in order, as two slices.
+    fn as_slices(&self) -> (&[u8], &[u8]) {
+        let size = self.ring.len();
+        if self.head + self.len <= size {
+            (&self.ring[self.head..self.head + self.len], &[])
+        } else {
+            let first = size - self.head;
+            (&self.ring[self.head..], &self.ring[..self.len - first])
+        }
     }
 
     /// Append as much of `bytes` as fits; returns how much was taken.
-    pub(crate) fn push(&mut self, bytes: &[u8]) -> usize {
+    pub(crate) fn push(&mut self, mut bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
-        self.data.extend(&bytes[..n]);
+        bytes = &bytes[..n];
+        while !bytes.is_empty() {
+            let k = self.write_with(bytes.len(), |room| {
+                let k = room.len().min(bytes.len());
+                room[..k].copy_from_slice(&bytes[..k]);
+                k
+            });
+            bytes = &bytes[k..];
+        }
         n
     }
 
-    /// Let `fill` write up to `max` bytes (bounded by the free room) directly after the
-    /// queued data; keep the `n` it reports writing.
+    /// Let `fill` write up to `max` bytes (bounded by the free room, and by the end of
+    /// the ring's contiguous free space) directly after the queued data; keep the `n` it
+    /// reports writing.
     pub(crate) fn write_with(
         &mut self,
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> usize {
-        let old = self.data.len();
         let room = self.free().min(max);
         if room == 0 {
             return 0;
         }
-        self.data.resize(old + room, 0);
-        self.data.make_contiguous();
-        let n = fill(&mut self.data.as_mut_slices().0[old..]).min(room);
-        self.data.truncate(old + n);
+        self.reserve(self.len + room);
+        let size = self.ring.len();
+        let tail = (self.head + self.len) % size;
+        // Contiguous free space from the tail: to the end of storage, or up to the head.
+        let contiguous = if tail >= self.head && self.len < size {
+            size - tail
+        } else {
+            self.head - tail
+        };
+        let span = room.min(contiguous);
+        let n = fill(&mut self.ring[tail..tail + span]).min(span);
+        self.len += n;
         n
     }
 
     /// The peer acknowledged `n` bytes from the front: forget them.
     pub(crate) fn ack(&mut self, n: usize) {
-        let n = n.min(self.data.len());
-        self.data.drain(..n);
+        let n = n.min(self.len);
+        if n == 0 {
+            return;
+        }
+        self.head = (self.head + n) % self.ring.len();
+        self.len -= n;
+        if self.len == 0 {
+            self.head = 0;
+        }
     }
 
     /// Copy `len` bytes starting `offset` bytes after the front into `out`.
     pub(crate) fn copy_out(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
-        let end = (offset + len).min(self.data.len());
+        let end = (offset + len).min(self.len);
         if offset >= end {
             return;
         }
-        let (a, b) = self.data.as_slices();
+        let (a, b) = self.as_slices();
         if offset < a.len() {
             out.extend_from_slice(&a[offset..end.min(a.len())]);
         }
@@ -110,6 +166,27 @@ mod tests {
         let mut out = Vec::new();
         b.copy_out(0, 8, &mut out);
         assert_eq!(out, b"abcde");
+    }
+
+    #[test]
+    fn write_with_offers_the_contiguous_room_after_a_wrap() {
+        let mut b = SendBuffer::new(8192);
+        assert_eq!(b.push(&[1u8; 4096]), 4096);
+        b.ack(4000);
+        // The storage (4096) ends 4000 bytes after the head: first the room up to its end.
+        let n = b.write_with(10_000, |room| room.len());
+        assert!(n > 0);
+        let total: usize = (0..10)
+            .map(|_| b.write_with(10_000, |room| room.len()))
+            .sum();
+        assert_eq!(b.len(), 96 + n + total);
+        assert!(b.len() <= 8192);
+    }
+
+    #[test]
+    fn an_idle_buffer_holds_no_storage() {
+        let b = SendBuffer::new(1 << 20);
+        assert_eq!(b.ring.len(), 0);
     }
 
     #[test]

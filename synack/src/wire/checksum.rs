@@ -3,20 +3,45 @@
 
 use std::net::IpAddr;
 
-/// Add `data` to a running one's-complement sum (not yet folded).
-pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
+/// Add `data` to a running one's-complement sum (folded to at most 17 bits, so callers
+/// may add a few more 16-bit words before [`finish`]).
+///
+/// Eight bytes at a time into a 64-bit accumulator: the sum of 32-bit big-endian words
+/// equals the sum of 16-bit ones modulo 0xFFFF (RFC 1071 2(B), deferred carries), and a
+/// u64 cannot overflow before 16 GiB of input.
+pub fn sum(acc: u32, data: &[u8]) -> u32 {
+    let word = |c: &[u8]| {
+        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        (v >> 32) + (v & 0xFFFF_FFFF)
+    };
+    // Four independent accumulators over 32-byte blocks, so the additions pipeline.
+    let mut lanes = [u64::from(acc), 0, 0, 0];
+    let mut blocks = data.chunks_exact(32);
+    for b in &mut blocks {
+        lanes[0] += word(&b[0..8]);
+        lanes[1] += word(&b[8..16]);
+        lanes[2] += word(&b[16..24]);
+        lanes[3] += word(&b[24..32]);
+    }
+    let mut chunks = blocks.remainder().chunks_exact(8);
     for c in &mut chunks {
-        acc = acc.wrapping_add(u16::from_be_bytes([c[0], c[1]]) as u32);
-        // Fold early so the accumulator can never overflow on large inputs.
-        if acc > 0xFFFF_0000 {
-            acc = (acc & 0xFFFF) + (acc >> 16);
-        }
+        lanes[0] += word(c);
     }
-    if let [last] = chunks.remainder() {
-        acc = acc.wrapping_add((*last as u32) << 8);
+    let mut wide = lanes
+        .iter()
+        .map(|&l| (l & 0xFFFF_FFFF) + (l >> 32))
+        .sum::<u64>();
+    let mut rest = chunks.remainder().chunks_exact(2);
+    for c in &mut rest {
+        wide += u64::from(u16::from_be_bytes([c[0], c[1]]));
     }
-    acc
+    if let [last] = rest.remainder() {
+        wide += u64::from(*last) << 8;
+    }
+    while wide > 0xFFFF {
+        wide = (wide & 0xFFFF) + (wide >> 16);
+    }
+    wide as u32
 }
 
 /// Fold a running sum to 16 bits and take its one's complement.
@@ -65,6 +90,38 @@ mod tests {
         // RFC 1071 3: the bytes 00 01 f2 03 f4 f5 f6 f7 sum to 0xddf2 (checksum 0x220d).
         let data = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(checksum(&data), !0xddf2);
+    }
+
+    /// RFC 1071's definition, 16 bits at a time.
+    fn reference(data: &[u8]) -> u16 {
+        let mut acc: u64 = 0;
+        for c in data.chunks(2) {
+            acc += u64::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+        }
+        while acc > 0xFFFF {
+            acc = (acc & 0xFFFF) + (acc >> 16);
+        }
+        !(acc as u16)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_wide_sum_equals_the_16_bit_definition(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..3000),
+            split in 0usize..3000,
+        ) {
+            proptest::prop_assert_eq!(checksum(&data), reference(&data));
+            // Chained at an even split, as headers and payloads are.
+            let split = (split.min(data.len())) & !1;
+            let chained = finish(sum(sum(0, &data[..split]), &data[split..]));
+            proptest::prop_assert_eq!(chained, reference(&data));
+        }
+    }
+
+    #[test]
+    fn all_ones_sums_stay_all_ones() {
+        assert_eq!(checksum(&[0xFF; 64]), reference(&[0xFF; 64]));
+        assert_eq!(checksum(&[0; 64]), 0xFFFF);
     }
 
     #[test]
