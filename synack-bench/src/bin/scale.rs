@@ -239,11 +239,17 @@ fn main() {
     );
     let cost_many = segment_cost(&mut server, &mut peers, &conns);
     drop((server, peers, conns));
+    // A middle point, to tell growth from the cache hierarchy from algorithmic growth.
+    let mid = (n / 10).max(10);
+    let (mut s, mut p, c, _) = establish(mid);
+    let cost_mid = segment_cost(&mut s, &mut p, &c);
+    drop((s, p, c));
     let (mut small, mut few, few_conns, _) = establish(10);
     let cost_few = segment_cost(&mut small, &mut few, &few_conns);
     eprintln!(
-        "  scale: {:.0} ns per segment with {n} open, {:.0} ns with 10",
+        "  scale: ns per segment: {:.0} with {n} open, {:.0} with {mid}, {:.0} with 10",
         cost_many * 1e9,
+        cost_mid * 1e9,
         cost_few * 1e9
     );
     let bytes_per_time_wait = time_wait_bytes(m);
@@ -256,6 +262,7 @@ fn main() {
             "cost_ratio": cost_many / cost_few,
             "ns_per_segment_many": cost_many * 1e9,
             "ns_per_segment_10": cost_few * 1e9,
+            "ns_per_segment_tenth": cost_mid * 1e9,
             "time_wait_entries": m,
             "bytes_per_time_wait": bytes_per_time_wait,
         })
