@@ -20,6 +20,7 @@
 mod charts;
 mod linux;
 mod memcpy;
+mod netns;
 mod report;
 mod smoltcp_sys;
 mod synack_sys;
