@@ -257,7 +257,12 @@ impl Snd {
         };
         let mut pto = srtt * 2;
         if self.flight() <= mss {
+            // RFC 8985 7.2: one segment out may wait for a delayed ACK.
             pto += Duration::from_millis(200);
+        } else {
+            // As Linux (TCP_TIMEOUT_MIN): never sooner than 2 ms, even on a path whose
+            // RTT rounds to zero, where 2 * SRTT would probe every full window at once.
+            pto += Duration::from_millis(2);
         }
         // RFC 8985 7.2 (as Linux): no later than the RTO would fire; the probe then
         // takes the timeout's place and the RTO is re-armed behind it.
