@@ -894,10 +894,11 @@ impl Stack {
             remote: conn.remote,
         };
         let charged = std::mem::replace(&mut slot.memory, held);
-        let rsts: Vec<_> = conn.rst_out.drain(..).collect();
-        let events: Vec<_> = conn.events.drain(..).collect();
+        // Taken out and given back below, so their capacity is reused packet after packet.
+        let mut rsts = std::mem::take(&mut conn.rst_out);
+        let mut events = std::mem::take(&mut conn.events);
         self.charge_memory(charged, held);
-        for rst in rsts {
+        for rst in rsts.drain(..) {
             let out = Outgoing {
                 seq: rst.seq,
                 ack: rst.ack.unwrap_or(SeqNum::new(0)),
@@ -916,8 +917,16 @@ impl Stack {
             self.stats.resets_sent += 1;
             self.queue_ctl(tuple, &out);
         }
-        for ev in events {
+        for ev in events.drain(..) {
             self.conn_event(index, handle, tuple, ev);
+        }
+        if let Some(conn) = self.slots[index as usize].conn.as_mut() {
+            if conn.events.is_empty() {
+                conn.events = events;
+            }
+            if conn.rst_out.is_empty() {
+                conn.rst_out = rsts;
+            }
         }
         let slot = &mut self.slots[index as usize];
         let Some(conn) = slot.conn.as_mut() else {

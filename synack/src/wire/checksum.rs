@@ -6,16 +6,16 @@ use std::net::IpAddr;
 /// Add `data` to a running one's-complement sum (folded to at most 17 bits, so callers
 /// may add a few more 16-bit words before [`finish`]).
 ///
-/// Eight bytes at a time into a 64-bit accumulator: the sum of 32-bit big-endian words
-/// equals the sum of 16-bit ones modulo 0xFFFF (RFC 1071 2(B), deferred carries), and a
-/// u64 cannot overflow before 16 GiB of input.
+/// The bulk is summed eight bytes at a time in the machine's own byte order, in four
+/// independent 64-bit lanes, and byte-swapped once at the end: the one's-complement sum
+/// does not depend on byte order or on when carries are folded (RFC 1071 2(A), 2(B)).
+/// A u64 lane cannot overflow before 16 GiB of input.
 pub fn sum(acc: u32, data: &[u8]) -> u32 {
     let word = |c: &[u8]| {
-        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        (v >> 32) + (v & 0xFFFF_FFFF)
+        let v = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        (v & 0xFFFF_FFFF) + (v >> 32)
     };
-    // Four independent accumulators over 32-byte blocks, so the additions pipeline.
-    let mut lanes = [u64::from(acc), 0, 0, 0];
+    let mut lanes = [0u64; 4];
     let mut blocks = data.chunks_exact(32);
     for b in &mut blocks {
         lanes[0] += word(&b[0..8]);
@@ -27,10 +27,20 @@ pub fn sum(acc: u32, data: &[u8]) -> u32 {
     for c in &mut chunks {
         lanes[0] += word(c);
     }
-    let mut wide = lanes
+    let mut native = lanes
         .iter()
         .map(|&l| (l & 0xFFFF_FFFF) + (l >> 32))
         .sum::<u64>();
+    while native > 0xFFFF {
+        native = (native & 0xFFFF) + (native >> 16);
+    }
+    let native = native as u16;
+    let be = if cfg!(target_endian = "little") {
+        native.swap_bytes()
+    } else {
+        native
+    };
+    let mut wide = u64::from(acc) + u64::from(be);
     let mut rest = chunks.remainder().chunks_exact(2);
     for c in &mut rest {
         wide += u64::from(u16::from_be_bytes([c[0], c[1]]));
