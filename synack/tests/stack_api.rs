@@ -224,6 +224,26 @@ fn keepalive_probes_an_idle_peer_and_gives_up_when_it_is_gone() {
     assert_eq!(h.stack.error(c), Ok(Some(Error::TimedOut)));
 }
 
+// As Linux: turning keepalive on for a connection already idle longer than the idle
+// time waits the whole idle time from then, rather than probing at once.
+#[test]
+fn keepalive_turned_on_late_waits_its_idle_time_from_then() {
+    use std::time::Duration;
+    let mut h = Harness::plain();
+    let (c, _) = h.established_active(5000);
+    h.advance(Duration::from_secs(100));
+    let ka = synack::Keepalive {
+        idle: Duration::from_secs(10),
+        interval: Duration::from_secs(2),
+        probes: 3,
+    };
+    h.stack.set_keepalive(h.now, c, Some(ka)).unwrap();
+    let start = h.now;
+    let sent = h.advance_collect(Duration::from_secs(10));
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].0 - start, Duration::from_secs(10));
+}
+
 #[test]
 fn keepalive_is_off_unless_asked_for() {
     let mut h = Harness::plain();

@@ -987,9 +987,13 @@ impl Stack {
             slot.in_tx = true;
             self.tx_ready.push_back(index);
         }
-        if let Some(deadline) = conn.next_deadline() {
-            if slot.timer_at.is_none_or(|t| deadline < t) {
-                slot.timer_at = Some(deadline);
+        // The queue's live entry for this slot is the one at `timer_at`: when the deadline
+        // moves (later, earlier, or away) the old entry goes stale, so `poll_timeout`
+        // never reports a deadline nobody has any more.
+        let deadline = conn.next_deadline();
+        if deadline != slot.timer_at {
+            slot.timer_at = deadline;
+            if let Some(deadline) = deadline {
                 self.timers.push(deadline, index, slot.generation);
                 if self.timers.len() > 2 * self.live_connections + 1024 {
                     let slots = &self.slots;
@@ -1559,7 +1563,7 @@ impl Stack {
         conn: ConnectionHandle,
         keepalive: Option<crate::tcp::Keepalive>,
     ) -> Result<(), Error> {
-        self.with_conn(now, conn, |c, _| c.set_keepalive(keepalive))
+        self.with_conn(now, conn, |c, _| c.set_keepalive(now, keepalive))
     }
 
     /// TCP_NODELAY: true sends small segments at once; false (the default) applies

@@ -240,7 +240,11 @@ impl Connection {
             warn_after: (cfg.warn_close_wait, cfg.warn_fin_wait_2),
             keepalive: cfg
                 .keepalive
-                .map(|settings| super::keepalive::KeepaliveState { settings, sent: 0 }),
+                .map(|settings| super::keepalive::KeepaliveState {
+                    settings,
+                    sent: 0,
+                    armed_at: Instant::ZERO,
+                }),
             last_heard: Instant::ZERO,
             error: None,
             soft_error: None,

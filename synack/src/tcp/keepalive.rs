@@ -37,12 +37,19 @@ pub(crate) struct KeepaliveState {
     pub(crate) settings: Keepalive,
     /// Probes sent since the peer was last heard.
     pub(crate) sent: u32,
+    /// When it was turned on: as on Linux, the first probe waits the idle time from
+    /// then even if the connection was already idle longer.
+    pub(crate) armed_at: Instant,
 }
 
 impl Connection {
     /// Turn keepalive on (with these settings) or off.
-    pub(crate) fn set_keepalive(&mut self, settings: Option<Keepalive>) {
-        self.keepalive = settings.map(|settings| KeepaliveState { settings, sent: 0 });
+    pub(crate) fn set_keepalive(&mut self, now: Instant, settings: Option<Keepalive>) {
+        self.keepalive = settings.map(|settings| KeepaliveState {
+            settings,
+            sent: 0,
+            armed_at: now,
+        });
     }
 
     /// The peer was heard from: silence starts again.
@@ -65,7 +72,7 @@ impl Connection {
         if !idle_state {
             return None;
         }
-        Some(self.last_heard + k.settings.idle + k.settings.interval * k.sent)
+        Some(self.last_heard.max(k.armed_at) + k.settings.idle + k.settings.interval * k.sent)
     }
 
     /// The keepalive timer fired: probe, or give up.
