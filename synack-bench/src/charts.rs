@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::report::Report;
 
@@ -72,13 +73,21 @@ fn bars(
         chart.draw_series(values.iter().enumerate().filter_map(|(g, v)| {
             let v = (*v)?;
             let x = g as f64 + 0.1 + (s as f64 + 0.45) * width;
+            let label = if v >= 100.0 {
+                format!("{v:.0}")
+            } else if v >= 10.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.2}")
+            };
+            // Centred over its bar.
             Some(Text::new(
-                format!("{v:.3}")
-                    .trim_end_matches('0')
-                    .trim_end_matches('.')
-                    .to_string(),
+                label,
                 (x, v + top * 0.01),
-                ("sans-serif", 11).into_font().color(&BLACK),
+                ("sans-serif", 11)
+                    .into_font()
+                    .color(&BLACK)
+                    .pos(Pos::new(HPos::Center, VPos::Bottom)),
             ))
         }))?;
     }

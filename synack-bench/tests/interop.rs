@@ -18,9 +18,10 @@
 //! closes second, it calls `close` with data still queued behind a full window, and
 //! smoltcp 0.13 answers a pure window update in LAST-ACK with a challenge ACK without
 //! taking the new window (its RFC 9293 3.10.7.4 check, smoltcp #1126), so the rest waits
-//! for its zero-window probe: such a run takes about 2 virtual seconds longer. And with a
-//! link of zero delay, synack's SRTT is zero, so its tail loss probe (PTO = 2 * SRTT, no
-//! floor) resends the last segment of each full window at once.
+//! for its zero-window probe: such a run takes about 2 virtual seconds longer. (These
+//! runs also showed that synack's tail loss probe had no floor, so with a zero-delay link
+//! it resent the last segment of each full window at once; it now waits at least 2 ms,
+//! as Linux's TCP_TIMEOUT_MIN.)
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
