@@ -247,12 +247,19 @@ fn scale(sizes: &Sizes, report: &mut Report) {
         get("bytes_per_conn"),
         "bytes",
     ));
-    report.add(Measurement::new(
+    report.add_detail(Measurement::new(
         "scale_establish_seconds",
         "synack",
         get("establish_seconds"),
         "s",
     ));
+    for (key, what) in [
+        ("ns_per_segment_10", "scale_ns_per_segment_at_10"),
+        ("ns_per_segment_tenth", "scale_ns_per_segment_at_tenth"),
+        ("ns_per_segment_many", "scale_ns_per_segment_at_all"),
+    ] {
+        report.add_detail(Measurement::new(what, "synack", get(key), "ns"));
+    }
     report.add(Measurement::new(
         "scale_cost_ratio",
         "synack",

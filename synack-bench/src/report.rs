@@ -7,8 +7,9 @@ use std::fmt::Write as _;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measurement {
     /// `bulk`, `connections`, `latency_p50`, `latency_p99`, `scale_bytes_per_conn`,
-    /// `scale_bytes_per_time_wait`, `scale_cost_ratio`, `tun`, `memcpy` (and, beside
-    /// `scale`, `scale_establish_seconds`).
+    /// `scale_bytes_per_time_wait`, `scale_cost_ratio`, `tun`, `memcpy`; figures outside
+    /// that list (the time to establish the scale connections, the cost per segment at
+    /// each size) go to [`Report::add_detail`].
     pub bench: &'static str,
     /// `synack`, `smoltcp`, `linux` or `machine`.
     pub system: &'static str,
@@ -47,6 +48,18 @@ impl Measurement {
     pub fn offload(mut self, on: bool) -> Self {
         self.offload = Some(on);
         self
+    }
+
+    /// One progress line on stderr as the figure comes in.
+    fn print(&self) {
+        eprintln!(
+            "  {:<26} {:<8} {:<36} {:>12} {}",
+            self.bench,
+            self.system,
+            self.variant(),
+            fmt_value(self.value),
+            self.unit
+        );
     }
 
     fn variant(&self) -> String {
@@ -107,20 +120,22 @@ pub struct Report {
     pub machine: String,
     pub command: String,
     pub results: Vec<Measurement>,
+    /// Figures beside the documented benchmarks: in the table, and in the JSON under
+    /// `details`, so `results` holds only the documented bench names.
+    pub details: Vec<Measurement>,
     pub skipped: Vec<Skipped>,
 }
 
 impl Report {
     pub fn add(&mut self, m: Measurement) {
-        eprintln!(
-            "  {:<26} {:<8} {:<36} {:>12} {}",
-            m.bench,
-            m.system,
-            m.variant(),
-            fmt_value(m.value),
-            m.unit
-        );
+        m.print();
         self.results.push(m);
+    }
+
+    /// A figure that is not one of the documented benchmarks.
+    pub fn add_detail(&mut self, m: Measurement) {
+        m.print();
+        self.details.push(m);
     }
 
     pub fn skip(&mut self, bench: &'static str, system: &'static str, reason: impl Into<String>) {
@@ -140,6 +155,7 @@ impl Report {
             "machine": self.machine,
             "command": self.command,
             "results": self.results.iter().map(Measurement::json).collect::<Vec<_>>(),
+            "details": self.details.iter().map(Measurement::json).collect::<Vec<_>>(),
             "skipped": self.skipped.iter().map(|s| serde_json::json!({
                 "bench": s.bench, "system": s.system, "reason": s.reason,
             })).collect::<Vec<_>>(),
@@ -149,7 +165,8 @@ impl Report {
     /// The table: one row per benchmark and variant, one column per system.
     pub fn table(&self) -> String {
         let mut rows: Vec<(&str, String, &str)> = Vec::new();
-        for m in &self.results {
+        let all: Vec<&Measurement> = self.results.iter().chain(&self.details).collect();
+        for m in &all {
             let key = (m.bench, m.variant(), m.unit);
             if !rows.contains(&key) {
                 rows.push(key);
@@ -163,8 +180,7 @@ impl Report {
         let _ = writeln!(out, "|---|---|---|---:|---:|---:|---:|");
         for (bench, variant, unit) in rows {
             let cell = |system: &str| {
-                self.results
-                    .iter()
+                all.iter()
                     .find(|m| {
                         m.bench == bench
                             && m.variant() == variant
@@ -237,7 +253,24 @@ mod tests {
         assert!(first.get("direction").is_none());
         assert_eq!(j["results"][1]["direction"], "kernel_to_kernel");
         assert_eq!(j["results"][1]["offload"], true);
+        r.add_detail(Measurement::new(
+            "scale_establish_seconds",
+            "synack",
+            5.0,
+            "s",
+        ));
+        let j = r.json();
+        assert_eq!(
+            j["results"].as_array().unwrap().len(),
+            2,
+            "details stay apart"
+        );
+        assert_eq!(j["details"][0]["bench"], "scale_establish_seconds");
         let table = r.table();
+        assert!(
+            table.contains("| scale_establish_seconds |  | s | 5.00 |"),
+            "{table}"
+        );
         assert!(
             table.contains("| bulk | mtu 1500 | Gbit/s | 12.3 | - | - | - |"),
             "{table}"
