@@ -172,3 +172,50 @@ fn with_tcp_syncookies_0_a_full_syn_queue_drops_the_syn() {
     h.expect_none();
     assert_eq!(h.stack.stats().dropped("listen_overflow"), 1);
 }
+
+#[test]
+fn an_ipv6_cookie_remembers_the_mss_from_the_ipv6_table() {
+    use synack::wire::{self, SeqNum, TcpFlags, TcpRepr};
+    use synack::{Instant, Stack};
+    let mut stack = Stack::new(Config {
+        tcp_syncookies: 2,
+        mtu: 9000,
+        ..config()
+    });
+    let local: std::net::SocketAddr = "[2001:db8::1]:80".parse().unwrap();
+    let peer: std::net::SocketAddr = "[2001:db8::2]:40000".parse().unwrap();
+    stack.add_address(local.ip());
+    let listener = stack.listen(local, 16).unwrap();
+    let now = Instant::from_secs(1);
+    let segment = |flags, seq: u32, ack: u32, mss| {
+        let repr = TcpRepr {
+            src_port: peer.port(),
+            dst_port: local.port(),
+            seq: SeqNum::new(seq),
+            ack: SeqNum::new(ack),
+            flags,
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions {
+                mss,
+                ..TcpOptions::default()
+            },
+            payload: &[],
+        };
+        wire::emit_tcp_packet(peer.ip(), local.ip(), 64, &repr).unwrap()
+    };
+    stack.receive(now, &segment(TcpFlags::SYN, 1000, 0, Some(8960)));
+    let synack = stack.poll_transmit(now).expect("a cookie SYN-ACK");
+    let (_, synack) = wire::parse_tcp_packet(&synack).unwrap();
+    assert_eq!(stack.connection_count(), 0, "no state for the cookie");
+    stack.receive(
+        now,
+        &segment(TcpFlags::ACK, 1001, synack.seq.get() + 1, None),
+    );
+    let c = stack
+        .accept(listener)
+        .expect("the cookie opened the connection");
+    // The peer's 8960 rounds down to 8940 in the IPv6 table (1220, 1420, 1440, 8940; the
+    // IPv4 table would give 1460), which is also our own MSS at MTU 9000.
+    assert_eq!(stack.info(now, c).unwrap().snd_mss, 8940);
+}
