@@ -111,6 +111,36 @@ struct Args {
     netns_role: Option<String>,
 }
 
+/// A stack that runs in this process, on one thread over the in-memory link: its
+/// `bulk` (MTU, bytes -> Gbit/s), `connections` (count -> per second) and `latency`
+/// (rounds -> microseconds per round trip).
+struct InProcess {
+    name: &'static str,
+    bulk: fn(usize, u64) -> f64,
+    connections: fn(usize) -> f64,
+    latency: fn(usize) -> Vec<f64>,
+}
+
+impl InProcess {
+    fn run(&self, sizes: &Sizes, report: &mut Report, benches: &Selection) {
+        if benches.has("bulk") {
+            for mtu in MTUS {
+                let v = (self.bulk)(mtu as usize, sizes.bulk_bytes);
+                report.add(Measurement::new("bulk", self.name, v, "Gbit/s").mtu(mtu));
+            }
+        }
+        if benches.has("connections") {
+            let v = (self.connections)(sizes.connections);
+            report.add(Measurement::new("connections", self.name, v, "conn/s"));
+        }
+        if benches.has("latency") {
+            let (p50, p99) = percentiles((self.latency)(sizes.latency_rounds));
+            report.add(Measurement::new("latency_p50", self.name, p50, "us"));
+            report.add(Measurement::new("latency_p99", self.name, p99, "us"));
+        }
+    }
+}
+
 /// Median and 99th percentile of samples.
 pub fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
     if samples.is_empty() {
@@ -167,10 +197,22 @@ fn main() {
     eprintln!("synack-bench on {}", report.machine);
     let t0 = WallClock::now();
     if systems.has("synack") {
-        synack_sys::run(&sizes, &mut report, &benches);
+        let system = InProcess {
+            name: "synack",
+            bulk: synack_sys::bulk,
+            connections: synack_sys::connections,
+            latency: synack_sys::latency,
+        };
+        system.run(&sizes, &mut report, &benches);
     }
     if systems.has("smoltcp") {
-        smoltcp_sys::run(&sizes, &mut report, &benches);
+        let system = InProcess {
+            name: "smoltcp",
+            bulk: smoltcp_sys::bulk,
+            connections: smoltcp_sys::connections,
+            latency: smoltcp_sys::latency,
+        };
+        system.run(&sizes, &mut report, &benches);
     }
     if systems.has("linux") {
         linux::run(&sizes, &mut report, &benches);

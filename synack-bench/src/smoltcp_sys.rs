@@ -47,9 +47,8 @@ use smoltcp::time::Instant;
 
 use synack_bench::link::{self, QueueDevice};
 
-use crate::report::{Measurement, Report};
 use crate::synack_sys::gbit;
-use crate::{Selection, Sizes, BUFFER, CLIENT_IP, SERVER_IP};
+use crate::{BUFFER, CLIENT_IP, SERVER_IP};
 
 /// How long a benchmark may go without progress before it is declared stalled.
 const STALL: Duration = Duration::from_secs(10);
@@ -367,25 +366,6 @@ pub fn latency(rounds: usize) -> Vec<f64> {
         times.push(t0.elapsed().as_secs_f64() * 1e6);
     }
     times
-}
-
-/// Run the three for smoltcp.
-pub fn run(sizes: &Sizes, report: &mut Report, benches: &Selection) {
-    if benches.has("bulk") {
-        for mtu in crate::MTUS {
-            let v = bulk(mtu as usize, sizes.bulk_bytes);
-            report.add(Measurement::new("bulk", "smoltcp", v, "Gbit/s").mtu(mtu));
-        }
-    }
-    if benches.has("connections") {
-        let v = connections(sizes.connections);
-        report.add(Measurement::new("connections", "smoltcp", v, "conn/s"));
-    }
-    if benches.has("latency") {
-        let (p50, p99) = crate::percentiles(latency(sizes.latency_rounds));
-        report.add(Measurement::new("latency_p50", "smoltcp", p50, "us"));
-        report.add(Measurement::new("latency_p99", "smoltcp", p99, "us"));
-    }
 }
 
 #[cfg(test)]

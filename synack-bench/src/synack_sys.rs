@@ -7,7 +7,7 @@ use std::time::{Duration, Instant as WallClock};
 
 use synack::{Config, ConnectionHandle, Instant, Stack};
 
-use crate::{Sizes, BUFFER, CLIENT_IP, SERVER_IP};
+use crate::{BUFFER, CLIENT_IP, SERVER_IP};
 
 /// Two stacks and the clock that drives them.
 struct Pair {
@@ -211,24 +211,4 @@ pub fn latency(rounds: usize) -> Vec<f64> {
 /// Gigabits per second.
 pub fn gbit(bytes: u64, d: Duration) -> f64 {
     bytes as f64 * 8.0 / d.as_secs_f64() / 1e9
-}
-
-/// Run the three for synack.
-pub fn run(sizes: &Sizes, report: &mut crate::report::Report, benches: &crate::Selection) {
-    use crate::report::Measurement;
-    if benches.has("bulk") {
-        for mtu in crate::MTUS {
-            let v = bulk(mtu as usize, sizes.bulk_bytes);
-            report.add(Measurement::new("bulk", "synack", v, "Gbit/s").mtu(mtu));
-        }
-    }
-    if benches.has("connections") {
-        let v = connections(sizes.connections);
-        report.add(Measurement::new("connections", "synack", v, "conn/s"));
-    }
-    if benches.has("latency") {
-        let (p50, p99) = crate::percentiles(latency(sizes.latency_rounds));
-        report.add(Measurement::new("latency_p50", "synack", p50, "us"));
-        report.add(Measurement::new("latency_p99", "synack", p99, "us"));
-    }
 }

@@ -14,7 +14,6 @@ use common::*;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use synack::wire::ipv6::NEXT_HEADER_FRAGMENT;
 use synack::wire::{
     self, IcmpRepr, IcmpVersion, Ipv4Packet, Ipv6FragmentHeader, SeqNum, TcpFlags, TcpOptions,
     TcpRepr, Timestamps,
@@ -82,54 +81,6 @@ fn full_syn(h: &Harness, seq: u32, data: &[u8]) -> Vec<u8> {
     packet_opts(h, syn(), seq, 0, data, options)
 }
 
-/// The fragmenter: cut `packet` (IPv4, or IPv6 with no extension headers) into fragments
-/// whose data starts at 0 and at each of `cuts` (multiples of 8), with identification
-/// `ident`. IPv6 fragments carry a Fragment header right after the fixed header.
-fn fragment(packet: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
-    let is_v6 = packet[0] >> 4 == 6;
-    let hl = if is_v6 {
-        40
-    } else {
-        usize::from(packet[0] & 0x0f) * 4
-    };
-    let body = &packet[hl..];
-    let mut bounds = vec![0];
-    bounds.extend_from_slice(cuts);
-    bounds.push(body.len());
-    bounds
-        .windows(2)
-        .map(|w| {
-            let (start, end) = (w[0], w[1]);
-            let more = end < body.len();
-            let mut f = packet[..hl].to_vec();
-            if is_v6 {
-                let mut h = [0u8; 8];
-                let mut fh = Ipv6FragmentHeader::new_unchecked(&mut h[..]);
-                fh.set_next_header(packet[6]);
-                fh.set_frag_offset(start as u16);
-                fh.set_more_frags(more);
-                fh.set_ident(ident);
-                f[6] = NEXT_HEADER_FRAGMENT;
-                f.extend_from_slice(&h);
-                f.extend_from_slice(&body[start..end]);
-                let len = (f.len() - 40) as u16;
-                f[4..6].copy_from_slice(&len.to_be_bytes());
-            } else {
-                f.extend_from_slice(&body[start..end]);
-                let len = f.len() as u16;
-                let mut p = Ipv4Packet::new_unchecked(&mut f[..]);
-                p.set_ident(ident as u16);
-                p.set_dont_frag(false);
-                p.set_more_frags(more);
-                p.set_frag_offset(start as u16);
-                p.set_total_len(len);
-                p.fill_checksum();
-            }
-            f
-        })
-        .collect()
-}
-
 /// Cuts for `n` fragments of `len` bytes: the first 24 bytes or more (it must hold the
 /// TCP header in IPv6, RFC 8200 4.5, and no TCP fragment may start at offset 8, RFC
 /// 3128), the others as even as multiples of 8 allow.
@@ -194,7 +145,7 @@ fn a_fragmented_syn_is_answered_exactly_as_the_whole_syn() {
                 let mut h = harness(Config::default(), ipv6);
                 h.stack.listen(h.local, 16).unwrap();
                 let hl = if ipv6 { 40 } else { 20 };
-                let frags = fragment(&syn, &cuts(syn.len() - hl, n), 0x1234);
+                let frags = wire::fragment_packet(&syn, &cuts(syn.len() - hl, n), 0x1234);
                 assert_eq!(frags.len(), n);
                 deliver(&mut h, &frags, &order[..n - 1]);
                 h.expect_none();
@@ -234,7 +185,7 @@ fn fragmented_data_reaches_an_established_connection_exactly_as_the_whole_segmen
                 let mut h = harness(plain_config(), ipv6);
                 let (c, _) = h.established_passive(1000);
                 let hl = if ipv6 { 40 } else { 20 };
-                let frags = fragment(&seg, &cuts(seg.len() - hl, n), 42 + n as u32);
+                let frags = wire::fragment_packet(&seg, &cuts(seg.len() - hl, n), 42 + n as u32);
                 deliver(&mut h, &frags, &order);
                 assert_eq!(h.expect_one(), expected_ack, "v6 {ipv6}, {n}, {order:?}");
                 let mut got = vec![0u8; 2000];
@@ -253,9 +204,9 @@ fn overlapping_fragments_discard_the_datagram() {
         let (c, iss) = h.established_passive(1000);
         let seg = packet(&h, ack() | TcpFlags::PSH, 1001, iss + 1, &[b'a'; 200]);
         let forged = packet(&h, ack() | TcpFlags::PSH, 1001, iss + 1, &[b'X'; 200]);
-        let frags = fragment(&seg, &[96], 7);
+        let frags = wire::fragment_packet(&seg, &[96], 7);
         // Bytes 64..160 of the forged segment: over the end of the first fragment.
-        let overlap = fragment(&forged, &[64, 160], 7);
+        let overlap = wire::fragment_packet(&forged, &[64, 160], 7);
         h.stack.receive(h.now, &frags[0]);
         h.stack.receive(h.now, &overlap[1]);
         h.stack.receive(h.now, &frags[1]);
@@ -300,7 +251,7 @@ fn an_incomplete_datagram_is_freed_after_ipfrag_time_with_icmp_time_exceeded() {
         h.stack.listen(h.local, 16).unwrap();
         let syn = full_syn(&h, 1000, &[]);
         let hl = if ipv6 { 40 } else { 20 };
-        let frags = fragment(&syn, &cuts(syn.len() - hl, 3), 99);
+        let frags = wire::fragment_packet(&syn, &cuts(syn.len() - hl, 3), 99);
         h.stack.receive(h.now, &frags[0]);
         h.stack.receive(h.now, &frags[2]);
         assert!(h.stack.fragment_memory() > 0);
@@ -334,7 +285,7 @@ fn an_incomplete_datagram_is_freed_after_ipfrag_time_with_icmp_time_exceeded() {
 fn without_its_first_fragment_a_timed_out_datagram_sends_no_icmp() {
     let mut h = Harness::plain();
     let seg = packet(&h, ack(), 1, 1, &[0; 100]);
-    let frags = fragment(&seg, &[32, 64], 5);
+    let frags = wire::fragment_packet(&seg, &[32, 64], 5);
     h.stack.receive(h.now, &frags[1]);
     h.stack.receive(h.now, &frags[2]);
     h.advance(Duration::from_secs(30));
@@ -409,7 +360,7 @@ fn a_flood_of_incomplete_fragments_stays_within_ipfrag_high_thresh() {
     assert!(icmp > 0);
     assert_eq!(icmp, h.stack.stats().icmp_time_exceeded);
     let seg = packet(&h, ack() | TcpFlags::PSH, 1012, iss + 1, &[b'z'; 100]);
-    for f in fragment(&seg, &[48, 96], 1) {
+    for f in wire::fragment_packet(&seg, &[48, 96], 1) {
         h.stack.receive(h.now, &f);
     }
     assert_eq!(h.expect_one().ack, 1112);
@@ -425,7 +376,7 @@ fn a_tcp_fragment_at_offset_8_is_dropped() {
         let syn = full_syn(&h, 1000, &[]);
         // RFC 3128: the second fragment would start at offset 8 (FO = 1), inside the TCP
         // header, where it could rewrite the flags.
-        let frags = fragment(&syn, &[8], 3);
+        let frags = wire::fragment_packet(&syn, &[8], 3);
         for f in &frags {
             h.stack.receive(h.now, f);
         }
@@ -446,7 +397,7 @@ fn a_fragment_beyond_65535_bytes_is_dropped() {
     for ipv6 in [false, true] {
         let mut h = harness(plain_config(), ipv6);
         let seg = packet(&h, ack(), 1, 1, &[0; 64]);
-        let mut last = fragment(&seg, &[40], 8).pop().unwrap();
+        let mut last = wire::fragment_packet(&seg, &[40], 8).pop().unwrap();
         // Move the last fragment (44 bytes) to offset 65528: it would end at 65572.
         if ipv6 {
             let mut fh = Ipv6FragmentHeader::new_unchecked(&mut last[40..48]);
@@ -473,7 +424,7 @@ fn a_fragmented_ping_is_answered() {
             data: &data,
         };
         let p = wire::emit_icmp_packet(h.peer.ip(), h.local.ip(), 64, &req).unwrap();
-        let frags = fragment(&p, &[8, 200, 400], 77);
+        let frags = wire::fragment_packet(&p, &[8, 200, 400], 77);
         for f in frags.iter().rev() {
             h.stack.receive(h.now, f);
         }

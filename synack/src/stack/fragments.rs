@@ -525,53 +525,6 @@ mod tests {
         wire::emit_tcp_packet(s, d, 64, &repr).unwrap()
     }
 
-    /// Cut `packet` into fragments of the Fragmentable Part at these offsets (multiples
-    /// of 8), IPv4 or IPv6 (a Fragment header right after the fixed header).
-    fn fragments(packet: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
-        let v6 = packet[0] >> 4 == 6;
-        let hl = if v6 {
-            40
-        } else {
-            usize::from(packet[0] & 15) * 4
-        };
-        let body = &packet[hl..];
-        let mut bounds = vec![0];
-        bounds.extend_from_slice(cuts);
-        bounds.push(body.len());
-        bounds
-            .windows(2)
-            .map(|w| {
-                let (start, end) = (w[0], w[1]);
-                let more = end < body.len();
-                let mut f = packet[..hl].to_vec();
-                if v6 {
-                    let mut h = [0u8; 8];
-                    let mut fh = Ipv6FragmentHeader::new_unchecked(&mut h[..]);
-                    fh.set_next_header(packet[6]);
-                    fh.set_frag_offset(start as u16);
-                    fh.set_more_frags(more);
-                    fh.set_ident(ident);
-                    f[6] = NEXT_HEADER_FRAGMENT;
-                    f.extend_from_slice(&h);
-                    f.extend_from_slice(&body[start..end]);
-                    let len = (f.len() - 40) as u16;
-                    f[4..6].copy_from_slice(&len.to_be_bytes());
-                } else {
-                    f.extend_from_slice(&body[start..end]);
-                    let len = f.len() as u16;
-                    let mut p = Ipv4Packet::new_unchecked(&mut f[..]);
-                    p.set_ident(ident as u16);
-                    p.set_dont_frag(false);
-                    p.set_more_frags(more);
-                    p.set_frag_offset(start as u16);
-                    p.set_total_len(len);
-                    p.fill_checksum();
-                }
-                f
-            })
-            .collect()
-    }
-
     fn push(r: &mut Reassembler, now: Instant, packet: &[u8], config: &Config) -> Verdict {
         let frag = wire::parse_fragment(packet).unwrap().expect("a fragment");
         r.push(now, &frag, config)
@@ -595,7 +548,7 @@ mod tests {
         let config = Config::default();
         for v6 in [false, true] {
             let whole = tcp_packet(v6, &[0x5a; 100]);
-            let frags = fragments(&whole, &[24, 48, 96], 7);
+            let frags = wire::fragment_packet(&whole, &[24, 48, 96], 7);
             for order in [[0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]] {
                 let mut r = Reassembler::default();
                 for (n, &i) in order.iter().enumerate() {
@@ -616,7 +569,7 @@ mod tests {
         let config = Config::default();
         for v6 in [false, true] {
             let whole = tcp_packet(v6, &[1; 64]);
-            let frags = fragments(&whole, &[40], 9);
+            let frags = wire::fragment_packet(&whole, &[40], 9);
             let mut r = Reassembler::default();
             assert_eq!(
                 push(&mut r, Instant::ZERO, &frags[0], &config),
@@ -624,7 +577,7 @@ mod tests {
             );
             // Bytes 32..48 again, other data: overlaps the first fragment.
             let other = tcp_packet(v6, &[2; 64]);
-            let overlap = fragments(&other, &[32, 48], 9);
+            let overlap = wire::fragment_packet(&other, &[32, 48], 9);
             assert_eq!(
                 push(&mut r, Instant::ZERO, &overlap[1], &config),
                 Verdict::Dropped {
@@ -650,7 +603,7 @@ mod tests {
     fn an_exact_duplicate_is_dropped_and_the_datagram_kept() {
         let config = Config::default();
         let whole = tcp_packet(false, &[3; 64]);
-        let frags = fragments(&whole, &[40], 11);
+        let frags = wire::fragment_packet(&whole, &[40], 11);
         let mut r = Reassembler::default();
         assert_eq!(
             push(&mut r, Instant::ZERO, &frags[0], &config),
@@ -670,7 +623,7 @@ mod tests {
     fn a_last_fragment_contradicting_the_length_discards_the_datagram() {
         let config = Config::default();
         let whole = tcp_packet(false, &[3; 64]);
-        let frags = fragments(&whole, &[40], 12);
+        let frags = wire::fragment_packet(&whole, &[40], 12);
         let mut r = Reassembler::default();
         assert_eq!(
             push(&mut r, Instant::ZERO, &frags[1], &config),
@@ -678,7 +631,7 @@ mod tests {
         );
         // Another "last" fragment ending earlier.
         let shorter = tcp_packet(false, &[3; 56]);
-        let other = fragments(&shorter, &[40], 12);
+        let other = wire::fragment_packet(&shorter, &[40], 12);
         assert_eq!(
             push(&mut r, Instant::ZERO, &other[1], &config),
             Verdict::Dropped {
@@ -693,7 +646,7 @@ mod tests {
         let config = Config::default();
         for v6 in [false, true] {
             let whole = tcp_packet(v6, &[4; 64]);
-            let frags = fragments(&whole, &[40], 13);
+            let frags = wire::fragment_packet(&whole, &[40], 13);
             let mut r = Reassembler::default();
             let t0 = Instant::from_secs(5);
             push(&mut r, t0, &frags[0], &config);
@@ -722,7 +675,7 @@ mod tests {
         let mut r = Reassembler::default();
         let mut dropped = 0;
         for ident in 0..1000 {
-            let frags = fragments(&whole, &[64], ident);
+            let frags = wire::fragment_packet(&whole, &[64], ident);
             if let Verdict::Dropped { reason, .. } = push(&mut r, Instant::ZERO, &frags[1], &config)
             {
                 assert_eq!(reason, "frag_memory_limit");
@@ -741,7 +694,7 @@ mod tests {
             ..Config::default()
         };
         let whole = tcp_packet(false, &[6; 100]);
-        let frags = fragments(&whole, &[24, 32, 40, 48, 56], 14);
+        let frags = wire::fragment_packet(&whole, &[24, 32, 40, 48, 56], 14);
         let mut r = Reassembler::default();
         for f in &frags[..4] {
             assert_eq!(push(&mut r, Instant::ZERO, f, &config), Verdict::Held);
@@ -761,19 +714,19 @@ mod tests {
         let whole = tcp_packet(false, &[7; 64]);
         let mut r = Reassembler::default();
         // A non-last fragment of 12 bytes: not a multiple of 8.
-        let bad = fragments(&whole, &[12], 15);
+        let bad = wire::fragment_packet(&whole, &[12], 15);
         assert_eq!(
             push(&mut r, Instant::ZERO, &bad[0], &config),
             Verdict::dropped("frag_bad")
         );
         // RFC 3128: TCP at offset 8.
-        let tiny = fragments(&whole, &[8], 15);
+        let tiny = wire::fragment_packet(&whole, &[8], 15);
         assert_eq!(
             push(&mut r, Instant::ZERO, &tiny[1], &config),
             Verdict::dropped("frag_tiny")
         );
         // A fragment at offset 65528 with 16 bytes: beyond 65535.
-        let mut far = fragments(&whole, &[40], 15)[1].clone();
+        let mut far = wire::fragment_packet(&whole, &[40], 15)[1].clone();
         let mut p = Ipv4Packet::new_unchecked(&mut far[..]);
         p.set_frag_offset(65528);
         p.fill_checksum();
@@ -783,7 +736,7 @@ mod tests {
         );
         // IPv6: a first fragment without the whole TCP header.
         let whole6 = tcp_packet(true, &[7; 64]);
-        let short = fragments(&whole6, &[16], 15);
+        let short = wire::fragment_packet(&whole6, &[16], 15);
         assert_eq!(
             push(&mut r, Instant::ZERO, &short[0], &config),
             Verdict::dropped("frag_tiny")
@@ -795,7 +748,7 @@ mod tests {
     fn an_ipv6_atomic_fragment_is_processed_alone() {
         let config = Config::default();
         let whole = tcp_packet(true, &[8; 30]);
-        let frags = fragments(&whole, &[], 16);
+        let frags = wire::fragment_packet(&whole, &[], 16);
         assert_eq!(frags.len(), 1);
         let mut r = Reassembler::default();
         assert_eq!(

@@ -569,13 +569,19 @@ impl Stack {
         }
         let iss = isn.unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
         let conn = self.new_passive(now, lid, tuple, iss, seg);
+        let index = self.insert_passive(conn, lid);
+        self.after_activity(now, index);
+    }
+
+    /// Put a connection a listener took into the table, counted in its SYN queue.
+    fn insert_passive(&mut self, conn: Connection, lid: u32) -> u32 {
         let index = self.insert(conn, Some(lid), false);
         if let Some(l) = self.listeners[lid as usize].as_mut() {
             l.embryonic += 1;
         }
         self.slots[index as usize].embryonic = true;
         self.stats.passive_opens += 1;
-        self.after_activity(now, index);
+        index
     }
 
     /// A connection in SYN_RECEIVED for a SYN a listener took, with the listener's options.
@@ -587,12 +593,8 @@ impl Stack {
         iss: SeqNum,
         syn: &TcpRepr<'_>,
     ) -> Connection {
-        let options = self.listeners[lid as usize]
-            .as_ref()
-            .map(|l| l.options)
-            .unwrap_or_default();
-        let cfg =
-            (options != ListenerOptions::default()).then(|| self.listener_config(tuple, &options));
+        let options = self.listener_options(lid);
+        let cfg = self.listener_config(lid, tuple);
         let mut conn = Connection::accept_syn(
             now,
             tuple.local,
@@ -609,8 +611,20 @@ impl Stack {
         conn
     }
 
-    /// The configuration a listener's options make for its connections.
-    fn listener_config(&self, tuple: FourTuple, options: &ListenerOptions) -> Config {
+    fn listener_options(&self, lid: u32) -> ListenerOptions {
+        self.listeners[lid as usize]
+            .as_ref()
+            .map(|l| l.options)
+            .unwrap_or_default()
+    }
+
+    /// The configuration a listener's options make for its connections (None: the
+    /// stack's own, when the listener sets none).
+    fn listener_config(&self, lid: u32, tuple: FourTuple) -> Option<Config> {
+        let options = self.listener_options(lid);
+        if options == ListenerOptions::default() {
+            return None;
+        }
         let mut cfg = self.config.clone();
         if let Some(recv) = options.recv_buffer {
             // A receive buffer the application sized sets the window scale (as Linux's
@@ -625,7 +639,7 @@ impl Stack {
             let headers = if tuple.local.is_ipv6() { 60 } else { 40 };
             cfg.mtu = cfg.mtu.min(usize::from(mss) + headers);
         }
-        cfg
+        Some(cfg)
     }
 
     /// The offset of a connection's TSval clock (a keyed hash, so it is the same for a
@@ -665,12 +679,7 @@ impl Stack {
             });
         }
         l.last_cookie = Some(now);
-        let options = l.options;
-        let cfg = if options == ListenerOptions::default() {
-            None
-        } else {
-            Some(self.listener_config(tuple, &options))
-        };
+        let cfg = self.listener_config(lid, tuple);
         let cfg = cfg.as_ref().unwrap_or(&self.config);
         let ipv6 = tuple.local.is_ipv6();
         let peer_mss = syn.options.mss.unwrap_or(if ipv6 { 1220 } else { 536 });
@@ -760,12 +769,7 @@ impl Stack {
         };
         let mut conn = self.new_passive(now, lid, tuple, cookie, &syn);
         conn.synack_sent_as_cookie(now);
-        let index = self.insert(conn, Some(lid), false);
-        if let Some(l) = self.listeners[lid as usize].as_mut() {
-            l.embryonic += 1;
-        }
-        self.slots[index as usize].embryonic = true;
-        self.stats.passive_opens += 1;
+        let index = self.insert_passive(conn, lid);
         self.deliver(now, index, tuple, seg);
     }
 

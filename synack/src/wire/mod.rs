@@ -257,6 +257,56 @@ pub fn emit_tcp_packet(
     })
 }
 
+/// Cut a whole `packet` (IPv4, or IPv6 with no extension headers) into fragments whose
+/// data starts at 0 and at each of `cuts` (multiples of 8, RFC 791 3.2), all with
+/// identification `ident`; IPv6 fragments carry a Fragment header right after the fixed
+/// header (RFC 8200 4.5). The stack never fragments what it sends; this is the emit
+/// side of what it reassembles, for tests and tools.
+pub fn fragment_packet(packet: &[u8], cuts: &[usize], ident: u32) -> Vec<Vec<u8>> {
+    let v6 = packet[0] >> 4 == 6;
+    let hl = if v6 {
+        40
+    } else {
+        usize::from(packet[0] & 15) * 4
+    };
+    let body = &packet[hl..];
+    let mut bounds = vec![0];
+    bounds.extend_from_slice(cuts);
+    bounds.push(body.len());
+    bounds
+        .windows(2)
+        .map(|w| {
+            let (start, end) = (w[0], w[1]);
+            let more = end < body.len();
+            let mut f = packet[..hl].to_vec();
+            if v6 {
+                let mut h = [0u8; ipv6::FRAGMENT_HEADER_LEN];
+                let mut fh = Ipv6FragmentHeader::new_unchecked(&mut h[..]);
+                fh.set_next_header(packet[6]);
+                fh.set_frag_offset(start as u16);
+                fh.set_more_frags(more);
+                fh.set_ident(ident);
+                f[6] = ipv6::NEXT_HEADER_FRAGMENT;
+                f.extend_from_slice(&h);
+                f.extend_from_slice(&body[start..end]);
+                let len = (f.len() - 40) as u16;
+                f[4..6].copy_from_slice(&len.to_be_bytes());
+            } else {
+                f.extend_from_slice(&body[start..end]);
+                let len = f.len() as u16;
+                let mut p = Ipv4Packet::new_unchecked(&mut f[..]);
+                p.set_ident(ident as u16);
+                p.set_dont_frag(false);
+                p.set_more_frags(more);
+                p.set_frag_offset(start as u16);
+                p.set_total_len(len);
+                p.fill_checksum();
+            }
+            f
+        })
+        .collect()
+}
+
 /// Build a whole IPv4 packet carrying ICMP, or IPv6 carrying ICMPv6, checksums filled.
 pub fn emit_icmp_packet(
     src: IpAddr,
