@@ -99,7 +99,7 @@ pub fn config(bits: u8, mtu: u8) -> Config {
         // 256 ephemeral ports rather than Linux's 28,232: `connect` lists every candidate
         // of the range before trying one, which would take most of each run's time.
         ephemeral_ports: 40000..=40255,
-        ..Config::default()
+        ..Config::deterministic(1)
     };
     if bits & cfg::SMALL_BUFFERS != 0 {
         c.recv_buffer = 4096;

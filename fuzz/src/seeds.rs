@@ -201,9 +201,9 @@ pub fn wire_ip() -> Vec<Seed> {
 
 /// Every packet of a short transfer between two stacks, in order.
 fn real_exchange() -> Vec<Vec<u8>> {
-    let mut a = Stack::new(Config::default());
+    let mut a = Stack::new(Config::deterministic(1));
     let mut b = Stack::new(Config {
-        secret_seed: 2,
+        secrets: synack::Secrets::Deterministic(2),
         ..Config::default()
     });
     a.add_address(A4);

@@ -117,7 +117,7 @@ pub fn run(data: &[u8]) -> Summary {
     let (a_bits, b_bits, mtu) = (r.u8(), r.u8(), r.u8());
     let side = |bits: u8, seed: u64, v4: IpAddr, v6: IpAddr| {
         let mut cfg = common::config(bits, mtu);
-        cfg.secret_seed = seed;
+        cfg.secrets = synack::Secrets::Deterministic(seed);
         let mut stack = Stack::new(cfg);
         stack.add_address(v4);
         stack.add_address(v6);

@@ -25,10 +25,10 @@ impl Pair {
             tcp_rmem_max: BUFFER,
             tcp_nodelay: true,
             somaxconn: 65535,
-            ..Config::default()
+            ..Config::deterministic(1)
         };
         let mut client = Stack::new(Config {
-            secret_seed: 1,
+            secrets: synack::Secrets::Deterministic(1),
             ..config.clone()
         });
         for i in 0..client_addresses {

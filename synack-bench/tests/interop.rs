@@ -156,7 +156,7 @@ impl Net {
             Who::Smoltcp => (SERVER_IP, CLIENT_IP),
         };
         let mut stack = Stack::new(Config {
-            secret_seed: scenario.seed,
+            secrets: synack::Secrets::Deterministic(scenario.seed),
             mtu: scenario.mtu,
             recv_buffer: BUFFER,
             send_buffer: BUFFER,

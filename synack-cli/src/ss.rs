@@ -29,13 +29,31 @@ pub struct SsArgs {
     pub metrics: bool,
 }
 
+/// Why a control socket gave no answer.
+#[derive(Debug)]
+enum AskError {
+    /// Nobody listens on it: a file left by a process that was killed.
+    Stale,
+    /// Anything else, in words for the user.
+    Failed(String),
+}
+
+impl From<String> for AskError {
+    fn from(s: String) -> AskError {
+        AskError::Failed(s)
+    }
+}
+
 /// Connect to a control socket and send one request line.
-fn request(path: &Path, request: &str) -> Result<UnixStream, String> {
+fn request(path: &Path, request: &str) -> Result<UnixStream, AskError> {
     let mut conn = UnixStream::connect(path).map_err(|e| {
-        format!(
+        if e.kind() == std::io::ErrorKind::ConnectionRefused {
+            return AskError::Stale;
+        }
+        AskError::Failed(format!(
             "cannot reach {}: {e} (is synack serve/connect running?)",
             path.display()
-        )
+        ))
     })?;
     conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
     conn.write_all(format!("{request}\n").as_bytes())
@@ -44,22 +62,66 @@ fn request(path: &Path, request: &str) -> Result<UnixStream, String> {
 }
 
 /// One JSON answer.
-fn ask(path: &Path, req: &str) -> Result<Value, String> {
+fn ask(path: &Path, req: &str) -> Result<Value, AskError> {
     let mut answer = String::new();
     BufReader::new(request(path, req)?)
         .read_line(&mut answer)
         .map_err(|e| e.to_string())?;
-    serde_json::from_str(&answer).map_err(|e| format!("{}: bad answer: {e}", path.display()))
+    Ok(
+        serde_json::from_str(&answer)
+            .map_err(|e| format!("{}: bad answer: {e}", path.display()))?,
+    )
 }
 
 /// The whole answer to a request, as text (the metrics).
-fn fetch_text(path: &Path, req: &str) -> Result<String, String> {
+fn fetch_text(path: &Path, req: &str) -> Result<String, AskError> {
     use std::io::Read;
     let mut conn = request(path, req)?;
     conn.shutdown(std::net::Shutdown::Write).ok();
     let mut text = String::new();
     conn.read_to_string(&mut text).map_err(|e| e.to_string())?;
     Ok(text)
+}
+
+/// The control sockets in `dir` (files ending in `.sock`), in a stable order.
+fn sockets_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Ask every socket; a stale one found by scanning the directory is removed and counted
+/// (one named with --socket is an error: the user asked for that process).
+fn ask_all<T>(
+    sockets: &[PathBuf],
+    scanned: bool,
+    mut ask_one: impl FnMut(&Path) -> Result<T, AskError>,
+) -> Result<(Vec<T>, usize), String> {
+    let (mut answers, mut stale) = (Vec::new(), 0);
+    for path in sockets {
+        match ask_one(path) {
+            Ok(a) => answers.push(a),
+            Err(AskError::Stale) if scanned => {
+                stale += 1;
+                let _ = std::fs::remove_file(path);
+            }
+            Err(AskError::Stale) => {
+                return Err(format!(
+                    "nobody answers on {}: the process that made it is gone",
+                    path.display()
+                ))
+            }
+            Err(AskError::Failed(e)) => return Err(e),
+        }
+    }
+    Ok((answers, stale))
 }
 
 /// ss's name for a state (`ESTAB`, `CLOSE-WAIT`, ...).
@@ -127,46 +189,65 @@ fn table_line(s: &Value) -> String {
 
 /// Run `synack ss`; returns the exit status.
 pub fn run(args: &SsArgs) -> i32 {
-    let sockets: Vec<PathBuf> = if args.socket.is_empty() {
-        std::fs::read_dir(CONTROL_DIR)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "sock"))
-                    .collect()
-            })
-            .unwrap_or_default()
+    run_in(args, Path::new(CONTROL_DIR))
+}
+
+/// `synack ss` with the default sockets looked for in `dir`.
+fn run_in(args: &SsArgs, dir: &Path) -> i32 {
+    let scanned = args.socket.is_empty();
+    let sockets = if scanned {
+        sockets_in(dir)
     } else {
         args.socket.clone()
     };
     if sockets.is_empty() {
         eprintln!(
-            "synack ss: no control socket in {CONTROL_DIR}; start synack serve or connect, or give --socket PATH"
+            "synack ss: no control socket in {}; start synack serve or connect, or give --socket PATH",
+            dir.display()
         );
         return 1;
     }
-    if args.metrics {
-        for path in &sockets {
-            match fetch_text(path, "metrics") {
-                Ok(text) => print!("{text}"),
-                Err(e) => {
-                    eprintln!("synack ss: {e}");
-                    return 1;
-                }
-            }
+    let say_stale = |stale: usize, live: usize| {
+        if stale > 0 {
+            eprintln!(
+                "synack ss: removed {stale} stale control socket{} in {} (left by processes that are gone); {live} live",
+                if stale == 1 { "" } else { "s" },
+                dir.display()
+            );
         }
-        return 0;
-    }
-    let request = if args.summary { "summary" } else { "ss" };
-    let mut all = Vec::new();
-    for path in &sockets {
-        match ask(path, request) {
-            Ok(Value::Array(items)) => all.extend(items),
-            Ok(_) => {}
+        if live == 0 {
+            eprintln!("synack ss: no running synack serve or connect answers; start one, or give --socket PATH");
+        }
+    };
+    if args.metrics {
+        return match ask_all(&sockets, scanned, |p| fetch_text(p, "metrics")) {
+            Ok((texts, stale)) => {
+                say_stale(stale, texts.len());
+                texts.iter().for_each(|t| print!("{t}"));
+                i32::from(texts.is_empty())
+            }
             Err(e) => {
                 eprintln!("synack ss: {e}");
-                return 1;
+                1
             }
+        };
+    }
+    let request = if args.summary { "summary" } else { "ss" };
+    let (answers, stale) = match ask_all(&sockets, scanned, |p| ask(p, request)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("synack ss: {e}");
+            return 1;
+        }
+    };
+    say_stale(stale, answers.len());
+    if answers.is_empty() {
+        return 1;
+    }
+    let mut all = Vec::new();
+    for a in answers {
+        if let Value::Array(items) = a {
+            all.extend(items);
         }
     }
     if args.json {
@@ -216,5 +297,49 @@ mod tests {
         assert!(table_line(&tw).contains("timer:(timewait,59000ms)"));
         assert_eq!(ss_name("ESTABLISHED"), "ESTAB");
         assert_eq!(ss_name("FIN_WAIT_2"), "FIN-WAIT-2");
+    }
+
+    /// A control socket at `path` that answers every request with one socket in `state`.
+    fn live_socket(path: &Path, state: &'static str) {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().map_while(Result::ok) {
+                let mut line = String::new();
+                let _ = BufReader::new(&conn).read_line(&mut line);
+                let answer =
+                    json!([{"state": state, "local": "198.18.0.2:8080", "recv_q": 0, "send_q": 0}]);
+                let _ = (&conn).write_all(format!("{answer}\n").as_bytes());
+            }
+        });
+    }
+
+    #[test]
+    fn a_stale_socket_is_skipped_removed_and_counted_and_every_live_one_shown() {
+        let dir = std::env::temp_dir().join(format!("synack-ss-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // "a" sorts first: a file left by a killed process (bound, then nobody listens).
+        let stale = dir.join("a-killed.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        live_socket(&dir.join("b-serve.sock"), "CLOSE_WAIT");
+        live_socket(&dir.join("c-connect.sock"), "ESTABLISHED");
+        let sockets = sockets_in(&dir);
+        assert_eq!(sockets.len(), 3);
+        let (answers, stale_count) = ask_all(&sockets, true, |p| ask(p, "ss")).unwrap();
+        assert_eq!(stale_count, 1);
+        let states: Vec<&str> = answers
+            .iter()
+            .map(|a| a[0]["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["CLOSE_WAIT", "ESTABLISHED"]);
+        assert!(!stale.exists(), "the stale socket file is removed");
+        // Named with --socket, a dead socket is an error that says so (and is kept).
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let err = ask_all(std::slice::from_ref(&stale), false, |p| ask(p, "ss")).unwrap_err();
+        assert!(
+            err.contains("nobody answers") && err.contains("a-killed.sock"),
+            "{err}"
+        );
+        assert!(stale.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

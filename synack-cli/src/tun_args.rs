@@ -62,16 +62,10 @@ fn parse_cidr(s: &str) -> Result<Cidr, String> {
 }
 
 impl TunArgs {
-    /// Create the interface and start its driver, or explain why not.
-    pub fn open(&self, command: &str) -> Result<Interface, String> {
-        for k in &self.kernel_addr {
-            if !self.addr.iter().any(|a| a.addr.is_ipv4() == k.is_ipv4()) {
-                return Err(format!(
-                    "--kernel-addr {k} has no --addr of the same IP version to share a link with"
-                ));
-            }
-        }
-        let config = InterfaceConfig {
+    /// The interface these options describe. The stack's secret keys are drawn from the
+    /// operating system's random source ([`synack::Secrets::Random`], the default).
+    pub fn interface_config(&self) -> InterfaceConfig {
+        InterfaceConfig {
             name: self.tun.clone(),
             addrs: self.addr.clone(),
             kernel_addrs: self.kernel_addr.clone(),
@@ -86,8 +80,19 @@ impl TunArgs {
             pcap: self.pcap.clone(),
             // The control socket is started below, where a failure is only a warning.
             control: None,
-        };
-        let iface = Interface::open(config).map_err(|e| {
+        }
+    }
+
+    /// Create the interface and start its driver, or explain why not.
+    pub fn open(&self, command: &str) -> Result<Interface, String> {
+        for k in &self.kernel_addr {
+            if !self.addr.iter().any(|a| a.addr.is_ipv4() == k.is_ipv4()) {
+                return Err(format!(
+                    "--kernel-addr {k} has no --addr of the same IP version to share a link with"
+                ));
+            }
+        }
+        let iface = Interface::open(self.interface_config()).map_err(|e| {
             format!(
                 "synack {command}: cannot set up interface {}: {e}",
                 self.tun
@@ -148,4 +153,30 @@ pub fn offload_summary(s: &OffloadStats) -> String {
         "offload: on; from kernel: {} super-segments, largest packet {} bytes; to kernel: {} super-segments of {} segments",
         s.super_in, s.largest_in, s.super_out, s.segments_merged
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        tun: TunArgs,
+    }
+
+    #[test]
+    fn serve_and_connect_stacks_draw_random_secrets() {
+        let cli = Cli::parse_from([
+            "t",
+            "--addr",
+            "198.18.0.2/15",
+            "--kernel-addr",
+            "198.18.0.1",
+        ]);
+        let config = cli.tun.interface_config();
+        assert_eq!(config.stack.secrets, synack::Secrets::Random);
+        assert_eq!(config.addrs, vec!["198.18.0.2/15".parse().unwrap()]);
+    }
 }

@@ -81,6 +81,64 @@ fn curl_and_python3_fetch_50_mb_from_synack_http_over_ipv4_and_ipv6_byte_exact()
     );
 }
 
+/// 200 requests on one keep-alive connection from python3's http.client (kernel side),
+/// each timed; prints "median_ms max_ms first_port last_port".
+const KEEP_ALIVE_CLIENT: &str = r#"
+import http.client, statistics, sys, time
+c = http.client.HTTPConnection(sys.argv[1], 8080, timeout=10)
+want = open(sys.argv[3], 'rb').read()
+lat, ports = [], set()
+for i in range(200):
+    t = time.perf_counter()
+    c.request('GET', sys.argv[2])
+    r = c.getresponse()
+    body = r.read()
+    lat.append(time.perf_counter() - t)
+    assert r.status == 200 and body == want, (r.status, len(body))
+    ports.add(c.sock.getsockname()[1])
+print(f"{statistics.median(lat) * 1000:.3f} {max(lat) * 1000:.3f} {len(ports)}")
+"#;
+
+// The HTTP app answers each request with one write: headers and body written apart
+// would let Nagle hold the body until the client's delayed ACK (40 ms) every time.
+#[test]
+fn http_keep_alive_requests_are_answered_in_milliseconds_not_a_delayed_ack_each() {
+    if !privileged("http_keep_alive_requests_are_answered_in_milliseconds_not_a_delayed_ack_each") {
+        return;
+    }
+    let mut ns = Netns::new();
+    let www = ns.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("small.txt"), b"Hello from synack over TUN\n").unwrap();
+    random_file(&www.join("100k.bin"), 100_000);
+    serve(&mut ns, &format!("http={}", www.display()), &[]);
+    for file in ["small.txt", "100k.bin"] {
+        let out = ns.exec(&[
+            "python3",
+            "-c",
+            KEEP_ALIVE_CLIENT,
+            "198.18.0.2",
+            &format!("/{file}"),
+            www.join(file).to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        let v: Vec<f64> = text
+            .split_whitespace()
+            .map(|w| w.parse().unwrap())
+            .collect();
+        println!(
+            "200 keep-alive GET /{file}: median {:.3} ms, max {:.3} ms",
+            v[0], v[1]
+        );
+        assert_eq!(v[2], 1.0, "all 200 requests on one connection");
+        assert!(
+            v[0] < 5.0,
+            "/{file}: median {:.3} ms per request (a delayed ACK each?)",
+            v[0]
+        );
+    }
+}
+
 #[test]
 fn synack_connect_downloads_and_uploads_byte_exact() {
     if !privileged("synack_connect_downloads_and_uploads_byte_exact") {

@@ -52,7 +52,7 @@ impl Default for DrillOptions {
             tolerance: Duration::from_millis(4),
             tolerance_percent: 12.5,
             ipv6: false,
-            config: Config::default(),
+            config: Config::deterministic(1),
             defines: Vec::new(),
             strict_segments: false,
             strict_unexpected: false,

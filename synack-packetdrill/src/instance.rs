@@ -58,7 +58,7 @@ impl Instance {
     /// `tcp_rmem=4096:87380:6291456` with colons for spaces). Without flags the stack has
     /// Linux's defaults plus packetdrill's `defaults.sh` settings.
     pub fn new(flags: &str) -> Result<Instance, String> {
-        let mut cfg = Config::default();
+        let mut cfg = Config::deterministic(1);
         let mut local: Option<IpAddr> = None;
         let defaults = PACKETDRILL_DEFAULTS
             .iter()

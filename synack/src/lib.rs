@@ -44,8 +44,8 @@ pub mod tun;
 pub mod wire;
 
 pub use stack::{
-    Config, ConnectionHandle, Error, Event, ListenerHandle, ListenerOptions, SocketSnapshot, Stack,
-    StateSummary,
+    Config, ConnectionHandle, Error, Event, ListenerHandle, ListenerOptions, Secrets,
+    SocketSnapshot, Stack, StateSummary,
 };
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
 pub use time::Instant;

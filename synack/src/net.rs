@@ -30,7 +30,7 @@ fn wait<T>(
     mut f: impl FnMut(&mut Core) -> Result<T, Error>,
 ) -> io::Result<T> {
     let deadline = timeout.map(|t| StdInstant::now() + t);
-    let mut core: MutexGuard<'_, Core> = shared.lock();
+    let mut core: MutexGuard<'_, Core> = shared.lock_open()?;
     loop {
         let r = f(&mut core);
         shared.after_call(&mut core);
@@ -56,6 +56,7 @@ fn wait<T>(
             .wait_timeout(core, slice)
             .unwrap_or_else(|p| p.into_inner())
             .0;
+        shared.check_open()?;
     }
 }
 
@@ -68,29 +69,32 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Listen on `addr` (one of the stack's addresses, or unspecified for all).
+    /// Listen on `addr` (one of the stack's addresses, or unspecified for all). Port 0
+    /// picks a free ephemeral port, as `std` does; [`TcpListener::local_addr`] tells which.
     pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<TcpListener> {
         let shared = Arc::clone(&iface.shared);
-        let handle = {
+        let (handle, local) = {
             let mut core = shared.lock();
-            core.stack.listen(addr, 1024)?
+            let handle = core.stack.listen(addr, 1024)?;
+            (handle, core.stack.listener_addr(handle)?)
         };
         Ok(TcpListener {
             shared,
             handle,
-            local: addr,
+            local,
         })
     }
 
     /// Wait for and take the next connection.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let h = wait(&self.shared, None, |core| core.stack.accept(self.handle))?;
-        let peer = self.shared.lock().stack.peer_addr(h)?;
+        let peer = self.shared.lock_open()?.stack.peer_addr(h)?;
         Ok((TcpStream::from_handle(Arc::clone(&self.shared), h), peer))
     }
 
-    /// The address it listens on.
+    /// The address it listens on (with the port chosen when it was bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.shared.check_open()?;
         Ok(self.local)
     }
 }
@@ -213,20 +217,20 @@ impl TcpStream {
 
     /// Our address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.shared.lock().stack.local_addr(self.handle)?)
+        Ok(self.shared.lock_open()?.stack.local_addr(self.handle)?)
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.shared.lock().stack.peer_addr(self.handle)?)
+        Ok(self.shared.lock_open()?.stack.peer_addr(self.handle)?)
     }
 
     /// Shut down the writing half (a FIN follows queued data); reading half is a no-op.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        let mut core = self.shared.lock_open()?;
         if how == Shutdown::Read {
             return Ok(());
         }
-        let mut core = self.shared.lock();
         let now = core.now();
         let r = core.stack.shutdown(now, self.handle);
         self.shared.after_call(&mut core);
@@ -247,7 +251,7 @@ impl TcpStream {
 
     /// SO_SNDBUF: how many unacknowledged bytes the stack holds for this connection.
     pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        let mut core = self.shared.lock();
+        let mut core = self.shared.lock_open()?;
         let now = core.now();
         core.stack
             .set_buffers(now, self.handle, Some(bytes), None)?;
@@ -257,7 +261,7 @@ impl TcpStream {
 
     /// SO_RCVBUF: how many received bytes the stack holds before the window closes.
     pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        let mut core = self.shared.lock();
+        let mut core = self.shared.lock_open()?;
         let now = core.now();
         core.stack
             .set_buffers(now, self.handle, None, Some(bytes))?;
@@ -268,7 +272,7 @@ impl TcpStream {
     /// TCP_NODELAY: `true` sends small writes at once; `false` (the default) lets
     /// Nagle's algorithm hold them while data is unacknowledged.
     pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {
-        let mut core = self.shared.lock();
+        let mut core = self.shared.lock_open()?;
         let now = core.now();
         core.stack.set_nodelay(now, self.handle, nodelay)?;
         self.shared.after_call(&mut core);
@@ -283,7 +287,7 @@ impl TcpStream {
 
     /// The connection's state.
     pub fn state(&self) -> io::Result<TcpState> {
-        Ok(self.shared.lock().stack.state(self.handle)?)
+        Ok(self.shared.lock_open()?.stack.state(self.handle)?)
     }
 }
 
@@ -306,7 +310,42 @@ impl Write for TcpStream {
         })
     }
 
+    /// All of `bufs` that fits goes into the send buffer under one lock, so the pieces
+    /// leave as one stream of full segments (headers and body in one packet), not one
+    /// small segment per piece for Nagle's algorithm to hold back.
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let h = self.handle;
+        wait(&self.shared, self.write_timeout, |core| {
+            send_vectored(core, h, bufs)
+        })
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Queue as much of `bufs` as the send buffer takes, in order; `WouldBlock` only when
+/// none of it fits.
+pub(crate) fn send_vectored(
+    core: &mut Core,
+    h: ConnectionHandle,
+    bufs: &[io::IoSlice<'_>],
+) -> Result<usize, Error> {
+    let now = core.now();
+    let mut total = 0;
+    for b in bufs.iter().filter(|b| !b.is_empty()) {
+        match core.stack.send(now, h, b) {
+            Ok(n) => {
+                total += n;
+                if n < b.len() {
+                    break;
+                }
+            }
+            // What was queued is reported; the error comes back on the next call.
+            Err(_) if total > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(total)
 }

@@ -44,7 +44,10 @@ fn poll_op<T>(
     key: WakeKey,
     f: impl FnOnce(&mut Core) -> Result<T, Error>,
 ) -> Poll<io::Result<T>> {
-    let mut core = shared.lock();
+    let mut core = match shared.lock_open() {
+        Ok(core) => core,
+        Err(e) => return Poll::Ready(Err(e)),
+    };
     let r = f(&mut core);
     if matches!(r, Err(Error::WouldBlock)) {
         core.register(key, cx.waker());
@@ -163,6 +166,23 @@ impl AsyncWrite for TcpStream {
             let now = core.now();
             core.stack.send(now, h, data)
         })
+    }
+
+    /// The pieces go into the send buffer under one lock (see
+    /// [`net::TcpStream`]'s `write_vectored`): hyper writes headers and body this way.
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let h = self.inner.handle;
+        poll_op(&self.inner.shared, cx, self.key(), |core| {
+            net::send_vectored(core, h, bufs)
+        })
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     /// Everything written is already in the stack's send buffer.

@@ -88,7 +88,7 @@ fn sample_packets() -> Vec<Vec<u8>> {
 }
 
 fn target() -> Stack {
-    let mut s = Stack::new(Config::default());
+    let mut s = Stack::new(Config::deterministic(1));
     s.add_address("198.18.0.1".parse().unwrap());
     s.add_address("2001:db8::1".parse().unwrap());
     s.listen(SocketAddr::new("0.0.0.0".parse().unwrap(), 80), 8)

@@ -134,7 +134,7 @@ fn a_fragmented_syn_is_answered_exactly_as_the_whole_syn() {
     let mut rng = ChaCha8Rng::seed_from_u64(791);
     for ipv6 in [false, true] {
         // What the whole SYN gets.
-        let mut whole = harness(Config::default(), ipv6);
+        let mut whole = harness(Config::deterministic(1), ipv6);
         whole.stack.listen(whole.local, 16).unwrap();
         let syn = full_syn(&whole, 1000, &[b's'; 24]);
         whole.stack.receive(whole.now, &syn);
@@ -142,7 +142,7 @@ fn a_fragmented_syn_is_answered_exactly_as_the_whole_syn() {
         assert!(expected.is(syn_ack()));
         for n in 2..=5 {
             for order in orders(n, &mut rng) {
-                let mut h = harness(Config::default(), ipv6);
+                let mut h = harness(Config::deterministic(1), ipv6);
                 h.stack.listen(h.local, 16).unwrap();
                 let hl = if ipv6 { 40 } else { 20 };
                 let frags = wire::fragment_packet(&syn, &cuts(syn.len() - hl, n), 0x1234);

@@ -36,7 +36,7 @@ fn quiet_config() -> Config {
     Config {
         delayed_ack: Duration::ZERO,
         tcp_nodelay: true,
-        ..Config::default()
+        ..Config::deterministic(1)
     }
 }
 
@@ -46,7 +46,7 @@ fn quiet_config() -> Config {
 fn drive_into_time_wait(client: &mut Stack, total: usize, mut each_batch: impl FnMut(&Stack)) {
     let server_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 80);
     let mut server = Stack::new(Config {
-        secret_seed: 7,
+        secrets: synack::Secrets::Deterministic(7),
         ..quiet_config()
     });
     server.add_address(server_addr.ip());

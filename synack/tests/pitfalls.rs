@@ -136,7 +136,7 @@ fn new_syn_in_time_wait_reopens_only_above_rcv_nxt() {
 fn new_syn_with_newer_timestamp_reopens_time_wait() {
     let mut h = Harness::new(Config {
         tcp_window_scaling: false,
-        ..Config::default()
+        ..Config::deterministic(1)
     });
     let c = h.stack.connect_from(h.now, h.local, h.peer).unwrap();
     let s = h.expect_one();
@@ -320,7 +320,7 @@ fn data_after_close_sends_rst() {
 fn ack_without_timestamp_still_completes_syn_received() {
     let mut h = Harness::new(Config {
         tcp_window_scaling: false,
-        ..Config::default()
+        ..Config::deterministic(1)
     });
     h.stack.listen(h.local, 4).unwrap();
     h.inject_syn_ts(1000, 42);

@@ -70,7 +70,7 @@ impl App {
 /// is about data integrity and clean teardown, not about giving up.
 fn patient_config(seed: u64) -> Config {
     Config {
-        secret_seed: seed,
+        secrets: synack::Secrets::Deterministic(seed),
         tcp_syn_retries: 20,
         tcp_synack_retries: 20,
         tcp_orphan_retries: 20,

@@ -56,6 +56,45 @@ fn listening_twice_on_one_port_is_address_in_use() {
     assert_eq!(h.stack.listen(foreign, 4), Err(Error::AddressNotAvailable));
 }
 
+// As std and Linux: binding a listener to port 0 picks a free ephemeral port.
+#[test]
+fn listening_on_port_zero_picks_a_free_ephemeral_port() {
+    let mut h = Harness::plain();
+    let zero: SocketAddr = format!("{LOCAL_IP}:0").parse().unwrap();
+    let a = h.stack.listen(zero, 4).unwrap();
+    let a_addr = h.stack.listener_addr(a).unwrap();
+    assert_eq!(a_addr.ip(), zero.ip());
+    assert!(
+        h.stack.config().ephemeral_ports.contains(&a_addr.port()),
+        "{a_addr} is not in the ephemeral range"
+    );
+    // A second one gets another port; an unspecified address works too.
+    let b = h.stack.listen(zero, 4).unwrap();
+    assert_ne!(h.stack.listener_addr(b).unwrap().port(), a_addr.port());
+    let any = h.stack.listen("0.0.0.0:0".parse().unwrap(), 4).unwrap();
+    let any_port = h.stack.listener_addr(any).unwrap().port();
+    assert!(any_port != 0 && any_port != a_addr.port());
+    // The chosen port really listens: a SYN to it gets a SYN-ACK.
+    h.local = a_addr;
+    h.inject_syn(7000);
+    let synack = h.expect_one();
+    assert!(synack.is(syn_ack()));
+    assert_eq!(synack.src, a_addr);
+}
+
+// Nothing listens on port 0 itself: a SYN to it is answered with a RST (RFC 9293
+// 3.10.7.1), even while listeners bound to "port 0" exist.
+#[test]
+fn a_syn_to_port_zero_is_reset() {
+    let mut h = Harness::plain();
+    h.stack.listen("0.0.0.0:0".parse().unwrap(), 4).unwrap();
+    h.local = format!("{LOCAL_IP}:0").parse().unwrap();
+    h.inject_syn(7000);
+    let r = h.expect_one();
+    assert!(r.is(rst_ack()), "{r:?}");
+    assert_eq!(r.ack, 7001);
+}
+
 // Connecting from a 4-tuple that is still in TIME_WAIT is refused (no tcp_tw_reuse).
 #[test]
 fn connecting_from_a_tuple_in_time_wait_is_address_in_use() {

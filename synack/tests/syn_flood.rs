@@ -40,7 +40,7 @@ struct Outcome {
 fn flood(syncookies: u8) -> Outcome {
     let config = Config {
         tcp_syncookies: syncookies,
-        ..Config::default()
+        ..Config::deterministic(1)
     };
     let mut server = Stack::new(config.clone());
     server.add_address(IpAddr::V4(SERVER));
@@ -48,7 +48,7 @@ fn flood(syncookies: u8) -> Outcome {
         .listen(SocketAddr::new(IpAddr::V4(SERVER), 80), 128)
         .unwrap();
     let mut client = Stack::new(Config {
-        secret_seed: 99,
+        secrets: synack::Secrets::Deterministic(99),
         ..config
     });
     client.add_address(IpAddr::V4(CLIENT));

@@ -73,7 +73,7 @@ fn ts(peer: &Peer, now: u32) -> TcpOptions {
 fn establish(n: usize) -> (Stack, Vec<Peer>, Vec<ConnectionHandle>, Duration) {
     let mut server = Stack::new(Config {
         somaxconn: 1 << 16,
-        ..Config::default()
+        ..Config::deterministic(1)
     });
     server.add_address(IpAddr::V4(SERVER));
     let listener = server
@@ -149,11 +149,11 @@ fn time_wait_bytes(m: usize) -> f64 {
         delayed_ack: Duration::ZERO,
         tcp_nodelay: true,
         tcp_max_tw_buckets: m,
-        ..Config::default()
+        ..Config::deterministic(1)
     };
     let server_addr = SocketAddr::new(IpAddr::V4(SERVER), 80);
     let mut server = Stack::new(Config {
-        secret_seed: 7,
+        secrets: synack::Secrets::Deterministic(7),
         ..quiet.clone()
     });
     server.add_address(server_addr.ip());

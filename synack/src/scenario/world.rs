@@ -47,12 +47,12 @@ impl World {
     pub fn with_config(opts: &ScenarioOptions, config: Config) -> World {
         let mut net = Network::new(opts.seed);
         let mut c = Stack::new(Config {
-            secret_seed: opts.seed,
+            secrets: crate::Secrets::Deterministic(opts.seed),
             ..config.clone()
         });
         c.add_address(Self::client_ip());
         let mut s = Stack::new(Config {
-            secret_seed: opts.seed.wrapping_mul(31).wrapping_add(7),
+            secrets: crate::Secrets::Deterministic(opts.seed.wrapping_mul(31).wrapping_add(7)),
             ..config
         });
         s.add_address(Self::server_ip());

@@ -175,7 +175,7 @@ pub fn run(
     net.set_logging(false);
     let (cip, sip): (IpAddr, IpAddr) = ([198, 18, 0, 1].into(), [198, 18, 0, 2].into());
     let config = Config {
-        secret_seed: spec.seed,
+        secrets: crate::Secrets::Deterministic(spec.seed),
         recv_buffer: spec.buffer,
         send_buffer: spec.buffer,
         tcp_sack: spec.sack,
@@ -186,7 +186,7 @@ pub fn run(
     let mut cs = Stack::new(config.clone());
     cs.add_address(cip);
     let mut ss = Stack::new(Config {
-        secret_seed: spec.seed ^ 0x5A5A,
+        secrets: crate::Secrets::Deterministic(spec.seed ^ 0x5A5A),
         ..config
     });
     ss.add_address(sip);

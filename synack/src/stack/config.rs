@@ -4,15 +4,19 @@
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use super::Secrets;
 use crate::tcp::{CongestionControl, Keepalive};
 
 /// Every tunable of a [`crate::Stack`], with Linux's defaults.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Seed for the secret key of ISN generation (RFC 6528) and ephemeral port
-    /// selection (RFC 6056). Fix it for deterministic runs; take it from a real
-    /// random source in production.
-    pub secret_seed: u64,
+    /// Where the stack's secret keys come from (ISNs, ephemeral ports, SYN cookies,
+    /// timestamp offsets): [`Secrets::Random`] by default, fresh from the operating
+    /// system for every stack; [`Secrets::Deterministic`] (see [`Config::deterministic`])
+    /// for simulations and tests that must repeat exactly. The keys themselves are drawn
+    /// by [`crate::Stack::new`] and never kept here, so cloning a `Config` does not share
+    /// them.
+    pub secrets: Secrets,
     /// `net.ipv4.tcp_syn_retries` (6): SYN retransmissions before connect() fails with TimedOut.
     pub tcp_syn_retries: u32,
     /// `net.ipv4.tcp_synack_retries` (5): SYN-ACK retransmissions before an embryonic connection is dropped.
@@ -123,7 +127,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            secret_seed: 0x5EED_5EED_5EED_5EED,
+            secrets: Secrets::Random,
             tcp_syn_retries: 6,
             tcp_synack_retries: 5,
             tcp_retries2: 15,
@@ -166,6 +170,22 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Linux's defaults with every secret key derived from `seed`: two stacks made with
+    /// the same seed choose the same ISNs, ports and cookies, so a simulation repeats
+    /// exactly. Predictable by design: for the simulator, tests and fuzzing only.
+    ///
+    /// ```
+    /// let config = synack::Config::deterministic(7);
+    /// assert_eq!(config.secrets, synack::Secrets::Deterministic(7));
+    /// assert_eq!(synack::Config::default().secrets, synack::Secrets::Random);
+    /// ```
+    pub fn deterministic(seed: u64) -> Config {
+        Config {
+            secrets: Secrets::Deterministic(seed),
+            ..Config::default()
+        }
+    }
+
     /// The window scale a new connection offers (RFC 7323 2.2), derived as Linux does.
     pub(crate) fn wscale_offer(&self) -> Option<u8> {
         self.tcp_window_scaling

@@ -15,6 +15,7 @@ mod event;
 mod fragments;
 mod icmp;
 mod ports;
+mod secrets;
 mod stats;
 mod tables;
 mod time_wait_table;
@@ -26,6 +27,7 @@ pub use crate::tcp::CongestionControl;
 pub use config::Config;
 pub use error::Error;
 pub use event::Event;
+pub use secrets::Secrets;
 pub use stats::StackStats;
 
 /// One socket of [`Stack::snapshot`].
@@ -152,17 +154,24 @@ impl std::fmt::Debug for Stack {
 
 impl Stack {
     /// A stack with no addresses yet; see [`Stack::add_address`].
+    ///
+    /// Its secret keys are drawn now, as [`Config::secrets`] says: by default from the
+    /// operating system's random source, so every stack has its own.
+    ///
+    /// # Panics
+    /// If the operating system's random source fails (see [`Secrets::Random`]).
     pub fn new(config: Config) -> Stack {
+        let keys = secrets::Keys::new(config.secrets);
         Stack {
-            isn: IsnGenerator::new(config.secret_seed),
-            cookies: SynCookies::new(config.secret_seed),
+            isn: IsnGenerator::new(keys.isn, keys.ts_offset),
+            cookies: SynCookies::new(keys.syncookie),
             live_connections: 0,
             orphans: 0,
             orphan_queue: VecDeque::new(),
             memory: 0,
             memory_level: MemoryLevel::Normal,
-            ports: PortAllocator::new(config.secret_seed),
-            time_wait: TimeWaitTable::new(config.secret_seed),
+            ports: PortAllocator::new(keys.ports),
+            time_wait: TimeWaitTable::new(keys.time_wait),
             fragments: Reassembler::default(),
             config,
             addresses: Vec::new(),
@@ -645,7 +654,7 @@ impl Stack {
     /// The offset of a connection's TSval clock (a keyed hash, so it is the same for a
     /// SYN cookie's SYN-ACK and the connection its ACK creates).
     fn ts_offset(&self, tuple: FourTuple) -> u32 {
-        self.isn.isn(Instant::ZERO, tuple.remote, tuple.local).get()
+        self.isn.ts_offset(tuple.local.ip(), tuple.remote.ip())
     }
 
     /// Cookies are checked only while a listener has recently sent them (Linux's
@@ -1296,20 +1305,20 @@ impl Stack {
     // ---- the application's calls ------------------------------------------------------
 
     /// Listen on `local` (an unspecified IP listens on all of the stack's addresses).
+    /// Port 0 picks a free port of [`Config::ephemeral_ports`], as binding to port 0
+    /// does on Linux; [`Stack::listener_addr`] tells which. Nothing listens on port 0
+    /// itself, so a SYN to port 0 is answered with a RST.
     pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
         if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
             return Err(Error::AddressNotAvailable);
         }
-        let clash = self.listeners.iter().flatten().any(|l| {
-            l.local.port() == local.port()
-                && l.local.is_ipv4() == local.is_ipv4()
-                && (l.local.ip() == local.ip()
-                    || l.local.ip().is_unspecified()
-                    || local.ip().is_unspecified())
-        });
-        if clash {
+        let local = if local.port() == 0 {
+            self.free_listen_port(local)?
+        } else if self.listener_clash(local) {
             return Err(Error::AddressInUse);
-        }
+        } else {
+            local
+        };
         let backlog = backlog.clamp(1, self.config.somaxconn.max(1));
         let listener = Listener {
             local,
@@ -1330,6 +1339,51 @@ impl Stack {
             }
         };
         Ok(ListenerHandle(id as u32))
+    }
+
+    /// Whether a listener already holds `local`'s port on an address that overlaps it.
+    fn listener_clash(&self, local: SocketAddr) -> bool {
+        self.listeners.iter().flatten().any(|l| {
+            l.local.port() == local.port()
+                && l.local.is_ipv4() == local.is_ipv4()
+                && (l.local.ip() == local.ip()
+                    || l.local.ip().is_unspecified()
+                    || local.ip().is_unspecified())
+        })
+    }
+
+    /// `listen` on port 0: a random free port of the ephemeral range, as Linux's
+    /// `inet_csk_get_port` picks one for a socket bound to port 0 (no listener on it,
+    /// no connection using it on an overlapping address).
+    fn free_listen_port(&mut self, local: SocketAddr) -> Result<SocketAddr, Error> {
+        let overlaps = |ip: IpAddr| {
+            ip.is_ipv4() == local.is_ipv4() && (ip == local.ip() || local.ip().is_unspecified())
+        };
+        let busy: std::collections::HashSet<u16> = self
+            .by_tuple
+            .keys()
+            .filter(|t| overlaps(t.local.ip()))
+            .map(|t| t.local.port())
+            .collect();
+        let range = self.config.ephemeral_ports.clone();
+        let nowhere = SocketAddr::new(local.ip(), 0);
+        let candidates = self.ports.candidates(local.ip(), nowhere, &range);
+        for port in candidates {
+            let addr = SocketAddr::new(local.ip(), port);
+            if port != 0 && !busy.contains(&port) && !self.listener_clash(addr) {
+                return Ok(addr);
+            }
+        }
+        Err(Error::NoEphemeralPorts)
+    }
+
+    /// The address a listener listens on (with the port chosen when it asked for port 0).
+    pub fn listener_addr(&self, listener: ListenerHandle) -> Result<SocketAddr, Error> {
+        self.listeners
+            .get(listener.0 as usize)
+            .and_then(Option::as_ref)
+            .map(|l| l.local)
+            .ok_or(Error::InvalidHandle)
     }
 
     /// Take the next established connection from a listener, or `WouldBlock`.

@@ -17,9 +17,10 @@ pub(crate) struct PortAllocator {
 }
 
 impl PortAllocator {
-    pub(crate) fn new(seed: u64) -> PortAllocator {
+    /// A generator seeded with the stack's 256-bit port key.
+    pub(crate) fn new(key: [u8; 32]) -> PortAllocator {
         PortAllocator {
-            rng: ChaCha12Rng::seed_from_u64(seed.rotate_left(23) ^ 0x6056_6056_6056_6056),
+            rng: ChaCha12Rng::from_seed(key),
         }
     }
 
@@ -44,7 +45,7 @@ mod tests {
 
     #[test]
     fn candidates_stay_in_range_and_cover_it() {
-        let mut p = PortAllocator::new(7);
+        let mut p = PortAllocator::new([7; 32]);
         let remote: SocketAddr = "198.18.0.2:80".parse().unwrap();
         let local: IpAddr = "198.18.0.1".parse().unwrap();
         let range = 40000..=40009;
@@ -55,7 +56,7 @@ mod tests {
 
     #[test]
     fn successive_ports_to_one_destination_are_not_sequential() {
-        let mut p = PortAllocator::new(7);
+        let mut p = PortAllocator::new([7; 32]);
         let remote: SocketAddr = "198.18.0.2:80".parse().unwrap();
         let local: IpAddr = "198.18.0.1".parse().unwrap();
         let range = 32768..=60999;

@@ -284,13 +284,14 @@ pub(crate) struct TimeWaitTable {
 }
 
 impl TimeWaitTable {
-    /// An empty table whose index hash is keyed from `seed`.
-    pub(crate) fn new(seed: u64) -> TimeWaitTable {
+    /// An empty table whose index hash is keyed by `key`.
+    pub(crate) fn new(key: [u8; 16]) -> TimeWaitTable {
+        let key = u128::from_le_bytes(key);
         TimeWaitTable {
             v4: Ring::default(),
             v6: Ring::default(),
             locals: Vec::new(),
-            key: (seed ^ 0x7157_7157_7157_7157, seed.rotate_left(41)),
+            key: (key as u64, (key >> 64) as u64),
             anchor: 0,
         }
     }
@@ -558,7 +559,7 @@ mod tests {
 
     #[test]
     fn expiries_read_back_across_the_32_bit_millisecond_wrap() {
-        let mut table = TimeWaitTable::new(1);
+        let mut table = TimeWaitTable::new([1; 16]);
         let late = Instant::from_millis((1 << 32) + 5_000);
         let early = Instant::from_millis((1 << 32) - 5_000);
         table.insert(tuple(1), tw(early), H);
@@ -571,7 +572,7 @@ mod tests {
 
     #[test]
     fn entries_round_trip_and_expire_in_order() {
-        let mut table = TimeWaitTable::new(1);
+        let mut table = TimeWaitTable::new([1; 16]);
         let v6 = FourTuple {
             local: "[2001:db8::1]:80".parse().unwrap(),
             remote: "[2001:db8::2]:5000".parse().unwrap(),
@@ -594,7 +595,7 @@ mod tests {
 
     #[test]
     fn a_restarted_entry_moves_behind_the_others() {
-        let mut table = TimeWaitTable::new(1);
+        let mut table = TimeWaitTable::new([1; 16]);
         table.insert(tuple(1), tw(Instant::from_secs(60)), H);
         table.insert(tuple(2), tw(Instant::from_secs(61)), H);
         table.update(&tuple(1), tw(Instant::from_secs(100)));
@@ -607,7 +608,7 @@ mod tests {
 
     #[test]
     fn removed_entries_leave_no_live_trace() {
-        let mut table = TimeWaitTable::new(1);
+        let mut table = TimeWaitTable::new([1; 16]);
         for i in 0..1000 {
             table.insert(tuple(i), tw(Instant::from_secs(60)), H);
         }
@@ -623,7 +624,7 @@ mod tests {
 
     #[test]
     fn entries_removed_out_of_order_do_not_hold_memory() {
-        let mut table = TimeWaitTable::new(1);
+        let mut table = TimeWaitTable::new([1; 16]);
         for i in 0..100_000 {
             table.insert(tuple(i), tw(Instant::from_secs(60)), H);
             if i % 10 != 0 {
@@ -642,7 +643,7 @@ mod tests {
 
     #[test]
     fn time_wait_entries_cost_at_most_64_bytes_each() {
-        let mut table = TimeWaitTable::new(1);
+        let mut table = TimeWaitTable::new([1; 16]);
         let n = 1_000_000u32;
         for i in 0..n {
             let at = Instant::ZERO + Duration::from_secs(60);

@@ -1,28 +1,34 @@
 //! Initial sequence numbers (RFC 6528): a keyed hash of the connection's 4-tuple plus
 //! a clock ticking every 4 microseconds, so ISNs are unpredictable to off-path attackers
 //! yet grow monotonically for a reused 4-tuple (old segments stay below the new ones).
+//! Also the offset of a connection's timestamp clock (RFC 7323 7.1), with a key of its
+//! own, as Linux's `secure_tcp_seq` and `secure_tcp_ts_off`.
 
 use std::hash::Hasher;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use siphasher::sip::SipHasher24;
 
 use crate::wire::SeqNum;
 use crate::Instant;
 
-/// Generates ISNs with a per-stack secret key.
-#[derive(Clone, Debug)]
+/// Generates ISNs and timestamp offsets with per-stack secret keys.
+#[derive(Clone)]
 pub(crate) struct IsnGenerator {
     key: [u8; 16],
+    ts_key: [u8; 16],
+}
+
+impl std::fmt::Debug for IsnGenerator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IsnGenerator { .. }")
+    }
 }
 
 impl IsnGenerator {
-    /// A generator whose secret key derives from `seed` (fixed seed: repeatable ISNs for tests).
-    pub(crate) fn new(seed: u64) -> IsnGenerator {
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&seed.to_le_bytes());
-        key[8..].copy_from_slice(&(seed.rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15).to_le_bytes());
-        IsnGenerator { key }
+    /// A generator with the ISN key `key` and the timestamp-offset key `ts_key`.
+    pub(crate) fn new(key: [u8; 16], ts_key: [u8; 16]) -> IsnGenerator {
+        IsnGenerator { key, ts_key }
     }
 
     /// RFC 6528 3: ISN = M + F(localip, localport, remoteip, remoteport, secretkey),
@@ -35,14 +41,29 @@ impl IsnGenerator {
         let m = (now.as_micros() / 4) as u32;
         SeqNum::new(f.wrapping_add(m))
     }
+
+    /// RFC 7323 7.1: the offset added to the timestamp clock, so a TSval reveals
+    /// neither the host's uptime nor its other connections' clocks. Keyed by the pair of
+    /// addresses, as Linux since 4.13 (connections between two hosts share a clock, so
+    /// PAWS holds across a reused 4-tuple).
+    pub(crate) fn ts_offset(&self, local: IpAddr, remote: IpAddr) -> u32 {
+        let mut h = SipHasher24::new_with_key(&self.ts_key);
+        hash_ip(&mut h, local);
+        hash_ip(&mut h, remote);
+        h.finish() as u32
+    }
+}
+
+fn hash_ip(h: &mut impl Hasher, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => h.write(&a.octets()),
+        IpAddr::V6(a) => h.write(&a.octets()),
+    }
 }
 
 /// Feed an address and port into a hasher (shared with ephemeral port selection).
 pub(crate) fn hash_addr(h: &mut impl Hasher, addr: SocketAddr) {
-    match addr.ip() {
-        std::net::IpAddr::V4(a) => h.write(&a.octets()),
-        std::net::IpAddr::V6(a) => h.write(&a.octets()),
-    }
+    hash_ip(h, addr.ip());
     h.write_u16(addr.port());
 }
 
@@ -56,7 +77,7 @@ mod tests {
 
     #[test]
     fn isn_advances_with_the_four_microsecond_clock() {
-        let g = IsnGenerator::new(1);
+        let g = IsnGenerator::new([1; 16], [2; 16]);
         let (l, r) = (a("198.18.0.1:40000"), a("198.18.0.2:80"));
         let i0 = g.isn(Instant::ZERO, l, r);
         let i1 = g.isn(Instant::from_secs(1), l, r);
@@ -65,13 +86,28 @@ mod tests {
 
     #[test]
     fn isn_differs_per_tuple_and_per_secret() {
-        let g = IsnGenerator::new(1);
+        let g = IsnGenerator::new([1; 16], [2; 16]);
         let (l, r) = (a("198.18.0.1:40000"), a("198.18.0.2:80"));
         let other = g.isn(Instant::ZERO, a("198.18.0.1:40001"), r);
         assert_ne!(g.isn(Instant::ZERO, l, r), other);
         assert_ne!(
             g.isn(Instant::ZERO, l, r),
-            IsnGenerator::new(2).isn(Instant::ZERO, l, r)
+            IsnGenerator::new([3; 16], [2; 16]).isn(Instant::ZERO, l, r)
         );
+    }
+
+    #[test]
+    fn timestamp_offset_has_its_own_key_and_follows_the_address_pair() {
+        let g = IsnGenerator::new([1; 16], [2; 16]);
+        let (l, r) = (a("198.18.0.1:40000"), a("198.18.0.2:80"));
+        let off = g.ts_offset(l.ip(), r.ip());
+        assert_eq!(off, g.ts_offset(l.ip(), r.ip()));
+        assert_ne!(off, g.ts_offset(l.ip(), a("198.18.0.3:80").ip()));
+        assert_ne!(
+            off,
+            IsnGenerator::new([1; 16], [4; 16]).ts_offset(l.ip(), r.ip())
+        );
+        // Not the ISN's hash: one says nothing about the other.
+        assert_ne!(off, g.isn(Instant::ZERO, l, r).get());
     }
 }

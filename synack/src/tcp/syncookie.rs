@@ -33,27 +33,32 @@ const TS_MASK: u32 = (1 << TS_BITS) - 1;
 const TS_WSCALE_NONE: u32 = 0xf;
 const TS_SACK: u32 = 1 << 4;
 
-/// Makes and checks cookies with a per-stack secret.
-#[derive(Clone, Debug)]
+/// Makes and checks cookies with the stack's two secret cookie keys.
+#[derive(Clone)]
 pub(crate) struct SynCookies {
-    key: [u8; 16],
+    keys: [[u8; 16]; 2],
+}
+
+impl std::fmt::Debug for SynCookies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SynCookies { .. }")
+    }
 }
 
 impl SynCookies {
-    /// Cookies keyed from `seed` (a key distinct from the ISN generator's).
-    pub(crate) fn new(seed: u64) -> SynCookies {
-        let mut key = [0u8; 16];
-        key[..8].copy_from_slice(&(seed ^ 0xC00C_1E5C_00C1_E5C0).to_le_bytes());
-        key[8..].copy_from_slice(&seed.rotate_left(17).to_le_bytes());
-        SynCookies { key }
+    /// Cookies keyed by `keys` (Linux's `syncookie_secret[2]`: H0 uses the first, H1 the
+    /// second). The keys stay for the stack's life, as Linux's stay from boot; what
+    /// turns over is the minute counter hashed into H1, so a cookie is good for at most
+    /// two minutes and one from an earlier minute cannot be replayed after that.
+    pub(crate) fn new(keys: [[u8; 16]; 2]) -> SynCookies {
+        SynCookies { keys }
     }
 
-    fn hash(&self, local: SocketAddr, remote: SocketAddr, minute: u32, which: u8) -> u32 {
-        let mut h = SipHasher24::new_with_key(&self.key);
+    fn hash(&self, local: SocketAddr, remote: SocketAddr, minute: u32, which: usize) -> u32 {
+        let mut h = SipHasher24::new_with_key(&self.keys[which]);
         hash_addr(&mut h, local);
         hash_addr(&mut h, remote);
         h.write_u32(minute);
-        h.write_u8(which);
         h.finish() as u32
     }
 
@@ -155,7 +160,7 @@ mod tests {
 
     #[test]
     fn a_cookie_checks_and_returns_the_mss_rounded_down() {
-        let c = SynCookies::new(7);
+        let c = SynCookies::new([[7; 16], [8; 16]]);
         let (l, r) = (a("198.18.0.1:80"), a("198.18.0.2:40000"));
         let now = Instant::from_secs(1000);
         let (isn, mss) = c.make(now, l, r, SeqNum::new(12345), 1400);
@@ -173,7 +178,7 @@ mod tests {
 
     #[test]
     fn a_cookie_is_good_for_under_two_minutes() {
-        let c = SynCookies::new(7);
+        let c = SynCookies::new([[7; 16], [8; 16]]);
         let (l, r) = (a("198.18.0.1:80"), a("198.18.0.2:40000"));
         let t0 = Instant::from_secs(59);
         let (isn, _) = c.make(t0, l, r, SeqNum::new(5), 1460);
@@ -187,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_cookie_is_bound_to_its_tuple_peer_isn_and_secret() {
-        let c = SynCookies::new(7);
+        let c = SynCookies::new([[7; 16], [8; 16]]);
         let (l, r) = (a("198.18.0.1:80"), a("198.18.0.2:40000"));
         let now = Instant::from_secs(5);
         let (isn, _) = c.make(now, l, r, SeqNum::new(5), 1460);
@@ -196,7 +201,7 @@ mod tests {
             .is_none());
         // (A peer ISN off by less than 4 can still decode, to another MSS, as in Linux.)
         assert!(c.check(now, l, r, SeqNum::new(5 + 4096), isn).is_none());
-        assert!(SynCookies::new(8)
+        assert!(SynCookies::new([[7; 16], [9; 16]])
             .check(now, l, r, SeqNum::new(5), isn)
             .is_none());
     }
@@ -204,7 +209,7 @@ mod tests {
     #[test]
     fn random_guesses_almost_never_pass() {
         use rand::{RngExt as _, SeedableRng};
-        let c = SynCookies::new(7);
+        let c = SynCookies::new([[7; 16], [8; 16]]);
         let (l, r) = (a("198.18.0.1:80"), a("198.18.0.2:40000"));
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
         let now = Instant::from_secs(600);

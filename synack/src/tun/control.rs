@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn the_control_socket_answers_ss_summary_and_metrics() {
-        let mut stack = Stack::new(Config::default());
+        let mut stack = Stack::new(Config::deterministic(1));
         stack.add_address([198, 18, 0, 2].into());
         stack
             .listen("198.18.0.2:8080".parse().unwrap(), 16)

@@ -90,7 +90,8 @@ pub struct InterfaceConfig {
 }
 
 impl InterfaceConfig {
-    /// One address for the stack and one for the kernel, MTU 1500, default stack settings.
+    /// One address for the stack and one for the kernel, MTU 1500, default stack settings
+    /// (secret keys from the operating system's random source).
     pub fn new(name: &str, addr: Cidr, kernel_addr: IpAddr) -> InterfaceConfig {
         InterfaceConfig {
             name: name.into(),
@@ -216,12 +217,32 @@ impl Shared {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The lock, for a call on a socket: fails once the [`Interface`] is gone.
+    pub(crate) fn lock_open(&self) -> io::Result<MutexGuard<'_, Core>> {
+        let core = self.lock();
+        self.check_open()?;
+        Ok(core)
+    }
+
+    /// `Err` once the [`Interface`] has been dropped: its driver is stopped, so no
+    /// packet will move again for any of its sockets.
+    pub(crate) fn check_open(&self) -> io::Result<()> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(interface_closed());
+        }
+        Ok(())
+    }
+
     /// After an application call: send what the stack wants to send and report events.
     /// Waiting threads are woken only if something happened, and the driver only if the
     /// stack now has an earlier deadline than the one it sleeps until: a call that found
     /// nothing to do (WouldBlock) must not wake everyone else, or waiters wake each other
     /// in a storm.
     pub(crate) fn after_call(&self, core: &mut Core) {
+        if self.stop.load(Ordering::SeqCst) {
+            // The interface is gone: nothing is sent any more, nobody is left to wake.
+            return;
+        }
         let progressed = self.flush(core);
         let earlier = match (core.stack.poll_timeout(), core.sleeping_until) {
             (Some(t), Some(until)) => t < until,
@@ -470,13 +491,30 @@ impl StackHandle {
     }
 }
 
+/// The error of every call on a socket whose interface is gone.
+pub(crate) fn interface_closed() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotConnected,
+        "the synack interface of this socket is closed (its tun::Interface was dropped); \
+         open a new Interface and connect again",
+    )
+}
+
 impl Drop for Interface {
+    /// Stops the driver; every call pending on one of the interface's sockets returns
+    /// at once with an error saying the interface is closed, and so does every later one.
     fn drop(&mut self) {
-        // Tasks still waiting will find the sockets gone.
-        for (_, w) in self.shared.lock().wakers.drain(..) {
+        // Set under the lock, so that a caller between its check and its wait cannot
+        // miss the wake-ups below.
+        let wakers = {
+            let mut core = self.shared.lock();
+            self.shared.stop.store(true, Ordering::SeqCst);
+            std::mem::take(&mut core.wakers)
+        };
+        for (_, w) in wakers {
             w.wake();
         }
-        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.changed.notify_all();
         let _ = (&self.shared.wake_tx).write(&[1]);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -559,5 +597,15 @@ mod tests {
         assert_eq!("198.18.0.2".parse::<Cidr>().unwrap().prefix, 32);
         assert!("198.18.0.2/33".parse::<Cidr>().is_err());
         assert!("nonsense/8".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn an_interface_stack_draws_random_secrets_by_default() {
+        let c = InterfaceConfig::new(
+            "tun0",
+            "198.18.0.2/15".parse().unwrap(),
+            [198, 18, 0, 1].into(),
+        );
+        assert_eq!(c.stack.secrets, crate::Secrets::Random);
     }
 }

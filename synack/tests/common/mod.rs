@@ -77,7 +77,7 @@ pub fn plain_config() -> Config {
         delayed_ack: Duration::ZERO,
         tcp_nodelay: true,
         recv_buffer: 65535,
-        ..Config::default()
+        ..Config::deterministic(1)
     }
 }
 
