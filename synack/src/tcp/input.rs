@@ -280,6 +280,15 @@ impl Connection {
         });
         self.finish_snd_setup();
         self.last_ack_sent = rcv_nxt;
+        if crossing_synack {
+            // The peer's SYN,ACK repeats its SYN, already acknowledged: answer at once, as
+            // any duplicate segment is (RFC 9293 3.10.7.4; Linux's tcp_data_queue), with a
+            // D-SACK for the SYN when SACK is on (RFC 2883).
+            self.ack_now = true;
+            if self.neg.sack {
+                self.pending_dsack = Some((irs, irs + 1));
+            }
+        }
         self.events.push(if passive {
             ConnEvent::Established
         } else {
@@ -735,6 +744,9 @@ impl Connection {
         if fin && fin_seq >= rcv.nxt {
             // Remember the FIN even when it arrived ahead of missing data.
             rcv.fin = Some(fin_seq);
+            if fin_seq > rcv.nxt && data.is_empty() {
+                rcv.last_ooo = Some(fin_seq);
+            }
         }
         let fin_now = rcv.fin == Some(rcv.nxt);
         if fin_now {

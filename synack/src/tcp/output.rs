@@ -403,9 +403,9 @@ impl Connection {
                 options.sack_blocks.push(d);
             }
             if let Some(rcv) = self.state.rcv() {
-                for block in rcv
-                    .ooo
-                    .sack_blocks(rcv.last_ooo, max - dsack.is_some() as usize)
+                for block in
+                    rcv.ooo
+                        .sack_blocks(rcv.last_ooo, rcv.fin, max - dsack.is_some() as usize)
                 {
                     options.sack_blocks.push(block);
                 }

@@ -32,10 +32,19 @@ impl Reassembly {
     }
 
     /// RFC 2018 4: SACK blocks for what is held, adjacent ranges joined; the block
-    /// holding `latest` first, then the others from the highest down, at most `max`.
-    pub(crate) fn sack_blocks(&self, latest: Option<SeqNum>, max: usize) -> Vec<(SeqNum, SeqNum)> {
+    /// holding `latest` first, then the others from the highest down, at most `max`. A
+    /// FIN held out of order (at `fin`) occupies its sequence number like a byte: the
+    /// block that ends at it covers it, and a FIN alone has a block of its own (Linux
+    /// queues the FIN with its segment, so its block ends after the FIN).
+    pub(crate) fn sack_blocks(
+        &self,
+        latest: Option<SeqNum>,
+        fin: Option<SeqNum>,
+        max: usize,
+    ) -> Vec<(SeqNum, SeqNum)> {
         let mut joined: Vec<(SeqNum, SeqNum)> = Vec::new();
-        for (s, e) in self.ranges() {
+        let fin = fin.map(|f| (f, f + 1));
+        for (s, e) in self.ranges().chain(fin) {
             match joined.last_mut() {
                 Some(last) if last.1 == s => last.1 = e,
                 _ => joined.push((s, e)),
