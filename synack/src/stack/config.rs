@@ -98,6 +98,11 @@ pub struct Config {
     /// `low`; above `high`, windows close to what is already promised and send() takes
     /// no more data. Accepted data is never dropped. Default: 192, 256 and 384 MiB.
     pub tcp_mem: [usize; 3],
+    /// `net.ipv4.tcp_min_tso_segs` (2): the fewest segments Linux puts in one TSO/GSO
+    /// packet. synack sends segments, not super-segments, but marks them as Linux's
+    /// packets appear on the wire: PSH on the last segment of each such packet (Linux
+    /// forces PSH on every multi-segment packet) and at the end of the written data.
+    pub tcp_min_tso_segs: u32,
     /// Hop limit / TTL of outgoing packets (64).
     pub ttl: u8,
     /// `net.ipv4.ipfrag_high_thresh` (4 MiB): the most memory incomplete datagrams may
@@ -157,6 +162,7 @@ impl Default for Config {
             max_connections: 4 << 20,
             tcp_max_orphans: 65_536,
             tcp_mem: [192 << 20, 256 << 20, 384 << 20],
+            tcp_min_tso_segs: 2,
             ttl: 64,
             ipfrag_high_thresh: 4 * 1024 * 1024,
             ipfrag_time: Duration::from_secs(30),

@@ -256,15 +256,17 @@ impl Controller for NewReno {
         }
     }
 
-    fn on_congestion(&mut self, _now: Instant, flight: u32) {
-        // RFC 5681 eq. 4 / RFC 6582 3.2 step 2.
-        self.w.ssthresh = floor(self.w.mss, flight / 2);
+    fn on_congestion(&mut self, _now: Instant, _flight: u32) {
+        // RFC 5681 eq. 4 halves FlightSize; as Linux (tcp_reno_ssthresh) we halve cwnd:
+        // in a long recovery without SACK, FlightSize counts what the receiver already
+        // holds out of order and can be many times cwnd.
+        self.w.ssthresh = floor(self.w.mss, self.w.cwnd / 2);
         self.w.cwnd = self.w.ssthresh;
         self.acked_in_ca = 0;
     }
 
-    fn on_rto(&mut self, _now: Instant, flight: u32) {
-        self.w.ssthresh = floor(self.w.mss, flight / 2);
+    fn on_rto(&mut self, _now: Instant, _flight: u32) {
+        self.w.ssthresh = floor(self.w.mss, self.w.cwnd / 2);
         self.w.cwnd = self.w.mss;
         self.acked_in_ca = 0;
     }

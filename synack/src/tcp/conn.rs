@@ -113,6 +113,8 @@ pub(crate) struct Connection {
     pub(crate) delayed_ack: Duration,
     /// Nagle's algorithm off (TCP_NODELAY): small segments go out at once.
     pub(crate) nodelay: bool,
+    /// Config::tcp_min_tso_segs: the smallest packet (in segments) PSH marks end.
+    pub(crate) min_tso_segs: u32,
     pub(crate) rst_out: Vec<RstOut>,
     /// The time of the latest call that told us the time (for checks made without one).
     pub(crate) last_now: Instant,
@@ -232,6 +234,7 @@ impl Connection {
             pingpong: false,
             delayed_ack: cfg.delayed_ack,
             nodelay: cfg.tcp_nodelay,
+            min_tso_segs: cfg.tcp_min_tso_segs.max(1),
             rst_out: Vec::new(),
             pending_dsack: None,
             last_now: Instant::ZERO,
@@ -556,8 +559,12 @@ impl Connection {
         let orphaned = self.orphaned;
         let (sack, mss) = (self.neg.sack, self.neg.snd_mss as u32);
         if let (true, Some(snd)) = (sack, self.state.snd_mut()) {
-            // RFC 8985 6.3: when the reordering timer expires, a hole may now count as lost.
-            snd.maybe_enter_recovery(now, sack, false, mss);
+            // RFC 8985 6.3: when the reordering timer expires, a hole may now count as
+            // lost; recovery then starts with PRR as if one segment had been delivered
+            // (Linux's tcp_rack_reo_timeout).
+            if snd.maybe_enter_recovery(now, sack, false) {
+                snd.prr_on_ack(now, sack, mss, false, true);
+            }
             // RFC 8985 7.3: no ACK for a PTO: probe, so that a lost tail shows in SACKs.
             if snd.tlp.is_some_and(|t| t <= now) {
                 snd.tlp = None;
@@ -601,7 +608,9 @@ impl Connection {
             snd.recovery = Recovery::Timeout { recover: snd.max };
             snd.undo = None;
             snd.dupacks = 0;
+            snd.reno_sacked = 0;
             snd.resend_head = false;
+            snd.update_dupthresh();
             // Go back N: resend from the oldest unacknowledged byte; SACKed ranges are
             // skipped (RFC 6675 5.1 keeps the scoreboard; we trust it, like Linux).
             snd.nxt = snd.una;

@@ -466,15 +466,44 @@ impl Connection {
         }
         let data_end = snd.una + buf_len;
         let mut fin_acked = false;
+        // What the scoreboard said before this ACK: the highest SACKed byte (Linux's
+        // fack), and what RACK deemed lost (to tell whether this ACK found new losses).
+        let prior_fack = snd.sacked.highest();
+        let in_recovery = matches!(snd.recovery, Recovery::Fast { .. });
+        let lost_before = if in_recovery && sack_on {
+            snd.lost_bytes(now)
+        } else {
+            0
+        };
         // RFC 2018 / RFC 6675 3: record SACK blocks for data we sent and is not yet
         // cumulatively acknowledged (blocks below SND.UNA would be D-SACKs: ignored).
         let mut newly_sacked = 0;
+        // RTT samples from newly SACKed segments (Linux's first_sackt/last_sackt).
+        let mut sack_rtt: Option<(Duration, Duration)> = None;
         let blocks = seg.options.sack_blocks.as_slice();
         self.stats.sack_blocks_in += blocks.len() as u64;
         if sack_on {
             for &(start, end) in blocks {
                 if snd.una.max(seg.ack) <= start && start < end && end <= snd.max {
-                    newly_sacked += snd.sacked.insert(start, end);
+                    // A first transmission below the highest SACKed byte arriving
+                    // only now: the path reorders (Linux's tcp_check_sack_reordering).
+                    if let Some(fack) = prior_fack.filter(|f| start < *f) {
+                        let below = end.min(fack);
+                        if snd.sacked.holes_bytes(start, below) > 0
+                            && !snd.rack.retransmitted_in(start, below)
+                        {
+                            snd.rack.on_reordering();
+                        }
+                    }
+                    let newly = snd.sacked.insert(start, end);
+                    if newly > 0 {
+                        if let Some((first, last)) = snd.rack.rtt_samples(start, end, now) {
+                            let (f, l) = sack_rtt.get_or_insert((first, last));
+                            *f = (*f).max(first);
+                            *l = (*l).min(last);
+                        }
+                    }
+                    newly_sacked += newly;
                     snd.rack.on_delivered(end - 1, now);
                 }
             }
@@ -502,22 +531,59 @@ impl Connection {
                 self.stats.spurious_retransmits += 1;
             }
         }
-        if let Some(rtt) = ts_rtt {
-            snd.rack.on_rtt(rtt);
+        // RTT samples as Linux takes them (tcp_ack_update_rtt): from the send times of
+        // what this ACK newly acknowledges (none if any of it was retransmitted: Karn),
+        // else from what it newly SACKs, else from the echoed timestamp (RFC 7323 4.1:
+        // only when the ACK acknowledges new data). (oldest segment's, newest segment's)
+        let ack_rtt = (seg.ack > snd.una)
+            .then(|| snd.rack.rtt_samples(snd.una, seg.ack, now))
+            .flatten();
+        let rtt_sample = ack_rtt
+            .or(sack_rtt)
+            .or(ts_rtt.filter(|_| seg.ack > snd.una).map(|r| (r, r)));
+        if let Some((_, last)) = rtt_sample.or(ts_rtt.map(|r| (r, r))) {
+            snd.rack.on_rtt(last);
         }
+        // What this ACK delivered (Linux's `delivered`: newly SACKed bytes, and newly
+        // acknowledged bytes that had not been SACKed; without SACK, a segment per
+        // duplicate ACK, and of a cumulative ACK what duplicate ACKs had not already
+        // counted): what slow start grows by and what PRR paces.
+        let mut delivered = newly_sacked;
+        let una_advanced = seg.ack > snd.una;
         if seg.ack > snd.una {
             let acked = (seg.ack - snd.una) as u32;
             let data_acked = acked.min(buf_len);
             fin_acked = snd.fin_queued && seg.ack == data_end + 1;
+            if let Some(fack) = prior_fack.filter(|_| sack_on) {
+                // A hole below the highest SACKed byte filled by its first transmission.
+                let below = seg.ack.min(fack);
+                if snd.sacked.holes_bytes(snd.una, below) > 0
+                    && !snd.rack.retransmitted_in(snd.una, below)
+                {
+                    snd.rack.on_reordering();
+                }
+            }
+            let sacked_before_prune = snd.sacked.bytes();
             snd.una = seg.ack;
             if snd.nxt < snd.una {
                 snd.nxt = snd.una;
             }
             snd.sacked.prune(snd.una);
+            if sack_on {
+                delivered += acked - (sacked_before_prune - snd.sacked.bytes()).min(acked);
+            } else {
+                // Linux's tcp_remove_reno_sacks: one ACK fills the hole, the rest of what
+                // it covers was counted by duplicate ACKs already.
+                let seg_size = mss.min(acked);
+                delivered += acked.saturating_sub(snd.reno_sacked).max(seg_size);
+                snd.reno_sacked = snd.reno_sacked.saturating_sub(acked - seg_size);
+            }
             snd.tlp_out = false;
             snd.rack.on_delivered(seg.ack - 1, now);
             snd.rack.prune(snd.una);
-            snd.rtt.on_ack(now, seg.ack);
+            if let Some((first, _)) = rtt_sample {
+                snd.rtt.sample(first, snd.una, snd.max);
+            }
             snd.rtx.backoff = 0;
             // RFC 6298 5.2/5.3: stop the timer when all is acknowledged, else restart it.
             snd.rtx.deadline = (snd.una < snd.max).then(|| now + snd.rtt.rto());
@@ -539,11 +605,9 @@ impl Connection {
             match snd.recovery {
                 Recovery::Fast { recover } if seg.ack < recover => {
                     if !sack_on {
-                        // RFC 6582 3.2 step 5: a partial ACK: resend the next hole, deflate
-                        // cwnd by what was acknowledged, add back one MSS.
+                        // RFC 6582 3.2 step 5: a partial ACK: the next hole is lost,
+                        // resend it (PRR paces it, as Linux's tcp_newreno_mark_lost).
                         snd.resend_head = true;
-                        let cwnd = snd.cc.cwnd().saturating_sub(acked).saturating_add(mss);
-                        snd.cc.set_cwnd(cwnd);
                     }
                     // With SACK (RFC 6675) the send loop keeps filling holes.
                 }
@@ -558,17 +622,17 @@ impl Connection {
                         snd.recovery = Recovery::Open;
                     }
                     // Slow start again after a timeout (RFC 5681 3.1).
-                    snd.cc.on_ack(now, acked, srtt);
+                    snd.cc.on_ack(now, delivered, srtt);
                 }
                 Recovery::Open => {
                     // RFC 9406 with RFC 7323 RTT samples: leave slow start as the queue builds.
                     let in_slow_start = snd.cc.cwnd() < snd.cc.ssthresh();
-                    if let (true, Some(rtt)) = (in_slow_start, ts_rtt) {
+                    if let (true, Some((_, rtt))) = (in_slow_start, rtt_sample) {
                         if snd.hystart.on_sample(now, rtt, snd.una, snd.max) {
                             snd.cc.exit_slow_start();
                         }
                     }
-                    snd.cc.on_ack(now, acked, srtt)
+                    snd.cc.on_ack(now, delivered, srtt)
                 }
             }
             self.snd_buf.ack(data_acked as usize);
@@ -586,18 +650,32 @@ impl Connection {
             // RFC 5681 3.2 duplicate ACK; with SACK, one that reports new data (RFC 6675 2).
             if !sack_on || newly_sacked > 0 {
                 snd.dupacks += 1;
-                if !sack_on && matches!(snd.recovery, Recovery::Fast { .. }) {
-                    // RFC 5681 3.2 step 4: each further duplicate inflates cwnd by one MSS.
-                    let cwnd = snd.cc.cwnd().saturating_add(mss);
-                    snd.cc.set_cwnd(cwnd);
+                if !sack_on {
+                    // A segment has left the network (Linux's tcp_add_reno_sack), at
+                    // most all but one of those in flight: RFC 3042's limited transmit
+                    // outside recovery, PRR's delivered data inside it.
+                    let room = snd.flight().saturating_sub(mss);
+                    let before = snd.reno_sacked;
+                    snd.reno_sacked = (snd.reno_sacked + mss).min(room);
+                    delivered += snd.reno_sacked.saturating_sub(before);
                 }
             }
         }
         // RFC 5681 3.2 / RFC 6675 5: DupThresh duplicate ACKs, or SACK evidence that the
         // first unacknowledged segment is lost, start fast recovery (once per window:
         // RFC 6582 4, not again until SND.UNA passes `recover`).
+        snd.update_dupthresh();
         let dupack_loss = !sack_on && snd.dupacks >= 3;
-        snd.maybe_enter_recovery(now, sack_on, dupack_loss, mss);
+        let entered = snd.maybe_enter_recovery(now, sack_on, dupack_loss);
+        if matches!(snd.recovery, Recovery::Fast { .. }) {
+            // RFC 6937: cwnd follows what this ACK delivered (Linux's tcp_cwnd_reduction).
+            let newly_lost = if sack_on {
+                entered || snd.lost_bytes(now) > lost_before
+            } else {
+                entered || (una_advanced && snd.resend_head)
+            };
+            snd.prr_on_ack(now, sack_on, delivered, una_advanced, newly_lost);
+        }
         snd.arm_tlp(now, sack_on, mss);
         // RFC 9293 3.10.7.4: update the send window from the newest segment.
         let Some(snd) = self.state.snd_mut() else {
@@ -848,7 +926,11 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         resend_head: false,
         sml: iss + 1,
         last_seg: iss + 1,
-        dupthresh: 3,
+        reno_sacked: 0,
+        gso: None,
+        prior_cwnd: 0,
+        prr_delivered: 0,
+        prr_out: 0,
         last_send: None,
         hystart: Default::default(),
         rack: Default::default(),

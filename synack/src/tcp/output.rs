@@ -30,6 +30,7 @@ impl Connection {
                     || self.probe_due
                     || snd.tlp_due
                     || snd.resend_head
+                    || self.hole_due(snd, self.last_now)
                     || self.sendable(snd, self.last_now).0 > 0
                     || self.fin_sendable(snd)
             }
@@ -46,9 +47,11 @@ impl Connection {
         }
         // The peer's window counts from SND.UNA; cwnd against what is in the network
         // (RFC 6675 pipe while SACK recovery runs).
+        // (Linux's packets in flight: SACKed bytes, and without SACK one segment per
+        // duplicate ACK, have left the network, which is RFC 3042's limited transmit.)
         let in_network = match snd.recovery {
-            Recovery::Fast { .. } if self.neg.sack => snd.pipe(now),
-            _ => snd.flight(),
+            Recovery::Timeout { .. } => snd.flight(),
+            _ => snd.in_flight(now, self.neg.sack),
         };
         let wnd_room = snd.wnd as i64 - snd.flight() as i64;
         let cwnd_room = snd.cwnd() as i64 - in_network as i64;
@@ -165,7 +168,10 @@ impl Connection {
         let snd = self.state.snd()?;
         let buf_len = self.snd_buf.len();
         // Fast retransmit / NewReno partial ACK: resend the segment at SND.UNA.
-        if snd.resend_head {
+        // Fast retransmit (no SACK): the head goes when PRR's cwnd has room for it.
+        let head_room = !matches!(snd.recovery, Recovery::Fast { .. })
+            || snd.in_flight(now, self.neg.sack) < snd.cwnd();
+        if snd.resend_head && head_room {
             let len = buf_len.min(self.neg.snd_mss);
             let with_fin =
                 snd.fin_queued && len == buf_len && snd.max == snd.una + buf_len as u32 + 1;
@@ -182,6 +188,7 @@ impl Connection {
                 snd.nxt = end;
             }
             snd.on_retransmit(now, una, end);
+            snd.on_recovery_send((end - una) as u32);
             self.stats.retransmits += 1;
             return Some(out);
         }
@@ -212,6 +219,11 @@ impl Connection {
         let with_fin = snd.fin_queued && off + len == buf_len && (len > 0 || fin_ready);
         if len > 0 || with_fin {
             let seq = snd.nxt;
+            let (packet_segs, packet_full) = if seq >= snd.max && len > 0 {
+                self.gso_place(now)
+            } else {
+                (1, true)
+            };
             let out = self.data_segment(now, seq, len, with_fin);
             let snd = self.state.snd_mut()?;
             let end = seq + len as u32 + with_fin as u32;
@@ -220,7 +232,6 @@ impl Connection {
                 snd.on_retransmit(now, seq, resent_end);
                 self.stats.retransmits += 1;
             } else {
-                snd.rtt.on_send(now, end);
                 snd.rack.on_send(seq, now);
                 snd.last_seg = seq;
                 if len < mss as usize {
@@ -228,8 +239,7 @@ impl Connection {
                 }
             }
             snd.nxt = end;
-            // Another segment went out at this instant: this one continues a burst.
-            let burst = snd.last_send == Some(now);
+            snd.on_recovery_send((end - seq) as u32);
             snd.last_send = Some(now);
             let new_data = end > snd.max;
             if new_data {
@@ -242,12 +252,13 @@ impl Connection {
             }
             snd.start_rtx_timer(now);
             let mut out = out;
-            // PSH on the last segment of a burst of several, as Linux's show on the wire
-            // (it sets PSH on every multi-segment TSO packet, which segmentation leaves on
-            // the packet's last segment), besides the end of the queued data.
-            if len > 0 && burst && !out.flags.psh() {
+            // PSH as Linux's segments carry it: besides the end of the written data
+            // (data_segment), on the last segment of each multi-segment packet, since
+            // Linux forces PSH on every TSO/GSO packet of more than one segment and
+            // segmentation leaves it on the packet's last segment.
+            if len > 0 && packet_segs >= 2 && !out.flags.psh() {
                 let snd = self.state.snd()?;
-                if self.sendable(snd, now).0 == 0 {
+                if packet_full || self.sendable(snd, now).0 == 0 {
                     out.flags |= TcpFlags::PSH;
                 }
             }
@@ -265,6 +276,49 @@ impl Connection {
             return Some(self.ack_segment(now));
         }
         None
+    }
+
+    /// Put the next new segment into the packet Linux would be building now (its TSO
+    /// sizing: tcp_tso_autosize within tcp_cwnd_test's quota), starting a packet when
+    /// none is open at this instant: (segments in the packet with this one, whether it
+    /// is the packet's last).
+    fn gso_place(&mut self, now: Instant) -> (u32, bool) {
+        let mss = self.neg.snd_mss.max(1) as u64;
+        let min_tso = self.min_tso_segs;
+        let Some(snd) = self.state.snd() else {
+            return (1, true);
+        };
+        let (left, segs) = match snd.gso {
+            Some((at, left, segs)) if at == now && left > 0 => (left, segs),
+            _ => {
+                let cwnd = u64::from(snd.cwnd()) / mss;
+                let in_flight = u64::from(snd.in_flight(now, self.neg.sack)) / mss;
+                // tcp_cwnd_test: at most half the window per packet, and what it allows.
+                let quota = (cwnd / 2).max(1).min(cwnd.saturating_sub(in_flight).max(1));
+                // tcp_tso_autosize: about a millisecond of the pacing rate (cwnd per
+                // SRTT, times 2 in slow start, 1.2 after), plus a share of 64 KiB on
+                // paths under a few milliseconds, at least tcp_min_tso_segs.
+                let srtt_us = snd.srtt().as_micros().max(1) as u64;
+                let ratio = if u64::from(snd.cwnd()) < u64::from(snd.cc.ssthresh()) / 2 {
+                    200
+                } else {
+                    120
+                };
+                let rate = mss * cwnd.max(1) * ratio * 10_000 / srtt_us; // bytes per second
+                let mut bytes = rate >> 10;
+                let min_rtt_us = snd.rack.min_rtt().unwrap_or(snd.srtt()).as_micros() as u64;
+                let shift = min_rtt_us >> 9;
+                if shift < 32 {
+                    bytes += 65_536 >> shift;
+                }
+                let max_segs = (bytes.min(65_536) / mss).max(u64::from(min_tso));
+                (quota.min(max_segs) as u32, 0)
+            }
+        };
+        let snd = self.state.snd_mut().expect("checked above");
+        let (left, segs) = (left - 1, segs + 1);
+        snd.gso = Some((now, left, segs));
+        (segs, left == 0)
     }
 
     /// RFC 8985 7.3: the probe is one new segment if the peer's window has room for it
@@ -311,19 +365,24 @@ impl Connection {
         Some(out)
     }
 
+    /// Whether SACK recovery has a lost hole to resend and cwnd has room for it.
+    fn hole_due(&self, snd: &Snd, now: Instant) -> bool {
+        self.neg.sack
+            && matches!(snd.recovery, Recovery::Fast { .. })
+            && snd.pipe(now) < snd.cwnd()
+            && snd.next_lost(now).is_some()
+    }
+
     /// RFC 6675 NextSeg() rule 1: while SACK recovery runs and pipe leaves room in cwnd,
     /// resend the first hole, at or after HighRxt, that the scoreboard deems lost.
     fn retransmit_hole(&mut self, now: Instant) -> Option<Outgoing> {
         let mss = self.neg.snd_mss as u32;
         let buf_len = self.snd_buf.len() as u32;
         let snd = self.state.snd()?;
-        if !self.neg.sack || !matches!(snd.recovery, Recovery::Fast { .. }) {
+        if !self.hole_due(snd, now) {
             return None;
         }
         let pipe = snd.pipe(now);
-        if pipe >= snd.cwnd() {
-            return None;
-        }
         let (start, end) = snd.next_lost(now)?;
         let end = end.min(snd.una + buf_len);
         if end <= start {
@@ -334,6 +393,7 @@ impl Connection {
         let snd = self.state.snd_mut()?;
         snd.on_retransmit(now, start, start + len as u32);
         snd.pipe_after_retransmit(now, pipe, len as u32);
+        snd.on_recovery_send(len as u32);
         Undo::on_retransmit(&mut snd.undo);
         self.stats.retransmits += 1;
         Some(out)

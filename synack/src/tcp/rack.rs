@@ -3,7 +3,12 @@
 //! it has been out for RACK.rtt (the RTT of the most recently sent delivered segment)
 //! plus a reordering window. The window starts at a quarter of the minimum RTT and widens
 //! each time a D-SACK shows a retransmission was needless, so segments that are only
-//! reordered are not resent, and a lost one is still found within about an RTT.
+//! reordered are not resent, and a lost one is still found within about an RTT; while
+//! no reordering has been seen and DupThresh is met, it is zero (as Linux's).
+//!
+//! "Sent after" is judged by transmission order, not only by time: segments that leave
+//! at one instant (a burst, retransmissions and new data answering one ACK) are ordered
+//! as they left, which is what RACK's time-and-sequence tie-break approximates.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -14,27 +19,58 @@ use crate::Instant;
 /// RFC 8985 6.2: reo_wnd_mult grows by one per D-SACK round, up to this many quarters.
 const MAX_REO_WND_MULT: u32 = 16;
 
-/// When each segment was first sent, and what has been learned about the path.
+/// One segment sent and not yet acknowledged.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    /// Its first sequence number (it ends where the next begins).
+    seq: SeqNum,
+    /// Its latest transmission: when, and its place in the order of transmissions.
+    at: Instant,
+    order: u64,
+    /// Whether it was ever retransmitted (Karn: no RTT sample from it).
+    rtx: bool,
+}
+
+/// When each segment was sent, and what has been learned about the path.
 #[derive(Debug, Default)]
 pub(crate) struct Rack {
-    /// (first sequence number, send time) of each segment sent and not yet acknowledged.
-    sent: VecDeque<(SeqNum, Instant)>,
-    /// RACK.xmit_ts: when the most recently sent of the delivered segments was sent.
+    sent: VecDeque<Sent>,
+    /// Transmissions so far (gives each its order).
+    transmissions: u64,
+    /// RACK.xmit_ts: when the most recently sent of the delivered segments was sent,
+    /// and its place in the order of transmissions.
     xmit_ts: Option<Instant>,
+    xmit_order: u64,
     /// RACK.rtt: that segment's round-trip time.
     rtt: Option<Duration>,
     min_rtt: Option<Duration>,
     /// RACK.reo_wnd_mult: the reordering window in quarters of the minimum RTT.
     reo_wnd_mult: u32,
+    /// Reordering has been seen on this connection (Linux's `reord_seen`): a D-SACK, a
+    /// hole filled by its first transmission after later data was SACKed, an undo.
+    reord_seen: bool,
+    /// DupThresh is met or recovery runs (set by the sender): with no reordering seen,
+    /// the window is zero then (Linux's `tcp_rack_reo_wnd`).
+    dupthresh_met: bool,
     /// Bumped on every change, so that answers derived from this can be cached.
     pub(crate) version: u64,
 }
 
 impl Rack {
+    fn index_of(&self, seq: SeqNum) -> Option<usize> {
+        self.sent.partition_point(|e| e.seq <= seq).checked_sub(1)
+    }
+
     /// A new segment starting at `seq` left at `now` (first transmissions only).
     pub(crate) fn on_send(&mut self, seq: SeqNum, now: Instant) {
-        if self.sent.back().is_none_or(|(s, _)| *s < seq) {
-            self.sent.push_back((seq, now));
+        if self.sent.back().is_none_or(|e| e.seq < seq) {
+            self.transmissions += 1;
+            self.sent.push_back(Sent {
+                seq,
+                at: now,
+                order: self.transmissions,
+                rtx: false,
+            });
         }
     }
 
@@ -45,35 +81,66 @@ impl Rack {
         self.version += 1;
         self.split_at(end);
         self.split_at(start);
-        for (s, t) in self.sent.iter_mut() {
-            if start <= *s && *s < end {
-                *t = now;
+        let first = self.index_of(start).unwrap_or(0);
+        for e in self.sent.range_mut(first..) {
+            if e.seq >= end {
+                break;
+            }
+            if start <= e.seq {
+                self.transmissions += 1;
+                e.at = now;
+                e.order = self.transmissions;
+                e.rtx = true;
             }
         }
     }
 
-    /// Make an entry begin exactly at `seq` (inheriting the time of the one it splits).
+    /// Make an entry begin exactly at `seq` (inheriting what it splits).
     fn split_at(&mut self, seq: SeqNum) {
-        let i = self.sent.partition_point(|(s, _)| *s <= seq);
-        match i.checked_sub(1).map(|j| self.sent[j]) {
-            Some((s, _)) if s == seq => {}
-            Some((_, t)) => self.sent.insert(i, (seq, t)),
-            None => {}
+        let Some(j) = self.index_of(seq) else {
+            return;
+        };
+        let e = self.sent[j];
+        if e.seq != seq {
+            self.sent.insert(j + 1, Sent { seq, ..e });
         }
+    }
+
+    /// RTT samples from `[from, to)` being acknowledged (or SACKed) at `now`, as Linux
+    /// takes them (`tcp_clean_rtx_queue`): from the oldest and from the newest segment
+    /// of the range, unless any of it was retransmitted (Karn, RFC 6298 3). None for a
+    /// range that holds no segment start.
+    pub(crate) fn rtt_samples(
+        &self,
+        from: SeqNum,
+        to: SeqNum,
+        now: Instant,
+    ) -> Option<(Duration, Duration)> {
+        let first = self.index_of(from).unwrap_or(0);
+        let mut oldest: Option<Instant> = None;
+        let mut newest: Option<Instant> = None;
+        for e in self.sent.range(first..) {
+            if e.seq >= to {
+                break;
+            }
+            if e.rtx {
+                return None;
+            }
+            oldest = Some(oldest.map_or(e.at, |o| o.min(e.at)));
+            newest = Some(newest.map_or(e.at, |n| n.max(e.at)));
+        }
+        Some((
+            now.saturating_duration_since(oldest?),
+            now.saturating_duration_since(newest?),
+        ))
     }
 
     /// Everything below `una` is acknowledged: forget it, keeping the entry `una` is in.
     pub(crate) fn prune(&mut self, una: SeqNum) {
         self.version += 1;
-        while self.sent.len() >= 2 && self.sent[1].0 <= una {
+        while self.sent.len() >= 2 && self.sent[1].seq <= una {
             self.sent.pop_front();
         }
-    }
-
-    /// When the segment holding `seq` was sent.
-    fn sent_at(&self, seq: SeqNum) -> Option<Instant> {
-        let i = self.sent.partition_point(|(s, _)| *s <= seq);
-        i.checked_sub(1).map(|i| self.sent[i].1)
     }
 
     /// The segment holding `last` (the last byte of an acknowledged or SACKed range)
@@ -81,12 +148,30 @@ impl Rack {
     /// segment sets RACK.xmit_ts and RACK.rtt).
     pub(crate) fn on_delivered(&mut self, last: SeqNum, now: Instant) {
         self.version += 1;
-        if let Some(t) = self.sent_at(last) {
-            if self.xmit_ts.is_none_or(|x| t >= x) {
-                self.xmit_ts = Some(t);
-                self.rtt = Some(now.saturating_duration_since(t));
-            }
+        let Some(e) = self.index_of(last).map(|i| self.sent[i]) else {
+            return;
+        };
+        let rtt = now.saturating_duration_since(e.at);
+        // A retransmission "delivered" faster than the path's minimum RTT was its
+        // original arriving: not a sample (RFC 8985 6.2 step 2, as Linux).
+        if e.rtx && self.min_rtt.is_some_and(|m| rtt < m) {
+            return;
         }
+        if self.xmit_ts.is_none() || e.order > self.xmit_order {
+            self.xmit_ts = Some(e.at);
+            self.xmit_order = e.order;
+            self.rtt = Some(rtt);
+        }
+    }
+
+    /// Whether a transmission was before that of the newest delivered segment.
+    fn sent_before_delivered(&self, order: u64) -> bool {
+        self.xmit_ts.is_some() && order < self.xmit_order
+    }
+
+    /// The smallest RTT seen.
+    pub(crate) fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
     }
 
     pub(crate) fn on_rtt(&mut self, rtt: Duration) {
@@ -97,42 +182,75 @@ impl Rack {
     /// A D-SACK: we retransmitted something that was only late; widen the window.
     pub(crate) fn on_dsack(&mut self) {
         self.version += 1;
+        self.reord_seen = true;
         self.reo_wnd_mult = (self.reo_wnd_mult.max(1) + 1).min(MAX_REO_WND_MULT);
     }
 
-    /// RFC 8985 6.3: when the segment holding `seq`, sent before a delivered one, will
-    /// have been out RACK.rtt plus the window.
+    /// The path reordered: a hole was filled by its first transmission after later data
+    /// had been SACKed, or a congestion response was undone.
+    pub(crate) fn on_reordering(&mut self) {
+        if !self.reord_seen {
+            self.version += 1;
+            self.reord_seen = true;
+        }
+    }
+
+    /// Whether DupThresh segments are SACKed above SND.UNA or recovery runs.
+    pub(crate) fn set_dupthresh_met(&mut self, met: bool) {
+        if self.dupthresh_met != met {
+            self.version += 1;
+            self.dupthresh_met = met;
+        }
+    }
+
+    /// Whether any of `[from, to)` was retransmitted.
+    pub(crate) fn retransmitted_in(&self, from: SeqNum, to: SeqNum) -> bool {
+        let first = self.index_of(from).unwrap_or(0);
+        self.sent
+            .range(first..)
+            .take_while(|e| e.seq < to)
+            .any(|e| e.rtx)
+    }
+
+    /// RFC 8985 6.3: when the segment holding `seq`, if sent before a delivered one,
+    /// will have been out RACK.rtt plus the window.
     pub(crate) fn deadline(&self, seq: SeqNum, srtt: Duration) -> Option<Instant> {
-        let t = self.sent_at(seq)?;
-        self.xmit_ts.filter(|x| t <= *x)?;
-        Some(t + self.rack_rtt(srtt) + self.reo_wnd(srtt))
+        let e = self.index_of(seq).map(|i| self.sent[i])?;
+        self.sent_before_delivered(e.order)
+            .then(|| e.at + self.rack_rtt(srtt) + self.reo_wnd(srtt))
     }
 
     fn rack_rtt(&self, srtt: Duration) -> Duration {
         self.rtt.unwrap_or(srtt)
     }
 
-    /// RFC 8985 6.2 step 4: reo_wnd = min_RTT / 4 * reo_wnd_mult, at most SRTT.
+    /// RFC 8985 6.2 step 4: reo_wnd = min_RTT / 4 * reo_wnd_mult, at most SRTT; zero
+    /// while no reordering has been seen and DupThresh is met or recovery runs (RFC 8985
+    /// 6.2 step 4's exception, Linux's `tcp_rack_reo_wnd`): then a hole with a later
+    /// segment delivered is lost at once, as RFC 6675's DupThresh rule would have it.
     fn reo_wnd(&self, srtt: Duration) -> Duration {
+        if self.dupthresh_met && !self.reord_seen {
+            return Duration::ZERO;
+        }
         let base = self.min_rtt.unwrap_or(srtt) / 4;
         (base * self.reo_wnd_mult.max(1)).min(srtt)
     }
 
     /// Whether the (undelivered) segment holding `seq` is lost.
     pub(crate) fn is_lost(&self, seq: SeqNum, srtt: Duration, now: Instant) -> bool {
-        self.sent_at(seq)
-            .is_some_and(|t| self.lost_at(t, srtt, now))
+        self.index_of(seq)
+            .is_some_and(|i| self.lost(self.sent[i].at, self.sent[i].order, srtt, now))
     }
 
-    /// The segments from the one holding `seq` on: (start, end or None for the last, sent at).
+    /// The segments from the one holding `seq` on: (start, end or None for the last,
+    /// whether RACK deems it lost at `now`).
     pub(crate) fn segments_from(
         &self,
         seq: SeqNum,
-    ) -> impl Iterator<Item = (SeqNum, Option<SeqNum>, Instant)> + '_ {
-        let i = self
-            .sent
-            .partition_point(|(s, _)| *s <= seq)
-            .saturating_sub(1);
+        srtt: Duration,
+        now: Instant,
+    ) -> impl Iterator<Item = (SeqNum, Option<SeqNum>, bool)> + '_ {
+        let i = self.index_of(seq).unwrap_or(0);
         self.sent
             .range(i..)
             .zip(
@@ -141,13 +259,19 @@ impl Rack {
                     .map(Some)
                     .chain(std::iter::once(None)),
             )
-            .map(|(&(s, t), next)| (s, next.map(|n| n.0), t))
+            .map(move |(e, next)| {
+                (
+                    e.seq,
+                    next.map(|n| n.seq),
+                    self.lost(e.at, e.order, srtt, now),
+                )
+            })
     }
 
-    /// RFC 8985 6.2 step 5: a segment sent at `t` is lost once one sent no earlier was
-    /// delivered and it has been out RACK.rtt plus the reordering window.
-    pub(crate) fn lost_at(&self, t: Instant, srtt: Duration, now: Instant) -> bool {
-        self.xmit_ts.is_some_and(|x| t <= x) && now >= t + self.rack_rtt(srtt) + self.reo_wnd(srtt)
+    /// RFC 8985 6.2 step 5: a segment sent at `t` (transmission `order`) is lost once one
+    /// sent after it was delivered and it has been out RACK.rtt plus the reordering window.
+    fn lost(&self, t: Instant, order: u64, srtt: Duration, now: Instant) -> bool {
+        self.sent_before_delivered(order) && now >= t + self.rack_rtt(srtt) + self.reo_wnd(srtt)
     }
 }
 
@@ -192,6 +316,41 @@ mod tests {
     }
 
     #[test]
+    fn segments_sent_at_one_instant_are_ordered_as_they_left() {
+        // As Linux's tcp_rack_sent_after: a burst leaves at one instant; delivering its
+        // middle segment makes the earlier ones candidates, never the later ones.
+        let mut r = Rack::default();
+        for i in 0..4u32 {
+            r.on_send(sq(i * 100), ms(100));
+        }
+        let srtt = Duration::from_millis(20);
+        r.on_delivered(sq(199), ms(120));
+        assert!(r.is_lost(sq(0), srtt, ms(200)));
+        assert!(!r.is_lost(sq(200), srtt, ms(200)), "sent with it, after it");
+        assert_eq!(r.deadline(sq(300), srtt), None);
+    }
+
+    #[test]
+    fn with_dupthresh_met_and_no_reordering_seen_the_window_is_zero() {
+        // RFC 8985 6.2 step 4 / Linux's tcp_rack_reo_wnd.
+        let mut r = Rack::default();
+        r.on_rtt(Duration::from_millis(20));
+        r.on_send(sq(0), ms(100));
+        r.on_send(sq(100), ms(101));
+        let srtt = Duration::from_millis(20);
+        r.on_delivered(sq(199), ms(121));
+        assert!(
+            !r.is_lost(sq(0), srtt, ms(121)),
+            "5 ms window: due at 125 ms"
+        );
+        r.set_dupthresh_met(true);
+        assert!(r.is_lost(sq(0), srtt, ms(121)), "no window: lost at once");
+        // Once reordering is seen, the window is back.
+        r.on_reordering();
+        assert!(!r.is_lost(sq(0), srtt, ms(121)));
+    }
+
+    #[test]
     fn a_retransmission_is_judged_by_its_own_send_time() {
         let mut r = Rack::default();
         r.on_rtt(Duration::from_millis(20));
@@ -212,6 +371,26 @@ mod tests {
             "the rest keeps its old time"
         );
         r.prune(sq(250));
-        assert_eq!(r.sent.front().map(|(s, _)| s.get()), Some(200));
+        assert_eq!(r.sent.front().map(|e| e.seq.get()), Some(200));
+    }
+
+    #[test]
+    fn a_retransmission_sent_after_new_data_at_one_instant_is_not_lost_by_it() {
+        // New data and then a retransmission leave at one instant: the new data's SACK
+        // says nothing about the retransmission, which left after it.
+        let mut r = Rack::default();
+        r.on_rtt(Duration::from_millis(20));
+        r.on_send(sq(0), ms(100));
+        r.on_send(sq(100), ms(100));
+        r.on_send(sq(200), ms(120));
+        r.on_retransmit(sq(0), sq(100), ms(120));
+        r.set_dupthresh_met(true);
+        let srtt = Duration::from_millis(20);
+        r.on_delivered(sq(299), ms(140));
+        assert!(!r.is_lost(sq(0), srtt, ms(140)));
+        assert!(
+            r.is_lost(sq(100), srtt, ms(140)),
+            "sent before the delivered one"
+        );
     }
 }

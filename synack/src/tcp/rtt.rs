@@ -5,24 +5,50 @@ use std::time::Duration;
 use crate::wire::SeqNum;
 use crate::Instant;
 
-/// SRTT, RTTVAR and RTO of one connection, plus the one segment being timed (Karn's rule).
+/// SRTT, RTTVAR and RTO of one connection, plus the handshake segment being timed.
+///
+/// RFC 6298's estimator with the refinements Linux makes (`tcp_rtt_estimator`), so the
+/// timeout fires when Linux's would: the deviation gains less when the RTT falls (Eifel's
+/// idea), the variance term is the largest deviation seen over the last round trip and
+/// decays towards it once per round trip, and the minimum RTO is a floor on that term
+/// rather than on the RTO itself: RTO = SRTT + max(4 * RTTVAR, RTO_min), never under
+/// SRTT + 200 ms on Linux's defaults.
 #[derive(Clone, Debug)]
 pub(crate) struct RttEstimator {
-    srtt: Option<Duration>,
-    rttvar: Duration,
+    /// Linux's `srtt_us`: eight times the smoothed RTT, in microseconds (0: none yet).
+    srtt8: i64,
+    /// Linux's `mdev_us`: four times the mean deviation.
+    mdev4: i64,
+    /// Linux's `mdev_max_us`: the largest `mdev4` in the current round trip.
+    mdev_max: i64,
+    /// Linux's `rttvar_us`: the variance term of the RTO (at least the minimum RTO).
+    rttvar: i64,
+    /// The round trip being watched: when SND.UNA passes it, `rttvar` decays.
+    rtt_seq: SeqNum,
     rto: Duration,
     min: Duration,
     max: Duration,
-    /// The segment being timed: its end sequence number and when it left.
+    /// The handshake segment being timed: its end sequence number and when it left.
     timed: Option<(SeqNum, Instant)>,
+}
+
+fn us(d: Duration) -> i64 {
+    d.as_micros().min(i64::MAX as u128) as i64
+}
+
+fn from_us(v: i64) -> Duration {
+    Duration::from_micros(v.max(0) as u64)
 }
 
 impl RttEstimator {
     /// RFC 6298 2.1: before any measurement, RTO = the initial value (1 s).
     pub(crate) fn new(initial: Duration, min: Duration, max: Duration) -> RttEstimator {
         RttEstimator {
-            srtt: None,
-            rttvar: Duration::ZERO,
+            srtt8: 0,
+            mdev4: 0,
+            mdev_max: 0,
+            rttvar: 0,
+            rtt_seq: SeqNum::new(0),
             rto: initial.clamp(min, max),
             min,
             max,
@@ -37,15 +63,15 @@ impl RttEstimator {
 
     /// The smoothed round-trip time, once measured.
     pub(crate) fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        (self.srtt8 > 0).then(|| from_us(self.srtt8 >> 3))
     }
 
-    /// The round-trip time variation.
+    /// The round-trip time variation (TCP_INFO's `tcpi_rttvar`: Linux's `mdev_us / 4`).
     pub(crate) fn rttvar(&self) -> Duration {
-        self.rttvar
+        from_us(self.mdev4 >> 2)
     }
 
-    /// A new segment ending at `end` left at `now`: time it unless one is being timed.
+    /// The SYN (or SYN-ACK) ending at `end` left at `now`: time it unless one is timed.
     pub(crate) fn on_send(&mut self, now: Instant, end: SeqNum) {
         if self.timed.is_none() {
             self.timed = Some((end, now));
@@ -57,34 +83,62 @@ impl RttEstimator {
         self.timed = None;
     }
 
-    /// An ACK for everything below `ack` arrived at `now`: take a sample if it covers the timed segment.
+    /// An ACK of the handshake segment arrived at `now`: take a sample if it covers it.
     pub(crate) fn on_ack(&mut self, now: Instant, ack: SeqNum) {
         if let Some((end, sent)) = self.timed {
             if ack >= end {
                 self.timed = None;
-                self.sample(now - sent);
+                self.sample(now - sent, ack, ack);
             }
         }
     }
 
-    /// RFC 6298 2.2 and 2.3: fold one measurement into SRTT and RTTVAR, recompute RTO.
-    pub(crate) fn sample(&mut self, r: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(r);
-                self.rttvar = r / 2;
+    /// Fold one measurement `r` into the estimate (Linux's `tcp_rtt_estimator`, the
+    /// arithmetic of RFC 6298 2.2-2.3 in its fixed-point form), then recompute the RTO.
+    /// `una` and `nxt` are SND.UNA (after this ACK) and SND.NXT: RTTVAR decays once per
+    /// round trip, when SND.UNA passes the SND.NXT of the previous decay.
+    pub(crate) fn sample(&mut self, r: Duration, una: SeqNum, nxt: SeqNum) {
+        let min = us(self.min);
+        let mut m = us(r).max(1);
+        if self.srtt8 != 0 {
+            m -= self.srtt8 >> 3; // the error of the estimate
+            self.srtt8 += m; // SRTT = 7/8 SRTT + 1/8 R'
+            if m < 0 {
+                // The RTT fell: a smaller gain for the deviation, so a falling RTT does
+                // not raise the RTO (Linux's variant of Eifel's rule).
+                m = -m - (self.mdev4 >> 2);
+                if m > 0 {
+                    m >>= 3;
+                }
+            } else {
+                m -= self.mdev4 >> 2;
             }
-            Some(srtt) => {
-                let diff = srtt.abs_diff(r);
-                // RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R'|; SRTT = 7/8 SRTT + 1/8 R'
-                self.rttvar = self.rttvar * 3 / 4 + diff / 4;
-                self.srtt = Some(srtt * 7 / 8 + r / 8);
+            self.mdev4 += m; // RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R'|
+            if self.mdev4 > self.mdev_max {
+                self.mdev_max = self.mdev4;
+                self.rttvar = self.rttvar.max(self.mdev_max);
             }
+            if una > self.rtt_seq {
+                // A round trip has passed: let the variance term decay towards the
+                // largest deviation of that round trip (never below the minimum RTO).
+                if self.mdev_max < self.rttvar {
+                    self.rttvar -= (self.rttvar - self.mdev_max) >> 2;
+                }
+                self.rtt_seq = nxt;
+                self.mdev_max = min;
+            }
+        } else {
+            // RFC 6298 2.2: the first measurement; RTO = 3 R.
+            self.srtt8 = m << 3;
+            self.mdev4 = m << 1;
+            self.rttvar = self.mdev4.max(min);
+            self.mdev_max = self.rttvar;
+            self.rtt_seq = nxt;
         }
-        // RFC 6298 2.3: RTO = SRTT + max(G, 4*RTTVAR), with G = 1 ms here; 2.4: bounded below by the minimum.
-        let srtt = self.srtt.unwrap_or(r);
-        let rto = srtt + (self.rttvar * 4).max(Duration::from_millis(1));
-        self.rto = rto.clamp(self.min, self.max);
+        self.srtt8 = self.srtt8.max(1);
+        // RFC 6298 2.3 as Linux: RTO = SRTT + RTTVAR term (which holds the minimum), at
+        // most the maximum.
+        self.rto = from_us((self.srtt8 >> 3) + self.rttvar).min(self.max);
     }
 
     /// RFC 6298 5.5: the timeout after `backoff` expirations, doubling each time, capped at the maximum.
@@ -111,10 +165,14 @@ mod tests {
         assert_eq!(est().rto(), Duration::from_secs(1));
     }
 
+    fn sq(n: u32) -> SeqNum {
+        SeqNum::new(n)
+    }
+
     #[test]
     fn first_sample_sets_srtt_and_half_rttvar() {
         let mut e = est();
-        e.sample(Duration::from_millis(100));
+        e.sample(Duration::from_millis(100), sq(1), sq(1));
         assert_eq!(e.srtt(), Some(Duration::from_millis(100)));
         assert_eq!(e.rttvar(), Duration::from_millis(50));
         // 100 + 4*50 = 300 ms
@@ -122,12 +180,49 @@ mod tests {
     }
 
     #[test]
-    fn rto_never_goes_below_the_200ms_minimum() {
+    fn the_minimum_rto_is_a_floor_on_the_variance_term_as_on_linux() {
+        // Linux: RTO = SRTT + max(4 RTTVAR, 200 ms), so a steady 1 ms path times out
+        // after 201 ms, and a steady 100 ms path after 300 ms, not max(200, SRTT + 4 RTTVAR).
         let mut e = est();
-        for _ in 0..20 {
-            e.sample(Duration::from_millis(1));
+        let mut una = 1u32;
+        for _ in 0..50 {
+            e.sample(Duration::from_millis(1), sq(una), sq(una + 1));
+            una += 1;
         }
-        assert_eq!(e.rto(), Duration::from_millis(200));
+        assert_eq!(e.rto(), Duration::from_millis(201));
+        let mut e = est();
+        for _ in 0..50 {
+            e.sample(Duration::from_millis(100), sq(una), sq(una + 1));
+            una += 1;
+        }
+        assert_eq!(e.rto(), Duration::from_millis(300));
+    }
+
+    #[test]
+    fn a_spike_raises_the_rto_for_a_round_trip_then_it_decays() {
+        let mut e = est();
+        let mut una = 1u32;
+        for _ in 0..20 {
+            e.sample(Duration::from_millis(10), sq(una), sq(una + 1));
+            una += 1;
+        }
+        let calm = e.rto();
+        e.sample(Duration::from_millis(300), sq(una), sq(una + 1));
+        una += 1;
+        let spiked = e.rto();
+        assert!(
+            spiked > calm + Duration::from_millis(100),
+            "{calm:?} -> {spiked:?}"
+        );
+        for _ in 0..40 {
+            e.sample(Duration::from_millis(10), sq(una), sq(una + 1));
+            una += 1;
+        }
+        assert!(
+            e.rto() < spiked && e.rto() >= Duration::from_millis(210),
+            "{:?}",
+            e.rto()
+        );
     }
 
     #[test]

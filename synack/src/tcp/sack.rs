@@ -81,7 +81,6 @@ impl Scoreboard {
     }
 
     /// Bytes in `[from, to)` that are not SACKed.
-    #[cfg(test)]
     pub(crate) fn holes_bytes(&self, from: SeqNum, to: SeqNum) -> u32 {
         if to <= from {
             return 0;
@@ -99,15 +98,6 @@ impl Scoreboard {
             })
             .sum();
         (to - from) as u32 - covered
-    }
-
-    /// Bytes SACKed above `seq`.
-    pub(crate) fn bytes_above(&self, seq: SeqNum) -> u32 {
-        self.ranges
-            .iter()
-            .filter(|(_, e)| *e > seq)
-            .map(|(s, e)| (*e - (*s).max(seq)) as u32)
-            .sum()
     }
 
     /// The first unSACKed stretch at or after `from` and below `limit`.

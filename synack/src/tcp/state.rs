@@ -76,12 +76,21 @@ pub(crate) struct Snd {
     pub(crate) sml: SeqNum,
     /// Start of the newest segment sent: what a tail loss probe resends (RFC 8985 7.3).
     pub(crate) last_seg: SeqNum,
-    /// RFC 6675 DupThresh (3): enough SACKed above SND.UNA starts recovery at once,
-    /// beside RACK's time test, as Linux does; 0 once a recovery proved needless (the
-    /// path reorders: time alone decides then, as Linux raising tp->reordering).
-    pub(crate) dupthresh: u32,
+    /// Without SACK, the bytes duplicate ACKs say have left the network (one segment
+    /// each, as Linux's `sacked_out` for Reno): what lets RFC 3042's limited transmit
+    /// send a new segment per duplicate ACK.
+    pub(crate) reno_sacked: u32,
+    /// RFC 6937 PRR while fast recovery runs: cwnd when it began (Linux's
+    /// `prior_cwnd`), bytes delivered since (`prr_delivered`) and bytes sent since
+    /// (`prr_out`).
+    pub(crate) prior_cwnd: u32,
+    pub(crate) prr_delivered: u32,
+    pub(crate) prr_out: u32,
     /// When data was last sent (for restart after idle, RFC 5681 4.1).
     pub(crate) last_send: Option<Instant>,
+    /// The packet (in Linux's sense: a TSO/GSO unit) new segments are being put in:
+    /// when it began, segments it may still take, segments in it.
+    pub(crate) gso: Option<(Instant, u32, u32)>,
     /// Delay-based slow-start exit (RFC 9406).
     pub(crate) hystart: super::cc::HyStart,
     /// Send times and the reordering window: which holes are lost (RFC 8985).
@@ -169,19 +178,103 @@ impl Snd {
     /// and leave the recovery it started.
     pub(crate) fn undo(&mut self, undo: Undo) {
         self.undo = None;
-        self.dupthresh = 0;
+        self.rack.on_reordering();
         self.cc.restore(undo.cwnd, undo.ssthresh);
         if matches!(self.recovery, Recovery::Fast { .. }) {
             self.recovery = Recovery::Open;
         }
     }
 
-    /// RFC 6675 IsLost: more than (DupThresh - 1) * SMSS bytes SACKed above `seq`.
-    fn dupthresh_lost(&self, seq: SeqNum) -> bool {
-        self.dupthresh > 0 && self.sacked.bytes_above(seq) > (self.dupthresh - 1) * self.cc.mss()
+    /// RFC 6675 DupThresh (3, Linux's `tcp_reordering`): with that many segments SACKed
+    /// above SND.UNA, or while recovery runs, and no reordering seen, RACK's reordering
+    /// window is zero (RFC 8985 6.2; Linux's `tcp_rack_reo_wnd`).
+    pub(crate) fn update_dupthresh(&mut self) {
+        let met = matches!(self.recovery, Recovery::Fast { .. })
+            || self.sacked.bytes() > 2 * self.cc.mss();
+        self.rack.set_dupthresh_met(met);
     }
 
-    fn srtt(&self) -> Duration {
+    /// Linux's `tcp_packets_in_flight` in bytes: what is in the network, against which
+    /// cwnd is checked. With SACK, RFC 6675's pipe (sent, not SACKed, not deemed lost,
+    /// plus retransmissions); without it, the flight less a segment per duplicate ACK
+    /// and less the head segment while it waits to be resent.
+    pub(crate) fn in_flight(&self, now: Instant, sack: bool) -> u32 {
+        if sack {
+            return self.pipe(now);
+        }
+        let head = if self.resend_head {
+            self.cc.mss().min(self.flight())
+        } else {
+            0
+        };
+        self.flight().saturating_sub(self.reno_sacked + head)
+    }
+
+    /// Bytes in the holes below the highest SACKed byte that RACK deems lost.
+    pub(crate) fn lost_bytes(&self, now: Instant) -> u32 {
+        let mut lost = 0u32;
+        self.walk_holes(now, |s, e, is_lost| {
+            if is_lost {
+                lost += (e - s) as u32;
+            }
+            true
+        });
+        lost
+    }
+
+    /// RFC 6937 proportional rate reduction, as Linux's `tcp_cwnd_reduction`: after an
+    /// ACK that delivered `delivered` bytes during fast recovery, cwnd becomes what is
+    /// in flight plus what PRR lets out: in proportion to what was delivered while pipe
+    /// is above ssthresh, and (PRR-SSRB) as fast as slow start back towards ssthresh
+    /// when it is below. At least one segment goes out when recovery begins.
+    pub(crate) fn prr_on_ack(
+        &mut self,
+        now: Instant,
+        sack: bool,
+        delivered: u32,
+        una_advanced: bool,
+        newly_lost: bool,
+    ) {
+        if delivered == 0 || self.prior_cwnd == 0 {
+            return;
+        }
+        let mss = self.cc.mss();
+        self.prr_delivered = self.prr_delivered.saturating_add(delivered);
+        let in_flight = self.in_flight(now, sack);
+        let ssthresh = self.cc.ssthresh();
+        let mut sndcnt: i64 = if in_flight > ssthresh {
+            // RFC 6937: sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out.
+            let due = (u64::from(ssthresh) * u64::from(self.prr_delivered)
+                + u64::from(self.prior_cwnd)
+                - 1)
+                / u64::from(self.prior_cwnd);
+            due as i64 - i64::from(self.prr_out)
+        } else {
+            // PRR-SSRB: MAX(prr_delivered - prr_out, DeliveredData) (+ MSS when the ACK
+            // advanced SND.UNA and found no new loss), at most ssthresh - pipe.
+            let mut n =
+                (i64::from(self.prr_delivered) - i64::from(self.prr_out)).max(i64::from(delivered));
+            if una_advanced && !newly_lost {
+                n += i64::from(mss);
+            }
+            n.min(i64::from(ssthresh - in_flight))
+        };
+        if self.prr_out == 0 {
+            // Force the fast retransmit when recovery begins.
+            sndcnt = sndcnt.max(i64::from(mss));
+        }
+        let cwnd = (i64::from(in_flight) + sndcnt.max(0)).clamp(0, i64::from(u32::MAX));
+        self.cc.set_cwnd(cwnd as u32);
+    }
+
+    /// `len` bytes went out (new or again) while fast recovery runs.
+    pub(crate) fn on_recovery_send(&mut self, len: u32) {
+        if matches!(self.recovery, Recovery::Fast { .. }) {
+            self.prr_out = self.prr_out.saturating_add(len);
+        }
+    }
+
+    pub(crate) fn srtt(&self) -> Duration {
         self.rtt.srtt().unwrap_or(self.rtt.rto())
     }
 
@@ -196,10 +289,10 @@ impl Snd {
         while let Some((hs, he)) = self.sacked.next_hole(at, highest) {
             // One pass over the segments sent in this hole, in order.
             let mut p = hs;
-            for (_, next, t) in self.rack.segments_from(hs) {
+            for (_, next, lost) in self.rack.segments_from(hs, srtt, now) {
                 let end = next.map_or(he, |n| n.min(he));
                 if end > p {
-                    if !visit(p, end, self.rack.lost_at(t, srtt, now)) {
+                    if !visit(p, end, lost) {
                         return;
                     }
                     p = end;
@@ -233,15 +326,21 @@ impl Snd {
         if matches!(self.recovery, Recovery::Timeout { .. }) {
             return None;
         }
-        let mut first = None;
+        // The earliest over every stretch not yet lost: after a retransmission the
+        // first such stretch is the resent one, sent after everything delivered, whose
+        // own deadline is none, while later holes still have theirs.
+        let srtt = self.srtt();
+        let mut earliest: Option<Instant> = None;
         self.walk_holes(now, |s, _, lost| {
             if !lost {
-                first = Some(s);
+                if let Some(d) = self.rack.deadline(s, srtt).filter(|d| *d > now) {
+                    earliest = Some(earliest.map_or(d, |x| x.min(d)));
+                }
             }
-            lost
+            true
         });
-        // Never a deadline already past: the caller would fire it again and again.
-        self.rack.deadline(first?, self.srtt()).filter(|d| *d > now)
+        // (Never a deadline already past: the caller would fire it again and again.)
+        earliest
     }
 
     /// RFC 8985 7.2: arm the probe timeout, PTO = 2 SRTT (plus the worst delayed ACK when
@@ -281,13 +380,11 @@ impl Snd {
         now: Instant,
         sack_on: bool,
         dupack_loss: bool,
-        mss: u32,
-    ) {
-        let lost_head = sack_on
-            && !self.sacked.is_empty()
-            && (self.rack.is_lost(self.una, self.srtt(), now) || self.dupthresh_lost(self.una));
+    ) -> bool {
+        let lost_head =
+            sack_on && !self.sacked.is_empty() && self.rack.is_lost(self.una, self.srtt(), now);
         if self.recovery != Recovery::Open || self.una >= self.max || !(dupack_loss || lost_head) {
-            return;
+            return false;
         }
         let flight = (self.max - self.una).max(0) as u32;
         self.undo = Some(Undo {
@@ -299,14 +396,19 @@ impl Snd {
             from: self.una,
             to: self.max,
         });
+        // RFC 6937: PRR paces what is sent from here on (cwnd set by prr_on_ack).
+        self.prior_cwnd = self.cc.cwnd();
+        self.prr_delivered = 0;
+        self.prr_out = 0;
         self.cc.on_congestion(now, flight);
         self.recovery = Recovery::Fast { recover: self.max };
-        self.resend_head = true;
+        self.update_dupthresh();
         if !sack_on {
-            // RFC 5681 3.2 step 2-3: cwnd = ssthresh + 3 MSS for the segments that left.
-            let cwnd = self.cc.ssthresh().saturating_add(3 * mss);
-            self.cc.set_cwnd(cwnd);
+            // RFC 6582 (Linux's tcp_newreno_mark_lost): the head is lost; resend it.
+            // With SACK, RACK has marked what is lost and the hole loop resends it.
+            self.resend_head = true;
         }
+        true
     }
 
     /// RFC 6675 SetPipe(): bytes still in the network: sent, not SACKed, and not
