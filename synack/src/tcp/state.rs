@@ -244,10 +244,8 @@ impl Snd {
         let ssthresh = self.cc.ssthresh();
         let mut sndcnt: i64 = if in_flight > ssthresh {
             // RFC 6937: sndcnt = CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out.
-            let due = (u64::from(ssthresh) * u64::from(self.prr_delivered)
-                + u64::from(self.prior_cwnd)
-                - 1)
-                / u64::from(self.prior_cwnd);
+            let due = (u64::from(ssthresh) * u64::from(self.prr_delivered))
+                .div_ceil(u64::from(self.prior_cwnd));
             due as i64 - i64::from(self.prr_out)
         } else {
             // PRR-SSRB: MAX(prr_delivered - prr_out, DeliveredData) (+ MSS when the ACK
