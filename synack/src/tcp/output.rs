@@ -37,47 +37,66 @@ impl Connection {
         }
     }
 
+    /// The segment size for new data: the MSS, bounded to half the largest window the
+    /// peer has offered (Linux's tcp_bound_to_half_wnd): RFC 9293 3.8.6.2.1's sender
+    /// SWS rule that a segment should fill at least a fraction Fs = 1/2 of it.
+    pub(crate) fn send_mss(&self, snd: &Snd) -> usize {
+        let mss = self.neg.snd_mss;
+        let max_wnd = snd.max_wnd as usize;
+        let cutoff = if max_wnd > 536 { max_wnd / 2 } else { max_wnd };
+        if cutoff == 0 {
+            mss
+        } else {
+            mss.min(cutoff.max(64))
+        }
+    }
+
+    /// New bytes a segment would carry now if the windows allowed it, and whether the
+    /// peer's window has room for it.
+    fn window_fits(&self, snd: &Snd) -> (usize, bool) {
+        let off = ((snd.nxt - snd.una).max(0) as usize).min(self.snd_buf.len());
+        let want = (self.snd_buf.len() - off).min(self.send_mss(snd));
+        let wnd_room = snd.wnd as i64 - snd.flight() as i64;
+        (want, wnd_room >= want as i64)
+    }
+
     /// (bytes of new data we may send now, whether the window/cwnd is what limits it).
     fn sendable(&self, snd: &Snd, now: Instant) -> (usize, bool) {
-        let buf_len = self.snd_buf.len();
-        let off = ((snd.nxt - snd.una).max(0) as usize).min(buf_len);
-        let unsent = buf_len - off;
-        if unsent == 0 {
+        let (want, fits) = self.window_fits(snd);
+        if want == 0 {
             return (0, false);
         }
-        // The peer's window counts from SND.UNA; cwnd against what is in the network
-        // (RFC 6675 pipe while SACK recovery runs).
-        // (Linux's packets in flight: SACKed bytes, and without SACK one segment per
-        // duplicate ACK, have left the network, which is RFC 3042's limited transmit.)
+        // RFC 9293 3.8.6.2.1 (sender SWS avoidance) as Linux's tcp_snd_wnd_test: send
+        // a full segment, or all that is queued, only when it fits in the peer's window;
+        // otherwise wait for the window to open (the persist timer probes it).
+        if !fits {
+            return (0, true);
+        }
+        // cwnd against what is in the network (Linux's packets in flight: SACKed bytes,
+        // and without SACK one segment per duplicate ACK, have left the network, which
+        // is RFC 3042's limited transmit). As Linux counts in packets, a segment may go
+        // while any room is left.
         let in_network = match snd.recovery {
             Recovery::Timeout { .. } => snd.flight(),
             _ => snd.in_flight(now, self.neg.sack),
         };
-        let wnd_room = snd.wnd as i64 - snd.flight() as i64;
-        let cwnd_room = snd.cwnd() as i64 - in_network as i64;
-        let limit = wnd_room.min(cwnd_room);
-        let len = unsent.min(self.neg.snd_mss).min(limit.max(0) as usize);
-        // RFC 9293 3.8.6.2.1 (sender SWS avoidance): send a full segment, all that is
-        // queued, or at least half the largest window; otherwise wait for ACKs, unless
-        // nothing is in flight to bring them.
-        let worth = len == self.neg.snd_mss
-            || len == unsent
-            || len as u32 >= snd.max_wnd / 2
-            || (snd.flight() == 0 && len > 0);
+        if in_network >= snd.cwnd() {
+            return (0, true);
+        }
+        let len = want;
         // RFC 1122 4.2.3.4 (Nagle), with Minshall's refinement as Linux has it: a segment
         // smaller than the MSS waits while an earlier small segment is unacknowledged,
         // unless TCP_NODELAY is set or the FIN is queued behind it. (Retransmissions,
         // from below SND.MAX, are never held.)
         let nagle_holds = !self.nodelay
-            && len < self.neg.snd_mss
+            && len < self.send_mss(snd)
             && snd.sml > snd.una
             && snd.nxt >= snd.max
             && !snd.fin_queued;
-        let worth = worth && !nagle_holds;
-        if worth {
-            (len, len < unsent.min(self.neg.snd_mss))
-        } else {
+        if nagle_holds {
             (0, true)
+        } else {
+            (len, false)
         }
     }
 
@@ -265,9 +284,27 @@ impl Connection {
             return Some(out);
         }
         if self.probe_due {
-            // A zero-window probe: an old sequence number elicits an ACK with the window.
             self.probe_due = false;
-            let una = self.state.snd().map(|s| s.una)?;
+            let snd = self.state.snd()?;
+            let room = (snd.wnd as i64 - snd.flight() as i64).max(0) as usize;
+            let (want, _) = self.window_fits(snd);
+            if room > 0 && want > 0 && snd.nxt == snd.max {
+                // A window too small for a segment (RFC 9293 3.8.6.2.1's override
+                // timeout, Linux's tcp_write_wakeup): send what fits, pushed.
+                let seq = snd.nxt;
+                let len = want.min(room);
+                let mut out = self.data_segment(now, seq, len, false);
+                out.flags |= TcpFlags::PSH;
+                let snd = self.state.snd_mut()?;
+                snd.rack.on_send(seq, now);
+                snd.nxt = seq + len as u32;
+                snd.max = snd.nxt;
+                snd.last_send = Some(now);
+                snd.start_rtx_timer(now);
+                return Some(out);
+            }
+            // A zero-window probe: an old sequence number elicits an ACK with the window.
+            let una = snd.una;
             let mut out = self.ack_segment(now);
             out.seq = una - 1;
             return Some(out);
@@ -509,13 +546,13 @@ impl Connection {
     }
 
     /// Arm or disarm the persist timer after anything changed (RFC 9293 3.8.6.1): it runs
-    /// while the peer's window is zero, data waits, and nothing is in flight to bring an ACK.
+    /// while the peer's window is too small for the next segment (zero, or less than
+    /// sender SWS avoidance sends), data waits, and nothing is in flight to bring an ACK.
     pub(crate) fn settle(&mut self, now: Instant) {
         self.last_now = now;
-        let buf_len = self.snd_buf.len();
-        if let Some(snd) = self.state.snd_mut() {
-            let unsent = buf_len as i64 - (snd.nxt - snd.una) as i64;
-            let stalled = snd.wnd == 0 && unsent > 0 && snd.una == snd.max;
+        let fits = self.state.snd().map(|snd| self.window_fits(snd));
+        if let (Some(snd), Some((want, fits))) = (self.state.snd_mut(), fits) {
+            let stalled = want > 0 && !fits && snd.una == snd.max;
             if stalled && snd.persist.deadline.is_none() {
                 snd.persist.deadline = Some(now + snd.rtt.backed_off(snd.persist.backoff));
             } else if !stalled && snd.persist.deadline.is_some() {
