@@ -565,6 +565,7 @@ impl Connection {
             if snd.maybe_enter_recovery(now, sack, false) {
                 snd.prr_on_ack(now, sack, mss, false, true);
             }
+            snd.mark_lost(now);
             // RFC 8985 7.3: no ACK for a PTO: probe, so that a lost tail shows in SACKs.
             if snd.tlp.is_some_and(|t| t <= now) {
                 snd.tlp = None;

@@ -484,7 +484,11 @@ impl Connection {
         self.stats.sack_blocks_in += blocks.len() as u64;
         if sack_on {
             for &(start, end) in blocks {
-                if snd.una.max(seg.ack) <= start && start < end && end <= snd.max {
+                if !(snd.una.max(seg.ack) <= start && start < end && end <= snd.max) {
+                    continue;
+                }
+                // Only whole segments count as SACKed (as Linux's tcp_match_skb_to_sack).
+                if let Some((start, end)) = snd.rack.whole_segments(start, end, snd.max) {
                     // A first transmission below the highest SACKed byte arriving
                     // only now: the path reorders (Linux's tcp_check_sack_reordering).
                     if let Some(fack) = prior_fack.filter(|f| start < *f) {
@@ -667,6 +671,9 @@ impl Connection {
         snd.update_dupthresh();
         let dupack_loss = !sack_on && snd.dupacks >= 3;
         let entered = snd.maybe_enter_recovery(now, sack_on, dupack_loss);
+        if sack_on {
+            snd.mark_lost(now);
+        }
         if matches!(snd.recovery, Recovery::Fast { .. }) {
             // RFC 6937: cwnd follows what this ACK delivered (Linux's tcp_cwnd_reduction).
             let newly_lost = if sack_on {
@@ -676,7 +683,11 @@ impl Connection {
             };
             snd.prr_on_ack(now, sack_on, delivered, una_advanced, newly_lost);
         }
-        snd.arm_tlp(now, sack_on, mss);
+        // RFC 8985 7.2: the probe timer moves on an ACK that delivered something (as
+        // Linux's FLAG_SET_XMIT_TIMER); a duplicate ACK that reports nothing new leaves it.
+        if una_advanced || newly_sacked > 0 || snd.recovery != Recovery::Open {
+            snd.arm_tlp(now, sack_on, mss);
+        }
         // RFC 9293 3.10.7.4: update the send window from the newest segment.
         let Some(snd) = self.state.snd_mut() else {
             return AckOutcome::Continue;

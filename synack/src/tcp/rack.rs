@@ -29,6 +29,9 @@ struct Sent {
     order: u64,
     /// Whether it was ever retransmitted (Karn: no RTT sample from it).
     rtx: bool,
+    /// Deemed lost since its latest transmission: it stays so (as Linux's TCPCB_LOST)
+    /// when the reordering window later widens, until it is sent again.
+    lost: bool,
 }
 
 /// When each segment was sent, and what has been learned about the path.
@@ -70,6 +73,7 @@ impl Rack {
                 at: now,
                 order: self.transmissions,
                 rtx: false,
+                lost: false,
             });
         }
     }
@@ -91,6 +95,7 @@ impl Rack {
                 e.at = now;
                 e.order = self.transmissions;
                 e.rtx = true;
+                e.lost = false;
             }
         }
     }
@@ -203,6 +208,44 @@ impl Rack {
         }
     }
 
+    /// The part of a SACK block `[start, end)` made of whole segments as they were sent
+    /// (`max`: where the last ends). Linux marks only segments a block covers entirely
+    /// (tcp_match_skb_to_sack), so a block for a segment's last byte says nothing.
+    pub(crate) fn whole_segments(
+        &self,
+        start: SeqNum,
+        end: SeqNum,
+        max: SeqNum,
+    ) -> Option<(SeqNum, SeqNum)> {
+        let i = self.sent.partition_point(|e| e.seq < start);
+        let first = self.sent.get(i).map_or(max, |e| e.seq);
+        let j = self.sent.partition_point(|e| e.seq <= end);
+        let last = if end >= max {
+            max
+        } else {
+            self.sent.get(j.checked_sub(1)?).map(|e| e.seq)?
+        };
+        (first < last).then_some((first, last))
+    }
+
+    /// Remember that the segments starting in `[from, to)` are lost.
+    pub(crate) fn mark_lost(&mut self, from: SeqNum, to: SeqNum) {
+        let first = self.index_of(from).unwrap_or(0);
+        let mut changed = false;
+        for e in self.sent.range_mut(first..) {
+            if e.seq >= to {
+                break;
+            }
+            if e.seq >= from && !e.lost {
+                e.lost = true;
+                changed = true;
+            }
+        }
+        if changed {
+            self.version += 1;
+        }
+    }
+
     /// Whether any of `[from, to)` was retransmitted.
     pub(crate) fn retransmitted_in(&self, from: SeqNum, to: SeqNum) -> bool {
         let first = self.index_of(from).unwrap_or(0);
@@ -238,8 +281,10 @@ impl Rack {
 
     /// Whether the (undelivered) segment holding `seq` is lost.
     pub(crate) fn is_lost(&self, seq: SeqNum, srtt: Duration, now: Instant) -> bool {
-        self.index_of(seq)
-            .is_some_and(|i| self.lost(self.sent[i].at, self.sent[i].order, srtt, now))
+        self.index_of(seq).is_some_and(|i| {
+            let e = &self.sent[i];
+            e.lost || self.lost(e.at, e.order, srtt, now)
+        })
     }
 
     /// The segments from the one holding `seq` on: (start, end or None for the last,
@@ -263,7 +308,7 @@ impl Rack {
                 (
                     e.seq,
                     next.map(|n| n.seq),
-                    self.lost(e.at, e.order, srtt, now),
+                    e.lost || self.lost(e.at, e.order, srtt, now),
                 )
             })
     }

@@ -306,6 +306,24 @@ impl Snd {
         }
     }
 
+    /// Remember what RACK deems lost now, so that a reordering window widened later
+    /// (reordering seen) does not take it back before it is resent (as Linux's marks).
+    pub(crate) fn mark_lost(&mut self, now: Instant) {
+        if self.sacked.is_empty() {
+            return;
+        }
+        let mut lost = Vec::new();
+        self.walk_holes(now, |s, e, is_lost| {
+            if is_lost {
+                lost.push((s, e));
+            }
+            true
+        });
+        for (s, e) in lost {
+            self.rack.mark_lost(s, e);
+        }
+    }
+
     /// The first stretch of a hole that RACK deems lost.
     pub(crate) fn next_lost(&self, now: Instant) -> Option<(SeqNum, SeqNum)> {
         let mut found = None;
@@ -337,8 +355,9 @@ impl Snd {
             }
             true
         });
-        // (Never a deadline already past: the caller would fire it again and again.)
-        earliest
+        // (Never a deadline already past: the caller would fire it again and again.) As
+        // Linux, the timer fires TCP_TIMEOUT_MIN (2 ms) after the segment's deadline.
+        earliest.map(|d| d + Duration::from_millis(2))
     }
 
     /// RFC 8985 7.2: arm the probe timeout, PTO = 2 SRTT (plus the worst delayed ACK when
