@@ -48,6 +48,14 @@ pub struct TunArgs {
     /// many seconds: the peer closed and the application did not.
     #[arg(long, default_value_t = 60.0, value_name = "SECS")]
     pub warn_close_wait: f64,
+    /// Send buffer of each connection, in bytes (SO_SNDBUF; default 256 KiB). A bulk
+    /// sender on a path with a deep queue needs about its bandwidth times the queued
+    /// RTT (Linux grows its own up to tcp_wmem's 4 MiB).
+    #[arg(long, value_name = "BYTES")]
+    pub send_buffer: Option<usize>,
+    /// Receive buffer of each connection, in bytes (SO_RCVBUF; default 256 KiB).
+    #[arg(long, value_name = "BYTES")]
+    pub recv_buffer: Option<usize>,
     /// Print every state change to stderr (and, at exit, what --impair did).
     #[arg(short, long)]
     pub verbose: bool,
@@ -65,6 +73,7 @@ impl TunArgs {
     /// The interface these options describe. The stack's secret keys are drawn from the
     /// operating system's random source ([`synack::Secrets::Random`], the default).
     pub fn interface_config(&self) -> InterfaceConfig {
+        let defaults = synack::Config::default();
         InterfaceConfig {
             name: self.tun.clone(),
             addrs: self.addr.clone(),
@@ -72,7 +81,10 @@ impl TunArgs {
             mtu: self.mtu,
             stack: synack::Config {
                 warn_close_wait: std::time::Duration::from_secs_f64(self.warn_close_wait.max(0.0)),
-                ..synack::Config::default()
+                send_buffer: self.send_buffer.unwrap_or(defaults.send_buffer),
+                recv_buffer: self.recv_buffer.unwrap_or(defaults.recv_buffer),
+                tcp_rmem_max: defaults.tcp_rmem_max.max(self.recv_buffer.unwrap_or(0)),
+                ..defaults
             },
             offload: !self.no_offload,
             impair: self.impair.clone(),

@@ -71,8 +71,9 @@ pub(crate) trait Controller: Debug + Send {
         let w = self.window_mut();
         w.cwnd = cwnd.max(w.mss);
     }
-    /// `acked` new bytes acknowledged outside recovery; `srtt` when known.
-    fn on_ack(&mut self, now: Instant, acked: u32, srtt: Option<Duration>);
+    /// `acked` new bytes delivered outside recovery; `min_rtt`, the smallest RTT seen,
+    /// when known.
+    fn on_ack(&mut self, now: Instant, acked: u32, min_rtt: Option<Duration>);
     /// A loss detected by duplicate ACKs or SACK: set ssthresh and cwnd for recovery.
     fn on_congestion(&mut self, now: Instant, flight: u32);
     /// A retransmission timeout (RFC 5681 eq. 4: cwnd becomes one segment).
@@ -163,19 +164,30 @@ pub(crate) struct HyStart {
 const N_RTT_SAMPLE: u32 = 8;
 const MIN_RTT_THRESH: Duration = Duration::from_millis(4);
 const MAX_RTT_THRESH: Duration = Duration::from_millis(16);
+/// Linux's hystart_low_window: HyStart decides nothing below 16 segments.
+const LOW_WINDOW: u32 = 16;
 /// ACKs this close together belong to one train (Linux's HYSTART_ACK_DELTA is 2 ms).
 const ACK_DELTA: Duration = Duration::from_millis(2);
 
 impl HyStart {
     /// One ACK in slow start with its RTT sample; true when slow start should end.
+    /// `cwnd_segs` is cwnd in segments (as Linux, nothing is decided below 16), and
+    /// `ack_delay` what a sender's own ACK spacing may add to a train (Linux's
+    /// hystart_ack_delay: at most 1 ms).
     pub(crate) fn on_sample(
         &mut self,
         now: Instant,
         rtt: Duration,
         una: crate::wire::SeqNum,
         max: crate::wire::SeqNum,
+        cwnd_segs: u32,
+        ack_delay: Duration,
     ) -> bool {
         if self.done {
+            return false;
+        }
+        if cwnd_segs < LOW_WINDOW {
+            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
             return false;
         }
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
@@ -198,7 +210,10 @@ impl HyStart {
         if let Some((first, latest)) = self.train {
             if now - latest <= ACK_DELTA {
                 self.train = Some((first, now));
-                long_train = self.min_rtt.is_some_and(|m| now - first >= m / 2);
+                // Linux: the train passes (delay_min + ack delay) / 2 without pacing.
+                long_train = self
+                    .min_rtt
+                    .is_some_and(|m| now - first > (m + ack_delay) / 2);
             } else {
                 self.train = None;
             }
@@ -331,7 +346,7 @@ impl Controller for Cubic {
         &mut self.w
     }
 
-    fn on_ack(&mut self, now: Instant, acked: u32, srtt: Option<Duration>) {
+    fn on_ack(&mut self, now: Instant, acked: u32, min_rtt: Option<Duration>) {
         if self.w.in_slow_start() {
             // Slow start as in RFC 5681 (RFC 9438 4.10).
             self.w.slow_start(acked);
@@ -349,21 +364,28 @@ impl Controller for Cubic {
         if self.w_est == 0.0 || self.w_est < cwnd * BETA {
             self.w_est = cwnd;
         }
-        let rtt = srtt.unwrap_or(Duration::from_millis(100)).as_secs_f64();
+        let rtt = min_rtt.unwrap_or(Duration::from_millis(100)).as_secs_f64();
         let t = (now - start).as_secs_f64();
-        // RFC 9438 4.2 eq. 1 at t + RTT, limited to 1.5 * cwnd (4.4 note).
-        let target = (C * (t + rtt - k).powi(3) + origin).clamp(cwnd, 1.5 * cwnd);
+        // RFC 9438 4.2 eq. 1 at t + RTT; RTT is the minimum RTT, as Linux's
+        // bictcp_update (delay_min).
+        let target = (C * (t + rtt - k).powi(3) + origin).max(cwnd);
         let acked_seg = acked as f64 / self.w.mss as f64;
-        // RFC 9438 4.3: the Reno-friendly region, alpha = 3 (1 - beta) / (1 + beta).
+        // RFC 9438 4.4/4.5: (target - cwnd) / cwnd per segment acknowledged.
+        let mut per_segment = (target - cwnd) / cwnd;
+        if self.w_max == 0.0 {
+            // As Linux: before the first loss (W_max unknown, e.g. after HyStart left
+            // slow start) grow at least 1/20 segment per segment acknowledged, 5 % a
+            // round trip, to find the path's capacity.
+            per_segment = per_segment.max(1.0 / 20.0);
+        }
+        // RFC 9438 4.3: the Reno-friendly region, alpha = 3 (1 - beta) / (1 + beta):
+        // never slower than Reno would grow.
         let alpha = 3.0 * (1.0 - BETA) / (1.0 + BETA);
         self.w_est += alpha * acked_seg / cwnd;
-        let next = if self.w_est > target {
-            // Grow like Reno would.
-            cwnd + (self.w_est - cwnd).max(0.0) * acked_seg / cwnd
-        } else {
-            // RFC 9438 4.4/4.5: (target - cwnd) / cwnd per segment acknowledged.
-            cwnd + (target - cwnd) * acked_seg / cwnd
-        };
+        per_segment = per_segment.max((self.w_est - cwnd) / cwnd);
+        // At most half a segment per segment acknowledged: cwnd grows by at most 1.5x
+        // a round trip (RFC 9438 4.4's limit; Linux's cnt >= 2).
+        let next = cwnd + per_segment.min(0.5) * acked_seg;
         self.w.cwnd = (next * self.w.mss as f64) as u32;
     }
 
@@ -502,7 +524,7 @@ mod tests {
         for (round, rtt) in [(1, 20), (2, 22), (3, 30)] {
             for i in 0..10 {
                 now += ms(3);
-                let exit = hs.on_sample(now, ms(rtt), una, max);
+                let exit = hs.on_sample(now, ms(rtt), una, max, 20, Duration::ZERO);
                 assert_eq!(
                     exit,
                     round == 3 && i == N_RTT_SAMPLE as usize - 1,
@@ -512,7 +534,10 @@ mod tests {
             una = max;
             max += 20;
         }
-        assert!(!hs.on_sample(now, ms(100), una, max), "only once");
+        assert!(
+            !hs.on_sample(now, ms(100), una, max, 20, Duration::ZERO),
+            "only once"
+        );
     }
 
     #[test]
@@ -521,11 +546,29 @@ mod tests {
         let ms = Duration::from_millis;
         let (una, max) = (crate::wire::SeqNum::new(0), crate::wire::SeqNum::new(1000));
         let start = Instant::from_secs(1);
-        // RTT 20 ms throughout; ACKs 1 ms apart: the train reaches 10 ms at the 11th.
-        for i in 0..=10u64 {
-            let exit = hs.on_sample(start + ms(i), ms(20), una, max);
-            assert_eq!(exit, i == 10, "ack {i}");
+        // RTT 20 ms throughout; ACKs 1 ms apart: the train passes 10 ms at the 12th.
+        for i in 0..=11u64 {
+            let exit = hs.on_sample(start + ms(i), ms(20), una, max, 20, Duration::ZERO);
+            assert_eq!(exit, i == 11, "ack {i}");
         }
+    }
+
+    #[test]
+    fn hystart_waits_for_16_segments_and_allows_the_ack_delay_as_linux() {
+        let ms = Duration::from_micros;
+        let (una, max) = (crate::wire::SeqNum::new(0), crate::wire::SeqNum::new(1000));
+        let start = Instant::from_secs(1);
+        // A 300 us path: ACKs 100 us apart. Below 16 segments nothing is decided.
+        let mut hs = HyStart::default();
+        for i in 0..20u64 {
+            assert!(!hs.on_sample(start + ms(100 * i), ms(300), una, max, 10, ms(1000)));
+        }
+        // At 16 segments, the train must pass (300 us + 1 ms) / 2 = 650 us, not 150 us.
+        let mut hs = HyStart::default();
+        let exits: Vec<u64> = (0..10u64)
+            .filter(|i| hs.on_sample(start + ms(100 * i), ms(300), una, max, 16, ms(1000)))
+            .collect();
+        assert_eq!(exits.first(), Some(&7), "{exits:?}");
     }
 
     #[test]

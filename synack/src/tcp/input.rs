@@ -593,7 +593,12 @@ impl Connection {
             snd.rtx.deadline = (snd.una < snd.max).then(|| now + snd.rtt.rto());
             snd.rtx.since = (snd.una < snd.max).then_some(now);
             snd.dupacks = 0;
-            let srtt = snd.rtt.srtt();
+            // CUBIC's clock runs RTT ahead; Linux takes the minimum RTT seen (delay_min),
+            // not SRTT, which a standing queue inflates.
+            let srtt = match (snd.rack.min_rtt(), snd.rtt.srtt()) {
+                (Some(m), Some(s)) => Some(m.min(s)),
+                (m, s) => m.or(s),
+            };
             // RFC 3522 (Eifel): the ACK of our retransmission echoes the TSval of the
             // original: it was reordered, not lost. Undo the reduction, expect more reordering.
             if let (Some(undo), Some(tsecr)) = (snd.undo, seg_tsecr) {
@@ -632,7 +637,18 @@ impl Connection {
                     // RFC 9406 with RFC 7323 RTT samples: leave slow start as the queue builds.
                     let in_slow_start = snd.cc.cwnd() < snd.cc.ssthresh();
                     if let (true, Some((_, rtt))) = (in_slow_start, rtt_sample) {
-                        if snd.hystart.on_sample(now, rtt, snd.una, snd.max) {
+                        let (cwnd, mss) = (snd.cc.cwnd(), snd.cc.mss().max(1));
+                        // Linux's hystart_ack_delay: 4 GSO packets (64 KiB) at the pacing
+                        // rate (2 cwnd per SRTT in slow start), at most 1 ms.
+                        let ack_delay = snd.rtt.srtt().map_or(Duration::ZERO, |srtt| {
+                            let rate = 2.0 * f64::from(cwnd) / srtt.as_secs_f64().max(1e-6);
+                            Duration::from_secs_f64(4.0 * 65_536.0 / rate)
+                                .min(Duration::from_millis(1))
+                        });
+                        if snd
+                            .hystart
+                            .on_sample(now, rtt, snd.una, snd.max, cwnd / mss, ack_delay)
+                        {
                             snd.cc.exit_slow_start();
                         }
                     }
