@@ -529,8 +529,9 @@ impl Runner {
                 break;
             }
             payload.extend_from_slice(seg.payload);
-            // The super-segment carries the PSH and FIN of its last piece.
-            flags = TcpFlags::from_bits(flags.bits() | (seg.flags.bits() & 0x09));
+            // The super-segment carries the PSH and FIN of its last piece (packetdrill
+            // takes an aggregate's headers from its last packet).
+            flags = TcpFlags::from_bits((flags.bits() & !0x08) | (seg.flags.bits() & 0x09));
             self.sent.pop_front();
         }
         let merged = TcpRepr {

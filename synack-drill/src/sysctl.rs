@@ -45,7 +45,9 @@ pub struct Assignment {
 /// `.sh` file the command runs is looked for.
 pub fn assignments(command: &str, base: Option<&Path>) -> Vec<Assignment> {
     let mut out = Vec::new();
-    for line in command.lines() {
+    // A backslash at the end of a line continues it, as in the shell.
+    let joined = command.replace("\\\n", " ");
+    for line in joined.lines() {
         let words = shell_words(line);
         let Some(first) = words.first() else { continue };
         if first == "sysctl" {
@@ -205,6 +207,16 @@ pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_continued_with_a_backslash_is_read_whole() {
+        let a = assignments(
+            "../common/set_sysctls.py /proc/sys/net/ipv4/tcp_sack=0 \\\n\t\t/proc/sys/net/ipv4/tcp_min_tso_segs=10",
+            None,
+        );
+        let names: Vec<_> = a.iter().map(|x| x.name.as_str()).collect();
+        assert_eq!(names, ["net.ipv4.tcp_sack", "net.ipv4.tcp_min_tso_segs"]);
+    }
 
     #[test]
     fn sysctl_echo_and_set_sysctls_lines_are_read() {
