@@ -508,7 +508,7 @@ impl Connection {
                         }
                     }
                     newly_sacked += newly;
-                    snd.rack.on_delivered(end - 1, now);
+                    snd.rack.on_delivered_range(start, end, now);
                 }
             }
         }
@@ -568,6 +568,7 @@ impl Connection {
                 }
             }
             let sacked_before_prune = snd.sacked.bytes();
+            let prior_una = snd.una;
             snd.una = seg.ack;
             if snd.nxt < snd.una {
                 snd.nxt = snd.una;
@@ -583,7 +584,7 @@ impl Connection {
                 snd.reno_sacked = snd.reno_sacked.saturating_sub(acked - seg_size);
             }
             snd.tlp_out = false;
-            snd.rack.on_delivered(seg.ack - 1, now);
+            snd.rack.on_delivered_range(prior_una, seg.ack, now);
             snd.rack.prune(snd.una);
             if let Some((first, _)) = rtt_sample {
                 snd.rtt.sample(first, snd.una, snd.max);

@@ -151,21 +151,37 @@ impl Rack {
     /// The segment holding `last` (the last byte of an acknowledged or SACKed range)
     /// was delivered at `now` (RFC 8985 6.2 steps 1-2: the most recently sent delivered
     /// segment sets RACK.xmit_ts and RACK.rtt).
+    #[cfg(test)]
     pub(crate) fn on_delivered(&mut self, last: SeqNum, now: Instant) {
+        self.on_delivered_range(last, last + 1, now);
+    }
+
+    /// The segments starting in `[from, to)` (or holding `from`) were delivered at
+    /// `now`: the most recently sent of them sets RACK.xmit_ts and RACK.rtt (RFC 8985
+    /// 6.2 steps 1-2), whatever its place in the range.
+    pub(crate) fn on_delivered_range(&mut self, from: SeqNum, to: SeqNum, now: Instant) {
         self.version += 1;
-        let Some(e) = self.index_of(last).map(|i| self.sent[i]) else {
+        let Some(first) = self.index_of(from) else {
             return;
         };
-        let rtt = now.saturating_duration_since(e.at);
-        // A retransmission "delivered" faster than the path's minimum RTT was its
-        // original arriving: not a sample (RFC 8985 6.2 step 2, as Linux).
-        if e.rtx && self.min_rtt.is_some_and(|m| rtt < m) {
-            return;
-        }
-        if self.xmit_ts.is_none() || e.order > self.xmit_order {
-            self.xmit_ts = Some(e.at);
-            self.xmit_order = e.order;
-            self.rtt = Some(rtt);
+        let min_rtt = self.min_rtt;
+        let newest = self
+            .sent
+            .range(first..)
+            .take_while(|e| e.seq < to)
+            // A retransmission "delivered" faster than the path's minimum RTT was its
+            // original arriving: not a sample (RFC 8985 6.2 step 2, as Linux).
+            .filter(|e| {
+                !(e.rtx && min_rtt.is_some_and(|m| now.saturating_duration_since(e.at) < m))
+            })
+            .max_by_key(|e| e.order)
+            .copied();
+        if let Some(e) = newest {
+            if self.xmit_ts.is_none() || e.order > self.xmit_order {
+                self.xmit_ts = Some(e.at);
+                self.xmit_order = e.order;
+                self.rtt = Some(now.saturating_duration_since(e.at));
+            }
         }
     }
 
