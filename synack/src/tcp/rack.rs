@@ -244,16 +244,23 @@ impl Rack {
         (first < last).then_some((first, last))
     }
 
-    /// Remember that the segments starting in `[from, to)` are lost.
-    pub(crate) fn mark_lost(&mut self, from: SeqNum, to: SeqNum) {
+    /// Remember that the segments starting in `[from, to)` that are lost now are lost.
+    pub(crate) fn mark_lost_between(
+        &mut self,
+        from: SeqNum,
+        to: SeqNum,
+        srtt: Duration,
+        now: Instant,
+    ) {
         let first = self.index_of(from).unwrap_or(0);
         let mut changed = false;
-        for e in self.sent.range_mut(first..) {
+        for i in first..self.sent.len() {
+            let e = self.sent[i];
             if e.seq >= to {
                 break;
             }
-            if e.seq >= from && !e.lost {
-                e.lost = true;
+            if e.seq >= from && !e.lost && self.lost(e.at, e.order, srtt, now) {
+                self.sent[i].lost = true;
                 changed = true;
             }
         }

@@ -309,18 +309,14 @@ impl Snd {
     /// Remember what RACK deems lost now, so that a reordering window widened later
     /// (reordering seen) does not take it back before it is resent (as Linux's marks).
     pub(crate) fn mark_lost(&mut self, now: Instant) {
-        if self.sacked.is_empty() {
+        let Some(highest) = self.sacked.highest() else {
             return;
-        }
-        let mut lost = Vec::new();
-        self.walk_holes(now, |s, e, is_lost| {
-            if is_lost {
-                lost.push((s, e));
-            }
-            true
-        });
-        for (s, e) in lost {
-            self.rack.mark_lost(s, e);
+        };
+        let srtt = self.srtt();
+        let mut at = self.una;
+        while let Some((hs, he)) = self.sacked.next_hole(at, highest) {
+            self.rack.mark_lost_between(hs, he, srtt, now);
+            at = he;
         }
     }
 
