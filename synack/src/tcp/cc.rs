@@ -407,6 +407,10 @@ impl Controller for Cubic {
         self.reduce();
         self.w.cwnd = self.w.mss;
         self.w_est = 0.0;
+        // As Linux (bictcp_state on TCP_CA_Loss): after a timeout the old W_max says
+        // nothing about the path any more.
+        self.w_max = 0.0;
+        self.w_last_max = 0.0;
     }
 }
 

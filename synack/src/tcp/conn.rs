@@ -607,6 +607,8 @@ impl Connection {
                 snd.cc.set_cwnd(mss);
             }
             snd.recovery = Recovery::Timeout { recover: snd.max };
+            // Slow start again, with HyStart watching it afresh (as Linux).
+            snd.hystart = super::cc::HyStart::default();
             snd.undo = None;
             snd.dupacks = 0;
             snd.reno_sacked = 0;

@@ -80,7 +80,10 @@ impl Connection {
             Recovery::Timeout { .. } => snd.flight(),
             _ => snd.in_flight(now, self.neg.sack),
         };
-        if in_network >= snd.cwnd() {
+        // Counted in whole segments, as Linux's packet-counted cwnd: the fraction of a
+        // segment congestion avoidance has added does not let another one out yet.
+        let mss = self.neg.snd_mss.max(1) as u32;
+        if in_network.div_ceil(mss) >= snd.cwnd() / mss {
             return (0, true);
         }
         let len = want;
