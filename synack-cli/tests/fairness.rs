@@ -13,9 +13,10 @@
 //! forwards; the kernel flow comes from the client namespace. Both are forwarded by the
 //! router into the same `tbf` queue (a flow sent from the router itself would be held
 //! back by TCP small queues, which forwarded flows escape). Each run lasts 20 s and
-//! counts what arrives from 5 s on; runs alternate which flow starts first. The test prints each run, the averages and Jain's index, beside
-//! two Linux flows in the same topology. Needs root (skipped with a reason otherwise,
-//! failed under `CI=true`).
+//! counts what arrives from 5 s on; runs alternate which flow starts first. The test runs
+//! behind a shallow queue (20 ms) and a deep one (100 ms) and prints each run, the
+//! averages and Jain's index, beside two Linux flows in the same topology. Needs root
+//! (skipped with a reason otherwise, failed under `CI=true`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -82,7 +83,8 @@ struct Topology {
 }
 
 impl Topology {
-    fn new() -> Topology {
+    /// The wiring, with a `tbf` queue that holds `queue_ms` of the bottleneck's rate.
+    fn new(queue_ms: u32) -> Topology {
         let (client, client2) = (Netns::new(), Netns::new());
         let (router, server) = (Netns::new(), Netns::new());
         let veth = |a: &str, an: &Netns, b: &str, bn: &Netns| {
@@ -113,8 +115,19 @@ impl Topology {
         server.exec(&["ip", "route", "add", "default", "via", "198.18.3.1"]);
         router.exec(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
         router.exec(&[
-            "tc", "qdisc", "add", "dev", "r1", "root", "tbf", "rate", "100mbit", "burst", "32kb",
-            "latency", "100ms",
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            "r1",
+            "root",
+            "tbf",
+            "rate",
+            "100mbit",
+            "burst",
+            "32kb",
+            "latency",
+            &format!("{queue_ms}ms"),
         ]);
         Topology {
             client,
@@ -136,8 +149,8 @@ enum Pair {
 
 /// One run: (goodput of synack, or of the second Linux flow; goodput of the first Linux
 /// flow), bit/s.
-fn one_run(pair: Pair) -> (f64, f64) {
-    let mut t = Topology::new();
+fn one_run(pair: Pair, queue_ms: u32) -> (f64, f64) {
+    let mut t = Topology::new(queue_ms);
     let secs = format!("{DURATION}");
     let sink_py = t.server.dir.join("sink.py");
     let source_py = t.server.dir.join("source.py");
@@ -220,12 +233,17 @@ fn jain(a: f64, b: f64) -> f64 {
 
 /// Average goodputs of `runs` runs of `pair` (alternating which flow starts first), printing
 /// each run.
-fn average(runs: usize, pair: impl Fn(bool) -> Pair, names: (&str, &str)) -> (f64, f64) {
+fn average(
+    runs: usize,
+    queue_ms: u32,
+    pair: impl Fn(bool) -> Pair,
+    names: (&str, &str),
+) -> (f64, f64) {
     let mbit = |r: f64| r / 1e6;
     let (mut a_total, mut b_total) = (0.0, 0.0);
     for i in 0..runs {
         let first = i % 2 == 0;
-        let (a, b) = one_run(pair(first));
+        let (a, b) = one_run(pair(first), queue_ms);
         println!(
             "  run {i} ({} first): {} {:.1} Mbit/s, {} {:.1} Mbit/s, Jain {:.3}",
             if first { names.0 } else { names.1 },
@@ -242,21 +260,21 @@ fn average(runs: usize, pair: impl Fn(bool) -> Pair, names: (&str, &str)) -> (f6
     (a_total / runs as f64, b_total / runs as f64)
 }
 
-#[test]
-fn synack_cubic_and_linux_cubic_share_a_tbf_bottleneck_fairly() {
-    if !privileged("synack_cubic_and_linux_cubic_share_a_tbf_bottleneck_fairly") {
-        return;
-    }
+/// One queue depth: synack against Linux over [`RUNS`] runs, two Linux flows over two;
+/// prints the figures and returns Jain's index of synack against Linux.
+fn share(queue_ms: u32) -> f64 {
     let mbit = |r: f64| r / 1e6;
+    println!("queue of {queue_ms} ms:");
     let (s, l) = average(
         RUNS,
+        queue_ms,
         |synack_first| Pair::SynackAndLinux { synack_first },
         ("synack", "Linux"),
     );
     // The same measurement for two Linux flows: what the topology itself allows.
-    let (a, b) = average(2, |_| Pair::LinuxAndLinux, ("Linux 2", "Linux 1"));
+    let (a, b) = average(2, queue_ms, |_| Pair::LinuxAndLinux, ("Linux 2", "Linux 1"));
     println!(
-        "figure: 100 Mbit/s tbf bottleneck, runs of {DURATION} s alternating who starts: synack CUBIC {:.1} and Linux CUBIC {:.1} Mbit/s on average over {RUNS} runs, Jain {:.3}; two Linux flows {:.1} and {:.1} Mbit/s over 2 runs, Jain {:.3}",
+        "figure: 100 Mbit/s tbf bottleneck, queue {queue_ms} ms, runs of {DURATION} s alternating who starts: synack CUBIC {:.1} and Linux CUBIC {:.1} Mbit/s on average over {RUNS} runs, Jain {:.3}; two Linux flows {:.1} and {:.1} Mbit/s over 2 runs, Jain {:.3}",
         mbit(s),
         mbit(l),
         jain(s, l),
@@ -268,11 +286,31 @@ fn synack_cubic_and_linux_cubic_share_a_tbf_bottleneck_fairly() {
         s + l > 80e6,
         "the two flows together fill the 100 Mbit/s bottleneck"
     );
-    // The target is 0.97 and the figure is printed above (0.87-0.93 measured so far;
-    // docs/conformance.md says what is left). Twenty seconds is short for CUBIC flows to
-    // converge behind a deep drop-tail queue (one Linux flow against another reaches
-    // 0.91 in a single run here), so the assertion keeps a margin: it fails for a
-    // stack that starves or is starved (synack before this test: 0.72, 19 against 76
-    // Mbit/s), not for the noise of a busy machine.
-    assert!(jain(s, l) >= 0.75, "unfair share: Jain {:.3}", jain(s, l));
+    jain(s, l)
+}
+
+#[test]
+fn synack_cubic_and_linux_cubic_share_a_tbf_bottleneck_fairly() {
+    if !privileged("synack_cubic_and_linux_cubic_share_a_tbf_bottleneck_fairly") {
+        return;
+    }
+    // A shallow queue (20 ms, 250 kB) punishes bursts: synack sending all that a batch of
+    // ACKs opened at once got 27 Mbit/s against Linux's 68 here (Jain 0.86) before the
+    // TUN driver answered each ACK on its own.
+    let shallow = share(20);
+    // A deep one (100 ms, 1.25 MB) is slow to converge in twenty seconds: one Linux flow
+    // against another measured 0.83-0.99 per run here, 0.93-0.99 over two runs.
+    let deep = share(100);
+    // The target is 0.97 and the figures are printed above (docs/conformance.md has the
+    // measurements). The assertions keep a margin over the noise of a busy machine: they
+    // fail for a stack that bursts past a shallow queue or starves a deep one (synack
+    // before this test: 0.72, 19 against 76 Mbit/s).
+    assert!(
+        shallow >= 0.9,
+        "unfair share behind a 20 ms queue: Jain {shallow:.3}"
+    );
+    assert!(
+        deep >= 0.75,
+        "unfair share behind a 100 ms queue: Jain {deep:.3}"
+    );
 }

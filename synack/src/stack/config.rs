@@ -63,6 +63,10 @@ pub struct Config {
     pub rto_min: Duration,
     /// Upper bound of the RTO (Linux's TCP_RTO_MAX, 120 s).
     pub rto_max: Duration,
+    /// The tick of Linux's TCP timers (a jiffy: 4 ms on kernels built with CONFIG_HZ=250,
+    /// as Debian's are). RACK's reordering timer fires 2 ms after its deadline rounded up
+    /// to whole ticks (Linux's `usecs_to_jiffies(timeout + TCP_REO_TIMEOUT_MIN)`).
+    pub timer_tick: Duration,
     /// MTU of the interface; the advertised MSS is derived from it (1500 -> 1460 for IPv4).
     pub mtu: usize,
     /// Receive buffer per connection, in bytes (bounds the advertised window).
@@ -152,6 +156,7 @@ impl Default for Config {
             rto_initial: Duration::from_secs(1),
             rto_min: Duration::from_millis(200),
             rto_max: Duration::from_secs(120),
+            timer_tick: Duration::from_millis(4),
             mtu: 1500,
             recv_buffer: 256 * 1024,
             send_buffer: 256 * 1024,

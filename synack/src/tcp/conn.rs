@@ -260,7 +260,7 @@ impl Connection {
     }
 
     pub(crate) fn rtt_estimator(cfg: &Config) -> RttEstimator {
-        RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        RttEstimator::new(cfg.rto_initial, cfg.rto_min, cfg.rto_max).with_tick(cfg.timer_tick)
     }
 
     /// RFC 9293 3.10.1: OPEN (active): send SYN, enter SYN_SENT.

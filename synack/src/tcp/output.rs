@@ -201,10 +201,7 @@ impl Connection {
             let out = self.data_segment(now, una, len, with_fin);
             let snd = self.state.snd_mut()?;
             snd.resend_head = false;
-            if let (Some(undo), Some(ts)) = (snd.undo.as_mut(), out.options.timestamps) {
-                undo.rtx_tsval.get_or_insert(ts.tsval);
-            }
-            Undo::on_retransmit(&mut snd.undo);
+            Undo::on_retransmit(&mut snd.undo, out.options.timestamps.map(|t| t.tsval));
             let end = una + out.payload.len() as u32 + with_fin as u32;
             if snd.nxt < end {
                 snd.nxt = end;
@@ -434,7 +431,7 @@ impl Connection {
         snd.on_retransmit(now, start, start + len as u32);
         snd.pipe_after_retransmit(now, pipe, len as u32);
         snd.on_recovery_send(len as u32);
-        Undo::on_retransmit(&mut snd.undo);
+        Undo::on_retransmit(&mut snd.undo, out.options.timestamps.map(|t| t.tsval));
         self.stats.retransmits += 1;
         Some(out)
     }

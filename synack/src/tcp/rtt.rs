@@ -30,6 +30,8 @@ pub(crate) struct RttEstimator {
     max: Duration,
     /// The handshake segment being timed: its end sequence number and when it left.
     timed: Option<(SeqNum, Instant)>,
+    /// The tick of Linux's timers, in microseconds (at least 1).
+    tick_us: u32,
 }
 
 fn us(d: Duration) -> i64 {
@@ -53,7 +55,22 @@ impl RttEstimator {
             min,
             max,
             timed: None,
+            tick_us: 1,
         }
+    }
+
+    /// Count timers in ticks of `tick` (Linux's jiffies).
+    pub(crate) fn with_tick(mut self, tick: Duration) -> RttEstimator {
+        self.tick_us = tick.as_micros().clamp(1, u32::MAX as u128) as u32;
+        self
+    }
+
+    /// When RACK's reordering timer, armed at `now` for `at`, fires on Linux: 2 ms later
+    /// (TCP_REO_TIMEOUT_MIN), rounded up to whole ticks.
+    pub(crate) fn reo_timer(&self, now: Instant, at: Instant) -> Instant {
+        let tick = u64::from(self.tick_us);
+        let wait = at.saturating_duration_since(now).as_micros() as u64 + 2000;
+        now + Duration::from_micros(wait.div_ceil(tick) * tick)
     }
 
     /// The current retransmission timeout (without backoff).
@@ -158,6 +175,22 @@ mod tests {
             Duration::from_millis(200),
             Duration::from_secs(120),
         )
+    }
+
+    #[test]
+    fn reordering_timer_fires_two_ms_late_in_whole_ticks_as_linux() {
+        let now = Instant::ZERO;
+        let ms = Duration::from_millis;
+        // Linux 6.18, CONFIG_HZ=250: usecs_to_jiffies(25 ms + 2 ms) = 7 jiffies = 28 ms.
+        let hz250 = est().with_tick(ms(4));
+        assert_eq!(hz250.reo_timer(now, now + ms(25)), now + ms(28));
+        assert_eq!(hz250.reo_timer(now, now + ms(26)), now + ms(28));
+        assert_eq!(hz250.reo_timer(now, now + ms(27)), now + ms(32));
+        // At HZ=1000 the same deadline is 27 ms away.
+        assert_eq!(
+            est().with_tick(ms(1)).reo_timer(now, now + ms(25)),
+            now + ms(27)
+        );
     }
 
     #[test]

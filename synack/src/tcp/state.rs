@@ -140,10 +140,14 @@ pub(crate) enum Recovery {
 }
 
 impl Undo {
-    /// One more retransmission in this episode.
-    pub(crate) fn on_retransmit(undo: &mut Option<Undo>) {
+    /// One more retransmission in this episode, carrying `tsval` (the first one's is
+    /// kept: an ACK echoing an older TSval shows the original arrived, RFC 3522).
+    pub(crate) fn on_retransmit(undo: &mut Option<Undo>, tsval: Option<u32>) {
         if let Some(u) = undo.as_mut() {
             u.retransmits += 1;
+            if let Some(ts) = tsval {
+                u.rtx_tsval.get_or_insert(ts);
+            }
         }
     }
 }
@@ -352,8 +356,8 @@ impl Snd {
             true
         });
         // (Never a deadline already past: the caller would fire it again and again.) As
-        // Linux, the timer fires TCP_TIMEOUT_MIN (2 ms) after the segment's deadline.
-        earliest.map(|d| d + Duration::from_millis(2))
+        // Linux 6.x, 2 ms after the deadline, in whole timer ticks.
+        earliest.map(|d| self.rtt.reo_timer(now, d))
     }
 
     /// RFC 8985 7.2: arm the probe timeout, PTO = 2 SRTT (plus the worst delayed ACK when

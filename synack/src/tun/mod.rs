@@ -552,7 +552,7 @@ fn drive(shared: &Shared, mut wake_rx: File) {
         while matches!(wake_rx.read(&mut drain), Ok(n) if n > 0) {}
         let mut core = shared.lock();
         core.sleeping_until = None;
-        let mut received = false;
+        let mut progressed = false;
         for _ in 0..256 {
             match (&shared.device).read(&mut buf) {
                 Ok(n) if n > 0 => {
@@ -567,10 +567,18 @@ fn drive(shared: &Shared, mut wake_rx: File) {
                     };
                     let packet = &buf[range];
                     core.capture(packet);
-                    received = true;
+                    progressed = true;
+                    let ack = offload::is_bare_tcp(packet);
                     match core.impair.as_mut() {
                         Some(imp) => imp.submit(now, Direction::ToStack, packet.to_vec()),
                         None => core.stack.receive(now, packet),
+                    }
+                    // Answer each ACK before reading the next, as a kernel does: what it
+                    // opens goes out on its own clock, not as one burst for a whole batch
+                    // of ACKs (bursts overflow a shallow bottleneck queue). Data is
+                    // answered per batch, so that its ACKs coalesce as with GRO.
+                    if ack {
+                        shared.flush(&mut core);
                     }
                 }
                 _ => break,
@@ -578,7 +586,7 @@ fn drive(shared: &Shared, mut wake_rx: File) {
         }
         let now = core.now();
         core.stack.on_timeout(now);
-        let progressed = shared.flush(&mut core) || received;
+        progressed |= shared.flush(&mut core);
         drop(core);
         if progressed {
             shared.changed.notify_all();

@@ -151,6 +151,11 @@ fn shape(p: &[u8]) -> Option<Shape> {
     })
 }
 
+/// Whether a packet from the kernel is a TCP segment without payload (an ACK).
+pub(crate) fn is_bare_tcp(p: &[u8]) -> bool {
+    shape(p).is_some_and(|s| s.payload == 0)
+}
+
 /// Whether `next` continues the run that starts with `first` and has `run_bytes` of
 /// payload so far: same addresses, ports, ack, window and options, plain ACK (PSH may
 /// end the run), the very next sequence number, no bigger than the first.
