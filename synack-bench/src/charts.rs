@@ -1,5 +1,6 @@
 //! The charts of BENCHMARKS.md, drawn from a run's results as SVG: throughput by MTU,
-//! connections per second, and memory per connection.
+//! connections per second, memory per connection, and the HTTP service over TUN beside
+//! the kernel (requests per second with small bodies, MB/s with 100 KB ones).
 
 use std::path::Path;
 
@@ -101,7 +102,8 @@ fn bars(
     Ok(())
 }
 
-/// Write `throughput.svg`, `connections.svg` and `memory.svg` into `dir`.
+/// Write into `dir` the charts of the benchmarks that ran: `throughput.svg`,
+/// `connections.svg`, `memory.svg`, `http.svg` and `http-bulk.svg`.
 pub fn draw(report: &Report, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let systems = ["synack", "smoltcp", "linux"];
@@ -118,24 +120,32 @@ pub fn draw(report: &Report, dir: &Path) -> Result<()> {
         .collect();
     let memcpy = report.value("memcpy", "machine", None);
     series.push(("memcpy (one core)", vec![memcpy; crate::MTUS.len()]));
-    bars(
-        &dir.join("throughput.svg"),
-        "bulk: one connection, throughput by MTU",
-        "Gbit/s",
-        &mtus,
-        &series,
-    )?;
+    // A chart is drawn only when its benchmark ran (a run of one part keeps the others').
+    let ran = |series: &[(&str, Vec<Option<f64>>)]| {
+        series.iter().any(|(_, v)| v.iter().any(Option::is_some))
+    };
+    if ran(&series[..systems.len()]) {
+        bars(
+            &dir.join("throughput.svg"),
+            "bulk: one connection, throughput by MTU",
+            "Gbit/s",
+            &mtus,
+            &series,
+        )?;
+    }
     let conns: Vec<(&str, Vec<Option<f64>>)> = systems
         .iter()
         .map(|s| (*s, vec![report.value("connections", s, None)]))
         .collect();
-    bars(
-        &dir.join("connections.svg"),
-        "connections: full lifecycles per second",
-        "connections per second",
-        &["connect, 100 B each way, close".to_string()],
-        &conns,
-    )?;
+    if ran(&conns) {
+        bars(
+            &dir.join("connections.svg"),
+            "connections: full lifecycles per second",
+            "connections per second",
+            &["connect, 100 B each way, close".to_string()],
+            &conns,
+        )?;
+    }
     let memory = vec![(
         "synack",
         vec![
@@ -143,15 +153,66 @@ pub fn draw(report: &Report, dir: &Path) -> Result<()> {
             report.value("scale_bytes_per_time_wait", "synack", None),
         ],
     )];
-    bars(
-        &dir.join("memory.svg"),
-        "scale: memory per connection (counting allocator)",
-        "bytes",
-        &[
-            "established, idle".to_string(),
-            "TIME_WAIT entry".to_string(),
-        ],
-        &memory,
-    )?;
+    if ran(&memory) {
+        bars(
+            &dir.join("memory.svg"),
+            "scale: memory per connection (counting allocator)",
+            "bytes",
+            &[
+                "established, idle".to_string(),
+                "TIME_WAIT entry".to_string(),
+            ],
+            &memory,
+        )?;
+    }
+    let concurrency: Vec<u32> = crate::http::FULL
+        .concurrency
+        .iter()
+        .copied()
+        .filter(|&c| {
+            ["synack", "linux"].iter().any(|s| {
+                report
+                    .http_value("http_requests", s, c, crate::http::BODIES[0])
+                    .is_some()
+            })
+        })
+        .collect();
+    if !concurrency.is_empty() {
+        let groups: Vec<String> = concurrency
+            .iter()
+            .map(|c| format!("{c} connections"))
+            .collect();
+        for (file, bench, body, title, unit) in [
+            (
+                "http.svg",
+                "http_requests",
+                crate::http::BODIES[0],
+                "http: hyper, 64-byte answers (wrk, keep-alive)",
+                "requests per second",
+            ),
+            (
+                "http-bulk.svg",
+                "http_throughput",
+                crate::http::BODIES[1],
+                "http: hyper, 100 KB answers (wrk, keep-alive)",
+                "MB/s",
+            ),
+        ] {
+            let series: Vec<(&str, Vec<Option<f64>>)> =
+                [("synack over TUN", "synack"), ("Linux over veth", "linux")]
+                    .into_iter()
+                    .map(|(name, s)| {
+                        (
+                            name,
+                            concurrency
+                                .iter()
+                                .map(|&c| report.http_value(bench, s, c, body))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+            bars(&dir.join(file), title, unit, &groups, &series)?;
+        }
+    }
     Ok(())
 }

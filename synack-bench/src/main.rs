@@ -11,6 +11,9 @@
 //!   TIME_WAIT bytes per entry;
 //! - `tun`: through the TUN backend in a network namespace, beside kernel to kernel
 //!   over veth;
+//! - `http`: a hyper service on synack over TUN beside the same service on kernel
+//!   sockets over veth, loaded by wrk (requests/s, MB/s, p99, errors) and ab
+//!   (connections/s);
 //! - `memcpy`: one core's memory copy bandwidth, the ceiling `bulk` is compared with.
 //!
 //! synack and smoltcp run on one thread over the same in-memory link: raw IP packets in
@@ -18,6 +21,7 @@
 //! benchmark makes itself (skipped, with the reason printed, when not root).
 
 mod charts;
+mod http;
 mod linux;
 mod memcpy;
 mod netns;
@@ -100,7 +104,7 @@ struct Args {
     /// Draw the charts (SVG) into this directory.
     #[arg(long, value_name = "DIR")]
     charts: Option<PathBuf>,
-    /// Run only these benchmarks (bulk, connections, latency, scale, tun, memcpy).
+    /// Run only these benchmarks (bulk, connections, latency, scale, tun, http, memcpy).
     #[arg(long, value_delimiter = ',', value_name = "BENCH,...")]
     only: Vec<String>,
     /// Only these systems (synack, smoltcp, linux).
@@ -182,6 +186,7 @@ fn main() {
     if let Some(role) = &args.netns_role {
         std::process::exit(tun::netns_role(role));
     }
+    let http_sizes = if args.quick { http::QUICK } else { http::FULL };
     let sizes = if args.quick {
         Sizes::QUICK
     } else {
@@ -222,6 +227,9 @@ fn main() {
     }
     if benches.has("tun") {
         tun::run(&sizes, &mut report, &systems);
+    }
+    if benches.has("http") {
+        http::run(&http_sizes, &mut report, &systems);
     }
     if benches.has("memcpy") {
         let v = memcpy::bandwidth(sizes.memcpy_bytes);

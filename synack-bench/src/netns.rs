@@ -149,6 +149,26 @@ impl Netns {
     }
 }
 
+/// Two fresh namespaces joined by a veth pair: `veth-a` with `a` in the first, `veth-b`
+/// with `b` in the second (made inside the first, so it never appears outside them),
+/// both up with their loopback.
+pub fn veth_pair(
+    a: std::net::Ipv4Addr,
+    b: std::net::Ipv4Addr,
+    prefix: u8,
+) -> Result<(Netns, Netns), String> {
+    let (na, nb) = (Netns::new()?, Netns::new()?);
+    na.exec(&[
+        "ip", "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", &nb.name,
+    ])?;
+    for (ns, dev, ip) in [(&na, "veth-a", a), (&nb, "veth-b", b)] {
+        ns.exec(&["ip", "addr", "add", &format!("{ip}/{prefix}"), "dev", dev])?;
+        ns.exec(&["ip", "link", "set", dev, "up"])?;
+        ns.exec(&["ip", "link", "set", "lo", "up"])?;
+    }
+    Ok((na, nb))
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let mut live = lock(&LIVE);

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measurement {
     /// `bulk`, `connections`, `latency_p50`, `latency_p99`, `scale_bytes_per_conn`,
-    /// `scale_bytes_per_time_wait`, `scale_cost_ratio`, `tun`, `memcpy`; figures outside
+    /// `scale_bytes_per_time_wait`, `scale_cost_ratio`, `tun`, `memcpy`, `http_requests`,
+    /// `http_throughput`, `http_p99`, `http_errors`, `http_connections`; figures outside
     /// that list (the time to establish the scale connections, the cost per segment at
     /// each size) go to [`Report::add_detail`].
     pub bench: &'static str,
@@ -18,6 +19,10 @@ pub struct Measurement {
     pub direction: Option<&'static str>,
     /// For `tun`: segmentation offload on or off.
     pub offload: Option<bool>,
+    /// For `http`: concurrent connections of the load generator.
+    pub concurrency: Option<u32>,
+    /// For `http`: bytes in each response body.
+    pub body: Option<u32>,
     pub value: f64,
     pub unit: &'static str,
 }
@@ -30,6 +35,8 @@ impl Measurement {
             mtu: None,
             direction: None,
             offload: None,
+            concurrency: None,
+            body: None,
             value,
             unit,
         }
@@ -47,6 +54,16 @@ impl Measurement {
 
     pub fn offload(mut self, on: bool) -> Self {
         self.offload = Some(on);
+        self
+    }
+
+    pub fn concurrency(mut self, c: u32) -> Self {
+        self.concurrency = Some(c);
+        self
+    }
+
+    pub fn body(mut self, bytes: u32) -> Self {
+        self.body = Some(bytes);
         self
     }
 
@@ -73,6 +90,12 @@ impl Measurement {
         if let Some(o) = self.offload {
             v.push(if o { "offload on" } else { "offload off" }.to_string());
         }
+        if let Some(c) = self.concurrency {
+            v.push(format!("{c} conns"));
+        }
+        if let Some(b) = self.body {
+            v.push(format!("body {b} B"));
+        }
         v.join(", ")
     }
 
@@ -91,6 +114,12 @@ impl Measurement {
         }
         if let Some(off) = self.offload {
             o["offload"] = off.into();
+        }
+        if let Some(c) = self.concurrency {
+            o["concurrency"] = c.into();
+        }
+        if let Some(b) = self.body {
+            o["body"] = b.into();
         }
         o
     }
@@ -205,6 +234,19 @@ impl Report {
             }
         }
         out
+    }
+
+    /// An `http` figure for one system, concurrency and body size, if measured.
+    pub fn http_value(&self, bench: &str, system: &str, conns: u32, body: u32) -> Option<f64> {
+        self.results
+            .iter()
+            .find(|m| {
+                m.bench == bench
+                    && m.system == system
+                    && m.concurrency == Some(conns)
+                    && m.body == Some(body)
+            })
+            .map(|m| m.value)
     }
 
     /// The figure for one bench/system/variant, if measured.

@@ -99,16 +99,7 @@ pub fn run(sizes: &Sizes, report: &mut Report, systems: &Selection) {
 
 /// Two namespaces, a veth pair between them, the `veth` role in the first.
 fn veth(bytes: u64) -> Result<(f64, bool), String> {
-    let (a, b) = (Netns::new()?, Netns::new()?);
-    let cidr = |ip: Ipv4Addr| format!("{ip}/{PREFIX}");
-    a.exec(&[
-        "ip", "link", "add", "veth-a", "type", "veth", "peer", "name", "veth-b", "netns", &b.name,
-    ])?;
-    for (ns, dev, ip) in [(&a, "veth-a", KERNEL), (&b, "veth-b", PEER)] {
-        ns.exec(&["ip", "addr", "add", &cidr(ip), "dev", dev])?;
-        ns.exec(&["ip", "link", "set", dev, "up"])?;
-        ns.exec(&["ip", "link", "set", "lo", "up"])?;
-    }
+    let (a, b) = netns::veth_pair(KERNEL, PEER, PREFIX)?;
     let v = a.run_role(&format!("veth:{bytes}:{}", b.name))?;
     let offload = v["offload"]
         .as_bool()
@@ -122,6 +113,8 @@ pub fn netns_role(role: &str) -> i32 {
     netns::child_setup();
     let r = if role.starts_with("linux-") {
         crate::linux::netns_role(role)
+    } else if role.starts_with("http:") {
+        crate::http::netns_role(role)
     } else {
         let parts: Vec<&str> = role.split(':').collect();
         match parts.as_slice() {

@@ -56,6 +56,10 @@ pub struct TunArgs {
     /// Receive buffer of each connection, in bytes (SO_RCVBUF; default 256 KiB).
     #[arg(long, value_name = "BYTES")]
     pub recv_buffer: Option<usize>,
+    /// Queues of the TUN device (IFF_MULTI_QUEUE when more than one), each with its own
+    /// stack and driver thread (default: one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub queues: Option<u16>,
     /// Print every state change to stderr (and, at exit, what --impair did).
     #[arg(short, long)]
     pub verbose: bool,
@@ -92,6 +96,9 @@ impl TunArgs {
             pcap: self.pcap.clone(),
             // The control socket is started below, where a failure is only a warning.
             control: None,
+            queues: self
+                .queues
+                .map_or_else(synack::tun::default_queues, usize::from),
         }
     }
 

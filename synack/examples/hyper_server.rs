@@ -1,5 +1,7 @@
 //! A hyper HTTP/1.1 server running on synack's TCP instead of the kernel's, through a
-//! TUN interface: proof that `synack::tokio::TcpStream` is a drop-in tokio stream.
+//! TUN interface: proof that `synack::tokio::TcpStream` is a drop-in tokio stream. The
+//! interface has one queue (a stack and a driver thread) per core, and the listener
+//! accepts from all of them.
 //!
 //! ```text
 //! sudo cargo run --example hyper_server -- tun0 198.18.0.2/15 198.18.0.1 8080

@@ -1,7 +1,8 @@
 //! Blocking sockets in the shape of `std::net`, over a synack stack driven by a TUN
 //! [`Interface`]: [`TcpListener`] and [`TcpStream`] with `Read`/`Write`, shutdown,
-//! timeouts, and close on drop. Calls block on the interface's condition variable until
-//! the stack reports progress (the driver thread signals after every packet and timer).
+//! timeouts, and close on drop. A call that must wait parks its thread until an event of
+//! its own socket (data, room, a connection, a change of state) unparks it: a packet for
+//! one socket wakes no thread blocked on another.
 //!
 //! ```no_run
 //! use std::io::{Read, Write};
@@ -17,54 +18,74 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::sync::{Arc, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use crate::tun::{Core, Interface, Shared};
+use crate::tun::{Core, Interest, Interface, Shared, ThreadWaker, WakeKey};
 use crate::{ConnectionHandle, Error, ListenerHandle, TcpState};
 
-/// Block until `f` returns something other than `WouldBlock`, or the deadline passes.
+/// Block until `f` returns something other than `WouldBlock`, or the deadline passes:
+/// between tries the thread sleeps until an event of `key` that concerns `interest`.
 fn wait<T>(
     shared: &Shared,
+    key: WakeKey,
+    interest: Interest,
     timeout: Option<Duration>,
     mut f: impl FnMut(&mut Core) -> Result<T, Error>,
 ) -> io::Result<T> {
     let deadline = timeout.map(|t| StdInstant::now() + t);
-    let mut core: MutexGuard<'_, Core> = shared.lock_open()?;
+    let me = ThreadWaker::current();
+    let waker = std::task::Waker::from(Arc::clone(&me));
+    let mut core = shared.lock_open()?;
     loop {
         let r = f(&mut core);
+        if matches!(r, Err(Error::WouldBlock)) {
+            // Under the same lock as the try: no event can fall between the two.
+            core.register(key, interest, &waker);
+        }
         shared.after_call(&mut core);
         match r {
             Err(Error::WouldBlock) => {}
             other => return other.map_err(io::Error::from),
         }
-        let slice = match deadline {
-            Some(d) => {
-                let now = StdInstant::now();
-                if now >= d {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "operation timed out",
-                    ));
-                }
-                (d - now).min(Duration::from_millis(200))
-            }
-            None => Duration::from_millis(200),
-        };
-        core = shared
-            .changed
-            .wait_timeout(core, slice)
-            .unwrap_or_else(|p| p.into_inner())
-            .0;
-        shared.check_open()?;
+        drop(core);
+        park(&me, deadline)?;
+        core = shared.lock_open()?;
     }
 }
 
-/// A listening socket.
+/// Sleep until `me` is woken, at most a second (a bound, not a poll: every change that
+/// can end a wait wakes the thread) and not past `deadline` (then `TimedOut`).
+fn park(me: &ThreadWaker, deadline: Option<StdInstant>) -> io::Result<()> {
+    let now = StdInstant::now();
+    if deadline.is_some_and(|d| now >= d) {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "operation timed out",
+        ));
+    }
+    let until = deadline.map_or(now + Duration::from_secs(1), |d| {
+        d.min(now + Duration::from_secs(1))
+    });
+    while !me.take() {
+        let left = until.saturating_duration_since(StdInstant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::park_timeout(left);
+    }
+    Ok(())
+}
+
+/// A listening socket: one listener on each queue's stack of the interface, all on the
+/// same address.
 #[derive(Debug)]
 pub struct TcpListener {
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) handle: ListenerHandle,
+    /// Each queue's listener.
+    pub(crate) parts: Vec<(Arc<Shared>, ListenerHandle)>,
+    /// The queue `accept` looks at first: each in turn, so that none waits behind another.
+    next: AtomicUsize,
     local: SocketAddr,
 }
 
@@ -72,39 +93,82 @@ impl TcpListener {
     /// Listen on `addr` (one of the stack's addresses, or unspecified for all). Port 0
     /// picks a free ephemeral port, as `std` does; [`TcpListener::local_addr`] tells which.
     pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<TcpListener> {
-        let shared = Arc::clone(&iface.shared);
-        let (handle, local) = {
-            let mut core = shared.lock();
-            let handle = core.stack.listen(addr, 1024)?;
-            (handle, core.stack.listener_addr(handle)?)
+        let mut listener = TcpListener {
+            parts: Vec::with_capacity(iface.shards.len()),
+            next: AtomicUsize::new(0),
+            local: addr,
         };
-        Ok(TcpListener {
-            shared,
-            handle,
-            local,
-        })
+        // The first queue picks the port when asked for 0; the others listen on it too.
+        // (Dropping a half-made listener closes what it opened.)
+        for shared in &iface.shards {
+            let mut core = shared.lock_open()?;
+            let handle = core.stack.listen(listener.local, 1024)?;
+            listener.local = core.stack.listener_addr(handle)?;
+            listener.parts.push((Arc::clone(shared), handle));
+        }
+        Ok(listener)
     }
 
     /// Wait for and take the next connection.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let h = wait(&self.shared, None, |core| core.stack.accept(self.handle))?;
-        let peer = self.shared.lock_open()?.stack.peer_addr(h)?;
-        Ok((TcpStream::from_handle(Arc::clone(&self.shared), h), peer))
+        let me = ThreadWaker::current();
+        let waker = std::task::Waker::from(Arc::clone(&me));
+        loop {
+            if let Some(accepted) = self.try_accept(&waker)? {
+                return Ok(accepted);
+            }
+            park(&me, None)?;
+        }
+    }
+
+    /// Take a connection from the first queue that has one, starting at the next queue in
+    /// turn; None if none has, with `waker` registered on each (under each queue's lock,
+    /// so that a connection arriving meanwhile still wakes it).
+    pub(crate) fn try_accept(
+        &self,
+        waker: &std::task::Waker,
+    ) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        let n = self.parts.len();
+        let first = self.next.fetch_add(1, Ordering::Relaxed);
+        for k in 0..n {
+            let (shared, handle) = &self.parts[(first + k) % n];
+            let mut core = shared.lock_open()?;
+            let taken = core
+                .stack
+                .accept(*handle)
+                .and_then(|h| Ok((h, core.stack.peer_addr(h)?)));
+            match taken {
+                Ok((h, peer)) => {
+                    shared.after_call(&mut core);
+                    return Ok(Some((TcpStream::from_handle(Arc::clone(shared), h), peer)));
+                }
+                Err(Error::WouldBlock) => {
+                    core.register(WakeKey::Listener(*handle), Interest::Read, waker);
+                    shared.after_call(&mut core);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
     }
 
     /// The address it listens on (with the port chosen when it was bound to port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.shared.check_open()?;
+        for (shared, _) in &self.parts {
+            shared.check_open()?;
+        }
         Ok(self.local)
     }
 }
 
 impl Drop for TcpListener {
     fn drop(&mut self) {
-        let mut core = self.shared.lock();
-        let now = core.now();
-        let _ = core.stack.close_listener(now, self.handle);
-        self.shared.after_call(&mut core);
+        for (shared, handle) in &self.parts {
+            let mut core = shared.lock();
+            let now = core.now();
+            let _ = core.stack.close_listener(now, *handle);
+            shared.after_call(&mut core);
+        }
     }
 }
 
@@ -184,7 +248,8 @@ impl TcpStream {
         timeout: Option<Duration>,
     ) -> io::Result<TcpStream> {
         let stream = TcpStream::start_connect(iface, addr)?;
-        wait(&stream.shared, timeout, |core| {
+        let key = WakeKey::Conn(stream.handle);
+        wait(&stream.shared, key, Interest::Write, timeout, |core| {
             stream.connect_progress(core)
         })?;
         Ok(stream)
@@ -192,7 +257,7 @@ impl TcpStream {
 
     /// Send the SYN; the stream closes if dropped before it connects.
     pub(crate) fn start_connect(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
-        let shared = Arc::clone(&iface.shared);
+        let shared = iface.shard_for_connect();
         let handle = {
             let mut core = shared.lock();
             let now = core.now();
@@ -294,20 +359,34 @@ impl TcpStream {
 impl Read for TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let h = self.handle;
-        wait(&self.shared, self.read_timeout, |core| {
-            let now = core.now();
-            core.stack.recv(now, h, buf)
-        })
+        let key = WakeKey::Conn(h);
+        wait(
+            &self.shared,
+            key,
+            Interest::Read,
+            self.read_timeout,
+            |core| {
+                let now = core.now();
+                core.stack.recv(now, h, buf)
+            },
+        )
     }
 }
 
 impl Write for TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let h = self.handle;
-        wait(&self.shared, self.write_timeout, |core| {
-            let now = core.now();
-            core.stack.send(now, h, buf)
-        })
+        let key = WakeKey::Conn(h);
+        wait(
+            &self.shared,
+            key,
+            Interest::Write,
+            self.write_timeout,
+            |core| {
+                let now = core.now();
+                core.stack.send(now, h, buf)
+            },
+        )
     }
 
     /// All of `bufs` that fits goes into the send buffer under one lock, so the pieces
@@ -315,9 +394,14 @@ impl Write for TcpStream {
     /// small segment per piece for Nagle's algorithm to hold back.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let h = self.handle;
-        wait(&self.shared, self.write_timeout, |core| {
-            send_vectored(core, h, bufs)
-        })
+        let key = WakeKey::Conn(h);
+        wait(
+            &self.shared,
+            key,
+            Interest::Write,
+            self.write_timeout,
+            |core| send_vectored(core, h, bufs),
+        )
     }
 
     fn flush(&mut self) -> io::Result<()> {

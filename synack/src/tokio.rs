@@ -29,19 +29,19 @@ use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::tun::{Core, Interface, Shared, WakeKey};
+use crate::tun::{Core, Interest, Interface, Shared, WakeKey};
 use crate::{net, Error, TcpState};
 
-/// Try `f` under the interface's lock; on `WouldBlock`, register the task for `key`.
+/// Try `f` under the interface's lock; on `WouldBlock`, register the task for the next
+/// event of `key` that concerns `interest`.
 fn poll_op<T>(
     shared: &Shared,
     cx: &mut Context<'_>,
-    key: WakeKey,
+    (key, interest): (WakeKey, Interest),
     f: impl FnOnce(&mut Core) -> Result<T, Error>,
 ) -> Poll<io::Result<T>> {
     let mut core = match shared.lock_open() {
@@ -50,7 +50,7 @@ fn poll_op<T>(
     };
     let r = f(&mut core);
     if matches!(r, Err(Error::WouldBlock)) {
-        core.register(key, cx.waker());
+        core.register(key, interest, cx.waker());
     }
     shared.after_call(&mut core);
     match r {
@@ -80,16 +80,11 @@ impl TcpListener {
 
     /// Poll for the next connection.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
-        let shared = &self.inner.shared;
-        let key = WakeKey::Listener(self.inner.handle);
-        poll_op(shared, cx, key, |core| {
-            let h = core.stack.accept(self.inner.handle)?;
-            Ok((h, core.stack.peer_addr(h)?))
-        })
-        .map_ok(|(h, peer)| {
-            let stream = net::TcpStream::from_handle(Arc::clone(shared), h);
-            (TcpStream { inner: stream }, peer)
-        })
+        match self.inner.try_accept(cx.waker()) {
+            Ok(Some((stream, peer))) => Poll::Ready(Ok((TcpStream { inner: stream }, peer))),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
     }
 
     /// The address it listens on.
@@ -109,7 +104,7 @@ impl TcpStream {
     /// Connect to `addr` from one of the stack's addresses.
     pub async fn connect(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
         let inner = net::TcpStream::start_connect(iface, addr)?;
-        let key = WakeKey::Conn(inner.handle);
+        let key = (WakeKey::Conn(inner.handle), Interest::Write);
         poll_fn(|cx| poll_op(&inner.shared, cx, key, |core| inner.connect_progress(core))).await?;
         Ok(TcpStream { inner })
     }
@@ -134,8 +129,8 @@ impl TcpStream {
         self.inner.state()
     }
 
-    fn key(&self) -> WakeKey {
-        WakeKey::Conn(self.inner.handle)
+    fn key(&self, interest: Interest) -> (WakeKey, Interest) {
+        (WakeKey::Conn(self.inner.handle), interest)
     }
 }
 
@@ -147,7 +142,7 @@ impl AsyncRead for TcpStream {
     ) -> Poll<io::Result<()>> {
         let h = self.inner.handle;
         let dst = buf.initialize_unfilled();
-        let r = poll_op(&self.inner.shared, cx, self.key(), |core| {
+        let r = poll_op(&self.inner.shared, cx, self.key(Interest::Read), |core| {
             let now = core.now();
             core.stack.recv(now, h, dst)
         });
@@ -162,7 +157,7 @@ impl AsyncWrite for TcpStream {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let h = self.inner.handle;
-        poll_op(&self.inner.shared, cx, self.key(), |core| {
+        poll_op(&self.inner.shared, cx, self.key(Interest::Write), |core| {
             let now = core.now();
             core.stack.send(now, h, data)
         })
@@ -176,7 +171,7 @@ impl AsyncWrite for TcpStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let h = self.inner.handle;
-        poll_op(&self.inner.shared, cx, self.key(), |core| {
+        poll_op(&self.inner.shared, cx, self.key(Interest::Write), |core| {
             net::send_vectored(core, h, bufs)
         })
     }

@@ -512,3 +512,56 @@ fn a_time_wait_table_near_its_limit_raises_one_warning() {
         warnings[0]
     );
 }
+
+// How a multi-queue interface finds the stack a packet belongs to: a segment of one of
+// its connections, or an ICMP error quoting one, is its; anything else is no one's flow.
+#[test]
+fn has_flow_tells_a_stack_its_own_segments_and_icmp_errors_from_others() {
+    use synack::wire::{self, IcmpRepr, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+    let mut h = Harness::plain();
+    h.established_active(5000);
+    let segment = |from: SocketAddr, to: SocketAddr| {
+        let repr = TcpRepr {
+            src_port: from.port(),
+            dst_port: to.port(),
+            seq: SeqNum::new(1),
+            ack: SeqNum::new(1),
+            flags: TcpFlags::ACK,
+            window: 100,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: b"x",
+        };
+        wire::emit_tcp_packet(from.ip(), to.ip(), 64, &repr).unwrap()
+    };
+    let ours = segment(h.peer, h.local);
+    assert_eq!(h.stack.has_flow(&ours), Some(true));
+    let other_port = SocketAddr::new(h.peer.ip(), h.peer.port() + 1);
+    assert_eq!(h.stack.has_flow(&segment(other_port, h.local)), Some(false));
+
+    // An ICMP error quotes the segment as we sent it (from us to the peer).
+    let quoting = |sent: &[u8]| {
+        let icmp = IcmpRepr::DestUnreachable {
+            code: 13,
+            next_hop_mtu: 0,
+            invoking: &sent[..28],
+        };
+        wire::emit_icmp_packet(h.peer.ip(), h.local.ip(), 64, &icmp).unwrap()
+    };
+    assert_eq!(
+        h.stack.has_flow(&quoting(&segment(h.local, h.peer))),
+        Some(true)
+    );
+    assert_eq!(
+        h.stack.has_flow(&quoting(&segment(h.local, other_port))),
+        Some(false)
+    );
+    let echo = IcmpRepr::EchoRequest {
+        ident: 1,
+        seq: 1,
+        data: b"ping",
+    };
+    let ping = wire::emit_icmp_packet(h.peer.ip(), h.local.ip(), 64, &echo).unwrap();
+    assert_eq!(h.stack.has_flow(&ping), None, "a ping is no connection's");
+    assert_eq!(h.stack.has_flow(&[0x45, 0, 0]), None, "nor is garbage");
+}

@@ -103,6 +103,27 @@ impl Stack {
     }
 
     /// An ICMP error: find the connection of the quoted segment and let it decide.
+    /// The connection an ICMP error is about: the TCP segment it quotes, as we sent it.
+    pub(super) fn icmp_quoted_tuple(&self, ip: &IpInfo, bytes: &[u8]) -> Option<FourTuple> {
+        let version = if ip.protocol == PROTO_ICMP {
+            IcmpVersion::V4
+        } else {
+            IcmpVersion::V6
+        };
+        let invoking = match IcmpRepr::parse(version, &ip.src, &ip.dst, bytes).ok()? {
+            IcmpRepr::DestUnreachable { invoking, .. }
+            | IcmpRepr::PacketTooBig { invoking, .. }
+            | IcmpRepr::TimeExceeded { invoking, .. }
+            | IcmpRepr::ParamProblem { invoking, .. } => invoking,
+            _ => return None,
+        };
+        let q = QuotedTcp::parse(invoking)?;
+        Some(FourTuple {
+            local: SocketAddr::new(q.src, q.src_port),
+            remote: SocketAddr::new(q.dst, q.dst_port),
+        })
+    }
+
     fn icmp_error(&mut self, now: Instant, invoking: &[u8], err: PathError) {
         let Some(q) = QuotedTcp::parse(invoking) else {
             return self.stats.drop("icmp_not_tcp");

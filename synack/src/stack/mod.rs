@@ -66,6 +66,27 @@ pub struct StateSummary {
     pub oldest: Option<std::time::Duration>,
 }
 
+impl StateSummary {
+    /// Per state, from a list of sockets (of one stack or several).
+    pub fn of(sockets: &[SocketSnapshot]) -> Vec<StateSummary> {
+        let mut out: Vec<StateSummary> = Vec::new();
+        for s in sockets {
+            match out.iter_mut().find(|x| x.state == s.state) {
+                Some(x) => {
+                    x.count += 1;
+                    x.oldest = x.oldest.max(s.age);
+                }
+                None => out.push(StateSummary {
+                    state: s.state,
+                    count: 1,
+                    oldest: s.age,
+                }),
+            }
+        }
+        out
+    }
+}
+
 /// Socket options of a listener that its accepted connections inherit
 /// ([`Stack::set_listener_options`]); None keeps the stack's default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -314,21 +335,28 @@ impl Stack {
 
     /// Per state: how many sockets, and how long the oldest has been in it (`ss -s`).
     pub fn state_summary(&self, now: Instant) -> Vec<StateSummary> {
-        let mut out: Vec<StateSummary> = Vec::new();
-        for s in self.snapshot(now) {
-            match out.iter_mut().find(|x| x.state == s.state) {
-                Some(x) => {
-                    x.count += 1;
-                    x.oldest = x.oldest.max(s.age);
+        StateSummary::of(&self.snapshot(now))
+    }
+
+    /// For a TCP segment, or an ICMP error quoting one of ours: whether this stack has
+    /// its connection or TIME_WAIT entry (`Some(true)`) or not (`Some(false)`); None for
+    /// any other packet. How an interface whose flows are spread over several stacks
+    /// finds the one a packet belongs to. Reads only addresses and ports (a TCP checksum
+    /// is not checked).
+    pub fn has_flow(&self, packet: &[u8]) -> Option<bool> {
+        let (ip, payload) = wire::parse_ip(packet).ok()?;
+        let tuple = match ip.protocol {
+            wire::PROTO_TCP => {
+                let ports = payload.get(..4)?;
+                FourTuple {
+                    local: SocketAddr::new(ip.dst, u16::from_be_bytes([ports[2], ports[3]])),
+                    remote: SocketAddr::new(ip.src, u16::from_be_bytes([ports[0], ports[1]])),
                 }
-                None => out.push(StateSummary {
-                    state: s.state,
-                    count: 1,
-                    oldest: s.age,
-                }),
             }
-        }
-        out
+            PROTO_ICMP | PROTO_ICMPV6 => self.icmp_quoted_tuple(&ip, payload)?,
+            _ => return None,
+        };
+        Some(self.by_tuple.contains_key(&tuple) || self.time_wait.contains(&tuple))
     }
 
     /// The state of every connection, including TIME_WAIT entries: (local, remote, state).

@@ -78,6 +78,63 @@ impl StackStats {
     }
 }
 
+impl std::ops::AddAssign<&StackStats> for StackStats {
+    /// Add another stack's counters (the stacks of one multi-queue interface). Every
+    /// field is named, so that a new counter cannot be forgotten here.
+    fn add_assign(&mut self, other: &StackStats) {
+        let StackStats {
+            segments_in,
+            segments_out,
+            retransmits,
+            resets_sent,
+            resets_received,
+            active_opens,
+            passive_opens,
+            established,
+            failed,
+            challenge_acks,
+            syncookies_sent,
+            syncookies_recv,
+            syncookies_failed,
+            memory_pressure,
+            orphans_reset,
+            time_wait_overflow,
+            icmp_in,
+            icmp_echo_replies,
+            icmp_time_exceeded,
+            icmp_errors,
+            fragments_in,
+            reassembled,
+            drops,
+        } = other;
+        self.segments_in += segments_in;
+        self.segments_out += segments_out;
+        self.retransmits += retransmits;
+        self.resets_sent += resets_sent;
+        self.resets_received += resets_received;
+        self.active_opens += active_opens;
+        self.passive_opens += passive_opens;
+        self.established += established;
+        self.failed += failed;
+        self.challenge_acks += challenge_acks;
+        self.syncookies_sent += syncookies_sent;
+        self.syncookies_recv += syncookies_recv;
+        self.syncookies_failed += syncookies_failed;
+        self.memory_pressure += memory_pressure;
+        self.orphans_reset += orphans_reset;
+        self.time_wait_overflow += time_wait_overflow;
+        self.icmp_in += icmp_in;
+        self.icmp_echo_replies += icmp_echo_replies;
+        self.icmp_time_exceeded += icmp_time_exceeded;
+        self.icmp_errors += icmp_errors;
+        self.fragments_in += fragments_in;
+        self.reassembled += reassembled;
+        for (reason, n) in drops {
+            *self.drops.entry(reason).or_default() += n;
+        }
+    }
+}
+
 impl StackStats {
     /// The counters, and the sockets per state from `summary`, in Prometheus' text
     /// exposition format (metric names `synack_*`).

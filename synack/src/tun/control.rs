@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::StackHandle;
-use crate::SocketSnapshot;
+use crate::stack::StackStats;
+use crate::{SocketSnapshot, StateSummary};
 
 /// Where control sockets live by default.
 pub const CONTROL_DIR: &str = "/run/synack";
@@ -53,20 +54,20 @@ pub fn socket_json(s: &SocketSnapshot) -> Value {
     v
 }
 
-/// The answer to one request line, from `stack` at `now`.
-pub fn answer(stack: &crate::Stack, now: crate::Instant, request: &str) -> String {
+/// The answer to one request line, from the sockets and counters of an interface's
+/// stacks (one per queue).
+pub fn answer(sockets: &[SocketSnapshot], stats: &StackStats, request: &str) -> String {
     match request.trim() {
-        "metrics" => stack.stats().prometheus(&stack.state_summary(now)),
+        "metrics" => stats.prometheus(&StateSummary::of(sockets)),
         "summary" => {
-            let v: Vec<Value> = stack
-                .state_summary(now)
+            let v: Vec<Value> = StateSummary::of(sockets)
                 .iter()
                 .map(|s| json!({"state": s.state.name(), "count": s.count, "oldest_ms": ms(s.oldest)}))
                 .collect();
             format!("{}\n", Value::Array(v))
         }
         _ => {
-            let v: Vec<Value> = stack.snapshot(now).iter().map(socket_json).collect();
+            let v: Vec<Value> = sockets.iter().map(socket_json).collect();
             format!("{}\n", Value::Array(v))
         }
     }
@@ -75,7 +76,13 @@ pub fn answer(stack: &crate::Stack, now: crate::Instant, request: &str) -> Strin
 /// Answer `synack ss` on `path` from a thread of its own, for as long as the process runs.
 pub fn serve(path: &Path, stack: StackHandle) -> std::io::Result<()> {
     serve_with(path, move |request| {
-        stack.with_stack(|st, now| answer(st, now, request))
+        let mut sockets = Vec::new();
+        let mut stats = StackStats::default();
+        for (s, st) in stack.with_stacks(|st, now| (st.snapshot(now), st.stats())) {
+            sockets.extend(s);
+            stats += &st;
+        }
+        answer(&sockets, &stats, request)
     })
 }
 
@@ -128,7 +135,8 @@ mod tests {
         let path = dir.join("t.sock");
         let s2 = std::sync::Arc::clone(&shared);
         serve_with(&path, move |req| {
-            answer(&s2.lock().unwrap(), Instant::from_secs(1), req)
+            let st = s2.lock().unwrap();
+            answer(&st.snapshot(Instant::from_secs(1)), &st.stats(), req)
         })
         .unwrap();
         let ss: Value = serde_json::from_str(&ask(&path, "ss\n")).unwrap();

@@ -37,6 +37,26 @@ pub struct ImpairStats {
     pub corrupted: [u64; 2],
 }
 
+impl std::ops::AddAssign for ImpairStats {
+    /// Add another queue's figures.
+    fn add_assign(&mut self, o: ImpairStats) {
+        let ImpairStats {
+            sent,
+            lost,
+            duplicated,
+            reordered,
+            corrupted,
+        } = o;
+        for d in 0..2 {
+            self.sent[d] += sent[d];
+            self.lost[d] += lost[d];
+            self.duplicated[d] += duplicated[d];
+            self.reordered[d] += reordered[d];
+            self.corrupted[d] += corrupted[d];
+        }
+    }
+}
+
 /// A packet waiting for its delivery time; ordered by time, then by arrival here.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Held {

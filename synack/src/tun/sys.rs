@@ -12,6 +12,7 @@ const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TUN: libc::c_short = 0x0001;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const IFF_VNET_HDR: libc::c_short = 0x4000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 /// `_IOW('T', 208, unsigned int)`: which offloads the reader of the device can take.
 const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 const TUN_F_CSUM: libc::c_uint = 0x01;
@@ -85,8 +86,9 @@ fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
 
 /// Open `/dev/net/tun` and attach it to interface `name` (created if absent) in TUN
 /// mode without packet information: each read or write is one bare IP packet, preceded
-/// by a `virtio_net_hdr` when `vnet_hdr` is set.
-pub(crate) fn open_tun(name: &str, vnet_hdr: bool) -> io::Result<File> {
+/// by a `virtio_net_hdr` when `vnet_hdr` is set. With `multi_queue` each call adds one
+/// queue to the device (`IFF_MULTI_QUEUE`).
+pub(crate) fn open_tun(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -95,7 +97,8 @@ pub(crate) fn open_tun(name: &str, vnet_hdr: bool) -> io::Result<File> {
         .map_err(|e| annotate(e, "open /dev/net/tun"))?;
     let mut req = IfReq::new(name)?;
     let vnet = if vnet_hdr { IFF_VNET_HDR } else { 0 };
-    req.set_short(IFF_TUN | IFF_NO_PI | vnet);
+    let multi = if multi_queue { IFF_MULTI_QUEUE } else { 0 };
+    req.set_short(IFF_TUN | IFF_NO_PI | vnet | multi);
     // SAFETY: TUNSETIFF reads and writes a `struct ifreq`, which `IfReq` matches in size
     // and layout (repr(C), 40 bytes); `req` outlives the call and the fd is open.
     cvt(unsafe { libc::ioctl(file.as_raw_fd(), TUNSETIFF as _, &mut req as *mut IfReq) })
