@@ -139,6 +139,11 @@ fn record_wrk(
     report.add(m("http_throughput", get("mb_per_second"), "MB/s"));
     report.add(m("http_p99", get("p99_ms"), "ms"));
     report.add(m("http_errors", get("errors"), "count"));
+    // The serving process's own memory at its peak (the kernel's socket buffers are not
+    // in Linux's figure; synack's are in its).
+    if let Some(mb) = v["rss_peak_mb"].as_f64() {
+        report.add_detail(m("http_rss_peak", mb, "MB"));
+    }
 }
 
 /// Make the namespaces `system` needs and run `role` in them.
@@ -225,6 +230,7 @@ pub fn netns_role(role: &str) -> Result<serde_json::Value, String> {
         "ab" => ab(conns, a, &url("/")),
         _ => Err(format!("role {role}: unknown tool {tool}")),
     }?;
+    result["rss_peak_mb"] = json!(peak_rss_mb());
     if let Some(iface) = &_iface {
         let r = iface.runtime_stats();
         result["runtime"] = json!({
@@ -290,6 +296,18 @@ fn start_linux(runtime: &tokio::runtime::Runtime, peer: &str) -> Result<(), Stri
         }
     });
     Ok(())
+}
+
+/// This process's peak resident memory (VmHWM), in MB; 0 if unknown.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 /// RLIMIT_NOFILE at least `n` (wrk and the kernel service need a descriptor per

@@ -114,7 +114,7 @@ fn in_namespace_a_multi_queue_interface_serves_1000_connections() {
     let kernel: Vec<std::net::TcpStream> = (0..CONNECTIONS)
         .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap())
         .collect();
-    let mut streams = acceptor.join().unwrap();
+    let streams = acceptor.join().unwrap();
     assert_eq!(streams.len(), CONNECTIONS);
     let (accepted, per_queue) = synack_count(&iface, TcpState::Established);
     assert_eq!(accepted, CONNECTIONS, "per queue: {per_queue:?}");

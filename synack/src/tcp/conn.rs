@@ -767,6 +767,10 @@ impl Connection {
             let (a, b) = self.rcv_buf.as_slices();
             let n = take(a, b).min(self.rcv_buf.len());
             self.rcv_buf.drain(..n);
+            if self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP {
+                // All read: give back what a burst made it grow to.
+                self.rcv_buf = VecDeque::new();
+            }
             self.maybe_window_update();
             return Ok(n);
         }

@@ -1,8 +1,13 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet.
 //! Offset 0 is SND.UNA (or ISS+1 before the handshake completes).
 
+/// Storage an emptied buffer may keep; a larger one is given back, so that memory
+/// follows what a connection has in flight, not the most it ever had.
+pub(crate) const IDLE_KEEP: usize = 16 * 1024;
+
 /// Unacknowledged and unsent bytes, bounded by a capacity: a ring whose storage grows
-/// on demand (an idle connection holds none) up to the capacity.
+/// on demand up to the capacity and is given back when everything is acknowledged
+/// (beyond [`IDLE_KEEP`]).
 #[derive(Debug)]
 pub(crate) struct SendBuffer {
     ring: Box<[u8]>,
@@ -118,6 +123,9 @@ impl SendBuffer {
         self.len -= n;
         if self.len == 0 {
             self.head = 0;
+            if self.ring.len() > IDLE_KEEP {
+                self.ring = Box::default();
+            }
         }
     }
 
@@ -140,6 +148,26 @@ impl SendBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_grown_for_a_burst_is_given_back_once_all_is_acknowledged() {
+        let mut b = SendBuffer::new(256 * 1024);
+        assert_eq!(b.push(&[7u8; 100_000]), 100_000);
+        assert!(b.ring.len() >= 100_000);
+        b.ack(60_000);
+        assert!(b.ring.len() >= 100_000, "kept while bytes are in flight");
+        b.ack(40_000);
+        assert_eq!(b.ring.len(), 0, "given back when empty");
+        // A small buffer is kept: reallocating it for every write would cost more.
+        b.push(&[1u8; 1000]);
+        b.ack(1000);
+        assert_eq!(b.ring.len(), 4096);
+        // And it still works after being given back.
+        b.push(b"again");
+        let mut out = Vec::new();
+        b.copy_out(0, 5, &mut out);
+        assert_eq!(out, b"again");
+    }
 
     #[test]
     fn push_is_bounded_by_capacity() {
