@@ -29,12 +29,16 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod config;
+mod error;
 #[cfg(all(target_os = "linux", feature = "tun"))]
 pub mod net;
 pub mod scenario;
+mod secrets;
 pub mod sim;
 pub mod stack;
 pub mod tcp;
+mod tcp_state;
 pub mod time;
 #[cfg(all(target_os = "linux", feature = "tokio"))]
 pub mod tokio;

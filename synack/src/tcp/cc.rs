@@ -6,44 +6,15 @@
 use std::fmt::Debug;
 use std::time::Duration;
 
+pub use crate::config::CongestionControl;
 use crate::Instant;
 
-/// Which congestion control a connection uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum CongestionControl {
-    /// CUBIC (RFC 9438): Linux's default.
-    #[default]
-    Cubic,
-    /// NewReno (RFC 5681, RFC 6582).
-    NewReno,
-}
-
 impl CongestionControl {
-    /// The name Linux uses (`cubic`, `reno`).
-    pub fn name(&self) -> &'static str {
-        match self {
-            CongestionControl::Cubic => "cubic",
-            CongestionControl::NewReno => "reno",
-        }
-    }
-
+    /// The controller this choice makes, for a connection whose MSS is `mss`.
     pub(crate) fn controller(self, mss: u32) -> Box<dyn Controller> {
         match self {
             CongestionControl::Cubic => Box::new(Cubic::new(mss)),
             CongestionControl::NewReno => Box::new(NewReno::new(mss)),
-        }
-    }
-}
-
-impl std::str::FromStr for CongestionControl {
-    type Err = String;
-    fn from_str(s: &str) -> Result<CongestionControl, String> {
-        match s {
-            "cubic" => Ok(CongestionControl::Cubic),
-            "newreno" | "reno" => Ok(CongestionControl::NewReno),
-            _ => Err(format!(
-                "unknown congestion control '{s}' (use cubic or newreno)"
-            )),
         }
     }
 }

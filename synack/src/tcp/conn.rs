@@ -15,7 +15,9 @@ use super::send_buffer::SendBuffer;
 use super::state::*;
 use super::time_wait::TimeWait;
 use super::TcpState;
-use crate::stack::{Config, Error};
+use crate::config::wscale_for;
+use crate::config::Config;
+use crate::error::Error;
 use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;
 
@@ -182,15 +184,6 @@ pub(crate) struct ConnStats {
 pub(crate) fn mss_for(mtu: usize, ipv6: bool) -> u16 {
     let ip = if ipv6 { 40 } else { 20 };
     mtu.saturating_sub(ip + 20).clamp(88, 65535) as u16
-}
-
-/// Window scale we offer: the smallest shift that lets the whole receive buffer be advertised.
-pub(crate) fn wscale_for(buffer: usize) -> u8 {
-    let mut shift = 0u8;
-    while shift < 14 && (65535usize << shift) < buffer {
-        shift += 1;
-    }
-    shift
 }
 
 impl Connection {

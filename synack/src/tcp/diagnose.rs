@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::TcpState;
-use crate::stack::Config;
+use crate::config::Config;
 
 /// When a connection deserves a warning: its state, how long it has been there, and
 /// (FIN_WAIT_1) how many times its FIN went again; None while all is well.

@@ -4,7 +4,8 @@
 use super::conn::{ConnEvent, Connection, RstOut};
 use super::state::*;
 use super::time_wait::TimeWaitVerdict;
-use crate::stack::{Config, Error};
+use crate::config::Config;
+use crate::error::Error;
 use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;
 use std::time::Duration;

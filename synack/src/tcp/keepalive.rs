@@ -3,33 +3,11 @@
 //! answer), every `interval`; after `probes` unanswered ones, the connection is dead:
 //! abort it with a RST, as Linux does.
 
-use std::time::Duration;
-
 use super::conn::Connection;
 use super::state::State;
-use crate::stack::Error;
+pub use crate::config::Keepalive;
+use crate::error::Error;
 use crate::Instant;
-
-/// Keepalive settings of one connection (Linux's TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Silence before the first probe (`net.ipv4.tcp_keepalive_time`, 7200 s).
-    pub idle: Duration,
-    /// Time between unanswered probes (`net.ipv4.tcp_keepalive_intvl`, 75 s).
-    pub interval: Duration,
-    /// Unanswered probes before giving up (`net.ipv4.tcp_keepalive_probes`, 9).
-    pub probes: u32,
-}
-
-impl Default for Keepalive {
-    fn default() -> Keepalive {
-        Keepalive {
-            idle: Duration::from_secs(7200),
-            interval: Duration::from_secs(75),
-            probes: 9,
-        }
-    }
-}
 
 /// Keepalive state of a connection that has it on.
 #[derive(Clone, Copy, Debug)]

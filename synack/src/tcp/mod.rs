@@ -17,16 +17,15 @@ mod rtt;
 mod sack;
 mod send_buffer;
 mod state;
-mod state_name;
 mod syncookie;
 mod time_wait;
 
+pub use crate::tcp_state::TcpState;
 pub use cc::CongestionControl;
 pub use keepalive::Keepalive;
-pub use state_name::TcpState;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 
-pub(crate) use conn::{mss_for, wscale_for, ConnEvent, Connection, MemoryLevel};
+pub(crate) use conn::{mss_for, ConnEvent, Connection, MemoryLevel};
 pub(crate) use diagnose::{diagnose, time_wait_pressure};
 pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;

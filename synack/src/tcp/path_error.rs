@@ -5,7 +5,7 @@
 
 use super::conn::{ConnEvent, Connection};
 use super::state::State;
-use crate::stack::Error;
+use crate::error::Error;
 use crate::wire::SeqNum;
 use crate::Instant;
 

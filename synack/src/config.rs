@@ -1,11 +1,11 @@
-//! Stack configuration, one place for every knob. Knobs that mirror a Linux sysctl
+//! Configuration, one place for every knob: what the stack and each of its connections
+//! obey (below both `stack` and `tcp`, which read it). Knobs that mirror a Linux sysctl
 //! carry its name and its default, so behaviour matches a stock Linux host.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use super::Secrets;
-use crate::tcp::{CongestionControl, Keepalive};
+use crate::secrets::Secrets;
 
 /// Every tunable of a [`crate::Stack`], with Linux's defaults.
 #[derive(Clone, Debug)]
@@ -200,7 +200,7 @@ impl Config {
     /// The window scale a new connection offers (RFC 7323 2.2), derived as Linux does.
     pub(crate) fn wscale_offer(&self) -> Option<u8> {
         self.tcp_window_scaling
-            .then(|| crate::tcp::wscale_for(self.recv_buffer.max(self.tcp_rmem_max)))
+            .then(|| wscale_for(self.recv_buffer.max(self.tcp_rmem_max)))
     }
 
     /// Retries allowed for an orphaned connection (Linux reads 0 as 8).
@@ -211,4 +211,67 @@ impl Config {
             self.tcp_orphan_retries
         }
     }
+}
+
+/// Which congestion control a connection uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum CongestionControl {
+    /// CUBIC (RFC 9438): Linux's default.
+    #[default]
+    Cubic,
+    /// NewReno (RFC 5681, RFC 6582).
+    NewReno,
+}
+
+impl CongestionControl {
+    /// The name Linux uses (`cubic`, `reno`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            CongestionControl::Cubic => "cubic",
+            CongestionControl::NewReno => "reno",
+        }
+    }
+}
+
+impl std::str::FromStr for CongestionControl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<CongestionControl, String> {
+        match s {
+            "cubic" => Ok(CongestionControl::Cubic),
+            "newreno" | "reno" => Ok(CongestionControl::NewReno),
+            _ => Err(format!(
+                "unknown congestion control '{s}' (use cubic or newreno)"
+            )),
+        }
+    }
+}
+
+/// Keepalive settings of one connection (Linux's TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence before the first probe (`net.ipv4.tcp_keepalive_time`, 7200 s).
+    pub idle: Duration,
+    /// Time between unanswered probes (`net.ipv4.tcp_keepalive_intvl`, 75 s).
+    pub interval: Duration,
+    /// Unanswered probes before giving up (`net.ipv4.tcp_keepalive_probes`, 9).
+    pub probes: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Keepalive {
+        Keepalive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            probes: 9,
+        }
+    }
+}
+
+/// Window scale we offer: the smallest shift that lets the whole receive buffer be advertised.
+pub(crate) fn wscale_for(buffer: usize) -> u8 {
+    let mut shift = 0u8;
+    while shift < 14 && (65535usize << shift) < buffer {
+        shift += 1;
+    }
+    shift
 }

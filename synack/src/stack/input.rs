@@ -1,0 +1,195 @@
+//! Packets in: parse an IP packet (or hold a fragment until its datagram is whole),
+//! answer ICMP, demultiplex a TCP segment to its connection, else to the TIME_WAIT table,
+//! else to the listen path (`listen.rs`).
+
+use std::net::SocketAddr;
+
+use super::*;
+use crate::tcp::{Disposition, Outgoing, TimeWaitVerdict};
+use crate::wire::icmp::{PROTO_ICMP, PROTO_ICMPV6};
+use crate::wire::{self, TcpFlags, TcpOptions, TcpRepr, WireError};
+use crate::{Instant, TcpState};
+use fragments::Verdict;
+use tables::FourTuple;
+
+impl Stack {
+    /// Feed one IP packet (IPv4 or IPv6, no link header) that arrived at `now`.
+    pub fn receive(&mut self, now: Instant, packet: &[u8]) {
+        let (ip, payload) = match wire::parse_ip(packet) {
+            Ok(parsed) => parsed,
+            Err(WireError::Fragmented) => return self.fragment_input(now, packet),
+            Err(e) => return self.stats.drop(e.reason()),
+        };
+        self.ip_input(now, &ip, payload);
+    }
+
+    /// A fragment: held until its datagram is whole (RFC 791 3.2, RFC 8200 4.5), which
+    /// then goes on as if it had arrived in one piece.
+    pub(super) fn fragment_input(&mut self, now: Instant, packet: &[u8]) {
+        let frag = match wire::parse_fragment(packet) {
+            Ok(Some(frag)) => frag,
+            Ok(None) => return self.stats.drop("frag_bad"),
+            Err(e) => return self.stats.drop(e.reason()),
+        };
+        if !self.addresses.contains(&frag.dst) {
+            return self.stats.drop("not_our_address");
+        }
+        self.stats.fragments_in += 1;
+        match self.fragments.push(now, &frag, &self.config) {
+            Verdict::Held => {}
+            Verdict::Dropped { reason, fragments } => self.stats.drop_many(reason, fragments),
+            Verdict::Reassembled(whole) => {
+                self.stats.reassembled += 1;
+                match wire::parse_ip(&whole) {
+                    Ok((ip, payload)) => self.ip_input(now, &ip, payload),
+                    // RFC 8200 4.5: a Fragment header in the Fragmentable Part; no nesting.
+                    Err(WireError::Fragmented) => self.stats.drop("frag_bad"),
+                    Err(e) => self.stats.drop(e.reason()),
+                }
+            }
+        }
+    }
+
+    /// A whole IP packet: to ICMP or TCP, if it is addressed to us.
+    pub(super) fn ip_input(&mut self, now: Instant, ip: &wire::IpInfo, payload: &[u8]) {
+        if !self.addresses.contains(&ip.dst) {
+            return self.stats.drop("not_our_address");
+        }
+        match ip.protocol {
+            PROTO_ICMP if ip.src.is_ipv4() => self.icmp_input(now, ip, payload),
+            PROTO_ICMPV6 if ip.src.is_ipv6() => self.icmp_input(now, ip, payload),
+            _ => match wire::parse_tcp(ip, payload) {
+                Ok(seg) => self.tcp_input(now, ip, &seg),
+                Err(e) => self.stats.drop(e.reason()),
+            },
+        }
+    }
+
+    /// A TCP segment addressed to us: to its connection, else TIME_WAIT, else a listener.
+    pub(super) fn tcp_input(&mut self, now: Instant, ip: &wire::IpInfo, seg: &TcpRepr<'_>) {
+        self.stats.segments_in += 1;
+        if seg.flags.rst() {
+            self.stats.resets_received += 1;
+        }
+        let tuple = FourTuple {
+            local: SocketAddr::new(ip.dst, seg.dst_port),
+            remote: SocketAddr::new(ip.src, seg.src_port),
+        };
+        if let Some(&index) = self.by_tuple.get(&tuple) {
+            return self.deliver(now, index, tuple, seg);
+        }
+        if self.time_wait.contains(&tuple) {
+            return self.time_wait_input(now, tuple, seg);
+        }
+        self.listen_input(now, tuple, seg, None);
+    }
+
+    /// A segment for a connection in the table.
+    pub(super) fn deliver(
+        &mut self,
+        now: Instant,
+        index: u32,
+        tuple: FourTuple,
+        seg: &TcpRepr<'_>,
+    ) {
+        let slot = &self.slots[index as usize];
+        let Some(conn) = slot.conn.as_ref() else {
+            return;
+        };
+        // Linux (tcp_abort_on_overflow = 0): when the accept queue is full, the ACK that
+        // would complete a handshake is dropped; the SYN-ACK retransmission retries later.
+        if conn.tcp_state() == TcpState::SynReceived
+            && seg.flags.ack()
+            && !seg.flags.rst()
+            && !seg.flags.syn()
+        {
+            if let Some(l) = slot
+                .listener
+                .and_then(|l| self.listeners[l as usize].as_ref())
+            {
+                if l.accept_queue_full() {
+                    return self.stats.drop("listen_overflow");
+                }
+            }
+        }
+        let Some(conn) = self.slots[index as usize].conn.as_mut() else {
+            return;
+        };
+        conn.memory = self.memory_level;
+        let disposition = conn.on_segment(now, seg, &self.config);
+        match disposition {
+            Disposition::Done => {}
+            Disposition::Dropped(reason) => self.stats.drop(reason),
+            Disposition::Reopen(_) => {}
+        }
+        self.after_activity(now, index);
+        if let Disposition::Reopen(isn) = disposition {
+            self.listen_input(now, tuple, seg, Some(isn));
+        }
+    }
+
+    /// A segment for a 4-tuple in the TIME_WAIT table.
+    pub(super) fn time_wait_input(&mut self, now: Instant, tuple: FourTuple, seg: &TcpRepr<'_>) {
+        let (duration, rfc1337) = (self.config.time_wait, self.config.tcp_rfc1337);
+        let Some(mut tw) = self.time_wait.get(&tuple).map(|e| e.tw) else {
+            return;
+        };
+        let verdict = tw.on_segment(now, seg, duration, rfc1337);
+        if verdict != TimeWaitVerdict::Kill && !matches!(verdict, TimeWaitVerdict::Reopen(_)) {
+            // Keep what the segment changed (TS.Recent, a restarted 2*MSL).
+            self.time_wait.update(&tuple, tw);
+        }
+        match verdict {
+            TimeWaitVerdict::Drop => self.stats.drop("time_wait"),
+            TimeWaitVerdict::Ack => {
+                let timestamps = tw
+                    .timestamps(now)
+                    .map(|(tsval, tsecr)| wire::Timestamps { tsval, tsecr });
+                let out = Outgoing {
+                    seq: tw.snd_nxt,
+                    ack: tw.rcv_nxt,
+                    flags: TcpFlags::ACK,
+                    window: tw.rcv_wnd,
+                    options: TcpOptions {
+                        timestamps,
+                        ..TcpOptions::default()
+                    },
+                    payload: Vec::new(),
+                };
+                self.queue_ctl(tuple, &out);
+            }
+            TimeWaitVerdict::Reopen(isn) => {
+                self.end_time_wait(now, tuple, "new SYN reopens the 4-tuple");
+                self.listen_input(now, tuple, seg, Some(isn));
+            }
+            TimeWaitVerdict::Kill => {
+                self.end_time_wait(now, tuple, "rcv RST in TIME_WAIT (tcp_rfc1337 off)")
+            }
+        }
+    }
+
+    pub(super) fn end_time_wait(&mut self, now: Instant, tuple: FourTuple, cause: &'static str) {
+        if let Some(entry) = self.time_wait.remove(&tuple) {
+            self.time_wait_closed(entry.conn, tuple, now, cause);
+        }
+    }
+
+    /// Report the end of a TIME_WAIT kept outside the connection table.
+    pub(super) fn time_wait_closed(
+        &mut self,
+        conn: ConnectionHandle,
+        tuple: FourTuple,
+        at: Instant,
+        cause: &'static str,
+    ) {
+        self.events.push_back(Event::StateChanged {
+            conn,
+            local: tuple.local,
+            remote: tuple.remote,
+            from: TcpState::TimeWait,
+            to: TcpState::Closed,
+            at,
+            cause,
+        });
+    }
+}
