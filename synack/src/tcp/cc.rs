@@ -11,11 +11,76 @@ use crate::Instant;
 
 impl CongestionControl {
     /// The controller this choice makes, for a connection whose MSS is `mss`.
-    pub(crate) fn controller(self, mss: u32) -> Box<dyn Controller> {
+    pub(crate) fn controller(self, mss: u32) -> Algorithm {
         match self {
-            CongestionControl::Cubic => Box::new(Cubic::new(mss)),
-            CongestionControl::NewReno => Box::new(NewReno::new(mss)),
+            CongestionControl::Cubic => Algorithm::Cubic(Cubic::new(mss)),
+            CongestionControl::NewReno => Algorithm::NewReno(NewReno::new(mss)),
         }
+    }
+}
+
+/// A connection's congestion controller, held inline: no box and no virtual call per
+/// ACK. Another algorithm is one more variant here and one more [`Controller`].
+#[derive(Debug)]
+pub(crate) enum Algorithm {
+    Cubic(Cubic),
+    NewReno(NewReno),
+}
+
+/// Call `$method` on whichever algorithm `$self` holds.
+macro_rules! each {
+    ($self:expr, $c:ident => $call:expr) => {
+        match $self {
+            Algorithm::Cubic($c) => $call,
+            Algorithm::NewReno($c) => $call,
+        }
+    };
+}
+
+// Every method is passed on, the provided ones too, so that an algorithm's own version
+// of one (CUBIC's `restore`) is the one that runs.
+impl Controller for Algorithm {
+    fn kind(&self) -> CongestionControl {
+        each!(self, c => c.kind())
+    }
+    fn window(&self) -> &Window {
+        each!(self, c => c.window())
+    }
+    fn window_mut(&mut self) -> &mut Window {
+        each!(self, c => c.window_mut())
+    }
+    fn cwnd(&self) -> u32 {
+        each!(self, c => c.cwnd())
+    }
+    fn ssthresh(&self) -> u32 {
+        each!(self, c => c.ssthresh())
+    }
+    fn set_cwnd(&mut self, cwnd: u32) {
+        each!(self, c => c.set_cwnd(cwnd))
+    }
+    fn on_ack(&mut self, now: Instant, acked: u32, min_rtt: Option<Duration>) {
+        each!(self, c => c.on_ack(now, acked, min_rtt))
+    }
+    fn on_congestion(&mut self, now: Instant, flight: u32) {
+        each!(self, c => c.on_congestion(now, flight))
+    }
+    fn on_rto(&mut self, now: Instant, flight: u32) {
+        each!(self, c => c.on_rto(now, flight))
+    }
+    fn on_idle(&mut self) {
+        each!(self, c => c.on_idle())
+    }
+    fn mss(&self) -> u32 {
+        each!(self, c => c.mss())
+    }
+    fn set_mss(&mut self, mss: u32) {
+        each!(self, c => c.set_mss(mss))
+    }
+    fn exit_slow_start(&mut self) {
+        each!(self, c => c.exit_slow_start())
+    }
+    fn restore(&mut self, cwnd: u32, ssthresh: u32) {
+        each!(self, c => c.restore(cwnd, ssthresh))
     }
 }
 

@@ -3,6 +3,7 @@
 //! this file holds what ties them together: construction, timers, application calls
 //! and [`Connection::transition`], the one place a connection changes state.
 
+use super::cc::Controller;
 use std::collections::VecDeque;
 use std::mem;
 use std::net::SocketAddr;

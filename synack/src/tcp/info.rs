@@ -1,6 +1,7 @@
 //! A snapshot of one connection's internals, in the spirit of Linux's `TCP_INFO`: what
 //! `ss -i` shows and what tests and tools read without reaching into the engine.
 
+use super::cc::Controller;
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! Arriving segments: RFC 9293 3.10.7 "SEGMENT ARRIVES", state by state, with the
 //! RFC 5961 defences against blind resets and SYNs, and RFC 7323 PAWS.
 
+use super::cc::Controller;
 use super::conn::{ConnEvent, Connection, RstOut};
 use super::state::*;
 use super::time_wait::TimeWaitVerdict;

@@ -1,6 +1,7 @@
 //! Outgoing segments: what a connection sends next (SYN, SYN-ACK, data, FIN, ACKs,
 //! window probes), in RFC 9293 3.10.7 and RFC 5681 order of priority.
 
+use super::cc::Controller;
 use super::conn::{Connection, MemoryLevel};
 use super::state::*;
 use crate::wire::{SeqNum, TcpFlags, TcpOptions, Timestamps};

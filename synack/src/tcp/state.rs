@@ -65,7 +65,7 @@ pub(crate) struct Snd {
     /// Duplicate ACKs in a row (RFC 5681 3.2).
     pub(crate) dupacks: u32,
     /// Congestion control: cwnd and ssthresh live here (RFC 5681, RFC 9438).
-    pub(crate) cc: Box<dyn Controller>,
+    pub(crate) cc: super::cc::Algorithm,
     /// Loss recovery in progress, if any.
     pub(crate) recovery: Recovery,
     /// Bytes the peer has SACKed above `una` (RFC 2018, RFC 6675 scoreboard).
