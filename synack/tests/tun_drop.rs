@@ -23,27 +23,11 @@ fn dropping_the_interface_ends_every_pending_and_later_call_at_once() {
     if !privileged("dropping_the_interface_ends_every_pending_and_later_call_at_once") {
         return;
     }
-    let ns = Netns::new();
-    let exe = std::env::current_exe().unwrap();
-    let out = ns
-        .cmd(&[
-            exe.to_str().unwrap(),
-            "--ignored",
-            "--exact",
-            "in_namespace_pending_calls_fail_when_the_interface_is_dropped",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    Netns::new().run_child_test(
+        "in_namespace_pending_calls_fail_when_the_interface_is_dropped",
+        CHILD,
+        None,
     );
-    assert!(out.status.success(), "the child failed:\n{text}");
-    assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
 }
 
 /// The work, run by the test above inside its namespace (never on the host's network).

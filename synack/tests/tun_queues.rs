@@ -32,25 +32,12 @@ fn connections_spread_over_queues_are_accepted_tracked_and_handed_between_queues
     {
         return;
     }
-    let ns = Netns::new();
-    let exe = std::env::current_exe().unwrap();
     // 1,000 kernel sockets need more descriptors than a default soft limit of 1,024.
-    let script = format!(
-        "ulimit -n 8192 && exec '{}' --ignored --exact in_namespace_a_multi_queue_interface_serves_1000_connections --nocapture --test-threads=1",
-        exe.display()
+    Netns::new().run_child_test(
+        "in_namespace_a_multi_queue_interface_serves_1000_connections",
+        CHILD,
+        Some(8192),
     );
-    let out = ns
-        .cmd(&["sh", "-c", &script])
-        .env(CHILD, "1")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "the child failed:\n{text}");
-    assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
 }
 
 /// Connections the kernel's `ss` shows in `state` (its state filter name) to or from

@@ -121,6 +121,14 @@ pub fn default_queues() -> usize {
 }
 
 type EventHook = Box<dyn FnMut(&Event) + Send>;
+
+/// The event hook, one for every queue; `set` spares the drivers its lock while there
+/// is none (the usual case), so that queues do not meet on it for every event.
+#[derive(Default)]
+struct HookSlot {
+    set: AtomicBool,
+    hook: Mutex<Option<EventHook>>,
+}
 type Capture = Arc<Mutex<Option<PcapWriter<std::io::BufWriter<std::fs::File>>>>>;
 
 /// What the driver thread and application threads share.
@@ -144,7 +152,7 @@ pub(crate) struct Shared {
     wake_tx: File,
     stop: AtomicBool,
     /// The event hook, one for every queue of the interface.
-    hook: Arc<Mutex<Option<EventHook>>>,
+    hook: Arc<HookSlot>,
 }
 
 /// The sending side of the device: what coalescing did, what was written.
@@ -336,12 +344,16 @@ impl Shared {
             }
         }
         let mut state_changed = false;
+        let hooked = self.hook.set.load(Ordering::Acquire);
         let mut hook = None;
         while let Some(e) = core.stack.poll_event() {
             state_changed |= matches!(e, Event::StateChanged { .. });
             core.runtime.socket_wakeups += core.readiness.on_event(&e) as u64;
-            let hook =
-                hook.get_or_insert_with(|| self.hook.lock().unwrap_or_else(|p| p.into_inner()));
+            if !hooked {
+                continue;
+            }
+            let hook = hook
+                .get_or_insert_with(|| self.hook.hook.lock().unwrap_or_else(|p| p.into_inner()));
             if let Some(h) = hook.as_mut() {
                 h(&e);
             }
@@ -521,7 +533,7 @@ impl Interface {
             )?)))),
             None => None,
         };
-        let hook: Arc<Mutex<Option<EventHook>>> = Arc::new(Mutex::new(None));
+        let hook = Arc::new(HookSlot::default());
         let start = std::time::Instant::now();
         let mut shards = Vec::with_capacity(queues);
         let mut pipes = Vec::with_capacity(queues);
@@ -608,10 +620,9 @@ impl Interface {
     /// Call `hook` with every event the stacks report (state changes, errors, ...), on
     /// the driver threads (one at a time). Used by `synack serve -v`.
     pub fn on_event(&self, hook: impl FnMut(&Event) + Send + 'static) {
-        *self.shards[0]
-            .hook
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
+        let slot = &self.shards[0].hook;
+        *slot.hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(hook));
+        slot.set.store(true, Ordering::Release);
     }
 
     /// Wait up to `timeout` until every connection has finished closing (none left but

@@ -58,6 +58,30 @@ impl Netns {
         c
     }
 
+    /// Run this test binary's ignored test `test` inside the namespace, with `env` set
+    /// (and `files` open descriptors allowed, when given), and check that it passed: the
+    /// work of a test that must run in the namespace, in this process's language.
+    pub fn run_child_test(&self, test: &str, env: &str, files: Option<u32>) {
+        let exe = std::env::current_exe().unwrap();
+        let limit = files.map_or(String::new(), |n| format!("ulimit -n {n} && "));
+        let script = format!(
+            "{limit}exec '{}' --ignored --exact {test} --nocapture --test-threads=1",
+            exe.display()
+        );
+        let out = self
+            .cmd(&["sh", "-c", &script])
+            .env(env, "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "the child failed:\n{text}");
+        assert!(text.contains("1 passed"), "the child ran no test:\n{text}");
+    }
+
     /// Run to completion; panics with its output if it fails.
     pub fn exec(&self, argv: &[&str]) -> Output {
         let out = self.cmd(argv).output().expect("ip netns exec runs");
