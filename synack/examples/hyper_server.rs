@@ -30,8 +30,15 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|n| *n <= 100_000_000)
     {
-        let body: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
-        Response::new(Full::new(Bytes::from(body)))
+        // Up to 10 MB: a slice of one pattern made once, so that answering costs little
+        // beside the stack; beyond, the pattern is made for the request.
+        static PATTERN: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+        let pattern = |n: usize| (0..n).map(|i| b'a' + (i % 26) as u8).collect::<Bytes>();
+        let body = match n {
+            0..=10_000_000 => PATTERN.get_or_init(|| pattern(10_000_000)).slice(..n),
+            _ => pattern(n),
+        };
+        Response::new(Full::new(body))
     } else {
         let mut r = Response::new(Full::new(Bytes::from("not found\n")));
         *r.status_mut() = StatusCode::NOT_FOUND;

@@ -109,6 +109,10 @@ pub struct Config {
     pub tcp_min_tso_segs: u32,
     /// Hop limit / TTL of outgoing packets (64).
     pub ttl: u8,
+    /// How the TCP checksum of outgoing packets is filled: `Full` (default), or
+    /// `Partial` for a device that finishes it (checksum offload; the TUN driver sets it
+    /// when the kernel takes `virtio_net_hdr` offload).
+    pub tx_checksum: crate::wire::TxChecksum,
     /// `net.ipv4.ipfrag_high_thresh` (4 MiB): the most memory incomplete datagrams may
     /// hold (fragment bytes plus a fixed overhead per datagram); a fragment that would
     /// go beyond it is dropped. One pool for IPv4 and IPv6 (Linux has a second sysctl,
@@ -169,6 +173,7 @@ impl Default for Config {
             tcp_mem: [192 << 20, 256 << 20, 384 << 20],
             tcp_min_tso_segs: 2,
             ttl: 64,
+            tx_checksum: crate::wire::TxChecksum::Full,
             ipfrag_high_thresh: 4 * 1024 * 1024,
             ipfrag_time: Duration::from_secs(30),
             ip6frag_time: Duration::from_secs(60),

@@ -214,7 +214,7 @@ impl Stack {
             flags: TcpFlags::SYN | TcpFlags::ACK,
             window: cfg.recv_buffer.min(65535) as u16,
             options,
-            payload: Vec::new(),
+            payload: 0..0,
         };
         self.stats.syncookies_sent += 1;
         self.queue_ctl(tuple, &out);

@@ -390,7 +390,7 @@ impl Stack {
                 flags: TcpFlags::RST,
                 window: 0,
                 options: TcpOptions::default(),
-                payload: Vec::new(),
+                payload: 0..0,
             }
         } else {
             // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
@@ -400,7 +400,7 @@ impl Stack {
                 flags: TcpFlags::RST | TcpFlags::ACK,
                 window: 0,
                 options: TcpOptions::default(),
-                payload: Vec::new(),
+                payload: 0..0,
             }
         };
         self.stats.resets_sent += 1;
@@ -418,19 +418,9 @@ impl Stack {
     }
 
     fn build(&mut self, tuple: FourTuple, out: &Outgoing) -> Option<Vec<u8>> {
-        let repr = TcpRepr {
-            src_port: tuple.local.port(),
-            dst_port: tuple.remote.port(),
-            seq: out.seq,
-            ack: out.ack,
-            flags: out.flags,
-            window: out.window,
-            urgent: 0,
-            options: out.options,
-            payload: &out.payload,
-        };
-        match wire::emit_tcp_packet(tuple.local.ip(), tuple.remote.ip(), self.config.ttl, &repr) {
-            Ok(p) => Some(p),
+        let mut buf = Vec::new();
+        match build_into(&mut buf, &self.config, tuple, out, (&[], &[])) {
+            Ok(()) => Some(buf),
             Err(e) => {
                 self.stats.drop(e.reason());
                 None
@@ -505,7 +495,7 @@ impl Stack {
                     timestamps: rst.timestamps,
                     ..TcpOptions::default()
                 },
-                payload: Vec::new(),
+                payload: 0..0,
             };
             self.stats.resets_sent += 1;
             self.queue_ctl(tuple, &out);
@@ -806,11 +796,23 @@ impl Stack {
 
     // ---- packets out and time ---------------------------------------------------------
 
-    /// The next IP packet to put on the wire, if any.
+    /// The next IP packet to put on the wire, if any. Allocates the packet; a driver
+    /// that reuses its buffers calls [`Stack::poll_transmit_into`].
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.poll_transmit_into(now, &mut buf).then_some(buf)
+    }
+
+    /// Write the next IP packet to put on the wire into `buf` (replacing what it held,
+    /// reusing its storage) and return true; false when there is nothing to send. The
+    /// payload goes from the send buffer into `buf` in one pass that also sums it: with
+    /// a buffer kept from one call to the next, sending allocates nothing.
+    pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
         if let Some(p) = self.ctl_out.pop_front() {
             self.stats.segments_out += 1;
-            return Some(p);
+            buf.clear();
+            buf.extend_from_slice(&p);
+            return true;
         }
         while let Some(index) = self.tx_ready.pop_front() {
             let slot = &mut self.slots[index as usize];
@@ -826,13 +828,17 @@ impl Stack {
                 local: conn.local,
                 remote: conn.remote,
             };
+            let built = build_into(buf, &self.config, tuple, &out, conn.payload(&out));
             self.after_activity(now, index);
-            if let Some(p) = self.build(tuple, &out) {
-                self.stats.segments_out += 1;
-                return Some(p);
+            match built {
+                Ok(()) => {
+                    self.stats.segments_out += 1;
+                    return true;
+                }
+                Err(e) => self.stats.drop(e.reason()),
             }
         }
-        None
+        false
     }
 
     /// The earliest instant at which [`Stack::on_timeout`] has work to do.
@@ -881,4 +887,35 @@ impl Stack {
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
+}
+
+/// Wrap `out` in TCP/IP headers for `tuple` into `buf`; `payload` is its bytes (two
+/// pieces of a ring buffer).
+fn build_into(
+    buf: &mut Vec<u8>,
+    config: &Config,
+    tuple: FourTuple,
+    out: &Outgoing,
+    payload: (&[u8], &[u8]),
+) -> Result<(), wire::WireError> {
+    let repr = TcpRepr {
+        src_port: tuple.local.port(),
+        dst_port: tuple.remote.port(),
+        seq: out.seq,
+        ack: out.ack,
+        flags: out.flags,
+        window: out.window,
+        urgent: 0,
+        options: out.options,
+        payload: payload.0,
+    };
+    wire::emit_tcp_packet_into(
+        buf,
+        tuple.local.ip(),
+        tuple.remote.ip(),
+        config.ttl,
+        &repr,
+        payload.1,
+        config.tx_checksum,
+    )
 }

@@ -833,6 +833,17 @@ impl Connection {
         if !data.is_empty() {
             if seq == rcv.nxt {
                 let take = data.len().min(rcv_free);
+                // Storage grows by doubling from 16 KiB (after the application emptied
+                // the buffer and it was given back): a few allocations per burst, none
+                // per segment.
+                let (len, room) = (self.rcv_buf.len(), self.rcv_buf.capacity());
+                if room < len + take {
+                    let want = (len + take)
+                        .max(2 * room)
+                        .max(super::send_buffer::IDLE_KEEP);
+                    let want = want.min(self.rcv_cap.max(len + take));
+                    self.rcv_buf.reserve_exact(want - len);
+                }
                 self.rcv_buf.extend(&data[..take]);
                 rcv.nxt += take as u32;
                 delivered += take;

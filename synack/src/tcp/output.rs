@@ -15,10 +15,19 @@ pub(crate) struct Outgoing {
     pub(crate) flags: TcpFlags,
     pub(crate) window: u16,
     pub(crate) options: TcpOptions,
-    pub(crate) payload: Vec<u8>,
+    /// The bytes it carries, as offsets into the connection's send buffer (0 is
+    /// SND.UNA's byte), valid until the buffer next changes:
+    /// [`Connection::payload`] reads them while the stack writes the packet.
+    pub(crate) payload: std::ops::Range<usize>,
 }
 
 impl Connection {
+    /// The bytes of `out.payload` in the send buffer, as two slices (the second
+    /// non-empty when they wrap around its ring).
+    pub(crate) fn payload(&self, out: &Outgoing) -> (&[u8], &[u8]) {
+        self.snd_buf.slices(out.payload.start, out.payload.len())
+    }
+
     /// True when [`Connection::poll_segment`] has something to send.
     pub(crate) fn wants_transmit(&self) -> bool {
         match &self.state {
@@ -152,7 +161,7 @@ impl Connection {
                     flags: TcpFlags::SYN,
                     window,
                     options,
-                    payload: Vec::new(),
+                    payload: 0..0,
                 })
             }
             State::SynRcvd(s) => {
@@ -179,7 +188,7 @@ impl Connection {
                     flags: TcpFlags::SYN | TcpFlags::ACK,
                     window,
                     options,
-                    payload: Vec::new(),
+                    payload: 0..0,
                 })
             }
             _ => None,
@@ -451,8 +460,9 @@ impl Connection {
         let mut out = self.ack_segment(now);
         let una = self.state.snd().map_or(seq, |s| s.una);
         let off = (seq - una).max(0) as usize;
-        self.snd_buf.copy_out(off, len, &mut out.payload);
-        self.stats.bytes_out += out.payload.len() as u64;
+        let carried = len.min(self.snd_buf.len().saturating_sub(off));
+        out.payload = off..off + carried;
+        self.stats.bytes_out += carried as u64;
         out.seq = seq;
         if fin {
             out.flags |= TcpFlags::FIN;
@@ -501,12 +511,9 @@ impl Connection {
                 options.sack_blocks.push(d);
             }
             if let Some(rcv) = self.state.rcv() {
-                for block in
-                    rcv.ooo
-                        .sack_blocks(rcv.last_ooo, rcv.fin, max - dsack.is_some() as usize)
-                {
-                    options.sack_blocks.push(block);
-                }
+                let max = max - dsack.is_some() as usize;
+                rcv.ooo
+                    .sack_blocks(rcv.last_ooo, rcv.fin, max, &mut options.sack_blocks);
             }
         }
         Outgoing {
@@ -515,7 +522,7 @@ impl Connection {
             flags: TcpFlags::ACK,
             window,
             options,
-            payload: Vec::new(),
+            payload: 0..0,
         }
     }
 

@@ -2,7 +2,7 @@
 //! segments beyond RCV.NXT are kept, not dropped, so a retransmission of the gap is all
 //! the peer has to send).
 
-use crate::wire::SeqNum;
+use crate::wire::{SackBlocks, SeqNum};
 
 /// Most separate out-of-order ranges kept; beyond this a new range is dropped (the peer resends it).
 const MAX_RANGES: usize = 4096;
@@ -27,6 +27,7 @@ impl Reassembly {
     }
 
     /// Ranges held, as (start, end) sequence numbers, in order.
+    #[cfg(test)]
     pub(crate) fn ranges(&self) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
         self.ranges.iter().map(|(s, d)| (*s, *s + d.len() as u32))
     }
@@ -41,23 +42,38 @@ impl Reassembly {
         latest: Option<SeqNum>,
         fin: Option<SeqNum>,
         max: usize,
-    ) -> Vec<(SeqNum, SeqNum)> {
-        let mut joined: Vec<(SeqNum, SeqNum)> = Vec::new();
-        let fin = fin.map(|f| (f, f + 1));
-        for (s, e) in self.ranges().chain(fin) {
-            match joined.last_mut() {
-                Some(last) if last.1 == s => last.1 = e,
-                _ => joined.push((s, e)),
+        out: &mut SackBlocks,
+    ) {
+        let first = latest.and_then(|l| self.joined_rev(fin).find(|&(s, e)| s <= l && l < e));
+        let rest = self.joined_rev(fin).filter(|&b| Some(b) != first);
+        for block in first.into_iter().chain(rest).take(max) {
+            if !out.push(block) {
+                break;
             }
         }
-        let first = latest.and_then(|l| joined.iter().position(|(s, e)| *s <= l && l < *e));
-        let mut out = Vec::with_capacity(max);
-        if let Some(i) = first {
-            out.push(joined.remove(i));
-        }
-        out.extend(joined.into_iter().rev());
-        out.truncate(max);
-        out
+    }
+
+    /// The held ranges and a held FIN's sequence number, adjacent ones joined, from the
+    /// highest down (nothing allocated: every ACK asks).
+    fn joined_rev(&self, fin: Option<SeqNum>) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {
+        let fin = fin.map(|f| (f, f + 1));
+        let held = self
+            .ranges
+            .iter()
+            .rev()
+            .map(|(s, d)| (*s, *s + d.len() as u32));
+        let mut blocks = fin.into_iter().chain(held).peekable();
+        std::iter::from_fn(move || {
+            let (mut start, end) = blocks.next()?;
+            while let Some(&(s, e)) = blocks.peek() {
+                if e != start {
+                    break;
+                }
+                start = s;
+                blocks.next();
+            }
+            Some((start, end))
+        })
     }
 
     /// Keep `data` starting at `seq` (which is after `rcv_nxt`). Bytes already held win over
@@ -176,6 +192,36 @@ mod tests {
         assert_eq!(r.pop_ready(s(105)).unwrap(), b"abcde0123456789");
         assert!(r.is_empty());
         assert_eq!(r.bytes(), 0);
+    }
+
+    #[test]
+    fn sack_blocks_put_the_latest_first_then_the_highest_with_neighbours_joined() {
+        let mut r = Reassembly::default();
+        for (seq, data) in [
+            (10, &b"0123456789"[..]),
+            (20, b"0123456789"),
+            (40, b"0123456789"),
+        ] {
+            assert!(r.insert(s(0), s(seq), data));
+        }
+        assert!(r.insert(s(0), s(60), b"0123456789"));
+        let blocks = |latest: Option<u32>, fin: Option<u32>, max: usize| {
+            let mut out = SackBlocks::default();
+            r.sack_blocks(latest.map(s), fin.map(s), max, &mut out);
+            out.as_slice().to_vec()
+        };
+        // RFC 2018 4: the block of the latest segment first; [10,20) and [20,30) are one;
+        // a FIN held at 70 is covered by the block that ends at it.
+        assert_eq!(
+            blocks(Some(45), Some(70), 3),
+            vec![(s(40), s(50)), (s(60), s(71)), (s(10), s(30))]
+        );
+        assert_eq!(
+            blocks(Some(45), None, 2),
+            vec![(s(40), s(50)), (s(60), s(70))]
+        );
+        assert_eq!(blocks(None, None, 4).len(), 3);
+        assert_eq!(blocks(Some(15), None, 1), vec![(s(10), s(30))]);
     }
 
     #[test]

@@ -129,25 +129,33 @@ impl SendBuffer {
         }
     }
 
-    /// Copy `len` bytes starting `offset` bytes after the front into `out`.
-    pub(crate) fn copy_out(&self, offset: usize, len: usize, out: &mut Vec<u8>) {
+    /// The `len` bytes starting `offset` bytes after the front (as far as they are
+    /// held), as two slices: the second is non-empty when they wrap around the ring.
+    pub(crate) fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
         let end = (offset + len).min(self.len);
         if offset >= end {
-            return;
+            return (&[], &[]);
         }
         let (a, b) = self.as_slices();
-        if offset < a.len() {
-            out.extend_from_slice(&a[offset..end.min(a.len())]);
-        }
-        if end > a.len() {
-            out.extend_from_slice(&b[offset.saturating_sub(a.len())..end - a.len()]);
-        }
+        let first = &a[offset.min(a.len())..end.min(a.len())];
+        let second = if end > a.len() {
+            &b[offset.saturating_sub(a.len())..end - a.len()]
+        } else {
+            &[]
+        };
+        (first, second)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bytes `slices` names, joined.
+    fn bytes(b: &SendBuffer, offset: usize, len: usize) -> Vec<u8> {
+        let (x, y) = b.slices(offset, len);
+        [x, y].concat()
+    }
 
     #[test]
     fn storage_grown_for_a_burst_is_given_back_once_all_is_acknowledged() {
@@ -164,8 +172,7 @@ mod tests {
         assert_eq!(b.ring.len(), 4096);
         // And it still works after being given back.
         b.push(b"again");
-        let mut out = Vec::new();
-        b.copy_out(0, 5, &mut out);
+        let out = bytes(&b, 0, 5);
         assert_eq!(out, b"again");
     }
 
@@ -176,8 +183,7 @@ mod tests {
         assert_eq!(b.free(), 0);
         b.ack(2);
         assert_eq!(b.push(b"xyz"), 2);
-        let mut out = Vec::new();
-        b.copy_out(1, 10, &mut out);
+        let out = bytes(&b, 1, 10);
         assert_eq!(out, b"dxy");
     }
 
@@ -191,8 +197,7 @@ mod tests {
             2
         });
         assert_eq!(n, 2);
-        let mut out = Vec::new();
-        b.copy_out(0, 8, &mut out);
+        let out = bytes(&b, 0, 8);
         assert_eq!(out, b"abcde");
     }
 
@@ -211,6 +216,49 @@ mod tests {
         assert!(b.len() <= 8192);
     }
 
+    proptest::proptest! {
+        /// Any mix of writes (copied or filled in place) and acknowledgments keeps
+        /// exactly the bytes a plain queue would, whatever the ring's wraps and growth.
+        #[test]
+        fn the_ring_holds_what_a_queue_would(
+            ops in proptest::collection::vec((0u8..3, 1usize..5000), 1..60),
+            capacity in 1usize..20_000,
+        ) {
+            let mut b = SendBuffer::new(capacity);
+            let mut model = std::collections::VecDeque::new();
+            let mut next = 0u8;
+            for (op, n) in ops {
+                match op {
+                    0 => {
+                        let data: Vec<u8> = (0..n).map(|i| next.wrapping_add(i as u8)).collect();
+                        let k = b.push(&data);
+                        proptest::prop_assert_eq!(k, n.min(capacity - model.len().min(capacity)));
+                        model.extend(&data[..k]);
+                        next = next.wrapping_add(k as u8);
+                    }
+                    1 => {
+                        let k = b.write_with(n, |room| {
+                            for (i, x) in room.iter_mut().enumerate() {
+                                *x = next.wrapping_add(i as u8);
+                            }
+                            room.len()
+                        });
+                        model.extend((0..k).map(|i| next.wrapping_add(i as u8)));
+                        next = next.wrapping_add(k as u8);
+                    }
+                    _ => {
+                        let k = n.min(model.len());
+                        b.ack(k);
+                        model.drain(..k);
+                    }
+                }
+                proptest::prop_assert_eq!(b.len(), model.len());
+                let want: Vec<u8> = model.iter().copied().collect();
+                proptest::prop_assert_eq!(bytes(&b, 0, b.len()), want);
+            }
+        }
+    }
+
     #[test]
     fn an_idle_buffer_holds_no_storage() {
         let b = SendBuffer::new(1 << 20);
@@ -218,13 +266,13 @@ mod tests {
     }
 
     #[test]
-    fn copy_out_spans_the_ring_wraparound() {
+    fn slices_span_the_ring_wraparound() {
         let mut b = SendBuffer::new(8);
         b.push(b"12345678");
         b.ack(6);
         b.push(b"abcdef");
-        let mut out = Vec::new();
-        b.copy_out(0, 8, &mut out);
-        assert_eq!(out, b"78abcdef");
+        assert_eq!(b.slices(0, 8), (&b"78"[..], &b"abcdef"[..]));
+        assert_eq!(b.slices(1, 3), (&b"8"[..], &b"ab"[..]));
+        assert_eq!(b.slices(3, 9), (&b""[..], &b"bcdef"[..]));
     }
 }

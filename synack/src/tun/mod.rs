@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::sim::LinkConfig;
+use crate::wire::TxChecksum;
 use crate::{Config, Event, Instant, Stack};
 pub use impair::ImpairStats;
 use impair::{Direction, Impairment};
@@ -141,8 +142,11 @@ type Capture = Arc<Mutex<Option<PcapWriter<std::io::BufWriter<std::fs::File>>>>>
 pub(crate) struct Shared {
     core: Mutex<Core>,
     writer: Mutex<Writer>,
-    /// Outgoing segments are merged into super-segments (offload accepted).
+    /// Offload accepted: outgoing segments are merged into super-segments, and the
+    /// stack leaves TCP checksums partial for the kernel to finish.
     coalesce: bool,
+    /// Packet buffers written out, for the stack to build the next packets in.
+    spare: Mutex<Vec<Vec<u8>>>,
     /// Signalled when a connection changes state (for [`Interface::wait_closed`]);
     /// sockets are woken through [`Readiness`], each by its own events.
     pub(crate) changed: Condvar,
@@ -160,12 +164,16 @@ pub(crate) struct Shared {
 struct Writer {
     offload: OffloadStats,
     packets_written: u64,
+    /// The writes of the batch being written (kept to reuse its storage).
+    writes: Vec<offload::Write>,
 }
 
 /// The stack and its clock, under the mutex.
 pub(crate) struct Core {
     /// Packets made under the lock, written when it is released.
     outbox: Vec<Vec<u8>>,
+    /// Buffers to build packets in (taken from `Shared::spare` as they run out).
+    pool: Vec<Vec<u8>>,
     pub(crate) stack: Stack,
     start: std::time::Instant,
     impair: Option<Impairment>,
@@ -220,6 +228,21 @@ impl std::ops::AddAssign for RuntimeStats {
 }
 
 impl Core {
+    /// Add a packet the stack made to the capture, if there is one, with its checksum
+    /// completed when the stack left that to the kernel (`partial`).
+    fn capture_out(&mut self, packet: &[u8], partial: bool) {
+        if self.pcap.is_none() {
+            return;
+        }
+        if partial {
+            let mut whole = packet.to_vec();
+            offload::complete_checksum(&mut whole);
+            self.capture(&whole);
+        } else {
+            self.capture(packet);
+        }
+    }
+
     /// Add a packet to the capture, if there is one (a failed write ends the capture).
     fn capture(&mut self, packet: &[u8]) {
         let Some(capture) = self.pcap.as_ref() else {
@@ -319,7 +342,20 @@ impl Shared {
         // Packets released towards the stack make it answer: go round until quiet.
         for _ in 0..64 {
             let mut batch = Vec::new();
-            while let Some(p) = core.stack.poll_transmit(now) {
+            loop {
+                let mut p = match core.pool.pop() {
+                    Some(p) => p,
+                    None => {
+                        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+                        std::mem::swap(&mut core.pool, &mut spare);
+                        drop(spare);
+                        core.pool.pop().unwrap_or_default()
+                    }
+                };
+                if !core.stack.poll_transmit_into(now, &mut p) {
+                    core.pool.push(p);
+                    break;
+                }
                 match core.impair.as_mut() {
                     Some(imp) => imp.submit(now, Direction::ToKernel, p),
                     None => batch.push(p),
@@ -335,8 +371,10 @@ impl Shared {
                     }
                 }
             }
-            for p in &batch {
-                core.capture(p);
+            if core.pcap.is_some() {
+                for p in &batch {
+                    core.capture_out(p, self.coalesce);
+                }
             }
             core.outbox.append(&mut batch);
             if !fed_stack {
@@ -413,37 +451,53 @@ impl Drop for CoreGuard<'_> {
         if core.outbox.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut core.outbox);
+        let mut batch = std::mem::take(&mut core.outbox);
         let mut writer = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
         drop(core);
-        self.shared.write_batch(&mut writer, batch);
+        self.shared.write_batch(&mut writer, &mut batch);
+        drop(writer);
+        // The buffers go back for the next packets (a bounded number of them).
+        let mut spare = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner());
+        let room = SPARE_BUFFERS.saturating_sub(spare.len());
+        spare.extend(batch.into_iter().take(room));
     }
 }
 
 impl Shared {
-    /// Write packets to the kernel: merged into super-segments when offload is on, each
-    /// behind its virtio header when the device has them. A full device queue drops the
-    /// packet; TCP retransmits it.
-    fn write_batch(&self, writer: &mut Writer, batch: Vec<Vec<u8>>) {
+    /// Write packets to the kernel: merged into super-segments when offload is on (one
+    /// `writev` each, gathering the segments' payloads where they are), each behind its
+    /// virtio header when the device has them. A full device queue drops the packet;
+    /// TCP retransmits it.
+    fn write_batch(&self, writer: &mut Writer, batch: &mut [Vec<u8>]) {
         if !self.vnet {
             writer.packets_written += batch.len() as u64;
-            for p in batch {
-                let _ = (&self.device).write(&p);
+            for p in batch.iter() {
+                let _ = (&self.device).write(p);
             }
             return;
         }
-        let packets = if self.coalesce {
-            offload::coalesce(batch, &mut writer.offload)
-        } else {
-            batch.into_iter().map(|p| (offload::PLAIN, p)).collect()
-        };
-        writer.packets_written += packets.len() as u64;
-        for (hdr, p) in packets {
-            let hdr = hdr.to_bytes();
-            let _ = (&self.device).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(&p)]);
+        let Writer {
+            offload: stats,
+            packets_written,
+            writes,
+        } = writer;
+        offload::plan(batch, self.coalesce, self.coalesce, stats, writes);
+        *packets_written += writes.len() as u64;
+        for w in writes.iter() {
+            let hdr = w.hdr.to_bytes();
+            let mut iov = [IoSlice::new(&[]); offload::MAX_RUN + 1];
+            iov[0] = IoSlice::new(&hdr);
+            iov[1] = IoSlice::new(&batch[w.first]);
+            for (slot, p) in iov[2..].iter_mut().zip(&batch[w.first + 1..w.end]) {
+                *slot = IoSlice::new(&p[w.hdr_len()..]);
+            }
+            let _ = (&self.device).write_vectored(&iov[..1 + w.end - w.first]);
         }
     }
 }
+
+/// Packet buffers kept per queue between batches (about 100 KiB at MTU 1500).
+const SPARE_BUFFERS: usize = 64;
 
 /// A TUN interface with synack on its far side: one stack and one driver thread per
 /// queue of the device.
@@ -546,6 +600,12 @@ impl Interface {
                 tcp_max_orphans: share(base.tcp_max_orphans, queues),
                 tcp_max_tw_buckets: share(base.tcp_max_tw_buckets, queues),
                 tcp_mem: base.tcp_mem.map(|m| share(m, queues)),
+                // The kernel finishes what the stack leaves partial (NEEDS_CSUM).
+                tx_checksum: if offload_on {
+                    TxChecksum::Partial
+                } else {
+                    base.tx_checksum
+                },
                 ..base.clone()
             });
             for cidr in &config.addrs {
@@ -556,6 +616,7 @@ impl Interface {
             shards.push(Arc::new(Shared {
                 core: Mutex::new(Core {
                     outbox: Vec::new(),
+                    pool: Vec::new(),
                     stack,
                     start,
                     readiness: Readiness::default(),
@@ -573,6 +634,7 @@ impl Interface {
                 }),
                 writer: Mutex::new(Writer::default()),
                 coalesce: offload_on,
+                spare: Mutex::new(Vec::new()),
                 changed: Condvar::new(),
                 device,
                 vnet,
@@ -783,7 +845,7 @@ fn drive(shards: &[Arc<Shared>], me: usize, mut wake_rx: File) {
     let mut bufs: Vec<Vec<u8>> = Vec::new();
     let mut lens: Vec<usize> = Vec::with_capacity(BATCH);
     // Segments of flows this queue's stack does not have, to ask the other queues about.
-    let mut foreign: Vec<Vec<u8>> = Vec::new();
+    let mut foreign: Vec<(Vec<u8>, bool)> = Vec::new();
     let fds = [shared.device.as_raw_fd(), wake_rx.as_raw_fd()];
     while !shared.stop.load(Ordering::SeqCst) {
         let timeout_ms = {
@@ -823,41 +885,43 @@ fn drive(shards: &[Arc<Shared>], me: usize, mut wake_rx: File) {
         core.sleeping_until = None;
         core.runtime.driver_wakeups += 1;
         for (buf, &n) in bufs.iter_mut().zip(&lens) {
-            let range = if shared.vnet {
-                match offload::inbound(&mut buf[..n], &mut core.offload) {
+            let (range, verified) = if shared.vnet {
+                let complete = core.pcap.is_some();
+                match offload::inbound(&mut buf[..n], &mut core.offload, complete) {
                     Some(r) => r,
                     None => continue,
                 }
             } else {
-                0..n
+                (0..n, false)
             };
             let packet = &buf[range];
             core.runtime.packets_read += 1;
             if shards.len() > 1 && core.stack.has_flow(packet) == Some(false) {
-                foreign.push(packet.to_vec());
+                foreign.push((packet.to_vec(), verified));
                 continue;
             }
-            feed(shared, &mut core, packet);
+            feed(shared, &mut core, packet, verified);
         }
         let now = core.now();
         core.stack.on_timeout(now);
         shared.flush(&mut core);
         // Dropping the lock writes what the round made the stack send.
         drop(core);
-        for packet in foreign.drain(..) {
-            hand_over(shards, me, &packet);
+        for (packet, verified) in foreign.drain(..) {
+            hand_over(shards, me, &packet, verified);
         }
     }
 }
 
 /// Give one packet read from the device to `shared`'s stack (through the impairment
-/// when there is one).
-fn feed(shared: &Shared, core: &mut Core, packet: &[u8]) {
+/// when there is one); `verified`: the kernel vouches for its checksum.
+fn feed(shared: &Shared, core: &mut Core, packet: &[u8], verified: bool) {
     let now = core.now();
     core.capture(packet);
     let ack = offload::is_bare_tcp(packet);
     match core.impair.as_mut() {
         Some(imp) => imp.submit(now, Direction::ToStack, packet.to_vec()),
+        None if verified => core.stack.receive_checksum_verified(now, packet),
         None => core.stack.receive(now, packet),
     }
     // Answer each ACK before taking the next, as a kernel does: what it opens is sent
@@ -874,7 +938,7 @@ fn feed(shared: &Shared, core: &mut Core, packet: &[u8]) {
 /// queue whose stack has it (its answers are written on that queue, which steers the
 /// flow back there), else to `me` (a new connection, or a segment to answer with RST).
 /// One lock at a time, so that drivers handing packets to each other never deadlock.
-fn hand_over(shards: &[Arc<Shared>], me: usize, packet: &[u8]) {
+fn hand_over(shards: &[Arc<Shared>], me: usize, packet: &[u8], verified: bool) {
     for (i, shared) in shards.iter().enumerate() {
         if i == me {
             continue;
@@ -882,14 +946,14 @@ fn hand_over(shards: &[Arc<Shared>], me: usize, packet: &[u8]) {
         let mut core = shared.lock();
         if core.stack.has_flow(packet) == Some(true) {
             core.runtime.misrouted += 1;
-            feed(shared, &mut core, packet);
+            feed(shared, &mut core, packet, verified);
             shared.flush(&mut core);
             return;
         }
     }
     let shared = &*shards[me];
     let mut core = shared.lock();
-    feed(shared, &mut core, packet);
+    feed(shared, &mut core, packet, verified);
     shared.flush(&mut core);
 }
 

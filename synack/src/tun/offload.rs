@@ -1,9 +1,11 @@
 //! Segmentation and checksum offload on the TUN device (`IFF_VNET_HDR` + `TUNSETOFFLOAD`).
 //! Every packet crossing the device carries a `virtio_net_hdr`. From the kernel we may get
 //! TSO super-segments (up to 64 KiB of one connection's data in one read) whose TCP
-//! checksum is left partial; we complete it and hand the stack the whole segment. Towards
-//! the kernel, runs of full-sized segments that the stack emits back to back are merged
-//! into one super-segment with a partial checksum, which the kernel takes as one packet.
+//! checksum is left partial (the packet was made on this host and never summed): the stack
+//! takes it without summing. Towards the kernel, the stack leaves its TCP checksums
+//! partial for the kernel to finish, and runs of full-sized segments it emits back to
+//! back are written as one super-segment (one `writev`: the first segment's headers, then
+//! each segment's payload where it lies), which the kernel takes as one packet.
 
 use std::ops::Range;
 
@@ -17,8 +19,12 @@ const F_NEEDS_CSUM: u8 = 1;
 const GSO_NONE: u8 = 0;
 const GSO_TCPV4: u8 = 1;
 const GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the kernel has checked the checksum.
+const F_DATA_VALID: u8 = 2;
 /// The largest IP packet a super-segment may become.
 const MAX_SUPER: usize = 65535;
+/// The most segments merged into one super-segment (the iovec of its `writev`).
+pub(crate) const MAX_RUN: usize = 64;
 
 /// What offload did so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,14 +82,22 @@ impl VnetHdr {
     }
 }
 
-/// A read from the device: strip the header, complete a partial checksum. Returns where
-/// the IP packet is in `buf`, or None when the header cannot be used.
-pub(crate) fn inbound(buf: &mut [u8], stats: &mut OffloadStats) -> Option<Range<usize>> {
+/// A read from the device: strip the header. Returns where the IP packet is in `buf`,
+/// and whether its TCP checksum needs no verifying: the kernel left it partial (made on
+/// this host, never summed) or marked it valid. A partial checksum is completed only when
+/// `complete` asks (a capture shows packets as a wire would carry them). None when the
+/// header cannot be used.
+pub(crate) fn inbound(
+    buf: &mut [u8],
+    stats: &mut OffloadStats,
+    complete: bool,
+) -> Option<(Range<usize>, bool)> {
     let Some(hdr) = VnetHdr::parse(buf) else {
         stats.bad_headers += 1;
         return None;
     };
     let packet = &mut buf[VNET_HDR_LEN..];
+    let mut verified = hdr.flags & F_DATA_VALID != 0;
     if hdr.flags & F_NEEDS_CSUM != 0 {
         let start = usize::from(hdr.csum_start);
         let at = start + usize::from(hdr.csum_offset);
@@ -91,17 +105,28 @@ pub(crate) fn inbound(buf: &mut [u8], stats: &mut OffloadStats) -> Option<Range<
             stats.bad_headers += 1;
             return None;
         }
-        // The field holds the pseudo-header sum; summing from csum_start over it gives
-        // the full checksum (virtio 1.1, 5.1.6.2).
-        let c = checksum(&packet[start..]);
-        packet[at..at + 2].copy_from_slice(&c.to_be_bytes());
-        stats.checksums_completed += 1;
+        if complete {
+            // The field holds the pseudo-header sum; summing from csum_start over it
+            // gives the full checksum (virtio 1.1, 5.1.6.2).
+            let c = checksum(&packet[start..]);
+            packet[at..at + 2].copy_from_slice(&c.to_be_bytes());
+            stats.checksums_completed += 1;
+        }
+        verified = true;
     }
     if hdr.gso_type & !0x80 != GSO_NONE {
         stats.super_in += 1;
     }
     stats.largest_in = stats.largest_in.max(packet.len());
-    Some(VNET_HDR_LEN..buf.len())
+    Some((VNET_HDR_LEN..buf.len(), verified))
+}
+
+/// Complete the partial TCP checksum of a packet the stack made (for a capture).
+pub(crate) fn complete_checksum(p: &mut [u8]) {
+    if let Some(f) = shape(p) {
+        let c = checksum(&p[f.ip_len..]);
+        p[f.ip_len + 16..f.ip_len + 18].copy_from_slice(&c.to_be_bytes());
+    }
 }
 
 /// The header for a packet written as is (checksums already complete).
@@ -177,66 +202,113 @@ fn continues(first: &[u8], f: &Shape, run_bytes: usize, next: &[u8], n: &Shape) 
         && hl + run_bytes + n.payload <= MAX_SUPER
 }
 
-/// Merge runs of consecutive full-sized segments of one connection into TSO
-/// super-segments. Returns each packet to write with its virtio header, in order.
-pub(crate) fn coalesce(packets: Vec<Vec<u8>>, stats: &mut OffloadStats) -> Vec<(VnetHdr, Vec<u8>)> {
-    let mut out: Vec<(VnetHdr, Vec<u8>)> = Vec::with_capacity(packets.len());
-    let mut iter = packets.into_iter().peekable();
-    while let Some(first) = iter.next() {
-        let f = match shape(&first) {
-            Some(f) if f.flags == ACK && f.payload > 0 => f,
-            _ => {
-                out.push((PLAIN, first));
+/// One `write(2)` of a batch: packets `first..end` behind `hdr`. More than one packet is
+/// a super-segment: the first packet whole (its headers already fixed up to describe
+/// the run), then the payload (from `hdr_len` on) of each of the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Write {
+    pub(crate) hdr: VnetHdr,
+    pub(crate) first: usize,
+    pub(crate) end: usize,
+}
+
+impl Write {
+    /// Bytes of the packets after the first that this write skips (their headers).
+    pub(crate) fn hdr_len(&self) -> usize {
+        usize::from(self.hdr.hdr_len)
+    }
+}
+
+/// Plan the writes of a batch the stack made, in order, into `writes`: runs of
+/// consecutive full-sized segments of one connection become TSO super-segments (when
+/// `merge`); TCP packets whose checksum the stack left partial (`partial`) ask the
+/// kernel to finish it. Only the first packet of each run is changed.
+pub(crate) fn plan(
+    batch: &mut [Vec<u8>],
+    partial: bool,
+    merge: bool,
+    stats: &mut OffloadStats,
+    writes: &mut Vec<Write>,
+) {
+    writes.clear();
+    let mut i = 0;
+    while i < batch.len() {
+        let first = i;
+        i += 1;
+        let f = match shape(&batch[first]) {
+            Some(f) => f,
+            None => {
+                writes.push(Write {
+                    hdr: PLAIN,
+                    first,
+                    end: i,
+                });
                 continue;
             }
         };
-        let mut run = first;
+        let csum = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_NONE,
+            hdr_len: (f.ip_len + f.tcp_len) as u16,
+            gso_size: 0,
+            csum_start: f.ip_len as u16,
+            csum_offset: 16,
+        };
+        let single = if partial { csum } else { PLAIN };
+        if !merge || f.flags != ACK || f.payload == 0 {
+            writes.push(Write {
+                hdr: single,
+                first,
+                end: i,
+            });
+            continue;
+        }
         let mut run_bytes = f.payload;
-        let mut count = 1;
         let mut last_flags = f.flags;
-        while let Some(next) = iter.peek() {
-            let Some(n) = shape(next) else { break };
+        while i < batch.len() && i - first < MAX_RUN {
+            let Some(n) = shape(&batch[i]) else { break };
             // Every segment but the last must be full-sized.
             if last_flags != ACK || run_bytes % f.payload != 0 {
                 break;
             }
-            if !continues(&run, &f, run_bytes, next, &n) {
+            if !continues(&batch[first], &f, run_bytes, &batch[i], &n) {
                 break;
             }
-            let next = iter.next().unwrap_or_default();
-            let hl = f.ip_len + f.tcp_len;
-            run.extend_from_slice(&next[hl..]);
             run_bytes += n.payload;
             last_flags = n.flags;
-            count += 1;
+            i += 1;
         }
-        if count == 1 {
-            out.push((PLAIN, run));
+        if i - first == 1 {
+            writes.push(Write {
+                hdr: single,
+                first,
+                end: i,
+            });
             continue;
         }
-        finish_super(&mut run, &f, last_flags);
+        finish_super(&mut batch[first], &f, run_bytes, last_flags);
         stats.super_out += 1;
-        stats.segments_merged += count;
-        let hdr = VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: if f.ip_len == 20 { GSO_TCPV4 } else { GSO_TCPV6 },
-            hdr_len: (f.ip_len + f.tcp_len) as u16,
-            gso_size: f.payload as u16,
-            csum_start: f.ip_len as u16,
-            csum_offset: 16,
-        };
-        out.push((hdr, run));
+        stats.segments_merged += (i - first) as u64;
+        writes.push(Write {
+            hdr: VnetHdr {
+                gso_type: if f.ip_len == 20 { GSO_TCPV4 } else { GSO_TCPV6 },
+                gso_size: f.payload as u16,
+                ..csum
+            },
+            first,
+            end: i,
+        });
     }
-    out
 }
 
-/// Fix lengths, flags and checksums of a merged packet: the IP header as for any packet,
-/// the TCP checksum field left holding the pseudo-header sum for the kernel to finish
-/// per segment (CHECKSUM_PARTIAL).
-fn finish_super(p: &mut [u8], f: &Shape, flags: u8) {
+/// Fix the headers of the first packet of a run to describe the whole super-segment
+/// (`run_bytes` of payload): the IP header as for any packet, the last segment's flags,
+/// and the TCP checksum field holding the pseudo-header sum for the kernel to finish per
+/// segment (CHECKSUM_PARTIAL). The packet's own bytes stay where they are.
+fn finish_super(p: &mut [u8], f: &Shape, run_bytes: usize, flags: u8) {
     let ip = f.ip_len;
-    let total = p.len();
-    let tcp_total = total - ip;
+    let tcp_total = f.tcp_len + run_bytes;
+    let total = ip + tcp_total;
     let (src, dst): (IpAddr, IpAddr) = if ip == 20 {
         let mut v4 = Ipv4Packet::new_unchecked(&mut *p);
         v4.set_total_len(total as u16);
@@ -326,6 +398,61 @@ mod tests {
             .collect()
     }
 
+    /// Plan `batch` and return what each write puts on the device, as the driver's
+    /// `writev` gathers it.
+    fn written(
+        mut batch: Vec<Vec<u8>>,
+        partial: bool,
+        stats: &mut OffloadStats,
+    ) -> Vec<(VnetHdr, Vec<u8>)> {
+        let mut writes = Vec::new();
+        plan(&mut batch, partial, true, stats, &mut writes);
+        writes
+            .iter()
+            .map(|w| {
+                let mut p = batch[w.first].clone();
+                for q in &batch[w.first + 1..w.end] {
+                    p.extend_from_slice(&q[w.hdr_len()..]);
+                }
+                (w.hdr, p)
+            })
+            .collect()
+    }
+
+    /// A packet the stack made with its checksum left partial.
+    fn partial(mut p: Vec<u8>) -> Vec<u8> {
+        let (info, _) = wire::parse_ip(&p).unwrap();
+        let ip = if info.src.is_ipv4() { 20 } else { 40 };
+        let pseudo = !finish(pseudo_header(
+            &info.src,
+            &info.dst,
+            PROTO_TCP,
+            (p.len() - ip) as u32,
+        ));
+        p[ip + 16..ip + 18].copy_from_slice(&pseudo.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn a_lone_segment_with_a_partial_checksum_asks_the_kernel_to_finish_it() {
+        for v6 in [false, true] {
+            let whole = segment(v6, 9, TcpFlags::ACK | TcpFlags::PSH, 100);
+            let mut stats = OffloadStats::default();
+            let out = written(vec![partial(whole.clone())], true, &mut stats);
+            let (hdr, mut p) = out[0].clone();
+            let ip = if v6 { 40 } else { 20 };
+            assert_eq!((hdr.flags, hdr.gso_type), (F_NEEDS_CSUM, GSO_NONE));
+            assert_eq!((hdr.csum_start, hdr.csum_offset), (ip, 16));
+            // What the kernel does with it: sum from csum_start, store at the offset.
+            let c = checksum(&p[ip as usize..]);
+            p[usize::from(ip) + 16..usize::from(ip) + 18].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(p, whole);
+            let mut captured = partial(whole.clone());
+            complete_checksum(&mut captured);
+            assert_eq!(captured, whole);
+        }
+    }
+
     #[test]
     fn a_run_of_full_segments_becomes_one_super_segment_the_kernel_can_cut_back() {
         for v6 in [false, true] {
@@ -345,14 +472,22 @@ mod tests {
                     )
                 })
                 .collect();
-            let mut stats = OffloadStats::default();
-            let out = coalesce(originals.clone(), &mut stats);
-            assert_eq!(out.len(), 1, "v6={v6}");
-            assert_eq!((stats.super_out, stats.segments_merged), (1, 5));
-            let (hdr, p) = &out[0];
-            assert_eq!(usize::from(hdr.gso_size), mss);
-            // Segmenting it back (as the kernel does) gives exactly the stack's segments.
-            assert_eq!(kernel_segments(*hdr, p), originals, "v6={v6}");
+            // Whether the stack summed its segments or left that to the kernel.
+            for sums in [true, false] {
+                let batch = if sums {
+                    originals.clone()
+                } else {
+                    originals.iter().cloned().map(partial).collect()
+                };
+                let mut stats = OffloadStats::default();
+                let out = written(batch, !sums, &mut stats);
+                assert_eq!(out.len(), 1, "v6={v6}");
+                assert_eq!((stats.super_out, stats.segments_merged), (1, 5));
+                let (hdr, p) = &out[0];
+                assert_eq!(usize::from(hdr.gso_size), mss);
+                // Cut back (as the kernel does), it gives exactly the stack's segments.
+                assert_eq!(kernel_segments(*hdr, p), originals, "v6={v6}");
+            }
         }
     }
 
@@ -365,8 +500,9 @@ mod tests {
         let after_short = segment(false, 20, TcpFlags::ACK, 10);
         let after_short2 = segment(false, 30, TcpFlags::ACK, 10);
         let mut stats = OffloadStats::default();
-        let out = coalesce(
+        let out = written(
             vec![a, gap, fin, short_first, after_short, after_short2],
+            false,
             &mut stats,
         );
         // gap: not contiguous; FIN: never merged; the three 10-byte ones do merge.
@@ -376,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn a_partial_checksum_from_the_kernel_is_completed() {
+    fn a_partial_checksum_from_the_kernel_is_trusted_and_completed_only_for_a_capture() {
         let p = segment(true, 5, TcpFlags::ACK, 3000);
         let mut partial = p.clone();
         let (info, _) = wire::parse_ip(&p).unwrap();
@@ -398,9 +534,22 @@ mod tests {
         let mut buf = hdr.to_bytes().to_vec();
         buf.extend_from_slice(&partial);
         let mut stats = OffloadStats::default();
-        let range = inbound(&mut buf, &mut stats).unwrap();
+        // Without a capture it is taken as it is, its checksum vouched for.
+        let mut kept = buf.clone();
+        let (range, verified) = inbound(&mut kept, &mut stats, false).unwrap();
+        assert!(verified);
+        assert_eq!(&kept[range], &partial[..]);
+        let (range, verified) = inbound(&mut buf, &mut stats, true).unwrap();
+        assert!(verified);
         assert_eq!(&buf[range], &p[..]);
-        assert_eq!((stats.super_in, stats.checksums_completed), (1, 1));
+        assert_eq!((stats.super_in, stats.checksums_completed), (2, 1));
+        // A plain packet's checksum is the stack's to verify.
+        let mut plain = PLAIN.to_bytes().to_vec();
+        plain.extend_from_slice(&p);
+        assert_eq!(
+            inbound(&mut plain, &mut stats, false).map(|r| r.1),
+            Some(false)
+        );
         // A header pointing past the packet is refused, not trusted.
         let mut bad = VnetHdr {
             csum_start: 60000,
@@ -409,8 +558,8 @@ mod tests {
         .to_bytes()
         .to_vec();
         bad.extend_from_slice(&partial);
-        assert_eq!(inbound(&mut bad, &mut stats), None);
-        assert_eq!(inbound(&mut [0u8; 4], &mut stats), None);
+        assert_eq!(inbound(&mut bad, &mut stats, false), None);
+        assert_eq!(inbound(&mut [0u8; 4], &mut stats, false), None);
         assert_eq!(stats.bad_headers, 2);
     }
 }

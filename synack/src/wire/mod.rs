@@ -13,7 +13,7 @@ mod tcp_options;
 use std::fmt;
 use std::net::IpAddr;
 
-pub use checksum::{checksum, finish, pseudo_header, sum};
+pub use checksum::{at_odd_offset, checksum, copy_and_sum, finish, pseudo_header, sum};
 pub use icmp::{IcmpPacket, IcmpRepr, IcmpVersion, QuotedTcp};
 pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6FragmentHeader, Ipv6Packet, Ipv6Repr, UnfragmentablePart};
@@ -239,6 +239,14 @@ pub fn parse_tcp<'a>(ip: &IpInfo, segment: &'a [u8]) -> Result<TcpRepr<'a>, Wire
     TcpRepr::parse(&p, &ip.src, &ip.dst)
 }
 
+/// [`parse_tcp`] for a segment whose checksum the device has verified.
+pub fn parse_tcp_verified<'a>(ip: &IpInfo, segment: &'a [u8]) -> Result<TcpRepr<'a>, WireError> {
+    if ip.protocol != PROTO_TCP {
+        return Err(WireError::UnsupportedProtocol(ip.protocol));
+    }
+    TcpRepr::parse_verified(&TcpPacket::new_checked(segment)?)
+}
+
 /// Parse a whole IP packet carrying TCP.
 pub fn parse_tcp_packet(packet: &[u8]) -> Result<(IpInfo, TcpRepr<'_>), WireError> {
     let (ip, seg) = parse_ip(packet)?;
@@ -252,9 +260,91 @@ pub fn emit_tcp_packet(
     ttl: u8,
     tcp: &TcpRepr<'_>,
 ) -> Result<Vec<u8>, WireError> {
-    emit_ip_packet(src, dst, ttl, PROTO_TCP, tcp.buffer_len(), |buf| {
-        tcp.emit(buf, &src, &dst)
-    })
+    let mut buf = Vec::new();
+    emit_tcp_packet_into(&mut buf, src, dst, ttl, tcp, &[], TxChecksum::Full)?;
+    Ok(buf)
+}
+
+/// How the TCP checksum of a packet the stack builds is filled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TxChecksum {
+    /// Complete (RFC 9293 3.1): what goes on a wire as it is.
+    #[default]
+    Full,
+    /// Only the pseudo-header's sum, folded and not complemented, for a device with
+    /// checksum offload to finish by summing from the TCP header on (Linux's
+    /// `CHECKSUM_PARTIAL`, virtio-net's `NEEDS_CSUM`). Saves a pass over the payload.
+    Partial,
+}
+
+/// Build an IPv4 or IPv6 packet carrying `tcp` into `buf`, reusing its storage: the
+/// payload is `tcp.payload` followed by `tail` (a ring buffer's two pieces), copied and
+/// summed in one pass. The IP header checksum is always complete; the TCP checksum as
+/// `csum` says.
+pub fn emit_tcp_packet_into(
+    buf: &mut Vec<u8>,
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    tcp: &TcpRepr<'_>,
+    tail: &[u8],
+    csum: TxChecksum,
+) -> Result<(), WireError> {
+    let ip_len = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => ipv4::HEADER_LEN,
+        (IpAddr::V6(_), IpAddr::V6(_)) => ipv6::HEADER_LEN,
+        _ => return Err(WireError::AddressFamilyMismatch),
+    };
+    let hl = tcp.header_len();
+    let (head, tcp_len) = (tcp.payload.len(), hl + tcp.payload.len() + tail.len());
+    // No clearing: every byte up to the new length is written below, so storage kept
+    // from an earlier packet is not zeroed first.
+    buf.resize(ip_len + tcp_len, 0);
+    buf.truncate(ip_len + tcp_len);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
+            src: s,
+            dst: d,
+            protocol: PROTO_TCP,
+            payload_len: tcp_len,
+            ttl,
+        }
+        .emit(buf)?,
+        (IpAddr::V6(s), IpAddr::V6(d)) => Ipv6Repr {
+            src: s,
+            dst: d,
+            next_header: PROTO_TCP,
+            payload_len: tcp_len,
+            hop_limit: ttl,
+        }
+        .emit(buf)?,
+        _ => return Err(WireError::AddressFamilyMismatch),
+    }
+    let seg = &mut buf[ip_len..];
+    tcp.emit_header(&mut seg[..hl])?;
+    let pseudo = pseudo_header(&src, &dst, PROTO_TCP, tcp_len as u32);
+    let field = match csum {
+        TxChecksum::Full => {
+            let (header, data) = seg.split_at_mut(hl);
+            let (first, second) = data.split_at_mut(head);
+            let mut acc = sum(pseudo, header);
+            acc = copy_and_sum(acc, first, tcp.payload);
+            let rest = copy_and_sum(0, second, tail);
+            acc += if head % 2 == 1 {
+                at_odd_offset(rest)
+            } else {
+                rest
+            };
+            finish(acc)
+        }
+        TxChecksum::Partial => {
+            seg[hl..hl + head].copy_from_slice(tcp.payload);
+            seg[hl + head..].copy_from_slice(tail);
+            !finish(pseudo)
+        }
+    };
+    seg[16..18].copy_from_slice(&field.to_be_bytes());
+    Ok(())
 }
 
 /// Cut a whole `packet` (IPv4, or IPv6 with no extension headers) into fragments whose
@@ -396,6 +486,37 @@ mod tests {
             let (ip, back) = parse_tcp_packet(&p).unwrap();
             assert_eq!((ip.src, ip.dst, ip.protocol), (s, d, 6));
             assert_eq!(back, repr);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_packet_built_from_two_pieces_into_a_used_buffer_equals_one_built_whole(
+            payload in proptest::collection::vec(any::<u8>(), 0..1500),
+            split in 0usize..1500,
+            old in 0usize..3000,
+            v6 in any::<bool>(),
+        ) {
+            let (s, d): (IpAddr, IpAddr) = if v6 {
+                ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
+            } else {
+                ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap())
+            };
+            let mut repr = syn_repr(&payload);
+            repr.flags = TcpFlags::ACK;
+            let whole = emit_tcp_packet(s, d, 64, &repr).unwrap();
+            let (head, tail) = payload.split_at(split.min(payload.len()));
+            repr.payload = head;
+            let mut buf = vec![0x5A; old];
+            emit_tcp_packet_into(&mut buf, s, d, 64, &repr, tail, TxChecksum::Full).unwrap();
+            prop_assert_eq!(&buf, &whole);
+            // Partial: a device summing from the TCP header on (over the pseudo-header
+            // sum left in the field) writes the same checksum.
+            emit_tcp_packet_into(&mut buf, s, d, 64, &repr, tail, TxChecksum::Partial).unwrap();
+            let ip_len = if v6 { 40 } else { 20 };
+            let device = checksum(&buf[ip_len..]);
+            buf[ip_len + 16..ip_len + 18].copy_from_slice(&device.to_be_bytes());
+            prop_assert_eq!(&buf, &whole);
         }
     }
 

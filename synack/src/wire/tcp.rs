@@ -296,6 +296,13 @@ impl<'a> TcpRepr<'a> {
         if !packet.verify_checksum(src, dst) {
             return Err(WireError::BadTcpChecksum);
         }
+        Self::parse_verified(packet)
+    }
+
+    /// Parse a checked segment whose checksum the device has verified (receive
+    /// checksum offload): everything [`TcpRepr::parse`] checks but the checksum.
+    pub fn parse_verified(packet: &TcpPacket<&'a [u8]>) -> Result<TcpRepr<'a>, WireError> {
+        packet.check_len()?;
         let bytes: &'a [u8] = packet.buffer;
         let hl = packet.header_len();
         Ok(TcpRepr {
@@ -336,6 +343,21 @@ impl<'a> TcpRepr<'a> {
             return Err(WireError::Truncated);
         }
         let hl = self.header_len();
+        self.emit_header(&mut buf[..hl])?;
+        buf[hl..].copy_from_slice(self.payload);
+        let acc = checksum::pseudo_header(src, dst, 6, buf.len() as u32);
+        let c = checksum::finish(checksum::sum(acc, buf));
+        buf[16..18].copy_from_slice(&c.to_be_bytes());
+        Ok(())
+    }
+
+    /// Write the header alone into `buf` (exactly `header_len()` bytes), its checksum
+    /// field zero: the payload and the checksum are the caller's.
+    pub fn emit_header(&self, buf: &mut [u8]) -> Result<(), WireError> {
+        let hl = self.header_len();
+        if buf.len() != hl {
+            return Err(WireError::Truncated);
+        }
         buf[0..2].copy_from_slice(&self.src_port.to_be_bytes());
         buf[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
         buf[4..8].copy_from_slice(&self.seq.get().to_be_bytes());
@@ -346,12 +368,7 @@ impl<'a> TcpRepr<'a> {
         buf[16..18].copy_from_slice(&[0, 0]);
         buf[18..20].copy_from_slice(&self.urgent.to_be_bytes());
         self.options
-            .emit(&mut buf[HEADER_LEN..hl], self.flags.syn())?;
-        buf[hl..].copy_from_slice(self.payload);
-        let acc = checksum::pseudo_header(src, dst, 6, buf.len() as u32);
-        let c = checksum::finish(checksum::sum(acc, buf));
-        buf[16..18].copy_from_slice(&c.to_be_bytes());
-        Ok(())
+            .emit(&mut buf[HEADER_LEN..hl], self.flags.syn())
     }
 }
 

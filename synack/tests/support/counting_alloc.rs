@@ -16,3 +16,10 @@ pub fn live_heap() -> usize {
     let s = GLOBAL.stats();
     s.bytes_allocated.saturating_sub(s.bytes_deallocated)
 }
+
+/// Heap allocations made so far (reallocations included), process-wide.
+#[allow(dead_code)]
+pub fn allocations() -> usize {
+    let s = GLOBAL.stats();
+    s.allocations + s.reallocations
+}
