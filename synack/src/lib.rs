@@ -11,7 +11,7 @@
 //!                           ├─ demux by 4-tuple: connection | TIME_WAIT table | listener | RST
 //!                           └─ tcp::Connection::on_segment(now, seg)
 //!                                  └─ every state change goes through one transition point
-//! Stack::poll_transmit(now)  ──> next outbound IP packet
+//! Stack::poll_transmit(now)  ──> next outbound IP packet (poll_transmit_into: into a kept buffer)
 //! Stack::poll_timeout()       ──> earliest deadline;  Stack::on_timeout(now) fires due timers
 //! Stack::poll_event()         ──> state changes, readable/writable, accept-ready, errors
 //! ```

@@ -52,7 +52,7 @@ impl Pair {
     /// One round: 1 ms passes, the packets sent last round arrive, timers fire, and
     /// what the stacks send now is taken onto the link.
     fn pump(&mut self) {
-        self.now = self.now + Duration::from_millis(1);
+        self.now += Duration::from_millis(1);
         let now = self.now;
         for p in self.to_b.drain(..) {
             self.b.receive(now, &p);
@@ -177,7 +177,7 @@ fn a_bulk_transfer_allocates_nothing_per_segment_and_a_lifecycle_a_fixed_few() {
         lifecycle(&mut p, port);
     }
     // Let every TIME_WAIT end, so that what it holds is counted as well.
-    p.now = p.now + Duration::from_secs(61);
+    p.now += Duration::from_secs(61);
     p.settle();
     let per = (allocations() - before) as f64 / f64::from(n);
     println!("lifecycle: {per:.1} allocations each");

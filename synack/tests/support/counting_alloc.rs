@@ -10,6 +10,7 @@ use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Bytes allocated and not yet freed, process-wide.
+#[allow(dead_code)]
 pub fn live_heap() -> usize {
     // stats_alloc counts a realloc's growth in bytes_allocated and its shrinking in
     // bytes_deallocated.
