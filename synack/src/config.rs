@@ -78,6 +78,13 @@ pub struct Config {
     /// the larger of it and `recv_buffer` in 16 bits: 6 MiB gives 7), unless the application
     /// sized the buffer itself ([`crate::Stack::set_buffers`]).
     pub tcp_rmem_max: usize,
+    /// `net.ipv4.tcp_moderate_rcvbuf` (true): receive buffers grow to twice what the
+    /// application reads per round trip, up to `tcp_rmem_max`, unless sized by
+    /// [`crate::Stack::set_buffers`] or a listener's option.
+    pub tcp_moderate_rcvbuf: bool,
+    /// `net.ipv4.tcp_wmem[2]` (4 MiB): the most a send buffer grows to as the congestion
+    /// window grows (twice the window), unless sized by the application.
+    pub tcp_wmem_max: usize,
     /// `net.ipv4.ip_local_port_range` (32768-60999): ephemeral ports for connect().
     pub ephemeral_ports: RangeInclusive<u16>,
     /// `net.core.somaxconn` (4096): the largest listen backlog honoured.
@@ -165,6 +172,8 @@ impl Default for Config {
             recv_buffer: 256 * 1024,
             send_buffer: 256 * 1024,
             tcp_rmem_max: 6 * 1024 * 1024,
+            tcp_moderate_rcvbuf: true,
+            tcp_wmem_max: 4 * 1024 * 1024,
             ephemeral_ports: 32768..=60999,
             somaxconn: 4096,
             tcp_syncookies: 1,

@@ -346,6 +346,50 @@ fn buffers_sized_per_connection_bound_writes_and_set_the_window_scale() {
     assert_eq!(h.stack.send(h.now, c, &[1u8; 10]), Err(Error::WouldBlock));
 }
 
+// Receive-buffer autotuning (Linux's tcp_moderate_rcvbuf): an application that reads
+// everything a round trip brings gets a larger window; one that sized its buffer with
+// SO_RCVBUF (set_buffers) keeps it.
+#[test]
+fn the_receive_window_grows_with_reading_unless_the_application_sized_the_buffer() {
+    for locked in [false, true] {
+        let mut h = Harness::new(synack::Config {
+            recv_buffer: 16 * 1024,
+            ..plain_config()
+        });
+        let (c, iss) = h.established_passive(1000);
+        if locked {
+            h.stack
+                .set_buffers(h.now, c, None, Some(16 * 1024))
+                .unwrap();
+        }
+        let (mut seq, mut window, mut largest) = (1001, 16 * 1024, 0);
+        let mut buf = vec![0u8; 1 << 20];
+        for _ in 0..8 {
+            // A round trip's worth: what the window allows, in full segments; the
+            // application reads it all; the window it then advertises is the next one.
+            for _ in 0..window / 1460 {
+                h.inject(ack(), seq, iss + 1, 65535, &[7u8; 1460]);
+                seq += 1460;
+            }
+            h.outputs();
+            h.now += Duration::from_millis(10);
+            while h.stack.recv(h.now, c, &mut buf).is_ok_and(|n| n > 0) {}
+            if let Some(update) = h.outputs().last() {
+                window = usize::from(update.win);
+                largest = largest.max(update.win);
+            }
+        }
+        if locked {
+            assert!(
+                largest as usize <= 16 * 1024,
+                "a sized buffer grew: {largest}"
+            );
+        } else {
+            assert_eq!(largest, 65535, "the window grew to what the field carries");
+        }
+    }
+}
+
 // Without window scaling the window field stops at 65535: a read that frees buffer space
 // beyond that sends no window update, since the peer could not be told anything new
 // (found by the drill corpus).

@@ -160,6 +160,49 @@ fn a_1_gbit_100_ms_path_needs_window_scaling() {
 }
 
 #[test]
+fn default_buffers_grow_to_fill_a_long_fat_path_as_linux_autotuning_does() {
+    // 100 Mbit/s over 100 ms: a window of 1.25 MB, five times the default buffers.
+    let base = TransferSpec {
+        bytes: 36_000_000,
+        bandwidth_bps: 100 * MBIT,
+        rtt: Duration::from_millis(100),
+        buffer: synack::Config::default().recv_buffer,
+        ..TransferSpec::default()
+    };
+    let steady = |r: &TransferResult| {
+        let end = r.samples.last().unwrap().at;
+        rate_between(&r.samples, Duration::from_secs(2), end, 0)
+    };
+    let grown = go(&base, Duration::from_millis(100));
+    let fixed = go(
+        &TransferSpec {
+            bytes: 5_000_000,
+            autotune: false,
+            ..base.clone()
+        },
+        Duration::from_millis(100),
+    );
+    let window_limit = base.buffer as f64 * 8.0 / 0.100;
+    println!(
+        "figure: 100 Mbit/s, 100 ms, buffers from {} KiB: growing {:.1} Mbit/s steady ({:.0} % of link); fixed {:.1} Mbit/s (the buffer per RTT is {:.1})",
+        base.buffer / 1024,
+        mbit(steady(&grown)),
+        steady(&grown) / (100 * MBIT) as f64 * 100.0,
+        mbit(steady(&fixed)),
+        mbit(window_limit)
+    );
+    assert!(grown.completed && fixed.completed);
+    assert!(
+        steady(&grown) >= 0.9 * (100 * MBIT) as f64,
+        "buffers did not grow enough"
+    );
+    assert!(
+        steady(&fixed) <= window_limit * 1.05,
+        "a fixed buffer bounds the rate"
+    );
+}
+
+#[test]
 fn two_flows_sharing_a_bottleneck_converge_to_fair_shares_within_30_s() {
     // Up to 100 us of jitter per packet breaks the phase lock an exactly periodic
     // simulation has at a drop-tail queue (one flow taking every drop).

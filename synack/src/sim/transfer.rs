@@ -44,8 +44,11 @@ pub struct TransferSpec {
     pub flows: usize,
     /// Start of each flow after the previous one.
     pub stagger: Duration,
-    /// Send and receive buffer of every connection.
+    /// Send and receive buffer every connection starts with.
     pub buffer: usize,
+    /// Buffers grow with use (`tcp_moderate_rcvbuf`, `tcp_wmem_max`, the defaults); false
+    /// keeps them at `buffer`.
+    pub autotune: bool,
     /// Bottleneck queue in bytes (default: one bandwidth-delay product).
     pub queue_bytes: Option<usize>,
     /// Give up after this much simulated time.
@@ -73,6 +76,7 @@ impl Default for TransferSpec {
             flows: 1,
             stagger: Duration::ZERO,
             buffer: 4 * 1024 * 1024,
+            autotune: true,
             queue_bytes: None,
             time_limit: Duration::from_secs(3600),
             seed: 1,
@@ -181,6 +185,12 @@ pub fn run(
         tcp_sack: spec.sack,
         tcp_window_scaling: spec.wscale,
         congestion_control: spec.cc,
+        tcp_moderate_rcvbuf: spec.autotune,
+        tcp_wmem_max: if spec.autotune {
+            Config::default().tcp_wmem_max
+        } else {
+            spec.buffer
+        },
         ..Config::default()
     };
     let mut cs = Stack::new(config.clone());
@@ -242,7 +252,6 @@ pub fn run(
     let limit = t0 + spec.time_limit;
     let mut next_sample = t0;
     let mut samples = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let now = net.now();
@@ -261,18 +270,20 @@ pub fn run(
             let Some(h) = f.client else { continue };
             let stack = net.host_mut(c);
             while f.sent < spec.bytes && f.failed.is_none() {
-                // Generate the next bytes only when the send buffer has room for them.
-                let room = stack
-                    .send_queue(h)
-                    .map_or(0, |q| spec.buffer.saturating_sub(q));
-                let n = ((spec.bytes - f.sent) as usize).min(chunk.len()).min(room);
+                // As much as the send buffer takes (it grows as the window does), made
+                // where it lies.
+                let n = ((spec.bytes - f.sent) as usize).min(64 * 1024);
                 if n == 0 {
                     break;
                 }
-                for (k, b) in chunk[..n].iter_mut().enumerate() {
-                    *b = pattern(i, f.sent + k as u64);
-                }
-                match stack.send(now, h, &chunk[..n]) {
+                let sent = f.sent;
+                let fill = |room: &mut [u8]| {
+                    for (k, b) in room.iter_mut().enumerate() {
+                        *b = pattern(i, sent + k as u64);
+                    }
+                    room.len()
+                };
+                match stack.send_with(now, h, n, fill) {
                     Ok(w) => f.sent += w as u64,
                     Err(Error::WouldBlock) | Err(Error::NotConnected) => break,
                     Err(e) => f.failed = Some(e),

@@ -292,7 +292,7 @@ impl Stack {
         conn: ConnectionHandle,
         take: impl FnOnce(&[u8], &[u8]) -> usize,
     ) -> Result<usize, Error> {
-        self.with_conn(now, conn, |c, _| c.recv_with(take))?
+        self.with_conn(now, conn, |c, cfg| c.recv_with(now, cfg, take))?
     }
 
     /// Read received bytes: `Ok(0)` is end-of-stream, `WouldBlock` means nothing yet.
@@ -302,7 +302,7 @@ impl Stack {
         conn: ConnectionHandle,
         buf: &mut [u8],
     ) -> Result<usize, Error> {
-        self.with_conn(now, conn, |c, _| c.recv(buf))?
+        self.with_conn(now, conn, |c, cfg| c.recv(now, buf, cfg))?
     }
 
     /// SO_SNDBUF / SO_RCVBUF for one connection (None keeps the current size). Call it

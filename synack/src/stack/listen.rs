@@ -105,6 +105,9 @@ impl Stack {
             conn.set_nodelay(nodelay);
         }
         conn.set_user_timeout(options.user_timeout);
+        // Buffers the listener's application sized stay as they are (SO_*BUF lock).
+        conn.rcv_locked = options.recv_buffer.is_some();
+        conn.snd_locked = options.send_buffer.is_some();
         conn
     }
 

@@ -64,6 +64,11 @@ pub(crate) struct Connection {
     /// In-order received bytes the application has not read.
     pub(crate) rcv_buf: VecDeque<u8>,
     pub(crate) rcv_cap: usize,
+    /// What the application read per round trip, for receive-buffer autotuning.
+    pub(crate) rcv_space: super::autotune::RcvSpace,
+    /// The application sized the receive (send) buffer itself: it never grows alone.
+    pub(crate) rcv_locked: bool,
+    pub(crate) snd_locked: bool,
     pub(crate) neg: Negotiated,
     /// TS.Recent (RFC 7323 4.3) and the offset of our TSval clock.
     pub(crate) ts_recent: u32,
@@ -197,6 +202,9 @@ impl Connection {
             snd_buf: SendBuffer::new(cfg.send_buffer),
             rcv_buf: VecDeque::new(),
             rcv_cap: cfg.recv_buffer,
+            rcv_space: Default::default(),
+            rcv_locked: false,
+            snd_locked: false,
             neg: Negotiated {
                 snd_mss: 536,
                 snd_wscale: 0,
@@ -649,6 +657,7 @@ impl Connection {
     /// window drains.
     pub(crate) fn set_buffers(&mut self, send: Option<usize>, recv: Option<usize>) {
         if let Some(send) = send {
+            self.snd_locked = true;
             self.snd_buf.set_capacity(send);
             if self.snd_buf.free() > 0 && self.want_writable {
                 self.want_writable = false;
@@ -656,6 +665,7 @@ impl Connection {
             }
         }
         if let Some(recv) = recv {
+            self.rcv_locked = true;
             self.rcv_cap = recv;
             if let (State::SynSent(s), true) = (&mut self.state, self.syn_due) {
                 if s.wscale_offer.is_some() {
@@ -738,11 +748,16 @@ impl Connection {
     }
 
     /// Read in-order data (RFC 9293 3.10.3 RECEIVE); `Ok(0)` is end-of-stream.
-    pub(crate) fn recv(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    pub(crate) fn recv(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        cfg: &Config,
+    ) -> Result<usize, Error> {
         if buf.is_empty() {
             return Ok(0);
         }
-        self.recv_with(|a, b| {
+        self.recv_with(now, cfg, |a, b| {
             let from_a = a.len().min(buf.len());
             buf[..from_a].copy_from_slice(&a[..from_a]);
             let from_b = b.len().min(buf.len() - from_a);
@@ -755,12 +770,15 @@ impl Connection {
     /// how many it consumed (zero-copy receive); `Ok(0)` is end-of-stream.
     pub(crate) fn recv_with(
         &mut self,
+        now: Instant,
+        cfg: &Config,
         take: impl FnOnce(&[u8], &[u8]) -> usize,
     ) -> Result<usize, Error> {
         if !self.rcv_buf.is_empty() {
             let (a, b) = self.rcv_buf.as_slices();
             let n = take(a, b).min(self.rcv_buf.len());
             self.rcv_buf.drain(..n);
+            self.on_app_read(now, n, cfg);
             if self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP {
                 // All read: give back what a burst made it grow to.
                 self.rcv_buf = VecDeque::new();

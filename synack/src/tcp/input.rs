@@ -78,7 +78,11 @@ impl Connection {
                     }
                 }
             }
-            _ => self.on_segment_synchronized(now, seg, cfg),
+            _ => {
+                let d = self.on_segment_synchronized(now, seg, cfg);
+                self.expand_sndbuf(cfg);
+                d
+            }
         }
     }
 
@@ -634,7 +638,9 @@ impl Connection {
                         snd.recovery = Recovery::Open;
                     }
                     // Slow start again after a timeout (RFC 5681 3.1).
-                    snd.cc.on_ack(now, delivered, srtt);
+                    if snd.may_grow_cwnd() {
+                        snd.cc.on_ack(now, delivered, srtt);
+                    }
                 }
                 Recovery::Open => {
                     // RFC 9406 with RFC 7323 RTT samples: leave slow start as the queue builds.
@@ -655,7 +661,9 @@ impl Connection {
                             snd.cc.exit_slow_start();
                         }
                     }
-                    snd.cc.on_ack(now, delivered, srtt)
+                    if snd.may_grow_cwnd() {
+                        snd.cc.on_ack(now, delivered, srtt)
+                    }
                 }
             }
             self.snd_buf.ack(data_acked as usize);
@@ -981,5 +989,8 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         tlp_out: false,
         undo: None,
         fin_queued: false,
+        is_cwnd_limited: false,
+        max_flight: 0,
+        cwnd_usage_seq: iss + 1,
     }
 }

@@ -2,6 +2,7 @@
 //! reach it: the [`crate::Stack`] demultiplexes segments to it and drains what it
 //! wants to send.
 
+mod autotune;
 mod cc;
 mod conn;
 mod diagnose;

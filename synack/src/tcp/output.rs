@@ -280,6 +280,7 @@ impl Connection {
                 snd.arm_tlp(now, sack, mss);
             }
             snd.start_rtx_timer(now);
+            snd.track_cwnd_use(now, sack, mss);
             let mut out = out;
             // PSH as Linux's segments carry it: besides the end of the written data
             // (data_segment), on the last segment of each multi-segment packet, since

@@ -27,6 +27,11 @@ impl SendBuffer {
         }
     }
 
+    /// The most bytes the application may queue.
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Change the capacity (bytes already queued stay, even beyond it).
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
         self.capacity = capacity;

@@ -105,6 +105,12 @@ pub(crate) struct Snd {
     pub(crate) undo: Option<Undo>,
     /// Our FIN is queued (after the application's last byte).
     pub(crate) fin_queued: bool,
+    /// Whether the congestion window limited sending in the current window of data, the
+    /// most bytes in flight then, and the end of that window (Linux's is_cwnd_limited,
+    /// max_packets_out, cwnd_usage_seq).
+    pub(crate) is_cwnd_limited: bool,
+    pub(crate) max_flight: u32,
+    pub(crate) cwnd_usage_seq: SeqNum,
 }
 
 /// The window before a fast retransmit, and the evidence that would prove it needless:
@@ -153,6 +159,31 @@ impl Undo {
 }
 
 impl Snd {
+    /// After a segment went out: remember how fully the window of data now being sent
+    /// uses the congestion window (Linux's tcp_cwnd_validate). A window is over once
+    /// SND.UNA passes `cwnd_usage_seq`.
+    pub(crate) fn track_cwnd_use(&mut self, now: Instant, sack: bool, mss: u32) {
+        let flight = self.in_flight(now, sack);
+        let mss = mss.max(1);
+        let limited = flight.div_ceil(mss) >= self.cwnd() / mss;
+        if self.una >= self.cwnd_usage_seq
+            || limited
+            || (!self.is_cwnd_limited && flight > self.max_flight)
+        {
+            self.is_cwnd_limited = limited;
+            self.max_flight = flight;
+            self.cwnd_usage_seq = self.nxt;
+        }
+    }
+
+    /// RFC 7661 2 and Linux's tcp_is_cwnd_limited: the congestion window grows only when
+    /// it is what limits sending (in slow start: until it is twice the most in flight),
+    /// not while the application or the peer's window leaves it unused.
+    pub(crate) fn may_grow_cwnd(&self) -> bool {
+        self.is_cwnd_limited
+            || (self.cwnd() < self.cc.ssthresh() && self.cwnd() < 2 * self.max_flight)
+    }
+
     /// Bytes in flight (sent and not acknowledged).
     pub(crate) fn flight(&self) -> u32 {
         (self.nxt - self.una).max(0) as u32
