@@ -230,6 +230,38 @@ fn connection_info_reports_tcp_info_like_statistics() {
     assert!(!info.sack, "plain_config does not offer SACK");
 }
 
+// RFC 7661 2 (Linux's tcp_is_cwnd_limited): an application that sends a little each
+// round trip never fills the congestion window, so the window does not grow on the ACKs
+// of what it sent; a sender that fills it does grow it.
+#[test]
+fn the_congestion_window_grows_only_while_it_limits_sending() {
+    for fill in [false, true] {
+        let mut h = Harness::plain();
+        let (c, iss) = h.established_active(5000);
+        let initial = h.stack.info(h.now, c).unwrap().cwnd.unwrap();
+        let mut acked = iss + 1;
+        for _ in 0..100 {
+            // Two segments a round trip, or as many as the window allows.
+            let want = if fill { 1 << 20 } else { 2 * 536 };
+            let _ = h.stack.send(h.now, c, &vec![7u8; want]);
+            for s in h.outputs() {
+                acked = acked.max(s.seq + s.payload.len() as u32);
+            }
+            h.advance(std::time::Duration::from_millis(20));
+            h.inject(ack(), 5001, acked, 65535, &[]);
+        }
+        let cwnd = h.stack.info(h.now, c).unwrap().cwnd.unwrap();
+        if fill {
+            assert!(
+                cwnd > 4 * initial,
+                "a window-limited sender: {initial} -> {cwnd}"
+            );
+        } else {
+            assert_eq!(cwnd, initial, "an application-limited sender's window grew");
+        }
+    }
+}
+
 // RFC 1122 4.2.3.6: keepalive probes an idle connection; an answer resets the count;
 // after the set number of unanswered probes the connection is reset and reported dead.
 #[test]
