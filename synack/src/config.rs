@@ -110,10 +110,15 @@ pub struct Config {
     /// no more data. Accepted data is never dropped. Default: 192, 256 and 384 MiB.
     pub tcp_mem: [usize; 3],
     /// `net.ipv4.tcp_min_tso_segs` (2): the fewest segments Linux puts in one TSO/GSO
-    /// packet. synack sends segments, not super-segments, but marks them as Linux's
-    /// packets appear on the wire: PSH on the last segment of each such packet (Linux
+    /// packet. Whether or not synack sends super-segments (`tso_max`), its segments
+    /// appear on the wire as Linux's: PSH on the last segment of each such packet (Linux
     /// forces PSH on every multi-segment packet) and at the end of the written data.
     pub tcp_min_tso_segs: u32,
+    /// Segmentation offload: the largest IP packet the device cuts into segments (65535
+    /// for a TUN device with `virtio_net_hdr`), or 0 (the default) when every packet
+    /// must be one segment. With it, new data leaves as one packet per Linux TSO packet,
+    /// and [`crate::Stack::poll_transmit_into`] gives the segment size to cut it at.
+    pub tso_max: usize,
     /// Hop limit / TTL of outgoing packets (64).
     pub ttl: u8,
     /// How the TCP checksum of outgoing packets is filled: `Full` (default), or
@@ -183,6 +188,7 @@ impl Default for Config {
             tcp_min_tso_segs: 2,
             ttl: 64,
             tx_checksum: crate::wire::TxChecksum::Full,
+            tso_max: 0,
             ipfrag_high_thresh: 4 * 1024 * 1024,
             ipfrag_time: Duration::from_secs(30),
             ip6frag_time: Duration::from_secs(60),

@@ -49,7 +49,7 @@ pub mod wire;
 
 pub use stack::{
     Config, ConnectionHandle, Error, Event, ListenerHandle, ListenerOptions, Secrets,
-    SocketSnapshot, Stack, StateSummary,
+    SocketSnapshot, Stack, StateSummary, Transmit,
 };
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
 pub use time::Instant;

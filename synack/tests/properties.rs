@@ -185,3 +185,21 @@ fn a_clean_path_transfers_a_megabyte_each_way() {
     assert_eq!(out.failed, None);
     assert!(out.up_ok && out.down_ok && out.tables_empty);
 }
+
+// Found by the property above: under loss in both directions, data segments carry SACK
+// blocks, and a full-sized segment with them outgrew the MTU. The payload now shrinks by
+// the SACK option (Linux's tcp_current_mss); a packet beyond the MTU is never built.
+#[test]
+fn data_segments_carrying_sack_blocks_stay_within_the_mtu() {
+    let link = LinkConfig {
+        delay: Duration::from_millis(5),
+        loss: 0.18252532988211942,
+        reorder: 0.09477645188934453,
+        duplicate: 0.03970468559246119,
+        corrupt: 0.014738255104618394,
+        ..LinkConfig::default()
+    };
+    let out = run_transfer(2083669199231669575, link, bytes(17377, 1), bytes(33305, 2));
+    assert_eq!(out.failed, None);
+    assert!(out.up_ok && out.down_ok && out.tables_empty);
+}

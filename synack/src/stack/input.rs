@@ -177,6 +177,7 @@ impl Stack {
                         ..TcpOptions::default()
                     },
                     payload: 0..0,
+                    segment_size: 0,
                 };
                 self.queue_ctl(tuple, &out);
             }

@@ -218,6 +218,7 @@ impl Stack {
             window: cfg.recv_buffer.min(65535) as u16,
             options,
             payload: 0..0,
+            segment_size: 0,
         };
         self.stats.syncookies_sent += 1;
         self.queue_ctl(tuple, &out);

@@ -159,6 +159,9 @@ pub struct Stack {
     fragments: Reassembler,
     timers: TimerQueue,
     tx_ready: VecDeque<u32>,
+    /// Connections whose emptied buffers hold storage to give back, and when (in order:
+    /// every entry is `IDLE_RELEASE` after the activity that queued it).
+    idle_release: VecDeque<(Instant, u32, u32)>,
     ctl_out: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     stats: StackStats,
@@ -204,6 +207,7 @@ impl Stack {
             listeners: Vec::new(),
             timers: TimerQueue::default(),
             tx_ready: VecDeque::new(),
+            idle_release: VecDeque::new(),
             ctl_out: VecDeque::new(),
             events: VecDeque::new(),
             stats: StackStats::default(),
@@ -391,6 +395,7 @@ impl Stack {
                 window: 0,
                 options: TcpOptions::default(),
                 payload: 0..0,
+                segment_size: 0,
             }
         } else {
             // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
@@ -401,6 +406,7 @@ impl Stack {
                 window: 0,
                 options: TcpOptions::default(),
                 payload: 0..0,
+                segment_size: 0,
             }
         };
         self.stats.resets_sent += 1;
@@ -418,9 +424,13 @@ impl Stack {
     }
 
     fn build(&mut self, tuple: FourTuple, out: &Outgoing) -> Option<Vec<u8>> {
-        let mut buf = Vec::new();
+        // Headers only: IPv6 and the longest TCP header.
+        let mut buf = vec![0u8; 100];
         match build_into(&mut buf, &self.config, tuple, out, (&[], &[])) {
-            Ok(()) => Some(buf),
+            Ok(n) => {
+                buf.truncate(n);
+                Some(buf)
+            }
             Err(e) => {
                 self.stats.drop(e.reason());
                 None
@@ -468,6 +478,11 @@ impl Stack {
         };
         conn.settle(now);
         let held = conn.memory_held();
+        if !slot.release_queued && conn.idle_storage() {
+            slot.release_queued = true;
+            let at = now + crate::tcp::IDLE_RELEASE;
+            self.idle_release.push_back((at, index, slot.generation));
+        }
         if !conn.is_orphan() && slot.orphan {
             slot.orphan = false;
             self.orphans -= 1;
@@ -496,6 +511,7 @@ impl Stack {
                     ..TcpOptions::default()
                 },
                 payload: 0..0,
+                segment_size: 0,
             };
             self.stats.resets_sent += 1;
             self.queue_ctl(tuple, &out);
@@ -798,21 +814,51 @@ impl Stack {
 
     /// The next IP packet to put on the wire, if any. Allocates the packet; a driver
     /// that reuses its buffers calls [`Stack::poll_transmit_into`].
+    ///
+    /// With segmentation offload on (`Config::tso_max`) a packet may hold several
+    /// segments; only `poll_transmit_into` says the size to cut it at.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
-        let mut buf = Vec::new();
-        self.poll_transmit_into(now, &mut buf).then_some(buf)
-    }
-
-    /// Write the next IP packet to put on the wire into `buf` (replacing what it held,
-    /// reusing its storage) and return true; false when there is nothing to send. The
-    /// payload goes from the send buffer into `buf` in one pass that also sums it: with
-    /// a buffer kept from one call to the next, sending allocates nothing.
-    pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut Vec<u8>) -> bool {
         if let Some(p) = self.ctl_out.pop_front() {
             self.stats.segments_out += 1;
-            buf.clear();
-            buf.extend_from_slice(&p);
-            return true;
+            return Some(p);
+        }
+        let mut buf = vec![0u8; self.max_packet_size()];
+        let t = self.poll_transmit_into(now, &mut buf)?;
+        buf.truncate(t.len);
+        Some(buf)
+    }
+
+    /// The longest packet the stack sends: the MTU, or `Config::tso_max` with
+    /// segmentation offload. A buffer of this size always takes the next packet.
+    pub fn max_packet_size(&self) -> usize {
+        self.config.mtu.max(self.config.tso_max).min(65535)
+    }
+
+    /// Write the next IP packet to put on the wire at the start of `buf` and say how long
+    /// it is and how to send it; None when there is nothing to send. The payload goes
+    /// from the send buffer into `buf` in one pass that also sums it: with a buffer kept
+    /// from one call to the next, sending allocates nothing and zeroes nothing.
+    ///
+    /// `buf` must hold [`Stack::max_packet_size`] bytes: with a shorter one nothing is
+    /// taken from any connection (None, counted as `transmit_buffer_too_small`).
+    pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some(p) = self.ctl_out.pop_front() {
+            self.stats.segments_out += 1;
+            let Some(room) = buf.get_mut(..p.len()) else {
+                self.stats.drop("transmit_buffer_too_small");
+                return None;
+            };
+            room.copy_from_slice(&p);
+            return Some(Transmit {
+                len: p.len(),
+                segment_size: None,
+            });
+        }
+        if buf.len() < self.max_packet_size() {
+            if !self.tx_ready.is_empty() {
+                self.stats.drop("transmit_buffer_too_small");
+            }
+            return None;
         }
         while let Some(index) = self.tx_ready.pop_front() {
             let slot = &mut self.slots[index as usize];
@@ -831,14 +877,17 @@ impl Stack {
             let built = build_into(buf, &self.config, tuple, &out, conn.payload(&out));
             self.after_activity(now, index);
             match built {
-                Ok(()) => {
-                    self.stats.segments_out += 1;
-                    return true;
+                Ok(len) => {
+                    self.stats.segments_out += out.segments() as u64;
+                    return Some(Transmit {
+                        len,
+                        segment_size: (out.segment_size > 0).then_some(out.segment_size),
+                    });
                 }
                 Err(e) => self.stats.drop(e.reason()),
             }
         }
-        false
+        None
     }
 
     /// The earliest instant at which [`Stack::on_timeout`] has work to do.
@@ -850,6 +899,7 @@ impl Stack {
         });
         [
             conn,
+            self.idle_release.front().map(|e| e.0),
             self.time_wait.next_expiry(),
             self.fragments.next_deadline(),
         ]
@@ -872,6 +922,21 @@ impl Stack {
                 self.after_activity(now, index);
             }
         }
+        // Buffers emptied a while ago give back what they grew to (memory follows use).
+        while let Some(&(at, index, generation)) = self.idle_release.front() {
+            if at > now {
+                break;
+            }
+            self.idle_release.pop_front();
+            let slot = &mut self.slots[index as usize];
+            if slot.generation != generation {
+                continue;
+            }
+            slot.release_queued = false;
+            if let Some(conn) = slot.conn.as_mut() {
+                conn.release_idle_storage();
+            }
+        }
         for (tuple, entry) in self.time_wait.expire(now) {
             self.time_wait_closed(entry.conn, tuple, now, "TIME_WAIT expired (2*MSL)");
         }
@@ -889,15 +954,27 @@ impl Stack {
     }
 }
 
+/// How to send a packet [`Stack::poll_transmit_into`] wrote.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transmit {
+    /// The packet's length: it is `buf[..len]`.
+    pub len: usize,
+    /// Some(size): a TCP super-segment (only with `Config::tso_max`) for the device to
+    /// cut into segments of this payload size (the last may be shorter), each with the
+    /// same headers but for the sequence number, lengths and checksums, PSH on the last
+    /// only: a TSO/GSO packet. None: one packet as it is.
+    pub segment_size: Option<u16>,
+}
+
 /// Wrap `out` in TCP/IP headers for `tuple` into `buf`; `payload` is its bytes (two
 /// pieces of a ring buffer).
 fn build_into(
-    buf: &mut Vec<u8>,
+    buf: &mut [u8],
     config: &Config,
     tuple: FourTuple,
     out: &Outgoing,
     payload: (&[u8], &[u8]),
-) -> Result<(), wire::WireError> {
+) -> Result<usize, wire::WireError> {
     let repr = TcpRepr {
         src_port: tuple.local.port(),
         dst_port: tuple.remote.port(),

@@ -36,6 +36,8 @@ pub(crate) struct Slot {
     pub(crate) orphan: bool,
     /// Buffer bytes this connection was last counted for (`Config::tcp_mem`).
     pub(crate) memory: usize,
+    /// Queued in `Stack::idle_release` (an empty buffer holds storage to give back).
+    pub(crate) release_queued: bool,
 }
 
 /// A listening socket: its SYN queue count and accept queue.

@@ -123,6 +123,8 @@ pub(crate) struct Connection {
     pub(crate) nodelay: bool,
     /// Config::tcp_min_tso_segs: the smallest packet (in segments) PSH marks end.
     pub(crate) min_tso_segs: u32,
+    /// Config::tso_max: the largest packet the device segments (0: none).
+    pub(crate) tso_max: u32,
     pub(crate) rst_out: Vec<RstOut>,
     /// The time of the latest call that told us the time (for checks made without one).
     pub(crate) last_now: Instant,
@@ -237,6 +239,7 @@ impl Connection {
             delayed_ack: cfg.delayed_ack,
             nodelay: cfg.tcp_nodelay,
             min_tso_segs: cfg.tcp_min_tso_segs.max(1),
+            tso_max: cfg.tso_max.min(65535) as u32,
             rst_out: Vec::new(),
             pending_dsack: None,
             last_now: Instant::ZERO,
@@ -779,10 +782,6 @@ impl Connection {
             let n = take(a, b).min(self.rcv_buf.len());
             self.rcv_buf.drain(..n);
             self.on_app_read(now, n, cfg);
-            if self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP {
-                // All read: give back what a burst made it grow to.
-                self.rcv_buf = VecDeque::new();
-            }
             self.maybe_window_update();
             return Ok(n);
         }
@@ -815,6 +814,21 @@ impl Connection {
             {
                 self.ack_now = true;
             }
+        }
+    }
+
+    /// Storage beyond `IDLE_KEEP` held by an empty buffer (an idle release frees it).
+    pub(crate) fn idle_storage(&self) -> bool {
+        self.snd_buf.idle_storage()
+            || (self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP)
+    }
+
+    /// Give back what empty buffers hold beyond `IDLE_KEEP` (what a burst made them grow
+    /// to): the stack calls it `IDLE_RELEASE` after a buffer emptied.
+    pub(crate) fn release_idle_storage(&mut self) {
+        self.snd_buf.release_idle();
+        if self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP {
+            self.rcv_buf = VecDeque::new();
         }
     }
 

@@ -841,14 +841,12 @@ impl Connection {
         if !data.is_empty() {
             if seq == rcv.nxt {
                 let take = data.len().min(rcv_free);
-                // Storage grows by doubling from 16 KiB (after the application emptied
-                // the buffer and it was given back): a few allocations per burst, none
-                // per segment.
+                // Storage grows by doubling (a few allocations per burst, none per
+                // segment), from what the first segment needs: a connection that
+                // received only a small request holds little.
                 let (len, room) = (self.rcv_buf.len(), self.rcv_buf.capacity());
                 if room < len + take {
-                    let want = (len + take)
-                        .max(2 * room)
-                        .max(super::send_buffer::IDLE_KEEP);
+                    let want = (len + take).max(2 * room);
                     let want = want.min(self.rcv_cap.max(len + take));
                     self.rcv_buf.reserve_exact(want - len);
                 }

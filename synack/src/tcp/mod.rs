@@ -33,4 +33,5 @@ pub(crate) use input::Disposition;
 pub(crate) use isn::IsnGenerator;
 pub(crate) use output::Outgoing;
 pub(crate) use path_error::PathError;
+pub(crate) use send_buffer::IDLE_RELEASE;
 pub(crate) use syncookie::{decode_timestamp, encode_timestamp, SynCookies};

@@ -19,6 +19,19 @@ pub(crate) struct Outgoing {
     /// SND.UNA's byte), valid until the buffer next changes:
     /// [`Connection::payload`] reads them while the stack writes the packet.
     pub(crate) payload: std::ops::Range<usize>,
+    /// Non-zero: a super-segment of several segments of this payload size (the last
+    /// may be shorter), for a device with segmentation offload to cut.
+    pub(crate) segment_size: u16,
+}
+
+impl Outgoing {
+    /// Segments it makes on the wire.
+    pub(crate) fn segments(&self) -> usize {
+        match self.segment_size {
+            0 => 1,
+            s => self.payload.len().div_ceil(usize::from(s)).max(1),
+        }
+    }
 }
 
 impl Connection {
@@ -51,7 +64,7 @@ impl Connection {
     /// peer has offered (Linux's tcp_bound_to_half_wnd): RFC 9293 3.8.6.2.1's sender
     /// SWS rule that a segment should fill at least a fraction Fs = 1/2 of it.
     pub(crate) fn send_mss(&self, snd: &Snd) -> usize {
-        let mss = self.neg.snd_mss;
+        let mss = self.payload_mss();
         let max_wnd = snd.max_wnd as usize;
         let cutoff = if max_wnd > 536 { max_wnd / 2 } else { max_wnd };
         if cutoff == 0 {
@@ -59,6 +72,25 @@ impl Connection {
         } else {
             mss.min(cutoff.max(64))
         }
+    }
+
+    /// The most payload a segment may carry now: the MSS less the SACK option the ACK it
+    /// carries will hold (Linux's tcp_current_mss), so that no packet outgrows the MTU.
+    pub(crate) fn payload_mss(&self) -> usize {
+        let mut blocks = self.pending_dsack.is_some() as usize;
+        if self.neg.sack {
+            if let Some(rcv) = self.state.rcv() {
+                let max = if self.neg.timestamps { 3 } else { 4 };
+                blocks += rcv.ooo.block_count(rcv.fin, max - blocks.min(max));
+            }
+        }
+        let option = if self.neg.sack && blocks > 0 {
+            // TCPOLEN_SACK_BASE_ALIGNED + TCPOLEN_SACK_PERBLOCK per block.
+            4 + 8 * blocks.min(4)
+        } else {
+            0
+        };
+        self.neg.snd_mss.saturating_sub(option).max(32)
     }
 
     /// New bytes a segment would carry now if the windows allowed it, and whether the
@@ -126,8 +158,8 @@ impl Connection {
             State::FinWait2(_) | State::TimeWait(_) => self.ack_now.then(|| self.ack_segment(now)),
             _ => self.poll_data(now),
         };
-        if out.is_some() {
-            self.stats.segs_out += 1;
+        if let Some(o) = &out {
+            self.stats.segs_out += o.segments() as u64;
         }
         out
     }
@@ -162,6 +194,7 @@ impl Connection {
                     window,
                     options,
                     payload: 0..0,
+                    segment_size: 0,
                 })
             }
             State::SynRcvd(s) => {
@@ -189,6 +222,7 @@ impl Connection {
                     window,
                     options,
                     payload: 0..0,
+                    segment_size: 0,
                 })
             }
             _ => None,
@@ -204,7 +238,7 @@ impl Connection {
         let head_room = !matches!(snd.recovery, Recovery::Fast { .. })
             || snd.in_flight(now, self.neg.sack) < snd.cwnd();
         if snd.resend_head && head_room {
-            let len = buf_len.min(self.neg.snd_mss);
+            let len = buf_len.min(self.payload_mss());
             let with_fin =
                 snd.fin_queued && len == buf_len && snd.max == snd.una + buf_len as u32 + 1;
             let una = snd.una;
@@ -280,13 +314,26 @@ impl Connection {
                 snd.arm_tlp(now, sack, mss);
             }
             snd.start_rtx_timer(now);
-            snd.track_cwnd_use(now, sack, mss);
             let mut out = out;
+            let mut packet_segs = packet_segs;
+            let mut packet_full = packet_full;
+            if new_data && !with_fin && len == self.send_mss(self.state.snd()?) {
+                // Segmentation offload: the rest of this Linux packet joins it.
+                let segs = self.extend_super(now, &mut out, packet_full);
+                if segs > 1 {
+                    packet_segs = segs as u32;
+                    packet_full = true;
+                }
+            }
+            let snd = self.state.snd_mut()?;
+            snd.track_cwnd_use(now, sack, mss);
             // PSH as Linux's segments carry it: besides the end of the written data
             // (data_segment), on the last segment of each multi-segment packet, since
             // Linux forces PSH on every TSO/GSO packet of more than one segment and
             // segmentation leaves it on the packet's last segment.
-            if len > 0 && packet_segs >= 2 && !out.flags.psh() {
+            if out.segment_size > 0 {
+                // extend_super marked it (the device keeps PSH for the last segment).
+            } else if len > 0 && packet_segs >= 2 && !out.flags.psh() {
                 let snd = self.state.snd()?;
                 if packet_full || self.sendable(snd, now).0 == 0 {
                     out.flags |= TcpFlags::PSH;
@@ -324,6 +371,57 @@ impl Connection {
             return Some(self.ack_segment(now));
         }
         None
+    }
+
+    /// With segmentation offload (`tso_max`), add to `out` (a full segment of new data
+    /// that starts or continues a Linux packet) the next full segments of the same
+    /// packet that may go now, doing each one's bookkeeping as if it had been sent on
+    /// its own; `full`: the packet is already complete. Returns the segments in `out`.
+    fn extend_super(&mut self, now: Instant, out: &mut Outgoing, mut full: bool) -> usize {
+        let mss = out.payload.len();
+        let headers = 60 + 60;
+        let mut segs = 1;
+        while !full && self.tso_max > 0 && headers + (segs + 1) * mss <= self.tso_max as usize {
+            let Some(snd) = self.state.snd() else { break };
+            let off = ((snd.nxt - snd.una).max(0) as usize).min(self.snd_buf.len());
+            // Only full segments, and not the one the FIN would ride on.
+            if self.sendable(snd, now).0 != mss
+                || (snd.fin_queued && off + mss == self.snd_buf.len())
+            {
+                break;
+            }
+            let (_, last) = self.gso_place(now);
+            full = last;
+            let snd = self.state.snd_mut().expect("checked above");
+            let seq = snd.nxt;
+            snd.rack.on_send(seq, now);
+            snd.last_seg = seq;
+            snd.nxt = seq + mss as u32;
+            snd.max = snd.nxt;
+            snd.on_recovery_send(mss as u32);
+            out.payload.end += mss;
+            self.stats.bytes_out += mss as u64;
+            segs += 1;
+        }
+        if segs > 1 {
+            out.segment_size = mss as u16;
+            // PSH where the segments would have it (poll_data): at the end of the
+            // written data, and on the last segment of Linux's multi-segment packet:
+            // when the packet is complete, or nothing more may go now. A shorter segment
+            // still to come in this packet (the data's tail) carries it instead.
+            let nothing_more = self
+                .state
+                .snd()
+                .is_some_and(|s| self.sendable(s, now).0 == 0);
+            if out.payload.end == self.snd_buf.len() || full || nothing_more {
+                out.flags |= TcpFlags::PSH;
+            }
+            let (sack, smss) = (self.neg.sack, self.neg.snd_mss as u32);
+            if let Some(snd) = self.state.snd_mut() {
+                snd.arm_tlp(now, sack, smss);
+            }
+        }
+        segs
     }
 
     /// Put the next new segment into the packet Linux would be building now (its TSO
@@ -372,7 +470,7 @@ impl Connection {
     /// RFC 8985 7.3: the probe is one new segment if the peer's window has room for it
     /// (cwnd notwithstanding), else the last segment sent again.
     fn tail_loss_probe(&mut self, now: Instant) -> Option<Outgoing> {
-        let mss = self.neg.snd_mss;
+        let mss = self.payload_mss();
         let buf_len = self.snd_buf.len();
         let snd = self.state.snd_mut()?;
         if !snd.tlp_due {
@@ -424,7 +522,7 @@ impl Connection {
     /// RFC 6675 NextSeg() rule 1: while SACK recovery runs and pipe leaves room in cwnd,
     /// resend the first hole, at or after HighRxt, that the scoreboard deems lost.
     fn retransmit_hole(&mut self, now: Instant) -> Option<Outgoing> {
-        let mss = self.neg.snd_mss as u32;
+        let mss = self.payload_mss() as u32;
         let buf_len = self.snd_buf.len() as u32;
         let snd = self.state.snd()?;
         if !self.hole_due(snd, now) {
@@ -524,6 +622,7 @@ impl Connection {
             window,
             options,
             payload: 0..0,
+            segment_size: 0,
         }
     }
 

@@ -53,6 +53,11 @@ impl Reassembly {
         }
     }
 
+    /// How many SACK blocks (at most `max`) what is held makes.
+    pub(crate) fn block_count(&self, fin: Option<SeqNum>, max: usize) -> usize {
+        self.joined_rev(fin).take(max).count()
+    }
+
     /// The held ranges and a held FIN's sequence number, adjacent ones joined, from the
     /// highest down (nothing allocated: every ACK asks).
     fn joined_rev(&self, fin: Option<SeqNum>) -> impl Iterator<Item = (SeqNum, SeqNum)> + '_ {

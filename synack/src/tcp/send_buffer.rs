@@ -1,9 +1,14 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet.
 //! Offset 0 is SND.UNA (or ISS+1 before the handshake completes).
 
-/// Storage an emptied buffer may keep; a larger one is given back, so that memory
-/// follows what a connection has in flight, not the most it ever had.
+/// Storage an emptied buffer may keep; a larger one is given back once the buffer has
+/// stayed empty a while ([`IDLE_RELEASE`]), so that memory follows what a connection has
+/// in flight, not the most it ever had.
 pub(crate) const IDLE_KEEP: usize = 16 * 1024;
+
+/// How long storage beyond [`IDLE_KEEP`] outlives the emptying of its buffer: a busy
+/// connection (a keep-alive answer after another) keeps it, an idle one gives it back.
+pub(crate) const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Unacknowledged and unsent bytes, bounded by a capacity: a ring whose storage grows
 /// on demand up to the capacity and is given back when everything is acknowledged
@@ -128,9 +133,18 @@ impl SendBuffer {
         self.len -= n;
         if self.len == 0 {
             self.head = 0;
-            if self.ring.len() > IDLE_KEEP {
-                self.ring = Box::default();
-            }
+        }
+    }
+
+    /// Storage held beyond [`IDLE_KEEP`] while empty: what an idle release would free.
+    pub(crate) fn idle_storage(&self) -> bool {
+        self.len == 0 && self.ring.len() > IDLE_KEEP
+    }
+
+    /// Give back the storage of an empty buffer beyond [`IDLE_KEEP`].
+    pub(crate) fn release_idle(&mut self) {
+        if self.idle_storage() {
+            self.ring = Box::default();
         }
     }
 
@@ -163,17 +177,25 @@ mod tests {
     }
 
     #[test]
-    fn storage_grown_for_a_burst_is_given_back_once_all_is_acknowledged() {
+    fn storage_grown_for_a_burst_is_given_back_by_an_idle_release_only_when_empty() {
         let mut b = SendBuffer::new(256 * 1024);
         assert_eq!(b.push(&[7u8; 100_000]), 100_000);
         assert!(b.ring.len() >= 100_000);
         b.ack(60_000);
+        b.release_idle();
         assert!(b.ring.len() >= 100_000, "kept while bytes are in flight");
         b.ack(40_000);
+        assert!(
+            b.idle_storage() && b.ring.len() >= 100_000,
+            "kept until released"
+        );
+        b.release_idle();
         assert_eq!(b.ring.len(), 0, "given back when empty");
         // A small buffer is kept: reallocating it for every write would cost more.
         b.push(&[1u8; 1000]);
         b.ack(1000);
+        assert!(!b.idle_storage());
+        b.release_idle();
         assert_eq!(b.ring.len(), 4096);
         // And it still works after being given back.
         b.push(b"again");

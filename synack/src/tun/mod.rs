@@ -171,7 +171,7 @@ struct Writer {
 /// The stack and its clock, under the mutex.
 pub(crate) struct Core {
     /// Packets made under the lock, written when it is released.
-    outbox: Vec<Vec<u8>>,
+    outbox: Vec<offload::Packet>,
     /// Buffers to build packets in (taken from `Shared::spare` as they run out).
     pool: Vec<Vec<u8>>,
     pub(crate) stack: Stack,
@@ -352,19 +352,35 @@ impl Shared {
                         core.pool.pop().unwrap_or_default()
                     }
                 };
-                if !core.stack.poll_transmit_into(now, &mut p) {
+                // Zeroed once, when the buffer is new (or came back shorter).
+                let max = core.stack.max_packet_size();
+                if p.len() < max {
+                    p.resize(max, 0);
+                }
+                let Some(t) = core.stack.poll_transmit_into(now, &mut p) else {
                     core.pool.push(p);
                     break;
-                }
+                };
                 match core.impair.as_mut() {
-                    Some(imp) => imp.submit(now, Direction::ToKernel, p),
-                    None => batch.push(p),
+                    Some(imp) => {
+                        p.truncate(t.len);
+                        imp.submit(now, Direction::ToKernel, p)
+                    }
+                    None => batch.push(offload::Packet {
+                        bytes: p,
+                        len: t.len,
+                        segment_size: t.segment_size.unwrap_or(0),
+                    }),
                 }
             }
             let mut fed_stack = false;
             while let Some((dir, p)) = core.impair.as_mut().and_then(|imp| imp.release(now)) {
                 match dir {
-                    Direction::ToKernel => batch.push(p),
+                    Direction::ToKernel => batch.push(offload::Packet {
+                        len: p.len(),
+                        bytes: p,
+                        segment_size: 0,
+                    }),
                     Direction::ToStack => {
                         core.stack.receive(now, &p);
                         fed_stack = true;
@@ -373,7 +389,7 @@ impl Shared {
             }
             if core.pcap.is_some() {
                 for p in &batch {
-                    core.capture_out(p, self.coalesce);
+                    core.capture_out(p.data(), self.coalesce);
                 }
             }
             core.outbox.append(&mut batch);
@@ -459,7 +475,7 @@ impl Drop for CoreGuard<'_> {
         // The buffers go back for the next packets (a bounded number of them).
         let mut spare = self.shared.spare.lock().unwrap_or_else(|p| p.into_inner());
         let room = SPARE_BUFFERS.saturating_sub(spare.len());
-        spare.extend(batch.into_iter().take(room));
+        spare.extend(batch.into_iter().take(room).map(|p| p.bytes));
     }
 }
 
@@ -468,11 +484,11 @@ impl Shared {
     /// `writev` each, gathering the segments' payloads where they are), each behind its
     /// virtio header when the device has them. A full device queue drops the packet;
     /// TCP retransmits it.
-    fn write_batch(&self, writer: &mut Writer, batch: &mut [Vec<u8>]) {
+    fn write_batch(&self, writer: &mut Writer, batch: &mut [offload::Packet]) {
         if !self.vnet {
             writer.packets_written += batch.len() as u64;
             for p in batch.iter() {
-                let _ = (&self.device).write(p);
+                let _ = (&self.device).write(p.data());
             }
             return;
         }
@@ -487,17 +503,18 @@ impl Shared {
             let hdr = w.hdr.to_bytes();
             let mut iov = [IoSlice::new(&[]); offload::MAX_RUN + 1];
             iov[0] = IoSlice::new(&hdr);
-            iov[1] = IoSlice::new(&batch[w.first]);
+            iov[1] = IoSlice::new(batch[w.first].data());
             for (slot, p) in iov[2..].iter_mut().zip(&batch[w.first + 1..w.end]) {
-                *slot = IoSlice::new(&p[w.hdr_len()..]);
+                *slot = IoSlice::new(&p.data()[w.hdr_len()..]);
             }
             let _ = (&self.device).write_vectored(&iov[..1 + w.end - w.first]);
         }
     }
 }
 
-/// Packet buffers kept per queue between batches (about 100 KiB at MTU 1500).
-const SPARE_BUFFERS: usize = 64;
+/// Packet buffers kept per queue between batches (each of the largest packet's size:
+/// 2 MiB with segmentation offload).
+const SPARE_BUFFERS: usize = 32;
 
 /// A TUN interface with synack on its far side: one stack and one driver thread per
 /// queue of the device.
@@ -600,7 +617,9 @@ impl Interface {
                 tcp_max_orphans: share(base.tcp_max_orphans, queues),
                 tcp_max_tw_buckets: share(base.tcp_max_tw_buckets, queues),
                 tcp_mem: base.tcp_mem.map(|m| share(m, queues)),
-                // The kernel finishes what the stack leaves partial (NEEDS_CSUM).
+                // The kernel cuts super-segments (TSO) and finishes what the stack leaves
+                // partial (NEEDS_CSUM).
+                tso_max: if offload_on { 65535 } else { 0 },
                 tx_checksum: if offload_on {
                     TxChecksum::Partial
                 } else {

@@ -202,6 +202,28 @@ fn continues(first: &[u8], f: &Shape, run_bytes: usize, next: &[u8], n: &Shape) 
         && hl + run_bytes + n.payload <= MAX_SUPER
 }
 
+/// A packet the stack made, with the segment size the device is to cut it at (0: one
+/// segment as it is; else a super-segment the stack built with `Config::tso_max`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Packet {
+    /// A buffer whose first `len` bytes are the packet (it is reused for others).
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) len: usize,
+    pub(crate) segment_size: u16,
+}
+
+impl Packet {
+    /// The packet's bytes.
+    pub(crate) fn data(&self) -> &[u8] {
+        &self.bytes[..self.len.min(self.bytes.len())]
+    }
+
+    fn data_mut(&mut self) -> &mut [u8] {
+        let len = self.len.min(self.bytes.len());
+        &mut self.bytes[..len]
+    }
+}
+
 /// One `write(2)` of a batch: packets `first..end` behind `hdr`. More than one packet is
 /// a super-segment: the first packet whole (its headers already fixed up to describe
 /// the run), then the payload (from `hdr_len` on) of each of the others.
@@ -224,7 +246,7 @@ impl Write {
 /// `merge`); TCP packets whose checksum the stack left partial (`partial`) ask the
 /// kernel to finish it. Only the first packet of each run is changed.
 pub(crate) fn plan(
-    batch: &mut [Vec<u8>],
+    batch: &mut [Packet],
     partial: bool,
     merge: bool,
     stats: &mut OffloadStats,
@@ -235,7 +257,7 @@ pub(crate) fn plan(
     while i < batch.len() {
         let first = i;
         i += 1;
-        let f = match shape(&batch[first]) {
+        let f = match shape(batch[first].data()) {
             Some(f) => f,
             None => {
                 writes.push(Write {
@@ -255,6 +277,24 @@ pub(crate) fn plan(
             csum_offset: 16,
         };
         let single = if partial { csum } else { PLAIN };
+        let gso_type = if f.ip_len == 20 { GSO_TCPV4 } else { GSO_TCPV6 };
+        let size = batch[first].segment_size;
+        if size > 0 {
+            // A super-segment the stack built: the device cuts it (its checksum is
+            // partial: the stack builds them only with offload on).
+            stats.super_out += 1;
+            stats.segments_merged += f.payload.div_ceil(usize::from(size)) as u64;
+            writes.push(Write {
+                hdr: VnetHdr {
+                    gso_type,
+                    gso_size: size,
+                    ..csum
+                },
+                first,
+                end: i,
+            });
+            continue;
+        }
         if !merge || f.flags != ACK || f.payload == 0 {
             writes.push(Write {
                 hdr: single,
@@ -265,13 +305,15 @@ pub(crate) fn plan(
         }
         let mut run_bytes = f.payload;
         let mut last_flags = f.flags;
-        while i < batch.len() && i - first < MAX_RUN {
-            let Some(n) = shape(&batch[i]) else { break };
+        while i < batch.len() && i - first < MAX_RUN && batch[i].segment_size == 0 {
+            let Some(n) = shape(batch[i].data()) else {
+                break;
+            };
             // Every segment but the last must be full-sized.
             if last_flags != ACK || run_bytes % f.payload != 0 {
                 break;
             }
-            if !continues(&batch[first], &f, run_bytes, &batch[i], &n) {
+            if !continues(batch[first].data(), &f, run_bytes, batch[i].data(), &n) {
                 break;
             }
             run_bytes += n.payload;
@@ -286,12 +328,12 @@ pub(crate) fn plan(
             });
             continue;
         }
-        finish_super(&mut batch[first], &f, run_bytes, last_flags);
+        finish_super(batch[first].data_mut(), &f, run_bytes, last_flags);
         stats.super_out += 1;
         stats.segments_merged += (i - first) as u64;
         writes.push(Write {
             hdr: VnetHdr {
-                gso_type: if f.ip_len == 20 { GSO_TCPV4 } else { GSO_TCPV6 },
+                gso_type,
                 gso_size: f.payload as u16,
                 ..csum
             },
@@ -401,18 +443,26 @@ mod tests {
     /// Plan `batch` and return what each write puts on the device, as the driver's
     /// `writev` gathers it.
     fn written(
-        mut batch: Vec<Vec<u8>>,
+        batch: Vec<Vec<u8>>,
         partial: bool,
         stats: &mut OffloadStats,
     ) -> Vec<(VnetHdr, Vec<u8>)> {
+        let mut batch: Vec<Packet> = batch
+            .into_iter()
+            .map(|bytes| Packet {
+                len: bytes.len(),
+                bytes,
+                segment_size: 0,
+            })
+            .collect();
         let mut writes = Vec::new();
         plan(&mut batch, partial, true, stats, &mut writes);
         writes
             .iter()
             .map(|w| {
-                let mut p = batch[w.first].clone();
+                let mut p = batch[w.first].data().to_vec();
                 for q in &batch[w.first + 1..w.end] {
-                    p.extend_from_slice(&q[w.hdr_len()..]);
+                    p.extend_from_slice(&q.data()[w.hdr_len()..]);
                 }
                 (w.hdr, p)
             })

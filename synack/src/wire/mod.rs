@@ -260,7 +260,12 @@ pub fn emit_tcp_packet(
     ttl: u8,
     tcp: &TcpRepr<'_>,
 ) -> Result<Vec<u8>, WireError> {
-    let mut buf = Vec::new();
+    let ip_len = if src.is_ipv4() {
+        ipv4::HEADER_LEN
+    } else {
+        ipv6::HEADER_LEN
+    };
+    let mut buf = vec![0u8; ip_len + tcp.buffer_len()];
     emit_tcp_packet_into(&mut buf, src, dst, ttl, tcp, &[], TxChecksum::Full)?;
     Ok(buf)
 }
@@ -277,19 +282,19 @@ pub enum TxChecksum {
     Partial,
 }
 
-/// Build an IPv4 or IPv6 packet carrying `tcp` into `buf`, reusing its storage: the
-/// payload is `tcp.payload` followed by `tail` (a ring buffer's two pieces), copied and
-/// summed in one pass. The IP header checksum is always complete; the TCP checksum as
-/// `csum` says.
+/// Build an IPv4 or IPv6 packet carrying `tcp` at the start of `buf` and return its
+/// length: the payload is `tcp.payload` followed by `tail` (a ring buffer's two pieces),
+/// copied and summed in one pass. The IP header checksum is always complete; the TCP
+/// checksum as `csum` says. [`WireError::Truncated`] when `buf` is too short.
 pub fn emit_tcp_packet_into(
-    buf: &mut Vec<u8>,
+    buf: &mut [u8],
     src: IpAddr,
     dst: IpAddr,
     ttl: u8,
     tcp: &TcpRepr<'_>,
     tail: &[u8],
     csum: TxChecksum,
-) -> Result<(), WireError> {
+) -> Result<usize, WireError> {
     let ip_len = match (src, dst) {
         (IpAddr::V4(_), IpAddr::V4(_)) => ipv4::HEADER_LEN,
         (IpAddr::V6(_), IpAddr::V6(_)) => ipv6::HEADER_LEN,
@@ -297,10 +302,9 @@ pub fn emit_tcp_packet_into(
     };
     let hl = tcp.header_len();
     let (head, tcp_len) = (tcp.payload.len(), hl + tcp.payload.len() + tail.len());
-    // No clearing: every byte up to the new length is written below, so storage kept
-    // from an earlier packet is not zeroed first.
-    buf.resize(ip_len + tcp_len, 0);
-    buf.truncate(ip_len + tcp_len);
+    let buf = buf
+        .get_mut(..ip_len + tcp_len)
+        .ok_or(WireError::Truncated)?;
     match (src, dst) {
         (IpAddr::V4(s), IpAddr::V4(d)) => Ipv4Repr {
             src: s,
@@ -344,7 +348,7 @@ pub fn emit_tcp_packet_into(
         }
     };
     seg[16..18].copy_from_slice(&field.to_be_bytes());
-    Ok(())
+    Ok(ip_len + tcp_len)
 }
 
 /// Cut a whole `packet` (IPv4, or IPv6 with no extension headers) into fragments whose
@@ -507,12 +511,18 @@ mod tests {
             let whole = emit_tcp_packet(s, d, 64, &repr).unwrap();
             let (head, tail) = payload.split_at(split.min(payload.len()));
             repr.payload = head;
-            let mut buf = vec![0x5A; old];
-            emit_tcp_packet_into(&mut buf, s, d, 64, &repr, tail, TxChecksum::Full).unwrap();
-            prop_assert_eq!(&buf, &whole);
+            let mut buf = vec![0x5A; whole.len() + old];
+            let n = emit_tcp_packet_into(&mut buf, s, d, 64, &repr, tail, TxChecksum::Full).unwrap();
+            prop_assert_eq!(&buf[..n], &whole[..]);
+            // A buffer too short is refused, not overrun.
+            prop_assert_eq!(
+                emit_tcp_packet_into(&mut buf[..n - 1], s, d, 64, &repr, tail, TxChecksum::Full),
+                Err(WireError::Truncated)
+            );
             // Partial: a device summing from the TCP header on (over the pseudo-header
             // sum left in the field) writes the same checksum.
-            emit_tcp_packet_into(&mut buf, s, d, 64, &repr, tail, TxChecksum::Partial).unwrap();
+            let n = emit_tcp_packet_into(&mut buf, s, d, 64, &repr, tail, TxChecksum::Partial).unwrap();
+            let mut buf = buf[..n].to_vec();
             let ip_len = if v6 { 40 } else { 20 };
             let device = checksum(&buf[ip_len..]);
             buf[ip_len + 16..ip_len + 18].copy_from_slice(&device.to_be_bytes());

@@ -10,7 +10,6 @@ use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 /// Bytes allocated and not yet freed, process-wide.
-#[allow(dead_code)]
 pub fn live_heap() -> usize {
     // stats_alloc counts a realloc's growth in bytes_allocated and its shrinking in
     // bytes_deallocated.
@@ -19,7 +18,7 @@ pub fn live_heap() -> usize {
 }
 
 /// Heap allocations made so far (reallocations included), process-wide.
-#[allow(dead_code)]
+#[allow(dead_code)] // not every test binary that includes this counts allocations
 pub fn allocations() -> usize {
     let s = GLOBAL.stats();
     s.allocations + s.reallocations
