@@ -74,7 +74,7 @@ fn transfer(tso_max: usize, lossy: bool) -> (Vec<Seen>, usize, usize) {
         for p in to_b.drain(..) {
             let (_, t) = wire::parse_tcp_packet(&p).unwrap();
             if lossy
-                && t.payload.len() > 0
+                && !t.payload.is_empty()
                 && (t.seq.get() / 1448) % 41 == 7
                 && dropped.insert(t.seq.get())
             {
