@@ -424,8 +424,8 @@ impl Stack {
     }
 
     fn build(&mut self, tuple: FourTuple, out: &Outgoing) -> Option<Vec<u8>> {
-        // Headers only: IPv6 and the longest TCP header.
-        let mut buf = vec![0u8; 100];
+        // Headers only.
+        let mut buf = vec![0u8; wire::MAX_TCP_HEADERS];
         match build_into(&mut buf, &self.config, tuple, out, (&[], &[])) {
             Ok(n) => {
                 buf.truncate(n);

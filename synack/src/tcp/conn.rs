@@ -819,15 +819,18 @@ impl Connection {
 
     /// Storage beyond `IDLE_KEEP` held by an empty buffer (an idle release frees it).
     pub(crate) fn idle_storage(&self) -> bool {
-        self.snd_buf.idle_storage()
-            || (self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP)
+        self.snd_buf.idle_storage() || self.rcv_idle_storage()
+    }
+
+    fn rcv_idle_storage(&self) -> bool {
+        self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP
     }
 
     /// Give back what empty buffers hold beyond `IDLE_KEEP` (what a burst made them grow
     /// to): the stack calls it `IDLE_RELEASE` after a buffer emptied.
     pub(crate) fn release_idle_storage(&mut self) {
         self.snd_buf.release_idle();
-        if self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP {
+        if self.rcv_idle_storage() {
             self.rcv_buf = VecDeque::new();
         }
     }

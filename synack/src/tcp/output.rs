@@ -4,7 +4,7 @@
 use super::cc::Controller;
 use super::conn::{Connection, MemoryLevel};
 use super::state::*;
-use crate::wire::{SeqNum, TcpFlags, TcpOptions, Timestamps};
+use crate::wire::{SeqNum, TcpFlags, TcpOptions, Timestamps, MAX_TCP_HEADERS};
 use crate::Instant;
 
 /// A segment ready to be wrapped in TCP/IP headers by the stack.
@@ -308,32 +308,28 @@ impl Connection {
             if new_data {
                 snd.max = end;
             }
+            let mut out = out;
+            let (mut packet_segs, mut packet_full) = (packet_segs, packet_full);
+            if self.tso_max > 0 && new_data && !with_fin && len == self.send_mss(self.state.snd()?)
+            {
+                // Segmentation offload: the rest of this Linux packet joins it.
+                (packet_segs, packet_full) =
+                    self.extend_super(now, &mut out, packet_segs, packet_full);
+            }
+            let snd = self.state.snd_mut()?;
             // RFC 8985 7.2: (re)schedule the probe timer when new data goes out, with the
             // flight it now has.
             if new_data || snd.tlp.is_none() {
                 snd.arm_tlp(now, sack, mss);
             }
             snd.start_rtx_timer(now);
-            let mut out = out;
-            let mut packet_segs = packet_segs;
-            let mut packet_full = packet_full;
-            if new_data && !with_fin && len == self.send_mss(self.state.snd()?) {
-                // Segmentation offload: the rest of this Linux packet joins it.
-                let segs = self.extend_super(now, &mut out, packet_full);
-                if segs > 1 {
-                    packet_segs = segs as u32;
-                    packet_full = true;
-                }
-            }
-            let snd = self.state.snd_mut()?;
             snd.track_cwnd_use(now, sack, mss);
             // PSH as Linux's segments carry it: besides the end of the written data
             // (data_segment), on the last segment of each multi-segment packet, since
             // Linux forces PSH on every TSO/GSO packet of more than one segment and
-            // segmentation leaves it on the packet's last segment.
-            if out.segment_size > 0 {
-                // extend_super marked it (the device keeps PSH for the last segment).
-            } else if len > 0 && packet_segs >= 2 && !out.flags.psh() {
+            // segmentation leaves it on the packet's last segment (a super-segment's PSH
+            // is kept by the device for its last segment).
+            if len > 0 && packet_segs >= 2 && !out.flags.psh() {
                 let snd = self.state.snd()?;
                 if packet_full || self.sendable(snd, now).0 == 0 {
                     out.flags |= TcpFlags::PSH;
@@ -373,15 +369,21 @@ impl Connection {
         None
     }
 
-    /// With segmentation offload (`tso_max`), add to `out` (a full segment of new data
-    /// that starts or continues a Linux packet) the next full segments of the same
-    /// packet that may go now, doing each one's bookkeeping as if it had been sent on
-    /// its own; `full`: the packet is already complete. Returns the segments in `out`.
-    fn extend_super(&mut self, now: Instant, out: &mut Outgoing, mut full: bool) -> usize {
+    /// With segmentation offload (`tso_max`), add to `out` (a full segment of new data,
+    /// segment `segs` of a Linux packet, `full` when that is its last) the next full
+    /// segments of the same packet that may go now, doing each one's bookkeeping as if
+    /// it had been sent on its own. Returns the packet's segments and whether it is
+    /// complete, as [`Connection::gso_place`] does for one segment.
+    fn extend_super(
+        &mut self,
+        now: Instant,
+        out: &mut Outgoing,
+        mut segs: u32,
+        mut full: bool,
+    ) -> (u32, bool) {
         let mss = out.payload.len();
-        let headers = 60 + 60;
-        let mut segs = 1;
-        while !full && self.tso_max > 0 && headers + (segs + 1) * mss <= self.tso_max as usize {
+        let mut joined = 1;
+        while !full && MAX_TCP_HEADERS + (joined + 1) * mss <= self.tso_max as usize {
             let Some(snd) = self.state.snd() else { break };
             let off = ((snd.nxt - snd.una).max(0) as usize).min(self.snd_buf.len());
             // Only full segments, and not the one the FIN would ride on.
@@ -401,27 +403,13 @@ impl Connection {
             snd.on_recovery_send(mss as u32);
             out.payload.end += mss;
             self.stats.bytes_out += mss as u64;
+            joined += 1;
             segs += 1;
         }
-        if segs > 1 {
+        if joined > 1 {
             out.segment_size = mss as u16;
-            // PSH where the segments would have it (poll_data): at the end of the
-            // written data, and on the last segment of Linux's multi-segment packet:
-            // when the packet is complete, or nothing more may go now. A shorter segment
-            // still to come in this packet (the data's tail) carries it instead.
-            let nothing_more = self
-                .state
-                .snd()
-                .is_some_and(|s| self.sendable(s, now).0 == 0);
-            if out.payload.end == self.snd_buf.len() || full || nothing_more {
-                out.flags |= TcpFlags::PSH;
-            }
-            let (sack, smss) = (self.neg.sack, self.neg.snd_mss as u32);
-            if let Some(snd) = self.state.snd_mut() {
-                snd.arm_tlp(now, sack, smss);
-            }
         }
-        segs
+        (segs, full)
     }
 
     /// Put the next new segment into the packet Linux would be building now (its TSO

@@ -24,6 +24,10 @@ pub use tcp_options::{SackBlocks, TcpOptions, Timestamps};
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
 
+/// The longest IP and TCP headers of a packet synack builds: IPv6 and a TCP header
+/// full of options.
+pub const MAX_TCP_HEADERS: usize = ipv6::HEADER_LEN + 60;
+
 /// Why bytes are not a packet synack accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WireError {
