@@ -39,6 +39,9 @@ pub(crate) struct Keys {
     pub(crate) ports: [u8; 32],
     /// The key of the TIME_WAIT table's index hash.
     pub(crate) time_wait: [u8; 16],
+    /// The key of the connection index's hash (drawn last, so the others stay as they
+    /// were for a given deterministic seed).
+    pub(crate) connections: [u8; 16],
 }
 
 impl Keys {
@@ -55,6 +58,7 @@ impl Keys {
             syncookie: [[0; 16]; 2],
             ports: [0; 32],
             time_wait: [0; 16],
+            connections: [0; 16],
         };
         match source {
             Secrets::Random => keys.fill(|b| {
@@ -77,6 +81,7 @@ impl Keys {
         f(&mut self.syncookie[1]);
         f(&mut self.ports);
         f(&mut self.time_wait);
+        f(&mut self.connections);
     }
 }
 
@@ -93,6 +98,7 @@ mod tests {
             &k.syncookie[1],
             &k.ports,
             &k.time_wait,
+            &k.connections,
         ] {
             v.extend_from_slice(part);
         }
@@ -110,6 +116,7 @@ mod tests {
             a.syncookie[0],
             a.syncookie[1],
             a.time_wait,
+            a.connections,
         ];
         for (i, x) in parts.iter().enumerate() {
             assert_ne!(*x, [0; 16]);

@@ -66,9 +66,10 @@ impl Stack {
         };
         let busy: std::collections::HashSet<u16> = self
             .by_tuple
-            .keys()
-            .filter(|t| overlaps(t.local.ip()))
-            .map(|t| t.local.port())
+            .slots()
+            .filter_map(|i| self.slots[i as usize].conn.as_ref())
+            .filter(|c| overlaps(c.local.ip()))
+            .map(|c| c.local.port())
             .collect();
         let range = self.config.ephemeral_ports.clone();
         let nowhere = SocketAddr::new(local.ip(), 0);
@@ -224,7 +225,7 @@ impl Stack {
 
     pub(super) fn tuple_free(&self, local: SocketAddr, remote: SocketAddr) -> bool {
         let t = FourTuple { local, remote };
-        !self.by_tuple.contains_key(&t) && !self.time_wait.contains(&t)
+        !self.by_tuple.contains(&self.slots, &t) && !self.time_wait.contains(&t)
     }
 
     /// Run `f` on the application's connection, then do the bookkeeping.
@@ -243,6 +244,7 @@ impl Stack {
         }
         let conn = slot.conn.as_mut().ok_or(Error::InvalidHandle)?;
         conn.memory = self.memory_level;
+        self.scratch.lend(conn);
         let out = f(conn, &self.config);
         self.after_activity(now, h.index);
         Ok(out)
@@ -443,7 +445,7 @@ impl Stack {
     /// The state of any connection by 4-tuple (including orphans and TIME_WAIT entries).
     pub fn state_of(&self, local: SocketAddr, remote: SocketAddr) -> Option<TcpState> {
         let t = FourTuple { local, remote };
-        if let Some(&i) = self.by_tuple.get(&t) {
+        if let Some(i) = self.by_tuple.get(&self.slots, &t) {
             return self.slots[i as usize].conn.as_ref().map(|c| c.tcp_state());
         }
         self.time_wait.contains(&t).then_some(TcpState::TimeWait)

@@ -132,7 +132,7 @@ impl Stack {
             local: SocketAddr::new(q.src, q.src_port),
             remote: SocketAddr::new(q.dst, q.dst_port),
         };
-        let Some(&index) = self.by_tuple.get(&tuple) else {
+        let Some(index) = self.by_tuple.get(&self.slots, &tuple) else {
             return self.stats.drop("icmp_no_connection");
         };
         let Some(conn) = self.slots[index as usize].conn.as_mut() else {

@@ -97,7 +97,7 @@ impl Stack {
             local: SocketAddr::new(ip.dst, seg.dst_port),
             remote: SocketAddr::new(ip.src, seg.src_port),
         };
-        if let Some(&index) = self.by_tuple.get(&tuple) {
+        if let Some(index) = self.by_tuple.get(&self.slots, &tuple) {
             return self.deliver(now, index, tuple, seg);
         }
         if self.time_wait.contains(&tuple) {
@@ -138,6 +138,7 @@ impl Stack {
             return;
         };
         conn.memory = self.memory_level;
+        self.scratch.lend(conn);
         let disposition = conn.on_segment(now, seg, &self.config);
         match disposition {
             Disposition::Done => {}

@@ -17,6 +17,7 @@
 mod api;
 mod event;
 mod fragments;
+mod index;
 mod icmp;
 mod input;
 mod listen;
@@ -153,7 +154,7 @@ pub struct Stack {
     /// Bytes in all connections' buffers, and the level that makes against `tcp_mem`.
     memory: usize,
     memory_level: MemoryLevel,
-    by_tuple: std::collections::HashMap<FourTuple, u32>,
+    by_tuple: index::ConnectionIndex,
     listeners: Vec<Option<Listener>>,
     time_wait: TimeWaitTable,
     fragments: Reassembler,
@@ -163,6 +164,8 @@ pub struct Stack {
     /// every entry is `IDLE_RELEASE` after the activity that queued it).
     idle_release: VecDeque<(Instant, u32, u32)>,
     ctl_out: VecDeque<Vec<u8>>,
+    /// Lists a connection fills while the stack calls it, lent to each in turn.
+    scratch: tables::Scratch,
     events: VecDeque<Event>,
     stats: StackStats,
 }
@@ -203,12 +206,13 @@ impl Stack {
             addresses: Vec::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
-            by_tuple: Default::default(),
+            by_tuple: index::ConnectionIndex::new(keys.connections),
             listeners: Vec::new(),
             timers: TimerQueue::default(),
             tx_ready: VecDeque::new(),
             idle_release: VecDeque::new(),
             ctl_out: VecDeque::new(),
+            scratch: tables::Scratch::default(),
             events: VecDeque::new(),
             stats: StackStats::default(),
         }
@@ -242,8 +246,8 @@ impl Stack {
         let mut s = self.stats.clone();
         for slot in &self.slots {
             if let Some(c) = &slot.conn {
-                s.retransmits += c.stats.retransmits;
-                s.challenge_acks += c.stats.challenge_acks;
+                s.retransmits += u64::from(c.stats.retransmits);
+                s.challenge_acks += u64::from(c.stats.challenge_acks);
             }
         }
         s
@@ -362,7 +366,7 @@ impl Stack {
             PROTO_ICMP | PROTO_ICMPV6 => self.icmp_quoted_tuple(&ip, payload)?,
             _ => return None,
         };
-        Some(self.by_tuple.contains_key(&tuple) || self.time_wait.contains(&tuple))
+        Some(self.by_tuple.contains(&self.slots, &tuple) || self.time_wait.contains(&tuple))
     }
 
     /// The state of every connection, including TIME_WAIT entries: (local, remote, state).
@@ -458,7 +462,7 @@ impl Stack {
         slot.listener = listener;
         slot.app_owned = app_owned;
         slot.in_table = true;
-        self.by_tuple.insert(tuple, index);
+        self.by_tuple.insert(&tuple, index);
         index
     }
 
@@ -491,12 +495,18 @@ impl Stack {
             local: conn.local,
             remote: conn.remote,
         };
+        // (A connection's count stops at 4 GiB, far beyond any buffer it can have.)
+        let held = u32::try_from(held).unwrap_or(u32::MAX);
         let charged = std::mem::replace(&mut slot.memory, held);
-        // Taken out and given back below, so their capacity is reused packet after packet.
-        let mut rsts = std::mem::take(&mut conn.rst_out);
+        // Taken out and kept by the stack below, so its capacity is reused packet after
+        // packet and an idle connection holds none.
         let mut events = std::mem::take(&mut conn.events);
-        self.charge_memory(charged, held);
-        for rst in rsts.drain(..) {
+        self.charge_memory(charged as usize, held as usize);
+        // Resets first, in the order the connection asked for them.
+        for ev in &events {
+            let ConnEvent::Reset(rst) = ev else {
+                continue;
+            };
             let out = Outgoing {
                 seq: rst.seq,
                 ack: rst.ack.unwrap_or(SeqNum::new(0)),
@@ -519,14 +529,7 @@ impl Stack {
         for ev in events.drain(..) {
             self.conn_event(index, handle, tuple, ev);
         }
-        if let Some(conn) = self.slots[index as usize].conn.as_mut() {
-            if conn.events.is_empty() {
-                conn.events = events;
-            }
-            if conn.rst_out.is_empty() {
-                conn.rst_out = rsts;
-            }
-        }
+        self.scratch.keep(events);
         let slot = &mut self.slots[index as usize];
         let Some(conn) = slot.conn.as_mut() else {
             return;
@@ -534,7 +537,7 @@ impl Stack {
         // A closed connection leaves the demultiplexing table at once.
         if matches!(conn.tcp_state(), TcpState::Closed) && slot.in_table {
             slot.in_table = false;
-            self.by_tuple.remove(&tuple);
+            self.by_tuple.remove(&tuple, index);
         }
         // An orphan in TIME_WAIT moves to the compact TIME_WAIT table.
         if !slot.app_owned && conn.tcp_state() == TcpState::TimeWait {
@@ -549,7 +552,7 @@ impl Stack {
             };
             if let Some(tw) = conn.take_time_wait() {
                 slot.in_table = false;
-                self.by_tuple.remove(&tuple);
+                self.by_tuple.remove(&tuple, index);
                 if self.time_wait.len() < self.config.tcp_max_tw_buckets {
                     self.time_wait.insert(tuple, tw, handle);
                     // Warn once as the table passes 90 % of its limit.
@@ -634,6 +637,7 @@ impl Stack {
                     cause,
                 });
             }
+            ConnEvent::Reset(_) => {}
             ConnEvent::Connected => {
                 if app_owned {
                     self.events.push_back(Event::Connected(handle));
@@ -782,17 +786,18 @@ impl Stack {
             self.orphans -= 1;
         }
         let charged = std::mem::take(&mut slot.memory);
-        self.charge_memory(charged, 0);
+        self.charge_memory(charged as usize, 0);
         let slot = &mut self.slots[index as usize];
         if let Some(conn) = slot.conn.take() {
             self.live_connections -= 1;
-            self.stats.retransmits += conn.stats.retransmits;
-            self.stats.challenge_acks += conn.stats.challenge_acks;
+            self.stats.retransmits += u64::from(conn.stats.retransmits);
+            self.stats.challenge_acks += u64::from(conn.stats.challenge_acks);
             if slot.in_table {
-                self.by_tuple.remove(&FourTuple {
+                let tuple = FourTuple {
                     local: conn.local,
                     remote: conn.remote,
-                });
+                };
+                self.by_tuple.remove(&tuple, index);
             }
         }
         if let Some(lid) = slot.listener.take() {
@@ -867,7 +872,9 @@ impl Stack {
                 continue;
             };
             conn.memory = self.memory_level;
+            self.scratch.lend(conn);
             let Some(out) = conn.poll_segment(now) else {
+                self.scratch.reclaim(conn);
                 continue;
             };
             let tuple = FourTuple {
@@ -918,6 +925,7 @@ impl Stack {
             slot.timer_at = None;
             if let Some(conn) = slot.conn.as_mut() {
                 conn.memory = self.memory_level;
+                self.scratch.lend(conn);
                 conn.on_timeout(now, &self.config);
                 self.after_activity(now, index);
             }

@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::net::SocketAddr;
 
-use crate::tcp::Connection;
+use crate::tcp::{ConnEvent, Connection};
 use crate::Instant;
 
 /// A connection's identity on the wire: (our address and port, the peer's).
@@ -35,9 +35,43 @@ pub(crate) struct Slot {
     /// Counted as an orphan (`Config::tcp_max_orphans`).
     pub(crate) orphan: bool,
     /// Buffer bytes this connection was last counted for (`Config::tcp_mem`).
-    pub(crate) memory: usize,
+    pub(crate) memory: u32,
     /// Queued in `Stack::idle_release` (an empty buffer holds storage to give back).
     pub(crate) release_queued: bool,
+}
+
+/// The list a connection fills while the stack calls it (events, resets to send): one
+/// list whose storage the stack lends to the connection it calls and takes back
+/// afterwards, so that an idle connection holds no list storage and the busy path
+/// allocates none.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    events: Vec<ConnEvent>,
+}
+
+impl Scratch {
+    /// Lend the storage to `conn` (unless it has a list of its own already).
+    pub(crate) fn lend(&mut self, conn: &mut Connection) {
+        if conn.events.capacity() == 0 {
+            conn.events = std::mem::take(&mut self.events);
+        }
+    }
+
+    /// Take the storage back from a call that left the list empty (the stack's
+    /// bookkeeping, which takes it otherwise, did not run).
+    pub(crate) fn reclaim(&mut self, conn: &mut Connection) {
+        if conn.events.is_empty() {
+            self.keep(std::mem::take(&mut conn.events));
+        }
+    }
+
+    /// Take back a drained list (the larger storage is kept).
+    pub(crate) fn keep(&mut self, mut events: Vec<ConnEvent>) {
+        events.clear();
+        if events.capacity() > self.events.capacity() {
+            self.events = events;
+        }
+    }
 }
 
 /// A listening socket: its SYN queue count and accept queue.

@@ -12,10 +12,10 @@ use crate::{Config, Instant};
 pub(crate) struct RcvSpace {
     /// Bytes read per round trip at the last measure (Linux's `rcvq_space.space`).
     space: u32,
-    /// Bytes the application read in all (Linux's `copied_seq`).
-    read: u64,
+    /// Bytes the application read in all, wrapping (Linux's `copied_seq`).
+    read: u32,
     /// When the current measure began, and `read` then.
-    start: Option<(Instant, u64)>,
+    start: Option<(Instant, u32)>,
 }
 
 /// Linux's TCP_INIT_CWND: the first measure expects ten segments a round trip.
@@ -38,10 +38,10 @@ impl Connection {
     pub(crate) fn on_app_read(&mut self, now: Instant, n: usize, cfg: &Config) {
         let mss = u32::from(self.local_mss);
         let rs = &mut self.rcv_space;
-        rs.read += n as u64;
+        rs.read = rs.read.wrapping_add(n as u32);
         let Some((start, at)) = rs.start else {
             rs.space = (self.rcv_cap as u32).min(INIT_SEGMENTS * mss);
-            rs.start = Some((now, rs.read - n as u64));
+            rs.start = Some((now, rs.read.wrapping_sub(n as u32)));
             return;
         };
         // The round trip: our estimate (from the handshake at least); none yet, no measure.
@@ -51,7 +51,7 @@ impl Connection {
         if now.checked_sub(rtt).is_none_or(|t| t < start) {
             return;
         }
-        let copied = u32::try_from(rs.read - at).unwrap_or(u32::MAX);
+        let copied = rs.read.wrapping_sub(at);
         if copied > rs.space {
             if cfg.tcp_moderate_rcvbuf && !self.rcv_locked && self.memory == MemoryLevel::Normal {
                 let target = rcv_target(copied, rs.space, mss).min(cfg.tcp_rmem_max as u64);

@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 pub use crate::config::CongestionControl;
+use crate::time::Micros;
 use crate::Instant;
 
 impl CongestionControl {
@@ -182,18 +183,27 @@ impl Window {
 /// about half the path's bandwidth-delay product and the next doubling would overflow).
 /// The second catches bursty rounds after which the queue drains, where the minimum RTT
 /// never rises. RFC 9406's Conservative Slow Start is not done: we go to congestion avoidance.
+///
+/// The per-round state lives behind a pointer, allocated once slow start reaches the
+/// window where HyStart decides (16 segments) and freed when it has decided: most
+/// connections never get there.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HyStart {
+    rounds: Option<Box<Rounds>>,
+    /// Lowest RTT seen.
+    min_rtt: Option<Micros>,
+    done: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Rounds {
     /// The round ends when SND.UNA passes this.
     round_end: Option<crate::wire::SeqNum>,
-    last_round_min: Option<Duration>,
-    current_round_min: Option<Duration>,
+    last_round_min: Option<Micros>,
+    current_round_min: Option<Micros>,
     samples: u32,
-    /// Lowest RTT seen.
-    min_rtt: Option<Duration>,
     /// First and latest ACK of the current train of closely spaced ACKs.
     train: Option<(Instant, Instant)>,
-    done: bool,
 }
 
 /// RFC 9406 4.3: N_RTT_SAMPLE, MIN_RTT_THRESH, MAX_RTT_THRESH.
@@ -206,6 +216,11 @@ const LOW_WINDOW: u32 = 16;
 const ACK_DELTA: Duration = Duration::from_millis(2);
 
 impl HyStart {
+    /// Slow start is over (HyStart or a loss ended it): the rounds are not needed.
+    pub(crate) fn forget_rounds(&mut self) {
+        self.rounds = None;
+    }
+
     /// One ACK in slow start with its RTT sample; true when slow start should end.
     /// `cwnd_segs` is cwnd in segments (as Linux, nothing is decided below 16), and
     /// `ack_delay` what a sender's own ACK spacing may add to a train (Linux's
@@ -222,40 +237,43 @@ impl HyStart {
         if self.done {
             return false;
         }
+        let rtt = Micros::new(rtt);
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
         if cwnd_segs < LOW_WINDOW {
-            self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
             return false;
         }
-        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
-        if self.round_end.is_none_or(|end| una >= end) {
+        let r = self.rounds.get_or_insert_with(Box::default);
+        if r.round_end.is_none_or(|end| una >= end) {
             // RFC 9406 4.2: a new round starts.
-            self.round_end = Some(max);
-            self.last_round_min = self.current_round_min.take();
-            self.samples = 0;
-            self.train = Some((now, now));
+            r.round_end = Some(max);
+            r.last_round_min = r.current_round_min.take();
+            r.samples = 0;
+            r.train = Some((now, now));
         }
-        self.samples += 1;
-        self.current_round_min = Some(self.current_round_min.map_or(rtt, |m| m.min(rtt)));
-        let delay_rose = match (self.last_round_min, self.current_round_min) {
-            (Some(last), Some(current)) if self.samples >= N_RTT_SAMPLE => {
+        r.samples += 1;
+        r.current_round_min = Some(r.current_round_min.map_or(rtt, |m| m.min(rtt)));
+        let delay_rose = match (r.last_round_min, r.current_round_min) {
+            (Some(last), Some(current)) if r.samples >= N_RTT_SAMPLE => {
+                let (last, current) = (last.get(), current.get());
                 current >= last + (last / 8).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH)
             }
             _ => false,
         };
         let mut long_train = false;
-        if let Some((first, latest)) = self.train {
+        if let Some((first, latest)) = r.train {
             if now - latest <= ACK_DELTA {
-                self.train = Some((first, now));
+                r.train = Some((first, now));
                 // Linux: the train passes (delay_min + ack delay) / 2 without pacing.
                 long_train = self
                     .min_rtt
-                    .is_some_and(|m| now - first > (m + ack_delay) / 2);
+                    .is_some_and(|m| now - first > (m.get() + ack_delay) / 2);
             } else {
-                self.train = None;
+                r.train = None;
             }
         }
         if delay_rose || long_train {
             self.done = true;
+            self.rounds = None;
         }
         self.done
     }

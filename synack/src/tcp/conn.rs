@@ -20,6 +20,7 @@ use crate::config::wscale_for;
 use crate::config::Config;
 use crate::error::Error;
 use crate::wire::{SeqNum, TcpRepr};
+use crate::time::{Micros, Millis};
 use crate::Instant;
 
 /// Something a connection reports to the stack, which turns it into [`crate::Event`]s.
@@ -42,6 +43,8 @@ pub(crate) enum ConnEvent {
     SoftError(Error),
     /// A lifecycle diagnostic (see `diagnose`): the connection is stuck in its state.
     Warning(String),
+    /// A RST to send (the connection may already be CLOSED).
+    Reset(RstOut),
 }
 
 /// A RST the connection wants sent (it may already be CLOSED).
@@ -107,7 +110,7 @@ pub(crate) struct Connection {
     pub(crate) max_quick_acks: u32,
     /// TCP_USER_TIMEOUT (RFC 5482): give up when data stays unacknowledged this long,
     /// instead of counting retransmissions.
-    pub(crate) user_timeout: Option<Duration>,
+    pub(crate) user_timeout: Option<Millis>,
     /// TCP_MAXSEG set by the application: the MSS we announce and the largest we send.
     pub(crate) user_mss: Option<u16>,
     /// When data last arrived (None: none yet).
@@ -118,14 +121,13 @@ pub(crate) struct Connection {
     /// ACKs wait to ride on the next reply; left when the delayed-ACK timer fires.
     pub(crate) pingpong: bool,
     /// How long an ACK may be delayed (zero: ACK every segment at once).
-    pub(crate) delayed_ack: Duration,
+    pub(crate) delayed_ack: Micros,
     /// Nagle's algorithm off (TCP_NODELAY): small segments go out at once.
     pub(crate) nodelay: bool,
     /// Config::tcp_min_tso_segs: the smallest packet (in segments) PSH marks end.
     pub(crate) min_tso_segs: u32,
     /// Config::tso_max: the largest packet the device segments (0: none).
     pub(crate) tso_max: u32,
-    pub(crate) rst_out: Vec<RstOut>,
     /// The time of the latest call that told us the time (for checks made without one).
     pub(crate) last_now: Instant,
     /// When the connection entered its current state.
@@ -133,9 +135,9 @@ pub(crate) struct Connection {
     /// A lifecycle warning was raised in the current state (one per state).
     pub(crate) warned: bool,
     /// Config::warn_close_wait and warn_fin_wait_2: when to look at it again.
-    pub(crate) warn_after: (Duration, Duration),
+    pub(crate) warn_after: (Millis, Millis),
     /// Keepalive, when on (SO_KEEPALIVE), and when the peer was last heard.
-    pub(crate) keepalive: Option<super::keepalive::KeepaliveState>,
+    pub(crate) keepalive: Option<Box<super::keepalive::KeepaliveState>>,
     pub(crate) last_heard: Instant,
     /// A duplicate segment to report in the next ACK's first SACK block (RFC 2883).
     pub(crate) pending_dsack: Option<(SeqNum, SeqNum)>,
@@ -165,27 +167,28 @@ pub(crate) enum MemoryLevel {
     Exhausted,
 }
 
-/// Counters kept per connection.
+/// Counters kept per connection: events in 32 bits (wrapping, as Linux's `tcp_info`
+/// counts them), bytes in 64.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ConnStats {
-    pub(crate) segs_in: u64,
-    pub(crate) segs_out: u64,
-    pub(crate) retransmits: u64,
+    pub(crate) segs_in: u32,
+    pub(crate) segs_out: u32,
+    pub(crate) retransmits: u32,
     /// Fast retransmits undone because the original arrived (RFC 3522).
-    pub(crate) spurious_retransmits: u64,
+    pub(crate) spurious_retransmits: u32,
     /// Retransmission timeouts that fired.
-    pub(crate) timeouts: u64,
+    pub(crate) timeouts: u32,
     /// Tail loss probes sent (RFC 8985 7).
-    pub(crate) tail_loss_probes: u64,
+    pub(crate) tail_loss_probes: u32,
     /// Bytes acknowledged by the peer.
     pub(crate) bytes_sent: u64,
     /// Payload bytes put on the wire, retransmissions included.
     pub(crate) bytes_out: u64,
     pub(crate) bytes_received: u64,
     /// SACK blocks the peer sent us.
-    pub(crate) sack_blocks_in: u64,
-    pub(crate) challenge_acks: u64,
-    pub(crate) dropped: u64,
+    pub(crate) sack_blocks_in: u32,
+    pub(crate) challenge_acks: u32,
+    pub(crate) dropped: u32,
 }
 
 /// Our MSS for an MTU: minus the IP and TCP headers (RFC 9293 3.7.1).
@@ -236,22 +239,26 @@ impl Connection {
             last_data_in: None,
             ack_for_data: false,
             pingpong: false,
-            delayed_ack: cfg.delayed_ack,
+            delayed_ack: Micros::new(cfg.delayed_ack),
             nodelay: cfg.tcp_nodelay,
             min_tso_segs: cfg.tcp_min_tso_segs.max(1),
             tso_max: cfg.tso_max.min(65535) as u32,
-            rst_out: Vec::new(),
             pending_dsack: None,
             last_now: Instant::ZERO,
             state_since: Instant::ZERO,
             warned: false,
-            warn_after: (cfg.warn_close_wait, cfg.warn_fin_wait_2),
+            warn_after: (
+                Millis::new(cfg.warn_close_wait),
+                Millis::new(cfg.warn_fin_wait_2),
+            ),
             keepalive: cfg
                 .keepalive
-                .map(|settings| super::keepalive::KeepaliveState {
-                    settings,
-                    sent: 0,
-                    armed_at: Instant::ZERO,
+                .map(|settings| {
+                    Box::new(super::keepalive::KeepaliveState {
+                        settings,
+                        sent: 0,
+                        armed_at: Instant::ZERO,
+                    })
                 }),
             last_heard: Instant::ZERO,
             error: None,
@@ -315,7 +322,7 @@ impl Connection {
             adv,
         };
         c.syn_due = true;
-        c.stats.segs_in += 1;
+        c.stats.segs_in = c.stats.segs_in.wrapping_add(1);
         c.transition(now, "rcv SYN", |_| State::SynRcvd(state));
         c
     }
@@ -431,17 +438,18 @@ impl Connection {
             tsecr: self.ts_recent,
         });
         if let (Some(seq), Some((rcv_nxt, _))) = (self.state.snd_nxt(), self.state.rcv_window()) {
-            self.rst_out.push(RstOut {
+            self.events.push(ConnEvent::Reset(RstOut {
                 seq,
                 ack: Some(rcv_nxt),
                 timestamps,
-            });
+            }));
         }
     }
 
     /// Finished from the stack's point of view: CLOSED with nothing left to send.
     pub(crate) fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed(_)) && self.rst_out.is_empty()
+        matches!(self.state, State::Closed(_))
+            && !self.events.iter().any(|e| matches!(e, ConnEvent::Reset(_)))
     }
 
     // ---- timers ------------------------------------------------------------------
@@ -465,8 +473,8 @@ impl Connection {
         };
         // Lifecycle diagnostics look again when a state has lasted its threshold.
         let diagnostic = match self.state {
-            State::CloseWait(_) if !self.warned => Some(self.state_since + self.warn_after.0),
-            State::FinWait2(_) if !self.warned => Some(self.state_since + self.warn_after.1),
+            State::CloseWait(_) if !self.warned => Some(self.state_since + self.warn_after.0.get()),
+            State::FinWait2(_) if !self.warned => Some(self.state_since + self.warn_after.1.get()),
             _ => None,
         };
         earliest(
@@ -556,7 +564,7 @@ impl Connection {
 
     fn resend_syn(&mut self) {
         self.syn_due = true;
-        self.stats.retransmits += 1;
+        self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
     }
 
     /// Retransmission, RACK and persist timers of the synchronized states.
@@ -585,7 +593,7 @@ impl Connection {
         let Some(snd) = self.state.snd_mut() else {
             return;
         };
-        let user_timeout = self.user_timeout;
+        let user_timeout = self.user_timeout.map(Millis::get);
         if snd.rtx.deadline.is_some_and(|d| d <= now) {
             // RFC 5482 / TCP_USER_TIMEOUT: when set, it alone decides when to give up.
             let expired = match user_timeout {
@@ -600,7 +608,7 @@ impl Connection {
             }
             snd.rtx.backoff += 1;
             snd.rtt.on_retransmit();
-            self.stats.timeouts += 1;
+            self.stats.timeouts = self.stats.timeouts.wrapping_add(1);
             // RFC 5681 3.1 (eq. 4): after a timeout, ssthresh = max(FlightSize/2, 2*SMSS),
             // cwnd = 1 SMSS (CUBIC: RFC 9438 4.8). A timeout during a recovery already
             // under way does not reduce ssthresh again (as Linux's tcp_enter_loss).
@@ -680,7 +688,7 @@ impl Connection {
 
     /// TCP_USER_TIMEOUT: None goes back to counting retransmissions (tcp_retries2).
     pub(crate) fn set_user_timeout(&mut self, timeout: Option<Duration>) {
-        self.user_timeout = timeout.filter(|t| !t.is_zero());
+        self.user_timeout = timeout.filter(|t| !t.is_zero()).map(Millis::new);
     }
 
     /// TCP_MAXSEG: before the SYN leaves, the MSS we announce; always a cap on what we send.
@@ -819,7 +827,9 @@ impl Connection {
 
     /// Storage beyond `IDLE_KEEP` held by an empty buffer (an idle release frees it).
     pub(crate) fn idle_storage(&self) -> bool {
-        self.snd_buf.idle_storage() || self.rcv_idle_storage()
+        self.snd_buf.idle_storage()
+            || self.rcv_idle_storage()
+            || self.state.snd().is_some_and(|s| s.sacked.idle_storage())
     }
 
     fn rcv_idle_storage(&self) -> bool {
@@ -830,6 +840,9 @@ impl Connection {
     /// to): the stack calls it `IDLE_RELEASE` after a buffer emptied.
     pub(crate) fn release_idle_storage(&mut self) {
         self.snd_buf.release_idle();
+        if let Some(snd) = self.state.snd_mut() {
+            snd.sacked.release_idle();
+        }
         if self.rcv_idle_storage() {
             self.rcv_buf = VecDeque::new();
         }
@@ -1006,4 +1019,22 @@ fn handshake_timer(
     rtt.on_retransmit();
     rtx.deadline = Some(now + rtt.backed_off(rtx.backoff));
     HandshakeTimer::Resend
+}
+/// The scale bench measures a whole idle connection at under 1 KiB (the connection, its
+/// slot, its index entry and the allocator's overhead); this keeps the largest part from
+/// growing back unnoticed.
+#[cfg(all(test, target_pointer_width = "64"))]
+mod size {
+    use super::Connection;
+    use crate::tcp::state::{Snd, State};
+
+    #[test]
+    fn a_connection_stays_within_its_share_of_a_kibibyte() {
+        let (conn, state, snd) = (
+            std::mem::size_of::<Connection>(),
+            std::mem::size_of::<State>(),
+            std::mem::size_of::<Snd>(),
+        );
+        assert!(conn <= 920, "Connection is {conn} bytes (State {state}, Snd {snd})");
+    }
 }

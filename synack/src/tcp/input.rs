@@ -55,7 +55,7 @@ impl Connection {
         seg: &TcpRepr<'_>,
         cfg: &Config,
     ) -> Disposition {
-        self.stats.segs_in += 1;
+        self.stats.segs_in = self.stats.segs_in.wrapping_add(1);
         self.keepalive_heard(now);
         match self.state {
             State::Closed(_) => Disposition::Dropped("closed"),
@@ -101,11 +101,11 @@ impl Connection {
         // First: an ACK must acknowledge our SYN exactly, else <SEQ=SEG.ACK><CTL=RST>.
         if flags.ack() && (seg.ack <= iss || seg.ack > iss + 1) {
             if !flags.rst() {
-                self.rst_out.push(RstOut {
+                self.events.push(ConnEvent::Reset(RstOut {
                     seq: seg.ack,
                     ack: None,
                     timestamps: None,
-                });
+                }));
             }
             return Disposition::Dropped("bad_ack");
         }
@@ -246,11 +246,11 @@ impl Connection {
         }
         if !(iss < seg.ack && seg.ack <= iss + 1) {
             // RFC 9293 3.10.7.4: an unacceptable ACK in SYN_RECEIVED: <SEQ=SEG.ACK><CTL=RST>.
-            self.rst_out.push(RstOut {
+            self.events.push(ConnEvent::Reset(RstOut {
                 seq: seg.ack,
                 ack: None,
                 timestamps: None,
-            });
+            }));
             return Disposition::Dropped("bad_ack");
         }
         // RFC 7323 3.2 says SHOULD drop segments without timestamps once negotiated;
@@ -328,7 +328,7 @@ impl Connection {
             return Disposition::Dropped("challenge_ack_rate_limited");
         }
         self.ack_now = true;
-        self.stats.challenge_acks += 1;
+        self.stats.challenge_acks = self.stats.challenge_acks.wrapping_add(1);
         Disposition::Dropped("challenge_ack")
     }
 
@@ -416,11 +416,11 @@ impl Connection {
                 && seg.seq + seg.payload.len() as u32 > rcv_nxt
             {
                 // RFC 9293 3.10.7.4 / RFC 1122 4.2.2.13: new data after close() gets a RST.
-                self.rst_out.push(RstOut {
+                self.events.push(ConnEvent::Reset(RstOut {
                     seq: seg.ack,
                     ack: None,
                     timestamps: None,
-                });
+                }));
                 self.terminate(now, "data after close()", None);
                 return Disposition::Done;
             }
@@ -467,7 +467,7 @@ impl Connection {
                 return AckOutcome::Drop("challenge_ack_rate_limited");
             }
             self.ack_now = true;
-            self.stats.challenge_acks += 1;
+            self.stats.challenge_acks = self.stats.challenge_acks.wrapping_add(1);
             return AckOutcome::Drop("ack_too_old");
         }
         let data_end = snd.una + buf_len;
@@ -487,7 +487,7 @@ impl Connection {
         // RTT samples from newly SACKed segments (Linux's first_sackt/last_sackt).
         let mut sack_rtt: Option<(Duration, Duration)> = None;
         let blocks = seg.options.sack_blocks.as_slice();
-        self.stats.sack_blocks_in += blocks.len() as u64;
+        self.stats.sack_blocks_in = self.stats.sack_blocks_in.wrapping_add(blocks.len() as u32);
         if sack_on {
             for &(start, end) in blocks {
                 if !(snd.una.max(seg.ack) <= start && start < end && end <= snd.max) {
@@ -536,9 +536,9 @@ impl Connection {
         {
             undo.dsacks += 1;
             if undo.retransmits > 0 && undo.dsacks >= undo.retransmits {
-                let undo = *undo;
+                let undo = **undo;
                 snd.undo(undo);
-                self.stats.spurious_retransmits += 1;
+                self.stats.spurious_retransmits = self.stats.spurious_retransmits.wrapping_add(1);
             }
         }
         // RTT samples as Linux takes them (tcp_ack_update_rtt): from the send times of
@@ -608,13 +608,13 @@ impl Connection {
             };
             // RFC 3522 (Eifel): the ACK of our retransmission echoes the TSval of the
             // original: it was reordered, not lost. Undo the reduction, expect more reordering.
-            if let (Some(undo), Some(tsecr)) = (snd.undo, seg_tsecr) {
+            if let (Some(undo), Some(tsecr)) = (snd.undo.as_deref().copied(), seg_tsecr) {
                 if let Some(rtx_tsval) = undo.rtx_tsval {
                     // (If the retransmission got there first, D-SACK may still tell.)
                     if (tsecr.wrapping_sub(rtx_tsval) as i32) < 0 {
                         snd.undo(undo);
                         snd.rack.on_dsack();
-                        self.stats.spurious_retransmits += 1;
+                        self.stats.spurious_retransmits = self.stats.spurious_retransmits.wrapping_add(1);
                     }
                 }
             }
@@ -645,6 +645,9 @@ impl Connection {
                 Recovery::Open => {
                     // RFC 9406 with RFC 7323 RTT samples: leave slow start as the queue builds.
                     let in_slow_start = snd.cc.cwnd() < snd.cc.ssthresh();
+                    if !in_slow_start {
+                        snd.hystart.forget_rounds();
+                    }
                     if let (true, Some((_, rtt))) = (in_slow_start, rtt_sample) {
                         let (cwnd, mss) = (snd.cc.cwnd(), snd.cc.mss().max(1));
                         // Linux's hystart_ack_delay: 4 GSO packets (64 KiB) at the pacing
@@ -797,7 +800,7 @@ impl Connection {
     /// reassembly queue. Returns true when the peer's FIN is now in sequence.
     fn process_text(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
         let rcv_free = self.rcv_cap.saturating_sub(self.rcv_buf.len());
-        let delayed_ack = self.delayed_ack;
+        let delayed_ack = self.delayed_ack.get();
         let Some(rcv) = self.state.rcv_mut() else {
             return false;
         };
@@ -862,7 +865,7 @@ impl Connection {
                 if rcv.ooo.insert(rcv.nxt, seq, data) {
                     rcv.last_ooo = Some(seq);
                 } else {
-                    self.stats.dropped += 1;
+                    self.stats.dropped = self.stats.dropped.wrapping_add(1);
                 }
             }
         }
@@ -981,7 +984,6 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         last_send: None,
         hystart: Default::default(),
         rack: Default::default(),
-        pipe_cache: Default::default(),
         tlp: None,
         tlp_due: false,
         tlp_out: false,

@@ -23,10 +23,12 @@ pub(crate) struct KeepaliveState {
 impl Connection {
     /// Turn keepalive on (with these settings) or off.
     pub(crate) fn set_keepalive(&mut self, now: Instant, settings: Option<Keepalive>) {
-        self.keepalive = settings.map(|settings| KeepaliveState {
-            settings,
-            sent: 0,
-            armed_at: now,
+        self.keepalive = settings.map(|settings| {
+            Box::new(KeepaliveState {
+                settings,
+                sent: 0,
+                armed_at: now,
+            })
         });
     }
 
@@ -41,7 +43,7 @@ impl Connection {
     /// When the next probe is due: only while the connection sits idle with nothing in
     /// flight, in ESTABLISHED or CLOSE_WAIT (data in flight has its own timer).
     pub(crate) fn keepalive_deadline(&self) -> Option<Instant> {
-        let k = self.keepalive?;
+        let k = self.keepalive.as_deref()?;
         let idle_state = match &self.state {
             State::Established(s) => s.snd.una == s.snd.max,
             State::CloseWait(s) => s.snd.una == s.snd.max,
@@ -55,7 +57,7 @@ impl Connection {
 
     /// The keepalive timer fired: probe, or give up.
     pub(crate) fn on_keepalive_timer(&mut self, now: Instant) {
-        let Some(mut k) = self.keepalive else {
+        let Some(k) = self.keepalive.as_deref().copied() else {
             return;
         };
         if self.keepalive_deadline().is_none_or(|d| d > now) {
@@ -67,8 +69,9 @@ impl Connection {
             self.terminate(now, "keepalive probes unanswered", Some(Error::TimedOut));
             return;
         }
-        k.sent += 1;
-        self.keepalive = Some(k);
+        if let Some(kept) = self.keepalive.as_deref_mut() {
+            kept.sent = k.sent + 1;
+        }
         self.probe_due = true;
     }
 }

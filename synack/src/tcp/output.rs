@@ -159,7 +159,7 @@ impl Connection {
             _ => self.poll_data(now),
         };
         if let Some(o) = &out {
-            self.stats.segs_out += o.segments() as u64;
+            self.stats.segs_out = self.stats.segs_out.wrapping_add(o.segments() as u32);
         }
         out
     }
@@ -252,7 +252,7 @@ impl Connection {
             }
             snd.on_retransmit(now, una, end);
             snd.on_recovery_send((end - una) as u32);
-            self.stats.retransmits += 1;
+            self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
             return Some(out);
         }
         if let Some(out) = self.retransmit_hole(now) {
@@ -293,7 +293,7 @@ impl Connection {
             if seq < snd.max {
                 let resent_end = end.min(snd.max);
                 snd.on_retransmit(now, seq, resent_end);
-                self.stats.retransmits += 1;
+                self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
             } else {
                 snd.rack.on_send(seq, now);
                 snd.last_seg = seq;
@@ -492,10 +492,10 @@ impl Connection {
             snd.last_send = Some(now);
         } else {
             snd.on_retransmit(now, start, end);
-            self.stats.retransmits += 1;
+            self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
         }
         snd.start_rtx_timer(now);
-        self.stats.tail_loss_probes += 1;
+        self.stats.tail_loss_probes = self.stats.tail_loss_probes.wrapping_add(1);
         Some(out)
     }
 
@@ -529,7 +529,7 @@ impl Connection {
         snd.pipe_after_retransmit(now, pipe, len as u32);
         snd.on_recovery_send(len as u32);
         Undo::on_retransmit(&mut snd.undo, out.options.timestamps.map(|t| t.tsval));
-        self.stats.retransmits += 1;
+        self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
         Some(out)
     }
 
@@ -540,7 +540,7 @@ impl Connection {
         if len > 0
             && self
                 .last_data_in
-                .is_some_and(|t| now.checked_sub(self.delayed_ack).is_none_or(|l| t >= l))
+                .is_some_and(|t| now.checked_sub(self.delayed_ack.get()).is_none_or(|l| t >= l))
         {
             self.pingpong = true;
         }

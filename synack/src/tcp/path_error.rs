@@ -79,7 +79,7 @@ impl Connection {
             // without treating the loss as congestion.
             if snd.nxt != snd.una {
                 snd.nxt = snd.una;
-                self.stats.retransmits += 1;
+                self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
             }
         }
     }

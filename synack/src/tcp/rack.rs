@@ -14,6 +14,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crate::wire::SeqNum;
+use crate::time::Micros;
 use crate::Instant;
 
 /// RFC 8985 6.2: reo_wnd_mult grows by one per D-SACK round, up to this many quarters.
@@ -45,8 +46,8 @@ pub(crate) struct Rack {
     xmit_ts: Option<Instant>,
     xmit_order: u64,
     /// RACK.rtt: that segment's round-trip time.
-    rtt: Option<Duration>,
-    min_rtt: Option<Duration>,
+    rtt: Option<Micros>,
+    min_rtt: Option<Micros>,
     /// RACK.reo_wnd_mult: the reordering window in quarters of the minimum RTT.
     reo_wnd_mult: u32,
     /// Reordering has been seen on this connection (Linux's `reord_seen`): a D-SACK, a
@@ -164,7 +165,7 @@ impl Rack {
         let Some(first) = self.index_of(from) else {
             return;
         };
-        let min_rtt = self.min_rtt;
+        let min_rtt = self.min_rtt.map(Micros::get);
         let newest = self
             .sent
             .range(first..)
@@ -180,7 +181,7 @@ impl Rack {
             if self.xmit_ts.is_none() || e.order > self.xmit_order {
                 self.xmit_ts = Some(e.at);
                 self.xmit_order = e.order;
-                self.rtt = Some(now.saturating_duration_since(e.at));
+                self.rtt = Some(Micros::new(now.saturating_duration_since(e.at)));
             }
         }
     }
@@ -192,11 +193,12 @@ impl Rack {
 
     /// The smallest RTT seen.
     pub(crate) fn min_rtt(&self) -> Option<Duration> {
-        self.min_rtt
+        self.min_rtt.map(Micros::get)
     }
 
     pub(crate) fn on_rtt(&mut self, rtt: Duration) {
         self.version += 1;
+        let rtt = Micros::new(rtt);
         self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
     }
 
@@ -287,7 +289,7 @@ impl Rack {
     }
 
     fn rack_rtt(&self, srtt: Duration) -> Duration {
-        self.rtt.unwrap_or(srtt)
+        self.rtt.map_or(srtt, Micros::get)
     }
 
     /// RFC 8985 6.2 step 4: reo_wnd = min_RTT / 4 * reo_wnd_mult, at most SRTT; zero
@@ -298,7 +300,7 @@ impl Rack {
         if self.dupthresh_met && !self.reord_seen {
             return Duration::ZERO;
         }
-        let base = self.min_rtt.unwrap_or(srtt) / 4;
+        let base = self.min_rtt.map_or(srtt, Micros::get) / 4;
         (base * self.reo_wnd_mult.max(1)).min(srtt)
     }
 

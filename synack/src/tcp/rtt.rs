@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::wire::SeqNum;
+use crate::time::Micros;
 use crate::Instant;
 
 /// SRTT, RTTVAR and RTO of one connection, plus the handshake segment being timed.
@@ -16,18 +17,18 @@ use crate::Instant;
 #[derive(Clone, Debug)]
 pub(crate) struct RttEstimator {
     /// Linux's `srtt_us`: eight times the smoothed RTT, in microseconds (0: none yet).
-    srtt8: i64,
+    srtt8: i32,
     /// Linux's `mdev_us`: four times the mean deviation.
-    mdev4: i64,
+    mdev4: i32,
     /// Linux's `mdev_max_us`: the largest `mdev4` in the current round trip.
-    mdev_max: i64,
+    mdev_max: i32,
     /// Linux's `rttvar_us`: the variance term of the RTO (at least the minimum RTO).
-    rttvar: i64,
+    rttvar: i32,
     /// The round trip being watched: when SND.UNA passes it, `rttvar` decays.
     rtt_seq: SeqNum,
-    rto: Duration,
-    min: Duration,
-    max: Duration,
+    rto: Micros,
+    min: Micros,
+    max: Micros,
     /// The handshake segment being timed: its end sequence number and when it left.
     timed: Option<(SeqNum, Instant)>,
     /// The tick of Linux's timers, in microseconds (at least 1).
@@ -37,6 +38,9 @@ pub(crate) struct RttEstimator {
 fn us(d: Duration) -> i64 {
     d.as_micros().min(i64::MAX as u128) as i64
 }
+
+/// The largest RTT sample taken, in microseconds (see `sample`).
+const MAX_SAMPLE_US: i64 = 200_000_000;
 
 fn from_us(v: i64) -> Duration {
     Duration::from_micros(v.max(0) as u64)
@@ -51,9 +55,9 @@ impl RttEstimator {
             mdev_max: 0,
             rttvar: 0,
             rtt_seq: SeqNum::new(0),
-            rto: initial.clamp(min, max),
-            min,
-            max,
+            rto: Micros::new(initial.clamp(min, max)),
+            min: Micros::new(min),
+            max: Micros::new(max),
             timed: None,
             tick_us: 1,
         }
@@ -75,17 +79,17 @@ impl RttEstimator {
 
     /// The current retransmission timeout (without backoff).
     pub(crate) fn rto(&self) -> Duration {
-        self.rto
+        self.rto.get()
     }
 
     /// The smoothed round-trip time, once measured.
     pub(crate) fn srtt(&self) -> Option<Duration> {
-        (self.srtt8 > 0).then(|| from_us(self.srtt8 >> 3))
+        (self.srtt8 > 0).then(|| from_us(i64::from(self.srtt8 >> 3)))
     }
 
     /// The round-trip time variation (TCP_INFO's `tcpi_rttvar`: Linux's `mdev_us / 4`).
     pub(crate) fn rttvar(&self) -> Duration {
-        from_us(self.mdev4 >> 2)
+        from_us(i64::from(self.mdev4 >> 2))
     }
 
     /// The SYN (or SYN-ACK) ending at `end` left at `now`: time it unless one is timed.
@@ -115,53 +119,64 @@ impl RttEstimator {
     /// `una` and `nxt` are SND.UNA (after this ACK) and SND.NXT: RTTVAR decays once per
     /// round trip, when SND.UNA passes the SND.NXT of the previous decay.
     pub(crate) fn sample(&mut self, r: Duration, una: SeqNum, nxt: SeqNum) {
-        let min = us(self.min);
-        let mut m = us(r).max(1);
-        if self.srtt8 != 0 {
-            m -= self.srtt8 >> 3; // the error of the estimate
-            self.srtt8 += m; // SRTT = 7/8 SRTT + 1/8 R'
+        let min = us(self.min.get());
+        // Samples beyond 200 s are taken as 200 s, so that eight times the smoothed RTT
+        // fits the 32 bits it is kept in (Linux keeps it in 32 bits too).
+        let mut m = us(r).clamp(1, MAX_SAMPLE_US);
+        let (mut srtt8, mut mdev4, mut mdev_max, mut rttvar) = (
+            i64::from(self.srtt8),
+            i64::from(self.mdev4),
+            i64::from(self.mdev_max),
+            i64::from(self.rttvar),
+        );
+        if srtt8 != 0 {
+            m -= srtt8 >> 3; // the error of the estimate
+            srtt8 += m; // SRTT = 7/8 SRTT + 1/8 R'
             if m < 0 {
                 // The RTT fell: a smaller gain for the deviation, so a falling RTT does
                 // not raise the RTO (Linux's variant of Eifel's rule).
-                m = -m - (self.mdev4 >> 2);
+                m = -m - (mdev4 >> 2);
                 if m > 0 {
                     m >>= 3;
                 }
             } else {
-                m -= self.mdev4 >> 2;
+                m -= mdev4 >> 2;
             }
-            self.mdev4 += m; // RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R'|
-            if self.mdev4 > self.mdev_max {
-                self.mdev_max = self.mdev4;
-                self.rttvar = self.rttvar.max(self.mdev_max);
+            mdev4 += m; // RTTVAR = 3/4 RTTVAR + 1/4 |SRTT - R'|
+            if mdev4 > mdev_max {
+                mdev_max = mdev4;
+                rttvar = rttvar.max(mdev_max);
             }
             if una > self.rtt_seq {
                 // A round trip has passed: let the variance term decay towards the
                 // largest deviation of that round trip (never below the minimum RTO).
-                if self.mdev_max < self.rttvar {
-                    self.rttvar -= (self.rttvar - self.mdev_max) >> 2;
+                if mdev_max < rttvar {
+                    rttvar -= (rttvar - mdev_max) >> 2;
                 }
                 self.rtt_seq = nxt;
-                self.mdev_max = min;
+                mdev_max = min;
             }
         } else {
             // RFC 6298 2.2: the first measurement; RTO = 3 R.
-            self.srtt8 = m << 3;
-            self.mdev4 = m << 1;
-            self.rttvar = self.mdev4.max(min);
-            self.mdev_max = self.rttvar;
+            srtt8 = m << 3;
+            mdev4 = m << 1;
+            rttvar = mdev4.max(min);
+            mdev_max = rttvar;
             self.rtt_seq = nxt;
         }
-        self.srtt8 = self.srtt8.max(1);
+        srtt8 = srtt8.max(1);
         // RFC 6298 2.3 as Linux: RTO = SRTT + RTTVAR term (which holds the minimum), at
         // most the maximum.
-        self.rto = from_us((self.srtt8 >> 3) + self.rttvar).min(self.max);
+        self.rto = Micros::new(from_us((srtt8 >> 3) + rttvar).min(self.max.get()));
+        let narrow = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
+        (self.srtt8, self.mdev4, self.mdev_max, self.rttvar) =
+            (narrow(srtt8), narrow(mdev4), narrow(mdev_max), narrow(rttvar));
     }
 
     /// RFC 6298 5.5: the timeout after `backoff` expirations, doubling each time, capped at the maximum.
     pub(crate) fn backed_off(&self, backoff: u32) -> Duration {
         let factor = 1u32 << backoff.min(16);
-        (self.rto * factor).min(self.max)
+        (self.rto.get() * factor).min(self.max.get())
     }
 }
 

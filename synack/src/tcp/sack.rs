@@ -2,31 +2,75 @@
 //! SND.UNA the peer has reported holding, so that recovery resends only the holes,
 //! decides which holes are lost, and estimates what is still in the network (pipe).
 
+use std::cell::Cell;
+
+use super::state::PipeKey;
 use crate::wire::SeqNum;
 
 /// Most separate ranges tracked; more are ignored (the peer repeats what matters).
 const MAX_RANGES: usize = 4096;
 
-/// Sorted, disjoint, non-adjacent SACKed ranges `[start, end)` above SND.UNA.
+/// Sorted, disjoint, non-adjacent SACKed ranges `[start, end)` above SND.UNA, with the
+/// last pipe() answer derived from them. Most connections never see a SACK block, so
+/// all of it lives behind one pointer, allocated at the first block and given back
+/// when the connection goes idle with the scoreboard empty.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Scoreboard {
+    inner: Option<Box<Inner>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Inner {
     ranges: Vec<(SeqNum, SeqNum)>,
+    /// The last pipe() answer and what it depended on (it walks every hole).
+    pipe_cache: Cell<Option<(PipeKey, u32)>>,
 }
 
 impl Scoreboard {
+    fn ranges_slice(&self) -> &[(SeqNum, SeqNum)] {
+        self.inner.as_ref().map_or(&[], |i| &i.ranges)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
+        self.ranges_slice().is_empty()
     }
 
     /// SACKed bytes.
     pub(crate) fn bytes(&self) -> u32 {
-        self.ranges.iter().map(|(s, e)| (*e - *s) as u32).sum()
+        self.ranges_slice()
+            .iter()
+            .map(|(s, e)| (*e - *s) as u32)
+            .sum()
     }
 
     /// The ranges, lowest first.
     #[cfg(test)]
     pub(crate) fn ranges(&self) -> &[(SeqNum, SeqNum)] {
-        &self.ranges
+        self.ranges_slice()
+    }
+
+    /// The cached pipe() answer, if it was computed for `key`.
+    pub(crate) fn cached_pipe(&self, key: PipeKey) -> Option<u32> {
+        let (k, v) = self.inner.as_ref()?.pipe_cache.get()?;
+        (k == key).then_some(v)
+    }
+
+    /// Remember pipe() for `key` (nothing to remember with no SACK blocks).
+    pub(crate) fn cache_pipe(&self, key: PipeKey, pipe: u32) {
+        if let Some(i) = self.inner.as_ref() {
+            i.pipe_cache.set(Some((key, pipe)));
+        }
+    }
+
+    /// Empty, yet holding storage (given back by `release_idle`).
+    pub(crate) fn idle_storage(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.ranges.is_empty())
+    }
+
+    pub(crate) fn release_idle(&mut self) {
+        if self.idle_storage() {
+            self.inner = None;
+        }
     }
 
     /// Record a SACK block; returns how many bytes it newly covered.
@@ -34,33 +78,35 @@ impl Scoreboard {
         if end <= start {
             return 0;
         }
-        let before = self.bytes();
-        let (mut s, mut e) = (start, end);
-        let mut kept = Vec::with_capacity(self.ranges.len() + 1);
-        for &(rs, re) in &self.ranges {
-            if re < s || rs > e {
-                kept.push((rs, re));
-            } else {
-                s = s.min(rs);
-                e = e.max(re);
+        let ranges = &mut self.inner.get_or_insert_with(Box::default).ranges;
+        // The ranges it touches or joins (they are sorted and disjoint): [first, last).
+        let first = ranges.partition_point(|&(_, re)| re < start);
+        let last = ranges.partition_point(|&(rs, _)| rs <= end);
+        if first == last {
+            if ranges.len() >= MAX_RANGES {
+                return 0;
             }
+            ranges.insert(first, (start, end));
+            return (end - start) as u32;
         }
-        let at = kept
+        let s = start.min(ranges[first].0);
+        let e = end.max(ranges[last - 1].1);
+        let before: u32 = ranges[first..last]
             .iter()
-            .position(|(rs, _)| *rs > s)
-            .unwrap_or(kept.len());
-        if kept.len() >= MAX_RANGES {
-            return 0;
-        }
-        kept.insert(at, (s, e));
-        self.ranges = kept;
-        self.bytes() - before
+            .map(|(rs, re)| (*re - *rs) as u32)
+            .sum();
+        ranges[first] = (s, e);
+        ranges.drain(first + 1..last);
+        (e - s) as u32 - before
     }
 
     /// Forget everything below the new SND.UNA.
     pub(crate) fn prune(&mut self, una: SeqNum) {
-        self.ranges.retain(|(_, e)| *e > una);
-        if let Some(first) = self.ranges.first_mut() {
+        let Some(inner) = self.inner.as_mut() else {
+            return;
+        };
+        inner.ranges.retain(|(_, e)| *e > una);
+        if let Some(first) = inner.ranges.first_mut() {
             if first.0 < una {
                 first.0 = una;
             }
@@ -69,12 +115,12 @@ impl Scoreboard {
 
     /// The end of the highest SACKed range.
     pub(crate) fn highest(&self) -> Option<SeqNum> {
-        self.ranges.last().map(|(_, e)| *e)
+        self.ranges_slice().last().map(|(_, e)| *e)
     }
 
     /// If `seq` is SACKed, the end of its range.
     pub(crate) fn covering(&self, seq: SeqNum) -> Option<SeqNum> {
-        self.ranges
+        self.ranges_slice()
             .iter()
             .find(|(s, e)| *s <= seq && seq < *e)
             .map(|(_, e)| *e)
@@ -86,7 +132,7 @@ impl Scoreboard {
             return 0;
         }
         let covered: u32 = self
-            .ranges
+            .ranges_slice()
             .iter()
             .map(|(s, e)| {
                 let (a, b) = ((*s).max(from), (*e).min(to));
@@ -103,7 +149,7 @@ impl Scoreboard {
     /// The first unSACKed stretch at or after `from` and below `limit`.
     pub(crate) fn next_hole(&self, from: SeqNum, limit: SeqNum) -> Option<(SeqNum, SeqNum)> {
         let mut at = from;
-        for &(s, e) in &self.ranges {
+        for &(s, e) in self.ranges_slice() {
             if e <= at {
                 continue;
             }

@@ -95,14 +95,13 @@ pub(crate) struct Snd {
     pub(crate) hystart: super::cc::HyStart,
     /// Send times and the reordering window: which holes are lost (RFC 8985).
     pub(crate) rack: super::rack::Rack,
-    /// The last pipe() answer and what it depended on (it walks every hole).
-    pub(crate) pipe_cache: std::cell::Cell<Option<(PipeKey, u32)>>,
     /// Tail loss probe (RFC 8985 7): when to probe, a probe to send now, one outstanding.
     pub(crate) tlp: Option<Instant>,
     pub(crate) tlp_due: bool,
     pub(crate) tlp_out: bool,
-    /// How to undo the last congestion response if it proves spurious (RFC 3522 Eifel).
-    pub(crate) undo: Option<Undo>,
+    /// How to undo the last congestion response if it proves spurious (RFC 3522 Eifel);
+    /// allocated per loss episode.
+    pub(crate) undo: Option<Box<Undo>>,
     /// Our FIN is queued (after the application's last byte).
     pub(crate) fin_queued: bool,
     /// Whether the congestion window limited sending in the current window of data, the
@@ -148,7 +147,7 @@ pub(crate) enum Recovery {
 impl Undo {
     /// One more retransmission in this episode, carrying `tsval` (the first one's is
     /// kept: an ACK echoing an older TSval shows the original arrived, RFC 3522).
-    pub(crate) fn on_retransmit(undo: &mut Option<Undo>, tsval: Option<u32>) {
+    pub(crate) fn on_retransmit(undo: &mut Option<Box<Undo>>, tsval: Option<u32>) {
         if let Some(u) = undo.as_mut() {
             u.retransmits += 1;
             if let Some(ts) = tsval {
@@ -435,7 +434,7 @@ impl Snd {
             return false;
         }
         let flight = (self.max - self.una).max(0) as u32;
-        self.undo = Some(Undo {
+        self.undo = Some(Box::new(Undo {
             cwnd: self.cc.cwnd(),
             ssthresh: self.cc.ssthresh(),
             rtx_tsval: None,
@@ -443,7 +442,7 @@ impl Snd {
             dsacks: 0,
             from: self.una,
             to: self.max,
-        });
+        }));
         // RFC 6937: PRR paces what is sent from here on (cwnd set by prr_on_ack).
         self.prior_cwnd = self.cc.cwnd();
         self.prr_delivered = 0;
@@ -474,8 +473,7 @@ impl Snd {
 
     /// A lost stretch of `len` bytes was just resent: it is in the network again.
     pub(crate) fn pipe_after_retransmit(&self, now: Instant, before: u32, len: u32) {
-        self.pipe_cache
-            .set(Some((self.pipe_key(now), before + len)));
+        self.sacked.cache_pipe(self.pipe_key(now), before + len);
     }
 
     pub(crate) fn pipe(&self, now: Instant) -> u32 {
@@ -483,10 +481,8 @@ impl Snd {
             return self.flight();
         }
         let key = self.pipe_key(now);
-        if let Some((k, v)) = self.pipe_cache.get() {
-            if k == key {
-                return v;
-            }
+        if let Some(v) = self.sacked.cached_pipe(key) {
+            return v;
         }
         let outstanding = (self.max - self.una).max(0) as u32;
         let unsacked = outstanding.saturating_sub(self.sacked.bytes());
@@ -500,7 +496,7 @@ impl Snd {
             true
         });
         let pipe = unsacked.saturating_sub(lost);
-        self.pipe_cache.set(Some((key, pipe)));
+        self.sacked.cache_pipe(key, pipe);
         pipe
     }
 }
