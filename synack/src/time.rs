@@ -169,10 +169,19 @@ mod tests {
     fn micros_and_millis_keep_durations_and_saturate_past_their_range() {
         let d = Duration::from_micros(123_456_789);
         assert_eq!(Micros::new(d).get(), d);
-        assert_eq!(Micros::new(Duration::from_nanos(1_999)).get(), Duration::from_micros(1));
+        assert_eq!(
+            Micros::new(Duration::from_nanos(1_999)).get(),
+            Duration::from_micros(1)
+        );
         let long = Micros::new(Duration::from_secs(10_000)).get();
         assert_eq!(long, Duration::from_micros(u64::from(u32::MAX)));
-        assert_eq!(Millis::new(Duration::from_secs(3600)).get(), Duration::from_secs(3600));
-        assert_eq!(Millis::new(Duration::from_micros(1_001)).get(), Duration::from_millis(2));
+        assert_eq!(
+            Millis::new(Duration::from_secs(3600)).get(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            Millis::new(Duration::from_micros(1_001)).get(),
+            Duration::from_millis(2)
+        );
     }
 }

@@ -123,6 +123,17 @@ fn segment_cost(server: &mut Stack, peers: &mut [Peer], conns: &[ConnectionHandl
     let picks: Vec<usize> = (0..rounds)
         .map(|_| rng.random_range(0..peers.len()))
         .collect();
+    // Every connection receives (and the application reads) one segment first, so that
+    // the timed segments find their connection as a busy one has it at any scale (its
+    // receive buffer allocated), as the ten-connection case has at once.
+    for i in 0..peers.len() {
+        let p = &mut peers[i];
+        let seg = segment(p, TcpFlags::ACK | TcpFlags::PSH, ts(p, 3), &payload);
+        p.snd_nxt += 100;
+        server.receive(now, &seg);
+        while server.poll_transmit_into(now, &mut packet_buf).is_some() {}
+        let _ = server.recv(now, conns[i], &mut buf);
+    }
     let packets: Vec<Vec<u8>> = picks
         .iter()
         .map(|&i| {

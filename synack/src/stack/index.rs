@@ -69,7 +69,6 @@ impl ConnectionIndex {
         hash(self.key, t)
     }
 
-
     /// The slot of `tuple`'s connection.
     pub(crate) fn get(&self, slots: &[Slot], tuple: &FourTuple) -> Option<u32> {
         let h = self.hash(tuple);

@@ -17,8 +17,8 @@
 mod api;
 mod event;
 mod fragments;
-mod index;
 mod icmp;
+mod index;
 mod input;
 mod listen;
 mod ports;

@@ -1,8 +1,7 @@
 //! The stack's tables: connection slots, listeners and the timer queue (the TIME_WAIT
 //! table has its own module). Plain data structures; the rules live in `mod.rs` and in `crate::tcp`.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
 use crate::tcp::{ConnEvent, Connection};
@@ -96,57 +95,359 @@ impl Listener {
     }
 }
 
-/// Connection timers: a min-heap of (deadline, slot, generation) with lazy deletion; a
-/// slot's `timer_at` says which of its entries is live.
-#[derive(Debug, Default)]
+/// Connection timers: a hierarchical timing wheel (as Linux's and tokio's timers), so
+/// that arming a timer is O(1) and each entry is moved at most once per level on its
+/// way to firing, however many connections there are. Deadlines stay exact to the
+/// microsecond: level 0 has one bucket per microsecond, level `k` buckets of `64^k`.
+///
+/// Entries are placed relative to `elapsed` (the start of the last bucket processed,
+/// never after the latest `now`): level `k` holds entries whose deadline first differs
+/// from `elapsed` in bits `6k..6k+6`, so every bucket covers a later stretch of time
+/// than the buckets before it. Buckets are lists linked through one pool of nodes, so
+/// moving an entry allocates nothing and the pool stops growing at the most entries
+/// ever held. Deletion is lazy: a slot's `timer_at` says which of its entries is live,
+/// and stale ones are dropped when met (or by `compact`).
+#[derive(Debug)]
 pub(crate) struct TimerQueue {
-    heap: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    elapsed: u64,
+    nodes: Vec<Node>,
+    /// The first unused node (a list through `next`).
+    free: u32,
+    /// The first node of each bucket's list, level by level.
+    heads: Vec<u32>,
+    /// Per level, a bit per non-empty bucket.
+    occupied: [u64; LEVELS],
+    /// The list of entries of the level-0 bucket being fired.
+    due: u32,
+    len: usize,
+}
+
+/// (deadline, slot, generation).
+type TimerEntry = (Instant, u32, u32);
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    entry: TimerEntry,
+    next: u32,
+}
+
+/// The end of a list.
+const NIL: u32 = u32::MAX;
+/// Six bits per level: eleven levels cover every microsecond count.
+const LEVELS: usize = 11;
+const SLOTS: usize = 64;
+
+impl Default for TimerQueue {
+    fn default() -> TimerQueue {
+        TimerQueue {
+            elapsed: 0,
+            nodes: Vec::new(),
+            free: NIL,
+            heads: vec![NIL; LEVELS * SLOTS],
+            occupied: [0; LEVELS],
+            due: NIL,
+            len: 0,
+        }
+    }
 }
 
 impl TimerQueue {
     pub(crate) fn push(&mut self, at: Instant, index: u32, generation: u32) {
-        self.heap.push(Reverse((at, index, generation)));
+        let entry = (at, index, generation);
+        let node = if self.free != NIL {
+            let n = self.free;
+            self.free = self.nodes[n as usize].next;
+            self.nodes[n as usize].entry = entry;
+            n
+        } else {
+            self.nodes.push(Node { entry, next: NIL });
+            (self.nodes.len() - 1) as u32
+        };
+        self.place(node);
+        self.len += 1;
     }
 
-    /// The earliest live deadline, discarding stale entries on the way.
+    /// Link a node into its bucket (a deadline already past goes in the current one).
+    fn place(&mut self, node: u32) {
+        let when = self.nodes[node as usize]
+            .entry
+            .0
+            .as_micros()
+            .max(self.elapsed);
+        let masked = (self.elapsed ^ when) | (SLOTS as u64 - 1);
+        let level = (63 - masked.leading_zeros() as usize) / 6;
+        let slot = ((when >> (6 * level)) & 63) as usize;
+        let head = &mut self.heads[level * SLOTS + slot];
+        self.nodes[node as usize].next = *head;
+        *head = node;
+        self.occupied[level] |= 1 << slot;
+    }
+
+    fn release(&mut self, node: u32) {
+        self.nodes[node as usize].next = self.free;
+        self.free = node;
+        self.len -= 1;
+    }
+
+    /// Unlink and release the stale nodes of the list starting at `*head`; the
+    /// earliest live deadline left in it.
+    fn prune(
+        &mut self,
+        head: ListHead,
+        live: &impl Fn(u32, u32, Instant) -> bool,
+    ) -> Option<Instant> {
+        let mut earliest: Option<Instant> = None;
+        let mut prev = NIL;
+        let mut at = self.list(head);
+        while at != NIL {
+            let Node { entry, next } = self.nodes[at as usize];
+            if live(entry.1, entry.2, entry.0) {
+                earliest = Some(earliest.map_or(entry.0, |e| e.min(entry.0)));
+                prev = at;
+            } else {
+                if prev == NIL {
+                    self.set_list(head, next);
+                } else {
+                    self.nodes[prev as usize].next = next;
+                }
+                self.release(at);
+            }
+            at = next;
+        }
+        earliest
+    }
+
+    fn list(&self, head: ListHead) -> u32 {
+        match head {
+            ListHead::Due => self.due,
+            ListHead::Bucket(n) => self.heads[n],
+        }
+    }
+
+    fn set_list(&mut self, head: ListHead, node: u32) {
+        match head {
+            ListHead::Due => self.due = node,
+            ListHead::Bucket(n) => self.heads[n] = node,
+        }
+    }
+
+    /// The first non-empty bucket, as (level, slot, the time it begins).
+    fn next_bucket(&self) -> Option<(usize, usize, u64)> {
+        (0..LEVELS).find_map(|level| {
+            let shift = 6 * level;
+            let digit = (self.elapsed >> shift) & 63;
+            let candidates = self.occupied[level] & (!0u64 << digit);
+            if candidates == 0 {
+                return None;
+            }
+            let slot = u64::from(candidates.trailing_zeros());
+            let above = if shift + 6 >= 64 {
+                0
+            } else {
+                self.elapsed & !((1u64 << (shift + 6)) - 1)
+            };
+            Some((level, slot as usize, above + (slot << shift)))
+        })
+    }
+
+    /// The earliest instant there may be a live entry due: exact for the entries of
+    /// the next microsecond that has any (stale ones are discarded on the way), the
+    /// beginning of the next bucket when that is on a higher level (`pop_due` then
+    /// moves its entries down; nothing fires).
     pub(crate) fn peek_live(
         &mut self,
         live: impl Fn(u32, u32, Instant) -> bool,
     ) -> Option<Instant> {
-        while let Some(&Reverse((at, index, generation))) = self.heap.peek() {
-            if live(index, generation, at) {
+        if let Some(at) = self.prune(ListHead::Due, &live) {
+            return Some(at);
+        }
+        loop {
+            let (level, slot, start) = self.next_bucket()?;
+            if level > 0 {
+                return Some(Instant::from_micros(start));
+            }
+            if let Some(at) = self.prune(ListHead::Bucket(slot), &live) {
                 return Some(at);
             }
-            self.heap.pop();
+            self.occupied[0] &= !(1 << slot);
         }
-        None
     }
 
     /// Entries held, stale ones included.
     pub(crate) fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
-    /// Drop every stale entry (those of connections that are gone or re-armed), so that
-    /// the queue holds O(live connections) however fast connections come and go.
+    /// Drop every stale entry (those of connections that are gone or re-armed) and give
+    /// back the pool beyond what the live ones need, so that the wheel holds
+    /// O(live connections) however fast connections come and go.
     pub(crate) fn compact(&mut self, live: impl Fn(u32, u32, Instant) -> bool) {
-        let entries = std::mem::take(&mut self.heap).into_vec();
-        let mut kept: Vec<_> = entries
-            .into_iter()
-            .filter(|&Reverse((at, index, generation))| live(index, generation, at))
-            .collect();
-        kept.shrink_to_fit();
-        self.heap = BinaryHeap::from(kept);
+        let mut kept = Vec::new();
+        for head in std::iter::once(self.due).chain(self.heads.iter().copied()) {
+            let mut at = head;
+            while at != NIL {
+                let Node { entry, next } = self.nodes[at as usize];
+                if live(entry.1, entry.2, entry.0) {
+                    kept.push(entry);
+                }
+                at = next;
+            }
+        }
+        let elapsed = self.elapsed;
+        *self = TimerQueue {
+            elapsed,
+            nodes: Vec::with_capacity(kept.len()),
+            ..TimerQueue::default()
+        };
+        for (at, index, generation) in kept {
+            self.push(at, index, generation);
+        }
     }
 
     /// Pop the next entry due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<(Instant, u32, u32)> {
-        match self.heap.peek() {
-            Some(&Reverse((at, index, generation))) if at <= now => {
-                self.heap.pop();
-                Some((at, index, generation))
+        loop {
+            if self.due != NIL {
+                let node = self.due;
+                self.due = self.nodes[node as usize].next;
+                let entry = self.nodes[node as usize].entry;
+                self.release(node);
+                return Some(entry);
             }
-            _ => None,
+            let (level, slot, start) = self.next_bucket()?;
+            if start > now.as_micros() {
+                return None;
+            }
+            self.elapsed = start;
+            self.occupied[level] &= !(1 << slot);
+            let n = level * SLOTS + slot;
+            let mut at = std::mem::replace(&mut self.heads[n], NIL);
+            if level == 0 {
+                // Every entry of a level-0 bucket is due at its microsecond (or before).
+                self.due = at;
+            } else {
+                // Move the bucket's entries down to where they belong from here.
+                while at != NIL {
+                    let next = self.nodes[at as usize].next;
+                    self.place(at);
+                    at = next;
+                }
+            }
+        }
+    }
+}
+
+/// Which list `prune` works on.
+#[derive(Clone, Copy)]
+enum ListHead {
+    Due,
+    Bucket(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Drive the wheel as the stack does: sleep until `peek_live`, fire what is due.
+    /// Returns (deadline, time fired) for every entry.
+    fn run(wheel: &mut TimerQueue, until: Instant) -> Vec<(Instant, Instant)> {
+        let mut fired = Vec::new();
+        while let Some(t) = wheel.peek_live(|_, _, _| true) {
+            if t > until {
+                break;
+            }
+            while let Some((at, _, _)) = wheel.pop_due(t) {
+                fired.push((at, t));
+            }
+        }
+        fired
+    }
+
+    #[test]
+    fn timers_fire_at_their_microsecond_across_every_level() {
+        let mut wheel = TimerQueue::default();
+        let start = Instant::from_micros(12_345);
+        wheel.pop_due(start);
+        let waits = [
+            0u64,
+            1,
+            63,
+            64,
+            4_095,
+            4_096,
+            200_000,
+            1_000_000,
+            3_600_000_000,
+        ];
+        for (i, w) in waits.iter().enumerate() {
+            wheel.push(start + std::time::Duration::from_micros(*w), i as u32, 0);
+        }
+        let fired = run(&mut wheel, Instant::from_secs(100_000));
+        assert_eq!(fired.len(), waits.len());
+        for (at, t) in &fired {
+            assert_eq!(at, t, "fired at {t:?}, due {at:?}");
+        }
+        assert_eq!(wheel.len(), 0);
+    }
+
+    #[test]
+    fn stale_entries_are_dropped_and_do_not_wake_the_stack_at_their_time() {
+        let mut wheel = TimerQueue::default();
+        wheel.push(Instant::from_micros(10), 1, 0);
+        wheel.push(Instant::from_micros(20), 2, 0);
+        // Slot 1 was re-armed: its entry at 10 us is stale.
+        let live = |i: u32, _: u32, at: Instant| !(i == 1 && at == Instant::from_micros(10));
+        assert_eq!(wheel.peek_live(live), Some(Instant::from_micros(20)));
+        assert_eq!(wheel.len(), 1);
+        wheel.push(Instant::from_secs(5), 3, 0);
+        wheel.compact(|i, _, _| i != 3);
+        assert_eq!(wheel.len(), 1);
+    }
+
+    proptest! {
+        /// Against a model: every entry fires exactly at its deadline (or at once when
+        /// armed in the past), none is lost or fired twice, with pushes between firings.
+        #[test]
+        fn the_wheel_fires_every_entry_at_its_deadline(
+            steps in proptest::collection::vec(
+                (0u64..5, proptest::collection::vec(0u64..(1 << 40), 0..4)), 1..60),
+        ) {
+            let mut wheel = TimerQueue::default();
+            let mut now = Instant::ZERO;
+            let mut expected = Vec::new();
+            let mut fired = Vec::new();
+            let mut id = 0u32;
+            for (advance_bits, waits) in steps {
+                for w in waits {
+                    let at = now + std::time::Duration::from_micros(w >> (advance_bits * 8));
+                    wheel.push(at, id, 0);
+                    expected.push((id, at));
+                    id += 1;
+                }
+                // Advance to the next deadline (or a little), firing what is due.
+                let next = wheel.peek_live(|_, _, _| true);
+                prop_assert!(next.is_none_or(|t| t >= now), "nothing is due in the past");
+                if let Some(t) = next {
+                    now = now.max(t);
+                    while let Some((at, i, _)) = wheel.pop_due(now) {
+                        prop_assert!(at <= now);
+                        fired.push((i, at, now));
+                    }
+                }
+            }
+            for (at, t) in run(&mut wheel, Instant::from_micros(u64::MAX - 1)) {
+                fired.push((u32::MAX, at, t));
+            }
+            prop_assert_eq!(fired.len(), expected.len());
+            for (_, at, t) in &fired {
+                prop_assert_eq!(at, t, "an entry fired late or early");
+            }
+            let mut got: Vec<Instant> = fired.iter().map(|f| f.1).collect();
+            let mut want: Vec<Instant> = expected.iter().map(|e| e.1).collect();
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
         }
     }
 }

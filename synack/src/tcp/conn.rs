@@ -19,8 +19,8 @@ use super::TcpState;
 use crate::config::wscale_for;
 use crate::config::Config;
 use crate::error::Error;
-use crate::wire::{SeqNum, TcpRepr};
 use crate::time::{Micros, Millis};
+use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;
 
 /// Something a connection reports to the stack, which turns it into [`crate::Event`]s.
@@ -251,15 +251,13 @@ impl Connection {
                 Millis::new(cfg.warn_close_wait),
                 Millis::new(cfg.warn_fin_wait_2),
             ),
-            keepalive: cfg
-                .keepalive
-                .map(|settings| {
-                    Box::new(super::keepalive::KeepaliveState {
-                        settings,
-                        sent: 0,
-                        armed_at: Instant::ZERO,
-                    })
-                }),
+            keepalive: cfg.keepalive.map(|settings| {
+                Box::new(super::keepalive::KeepaliveState {
+                    settings,
+                    sent: 0,
+                    armed_at: Instant::ZERO,
+                })
+            }),
             last_heard: Instant::ZERO,
             error: None,
             soft_error: None,
@@ -1035,6 +1033,9 @@ mod size {
             std::mem::size_of::<State>(),
             std::mem::size_of::<Snd>(),
         );
-        assert!(conn <= 920, "Connection is {conn} bytes (State {state}, Snd {snd})");
+        assert!(
+            conn <= 920,
+            "Connection is {conn} bytes (State {state}, Snd {snd})"
+        );
     }
 }

@@ -614,7 +614,8 @@ impl Connection {
                     if (tsecr.wrapping_sub(rtx_tsval) as i32) < 0 {
                         snd.undo(undo);
                         snd.rack.on_dsack();
-                        self.stats.spurious_retransmits = self.stats.spurious_retransmits.wrapping_add(1);
+                        self.stats.spurious_retransmits =
+                            self.stats.spurious_retransmits.wrapping_add(1);
                     }
                 }
             }

@@ -538,9 +538,10 @@ impl Connection {
         // Linux's interactive ("pingpong") mode: data sent within the delayed-ACK time of
         // data received looks like request/response; ACKs are delayed to ride on replies.
         if len > 0
-            && self
-                .last_data_in
-                .is_some_and(|t| now.checked_sub(self.delayed_ack.get()).is_none_or(|l| t >= l))
+            && self.last_data_in.is_some_and(|t| {
+                now.checked_sub(self.delayed_ack.get())
+                    .is_none_or(|l| t >= l)
+            })
         {
             self.pingpong = true;
         }

@@ -13,8 +13,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use crate::wire::SeqNum;
 use crate::time::Micros;
+use crate::wire::SeqNum;
 use crate::Instant;
 
 /// RFC 8985 6.2: reo_wnd_mult grows by one per D-SACK round, up to this many quarters.

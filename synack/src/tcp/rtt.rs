@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use crate::wire::SeqNum;
 use crate::time::Micros;
+use crate::wire::SeqNum;
 use crate::Instant;
 
 /// SRTT, RTTVAR and RTO of one connection, plus the handshake segment being timed.
@@ -169,8 +169,12 @@ impl RttEstimator {
         // most the maximum.
         self.rto = Micros::new(from_us((srtt8 >> 3) + rttvar).min(self.max.get()));
         let narrow = |v: i64| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
-        (self.srtt8, self.mdev4, self.mdev_max, self.rttvar) =
-            (narrow(srtt8), narrow(mdev4), narrow(mdev_max), narrow(rttvar));
+        (self.srtt8, self.mdev4, self.mdev_max, self.rttvar) = (
+            narrow(srtt8),
+            narrow(mdev4),
+            narrow(mdev_max),
+            narrow(rttvar),
+        );
     }
 
     /// RFC 6298 5.5: the timeout after `backoff` expirations, doubling each time, capped at the maximum.
