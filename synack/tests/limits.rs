@@ -205,16 +205,19 @@ fn connections_beyond_max_connections_are_refused_with_no_buffer_space() {
 }
 
 #[test]
-fn memory_pressure_stops_windows_opening_without_dropping_accepted_data() {
+fn memory_pressure_stops_windows_opening_and_the_hard_limit_refuses_unacknowledged_data() {
+    let (pressure, high) = (40_000, 60_000);
     let mut h = Harness::new(Config {
-        tcp_mem: [20_000, 40_000, 60_000],
+        tcp_mem: [20_000, pressure, high],
         ..plain_config()
     });
     let (c, iss) = h.established_passive(1000);
     let mut seq = 1001u32;
     let mut right_edge = seq + 65535;
-    let mut sent = 0usize;
+    let mut accepted = 0usize;
     let mut frozen_at = None;
+    let mut refused = None;
+    let mut exhausted_at = None;
     // The application does not read; the peer sends whatever the window allows.
     for _ in 0..200 {
         let room = right_edge.wrapping_sub(seq) as usize;
@@ -223,27 +226,44 @@ fn memory_pressure_stops_windows_opening_without_dropping_accepted_data() {
         }
         let len = room.min(1000);
         h.inject(ack(), seq, iss + 1, 65535, &vec![b'x'; len]);
-        seq = seq.wrapping_add(len as u32);
-        sent += len;
         let a = h.expect_one();
-        assert_eq!(a.ack, seq, "every in-window byte is accepted");
         let edge = a.ack.wrapping_add(u32::from(a.win));
         assert!(
             edge.wrapping_sub(right_edge) as i32 >= 0,
             "the window never shrinks"
         );
-        if h.stack.buffer_memory() > 40_000 {
+        if a.ack == seq {
+            // Over the hard limit: the data was not taken (nor acknowledged), as Linux's
+            // tcp_try_rmem_schedule refuses it; the peer will send it again.
+            refused = Some((seq, len));
+            break;
+        }
+        assert_eq!(
+            a.ack,
+            seq.wrapping_add(len as u32),
+            "in-window data is taken"
+        );
+        seq = seq.wrapping_add(len as u32);
+        accepted += len;
+        if h.stack.buffer_memory() > pressure {
             // Over the pressure mark: the right edge stays where it is.
             let frozen = *frozen_at.get_or_insert(edge);
             assert_eq!(edge, frozen, "the window must not open under pressure");
         }
+        // Once over the hard limit, the buffers grow no more.
+        let held = h.stack.buffer_memory();
+        if let Some(limit) = exhausted_at {
+            assert!(held <= limit, "grew past the hard limit: {held} > {limit}");
+        } else if held > high {
+            exhausted_at = Some(held);
+        }
         right_edge = edge;
     }
     assert!(frozen_at.is_some(), "pressure was reached");
-    assert_eq!(right_edge, seq, "the window closed to zero");
+    let (resend_seq, resend_len) = refused.expect("the hard limit refused new data");
     assert_eq!(h.stack.stats().memory_pressure, 1);
-    assert_eq!(h.stack.stats().total_dropped(), 0);
-    // Everything accepted is there to read; reading ends the pressure and the window opens.
+    assert_eq!(h.stack.stats().dropped("rcv_memory_exhausted"), 1);
+    // Everything acknowledged is there to read; reading ends the pressure.
     let mut got = 0;
     let mut buf = [0u8; 4096];
     while let Ok(n) = h.stack.recv(h.now, c, &mut buf) {
@@ -252,9 +272,16 @@ fn memory_pressure_stops_windows_opening_without_dropping_accepted_data() {
         }
         got += n;
     }
-    assert_eq!(got, sent);
-    assert_eq!(h.stack.buffer_memory(), 0);
+    assert_eq!(got, accepted);
     let update = h.expect_one();
     assert!(update.win > 0, "the window reopens: {update:?}");
+    // The refused data, sent again, is taken now.
+    h.inject(ack(), resend_seq, iss + 1, 65535, &vec![b'y'; resend_len]);
+    let a = h.expect_one();
+    assert_eq!(a.ack, resend_seq.wrapping_add(resend_len as u32));
+    assert_eq!(h.stack.recv(h.now, c, &mut buf), Ok(resend_len));
+    // And once idle, the buffers hold nothing.
+    h.advance(Duration::from_secs(2));
+    assert_eq!(h.stack.buffer_memory(), 0);
     assert!(!h.events.iter().any(|e| matches!(e, Event::Error { .. })));
 }

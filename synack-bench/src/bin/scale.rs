@@ -230,6 +230,132 @@ fn time_wait_bytes(m: usize) -> f64 {
     (h1 as f64 - h0 as f64) / (n1 - n0).max(1) as f64
 }
 
+/// What `concurrent` measured.
+struct Concurrent {
+    /// The most heap the transfer took beyond the established, idle connections.
+    peak_heap: usize,
+    /// The most bytes each stack (sender, receiver) counted in its buffers: the storage
+    /// they hold, what `tcp_mem` limits.
+    peak_buffered: [usize; 2],
+    seconds: f64,
+}
+
+/// `n` connections between two stacks, each moving `bytes` from client to server at
+/// once, with a buffer budget of `budget` bytes per stack (`tcp_mem`: pressure at three
+/// quarters of it, the hard limit at it). The applications write whatever each socket
+/// takes and read whatever arrives, round after round; every byte must arrive.
+fn concurrent(n: usize, bytes: usize, budget: usize) -> Concurrent {
+    let config = Config {
+        tcp_mem: [budget / 2, budget / 4 * 3, budget],
+        ..Config::deterministic(1)
+    };
+    let server_addr = SocketAddr::new(IpAddr::V4(SERVER), 80);
+    let mut server = Stack::new(Config {
+        secrets: synack::Secrets::Deterministic(7),
+        ..config.clone()
+    });
+    server.add_address(server_addr.ip());
+    let listener = server.listen(server_addr, 4096).expect("listen");
+    let mut client = Stack::new(config);
+    let addrs: Vec<IpAddr> = (0..(n / 20_000 + 1))
+        .map(|i| {
+            IpAddr::V4(Ipv4Addr::from(
+                u32::from(Ipv4Addr::new(198, 19, 0, 1)) + i as u32,
+            ))
+        })
+        .collect();
+    for &a in &addrs {
+        client.add_address(a);
+    }
+    let mut buf = vec![0u8; client.max_packet_size().max(server.max_packet_size())];
+    let start = WallClock::now();
+    let clock = |t0: WallClock| Instant::from_secs(1) + t0.elapsed();
+    let pump = |a: &mut Stack, b: &mut Stack, buf: &mut [u8], now: Instant| loop {
+        for s in [&mut *a, &mut *b] {
+            if s.poll_timeout().is_some_and(|t| t <= now) {
+                s.on_timeout(now);
+            }
+        }
+        let mut moved = false;
+        while let Some(t) = a.poll_transmit_into(now, buf) {
+            b.receive(now, &buf[..t.len]);
+            moved = true;
+        }
+        while let Some(t) = b.poll_transmit_into(now, buf) {
+            a.receive(now, &buf[..t.len]);
+            moved = true;
+        }
+        if !moved {
+            break;
+        }
+    };
+    let mut conns = Vec::with_capacity(n);
+    let mut accepted = Vec::with_capacity(n);
+    while conns.len() < n {
+        let now = clock(start);
+        for i in conns.len()..(conns.len() + 1000).min(n) {
+            let local = SocketAddr::new(addrs[i % addrs.len()], 0);
+            conns.push(
+                client
+                    .connect_from(now, local, server_addr)
+                    .expect("connect"),
+            );
+        }
+        pump(&mut client, &mut server, &mut buf, now);
+        accepted.extend(std::iter::from_fn(|| server.accept(listener).ok()));
+        while client.poll_event().is_some() {}
+        while server.poll_event().is_some() {}
+    }
+    assert_eq!(accepted.len(), n, "every connection established");
+    let base = live_heap();
+    let (mut peak_heap, mut peak_buffered) = (0usize, [0usize; 2]);
+    let mut watch = |client: &Stack, server: &Stack| {
+        peak_heap = peak_heap.max(live_heap().saturating_sub(base));
+        peak_buffered[0] = peak_buffered[0].max(client.buffer_memory());
+        peak_buffered[1] = peak_buffered[1].max(server.buffer_memory());
+    };
+    let mut sent = vec![0usize; n];
+    let mut received = 0usize;
+    let chunk = vec![b'x'; 64 * 1024];
+    let t0 = WallClock::now();
+    while received < n * bytes {
+        let now = clock(start);
+        for (c, done) in conns.iter().zip(sent.iter_mut()) {
+            while *done < bytes {
+                match client.send(now, *c, &chunk[..(bytes - *done).min(chunk.len())]) {
+                    Ok(k) if k > 0 => *done += k,
+                    _ => break,
+                }
+            }
+        }
+        watch(&client, &server);
+        pump(&mut client, &mut server, &mut buf, now);
+        watch(&client, &server);
+
+        for s in &accepted {
+            while let Ok(k) = server.recv_with(now, *s, |a, b| a.len() + b.len()) {
+                if k == 0 {
+                    break;
+                }
+                received += k;
+            }
+        }
+        pump(&mut client, &mut server, &mut buf, now);
+        while client.poll_event().is_some() {}
+        while server.poll_event().is_some() {}
+        assert!(
+            t0.elapsed() < Duration::from_secs(600),
+            "the transfer stalled: {received} of {} bytes",
+            n * bytes
+        );
+    }
+    Concurrent {
+        peak_heap,
+        peak_buffered,
+        seconds: t0.elapsed().as_secs_f64(),
+    }
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -268,6 +394,17 @@ fn main() {
         cost_few * 1e9
     );
     let bytes_per_time_wait = time_wait_bytes(m);
+    // 10,000 connections moving 1 MB each at once in a 64 MiB budget (fewer in --quick).
+    let (cn, budget) = ((n / 100).clamp(100, 10_000), 64usize << 20);
+    let conc = concurrent(cn, 1 << 20, budget);
+    eprintln!(
+        "  scale: {cn} connections x 1 MB at once: {:.1} s; buffers at most {:.1} MiB (sender) and {:.1} MiB (receiver) of a {} MiB budget each; heap of both at most {:.1} MiB",
+        conc.seconds,
+        conc.peak_buffered[0] as f64 / f64::from(1 << 20),
+        conc.peak_buffered[1] as f64 / f64::from(1 << 20),
+        budget >> 20,
+        conc.peak_heap as f64 / f64::from(1 << 20)
+    );
     println!(
         "{}",
         serde_json::json!({
@@ -280,6 +417,11 @@ fn main() {
             "ns_per_segment_tenth": cost_mid * 1e9,
             "time_wait_entries": m,
             "bytes_per_time_wait": bytes_per_time_wait,
+            "concurrent_connections": cn,
+            "concurrent_seconds": conc.seconds,
+            "concurrent_peak_heap_bytes": conc.peak_heap,
+            "concurrent_peak_sender_buffer_bytes": conc.peak_buffered[0],
+            "concurrent_peak_receiver_buffer_bytes": conc.peak_buffered[1],
         })
     );
 }

@@ -481,6 +481,10 @@ impl Stack {
             return;
         };
         conn.settle(now);
+        if self.memory_level != MemoryLevel::Normal {
+            // Under pressure memory follows the data at once (tcp_mem).
+            conn.moderate_buffers();
+        }
         let held = conn.memory_held();
         if !slot.release_queued && conn.idle_storage() {
             slot.release_queued = true;
@@ -638,6 +642,7 @@ impl Stack {
                 });
             }
             ConnEvent::Reset(_) => {}
+            ConnEvent::Dropped(reason) => self.stats.drop(reason),
             ConnEvent::Connected => {
                 if app_owned {
                     self.events.push_back(Event::Connected(handle));
@@ -943,6 +948,9 @@ impl Stack {
             slot.release_queued = false;
             if let Some(conn) = slot.conn.as_mut() {
                 conn.release_idle_storage();
+                let held = u32::try_from(conn.memory_held()).unwrap_or(u32::MAX);
+                let charged = std::mem::replace(&mut slot.memory, held);
+                self.charge_memory(charged as usize, held as usize);
             }
         }
         for (tuple, entry) in self.time_wait.expire(now) {

@@ -45,6 +45,8 @@ pub(crate) enum ConnEvent {
     Warning(String),
     /// A RST to send (the connection may already be CLOSED).
     Reset(RstOut),
+    /// A segment (or its data) was dropped, for this reason (counted by the stack).
+    Dropped(&'static str),
 }
 
 /// A RST the connection wants sent (it may already be CLOSED).
@@ -729,10 +731,14 @@ impl Connection {
         fill: impl FnOnce(&mut SendBuffer) -> usize,
     ) -> Result<usize, Error> {
         self.sendable_state()?;
-        if self.memory == MemoryLevel::Exhausted && self.snd_buf.len() > 0 {
-            // Over tcp_mem[2]: wait until this connection's queued data is acknowledged.
-            self.want_writable = true;
-            return Err(Error::WouldBlock);
+        if self.memory == MemoryLevel::Exhausted {
+            if self.snd_buf.len() > 0 {
+                // Over tcp_mem[2]: wait until this connection's queued data is acknowledged.
+                self.want_writable = true;
+                return Err(Error::WouldBlock);
+            }
+            // An empty buffer takes a little (Linux forces one packet's worth).
+            self.moderate_buffers();
         }
         let n = fill(&mut self.snd_buf);
         if n == 0 {
@@ -823,7 +829,7 @@ impl Connection {
         }
     }
 
-    /// Storage beyond `IDLE_KEEP` held by an empty buffer (an idle release frees it).
+    /// Storage held by an empty buffer (an idle release frees it).
     pub(crate) fn idle_storage(&self) -> bool {
         self.snd_buf.idle_storage()
             || self.rcv_idle_storage()
@@ -831,11 +837,11 @@ impl Connection {
     }
 
     fn rcv_idle_storage(&self) -> bool {
-        self.rcv_buf.is_empty() && self.rcv_buf.capacity() > super::send_buffer::IDLE_KEEP
+        self.rcv_buf.is_empty() && self.rcv_buf.capacity() > 0
     }
 
-    /// Give back what empty buffers hold beyond `IDLE_KEEP` (what a burst made them grow
-    /// to): the stack calls it `IDLE_RELEASE` after a buffer emptied.
+    /// Give back what empty buffers hold: the stack calls it `IDLE_RELEASE` after a
+    /// buffer emptied, and at once under memory pressure.
     pub(crate) fn release_idle_storage(&mut self) {
         self.snd_buf.release_idle();
         if let Some(snd) = self.state.snd_mut() {
@@ -846,10 +852,29 @@ impl Connection {
         }
     }
 
-    /// Bytes this connection holds in its buffers (what `Config::tcp_mem` limits).
+    /// Under memory pressure: lower the send buffer's capacity towards half of what is
+    /// queued (Linux's sk_stream_moderate_sndbuf, never under two segments) and give
+    /// back storage that is well beyond what either buffer needs now.
+    pub(crate) fn moderate_buffers(&mut self) {
+        let floor = 2 * self.neg.snd_mss.max(usize::from(self.local_mss));
+        let capacity = self.snd_buf.capacity();
+        if capacity > floor {
+            self.snd_buf
+                .set_capacity((self.snd_buf.len() / 2).clamp(floor, capacity));
+        }
+        self.snd_buf.fit();
+        let (len, cap) = (self.rcv_buf.len(), self.rcv_buf.capacity());
+        if cap > 2 * len.max(4096) {
+            self.rcv_buf.shrink_to(len.max(4096));
+        }
+        self.release_idle_storage();
+    }
+
+    /// Bytes this connection's buffers cost (what `Config::tcp_mem` limits): the storage
+    /// they hold, used or not, as Linux counts an skb's true size.
     pub(crate) fn memory_held(&self) -> usize {
         let ooo = self.state.rcv().map_or(0, |r| r.ooo.bytes());
-        self.rcv_buf.len() + ooo + self.snd_buf.len()
+        self.rcv_buf.capacity() + ooo + self.snd_buf.storage()
     }
 
     /// The connection is an orphan: closed by the application and still finishing its

@@ -2,7 +2,7 @@
 //! RFC 5961 defences against blind resets and SYNs, and RFC 7323 PAWS.
 
 use super::cc::Controller;
-use super::conn::{ConnEvent, Connection, RstOut};
+use super::conn::{ConnEvent, Connection, MemoryLevel, RstOut};
 use super::state::*;
 use super::time_wait::TimeWaitVerdict;
 use crate::config::Config;
@@ -10,6 +10,10 @@ use crate::error::Error;
 use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;
 use std::time::Duration;
+
+/// Receive memory a connection may always hold, over tcp_mem's hard limit too (Linux's
+/// `tcp_rmem[0]`).
+const RMEM_MIN: usize = 4096;
 
 /// Linux's tcp_invalid_ratelimit: at most one ACK per this interval answers unacceptable
 /// zero-length segments.
@@ -842,6 +846,19 @@ impl Connection {
             return false;
         };
         let mut delivered = 0usize;
+        // Over tcp_mem's hard limit, new data that needs more memory is not taken (Linux's
+        // tcp_try_rmem_schedule), unless the connection holds less than tcp_rmem[0]: every
+        // connection still makes progress, and nothing acknowledged is ever dropped.
+        if self.memory == MemoryLevel::Exhausted && !data.is_empty() {
+            let held = self.rcv_buf.capacity() + rcv.ooo.bytes();
+            let grows = seq != rcv.nxt
+                || self.rcv_buf.capacity() < self.rcv_buf.len() + data.len().min(rcv_free);
+            if grows && held >= RMEM_MIN {
+                self.events.push(ConnEvent::Dropped("rcv_memory_exhausted"));
+                data = &[];
+                fin = false;
+            }
+        }
         if !data.is_empty() {
             if seq == rcv.nxt {
                 let take = data.len().min(rcv_free);
@@ -850,7 +867,13 @@ impl Connection {
                 // received only a small request holds little.
                 let (len, room) = (self.rcv_buf.len(), self.rcv_buf.capacity());
                 if room < len + take {
-                    let want = (len + take).max(2 * room);
+                    // (Exactly what is needed under memory pressure.)
+                    let double = if self.memory == MemoryLevel::Normal {
+                        2 * room
+                    } else {
+                        0
+                    };
+                    let want = (len + take).max(double);
                     let want = want.min(self.rcv_cap.max(len + take));
                     self.rcv_buf.reserve_exact(want - len);
                 }

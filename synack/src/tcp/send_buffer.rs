@@ -1,18 +1,17 @@
 //! The send buffer: bytes the application wrote that the peer has not acknowledged yet.
 //! Offset 0 is SND.UNA (or ISS+1 before the handshake completes).
 
-/// Storage an emptied buffer may keep; a larger one is given back once the buffer has
-/// stayed empty a while ([`IDLE_RELEASE`]), so that memory follows what a connection has
-/// in flight, not the most it ever had.
-pub(crate) const IDLE_KEEP: usize = 16 * 1024;
-
-/// How long storage beyond [`IDLE_KEEP`] outlives the emptying of its buffer: a busy
-/// connection (a keep-alive answer after another) keeps it, an idle one gives it back.
+/// How long the storage of an emptied buffer outlives its emptying: a busy connection (a
+/// keep-alive answer after another) keeps it, an idle one gives it all back, so that
+/// memory follows what a connection has in flight, not the most it ever had. (Under
+/// memory pressure it goes back at once: see `Connection::release_idle_storage`.)
 pub(crate) const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The smallest ring storage allocated.
+const MIN_STORAGE: usize = 4096;
+
 /// Unacknowledged and unsent bytes, bounded by a capacity: a ring whose storage grows
-/// on demand up to the capacity and is given back when everything is acknowledged
-/// (beyond [`IDLE_KEEP`]).
+/// on demand up to the capacity and is given back when everything is acknowledged.
 #[derive(Debug)]
 pub(crate) struct SendBuffer {
     ring: Box<[u8]>,
@@ -60,7 +59,7 @@ impl SendBuffer {
         }
         let size = needed
             .max(self.ring.len() * 2)
-            .max(4096)
+            .max(MIN_STORAGE)
             .min(needed.max(self.capacity));
         let mut ring = vec![0u8; size].into_boxed_slice();
         let (a, b) = self.as_slices();
@@ -136,16 +135,36 @@ impl SendBuffer {
         }
     }
 
-    /// Storage held beyond [`IDLE_KEEP`] while empty: what an idle release would free.
+    /// Storage held while empty: what an idle release would free.
     pub(crate) fn idle_storage(&self) -> bool {
-        self.len == 0 && self.ring.len() > IDLE_KEEP
+        self.len == 0 && !self.ring.is_empty()
     }
 
-    /// Give back the storage of an empty buffer beyond [`IDLE_KEEP`].
+    /// Give back the storage of an empty buffer.
     pub(crate) fn release_idle(&mut self) {
         if self.idle_storage() {
             self.ring = Box::default();
         }
+    }
+
+    /// Bytes of storage held (what the buffer costs, whatever it holds).
+    pub(crate) fn storage(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Shrink storage that is more than twice what the data and the capacity need (the
+    /// capacity was lowered under memory pressure); the data is laid out from index 0.
+    pub(crate) fn fit(&mut self) {
+        let need = self.len.max(self.capacity).max(MIN_STORAGE);
+        if self.ring.len() <= 2 * need {
+            return;
+        }
+        let mut ring = vec![0u8; need].into_boxed_slice();
+        let (a, b) = self.as_slices();
+        ring[..a.len()].copy_from_slice(a);
+        ring[a.len()..a.len() + b.len()].copy_from_slice(b);
+        self.ring = ring;
+        self.head = 0;
     }
 
     /// The `len` bytes starting `offset` bytes after the front (as far as they are
@@ -177,6 +196,19 @@ mod tests {
     }
 
     #[test]
+    fn storage_beyond_the_need_is_given_back_when_the_capacity_is_lowered() {
+        let mut b = SendBuffer::new(1 << 20);
+        assert_eq!(b.push(&[7u8; 600_000]), 600_000);
+        b.ack(590_000);
+        b.set_capacity(8192);
+        b.fit();
+        assert_eq!(b.storage(), 10_000);
+        assert_eq!(bytes(&b, 0, 10_000), vec![7u8; 10_000]);
+        b.fit();
+        assert_eq!(b.storage(), 10_000, "nothing to do when it fits");
+    }
+
+    #[test]
     fn storage_grown_for_a_burst_is_given_back_by_an_idle_release_only_when_empty() {
         let mut b = SendBuffer::new(256 * 1024);
         assert_eq!(b.push(&[7u8; 100_000]), 100_000);
@@ -191,12 +223,12 @@ mod tests {
         );
         b.release_idle();
         assert_eq!(b.ring.len(), 0, "given back when empty");
-        // A small buffer is kept: reallocating it for every write would cost more.
+        // A small one too: an idle connection holds no buffer storage.
         b.push(&[1u8; 1000]);
         b.ack(1000);
-        assert!(!b.idle_storage());
+        assert!(b.idle_storage());
         b.release_idle();
-        assert_eq!(b.ring.len(), 4096);
+        assert_eq!(b.storage(), 0);
         // And it still works after being given back.
         b.push(b"again");
         let out = bytes(&b, 0, 5);
