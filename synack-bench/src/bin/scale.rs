@@ -230,6 +230,34 @@ fn time_wait_bytes(m: usize) -> f64 {
     (h1 as f64 - h0 as f64) / (n1 - n0).max(1) as f64
 }
 
+/// Nanoseconds per dependent load (each address read from the one before) over
+/// `bytes` of memory touched in a random cycle of cache lines: the latency a lookup pays
+/// at a given working set, to read the per-segment costs against.
+fn memory_latency_ns(bytes: usize) -> f64 {
+    let lines = (bytes / 64).max(2);
+    // Sattolo's shuffle: one cycle through every line.
+    let mut order: Vec<u32> = (0..lines as u32).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    for i in (1..lines).rev() {
+        let j = rng.random_range(0..i);
+        order.swap(i, j);
+    }
+    let mut next = vec![[0u64; 8]; lines];
+    for i in 0..lines {
+        next[order[i] as usize][0] = u64::from(order[(i + 1) % lines]);
+    }
+    drop(order);
+    let hops = 2_000_000;
+    let t0 = WallClock::now();
+    let mut at = 0usize;
+    for _ in 0..hops {
+        at = next[at][0] as usize;
+    }
+    let ns = t0.elapsed().as_nanos() as f64 / f64::from(hops);
+    std::hint::black_box(at);
+    ns
+}
+
 /// What `concurrent` measured.
 struct Concurrent {
     /// The most heap the transfer took beyond the established, idle connections.
@@ -394,6 +422,16 @@ fn main() {
         cost_few * 1e9
     );
     let bytes_per_time_wait = time_wait_bytes(m);
+    // What one dependent memory access costs at the working set of n connections, and
+    // of ten (in cache): a segment to a random connection of n makes several in a row
+    // (index entry, slot, connection, receive buffer).
+    let latency_many = memory_latency_ns(n * bytes_per_conn as usize);
+    let latency_few = memory_latency_ns(10 * bytes_per_conn as usize);
+    eprintln!(
+        "  scale: a dependent memory access costs {latency_many:.0} ns over {} MB, {latency_few:.1} ns over {} KB",
+        n * bytes_per_conn as usize / 1_000_000,
+        10 * bytes_per_conn as usize / 1000
+    );
     // 10,000 connections moving 1 MB each at once in a 64 MiB budget (fewer in --quick).
     let (cn, budget) = ((n / 100).clamp(100, 10_000), 64usize << 20);
     let conc = concurrent(cn, 1 << 20, budget);
@@ -416,6 +454,8 @@ fn main() {
             "ns_per_segment_10": cost_few * 1e9,
             "ns_per_segment_tenth": cost_mid * 1e9,
             "time_wait_entries": m,
+            "memory_latency_ns_many": latency_many,
+            "memory_latency_ns_10": latency_few,
             "bytes_per_time_wait": bytes_per_time_wait,
             "concurrent_connections": cn,
             "concurrent_seconds": conc.seconds,
