@@ -7,8 +7,9 @@
 //!   response, close by the client);
 //! - `latency`: round trips of a 64-byte message on one connection, median and p99;
 //! - `scale`: 1,000,000 idle established connections in one synack stack (memory per
-//!   connection, time to establish, per-segment cost at 1,000,000 over 10), and
-//!   TIME_WAIT bytes per entry;
+//!   connection, time to establish, per-segment cost at 1,000,000 over 10, beside the
+//!   latency of one dependent memory access at both working sets), TIME_WAIT bytes per
+//!   entry, and 10,000 connections moving 1 MB each at once in a 64 MiB buffer budget;
 //! - `tun`: through the TUN backend in a network namespace, beside kernel to kernel
 //!   over veth;
 //! - `http`: a hyper service on synack over TUN beside the same service on kernel
@@ -307,8 +308,35 @@ fn scale(sizes: &Sizes, report: &mut Report) {
         ("ns_per_segment_10", "scale_ns_per_segment_at_10"),
         ("ns_per_segment_tenth", "scale_ns_per_segment_at_tenth"),
         ("ns_per_segment_many", "scale_ns_per_segment_at_all"),
+        ("memory_latency_ns_10", "scale_memory_latency_at_10"),
+        ("memory_latency_ns_many", "scale_memory_latency_at_all"),
     ] {
         report.add_detail(Measurement::new(what, "synack", get(key), "ns"));
+    }
+    for (key, what, unit) in [
+        (
+            "concurrent_connections",
+            "scale_concurrent_connections",
+            "connections",
+        ),
+        ("concurrent_seconds", "scale_concurrent_seconds", "s"),
+        (
+            "concurrent_peak_sender_buffer_bytes",
+            "scale_concurrent_sender_buffers",
+            "bytes",
+        ),
+        (
+            "concurrent_peak_receiver_buffer_bytes",
+            "scale_concurrent_receiver_buffers",
+            "bytes",
+        ),
+        (
+            "concurrent_peak_heap_bytes",
+            "scale_concurrent_heap",
+            "bytes",
+        ),
+    ] {
+        report.add_detail(Measurement::new(what, "synack", get(key), unit));
     }
     report.add(Measurement::new(
         "scale_cost_ratio",

@@ -5,8 +5,14 @@
 //! - `establish_seconds`: time to establish all N (handshakes from a packet generator);
 //! - `cost_ratio`: time to process a data segment (and send its ACK) with N connections
 //!   open, over the same with 10 open (flat is the goal: O(1) demultiplexing and timers);
+//!   every connection has received once before the timed segments;
+//! - `memory_latency_ns_many`, `memory_latency_ns_10`: one dependent memory access over
+//!   the working set of N connections and of ten (what the cost ratio is read against);
 //! - `bytes_per_time_wait`: heap per TIME_WAIT entry, M connections driven through a
-//!   whole lifecycle into TIME_WAIT.
+//!   whole lifecycle into TIME_WAIT;
+//! - `concurrent_*`: N/100 connections (100 to 10,000) moving 1 MB each at once between
+//!   two stacks with a 64 MiB buffer budget (`tcp_mem`) each: the time, the most each
+//!   stack counted in its buffers, the most heap both took.
 
 use std::alloc::System;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

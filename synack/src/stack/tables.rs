@@ -1,4 +1,4 @@
-//! The stack's tables: connection slots, listeners and the timer queue (the TIME_WAIT
+//! The stack's tables: connection slots, listeners and the timing wheel (the TIME_WAIT
 //! table has its own module). Plain data structures; the rules live in `mod.rs` and in `crate::tcp`.
 
 use std::collections::VecDeque;
@@ -115,6 +115,10 @@ pub(crate) struct TimerQueue {
     free: u32,
     /// The first node of each bucket's list, level by level.
     heads: Vec<u32>,
+    /// The entry with the earliest deadline placed in each bucket since it was last
+    /// emptied or pruned: what `peek_live` reports for a bucket above level 0 while it is
+    /// live.
+    earliest: Vec<Option<TimerEntry>>,
     /// Per level, a bit per non-empty bucket.
     occupied: [u64; LEVELS],
     /// The list of entries of the level-0 bucket being fired.
@@ -133,6 +137,10 @@ struct Node {
 
 /// The end of a list.
 const NIL: u32 = u32::MAX;
+/// The most entries `peek_live` walks to replace a bucket's stale earliest entry: small
+/// buckets (a few connections) get exact deadlines, large ones (many connections) a
+/// bound that costs nothing (an early wake-up at worst, when nothing fires).
+const RESCAN_MAX: usize = 64;
 /// Six bits per level: eleven levels cover every microsecond count.
 const LEVELS: usize = 11;
 const SLOTS: usize = 64;
@@ -144,6 +152,7 @@ impl Default for TimerQueue {
             nodes: Vec::new(),
             free: NIL,
             heads: vec![NIL; LEVELS * SLOTS],
+            earliest: vec![None; LEVELS * SLOTS],
             occupied: [0; LEVELS],
             due: NIL,
             len: 0,
@@ -177,9 +186,13 @@ impl TimerQueue {
         let masked = (self.elapsed ^ when) | (SLOTS as u64 - 1);
         let level = (63 - masked.leading_zeros() as usize) / 6;
         let slot = ((when >> (6 * level)) & 63) as usize;
-        let head = &mut self.heads[level * SLOTS + slot];
-        self.nodes[node as usize].next = *head;
-        *head = node;
+        let n = level * SLOTS + slot;
+        self.nodes[node as usize].next = self.heads[n];
+        self.heads[n] = node;
+        let entry = self.nodes[node as usize].entry;
+        if self.earliest[n].is_none_or(|e| entry.0 < e.0) {
+            self.earliest[n] = Some(entry);
+        }
         self.occupied[level] |= 1 << slot;
     }
 
@@ -189,20 +202,34 @@ impl TimerQueue {
         self.len -= 1;
     }
 
-    /// Unlink and release the stale nodes of the list starting at `*head`; the
-    /// earliest live deadline left in it.
+    /// Whether bucket `n` holds more than `max` entries (walking at most that many).
+    fn longer_than(&self, n: usize, max: usize) -> bool {
+        let mut at = self.heads[n];
+        for _ in 0..=max {
+            if at == NIL {
+                return false;
+            }
+            at = self.nodes[at as usize].next;
+        }
+        true
+    }
+
+    /// Unlink and release the stale nodes of the list starting at `*head`; the live
+    /// entry with the earliest deadline left in it.
     fn prune(
         &mut self,
         head: ListHead,
         live: &impl Fn(u32, u32, Instant) -> bool,
-    ) -> Option<Instant> {
-        let mut earliest: Option<Instant> = None;
+    ) -> Option<TimerEntry> {
+        let mut earliest: Option<TimerEntry> = None;
         let mut prev = NIL;
         let mut at = self.list(head);
         while at != NIL {
             let Node { entry, next } = self.nodes[at as usize];
             if live(entry.1, entry.2, entry.0) {
-                earliest = Some(earliest.map_or(entry.0, |e| e.min(entry.0)));
+                if earliest.is_none_or(|e| entry.0 < e.0) {
+                    earliest = Some(entry);
+                }
                 prev = at;
             } else {
                 if prev == NIL {
@@ -250,24 +277,40 @@ impl TimerQueue {
         })
     }
 
-    /// The earliest instant there may be a live entry due: exact for the entries of
-    /// the next microsecond that has any (stale ones are discarded on the way), the
-    /// beginning of the next bucket when that is on a higher level (`pop_due` then
-    /// moves its entries down; nothing fires).
+    /// The earliest instant there may be a live entry due: exact, stale entries being
+    /// discarded on the way, except when the next bucket is above level 0, holds more
+    /// than `RESCAN_MAX` entries and its earliest entry has gone stale: then that entry's
+    /// deadline, a bound (`pop_due` at that time moves the bucket's entries down and
+    /// nothing fires).
     pub(crate) fn peek_live(
         &mut self,
         live: impl Fn(u32, u32, Instant) -> bool,
     ) -> Option<Instant> {
-        if let Some(at) = self.prune(ListHead::Due, &live) {
-            return Some(at);
+        if let Some(e) = self.prune(ListHead::Due, &live) {
+            return Some(e.0);
         }
         loop {
             let (level, slot, start) = self.next_bucket()?;
+            let start = Instant::from_micros(start);
             if level > 0 {
-                return Some(Instant::from_micros(start));
+                let n = level * SLOTS + slot;
+                match self.earliest[n] {
+                    Some(e) if live(e.1, e.2, e.0) => return Some(e.0.max(start)),
+                    // A large bucket is not walked: its stale earliest is a bound.
+                    Some(e) if self.longer_than(n, RESCAN_MAX) => return Some(e.0.max(start)),
+                    _ => {}
+                }
+                self.earliest[n] = self.prune(ListHead::Bucket(n), &live);
+                match self.earliest[n] {
+                    Some(e) => return Some(e.0.max(start)),
+                    None => {
+                        self.occupied[level] &= !(1 << slot);
+                        continue;
+                    }
+                }
             }
-            if let Some(at) = self.prune(ListHead::Bucket(slot), &live) {
-                return Some(at);
+            if let Some(e) = self.prune(ListHead::Bucket(slot), &live) {
+                return Some(e.0);
             }
             self.occupied[0] &= !(1 << slot);
         }
@@ -322,6 +365,7 @@ impl TimerQueue {
             self.occupied[level] &= !(1 << slot);
             let n = level * SLOTS + slot;
             let mut at = std::mem::replace(&mut self.heads[n], NIL);
+            self.earliest[n] = None;
             if level == 0 {
                 // Every entry of a level-0 bucket is due at its microsecond (or before).
                 self.due = at;
@@ -406,6 +450,47 @@ mod tests {
     }
 
     proptest! {
+        /// With entries going stale (re-armed timers), the wheel never reports a time
+        /// after the earliest live deadline, and with few entries reports it exactly.
+        #[test]
+        fn peek_is_the_earliest_live_deadline(
+            entries in proptest::collection::vec((0u64..(1 << 34), proptest::bool::ANY), 1..60),
+            advance in 0u64..(1 << 30),
+        ) {
+            let mut wheel = TimerQueue::default();
+            let start = Instant::from_micros(1 << 20);
+            wheel.pop_due(start);
+            let mut model = Vec::new();
+            for (id, (wait, stale)) in entries.iter().enumerate() {
+                let at = start + std::time::Duration::from_micros(*wait);
+                wheel.push(at, id as u32, 0);
+                model.push((at, std::cell::Cell::new(*stale)));
+            }
+            let live = |i: u32, _: u32, _: Instant| !model[i as usize].1.get();
+            // Fire what is due after a while, then compare.
+            let now = start + std::time::Duration::from_micros(advance);
+            while let Some(t) = wheel.peek_live(live) {
+                if t > now {
+                    break;
+                }
+                while let Some((at, i, _)) = wheel.pop_due(t) {
+                    prop_assert!(at <= now);
+                    // Fired (a stale one the stack would skip): no longer live.
+                    model[i as usize].1.set(true);
+                }
+            }
+            let earliest = model.iter().filter(|e| !e.1.get()).map(|e| e.0).min();
+            let peek = wheel.peek_live(live);
+            match earliest {
+                None => prop_assert!(peek.is_none_or(|t| t > now)),
+                Some(e) => {
+                    let p = peek.expect("a live entry is reported");
+                    prop_assert!(p <= e, "reported {p:?} after the earliest live {e:?}");
+                    prop_assert_eq!(p, e, "few entries: exact");
+                }
+            }
+        }
+
         /// Against a model: every entry fires exactly at its deadline (or at once when
         /// armed in the past), none is lost or fired twice, with pushes between firings.
         #[test]

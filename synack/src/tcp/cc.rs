@@ -216,11 +216,6 @@ const LOW_WINDOW: u32 = 16;
 const ACK_DELTA: Duration = Duration::from_millis(2);
 
 impl HyStart {
-    /// Slow start is over (HyStart or a loss ended it): the rounds are not needed.
-    pub(crate) fn forget_rounds(&mut self) {
-        self.rounds = None;
-    }
-
     /// One ACK in slow start with its RTT sample; true when slow start should end.
     /// `cwnd_segs` is cwnd in segments (as Linux, nothing is decided below 16), and
     /// `ack_delay` what a sender's own ACK spacing may add to a train (Linux's

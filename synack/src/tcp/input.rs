@@ -650,9 +650,6 @@ impl Connection {
                 Recovery::Open => {
                     // RFC 9406 with RFC 7323 RTT samples: leave slow start as the queue builds.
                     let in_slow_start = snd.cc.cwnd() < snd.cc.ssthresh();
-                    if !in_slow_start {
-                        snd.hystart.forget_rounds();
-                    }
                     if let (true, Some((_, rtt))) = (in_slow_start, rtt_sample) {
                         let (cwnd, mss) = (snd.cc.cwnd(), snd.cc.mss().max(1));
                         // Linux's hystart_ack_delay: 4 GSO packets (64 KiB) at the pacing
