@@ -903,6 +903,11 @@ impl Stack {
     }
 
     /// The earliest instant at which [`Stack::on_timeout`] has work to do.
+    ///
+    /// Exact in all but one case: with many connections whose timers fall in the same
+    /// stretch of the timing wheel (more than 64), after the earliest of them was
+    /// re-armed, it may be that timer's old deadline; `on_timeout` then fires nothing and
+    /// the next call gives the true one. A driver never wakes late.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let slots = &self.slots;
         let conn = self.timers.peek_live(|index, generation, at| {
