@@ -164,6 +164,8 @@ pub struct Stack {
     /// every entry is `IDLE_RELEASE` after the activity that queued it).
     idle_release: VecDeque<(Instant, u32, u32)>,
     ctl_out: VecDeque<Vec<u8>>,
+    /// Where `poll_transmit` builds a packet before copying it out (empty until used).
+    tx_scratch: Vec<u8>,
     /// Lists a connection fills while the stack calls it, lent to each in turn.
     scratch: tables::Scratch,
     events: VecDeque<Event>,
@@ -212,6 +214,7 @@ impl Stack {
             tx_ready: VecDeque::new(),
             idle_release: VecDeque::new(),
             ctl_out: VecDeque::new(),
+            tx_scratch: Vec::new(),
             scratch: tables::Scratch::default(),
             events: VecDeque::new(),
             stats: StackStats::default(),
@@ -832,10 +835,15 @@ impl Stack {
             self.stats.segments_out += 1;
             return Some(p);
         }
-        let mut buf = vec![0u8; self.max_packet_size()];
-        let t = self.poll_transmit_into(now, &mut buf)?;
-        buf.truncate(t.len);
-        Some(buf)
+        // Built in a buffer the stack keeps (zeroed once), then copied out at its length:
+        // one allocation of the packet's size, nothing zeroed per packet.
+        let mut scratch = std::mem::take(&mut self.tx_scratch);
+        scratch.resize(self.max_packet_size(), 0);
+        let packet = self
+            .poll_transmit_into(now, &mut scratch)
+            .map(|t| scratch[..t.len].to_vec());
+        self.tx_scratch = scratch;
+        packet
     }
 
     /// The longest packet the stack sends: the MTU, or `Config::tso_max` with
