@@ -160,6 +160,59 @@ fn segment_cost(server: &mut Stack, peers: &mut [Peer], conns: &[ConnectionHandl
     elapsed / rounds as f64
 }
 
+/// A client stack with enough addresses for `conns` connections (20,000 each) and a
+/// server stack listening on port 80, both with `config` (the server with its own
+/// secrets).
+struct Pair {
+    client: Stack,
+    server: Stack,
+    listener: synack::ListenerHandle,
+    server_addr: SocketAddr,
+    client_addrs: Vec<IpAddr>,
+}
+
+fn pair(config: Config, conns: usize) -> Pair {
+    let server_addr = SocketAddr::new(IpAddr::V4(SERVER), 80);
+    let mut server = Stack::new(Config {
+        secrets: synack::Secrets::Deterministic(7),
+        ..config.clone()
+    });
+    server.add_address(server_addr.ip());
+    let listener = server.listen(server_addr, 4096).expect("listen");
+    let mut client = Stack::new(config);
+    let client_addrs: Vec<IpAddr> = (0..(conns / 20_000 + 1))
+        .map(|i| {
+            IpAddr::V4(Ipv4Addr::from(
+                u32::from(Ipv4Addr::new(198, 19, 0, 1)) + i as u32,
+            ))
+        })
+        .collect();
+    for &a in &client_addrs {
+        client.add_address(a);
+    }
+    Pair {
+        client,
+        server,
+        listener,
+        server_addr,
+        client_addrs,
+    }
+}
+
+/// Carry every packet each stack has to send to the other; whether any moved.
+fn exchange(a: &mut Stack, b: &mut Stack, buf: &mut [u8], now: Instant) -> bool {
+    let mut moved = false;
+    while let Some(t) = a.poll_transmit_into(now, buf) {
+        b.receive(now, &buf[..t.len]);
+        moved = true;
+    }
+    while let Some(t) = b.poll_transmit_into(now, buf) {
+        a.receive(now, &buf[..t.len]);
+        moved = true;
+    }
+    moved
+}
+
 /// Heap per TIME_WAIT entry: `m` connections from a client stack to a server stack,
 /// the client closing first, in batches; measured between the first batch and the end.
 fn time_wait_bytes(m: usize) -> f64 {
@@ -169,39 +222,16 @@ fn time_wait_bytes(m: usize) -> f64 {
         tcp_max_tw_buckets: m,
         ..Config::deterministic(1)
     };
-    let server_addr = SocketAddr::new(IpAddr::V4(SERVER), 80);
-    let mut server = Stack::new(Config {
-        secrets: synack::Secrets::Deterministic(7),
-        ..quiet.clone()
-    });
-    server.add_address(server_addr.ip());
-    let listener = server.listen(server_addr, 4096).expect("listen");
-    let mut client = Stack::new(quiet);
-    let addrs: Vec<IpAddr> = (0..(m / 20_000 + 1))
-        .map(|i| {
-            IpAddr::V4(Ipv4Addr::from(
-                u32::from(Ipv4Addr::new(198, 19, 0, 1)) + i as u32,
-            ))
-        })
-        .collect();
-    for &a in &addrs {
-        client.add_address(a);
-    }
+    let Pair {
+        mut client,
+        mut server,
+        listener,
+        server_addr,
+        client_addrs: addrs,
+    } = pair(quiet, m);
     let now = Instant::from_secs(1);
-    let pump = |a: &mut Stack, b: &mut Stack| loop {
-        let mut moved = false;
-        while let Some(p) = a.poll_transmit(now) {
-            b.receive(now, &p);
-            moved = true;
-        }
-        while let Some(p) = b.poll_transmit(now) {
-            a.receive(now, &p);
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    };
+    let mut buf = vec![0u8; client.max_packet_size().max(server.max_packet_size())];
+    let mut pump = |a: &mut Stack, b: &mut Stack| while exchange(a, b, &mut buf, now) {};
     let mut base = None;
     let mut done = 0;
     while done < m {
@@ -283,43 +313,24 @@ fn concurrent(n: usize, bytes: usize, budget: usize) -> Concurrent {
         tcp_mem: [budget / 2, budget / 4 * 3, budget],
         ..Config::deterministic(1)
     };
-    let server_addr = SocketAddr::new(IpAddr::V4(SERVER), 80);
-    let mut server = Stack::new(Config {
-        secrets: synack::Secrets::Deterministic(7),
-        ..config.clone()
-    });
-    server.add_address(server_addr.ip());
-    let listener = server.listen(server_addr, 4096).expect("listen");
-    let mut client = Stack::new(config);
-    let addrs: Vec<IpAddr> = (0..(n / 20_000 + 1))
-        .map(|i| {
-            IpAddr::V4(Ipv4Addr::from(
-                u32::from(Ipv4Addr::new(198, 19, 0, 1)) + i as u32,
-            ))
-        })
-        .collect();
-    for &a in &addrs {
-        client.add_address(a);
-    }
+    let Pair {
+        mut client,
+        mut server,
+        listener,
+        server_addr,
+        client_addrs: addrs,
+    } = pair(config, n);
     let mut buf = vec![0u8; client.max_packet_size().max(server.max_packet_size())];
     let start = WallClock::now();
     let clock = |t0: WallClock| Instant::from_secs(1) + t0.elapsed();
+    // Timers fire as they fall due, then packets move until both stacks are quiet.
     let pump = |a: &mut Stack, b: &mut Stack, buf: &mut [u8], now: Instant| loop {
         for s in [&mut *a, &mut *b] {
             if s.poll_timeout().is_some_and(|t| t <= now) {
                 s.on_timeout(now);
             }
         }
-        let mut moved = false;
-        while let Some(t) = a.poll_transmit_into(now, buf) {
-            b.receive(now, &buf[..t.len]);
-            moved = true;
-        }
-        while let Some(t) = b.poll_transmit_into(now, buf) {
-            a.receive(now, &buf[..t.len]);
-            moved = true;
-        }
-        if !moved {
+        if !exchange(a, b, buf, now) {
             break;
         }
     };

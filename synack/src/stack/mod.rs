@@ -488,7 +488,7 @@ impl Stack {
             // Under pressure memory follows the data at once (tcp_mem).
             conn.moderate_buffers();
         }
-        let held = conn.memory_held();
+        let (charged, held) = tables::recount(&mut slot.memory, conn.memory_held());
         if !slot.release_queued && conn.idle_storage() {
             slot.release_queued = true;
             let at = now + crate::tcp::IDLE_RELEASE;
@@ -502,13 +502,10 @@ impl Stack {
             local: conn.local,
             remote: conn.remote,
         };
-        // (A connection's count stops at 4 GiB, far beyond any buffer it can have.)
-        let held = u32::try_from(held).unwrap_or(u32::MAX);
-        let charged = std::mem::replace(&mut slot.memory, held);
         // Taken out and kept by the stack below, so its capacity is reused packet after
         // packet and an idle connection holds none.
         let mut events = std::mem::take(&mut conn.events);
-        self.charge_memory(charged as usize, held as usize);
+        self.charge_memory(charged, held);
         // Resets first, in the order the connection asked for them.
         for ev in &events {
             let ConnEvent::Reset(rst) = ev else {
@@ -793,8 +790,8 @@ impl Stack {
             slot.orphan = false;
             self.orphans -= 1;
         }
-        let charged = std::mem::take(&mut slot.memory);
-        self.charge_memory(charged as usize, 0);
+        let (charged, _) = tables::recount(&mut slot.memory, 0);
+        self.charge_memory(charged, 0);
         let slot = &mut self.slots[index as usize];
         if let Some(conn) = slot.conn.take() {
             self.live_connections -= 1;
@@ -961,9 +958,8 @@ impl Stack {
             slot.release_queued = false;
             if let Some(conn) = slot.conn.as_mut() {
                 conn.release_idle_storage();
-                let held = u32::try_from(conn.memory_held()).unwrap_or(u32::MAX);
-                let charged = std::mem::replace(&mut slot.memory, held);
-                self.charge_memory(charged as usize, held as usize);
+                let (charged, held) = tables::recount(&mut slot.memory, conn.memory_held());
+                self.charge_memory(charged, held);
             }
         }
         for (tuple, entry) in self.time_wait.expire(now) {

@@ -39,6 +39,14 @@ pub(crate) struct Slot {
     pub(crate) release_queued: bool,
 }
 
+/// Count `held` bytes in a slot's `memory`; (what was counted, what is now), for
+/// `Config::tcp_mem`. (A count stops at 4 GiB, far beyond any buffer.)
+pub(crate) fn recount(memory: &mut u32, held: usize) -> (usize, usize) {
+    let held = u32::try_from(held).unwrap_or(u32::MAX);
+    let before = std::mem::replace(memory, held);
+    (before as usize, held as usize)
+}
+
 /// The list a connection fills while the stack calls it (events, resets to send): one
 /// list whose storage the stack lends to the connection it calls and takes back
 /// afterwards, so that an idle connection holds no list storage and the busy path

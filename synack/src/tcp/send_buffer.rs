@@ -61,6 +61,11 @@ impl SendBuffer {
             .max(self.ring.len() * 2)
             .max(MIN_STORAGE)
             .min(needed.max(self.capacity));
+        self.relayout(size);
+    }
+
+    /// Move the held bytes into new storage of `size` bytes, from index 0.
+    fn relayout(&mut self, size: usize) {
         let mut ring = vec![0u8; size].into_boxed_slice();
         let (a, b) = self.as_slices();
         ring[..a.len()].copy_from_slice(a);
@@ -156,15 +161,9 @@ impl SendBuffer {
     /// capacity was lowered under memory pressure); the data is laid out from index 0.
     pub(crate) fn fit(&mut self) {
         let need = self.len.max(self.capacity).max(MIN_STORAGE);
-        if self.ring.len() <= 2 * need {
-            return;
+        if self.ring.len() > 2 * need {
+            self.relayout(need);
         }
-        let mut ring = vec![0u8; need].into_boxed_slice();
-        let (a, b) = self.as_slices();
-        ring[..a.len()].copy_from_slice(a);
-        ring[a.len()..a.len() + b.len()].copy_from_slice(b);
-        self.ring = ring;
-        self.head = 0;
     }
 
     /// The `len` bytes starting `offset` bytes after the front (as far as they are
