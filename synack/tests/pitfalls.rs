@@ -42,6 +42,51 @@ fn fin_overtaking_data_is_held_until_the_gap_fills() {
     );
 }
 
+// RFC 9293 3.1: a segment with a wrong checksum is dropped whole. The payload of an
+// in-order segment is summed while it is copied into the receive buffer's free room, so
+// a corrupted one (in its payload or in its header) must leave nothing there: no byte
+// for the application, no ACK, and the good copy that follows is taken once.
+#[test]
+fn a_corrupted_in_order_segment_leaves_nothing_in_the_receive_buffer() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_passive(1000);
+    h.inject(ack(), 1001, iss + 1, 65535, b"first ");
+    h.expect_one();
+    let mut buf = [0u8; 32];
+    assert_eq!(h.stack.recv(h.now, c, &mut buf), Ok(6));
+    let segment = |flags| {
+        let repr = synack::wire::TcpRepr {
+            src_port: h.peer.port(),
+            dst_port: h.local.port(),
+            seq: synack::wire::SeqNum::new(1007),
+            ack: synack::wire::SeqNum::new(iss + 1),
+            flags,
+            window: 65535,
+            urgent: 0,
+            options: TcpOptions::default(),
+            payload: b"second",
+        };
+        synack::wire::emit_tcp_packet(h.peer.ip(), h.local.ip(), 64, &repr).unwrap()
+    };
+    // The storage emptied by the read has room for exactly these six bytes.
+    let mut bad_payload = segment(ack());
+    *bad_payload.last_mut().unwrap() ^= 0x20;
+    let mut bad_header = segment(ack());
+    bad_header[20 + 14] ^= 0x01; // the window field
+    let good = segment(ack());
+    for bad in [&bad_payload, &bad_header] {
+        h.stack.receive(h.now, bad);
+        assert_eq!(h.outputs(), vec![], "nothing acknowledged");
+        assert_eq!(h.stack.recv(h.now, c, &mut buf), Err(Error::WouldBlock));
+    }
+    assert_eq!(h.stack.stats().dropped("bad_tcp_checksum"), 2);
+    h.stack.receive(h.now, &good);
+    assert_eq!(h.expect_one().ack, 1013);
+    assert_eq!(h.stack.recv(h.now, c, &mut buf), Ok(6));
+    assert_eq!(&buf[..6], b"second");
+    assert_eq!(h.stack.recv(h.now, c, &mut buf), Err(Error::WouldBlock));
+}
+
 // RFC 9293 3.10.7.4: a FIN carrying data: deliver the payload, ACK seq+len+1.
 #[test]
 fn fin_carrying_data_delivers_payload_and_acks_past_the_fin() {

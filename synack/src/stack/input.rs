@@ -76,34 +76,88 @@ impl Stack {
         match ip.protocol {
             PROTO_ICMP if ip.src.is_ipv4() => self.icmp_input(now, ip, payload),
             PROTO_ICMPV6 if ip.src.is_ipv6() => self.icmp_input(now, ip, payload),
-            _ => match if verified {
-                wire::parse_tcp_verified(ip, payload)
-            } else {
-                wire::parse_tcp(ip, payload)
-            } {
-                Ok(seg) => self.tcp_input(now, ip, &seg),
+            _ if verified => match wire::parse_tcp_verified(ip, payload) {
+                Ok(seg) => self.tcp_input(now, ip, &seg, None),
+                Err(e) => self.stats.drop(e.reason()),
+            },
+            _ => match wire::parse_tcp_deferred(ip, payload) {
+                Ok((seg, pending)) => self.tcp_input(now, ip, &seg, Some(pending)),
                 Err(e) => self.stats.drop(e.reason()),
             },
         }
     }
 
     /// A TCP segment addressed to us: to its connection, else TIME_WAIT, else a listener.
-    pub(super) fn tcp_input(&mut self, now: Instant, ip: &wire::IpInfo, seg: &TcpRepr<'_>) {
-        self.stats.segments_in += 1;
-        if seg.flags.rst() {
-            self.stats.resets_received += 1;
-        }
+    /// `pending` is the part of its checksum still to verify (the payload's): when the
+    /// payload goes in order into a connection's receive buffer it is summed as it is
+    /// copied there, else summed first.
+    pub(super) fn tcp_input(
+        &mut self,
+        now: Instant,
+        ip: &wire::IpInfo,
+        seg: &TcpRepr<'_>,
+        pending: Option<wire::PendingChecksum>,
+    ) {
         let tuple = FourTuple {
             local: SocketAddr::new(ip.dst, seg.dst_port),
             remote: SocketAddr::new(ip.src, seg.src_port),
         };
-        if let Some(index) = self.by_tuple.get(&self.slots, &tuple) {
-            return self.deliver(now, index, tuple, seg);
+        let index = self.by_tuple.get(&self.slots, &tuple);
+        let staged = match (pending, index) {
+            (None, _) => false,
+            (Some(pending), Some(index)) => match self.stage_payload(index, seg, pending) {
+                Some(true) => true,
+                Some(false) => return self.stats.drop(WireError::BadTcpChecksum.reason()),
+                None => false,
+            },
+            (Some(_), None) => false,
+        };
+        if let Some(pending) = pending.filter(|_| !staged) {
+            if !pending.verify(seg.payload) {
+                return self.stats.drop(WireError::BadTcpChecksum.reason());
+            }
+        }
+        self.stats.segments_in += 1;
+        if seg.flags.rst() {
+            self.stats.resets_received += 1;
+        }
+        if let Some(index) = index {
+            self.deliver(now, index, tuple, seg);
+            if staged {
+                // Staged bytes the connection did not take are forgotten.
+                if let Some(conn) = self.slots[index as usize].conn.as_mut() {
+                    conn.rcv_buf.unstage();
+                }
+            }
+            return;
         }
         if self.time_wait.contains(&tuple) {
             return self.time_wait_input(now, tuple, seg);
         }
         self.listen_input(now, tuple, seg, None);
+    }
+
+    /// Copy an in-order payload into the free room of its connection's receive buffer,
+    /// summing it on the way, and say whether the checksum is right (`None`: not
+    /// possible here, verify it apart). The bytes count only once the connection takes
+    /// them (`ByteRing::commit_staged`).
+    fn stage_payload(
+        &mut self,
+        index: u32,
+        seg: &TcpRepr<'_>,
+        pending: wire::PendingChecksum,
+    ) -> Option<bool> {
+        let conn = self.slots[index as usize].conn.as_mut()?;
+        let in_order = conn.state.rcv().is_some_and(|rcv| rcv.nxt == seg.seq);
+        if !in_order || seg.payload.is_empty() {
+            return None;
+        }
+        let sum = conn.rcv_buf.stage(0, seg.payload)?;
+        let ok = pending.verify_with(sum);
+        if !ok {
+            conn.rcv_buf.unstage();
+        }
+        Some(ok)
     }
 
     /// A segment for a connection in the table.

@@ -56,7 +56,7 @@ impl Connection {
             if cfg.tcp_moderate_rcvbuf && !self.rcv_locked && self.memory == MemoryLevel::Normal {
                 let target = rcv_target(copied, rs.space, mss).min(cfg.tcp_rmem_max as u64);
                 if target as usize > self.rcv_cap {
-                    self.rcv_cap = target as usize;
+                    self.rcv_cap = (target as usize).min(super::ring::MAX_STORAGE);
                 }
             }
             self.rcv_space.space = copied;

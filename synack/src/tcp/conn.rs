@@ -4,13 +4,13 @@
 //! and [`Connection::transition`], the one place a connection changes state.
 
 use super::cc::Controller;
-use std::collections::VecDeque;
 use std::mem;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::cc::CongestionControl;
 use super::reassembly::Reassembly;
+use super::ring::{ByteRing, MAX_STORAGE};
 use super::rtt::RttEstimator;
 use super::send_buffer::SendBuffer;
 use super::state::*;
@@ -67,7 +67,7 @@ pub(crate) struct Connection {
     pub(crate) state: State,
     pub(crate) snd_buf: SendBuffer,
     /// In-order received bytes the application has not read.
-    pub(crate) rcv_buf: VecDeque<u8>,
+    pub(crate) rcv_buf: ByteRing,
     pub(crate) rcv_cap: usize,
     /// What the application read per round trip, for receive-buffer autotuning.
     pub(crate) rcv_space: super::autotune::RcvSpace,
@@ -207,8 +207,8 @@ impl Connection {
             remote,
             state,
             snd_buf: SendBuffer::new(cfg.send_buffer),
-            rcv_buf: VecDeque::new(),
-            rcv_cap: cfg.recv_buffer,
+            rcv_buf: ByteRing::default(),
+            rcv_cap: cfg.recv_buffer.min(MAX_STORAGE),
             rcv_space: Default::default(),
             rcv_locked: false,
             snd_locked: false,
@@ -677,7 +677,7 @@ impl Connection {
         }
         if let Some(recv) = recv {
             self.rcv_locked = true;
-            self.rcv_cap = recv;
+            self.rcv_cap = recv.min(MAX_STORAGE);
             if let (State::SynSent(s), true) = (&mut self.state, self.syn_due) {
                 if s.wscale_offer.is_some() {
                     s.wscale_offer = Some(wscale_for(recv));
@@ -792,7 +792,7 @@ impl Connection {
         if !self.rcv_buf.is_empty() {
             let (a, b) = self.rcv_buf.as_slices();
             let n = take(a, b).min(self.rcv_buf.len());
-            self.rcv_buf.drain(..n);
+            self.rcv_buf.consume(n);
             self.on_app_read(now, n, cfg);
             self.maybe_window_update();
             return Ok(n);
@@ -837,7 +837,7 @@ impl Connection {
     }
 
     fn rcv_idle_storage(&self) -> bool {
-        self.rcv_buf.is_empty() && self.rcv_buf.capacity() > 0
+        self.rcv_buf.is_empty() && self.rcv_buf.storage() > 0
     }
 
     /// Give back what empty buffers hold: the stack calls it `IDLE_RELEASE` after a
@@ -847,9 +847,7 @@ impl Connection {
         if let Some(snd) = self.state.snd_mut() {
             snd.sacked.release_idle();
         }
-        if self.rcv_idle_storage() {
-            self.rcv_buf = VecDeque::new();
-        }
+        self.rcv_buf.release_if_empty();
     }
 
     /// Under memory pressure: lower the send buffer's capacity towards half of what is
@@ -863,9 +861,9 @@ impl Connection {
                 .set_capacity((self.snd_buf.len() / 2).clamp(floor, capacity));
         }
         self.snd_buf.fit();
-        let (len, cap) = (self.rcv_buf.len(), self.rcv_buf.capacity());
-        if cap > 2 * len.max(4096) {
-            self.rcv_buf.shrink_to(len.max(4096));
+        let (len, storage) = (self.rcv_buf.len(), self.rcv_buf.storage());
+        if storage > 2 * len.max(4096) {
+            self.rcv_buf.relayout(len.max(4096));
         }
         self.release_idle_storage();
     }
@@ -874,7 +872,7 @@ impl Connection {
     /// they hold, used or not, as Linux counts an skb's true size.
     pub(crate) fn memory_held(&self) -> usize {
         let ooo = self.state.rcv().map_or(0, |r| r.ooo.bytes());
-        self.rcv_buf.capacity() + ooo + self.snd_buf.storage()
+        self.rcv_buf.storage() + ooo + self.snd_buf.storage()
     }
 
     /// The connection is an orphan: closed by the application and still finishing its

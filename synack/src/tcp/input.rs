@@ -847,9 +847,9 @@ impl Connection {
         // tcp_try_rmem_schedule), unless the connection holds less than tcp_rmem[0]: every
         // connection still makes progress, and nothing acknowledged is ever dropped.
         if self.memory == MemoryLevel::Exhausted && !data.is_empty() {
-            let held = self.rcv_buf.capacity() + rcv.ooo.bytes();
+            let held = self.rcv_buf.storage() + rcv.ooo.bytes();
             let grows = seq != rcv.nxt
-                || self.rcv_buf.capacity() < self.rcv_buf.len() + data.len().min(rcv_free);
+                || self.rcv_buf.storage() < self.rcv_buf.len() + data.len().min(rcv_free);
             if grows && held >= RMEM_MIN {
                 self.events.push(ConnEvent::Dropped("rcv_memory_exhausted"));
                 data = &[];
@@ -862,7 +862,7 @@ impl Connection {
                 // Storage grows by doubling (a few allocations per burst, none per
                 // segment), from what the first segment needs: a connection that
                 // received only a small request holds little.
-                let (len, room) = (self.rcv_buf.len(), self.rcv_buf.capacity());
+                let (len, room) = (self.rcv_buf.len(), self.rcv_buf.storage());
                 if room < len + take {
                     // (Exactly what is needed under memory pressure.)
                     let double = if self.memory == MemoryLevel::Normal {
@@ -872,15 +872,19 @@ impl Connection {
                     };
                     let want = (len + take).max(double);
                     let want = want.min(self.rcv_cap.max(len + take));
-                    self.rcv_buf.reserve_exact(want - len);
+                    self.rcv_buf.grow_to(want);
                 }
-                self.rcv_buf.extend(&data[..take]);
+                // A payload the stack already copied while summing it (`stage`) is
+                // only committed; trimming here only ever shortens it at its end.
+                if seq != seg.seq || !self.rcv_buf.commit_staged(take) {
+                    self.rcv_buf.push(&data[..take]);
+                }
                 rcv.nxt += take as u32;
                 delivered += take;
                 while let Some(more) = rcv.ooo.pop_ready(rcv.nxt) {
                     rcv.nxt += more.len() as u32;
                     delivered += more.len();
-                    self.rcv_buf.extend(more);
+                    self.rcv_buf.push(&more);
                 }
             } else if seq > rcv.nxt {
                 if rcv.ooo.insert(rcv.nxt, seq, data) {

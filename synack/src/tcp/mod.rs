@@ -14,6 +14,7 @@ mod output;
 mod path_error;
 mod rack;
 mod reassembly;
+mod ring;
 mod rtt;
 mod sack;
 mod send_buffer;

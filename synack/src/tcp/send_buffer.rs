@@ -7,6 +7,8 @@
 /// memory pressure it goes back at once: see `Connection::release_idle_storage`.)
 pub(crate) const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
 
+use super::ring::{ByteRing, MAX_STORAGE};
+
 /// The smallest ring storage allocated.
 const MIN_STORAGE: usize = 4096;
 
@@ -14,20 +16,15 @@ const MIN_STORAGE: usize = 4096;
 /// on demand up to the capacity and is given back when everything is acknowledged.
 #[derive(Debug)]
 pub(crate) struct SendBuffer {
-    ring: Box<[u8]>,
-    /// Where offset 0 (SND.UNA) is in `ring`.
-    head: usize,
-    len: usize,
+    ring: ByteRing,
     capacity: usize,
 }
 
 impl SendBuffer {
     pub(crate) fn new(capacity: usize) -> SendBuffer {
         SendBuffer {
-            ring: Box::default(),
-            head: 0,
-            len: 0,
-            capacity,
+            ring: ByteRing::default(),
+            capacity: capacity.min(MAX_STORAGE),
         }
     }
 
@@ -38,65 +35,37 @@ impl SendBuffer {
 
     /// Change the capacity (bytes already queued stay, even beyond it).
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
-        self.capacity = capacity;
+        self.capacity = capacity.min(MAX_STORAGE);
     }
 
     /// Bytes held (sent-but-unacknowledged plus unsent).
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.ring.len()
     }
 
     /// Room left for the application.
     pub(crate) fn free(&self) -> usize {
-        self.capacity.saturating_sub(self.len)
+        self.capacity.saturating_sub(self.len())
     }
 
-    /// Make the storage hold at least `needed` bytes, doubling as it grows; the data
-    /// is laid out from index 0 again.
+    /// Make the storage hold at least `needed` bytes, doubling as it grows.
     fn reserve(&mut self, needed: usize) {
-        if needed <= self.ring.len() {
+        let storage = self.ring.storage();
+        if needed <= storage {
             return;
         }
         let size = needed
-            .max(self.ring.len() * 2)
+            .max(storage * 2)
             .max(MIN_STORAGE)
             .min(needed.max(self.capacity));
-        self.relayout(size);
-    }
-
-    /// Move the held bytes into new storage of `size` bytes, from index 0.
-    fn relayout(&mut self, size: usize) {
-        let mut ring = vec![0u8; size].into_boxed_slice();
-        let (a, b) = self.as_slices();
-        ring[..a.len()].copy_from_slice(a);
-        ring[a.len()..a.len() + b.len()].copy_from_slice(b);
-        self.ring = ring;
-        self.head = 0;
-    }
-
-    /// The held bytes, in order, as two slices.
-    fn as_slices(&self) -> (&[u8], &[u8]) {
-        let size = self.ring.len();
-        if self.head + self.len <= size {
-            (&self.ring[self.head..self.head + self.len], &[])
-        } else {
-            let first = size - self.head;
-            (&self.ring[self.head..], &self.ring[..self.len - first])
-        }
+        self.ring.grow_to(size);
     }
 
     /// Append as much of `bytes` as fits; returns how much was taken.
-    pub(crate) fn push(&mut self, mut bytes: &[u8]) -> usize {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
-        bytes = &bytes[..n];
-        while !bytes.is_empty() {
-            let k = self.write_with(bytes.len(), |room| {
-                let k = room.len().min(bytes.len());
-                room[..k].copy_from_slice(&bytes[..k]);
-                k
-            });
-            bytes = &bytes[k..];
-        }
+        self.reserve(self.len() + n);
+        self.ring.push(&bytes[..n]);
         n
     }
 
@@ -112,75 +81,43 @@ impl SendBuffer {
         if room == 0 {
             return 0;
         }
-        self.reserve(self.len + room);
-        let size = self.ring.len();
-        let tail = (self.head + self.len) % size;
-        // Contiguous free space from the tail: to the end of storage, or up to the head.
-        let contiguous = if tail >= self.head && self.len < size {
-            size - tail
-        } else {
-            self.head - tail
-        };
-        let span = room.min(contiguous);
-        let n = fill(&mut self.ring[tail..tail + span]).min(span);
-        self.len += n;
-        n
+        self.reserve(self.len() + room);
+        self.ring.write_with(room, fill)
     }
 
     /// The peer acknowledged `n` bytes from the front: forget them.
     pub(crate) fn ack(&mut self, n: usize) {
-        let n = n.min(self.len);
-        if n == 0 {
-            return;
-        }
-        self.head = (self.head + n) % self.ring.len();
-        self.len -= n;
-        if self.len == 0 {
-            self.head = 0;
-        }
+        self.ring.consume(n);
     }
 
     /// Storage held while empty: what an idle release would free.
     pub(crate) fn idle_storage(&self) -> bool {
-        self.len == 0 && !self.ring.is_empty()
+        self.ring.is_empty() && self.ring.storage() > 0
     }
 
     /// Give back the storage of an empty buffer.
     pub(crate) fn release_idle(&mut self) {
-        if self.idle_storage() {
-            self.ring = Box::default();
-        }
+        self.ring.release_if_empty();
     }
 
     /// Bytes of storage held (what the buffer costs, whatever it holds).
     pub(crate) fn storage(&self) -> usize {
-        self.ring.len()
+        self.ring.storage()
     }
 
     /// Shrink storage that is more than twice what the data and the capacity need (the
     /// capacity was lowered under memory pressure); the data is laid out from index 0.
     pub(crate) fn fit(&mut self) {
-        let need = self.len.max(self.capacity).max(MIN_STORAGE);
-        if self.ring.len() > 2 * need {
-            self.relayout(need);
+        let need = self.len().max(self.capacity).max(MIN_STORAGE);
+        if self.ring.storage() > 2 * need {
+            self.ring.relayout(need);
         }
     }
 
     /// The `len` bytes starting `offset` bytes after the front (as far as they are
     /// held), as two slices: the second is non-empty when they wrap around the ring.
     pub(crate) fn slices(&self, offset: usize, len: usize) -> (&[u8], &[u8]) {
-        let end = (offset + len).min(self.len);
-        if offset >= end {
-            return (&[], &[]);
-        }
-        let (a, b) = self.as_slices();
-        let first = &a[offset.min(a.len())..end.min(a.len())];
-        let second = if end > a.len() {
-            &b[offset.saturating_sub(a.len())..end - a.len()]
-        } else {
-            &[]
-        };
-        (first, second)
+        self.ring.slices(offset, len)
     }
 }
 
@@ -211,17 +148,17 @@ mod tests {
     fn storage_grown_for_a_burst_is_given_back_by_an_idle_release_only_when_empty() {
         let mut b = SendBuffer::new(256 * 1024);
         assert_eq!(b.push(&[7u8; 100_000]), 100_000);
-        assert!(b.ring.len() >= 100_000);
+        assert!(b.storage() >= 100_000);
         b.ack(60_000);
         b.release_idle();
-        assert!(b.ring.len() >= 100_000, "kept while bytes are in flight");
+        assert!(b.storage() >= 100_000, "kept while bytes are in flight");
         b.ack(40_000);
         assert!(
-            b.idle_storage() && b.ring.len() >= 100_000,
+            b.idle_storage() && b.storage() >= 100_000,
             "kept until released"
         );
         b.release_idle();
-        assert_eq!(b.ring.len(), 0, "given back when empty");
+        assert_eq!(b.storage(), 0, "given back when empty");
         // A small one too: an idle connection holds no buffer storage.
         b.push(&[1u8; 1000]);
         b.ack(1000);
@@ -320,7 +257,7 @@ mod tests {
     #[test]
     fn an_idle_buffer_holds_no_storage() {
         let b = SendBuffer::new(1 << 20);
-        assert_eq!(b.ring.len(), 0);
+        assert_eq!(b.storage(), 0);
     }
 
     #[test]

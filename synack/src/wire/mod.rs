@@ -243,6 +243,50 @@ pub fn parse_tcp<'a>(ip: &IpInfo, segment: &'a [u8]) -> Result<TcpRepr<'a>, Wire
     TcpRepr::parse(&p, &ip.src, &ip.dst)
 }
 
+/// What a received segment's checksum adds up to without its payload: the
+/// pseudo-header and the TCP header (checksum field included). The payload's sum is
+/// added when it is read anyway, as it is copied into a receive buffer (see
+/// [`copy_and_sum`]), so that the payload is read once, not once to verify and once to
+/// copy. Nothing of the segment may take effect before [`PendingChecksum::verify_with`]
+/// says it is right (RFC 9293 3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingChecksum(u32);
+
+impl PendingChecksum {
+    /// Whether the checksum is right, given the payload's sum (`sum(0, payload)` or
+    /// what [`copy_and_sum`] returned for it).
+    pub fn verify_with(self, payload_sum: u32) -> bool {
+        finish(self.0 + payload_sum) == 0
+    }
+
+    /// Whether the checksum is right, summing `payload` now.
+    pub fn verify(self, payload: &[u8]) -> bool {
+        finish(sum(self.0, payload)) == 0
+    }
+}
+
+/// [`parse_tcp`] with the payload's part of the checksum left to the caller: everything
+/// else is checked and the header summed. A segment whose options do not parse has its
+/// checksum verified whole first, so that a corrupted one is reported as such.
+pub fn parse_tcp_deferred<'a>(
+    ip: &IpInfo,
+    segment: &'a [u8],
+) -> Result<(TcpRepr<'a>, PendingChecksum), WireError> {
+    if ip.protocol != PROTO_TCP {
+        return Err(WireError::UnsupportedProtocol(ip.protocol));
+    }
+    let p = TcpPacket::new_checked(segment)?;
+    let repr = match TcpRepr::parse_verified(&p) {
+        Ok(repr) => repr,
+        Err(_) if !p.verify_checksum(&ip.src, &ip.dst) => return Err(WireError::BadTcpChecksum),
+        Err(e) => return Err(e),
+    };
+    let header = &segment[..segment.len() - repr.payload.len()];
+    // The header is a whole number of 32-bit words: the payload's sum adds on as it is.
+    let acc = pseudo_header(&ip.src, &ip.dst, PROTO_TCP, segment.len() as u32);
+    Ok((repr, PendingChecksum(sum(acc, header))))
+}
+
 /// [`parse_tcp`] for a segment whose checksum the device has verified.
 pub fn parse_tcp_verified<'a>(ip: &IpInfo, segment: &'a [u8]) -> Result<TcpRepr<'a>, WireError> {
     if ip.protocol != PROTO_TCP {
@@ -465,6 +509,23 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A source and a destination address, IPv6 or IPv4.
+    fn addresses(v6: bool) -> (IpAddr, IpAddr) {
+        if v6 {
+            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
+        } else {
+            ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap())
+        }
+    }
+
+    /// A data segment (ACK set) carrying `payload`.
+    fn ack_repr(payload: &[u8]) -> TcpRepr<'_> {
+        TcpRepr {
+            flags: TcpFlags::ACK,
+            ..syn_repr(payload)
+        }
+    }
+
     fn syn_repr(payload: &[u8]) -> TcpRepr<'_> {
         TcpRepr {
             src_port: 40000,
@@ -505,13 +566,8 @@ mod tests {
             old in 0usize..3000,
             v6 in any::<bool>(),
         ) {
-            let (s, d): (IpAddr, IpAddr) = if v6 {
-                ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
-            } else {
-                ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap())
-            };
-            let mut repr = syn_repr(&payload);
-            repr.flags = TcpFlags::ACK;
+            let (s, d) = addresses(v6);
+            let mut repr = ack_repr(&payload);
             let whole = emit_tcp_packet(s, d, 64, &repr).unwrap();
             let (head, tail) = payload.split_at(split.min(payload.len()));
             repr.payload = head;
@@ -531,6 +587,43 @@ mod tests {
             let device = checksum(&buf[ip_len..]);
             buf[ip_len + 16..ip_len + 18].copy_from_slice(&device.to_be_bytes());
             prop_assert_eq!(&buf, &whole);
+        }
+    }
+
+    proptest! {
+        /// The checksum verified in two parts (header first, the payload's sum taken
+        /// while copying it) accepts exactly what the whole-segment check accepts, with
+        /// or without a corrupted byte anywhere in the segment.
+        #[test]
+        fn a_checksum_verified_while_copying_agrees_with_the_whole_segment_check(
+            payload in proptest::collection::vec(any::<u8>(), 0..1500),
+            flip in any::<Option<(prop::sample::Index, u8)>>(),
+            v6 in any::<bool>(),
+        ) {
+            let (s, d) = addresses(v6);
+            let repr = ack_repr(&payload);
+            let mut packet = emit_tcp_packet(s, d, 64, &repr).unwrap();
+            let ip_len = packet.len() - repr.buffer_len();
+            if let Some((at, bits)) = flip {
+                // Anywhere in the TCP segment but the data offset (which would change
+                // where the payload starts, a parse error rather than a checksum one).
+                let at = ip_len + at.index(packet.len() - ip_len);
+                if at != ip_len + 12 {
+                    packet[at] ^= bits;
+                }
+            }
+            let (ip, segment) = parse_ip(&packet).unwrap();
+            let whole = TcpPacket::new_checked(segment).unwrap().verify_checksum(&ip.src, &ip.dst);
+            match parse_tcp_deferred(&ip, segment) {
+                Ok((seg, pending)) => {
+                    let mut copy = vec![0u8; seg.payload.len()];
+                    let sum = copy_and_sum(0, &mut copy, seg.payload);
+                    prop_assert_eq!(pending.verify_with(sum), whole);
+                    prop_assert_eq!(pending.verify(seg.payload), whole);
+                    prop_assert_eq!(&copy[..], seg.payload);
+                }
+                Err(e) => prop_assert_eq!(whole, e != WireError::BadTcpChecksum, "{:?}", e),
+            }
         }
     }
 
