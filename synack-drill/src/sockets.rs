@@ -563,6 +563,7 @@ impl Sockets {
             send_buffer: o.sndbuf,
             nodelay: o.nodelay.then_some(true),
             user_timeout: o.user_timeout,
+            ..ListenerOptions::default()
         };
         let _ = self.stack.set_listener_options(*l, options);
     }

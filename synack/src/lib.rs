@@ -48,8 +48,9 @@ pub mod tun;
 pub mod wire;
 
 pub use stack::{
-    Config, ConnectionHandle, Error, Event, ListenerHandle, ListenerOptions, Secrets,
-    SocketSnapshot, Stack, StateSummary, Transmit,
+    Capture, Config, ConnectionHandle, ConnectionRequest, Decide, Error, Event, IpNet,
+    ListenerHandle, ListenerOptions, Refusal, RequestHandle, Secrets, SocketSnapshot, Stack,
+    StateSummary, Transmit, Unreachable,
 };
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
 pub use time::Instant;

@@ -120,22 +120,41 @@ fn port_unreachable_aborts_a_connection_in_syn_sent() {
     }
 }
 
-// RFC 1122 4.2.3.9: host unreachable is soft: the SYN is retried, the error is reported,
-// and it is what connect() fails with when the retries run out (Linux's sk_err_soft).
+// RFC 5461 4.1 (and Linux's tcp_v4_err since 2.0): host or network unreachable is a soft
+// error (RFC 1122 4.2.3.9), but while our SYN is unanswered it aborts the connect at once
+// with that error, as a REJECT --reject-with icmp-host-unreachable makes connect() fail
+// with EHOSTUNREACH on Linux.
 #[test]
-fn host_unreachable_is_soft_and_becomes_the_timeout_error() {
+fn host_or_network_unreachable_fails_a_connect_in_syn_sent_at_once() {
+    for (code, error) in [(1, Error::HostUnreachable), (0, Error::NetworkUnreachable)] {
+        let mut h = Harness::plain();
+        let (c, iss) = syn_sent(&mut h);
+        let q = quote(&h, iss);
+        inject_icmp(&mut h, &unreachable(code, &q));
+        assert_eq!(h.stack.state(c), Ok(TcpState::Closed));
+        assert!(h.events.contains(&Event::Error { conn: c, error }));
+        h.advance(Duration::from_secs(5));
+        h.expect_none();
+    }
+}
+
+// RFC 1122 4.2.3.9: once synchronized, host unreachable is soft: retransmissions go on,
+// the error is reported, and it is what the connection fails with when they run out
+// (Linux's sk_err_soft).
+#[test]
+fn host_unreachable_on_an_established_connection_becomes_the_timeout_error() {
     let mut h = Harness::plain();
-    let (c, iss) = syn_sent(&mut h);
-    let q = quote(&h, iss);
+    let (c, iss) = h.established_active(5000);
+    h.stack.send(h.now, c, b"hello").unwrap();
+    h.outputs();
+    let q = quote(&h, iss + 1);
     inject_icmp(&mut h, &unreachable(1, &q));
-    assert_eq!(h.stack.state(c), Ok(TcpState::SynSent));
+    assert_eq!(h.stack.state(c), Ok(TcpState::Established));
     assert!(h.events.contains(&Event::SoftError {
         conn: c,
         error: Error::HostUnreachable
     }));
-    let resent = h.advance_collect(Duration::from_secs(2));
-    assert_eq!(resent.len(), 1, "the SYN is retransmitted after 1 s");
-    h.advance(Duration::from_secs(200));
+    h.advance(Duration::from_secs(2000));
     assert_eq!(h.stack.state(c), Ok(TcpState::Closed));
     assert_eq!(h.stack.error(c), Ok(Some(Error::HostUnreachable)));
 }

@@ -144,6 +144,8 @@ impl SimStats {
 struct Host<N> {
     name: String,
     addrs: Vec<IpAddr>,
+    /// Prefixes routed to the host besides its addresses (a relay's captured ranges).
+    routes: Vec<crate::IpNet>,
     node: N,
 }
 
@@ -194,9 +196,16 @@ impl<N: Node> Network<N> {
         self.hosts.push(Host {
             name: name.to_string(),
             addrs: addrs.to_vec(),
+            routes: Vec::new(),
             node,
         });
         HostId(self.hosts.len() - 1)
+    }
+
+    /// Route packets to any address within `prefix` to `host` as well (when no host
+    /// owns that address), as a route to a relay's TUN device does.
+    pub fn add_route(&mut self, prefix: crate::IpNet, host: HostId) {
+        self.hosts[host.0].routes.push(prefix);
     }
 
     /// A host's node. Panics on a `HostId` this network never returned.
@@ -286,6 +295,11 @@ impl<N: Node> Network<N> {
         self.hosts
             .iter()
             .position(|h| h.addrs.contains(&dst))
+            .or_else(|| {
+                self.hosts
+                    .iter()
+                    .position(|h| h.routes.iter().any(|r| r.contains(&dst)))
+            })
             .map(HostId)
     }
 

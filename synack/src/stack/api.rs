@@ -24,6 +24,11 @@ impl Stack {
         } else {
             local
         };
+        Ok(self.add_listener(local, backlog))
+    }
+
+    /// A new listener in the first free place.
+    pub(super) fn add_listener(&mut self, local: SocketAddr, backlog: usize) -> ListenerHandle {
         let backlog = backlog.clamp(1, self.config.somaxconn.max(1));
         let listener = Listener {
             local,
@@ -32,6 +37,9 @@ impl Stack {
             last_cookie: None,
             accept_queue: VecDeque::new(),
             options: ListenerOptions::default(),
+            capture: None,
+            requests: VecDeque::new(),
+            pending: 0,
         };
         let id = match self.listeners.iter().position(Option::is_none) {
             Some(i) => {
@@ -43,13 +51,14 @@ impl Stack {
                 self.listeners.len() - 1
             }
         };
-        Ok(ListenerHandle(id as u32))
+        ListenerHandle(id as u32)
     }
 
     /// Whether a listener already holds `local`'s port on an address that overlaps it.
     pub(super) fn listener_clash(&self, local: SocketAddr) -> bool {
         self.listeners.iter().flatten().any(|l| {
-            l.local.port() == local.port()
+            l.capture.is_none()
+                && l.local.port() == local.port()
                 && l.local.is_ipv4() == local.is_ipv4()
                 && (l.local.ip() == local.ip()
                     || l.local.ip().is_unspecified()
@@ -148,6 +157,8 @@ impl Stack {
             .get_mut(listener.0 as usize)
             .and_then(Option::take)
             .ok_or(Error::InvalidHandle)?;
+        self.capturing.retain(|&lid| lid != listener.0);
+        self.forget_requests(listener.0);
         let pending: Vec<u32> = (0..self.slots.len() as u32)
             .filter(|&i| {
                 self.slots[i as usize].listener == Some(listener.0) || l.accept_queue.contains(&i)

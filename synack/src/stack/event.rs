@@ -28,6 +28,9 @@ pub enum Event {
     },
     /// A listener has a connection ready for [`crate::Stack::accept`].
     Incoming(ListenerHandle),
+    /// A decide-first listener holds a new connection request
+    /// ([`crate::Stack::take_request`]).
+    Request(ListenerHandle),
     /// An active open completed: the connection is ESTABLISHED.
     Connected(ConnectionHandle),
     /// Data (or end-of-stream) is ready for [`crate::Stack::recv`].

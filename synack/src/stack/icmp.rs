@@ -51,7 +51,7 @@ impl Stack {
     }
 
     /// Answer `ip`'s sender with `msg`; false if it could not be queued (counted).
-    fn queue_icmp(&mut self, ip: &IpInfo, msg: &IcmpRepr<'_>) -> bool {
+    pub(super) fn queue_icmp(&mut self, ip: &IpInfo, msg: &IcmpRepr<'_>) -> bool {
         if self.ctl_out.len() >= CTL_QUEUE_LIMIT {
             self.stats.drop("control_queue_full");
             return false;

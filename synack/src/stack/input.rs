@@ -43,7 +43,7 @@ impl Stack {
             Ok(None) => return self.stats.drop("frag_bad"),
             Err(e) => return self.stats.drop(e.reason()),
         };
-        if !self.addresses.contains(&frag.dst) {
+        if !self.accepts_destination(frag.dst) {
             return self.stats.drop("not_our_address");
         }
         self.stats.fragments_in += 1;
@@ -62,7 +62,8 @@ impl Stack {
         }
     }
 
-    /// A whole IP packet: to ICMP or TCP, if it is addressed to us.
+    /// A whole IP packet: to ICMP if it is addressed to one of our addresses, to TCP if
+    /// to one of ours or to one a catch-all listener covers (see `tcp_input`).
     pub(super) fn ip_input(
         &mut self,
         now: Instant,
@@ -70,12 +71,16 @@ impl Stack {
         payload: &[u8],
         verified: bool,
     ) {
-        if !self.addresses.contains(&ip.dst) {
+        let icmp = match ip.protocol {
+            PROTO_ICMP => ip.src.is_ipv4(),
+            PROTO_ICMPV6 => ip.src.is_ipv6(),
+            _ => false,
+        };
+        if icmp && !self.addresses.contains(&ip.dst) {
             return self.stats.drop("not_our_address");
         }
         match ip.protocol {
-            PROTO_ICMP if ip.src.is_ipv4() => self.icmp_input(now, ip, payload),
-            PROTO_ICMPV6 if ip.src.is_ipv6() => self.icmp_input(now, ip, payload),
+            _ if icmp => self.icmp_input(now, ip, payload),
             _ if verified => match wire::parse_tcp_verified(ip, payload) {
                 Ok(seg) => self.tcp_input(now, ip, &seg, None),
                 Err(e) => self.stats.drop(e.reason()),
@@ -103,6 +108,15 @@ impl Stack {
             remote: SocketAddr::new(ip.src, seg.src_port),
         };
         let index = self.by_tuple.get(&self.slots, &tuple);
+        // A connection or TIME_WAIT entry may have a captured destination as its local
+        // address; anything else must be to one of ours or to one a listener captures.
+        if index.is_none()
+            && !self.addresses.contains(&ip.dst)
+            && !self.time_wait.contains(&tuple)
+            && !self.accepts_destination(ip.dst)
+        {
+            return self.stats.drop("not_our_address");
+        }
         let staged = match (pending, index) {
             (None, _) => false,
             (Some(pending), Some(index)) => match self.stage_payload(index, seg, pending) {

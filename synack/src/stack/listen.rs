@@ -21,7 +21,10 @@ impl Stack {
         isn: Option<SeqNum>,
     ) {
         let flags = seg.flags;
-        let Some(lid) = self.find_listener(tuple.local) else {
+        let Some(lid) = self
+            .find_listener(tuple.local)
+            .or_else(|| self.find_capture(tuple.local))
+        else {
             self.reply_rst(tuple, seg);
             return self.stats.drop("no_socket");
         };
@@ -46,6 +49,9 @@ impl Stack {
         let Some(listener) = self.listeners[lid as usize].as_ref() else {
             return;
         };
+        if let Some(decide) = listener.options.decide {
+            return self.hold_request(now, lid, tuple, seg, isn, decide);
+        }
         // Linux's tcp_conn_request: a full SYN queue sends cookies (or drops), then a
         // full accept queue drops.
         let syn_queue_full = listener.embryonic > listener.backlog;
@@ -295,7 +301,10 @@ impl Stack {
         let find = |addr: SocketAddr| {
             self.listeners
                 .iter()
-                .position(|l| l.as_ref().is_some_and(|l| l.local == addr))
+                .position(|l| {
+                    l.as_ref()
+                        .is_some_and(|l| l.local == addr && l.capture.is_none())
+                })
                 .map(|i| i as u32)
         };
         find(local).or_else(|| find(wildcard))

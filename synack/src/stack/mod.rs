@@ -15,6 +15,7 @@
 //! application's calls.
 
 mod api;
+mod capture;
 mod event;
 mod fragments;
 mod icmp;
@@ -22,6 +23,7 @@ mod index;
 mod input;
 mod listen;
 mod ports;
+mod requests;
 mod stats;
 mod tables;
 mod time_wait_table;
@@ -33,7 +35,9 @@ pub use crate::config::Config;
 pub use crate::error::Error;
 pub use crate::secrets::Secrets;
 pub use crate::tcp::CongestionControl;
+pub use capture::{Capture, IpNet};
 pub use event::Event;
+pub use requests::{ConnectionRequest, Decide, Refusal, RequestHandle, Unreachable};
 pub use stats::StackStats;
 
 /// One socket of [`Stack::snapshot`].
@@ -107,6 +111,11 @@ pub struct ListenerOptions {
     pub nodelay: Option<bool>,
     /// TCP_USER_TIMEOUT (RFC 5482).
     pub user_timeout: Option<std::time::Duration>,
+    /// Decide first: SYNs are held and reported as connection requests
+    /// ([`Event::Request`], [`Stack::take_request`]) instead of being answered; the
+    /// application accepts or refuses each ([`Stack::accept_request`],
+    /// [`Stack::refuse_request`]). None: answered at once, as usual.
+    pub decide: Option<Decide>,
 }
 
 use crate::tcp::{ConnEvent, Connection, IsnGenerator, MemoryLevel, Outgoing, SynCookies};
@@ -156,6 +165,10 @@ pub struct Stack {
     memory_level: MemoryLevel,
     by_tuple: index::ConnectionIndex,
     listeners: Vec<Option<Listener>>,
+    /// Catch-all listeners, in the order they were opened.
+    capturing: Vec<u32>,
+    /// SYNs decide-first listeners hold for the application.
+    requests: requests::Requests,
     time_wait: TimeWaitTable,
     fragments: Reassembler,
     timers: TimerQueue,
@@ -210,6 +223,8 @@ impl Stack {
             free_slots: Vec::new(),
             by_tuple: index::ConnectionIndex::new(keys.connections),
             listeners: Vec::new(),
+            capturing: Vec::new(),
+            requests: requests::Requests::default(),
             timers: TimerQueue::default(),
             tx_ready: VecDeque::new(),
             idle_release: VecDeque::new(),
@@ -650,7 +665,10 @@ impl Stack {
             }
             ConnEvent::Established => {
                 let slot = &mut self.slots[index as usize];
-                if let Some(lid) = slot.listener {
+                if app_owned {
+                    // A connection request the application accepted.
+                    self.events.push_back(Event::Connected(handle));
+                } else if let Some(lid) = slot.listener {
                     if slot.embryonic {
                         slot.embryonic = false;
                         if let Some(l) = self.listeners[lid as usize].as_mut() {
@@ -924,6 +942,7 @@ impl Stack {
             self.idle_release.front().map(|e| e.0),
             self.time_wait.next_expiry(),
             self.fragments.next_deadline(),
+            self.requests.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -932,6 +951,7 @@ impl Stack {
 
     /// Fire every timer due at or before `now`.
     pub fn on_timeout(&mut self, now: Instant) {
+        self.expire_requests(now);
         while let Some((at, index, generation)) = self.timers.pop_due(now) {
             let slot = &mut self.slots[index as usize];
             if slot.generation != generation || slot.timer_at != Some(at) {

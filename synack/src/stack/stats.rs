@@ -46,6 +46,16 @@ pub struct StackStats {
     pub icmp_time_exceeded: u64,
     /// ICMP errors applied to a connection (soft errors, aborts, MTU reductions).
     pub icmp_errors: u64,
+    /// ICMP destination unreachable messages sent (connection requests refused so).
+    pub icmp_unreachable_sent: u64,
+    /// Connection requests held by decide-first listeners.
+    pub requests: u64,
+    /// Connection requests the application accepted.
+    pub requests_accepted: u64,
+    /// Connection requests the application refused.
+    pub requests_refused: u64,
+    /// Connection requests not decided in time.
+    pub requests_timed_out: u64,
     /// IP fragments addressed to us taken into reassembly.
     pub fragments_in: u64,
     /// Datagrams reassembled from fragments (and handed on as whole packets).
@@ -103,6 +113,11 @@ impl std::ops::AddAssign<&StackStats> for StackStats {
             icmp_echo_replies,
             icmp_time_exceeded,
             icmp_errors,
+            icmp_unreachable_sent,
+            requests,
+            requests_accepted,
+            requests_refused,
+            requests_timed_out,
             fragments_in,
             reassembled,
             drops,
@@ -127,6 +142,11 @@ impl std::ops::AddAssign<&StackStats> for StackStats {
         self.icmp_echo_replies += icmp_echo_replies;
         self.icmp_time_exceeded += icmp_time_exceeded;
         self.icmp_errors += icmp_errors;
+        self.icmp_unreachable_sent += icmp_unreachable_sent;
+        self.requests += requests;
+        self.requests_accepted += requests_accepted;
+        self.requests_refused += requests_refused;
+        self.requests_timed_out += requests_timed_out;
         self.fragments_in += fragments_in;
         self.reassembled += reassembled;
         for (reason, n) in drops {
@@ -211,6 +231,26 @@ impl StackStats {
             "time_wait_overflow_total",
             "Connections closed without TIME_WAIT (table full).",
             self.time_wait_overflow,
+        );
+        counter(
+            "requests_total",
+            "Connection requests held by decide-first listeners.",
+            self.requests,
+        );
+        counter(
+            "requests_accepted_total",
+            "Connection requests accepted.",
+            self.requests_accepted,
+        );
+        counter(
+            "requests_refused_total",
+            "Connection requests refused.",
+            self.requests_refused,
+        );
+        counter(
+            "requests_timed_out_total",
+            "Connection requests not decided in time.",
+            self.requests_timed_out,
         );
         counter(
             "fragments_in_total",

@@ -93,6 +93,12 @@ pub(crate) struct Listener {
     pub(crate) accept_queue: VecDeque<u32>,
     /// What connections it accepts start with (set on the listening socket).
     pub(crate) options: super::ListenerOptions,
+    /// A catch-all listener's destinations (`Stack::listen_capture`).
+    pub(crate) capture: Option<Box<super::Capture>>,
+    /// Held connection requests the application has not taken yet (decide-first), and
+    /// how many it holds in all.
+    pub(crate) requests: VecDeque<u64>,
+    pub(crate) pending: usize,
 }
 
 impl Listener {

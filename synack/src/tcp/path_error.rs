@@ -1,7 +1,8 @@
 //! How a connection takes an ICMP error about its path: the quoted sequence number must
 //! be one we have outstanding (RFC 5927 4.1), hard errors abort a connection that is
-//! still opening, soft errors are remembered and reported (RFC 1122 4.2.3.9, RFC 5461),
-//! and "packet too big" lowers the segment size (RFC 1191, RFC 8201).
+//! still opening, and so do soft ones while our SYN is unanswered (RFC 5461 4.1, as
+//! Linux), later soft errors are remembered and reported (RFC 1122 4.2.3.9), and
+//! "packet too big" lowers the segment size (RFC 1191, RFC 8201).
 
 use super::cc::Controller;
 use super::conn::{ConnEvent, Connection};
@@ -42,7 +43,14 @@ impl Connection {
             return false;
         }
         let opening = matches!(self.state, State::SynSent(_) | State::SynRcvd(_));
+        let syn_sent = matches!(self.state, State::SynSent(_));
         match err {
+            // RFC 5461 4.1: treat soft errors as hard while the SYN is unanswered, as
+            // Linux's tcp_v4_err/tcp_v6_err do: connect() fails at once with EHOSTUNREACH
+            // or ENETUNREACH rather than after minutes of retries.
+            PathError::Soft(e) if syn_sent => {
+                self.terminate(now, "ICMP error in SYN_SENT", Some(e))
+            }
             // RFC 1122 4.2.3.9: a hard error SHOULD abort; RFC 5461 4: only while the
             // connection is opening (as Linux does), else it is kept as a soft error.
             PathError::Hard(e) if opening => {

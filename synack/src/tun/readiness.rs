@@ -64,7 +64,7 @@ impl Readiness {
         let (key, read, write) = match *e {
             Event::Readable(c) => (WakeKey::Conn(c), true, false),
             Event::Writable(c) => (WakeKey::Conn(c), false, true),
-            Event::Incoming(l) => (WakeKey::Listener(l), true, false),
+            Event::Incoming(l) | Event::Request(l) => (WakeKey::Listener(l), true, false),
             Event::StateChanged { conn, .. }
             | Event::Connected(conn)
             | Event::SoftError { conn, .. }

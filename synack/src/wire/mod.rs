@@ -512,7 +512,10 @@ mod tests {
     /// A source and a destination address, IPv6 or IPv4.
     fn addresses(v6: bool) -> (IpAddr, IpAddr) {
         if v6 {
-            ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap())
+            (
+                "2001:db8::1".parse().unwrap(),
+                "2001:db8::2".parse().unwrap(),
+            )
         } else {
             ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap())
         }
