@@ -23,7 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
 use crate::tun::{Core, Interest, Interface, Shared, ThreadWaker, WakeKey};
-use crate::{ConnectionHandle, Error, ListenerHandle, TcpState};
+use crate::{
+    Capture, ConnectionHandle, ConnectionRequest, Decide, Error, ListenerHandle, ListenerOptions,
+    Refusal, TcpState,
+};
 
 /// Block until `f` returns something other than `WouldBlock`, or the deadline passes:
 /// between tries the thread sleeps until an event of `key` that concerns `interest`.
@@ -109,6 +112,59 @@ impl TcpListener {
         Ok(listener)
     }
 
+    /// Listen on every destination `capture` names that no other listener claims, on
+    /// every queue (see [`crate::Stack::listen_capture`]): the accepted connections'
+    /// `local_addr` is the destination the client asked for. The kernel must route
+    /// those destinations to the device ([`crate::tun::InterfaceConfig`]'s `routes`).
+    ///
+    /// With `decide`, SYNs are held as connection requests instead of being answered:
+    /// take them with [`TcpListener::request`] and accept or refuse each.
+    pub fn bind_capture(
+        iface: &Interface,
+        capture: Capture,
+        decide: Option<Decide>,
+    ) -> io::Result<TcpListener> {
+        let mut listener = TcpListener {
+            parts: Vec::with_capacity(iface.shards.len()),
+            next: AtomicUsize::new(0),
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        for shared in &iface.shards {
+            let mut core = shared.lock_open()?;
+            let handle = core.stack.listen_capture(capture.clone(), 1024)?;
+            listener.parts.push((Arc::clone(shared), handle));
+            let options = ListenerOptions {
+                decide,
+                ..ListenerOptions::default()
+            };
+            core.stack.set_listener_options(handle, options)?;
+        }
+        Ok(listener)
+    }
+
+    /// Wait for the next connection request of a decide-first listener (see
+    /// [`TcpListener::bind_capture`]).
+    pub fn request(&self) -> io::Result<Request> {
+        let me = ThreadWaker::current();
+        let waker = std::task::Waker::from(Arc::clone(&me));
+        loop {
+            if let Some(request) = self.try_request(&waker)? {
+                return Ok(request);
+            }
+            park(&me, None)?;
+        }
+    }
+
+    /// A connection request from the first queue that has one (see `try_accept`).
+    pub(crate) fn try_request(&self, waker: &std::task::Waker) -> io::Result<Option<Request>> {
+        let taken = self.try_each(waker, |core, handle| core.stack.take_request(handle))?;
+        Ok(taken.map(|(shared, info)| Request {
+            shared,
+            info,
+            decided: false,
+        }))
+    }
+
     /// Wait for and take the next connection.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let me = ThreadWaker::current();
@@ -128,19 +184,31 @@ impl TcpListener {
         &self,
         waker: &std::task::Waker,
     ) -> io::Result<Option<(TcpStream, SocketAddr)>> {
+        let taken = self.try_each(waker, |core, handle| {
+            core.stack
+                .accept(handle)
+                .and_then(|h| Ok((h, core.stack.peer_addr(h)?)))
+        })?;
+        Ok(taken.map(|(shared, (h, peer))| (TcpStream::from_handle(shared, h), peer)))
+    }
+
+    /// `take` from the first queue whose listener has something, starting at the next
+    /// queue in turn; None if none has, with `waker` registered on each (under each
+    /// queue's lock, so that what arrives meanwhile still wakes it).
+    fn try_each<T>(
+        &self,
+        waker: &std::task::Waker,
+        mut take: impl FnMut(&mut Core, ListenerHandle) -> Result<T, Error>,
+    ) -> io::Result<Option<(Arc<Shared>, T)>> {
         let n = self.parts.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
             let (shared, handle) = &self.parts[(first + k) % n];
             let mut core = shared.lock_open()?;
-            let taken = core
-                .stack
-                .accept(*handle)
-                .and_then(|h| Ok((h, core.stack.peer_addr(h)?)));
-            match taken {
-                Ok((h, peer)) => {
+            match take(&mut core, *handle) {
+                Ok(taken) => {
                     shared.after_call(&mut core);
-                    return Ok(Some((TcpStream::from_handle(Arc::clone(shared), h), peer)));
+                    return Ok(Some((Arc::clone(shared), taken)));
                 }
                 Err(Error::WouldBlock) => {
                     core.register(WakeKey::Listener(*handle), Interest::Read, waker);
@@ -168,6 +236,78 @@ impl Drop for TcpListener {
             let now = core.now();
             let _ = core.stack.close_listener(now, *handle);
             shared.after_call(&mut core);
+        }
+    }
+}
+
+/// A connection request a decide-first listener holds (see [`TcpListener::request`]):
+/// nothing has answered the client's SYN yet. Accept it (the SYN-ACK goes out) or refuse
+/// it; one dropped undecided is refused with a RST.
+#[derive(Debug)]
+pub struct Request {
+    pub(crate) shared: Arc<Shared>,
+    info: ConnectionRequest,
+    decided: bool,
+}
+
+impl Request {
+    /// The destination the client asked for: the connection's local address if accepted.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.info.local
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.info.remote
+    }
+
+    /// What the SYN said (its options, when it arrived).
+    pub fn info(&self) -> &ConnectionRequest {
+        &self.info
+    }
+
+    /// Answer the SYN and wait until the handshake completes (or fails: the client gave
+    /// up, or did not answer our SYN-ACKs).
+    pub fn accept(self) -> io::Result<TcpStream> {
+        let stream = self.start_accept()?;
+        let key = WakeKey::Conn(stream.handle);
+        wait(&stream.shared, key, Interest::Write, None, |core| {
+            stream.connect_progress(core)
+        })?;
+        Ok(stream)
+    }
+
+    /// Send the SYN-ACK; the stream is in SYN_RECEIVED (closed if dropped).
+    pub(crate) fn start_accept(mut self) -> io::Result<TcpStream> {
+        self.decided = true;
+        let mut core = self.shared.lock_open()?;
+        let now = core.now();
+        let h = core.stack.accept_request(now, self.info.handle)?;
+        self.shared.after_call(&mut core);
+        drop(core);
+        Ok(TcpStream::from_handle(Arc::clone(&self.shared), h))
+    }
+
+    /// Refuse it: a RST, an ICMP destination unreachable, or nothing.
+    pub fn refuse(mut self, refusal: Refusal) -> io::Result<()> {
+        self.decided = true;
+        let mut core = self.shared.lock_open()?;
+        let now = core.now();
+        let r = core.stack.refuse_request(now, self.info.handle, refusal);
+        self.shared.after_call(&mut core);
+        Ok(r?)
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if !self.decided {
+            let mut core = self.shared.lock();
+            let now = core.now();
+            let _ = core
+                .stack
+                .refuse_request(now, self.info.handle, Refusal::Reset);
+            self.shared.after_call(&mut core);
         }
     }
 }
@@ -288,6 +428,17 @@ impl TcpStream {
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.shared.lock_open()?.stack.peer_addr(self.handle)?)
+    }
+
+    /// Reset the connection now (a RST, what SO_LINGER 0 and close do on Linux): queued
+    /// data is discarded and the peer sees "connection reset". A relay uses it to carry
+    /// a reset from one side to the other.
+    pub fn abort(&self) -> io::Result<()> {
+        let mut core = self.shared.lock_open()?;
+        let now = core.now();
+        let r = core.stack.abort(now, self.handle);
+        self.shared.after_call(&mut core);
+        Ok(r?)
     }
 
     /// Shut down the writing half (a FIN follows queued data); reading half is a no-op.

@@ -34,7 +34,7 @@ use std::task::{Context, Poll};
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::tun::{Core, Interest, Interface, Shared, WakeKey};
-use crate::{net, Error, TcpState};
+use crate::{net, Capture, ConnectionRequest, Decide, Error, Refusal, TcpState};
 
 /// Try `f` under the interface's lock; on `WouldBlock`, register the task for the next
 /// event of `key` that concerns `interest`.
@@ -73,6 +73,33 @@ impl TcpListener {
         })
     }
 
+    /// Listen on every destination `capture` names (see
+    /// [`net::TcpListener::bind_capture`]); with `decide`, connections come as requests
+    /// ([`TcpListener::request`]).
+    pub fn bind_capture(
+        iface: &Interface,
+        capture: Capture,
+        decide: Option<Decide>,
+    ) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            inner: net::TcpListener::bind_capture(iface, capture, decide)?,
+        })
+    }
+
+    /// Wait for the next connection request of a decide-first listener.
+    pub async fn request(&self) -> io::Result<Request> {
+        poll_fn(|cx| self.poll_request(cx)).await
+    }
+
+    /// Poll for the next connection request of a decide-first listener.
+    pub fn poll_request(&self, cx: &mut Context<'_>) -> Poll<io::Result<Request>> {
+        match self.inner.try_request(cx.waker()) {
+            Ok(Some(inner)) => Poll::Ready(Ok(Request { inner })),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
     /// Wait for the next connection.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         poll_fn(|cx| self.poll_accept(cx)).await
@@ -90,6 +117,43 @@ impl TcpListener {
     /// The address it listens on.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
+    }
+}
+
+/// A connection request a decide-first listener holds (see [`net::Request`]): accept
+/// it (the SYN-ACK goes out) or refuse it; one dropped undecided is refused with a RST.
+#[derive(Debug)]
+pub struct Request {
+    inner: net::Request,
+}
+
+impl Request {
+    /// The destination the client asked for.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr()
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.inner.peer_addr()
+    }
+
+    /// What the SYN said.
+    pub fn info(&self) -> &ConnectionRequest {
+        self.inner.info()
+    }
+
+    /// Answer the SYN and wait until the handshake completes (or fails).
+    pub async fn accept(self) -> io::Result<TcpStream> {
+        let inner = self.inner.start_accept()?;
+        let key = (WakeKey::Conn(inner.handle), Interest::Write);
+        poll_fn(|cx| poll_op(&inner.shared, cx, key, |core| inner.connect_progress(core))).await?;
+        Ok(TcpStream { inner })
+    }
+
+    /// Refuse it: a RST, an ICMP destination unreachable, or nothing.
+    pub fn refuse(self, refusal: Refusal) -> io::Result<()> {
+        self.inner.refuse(refusal)
     }
 }
 
@@ -127,6 +191,11 @@ impl TcpStream {
     /// The connection's TCP state.
     pub fn state(&self) -> io::Result<TcpState> {
         self.inner.state()
+    }
+
+    /// Reset the connection now (see [`net::TcpStream::abort`]).
+    pub fn abort(&self) -> io::Result<()> {
+        self.inner.abort()
     }
 
     fn key(&self, interest: Interest) -> (WakeKey, Interest) {

@@ -94,6 +94,10 @@ pub struct InterfaceConfig {
     /// stack and driver thread: one per core by default. A connection lives on the queue
     /// its packets use; see [`Interface`].
     pub queues: usize,
+    /// Prefixes the kernel routes to the device once it is up (`ip route add PREFIX dev
+    /// NAME`): what a catch-all listener ([`crate::net::TcpListener::bind_capture`])
+    /// captures. Routes go when the device does.
+    pub routes: Vec<crate::IpNet>,
 }
 
 impl InterfaceConfig {
@@ -112,6 +116,7 @@ impl InterfaceConfig {
             pcap: None,
             control: None,
             queues: default_queues(),
+            routes: Vec::new(),
         }
     }
 }
@@ -597,6 +602,9 @@ impl Interface {
                 IpAddr::V4(a) => sys::add_ipv4(&config.name, *a, prefix)?,
                 IpAddr::V6(a) => sys::add_ipv6(&config.name, *a, prefix)?,
             }
+        }
+        for route in &config.routes {
+            sys::add_route(&config.name, route.network(), route.prefix_len())?;
         }
         let pcap: Option<Capture> = match &config.pcap {
             Some(path) => Some(Arc::new(Mutex::new(Some(PcapWriter::new(

@@ -237,6 +237,125 @@ pub(crate) fn add_ipv6(name: &str, addr: Ipv6Addr, prefix: u8) -> io::Result<()>
     Ok(())
 }
 
+/// `struct rtentry` (linux/route.h), for SIOCADDRT on an AF_INET socket.
+#[repr(C)]
+struct RtEntry {
+    pad1: libc::c_ulong,
+    dst: libc::sockaddr_in,
+    gateway: libc::sockaddr_in,
+    genmask: libc::sockaddr_in,
+    flags: libc::c_ushort,
+    pad2: libc::c_short,
+    pad3: libc::c_ulong,
+    pad4: *mut libc::c_void,
+    metric: libc::c_short,
+    dev: *mut libc::c_char,
+    mtu: libc::c_ulong,
+    window: libc::c_ulong,
+    irtt: libc::c_ushort,
+}
+
+/// `struct in6_rtmsg` (linux/ipv6_route.h), for SIOCADDRT on an AF_INET6 socket.
+#[repr(C)]
+struct In6RtMsg {
+    dst: [u8; 16],
+    src: [u8; 16],
+    gateway: [u8; 16],
+    kind: u32,
+    dst_len: u16,
+    src_len: u16,
+    metric: u32,
+    info: libc::c_ulong,
+    flags: u32,
+    ifindex: libc::c_int,
+}
+
+const RTF_UP: u16 = 0x0001;
+
+fn sockaddr_in(addr: Ipv4Addr) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.octets()),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Route `prefix` (its network address, `len` bits) to interface `name`, as
+/// `ip route add PREFIX dev NAME` does. An existing identical route is left as it is.
+pub(crate) fn add_route(name: &str, prefix: std::net::IpAddr, len: u8) -> io::Result<()> {
+    let r = match prefix {
+        std::net::IpAddr::V4(net) => {
+            let sock = control_socket(libc::AF_INET)?;
+            let mask = if len == 0 {
+                0
+            } else {
+                u32::MAX << (32 - len.min(32))
+            };
+            let mut dev = std::ffi::CString::new(name)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in interface name"))?
+                .into_bytes_with_nul();
+            let mut rt = RtEntry {
+                pad1: 0,
+                dst: sockaddr_in(net),
+                gateway: sockaddr_in(Ipv4Addr::UNSPECIFIED),
+                genmask: sockaddr_in(Ipv4Addr::from(mask)),
+                flags: RTF_UP,
+                pad2: 0,
+                pad3: 0,
+                pad4: std::ptr::null_mut(),
+                metric: 0,
+                dev: dev.as_mut_ptr().cast(),
+                mtu: 0,
+                window: 0,
+                irtt: 0,
+            };
+            // SAFETY: SIOCADDRT on an AF_INET socket reads a `struct rtentry`, which
+            // `RtEntry` matches (repr(C), linux/route.h); `rt` and the NUL-terminated
+            // device name it points to live until the call returns.
+            cvt(unsafe {
+                libc::ioctl(
+                    sock.as_raw_fd(),
+                    libc::SIOCADDRT as _,
+                    &mut rt as *mut RtEntry,
+                )
+            })
+        }
+        std::net::IpAddr::V6(net) => {
+            let sock = control_socket(libc::AF_INET6)?;
+            let mut rt = In6RtMsg {
+                dst: net.octets(),
+                src: [0; 16],
+                gateway: [0; 16],
+                kind: 0,
+                dst_len: u16::from(len),
+                src_len: 0,
+                metric: 1,
+                info: 0,
+                flags: u32::from(RTF_UP),
+                ifindex: ifindex(name)?,
+            };
+            // SAFETY: SIOCADDRT on an AF_INET6 socket reads a `struct in6_rtmsg`, which
+            // `In6RtMsg` matches (repr(C), linux/ipv6_route.h); `rt` lives until the call
+            // returns.
+            cvt(unsafe {
+                libc::ioctl(
+                    sock.as_raw_fd(),
+                    libc::SIOCADDRT as _,
+                    &mut rt as *mut In6RtMsg,
+                )
+            })
+        }
+    };
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(annotate(e, "SIOCADDRT (route to the device)")),
+    }
+}
+
 /// Wait until one of `fds` is readable or `timeout_ms` passes (-1: forever). Returns the
 /// readiness of each fd.
 pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
