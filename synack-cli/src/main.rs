@@ -4,6 +4,7 @@
 mod connect;
 mod demo;
 mod drill;
+mod relay;
 mod serve;
 mod ss;
 mod transfer;
@@ -29,7 +30,11 @@ enum Command {
     Connect(connect::ConnectArgs),
     /// Run packetdrill scripts against synack on its virtual clock.
     Drill(drill::DrillArgs),
-    /// Show the connections of running synack serve/connect processes, like ss -tani.
+    /// Relay every TCP connection routed into a TUN device to its real destination,
+    /// directly or through SOCKS5, like tun2socks (needs root or CAP_NET_ADMIN).
+    #[command(after_long_help = relay::ROUTING_HELP)]
+    Relay(relay::RelayArgs),
+    /// Show the connections of running synack serve/connect/relay processes, like ss -tani.
     Ss(ss::SsArgs),
 }
 
@@ -40,6 +45,7 @@ fn main() {
         Some(Command::Serve(args)) => serve::run(&args),
         Some(Command::Connect(args)) => connect::run(&args),
         Some(Command::Drill(args)) => drill::run_drill(&args),
+        Some(Command::Relay(args)) => relay::run(&args),
         Some(Command::Ss(args)) => ss::run(&args),
         None => demo::run(&demo::DemoArgs::default()),
     };

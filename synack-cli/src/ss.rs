@@ -1,7 +1,7 @@
-//! `synack ss`: the live connection table of running `synack serve`/`connect` processes,
-//! as `ss -tani` shows the kernel's, asked of the control socket each answers on
-//! (`synack::tun::control`: one request line, `ss`, `summary` or `metrics`; JSON answers
-//! for the first two, Prometheus text for the last).
+//! `synack ss`: the live connection table of running `synack serve`/`connect`/`relay`
+//! processes, as `ss -tani` shows the kernel's, asked of the control socket each answers
+//! on (`synack::tun::control`: one request line, `ss`, `summary`, `relay` or `metrics`;
+//! JSON answers for the first three, Prometheus text for the last).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -27,6 +27,10 @@ pub struct SsArgs {
     /// The counters and per-state gauges in Prometheus' text format.
     #[arg(long)]
     pub metrics: bool,
+    /// The connections `synack relay` carries: both sides' addresses and states, bytes
+    /// each way, how long the dial took.
+    #[arg(short = 'r', long)]
+    pub relay: bool,
 }
 
 /// Why a control socket gave no answer.
@@ -187,6 +191,23 @@ fn table_line(s: &Value) -> String {
     line
 }
 
+fn relay_line(c: &Value) -> String {
+    let text = |key: &str| c[key].as_str().unwrap_or("-").to_string();
+    let dial = num(c, "dial_ms").map_or("-".to_string(), |d| format!("{d:.1}ms"));
+    format!(
+        "{:<25} {:<25} {:<13} {:<13} {:>10} {:>10} {:>8}  {} -> {}",
+        text("client"),
+        text("destination"),
+        text("client_side"),
+        text("upstream_side"),
+        c["bytes_up"],
+        c["bytes_down"],
+        dial,
+        text("upstream_local"),
+        text("upstream_peer"),
+    )
+}
+
 /// Run `synack ss`; returns the exit status.
 pub fn run(args: &SsArgs) -> i32 {
     run_in(args, Path::new(CONTROL_DIR))
@@ -232,7 +253,13 @@ fn run_in(args: &SsArgs, dir: &Path) -> i32 {
             }
         };
     }
-    let request = if args.summary { "summary" } else { "ss" };
+    let request = if args.relay {
+        "relay"
+    } else if args.summary {
+        "summary"
+    } else {
+        "ss"
+    };
     let (answers, stale) = match ask_all(&sockets, scanned, |p| ask(p, request)) {
         Ok(r) => r,
         Err(e) => {
@@ -252,6 +279,14 @@ fn run_in(args: &SsArgs, dir: &Path) -> i32 {
     }
     if args.json {
         println!("{}", Value::Array(all));
+    } else if args.relay {
+        println!(
+            "{:<25} {:<25} {:<13} {:<13} {:>10} {:>10} {:>8}  Upstream socket",
+            "Client", "Destination", "Client side", "Upstream side", "Up", "Down", "Dial"
+        );
+        for c in &all {
+            println!("{}", relay_line(c));
+        }
     } else if args.summary {
         println!("{:<12} {:>6}  oldest", "State", "Count");
         for s in &all {
@@ -297,6 +332,28 @@ mod tests {
         assert!(table_line(&tw).contains("timer:(timewait,59000ms)"));
         assert_eq!(ss_name("ESTABLISHED"), "ESTAB");
         assert_eq!(ss_name("FIN_WAIT_2"), "FIN-WAIT-2");
+    }
+
+    #[test]
+    fn a_relayed_connection_prints_both_sides() {
+        let c = json!({"client": "198.18.0.1:40000", "destination": "198.19.0.2:80",
+            "upstream_local": "198.18.1.1:51000", "upstream_peer": "198.19.0.2:80",
+            "client_side": "FIN_RECEIVED", "upstream_side": "FIN_SENT",
+            "bytes_up": 120, "bytes_down": 20000000, "dial_ms": 1.25, "age_ms": 30.0});
+        let line = relay_line(&c);
+        assert!(line.starts_with("198.18.0.1:40000 "), "{line}");
+        assert!(
+            line.contains("FIN_RECEIVED") && line.contains("FIN_SENT"),
+            "{line}"
+        );
+        assert!(
+            line.contains("20000000") && line.contains("1.2ms"),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("198.18.1.1:51000 -> 198.19.0.2:80"),
+            "{line}"
+        );
     }
 
     /// A control socket at `path` that answers every request with one socket in `state`.

@@ -99,11 +99,24 @@ impl TunArgs {
             queues: self
                 .queues
                 .map_or_else(synack::tun::default_queues, usize::from),
+            routes: Vec::new(),
         }
     }
 
     /// Create the interface and start its driver, or explain why not.
     pub fn open(&self, command: &str) -> Result<Interface, String> {
+        self.open_with(command, self.interface_config(), |_| None)
+    }
+
+    /// [`TunArgs::open`] with a configuration of the caller's (made from
+    /// `interface_config`), and `extra` answering the control socket's extensions
+    /// (see `synack::tun::control::serve_extended`).
+    pub fn open_with(
+        &self,
+        command: &str,
+        config: InterfaceConfig,
+        extra: impl Fn(&str) -> Option<String> + Send + 'static,
+    ) -> Result<Interface, String> {
         for k in &self.kernel_addr {
             if !self.addr.iter().any(|a| a.addr.is_ipv4() == k.is_ipv4()) {
                 return Err(format!(
@@ -111,7 +124,7 @@ impl TunArgs {
                 ));
             }
         }
-        let iface = Interface::open(self.interface_config()).map_err(|e| {
+        let iface = Interface::open(config).map_err(|e| {
             format!(
                 "synack {command}: cannot set up interface {}: {e}",
                 self.tun
@@ -122,7 +135,8 @@ impl TunArgs {
                 .control
                 .clone()
                 .unwrap_or_else(|| synack::tun::control::default_control(&self.tun));
-            if let Err(e) = synack::tun::control::serve(&path, iface.stack_handle()) {
+            if let Err(e) = synack::tun::control::serve_extended(&path, iface.stack_handle(), extra)
+            {
                 eprintln!(
                     "synack {command}: no control socket at {} ({e}); synack ss will not see this process",
                     path.display()

@@ -33,6 +33,8 @@ mod config;
 mod error;
 #[cfg(all(target_os = "linux", feature = "tun"))]
 pub mod net;
+#[cfg(all(target_os = "linux", feature = "relay"))]
+pub mod relay;
 pub mod scenario;
 mod secrets;
 pub mod sim;

@@ -2,7 +2,8 @@
 //! socket answering `synack ss`. The protocol is one request line and one answer:
 //! `ss` gives a JSON array of sockets (`Stack::snapshot`), `summary` a JSON array of
 //! per-state counts with the oldest age, `metrics` the counters and gauges in Prometheus'
-//! text format.
+//! text format, `relay` a JSON array of relayed connections (empty unless the process
+//! relays: [`serve_extended`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -75,14 +76,32 @@ pub fn answer(sockets: &[SocketSnapshot], stats: &StackStats, request: &str) -> 
 
 /// Answer `synack ss` on `path` from a thread of its own, for as long as the process runs.
 pub fn serve(path: &Path, stack: StackHandle) -> std::io::Result<()> {
+    serve_extended(path, stack, |_| None)
+}
+
+/// [`serve`], with what the process adds: `extra("relay")` answers `relay` (a JSON
+/// array), and `extra("metrics")` is appended to the metrics.
+pub fn serve_extended(
+    path: &Path,
+    stack: StackHandle,
+    extra: impl Fn(&str) -> Option<String> + Send + 'static,
+) -> std::io::Result<()> {
     serve_with(path, move |request| {
+        let request = request.trim();
+        if request == "relay" {
+            return extra("relay").unwrap_or_else(|| "[]\n".to_string());
+        }
         let mut sockets = Vec::new();
         let mut stats = StackStats::default();
         for (s, st) in stack.with_stacks(|st, now| (st.snapshot(now), st.stats())) {
             sockets.extend(s);
             stats += &st;
         }
-        answer(&sockets, &stats, request)
+        let mut out = answer(&sockets, &stats, request);
+        if request == "metrics" {
+            out += &extra("metrics").unwrap_or_default();
+        }
+        out
     })
 }
 
