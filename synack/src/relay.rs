@@ -718,10 +718,31 @@ enum Fail {
     Write(#[allow(dead_code)] io::Error),
 }
 
+/// A stream that can say it has something to read without being read: a direction
+/// waits that way, holding no buffer while its connection is idle.
+trait ReadReady {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+impl ReadReady for TcpStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        TcpStream::poll_read_ready(self, cx)
+    }
+}
+
+impl ReadReady for KernelStream {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        KernelStream::poll_read_ready(self, cx)
+    }
+}
+
 /// One direction of a relayed connection: read into a buffer, write it out, and at
-/// end-of-stream shut the writer down (a FIN), so that the other direction goes on.
+/// end-of-stream shut the writer down (a FIN), so that the other direction goes on. The
+/// buffer exists only while bytes are on their way: an idle connection holds none (with
+/// 10,000 idle connections and 16 KiB buffers, 320 MB less).
 struct Half {
-    buf: Box<[u8]>,
+    buf: Option<Box<[u8]>>,
+    size: usize,
     pos: usize,
     end: usize,
     read_done: bool,
@@ -732,7 +753,8 @@ struct Half {
 impl Half {
     fn new(size: usize) -> Half {
         Half {
-            buf: vec![0; size.max(1)].into_boxed_slice(),
+            buf: None,
+            size: size.max(1),
             pos: 0,
             end: 0,
             read_done: false,
@@ -742,7 +764,7 @@ impl Half {
     }
 
     /// Move what can be moved now; Ready(Ok) once end-of-stream is carried across.
-    fn poll<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    fn poll<R: AsyncRead + ReadReady + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         mut reader: Pin<&mut R>,
@@ -752,11 +774,8 @@ impl Half {
             if self.shut_done {
                 return Poll::Ready(Ok(()));
             }
-            if self.pos < self.end {
-                let n = match writer
-                    .as_mut()
-                    .poll_write(cx, &self.buf[self.pos..self.end])
-                {
+            if let (true, Some(buf)) = (self.pos < self.end, &self.buf) {
+                let n = match writer.as_mut().poll_write(cx, &buf[self.pos..self.end]) {
                     Poll::Ready(Ok(0)) => {
                         return Poll::Ready(Err(Fail::Write(io::ErrorKind::WriteZero.into())))
                     }
@@ -778,18 +797,35 @@ impl Half {
                     Poll::Pending => Poll::Pending,
                 };
             }
-            let mut rb = ReadBuf::new(&mut self.buf);
+            if self.buf.is_none() {
+                // Idle: wait for something to read before taking a buffer.
+                match reader.as_ref().get_ref().poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Fail::Read(e))),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let size = self.size;
+            let buf = self
+                .buf
+                .get_or_insert_with(|| vec![0; size].into_boxed_slice());
+            let mut rb = ReadBuf::new(buf);
             match reader.as_mut().poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     let n = rb.filled().len();
                     if n == 0 {
                         self.read_done = true;
+                        self.buf = None;
                     }
                     self.pos = 0;
                     self.end = n;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Fail::Read(e))),
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // Nothing after all (the burst is over): give the buffer back.
+                    self.buf = None;
+                    return Poll::Pending;
+                }
             }
         }
     }

@@ -193,6 +193,25 @@ impl TcpStream {
         self.inner.state()
     }
 
+    /// Wait until a read would not block (data, end-of-stream or an error), without
+    /// reading.
+    pub async fn readable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_read_ready(cx)).await
+    }
+
+    /// Poll for a read that would not block, without reading (the task is woken by the
+    /// socket's next event otherwise).
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let h = self.inner.handle;
+        poll_op(&self.inner.shared, cx, self.key(Interest::Read), |core| {
+            if core.stack.readable(h)? {
+                Ok(())
+            } else {
+                Err(Error::WouldBlock)
+            }
+        })
+    }
+
     /// Reset the connection now (see [`net::TcpStream::abort`]).
     pub fn abort(&self) -> io::Result<()> {
         self.inner.abort()

@@ -414,6 +414,13 @@ impl Stack {
         Ok(self.conn_ref(conn)?.error)
     }
 
+    /// Whether `recv` would return at once: data, end-of-stream, or the error the
+    /// connection ended with (what makes a socket readable to poll).
+    pub fn readable(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        let c = self.conn_ref(conn)?;
+        Ok(!c.rcv_buf.is_empty() || c.fin_received || c.tcp_state() == TcpState::Closed)
+    }
+
     /// Bytes waiting to be read.
     pub fn recv_queue(&self, conn: ConnectionHandle) -> Result<usize, Error> {
         Ok(self.conn_ref(conn)?.rcv_buf.len())
