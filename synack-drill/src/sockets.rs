@@ -52,6 +52,7 @@ impl From<Error> for Errno {
             Error::NetworkUnreachable => "ENETUNREACH",
             Error::HostUnreachable => "EHOSTUNREACH",
             Error::NoBufferSpace => "ENOBUFS",
+            Error::MessageTooLong => "EMSGSIZE",
         })
     }
 }

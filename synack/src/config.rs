@@ -87,6 +87,12 @@ pub struct Config {
     pub tcp_wmem_max: usize,
     /// `net.ipv4.ip_local_port_range` (32768-60999): ephemeral ports for connect().
     pub ephemeral_ports: RangeInclusive<u16>,
+    /// `net.core.rmem_default` (212,992): bytes a UDP socket's receive queue holds, each
+    /// datagram counted with 256 bytes of overhead (as Linux counts an skb's true
+    /// size); datagrams past it are dropped and counted (`udp_queue_full`).
+    pub udp_recv_buffer: usize,
+    /// Datagrams a UDP socket's receive queue holds at most (1,024).
+    pub udp_recv_datagrams: usize,
     /// `net.core.somaxconn` (4096): the largest listen backlog honoured.
     pub somaxconn: usize,
     /// `net.ipv4.tcp_syncookies` (1): 0 never sends SYN cookies (a SYN to a full SYN
@@ -180,6 +186,8 @@ impl Default for Config {
             tcp_moderate_rcvbuf: true,
             tcp_wmem_max: 4 * 1024 * 1024,
             ephemeral_ports: 32768..=60999,
+            udp_recv_buffer: 212_992,
+            udp_recv_datagrams: 1024,
             somaxconn: 4096,
             tcp_syncookies: 1,
             max_connections: 4 << 20,

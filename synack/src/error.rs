@@ -39,6 +39,8 @@ pub enum Error {
     /// A resource limit of the stack is reached (`Config::max_connections`, or the
     /// buffer memory limit `Config::tcp_mem`): like Linux's ENOBUFS.
     NoBufferSpace,
+    /// A datagram larger than UDP can carry (65,507 bytes over IPv4): EMSGSIZE.
+    MessageTooLong,
 }
 
 impl fmt::Display for Error {
@@ -59,6 +61,7 @@ impl fmt::Display for Error {
             Error::NetworkUnreachable => write!(f, "network unreachable: a router reported no route to the peer's network (check routes and addresses)"),
             Error::HostUnreachable => write!(f, "host unreachable: the path reported the peer cannot be reached (is it up, and is traffic to it allowed?)"),
             Error::NoBufferSpace => write!(f, "no buffer space: the stack's connection or memory limit is reached (close idle connections, or raise Config::max_connections / tcp_mem)"),
+            Error::MessageTooLong => write!(f, "message too long: a UDP datagram carries at most 65,507 bytes over IPv4 and 65,527 over IPv6 (send it in pieces)"),
         }
     }
 }
@@ -81,6 +84,7 @@ impl From<Error> for io::Error {
             Error::NetworkUnreachable => io::ErrorKind::NetworkUnreachable,
             Error::HostUnreachable => io::ErrorKind::HostUnreachable,
             Error::NoBufferSpace => io::ErrorKind::OutOfMemory,
+            Error::MessageTooLong => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)
     }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use super::{ConnectionHandle, Error, ListenerHandle};
+use super::{ConnectionHandle, Error, ListenerHandle, UdpHandle};
 use crate::{Instant, TcpState};
 
 /// Something the application (or an observer) may want to know about.
@@ -33,6 +33,8 @@ pub enum Event {
     Request(ListenerHandle),
     /// An active open completed: the connection is ESTABLISHED.
     Connected(ConnectionHandle),
+    /// A UDP socket has a datagram (or an error) for [`crate::Stack::udp_recv`].
+    UdpReadable(UdpHandle),
     /// Data (or end-of-stream) is ready for [`crate::Stack::recv`].
     Readable(ConnectionHandle),
     /// Send-buffer space became available.

@@ -126,6 +126,18 @@ impl Stack {
 
     fn icmp_error(&mut self, now: Instant, invoking: &[u8], err: PathError) {
         let Some(q) = QuotedTcp::parse(invoking) else {
+            // A datagram of a connected UDP socket's: its next call fails with the error.
+            if let Some((src, dst)) = wire::icmp::quoted_udp(invoking) {
+                let e = match err {
+                    PathError::Hard(e) | PathError::Soft(e) => e,
+                    PathError::PacketTooBig(_) => return self.stats.drop("icmp_ignored"),
+                };
+                if self.udp_error(src, dst, e) {
+                    self.stats.icmp_errors += 1;
+                    return;
+                }
+                return self.stats.drop("icmp_no_socket");
+            }
             return self.stats.drop("icmp_not_tcp");
         };
         let tuple = FourTuple {

@@ -43,7 +43,7 @@ impl Stack {
             Ok(None) => return self.stats.drop("frag_bad"),
             Err(e) => return self.stats.drop(e.reason()),
         };
-        if !self.accepts_destination(frag.dst) {
+        if !self.accepts_destination(frag.dst) && !self.udp_captures(frag.dst) {
             return self.stats.drop("not_our_address");
         }
         self.stats.fragments_in += 1;
@@ -81,6 +81,14 @@ impl Stack {
         }
         match ip.protocol {
             _ if icmp => self.icmp_input(now, ip, payload),
+            crate::wire::PROTO_UDP => {
+                let captured = self.udp_capturing > 0 && self.udp_captures(ip.dst);
+                if self.addresses.contains(&ip.dst) || captured {
+                    self.udp_input(now, ip, payload)
+                } else {
+                    self.stats.drop("not_our_address")
+                }
+            }
             _ if verified => match wire::parse_tcp_verified(ip, payload) {
                 Ok(seg) => self.tcp_input(now, ip, &seg, None),
                 Err(e) => self.stats.drop(e.reason()),

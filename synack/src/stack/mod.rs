@@ -27,6 +27,7 @@ mod requests;
 mod stats;
 mod tables;
 mod time_wait_table;
+mod udp;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -39,6 +40,7 @@ pub use capture::{Capture, IpNet};
 pub use event::Event;
 pub use requests::{ConnectionRequest, Decide, Refusal, RequestHandle, Unreachable};
 pub use stats::StackStats;
+pub use udp::{Datagram, UdpHandle};
 
 /// One socket of [`Stack::snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +171,9 @@ pub struct Stack {
     capturing: Vec<u32>,
     /// SYNs decide-first listeners hold for the application.
     requests: requests::Requests,
+    /// UDP sockets and their output, and how many of them are catch-all.
+    udp: udp::UdpTable,
+    udp_capturing: usize,
     time_wait: TimeWaitTable,
     fragments: Reassembler,
     timers: TimerQueue,
@@ -225,6 +230,8 @@ impl Stack {
             listeners: Vec::new(),
             capturing: Vec::new(),
             requests: requests::Requests::default(),
+            udp: udp::UdpTable::default(),
+            udp_capturing: 0,
             timers: TimerQueue::default(),
             tx_ready: VecDeque::new(),
             idle_release: VecDeque::new(),
@@ -875,7 +882,11 @@ impl Stack {
     /// `buf` must hold [`Stack::max_packet_size`] bytes: with a shorter one nothing is
     /// taken from any connection (None, counted as `transmit_buffer_too_small`).
     pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        if let Some(p) = self.ctl_out.pop_front() {
+        if let Some(p) = self
+            .ctl_out
+            .pop_front()
+            .or_else(|| self.udp.out.pop_front())
+        {
             self.stats.segments_out += 1;
             let Some(room) = buf.get_mut(..p.len()) else {
                 self.stats.drop("transmit_buffer_too_small");

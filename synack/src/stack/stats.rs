@@ -56,6 +56,12 @@ pub struct StackStats {
     pub requests_refused: u64,
     /// Connection requests not decided in time.
     pub requests_timed_out: u64,
+    /// UDP datagrams that parsed and were addressed to us (or to a captured destination).
+    pub datagrams_in: u64,
+    /// UDP datagrams sent.
+    pub datagrams_out: u64,
+    /// IP fragments sent (UDP datagrams larger than the MTU).
+    pub fragments_out: u64,
     /// IP fragments addressed to us taken into reassembly.
     pub fragments_in: u64,
     /// Datagrams reassembled from fragments (and handed on as whole packets).
@@ -118,6 +124,9 @@ impl std::ops::AddAssign<&StackStats> for StackStats {
             requests_accepted,
             requests_refused,
             requests_timed_out,
+            datagrams_in,
+            datagrams_out,
+            fragments_out,
             fragments_in,
             reassembled,
             drops,
@@ -147,6 +156,9 @@ impl std::ops::AddAssign<&StackStats> for StackStats {
         self.requests_accepted += requests_accepted;
         self.requests_refused += requests_refused;
         self.requests_timed_out += requests_timed_out;
+        self.datagrams_in += datagrams_in;
+        self.datagrams_out += datagrams_out;
+        self.fragments_out += fragments_out;
         self.fragments_in += fragments_in;
         self.reassembled += reassembled;
         for (reason, n) in drops {
@@ -251,6 +263,16 @@ impl StackStats {
             "requests_timed_out_total",
             "Connection requests not decided in time.",
             self.requests_timed_out,
+        );
+        counter(
+            "udp_datagrams_in_total",
+            "UDP datagrams received.",
+            self.datagrams_in,
+        );
+        counter(
+            "udp_datagrams_out_total",
+            "UDP datagrams sent.",
+            self.datagrams_out,
         );
         counter(
             "fragments_in_total",

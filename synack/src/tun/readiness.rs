@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::task::{Wake, Waker};
 use std::thread::Thread;
 
+use crate::stack::UdpHandle;
 use crate::{ConnectionHandle, Event, ListenerHandle};
 
 /// What a caller waits on: a connection or a listener.
@@ -19,6 +20,8 @@ pub(crate) enum WakeKey {
     Conn(ConnectionHandle),
     /// A listener.
     Listener(ListenerHandle),
+    /// A UDP socket.
+    Udp(UdpHandle),
 }
 
 /// What a caller waits for.
@@ -65,6 +68,7 @@ impl Readiness {
             Event::Readable(c) => (WakeKey::Conn(c), true, false),
             Event::Writable(c) => (WakeKey::Conn(c), false, true),
             Event::Incoming(l) | Event::Request(l) => (WakeKey::Listener(l), true, false),
+            Event::UdpReadable(u) => (WakeKey::Udp(u), true, false),
             Event::StateChanged { conn, .. }
             | Event::Connected(conn)
             | Event::SoftError { conn, .. }

@@ -350,6 +350,40 @@ impl QuotedTcp {
     }
 }
 
+/// The addresses and ports of a UDP datagram an ICMP error quotes: (source, destination).
+pub fn quoted_udp(invoking: &[u8]) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+    let (src, dst, transport): (IpAddr, IpAddr, &[u8]) = match invoking.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(invoking.first()? & 0x0f) * 4;
+            if ihl < 20 || invoking.len() < ihl {
+                return None;
+            }
+            let p = Ipv4Packet::new_unchecked(invoking);
+            if p.protocol() != super::PROTO_UDP || p.frag_offset() != 0 {
+                return None;
+            }
+            (p.src_addr().into(), p.dst_addr().into(), &invoking[ihl..])
+        }
+        6 => {
+            let p = Ipv6Packet::new_unchecked(invoking.get(..super::ipv6::HEADER_LEN)?);
+            if p.next_header() != super::PROTO_UDP {
+                return None;
+            }
+            (
+                p.src_addr().into(),
+                p.dst_addr().into(),
+                &invoking[super::ipv6::HEADER_LEN..],
+            )
+        }
+        _ => return None,
+    };
+    let t = transport.get(..4)?;
+    Some((
+        std::net::SocketAddr::new(src, u16::from_be_bytes([t[0], t[1]])),
+        std::net::SocketAddr::new(dst, u16::from_be_bytes([t[2], t[3]])),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

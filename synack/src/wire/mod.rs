@@ -9,6 +9,7 @@ pub mod ipv6;
 mod seq;
 pub mod tcp;
 mod tcp_options;
+pub mod udp;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ pub use ipv6::{Ipv6FragmentHeader, Ipv6Packet, Ipv6Repr, UnfragmentablePart};
 pub use seq::SeqNum;
 pub use tcp::{TcpFlags, TcpPacket, TcpRepr};
 pub use tcp_options::{SackBlocks, TcpOptions, Timestamps};
+pub use udp::{parse_udp, UdpPacket, UdpRepr, PROTO_UDP};
 
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
@@ -57,6 +59,10 @@ pub enum WireError {
     AddressFamilyMismatch,
     /// ICMP or ICMPv6 checksum wrong.
     BadIcmpChecksum,
+    /// UDP checksum wrong (or zero over IPv6, where it is mandatory).
+    BadUdpChecksum,
+    /// UDP length field below 8 or beyond the packet.
+    BadUdpLength,
 }
 
 impl WireError {
@@ -76,6 +82,8 @@ impl WireError {
             WireError::BadOption => "bad_tcp_option",
             WireError::AddressFamilyMismatch => "address_family_mismatch",
             WireError::BadIcmpChecksum => "bad_icmp_checksum",
+            WireError::BadUdpChecksum => "bad_udp_checksum",
+            WireError::BadUdpLength => "bad_udp_length",
         }
     }
 }
@@ -106,6 +114,10 @@ impl fmt::Display for WireError {
                 write!(f, "source and destination are of different IP versions")
             }
             WireError::BadIcmpChecksum => write!(f, "ICMP checksum is wrong"),
+            WireError::BadUdpChecksum => write!(f, "UDP checksum is wrong (or zero over IPv6)"),
+            WireError::BadUdpLength => {
+                write!(f, "UDP length is below 8 or beyond the packet")
+            }
         }
     }
 }
@@ -463,6 +475,34 @@ pub fn emit_icmp_packet(
     };
     emit_ip_packet(src, dst, ttl, protocol, icmp.buffer_len(), |buf| {
         icmp.emit(version, &src, &dst, buf)
+    })
+}
+
+/// Build a whole IPv4 or IPv6 packet carrying the UDP datagram `udp`, checksums filled
+/// (it may be larger than a link's MTU: [`fragment_packet`] cuts it).
+pub fn emit_udp_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    udp: &UdpRepr<'_>,
+) -> Result<Vec<u8>, WireError> {
+    emit_ip_packet(src, dst, ttl, PROTO_UDP, udp.buffer_len(), |buf| {
+        udp.emit(&src, &dst, buf)
+    })
+}
+
+/// A whole IPv4 or IPv6 packet carrying `body` as it is (an upper-layer message whose
+/// checksum is already in it): how an ICMP error's quote is rebuilt.
+pub fn emit_raw_ip_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    ttl: u8,
+    protocol: u8,
+    body: &[u8],
+) -> Result<Vec<u8>, WireError> {
+    emit_ip_packet(src, dst, ttl, protocol, body.len(), |buf| {
+        buf.copy_from_slice(body);
+        Ok(())
     })
 }
 
