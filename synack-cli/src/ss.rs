@@ -31,6 +31,9 @@ pub struct SsArgs {
     /// each way, how long the dial took.
     #[arg(short = 'r', long)]
     pub relay: bool,
+    /// UDP sockets instead of TCP (as `ss -u`): address, peer, datagrams waiting.
+    #[arg(short = 'u', long)]
+    pub udp: bool,
 }
 
 /// Why a control socket gave no answer.
@@ -191,6 +194,23 @@ fn table_line(s: &Value) -> String {
     line
 }
 
+/// One UDP socket as `ss -u` prints it: UNCONN, or ESTAB when connected.
+fn udp_line(u: &Value) -> String {
+    let peer = u["peer"].as_str();
+    let local = if u["catch_all"].as_bool() == Some(true) {
+        "* (catch-all)".to_string()
+    } else {
+        u["local"].as_str().unwrap_or("?").to_string()
+    };
+    format!(
+        "{:<7} {:<8} {:<25} {}",
+        if peer.is_some() { "ESTAB" } else { "UNCONN" },
+        u["recv_q"],
+        local,
+        peer.unwrap_or("*:*")
+    )
+}
+
 fn relay_line(c: &Value) -> String {
     let text = |key: &str| c[key].as_str().unwrap_or("-").to_string();
     let dial = num(c, "dial_ms").map_or("-".to_string(), |d| format!("{d:.1}ms"));
@@ -255,6 +275,8 @@ fn run_in(args: &SsArgs, dir: &Path) -> i32 {
     }
     let request = if args.relay {
         "relay"
+    } else if args.udp {
+        "udp"
     } else if args.summary {
         "summary"
     } else {
@@ -279,6 +301,14 @@ fn run_in(args: &SsArgs, dir: &Path) -> i32 {
     }
     if args.json {
         println!("{}", Value::Array(all));
+    } else if args.udp {
+        println!(
+            "{:<7} {:<8} {:<25} Peer Address:Port",
+            "State", "Recv-Q", "Local Address:Port"
+        );
+        for u in &all {
+            println!("{}", udp_line(u));
+        }
     } else if args.relay {
         println!(
             "{:<25} {:<25} {:<13} {:<13} {:>10} {:>10} {:>8}  Upstream socket",
@@ -332,6 +362,14 @@ mod tests {
         assert!(table_line(&tw).contains("timer:(timewait,59000ms)"));
         assert_eq!(ss_name("ESTABLISHED"), "ESTAB");
         assert_eq!(ss_name("FIN_WAIT_2"), "FIN-WAIT-2");
+    }
+
+    #[test]
+    fn a_udp_socket_prints_as_ss_u_does() {
+        let u = json!({"local": "198.18.0.2:53", "peer": null, "recv_q": 12, "datagrams": 1, "catch_all": false});
+        assert!(udp_line(&u).starts_with("UNCONN  12 "), "{}", udp_line(&u));
+        let c = json!({"local": "198.18.0.2:5000", "peer": "198.18.0.1:53", "recv_q": 0, "datagrams": 0, "catch_all": false});
+        assert!(udp_line(&c).starts_with("ESTAB ") && udp_line(&c).ends_with("198.18.0.1:53"));
     }
 
     #[test]

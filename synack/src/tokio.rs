@@ -157,6 +157,111 @@ impl Request {
     }
 }
 
+/// A UDP socket for tokio (see [`net::UdpSocket`]): `send_to`/`recv_from` and friends
+/// as tokio's, `recv_datagram`/`send_from` for a catch-all socket.
+#[derive(Debug)]
+pub struct UdpSocket {
+    inner: net::UdpSocket,
+}
+
+impl UdpSocket {
+    /// Bind to `addr` (port 0: an ephemeral port).
+    pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            inner: net::UdpSocket::bind(iface, addr)?,
+        })
+    }
+
+    /// A catch-all socket (see [`net::UdpSocket::bind_capture`]).
+    pub fn bind_capture(iface: &Interface, capture: Capture) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            inner: net::UdpSocket::bind_capture(iface, capture)?,
+        })
+    }
+
+    /// Its address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    /// The connected peer.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.peer_addr()
+    }
+
+    /// Send to `peer` by default and take datagrams from it only.
+    pub async fn connect(&self, peer: SocketAddr) -> io::Result<()> {
+        self.inner.connect(peer)
+    }
+
+    /// Send one datagram to `to` (it never waits: the stack queues it or says
+    /// `NoBufferSpace`).
+    pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+        self.inner.send_to(buf, to)
+    }
+
+    /// Send one datagram to the connected peer.
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.send(buf)
+    }
+
+    /// Send one datagram to `to` from `from` (a catch-all socket).
+    pub async fn send_from(
+        &self,
+        buf: &[u8],
+        from: SocketAddr,
+        to: SocketAddr,
+    ) -> io::Result<usize> {
+        self.inner.send_from(buf, from, to)
+    }
+
+    /// Wait for a datagram; what fits of it goes into `buf`.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let d = self.recv_datagram().await?;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Ok((n, d.from))
+    }
+
+    /// Wait for a datagram from the connected peer.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.recv_from(buf).await.map(|(n, _)| n)
+    }
+
+    /// The next datagram without taking it.
+    pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        let d = poll_fn(|cx| self.poll_take(cx, |core, h| core.stack.udp_peek(h).cloned())).await?;
+        let n = d.data.len().min(buf.len());
+        buf[..n].copy_from_slice(&d.data[..n]);
+        Ok((n, d.from))
+    }
+
+    /// Wait for the next datagram, whole, with the address it was sent to.
+    pub async fn recv_datagram(&self) -> io::Result<crate::stack::Datagram> {
+        poll_fn(|cx| self.poll_recv_datagram(cx)).await
+    }
+
+    /// Poll for the next datagram.
+    pub fn poll_recv_datagram(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<crate::stack::Datagram>> {
+        self.poll_take(cx, |core, h| core.stack.udp_recv(h))
+    }
+
+    fn poll_take<T>(
+        &self,
+        cx: &mut Context<'_>,
+        mut take: impl FnMut(&mut Core, crate::stack::UdpHandle) -> Result<T, Error>,
+    ) -> Poll<io::Result<T>> {
+        match self.inner.try_take(cx.waker(), &mut take) {
+            Ok(Some(got)) => Poll::Ready(Ok(got)),
+            Ok(None) => Poll::Pending,
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
 /// A connection for tokio. Dropping it closes the connection (the stack finishes the
 /// close in the background).
 #[derive(Debug)]

@@ -84,7 +84,7 @@ impl Stack {
             crate::wire::PROTO_UDP => {
                 let captured = self.udp_capturing > 0 && self.udp_captures(ip.dst);
                 if self.addresses.contains(&ip.dst) || captured {
-                    self.udp_input(now, ip, payload)
+                    self.udp_input(now, ip, payload, verified)
                 } else {
                     self.stats.drop("not_our_address")
                 }

@@ -40,7 +40,7 @@ pub use capture::{Capture, IpNet};
 pub use event::Event;
 pub use requests::{ConnectionRequest, Decide, Refusal, RequestHandle, Unreachable};
 pub use stats::StackStats;
-pub use udp::{Datagram, UdpHandle};
+pub use udp::{Datagram, UdpHandle, UdpSnapshot};
 
 /// One socket of [`Stack::snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -28,6 +28,22 @@ pub struct UdpHandle {
     generation: u32,
 }
 
+/// One UDP socket as `synack ss -u` shows it ([`Stack::udp_sockets`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UdpSnapshot {
+    /// Its address (unspecified for a catch-all socket).
+    pub local: SocketAddr,
+    /// The connected peer.
+    pub peer: Option<SocketAddr>,
+    /// Bytes of data waiting to be read.
+    pub recv_q: usize,
+    /// Datagrams waiting to be read.
+    pub datagrams: usize,
+    /// A catch-all socket (`udp_bind_capture`).
+    pub catch_all: bool,
+}
+
 /// A datagram taken from a socket's queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -352,6 +368,20 @@ impl Stack {
         s.queue.front().ok_or(Error::WouldBlock)
     }
 
+    /// Every UDP socket, for `synack ss -u`.
+    pub fn udp_sockets(&self) -> Vec<UdpSnapshot> {
+        self.udp
+            .live()
+            .map(|(_, s)| UdpSnapshot {
+                local: s.local,
+                peer: s.peer,
+                recv_q: s.queue.iter().map(|d| d.data.len()).sum(),
+                datagrams: s.queue.len(),
+                catch_all: s.capture.is_some(),
+            })
+            .collect()
+    }
+
     /// Datagrams waiting in the socket's queue.
     pub fn udp_queue_len(&self, socket: UdpHandle) -> Result<usize, Error> {
         Ok(self
@@ -378,8 +408,21 @@ impl Stack {
     }
 
     /// A UDP datagram addressed to us (or to a captured destination).
-    pub(super) fn udp_input(&mut self, now: Instant, ip: &wire::IpInfo, payload: &[u8]) {
-        let d = match wire::parse_udp(ip, payload) {
+    /// `verified`: the device vouches for the checksum (see
+    /// [`Stack::receive_checksum_verified`]).
+    pub(super) fn udp_input(
+        &mut self,
+        now: Instant,
+        ip: &wire::IpInfo,
+        payload: &[u8],
+        verified: bool,
+    ) {
+        let parsed = if verified {
+            wire::udp::parse_udp_verified(ip, payload)
+        } else {
+            wire::parse_udp(ip, payload)
+        };
+        let d = match parsed {
             Ok(d) => d,
             Err(e) => return self.stats.drop(e.reason()),
         };

@@ -3,7 +3,7 @@
 //! `ss` gives a JSON array of sockets (`Stack::snapshot`), `summary` a JSON array of
 //! per-state counts with the oldest age, `metrics` the counters and gauges in Prometheus'
 //! text format, `relay` a JSON array of relayed connections (empty unless the process
-//! relays: [`serve_extended`]).
+//! relays: [`serve_extended`]), `udp` a JSON array of UDP sockets.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -90,6 +90,23 @@ pub fn serve_extended(
         let request = request.trim();
         if request == "relay" {
             return extra("relay").unwrap_or_else(|| "[]\n".to_string());
+        }
+        if request == "udp" {
+            let v: Vec<Value> = stack
+                .with_stacks(|st, _| st.udp_sockets())
+                .into_iter()
+                .flatten()
+                .map(|u| {
+                    json!({
+                        "local": u.local.to_string(),
+                        "peer": u.peer.map(|p| p.to_string()),
+                        "recv_q": u.recv_q,
+                        "datagrams": u.datagrams,
+                        "catch_all": u.catch_all,
+                    })
+                })
+                .collect();
+            return format!("{}\n", Value::Array(v));
         }
         let mut sockets = Vec::new();
         let mut stats = StackStats::default();

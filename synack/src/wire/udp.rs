@@ -134,6 +134,20 @@ pub fn parse_udp<'a>(ip: &IpInfo, datagram: &'a [u8]) -> Result<UdpRepr<'a>, Wir
     })
 }
 
+/// [`parse_udp`] for a datagram whose checksum the device has verified (or left for
+/// the receiver to trust: the kernel's `CHECKSUM_PARTIAL` packets on a TUN device).
+pub fn parse_udp_verified<'a>(ip: &IpInfo, datagram: &'a [u8]) -> Result<UdpRepr<'a>, WireError> {
+    if ip.protocol != PROTO_UDP {
+        return Err(WireError::UnsupportedProtocol(ip.protocol));
+    }
+    let p = UdpPacket::new_checked(datagram)?;
+    Ok(UdpRepr {
+        src_port: p.src_port(),
+        dst_port: p.dst_port(),
+        payload: &datagram[HEADER_LEN..p.len()],
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
