@@ -1,7 +1,8 @@
 //! `synack relay`: terminate every TCP connection routed into a TUN device and carry it
 //! to its real destination over kernel sockets, directly or through a SOCKS5 proxy (what
-//! tun2socks does), with half-closes and resets carried exactly. `synack ss --relay`
-//! lists the relayed connections.
+//! tun2socks does), with half-closes and resets carried exactly; with `--direct`, UDP
+//! too (one kernel socket per client endpoint, DNS optionally sent to `--dns`).
+//! `synack ss --relay` lists the relayed connections.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
@@ -78,6 +79,22 @@ pub struct RelayArgs {
     /// Dials in progress at most (more are refused, or left to the client's SYN retry).
     #[arg(long, default_value_t = 1024, value_name = "N")]
     pub max_pending_dials: usize,
+    /// Remove a UDP mapping (a client endpoint's kernel socket) idle this long.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub udp_timeout: f64,
+    /// The same for DNS (port 53).
+    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
+    pub dns_timeout: f64,
+    /// UDP mappings at most (datagrams needing another are dropped and counted).
+    #[arg(long, default_value_t = 4096, value_name = "N")]
+    pub max_udp_mappings: usize,
+    /// Send every DNS query (UDP to port 53) to this server, ADDR:PORT, instead of its
+    /// destination; the answer comes back from the address asked.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub dns: Option<SocketAddr>,
+    /// Relay TCP only (UDP to the captured prefixes then gets no answer).
+    #[arg(long)]
+    pub no_udp: bool,
 }
 
 fn parse_prefix(s: &str) -> Result<IpNet, String> {
@@ -141,6 +158,10 @@ impl RelayArgs {
         config.half_closed_timeout = secs(self.half_closed_timeout);
         config.max_connections = self.max_connections;
         config.max_pending_dials = self.max_pending_dials;
+        config.udp_timeout = secs(self.udp_timeout);
+        config.dns_timeout = secs(self.dns_timeout);
+        config.max_udp_mappings = self.max_udp_mappings;
+        config.dns = self.dns;
         Ok(config)
     }
 
@@ -196,8 +217,22 @@ pub fn run(args: &RelayArgs) -> i32 {
             return 1;
         }
     };
+    // UDP through SOCKS5 needs UDP ASSOCIATE (RFC 1928 7), not built yet: TCP only then.
+    let udp = !args.no_udp && args.socks5.is_none();
+    if !args.no_udp && args.socks5.is_some() {
+        eprintln!("synack relay: UDP is relayed with --direct only; through --socks5 only TCP is");
+    }
     let result = runtime.block_on(async {
         let listener = synack::tokio::TcpListener::bind_capture(&iface, args.capture(), decide)?;
+        if udp {
+            let socket = synack::tokio::UdpSocket::bind_capture(&iface, args.capture())?;
+            let relay = relay.clone();
+            tokio::spawn(async move {
+                if let Err(e) = relay.run_udp(socket).await {
+                    eprintln!("synack relay: UDP: {e}");
+                }
+            });
+        }
         eprintln!(
             "synack relay: relaying TCP to {} via {} ({})",
             args.capture

@@ -554,3 +554,97 @@ fn churn_of_20000_connections_through_the_relay_leaves_nothing_behind() {
          {before} kB, then {first} kB, then {second} kB"
     );
 }
+
+/// `dig +short @server relay.test` in `ns`.
+fn dig(ns: &Netns, server: &str) -> String {
+    let out = ns
+        .cmd(&[
+            "dig",
+            "+time=3",
+            "+tries=2",
+            "+short",
+            &format!("@{server}"),
+            "relay.test",
+        ])
+        .output()
+        .expect("dig runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn dns_and_udp_go_through_the_relay_with_one_mapping_per_client_endpoint() {
+    if !privileged("dns_and_udp_go_through_the_relay_with_one_mapping_per_client_endpoint") {
+        return;
+    }
+    let mut t = Topology::new();
+    t.server
+        .exec(&["ip", "addr", "add", "198.19.0.3/32", "dev", "lo"]);
+    t.server.spawn(
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--listen-address=198.19.0.2",
+            "--bind-interfaces",
+            "--port",
+            "53",
+            "--address=/relay.test/198.18.7.7",
+        ],
+        Stdio::null(),
+    );
+    // UDP echo servers on two addresses, answering with the source they saw.
+    t.server.spawn(
+        &[
+            "python3",
+            "-c",
+            "import socket, threading\n\
+             def echo(addr):\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    \
+             s.bind((addr, 7))\n    while True:\n        d, src = s.recvfrom(2048)\n        \
+             s.sendto(('%s:%d' % src).encode(), src)\n\
+             for a in ('198.19.0.2', '198.19.0.3'):\n    threading.Thread(target=echo, args=(a,)).start()",
+        ],
+        Stdio::null(),
+    );
+    let direct = t.relay("tun0", &["--direct", "--bind-interface", "v1"]);
+    until(
+        "dnsmasq to answer through the relay",
+        Duration::from_secs(10),
+        || dig(&t.client, "198.19.0.2") == "198.18.7.7",
+    );
+    // One client socket to two destinations: one mapping, the same source seen by both
+    // (endpoint-independent), and each answer from the address it was sent to.
+    let got = t.client_py(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(5)\n\
+         seen = {}\nfor dst in ('198.19.0.2', '198.19.0.3'):\n    s.sendto(b'hi', (dst, 7))\n    \
+         d, src = s.recvfrom(2048)\n    seen[src[0]] = d.decode()\n\
+         print(len(set(seen.values())), sorted(seen))",
+    );
+    assert_eq!(got, "1 ['198.19.0.2', '198.19.0.3']");
+    let metrics = t.ss("tun0", &["--metrics"]);
+    assert!(
+        metrics.contains("synack_relay_udp_datagrams_down_total 3"),
+        "{metrics}"
+    );
+    kill(direct);
+    // With --dns, a query to an address with no server is answered by that server, from
+    // the address asked.
+    t.relay(
+        "tun1",
+        &[
+            "--direct",
+            "--bind-interface",
+            "v1",
+            "--dns",
+            "198.19.0.2:53",
+        ],
+    );
+    until("the redirected answer", Duration::from_secs(10), || {
+        dig(&t.client, "198.19.77.77") == "198.18.7.7"
+    });
+    let metrics = t.ss("tun1", &["--metrics"]);
+    assert!(
+        !metrics.contains("synack_relay_dns_redirected_total 0"),
+        "{metrics}"
+    );
+}

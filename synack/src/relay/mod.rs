@@ -41,6 +41,8 @@ use ::tokio::net::{TcpSocket, TcpStream as KernelStream};
 use crate::tokio::{Request, TcpListener, TcpStream};
 use crate::{Refusal, Unreachable};
 
+mod udp;
+
 /// Where relayed connections go.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,6 +88,17 @@ pub struct RelayConfig {
     pub max_pending_dials: usize,
     /// The copy buffer of each direction, in bytes (default 16 KiB).
     pub buffer_size: usize,
+    /// A UDP mapping (one kernel socket per client address and port) with no datagram
+    /// either way for this long is removed (default 60 s).
+    pub udp_timeout: Duration,
+    /// The same for DNS (datagrams to port 53; default 10 s).
+    pub dns_timeout: Duration,
+    /// UDP mappings at most (datagrams that would need another are dropped and
+    /// counted; default 4,096).
+    pub max_udp_mappings: usize,
+    /// Send every DNS query (UDP to port 53) here instead of where it was sent; the
+    /// answer comes back from the address the client asked.
+    pub dns: Option<SocketAddr>,
 }
 
 impl RelayConfig {
@@ -102,6 +115,10 @@ impl RelayConfig {
             max_connections: 65_536,
             max_pending_dials: 1024,
             buffer_size: 16 * 1024,
+            udp_timeout: Duration::from_secs(60),
+            dns_timeout: Duration::from_secs(10),
+            max_udp_mappings: 4096,
+            dns: None,
         }
     }
 }
@@ -215,6 +232,19 @@ pub struct RelayStats {
     pub closed: u64,
     /// Connections reset for being idle (or half-closed and idle) too long.
     pub timed_out: u64,
+    /// UDP mappings now.
+    pub udp_mappings: u64,
+    /// UDP mappings made.
+    pub udp_mappings_total: u64,
+    /// UDP datagrams from clients sent on.
+    pub udp_datagrams_up: u64,
+    /// UDP datagrams carried back to clients.
+    pub udp_datagrams_down: u64,
+    /// DNS queries sent to the configured server instead of their destination.
+    pub dns_redirected: u64,
+    /// UDP datagrams not carried, by reason (`mapping_limit`, `send_failed`,
+    /// `source_not_captured`, `socket_failed`).
+    pub udp_dropped: BTreeMap<&'static str, u64>,
 }
 
 impl RelayStats {
@@ -283,6 +313,47 @@ impl RelayStats {
             "Connections reset after an idle timeout.",
             self.timed_out,
         );
+        metric(
+            "udp_mappings",
+            "gauge",
+            "UDP mappings now.",
+            self.udp_mappings,
+        );
+        metric(
+            "udp_mappings_total",
+            "counter",
+            "UDP mappings made.",
+            self.udp_mappings_total,
+        );
+        metric(
+            "udp_datagrams_up_total",
+            "counter",
+            "UDP datagrams from clients.",
+            self.udp_datagrams_up,
+        );
+        metric(
+            "udp_datagrams_down_total",
+            "counter",
+            "UDP datagrams to clients.",
+            self.udp_datagrams_down,
+        );
+        metric(
+            "dns_redirected_total",
+            "counter",
+            "DNS queries sent to --dns.",
+            self.dns_redirected,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP synack_relay_udp_dropped_total UDP datagrams not carried, by reason."
+        );
+        let _ = writeln!(out, "# TYPE synack_relay_udp_dropped_total counter");
+        for (reason, n) in &self.udp_dropped {
+            let _ = writeln!(
+                out,
+                "synack_relay_udp_dropped_total{{reason=\"{reason}\"}} {n}"
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP synack_relay_dial_failures_total Failed dials, by reason."
