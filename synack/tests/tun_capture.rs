@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use netns::*;
 use synack::net::TcpListener;
-use synack::tun::{Interface, InterfaceConfig};
+use synack::tun::Interface;
 use synack::{Capture, Decide, Refusal, Unreachable};
 
 const CHILD: &str = "SYNACK_TUN_CAPTURE_CHILD";
@@ -40,15 +40,10 @@ fn kernel_connect(to: &str) -> std::io::Result<std::net::TcpStream> {
 #[test]
 #[ignore = "run inside a network namespace by kernel_connections_to_captured_prefixes_are_taken_or_refused_as_chosen"]
 fn in_namespace_captured_destinations_are_taken_or_refused() {
-    if std::env::var(CHILD).is_err() {
-        eprintln!("not in the test's namespace: nothing done");
+    if !in_child(CHILD) {
         return;
     }
-    let mut config = InterfaceConfig::new(
-        "tun0",
-        "198.18.0.2/15".parse().unwrap(),
-        "198.18.0.1".parse().unwrap(),
-    );
+    let mut config = tun0_config();
     config.addrs.push("2001:db8::2/64".parse().unwrap());
     config.kernel_addrs.push("2001:db8::1".parse().unwrap());
     config.routes = vec![

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use netns::*;
-use synack::tun::{Interface, InterfaceConfig};
+use synack::tun::Interface;
 
 /// Set in the child that runs inside the namespace.
 const CHILD: &str = "SYNACK_TUN_DROP_CHILD";
@@ -34,16 +34,10 @@ fn dropping_the_interface_ends_every_pending_and_later_call_at_once() {
 #[test]
 #[ignore = "run inside a network namespace by dropping_the_interface_ends_every_pending_and_later_call_at_once"]
 fn in_namespace_pending_calls_fail_when_the_interface_is_dropped() {
-    if std::env::var(CHILD).is_err() {
-        eprintln!("not in the test's namespace: nothing done");
+    if !in_child(CHILD) {
         return;
     }
-    let iface = Interface::open(InterfaceConfig::new(
-        "tun0",
-        "198.18.0.2/15".parse().unwrap(),
-        "198.18.0.1".parse().unwrap(),
-    ))
-    .expect("TUN interface");
+    let iface = Interface::open(tun0_config()).expect("TUN interface");
     // Port 0: the listener picks a free port and says which.
     let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:0".parse().unwrap()).unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use netns::*;
-use synack::tun::{Interface, InterfaceConfig};
+use synack::tun::Interface;
 use synack::TcpState;
 
 /// Set in the child that runs inside the namespace.
@@ -77,15 +77,10 @@ fn until(what: &str, mut done: impl FnMut() -> bool) {
 #[test]
 #[ignore = "run inside a network namespace by connections_spread_over_queues_are_accepted_tracked_and_handed_between_queues"]
 fn in_namespace_a_multi_queue_interface_serves_1000_connections() {
-    if std::env::var(CHILD).is_err() {
-        eprintln!("not in the test's namespace: nothing done");
+    if !in_child(CHILD) {
         return;
     }
-    let mut config = InterfaceConfig::new(
-        "tun0",
-        "198.18.0.2/15".parse().unwrap(),
-        "198.18.0.1".parse().unwrap(),
-    );
+    let mut config = tun0_config();
     config.queues = QUEUES;
     let iface = Interface::open(config).expect("TUN interface");
     assert_eq!(iface.queues(), QUEUES);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use netns::*;
 use synack::net::UdpSocket;
-use synack::tun::{Interface, InterfaceConfig};
+use synack::tun::Interface;
 use synack::Capture;
 
 const CHILD: &str = "SYNACK_TUN_UDP_CHILD";
@@ -36,15 +36,10 @@ fn data(len: usize, salt: u8) -> Vec<u8> {
 #[test]
 #[ignore = "run inside a network namespace by kernel_and_synack_exchange_datagrams_and_errors_over_tun"]
 fn in_namespace_udp_against_the_kernel() {
-    if std::env::var(CHILD).is_err() {
-        eprintln!("not in the test's namespace: nothing done");
+    if !in_child(CHILD) {
         return;
     }
-    let mut config = InterfaceConfig::new(
-        "tun0",
-        "198.18.0.2/15".parse().unwrap(),
-        "198.18.0.1".parse().unwrap(),
-    );
+    let mut config = tun0_config();
     config.addrs.push("2001:db8::2/64".parse().unwrap());
     config.kernel_addrs.push("2001:db8::1".parse().unwrap());
     config.routes = vec!["198.19.0.0/16".parse().unwrap()];

@@ -45,6 +45,18 @@ impl Pair {
         self.net.run_for(d);
     }
 
+    /// `udp_send_to` on `host` now.
+    fn send(
+        &mut self,
+        host: HostId,
+        s: UdpHandle,
+        data: &[u8],
+        to: SocketAddr,
+    ) -> Result<usize, Error> {
+        let now = self.net.now();
+        self.net.host_mut(host).udp_send_to(now, s, data, to)
+    }
+
     fn drain(&mut self, host: HostId, s: UdpHandle) -> Vec<(SocketAddr, Vec<u8>)> {
         let mut got = Vec::new();
         while let Ok(d) = self.net.host_mut(host).udp_recv(s) {
@@ -81,14 +93,8 @@ fn datagrams_cross_both_ways_intact_or_not_at_all_over_a_bad_path() {
             .udp_bind(SocketAddr::new(ib, 53))
             .unwrap();
         let a_addr = p.net.host(p.a).udp_local_addr(sa).unwrap();
-        let now = p.net.now();
         for i in 0..200 {
-            let n = p.net.host_mut(p.a).udp_send_to(
-                now,
-                sa,
-                &payload(i, 100 + i),
-                SocketAddr::new(ib, 53),
-            );
+            let n = p.send(p.a, sa, &payload(i, 100 + i), SocketAddr::new(ib, 53));
             assert_eq!(n, Ok(100 + i));
         }
         p.run(Duration::from_secs(1));
@@ -110,11 +116,7 @@ fn datagrams_cross_both_ways_intact_or_not_at_all_over_a_bad_path() {
         let dropped = p.net.host(p.b).stats().dropped("bad_udp_checksum");
         assert!(dropped > 0, "corrupted datagrams are dropped and counted");
         // And back.
-        let now = p.net.now();
-        p.net
-            .host_mut(p.b)
-            .udp_send_to(now, sb, b"answer", a_addr)
-            .unwrap();
+        p.send(p.b, sb, b"answer", a_addr).unwrap();
         p.run(Duration::from_secs(1));
         let back = p.drain(p.a, sa);
         assert!(back
@@ -137,18 +139,13 @@ fn a_datagram_larger_than_the_mtu_is_sent_in_fragments_and_reassembled() {
             .host_mut(p.b)
             .udp_bind(SocketAddr::new(ib, 2000))
             .unwrap();
-        let now = p.net.now();
         let max = if v6 { 65_527 } else { 65_507 };
         for len in [1473, 5000, max] {
-            p.net
-                .host_mut(p.a)
-                .udp_send_to(now, sa, &payload(1, len), SocketAddr::new(ib, 2000))
+            p.send(p.a, sa, &payload(1, len), SocketAddr::new(ib, 2000))
                 .unwrap();
         }
         assert_eq!(
-            p.net
-                .host_mut(p.a)
-                .udp_send_to(now, sa, &vec![0; max + 1], SocketAddr::new(ib, 2000)),
+            p.send(p.a, sa, &vec![0; max + 1], SocketAddr::new(ib, 2000)),
             Err(Error::MessageTooLong)
         );
         p.run(Duration::from_millis(100));
@@ -220,11 +217,8 @@ fn a_full_receive_queue_drops_and_counts_and_a_connected_socket_takes_only_its_p
         .host_mut(p.b)
         .udp_bind(SocketAddr::new(ib, 7))
         .unwrap();
-    let now = p.net.now();
     for i in 0..1500 {
-        p.net
-            .host_mut(p.a)
-            .udp_send_to(now, sa, &payload(i, 10), SocketAddr::new(ib, 7))
+        p.send(p.a, sa, &payload(i, 10), SocketAddr::new(ib, 7))
             .unwrap();
     }
     p.run(Duration::from_millis(100));
@@ -236,15 +230,9 @@ fn a_full_receive_queue_drops_and_counts_and_a_connected_socket_takes_only_its_p
     // Connected to `sa`: what `other` sends is not taken.
     let a_addr = p.net.host(p.a).udp_local_addr(sa).unwrap();
     p.net.host_mut(p.b).udp_connect(sb, a_addr).unwrap();
-    let now = p.net.now();
-    p.net
-        .host_mut(p.a)
-        .udp_send_to(now, other, b"stranger", SocketAddr::new(ib, 7))
+    p.send(p.a, other, b"stranger", SocketAddr::new(ib, 7))
         .unwrap();
-    p.net
-        .host_mut(p.a)
-        .udp_send_to(now, sa, b"peer", SocketAddr::new(ib, 7))
-        .unwrap();
+    p.send(p.a, sa, b"peer", SocketAddr::new(ib, 7)).unwrap();
     p.run(Duration::from_millis(100));
     let got = p.drain(p.b, sb);
     assert_eq!(got, vec![(a_addr, b"peer".to_vec())]);
@@ -265,11 +253,7 @@ fn a_catch_all_socket_receives_for_captured_destinations_and_answers_from_them()
         .udp_bind(SocketAddr::new(ia, 5353))
         .unwrap();
     let dns: SocketAddr = "198.19.53.53:53".parse().unwrap();
-    let now = p.net.now();
-    p.net
-        .host_mut(p.a)
-        .udp_send_to(now, sa, b"query", dns)
-        .unwrap();
+    p.send(p.a, sa, b"query", dns).unwrap();
     p.run(Duration::from_millis(50));
     let d = p.net.host_mut(p.b).udp_recv(relay).unwrap();
     assert_eq!(

@@ -25,6 +25,26 @@ pub fn privileged(test: &str) -> bool {
     false
 }
 
+/// In the child test `Netns::run_child_test` runs: whether `env` says this process is
+/// inside the test's namespace (if not, it says so, and the test does nothing).
+pub fn in_child(env: &str) -> bool {
+    if std::env::var(env).is_err() {
+        eprintln!("not in the test's namespace: nothing done");
+        return false;
+    }
+    true
+}
+
+/// The TUN interface the child tests open: tun0, synack 198.18.0.2/15, the kernel
+/// 198.18.0.1.
+pub fn tun0_config() -> synack::tun::InterfaceConfig {
+    synack::tun::InterfaceConfig::new(
+        "tun0",
+        "198.18.0.2/15".parse().unwrap(),
+        "198.18.0.1".parse().unwrap(),
+    )
+}
+
 /// A network namespace of our own, deleted (with every process we started in it) on drop.
 pub struct Netns {
     pub name: String,
