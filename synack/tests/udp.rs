@@ -45,6 +45,11 @@ impl Pair {
         self.net.run_for(d);
     }
 
+    /// A UDP socket on `host` bound to `addr`.
+    fn bind(&mut self, host: HostId, addr: SocketAddr) -> UdpHandle {
+        self.net.host_mut(host).udp_bind(addr).unwrap()
+    }
+
     /// `udp_send_to` on `host` now.
     fn send(
         &mut self,
@@ -82,16 +87,8 @@ fn datagrams_cross_both_ways_intact_or_not_at_all_over_a_bad_path() {
             ..LinkConfig::default()
         };
         let (mut p, ia, ib) = pair(v6, link);
-        let sa = p
-            .net
-            .host_mut(p.a)
-            .udp_bind(SocketAddr::new(ia, 0))
-            .unwrap();
-        let sb = p
-            .net
-            .host_mut(p.b)
-            .udp_bind(SocketAddr::new(ib, 53))
-            .unwrap();
+        let sa = p.bind(p.a, SocketAddr::new(ia, 0));
+        let sb = p.bind(p.b, SocketAddr::new(ib, 53));
         let a_addr = p.net.host(p.a).udp_local_addr(sa).unwrap();
         for i in 0..200 {
             let n = p.send(p.a, sa, &payload(i, 100 + i), SocketAddr::new(ib, 53));
@@ -129,16 +126,8 @@ fn datagrams_cross_both_ways_intact_or_not_at_all_over_a_bad_path() {
 fn a_datagram_larger_than_the_mtu_is_sent_in_fragments_and_reassembled() {
     for v6 in [false, true] {
         let (mut p, ia, ib) = pair(v6, LinkConfig::default());
-        let sa = p
-            .net
-            .host_mut(p.a)
-            .udp_bind(SocketAddr::new(ia, 1000))
-            .unwrap();
-        let sb = p
-            .net
-            .host_mut(p.b)
-            .udp_bind(SocketAddr::new(ib, 2000))
-            .unwrap();
+        let sa = p.bind(p.a, SocketAddr::new(ia, 1000));
+        let sb = p.bind(p.b, SocketAddr::new(ib, 2000));
         let max = if v6 { 65_527 } else { 65_507 };
         for len in [1473, 5000, max] {
             p.send(p.a, sa, &payload(1, len), SocketAddr::new(ib, 2000))
@@ -163,11 +152,7 @@ fn a_datagram_larger_than_the_mtu_is_sent_in_fragments_and_reassembled() {
 fn a_port_nobody_has_answers_port_unreachable_rate_limited_and_a_connected_sender_is_refused() {
     for v6 in [false, true] {
         let (mut p, ia, ib) = pair(v6, LinkConfig::default());
-        let sa = p
-            .net
-            .host_mut(p.a)
-            .udp_bind(SocketAddr::new(ia, 0))
-            .unwrap();
+        let sa = p.bind(p.a, SocketAddr::new(ia, 0));
         p.net
             .host_mut(p.a)
             .udp_connect(sa, SocketAddr::new(ib, 9))
@@ -202,21 +187,9 @@ fn a_port_nobody_has_answers_port_unreachable_rate_limited_and_a_connected_sende
 #[test]
 fn a_full_receive_queue_drops_and_counts_and_a_connected_socket_takes_only_its_peer() {
     let (mut p, ia, ib) = pair(false, LinkConfig::default());
-    let sa = p
-        .net
-        .host_mut(p.a)
-        .udp_bind(SocketAddr::new(ia, 0))
-        .unwrap();
-    let other = p
-        .net
-        .host_mut(p.a)
-        .udp_bind(SocketAddr::new(ia, 0))
-        .unwrap();
-    let sb = p
-        .net
-        .host_mut(p.b)
-        .udp_bind(SocketAddr::new(ib, 7))
-        .unwrap();
+    let sa = p.bind(p.a, SocketAddr::new(ia, 0));
+    let other = p.bind(p.a, SocketAddr::new(ia, 0));
+    let sb = p.bind(p.b, SocketAddr::new(ib, 7));
     for i in 0..1500 {
         p.send(p.a, sa, &payload(i, 10), SocketAddr::new(ib, 7))
             .unwrap();
@@ -247,11 +220,7 @@ fn a_catch_all_socket_receives_for_captured_destinations_and_answers_from_them()
         .host_mut(p.b)
         .udp_bind_capture(Capture::all().prefix("198.19.0.0/16".parse().unwrap()))
         .unwrap();
-    let sa = p
-        .net
-        .host_mut(p.a)
-        .udp_bind(SocketAddr::new(ia, 5353))
-        .unwrap();
+    let sa = p.bind(p.a, SocketAddr::new(ia, 5353));
     let dns: SocketAddr = "198.19.53.53:53".parse().unwrap();
     p.send(p.a, sa, b"query", dns).unwrap();
     p.run(Duration::from_millis(50));
