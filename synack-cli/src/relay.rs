@@ -1,7 +1,7 @@
 //! `synack relay`: terminate every TCP connection routed into a TUN device and carry it
 //! to its real destination over kernel sockets, directly or through a SOCKS5 proxy (what
-//! tun2socks does), with half-closes and resets carried exactly; with `--direct`, UDP
-//! too (one kernel socket per client endpoint, DNS optionally sent to `--dns`).
+//! tun2socks does), with half-closes and resets carried exactly; UDP too (one kernel
+//! socket or SOCKS5 UDP association per client endpoint, DNS optionally sent to `--dns`).
 //! `synack ss --relay` lists the relayed connections.
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -217,11 +217,7 @@ pub fn run(args: &RelayArgs) -> i32 {
             return 1;
         }
     };
-    // UDP through SOCKS5 needs UDP ASSOCIATE (RFC 1928 7), not built yet: TCP only then.
-    let udp = !args.no_udp && args.socks5.is_none();
-    if !args.no_udp && args.socks5.is_some() {
-        eprintln!("synack relay: UDP is relayed with --direct only; through --socks5 only TCP is");
-    }
+    let udp = !args.no_udp;
     let result = runtime.block_on(async {
         let listener = synack::tokio::TcpListener::bind_capture(&iface, args.capture(), decide)?;
         if udp {
@@ -234,7 +230,8 @@ pub fn run(args: &RelayArgs) -> i32 {
             });
         }
         eprintln!(
-            "synack relay: relaying TCP to {} via {} ({})",
+            "synack relay: relaying TCP{} to {} via {} ({})",
+            if udp { " and UDP" } else { "" },
             args.capture
                 .iter()
                 .map(ToString::to_string)

@@ -572,8 +572,8 @@ fn dig(ns: &Netns, server: &str) -> String {
 }
 
 #[test]
-fn dns_and_udp_go_through_the_relay_with_one_mapping_per_client_endpoint() {
-    if !privileged("dns_and_udp_go_through_the_relay_with_one_mapping_per_client_endpoint") {
+fn dns_and_udp_go_through_the_relay_directly_and_through_socks5() {
+    if !privileged("dns_and_udp_go_through_the_relay_directly_and_through_socks5") {
         return;
     }
     let mut t = Topology::new();
@@ -629,7 +629,7 @@ fn dns_and_udp_go_through_the_relay_with_one_mapping_per_client_endpoint() {
     kill(direct);
     // With --dns, a query to an address with no server is answered by that server, from
     // the address asked.
-    t.relay(
+    let redirecting = t.relay(
         "tun1",
         &[
             "--direct",
@@ -647,6 +647,27 @@ fn dns_and_udp_go_through_the_relay_with_one_mapping_per_client_endpoint() {
         !metrics.contains("synack_relay_dns_redirected_total 0"),
         "{metrics}"
     );
+    kill(redirecting);
+    // Through a SOCKS5 proxy that relays UDP (dante, RFC 1928 UDP ASSOCIATE).
+    let conf = t.server.dir.join("danted.conf");
+    std::fs::write(
+        &conf,
+        "logoutput: stderr\ninternal: 198.18.1.2 port = 1080\nexternal: 198.18.1.2\n\
+         clientmethod: none\nsocksmethod: none\nuser.privileged: root\nuser.unprivileged: nobody\n\
+         client pass { from: 0.0.0.0/0 to: 0.0.0.0/0 }\n\
+         socks pass { from: 0.0.0.0/0 to: 0.0.0.0/0 command: connect udpassociate udpreply }\n",
+    )
+    .unwrap();
+    t.server
+        .spawn(&["danted", "-f", conf.to_str().unwrap()], Stdio::null());
+    t.server.wait_listening(1080);
+    t.relay("tun2", &["--socks5", "198.18.1.2:1080"]);
+    until(
+        "an answer through the SOCKS5 proxy",
+        Duration::from_secs(10),
+        || dig(&t.client, "198.19.0.2") == "198.18.7.7",
+    );
+    assert!(metric(&t, "tun2", "synack_relay_udp_datagrams_down_total") >= 1);
 }
 
 /// One counter from `synack ss --metrics` of the relay on `tun` (0 when absent).

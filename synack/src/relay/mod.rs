@@ -41,6 +41,7 @@ use ::tokio::net::{TcpSocket, TcpStream as KernelStream};
 use crate::tokio::{Request, TcpListener, TcpStream};
 use crate::{Refusal, Unreachable};
 
+mod socks5_udp;
 mod udp;
 
 /// Where relayed connections go.
@@ -243,7 +244,7 @@ pub struct RelayStats {
     /// DNS queries sent to the configured server instead of their destination.
     pub dns_redirected: u64,
     /// UDP datagrams not carried, by reason (`mapping_limit`, `send_failed`,
-    /// `source_not_captured`, `socket_failed`).
+    /// `source_not_captured`, `upstream_failed`: no kernel socket or no SOCKS5 association).
     pub udp_dropped: BTreeMap<&'static str, u64>,
 }
 

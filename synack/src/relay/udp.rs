@@ -5,7 +5,8 @@
 //! came from (endpoint-independent filtering: "full cone"). A mapping with no datagram
 //! either way for a while is removed (60 s; 10 s for DNS); their number is bounded. DNS
 //! queries may be sent to one server instead of their destination (`RelayConfig::dns`),
-//! the answer then coming back from the destination the client asked.
+//! the answer then coming back from the destination the client asked. Through a SOCKS5
+//! proxy each mapping is a UDP association (`socks5_udp.rs`).
 
 use std::collections::HashMap;
 use std::io;
@@ -16,13 +17,37 @@ use std::time::{Duration, Instant};
 
 use ::tokio::net::UdpSocket as KernelUdp;
 
-use super::Relay;
+use super::socks5_udp::Association;
+use super::{Relay, Upstream};
 use crate::tokio::UdpSocket;
+
+/// Where a mapping's datagrams go: straight out of its kernel socket, or through a
+/// SOCKS5 proxy's UDP association.
+enum UdpUpstream {
+    Direct(KernelUdp),
+    Socks(Association),
+}
+
+impl UdpUpstream {
+    async fn send_to(&self, data: &[u8], to: SocketAddr) -> io::Result<()> {
+        match self {
+            UdpUpstream::Direct(s) => s.send_to(data, to).await.map(|_| ()),
+            UdpUpstream::Socks(a) => a.send_to(data, to).await,
+        }
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        match self {
+            UdpUpstream::Direct(s) => s.recv_from(buf).await,
+            UdpUpstream::Socks(a) => a.recv_from(buf).await,
+        }
+    }
+}
 
 /// A client endpoint's mapping: its kernel socket, and for a redirected DNS flow the
 /// address answers must come from.
 struct Mapping {
-    upstream: KernelUdp,
+    upstream: UdpUpstream,
     /// Milliseconds since `epoch` of the last datagram either way.
     last: AtomicU64,
     answer_from: Option<SocketAddr>,
@@ -57,10 +82,10 @@ impl Relay {
                         continue;
                     }
                     let target = redirect.unwrap_or(d.to);
-                    let upstream = match self.kernel_udp(target) {
+                    let upstream = match self.udp_upstream(target).await {
                         Ok(u) => u,
                         Err(_) => {
-                            self.udp_drop("socket_failed");
+                            self.udp_drop("upstream_failed");
                             continue;
                         }
                     };
@@ -143,6 +168,28 @@ impl Relay {
                 // An answer from an address the relay does not capture cannot be given
                 // that source on the TUN side.
                 Err(_) => self.udp_drop("source_not_captured"),
+            }
+        }
+    }
+
+    /// A new mapping's way out: a kernel socket, or a UDP association with the SOCKS5
+    /// proxy (its setup bounded by the dial timeout).
+    async fn udp_upstream(&self, target: SocketAddr) -> io::Result<UdpUpstream> {
+        match &self.config.upstream {
+            Upstream::Direct => Ok(UdpUpstream::Direct(self.kernel_udp(target)?)),
+            Upstream::Socks5 { proxy, auth } => {
+                let socket = self.kernel_udp(*proxy)?;
+                let setup = async {
+                    let control = self.kernel_connect(*proxy).await?;
+                    Association::open(control, socket, auth.as_ref()).await
+                };
+                match ::tokio::time::timeout(self.config.dial_timeout, setup).await {
+                    Ok(a) => Ok(UdpUpstream::Socks(a?)),
+                    Err(_) => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "SOCKS5 UDP ASSOCIATE timed out",
+                    )),
+                }
             }
         }
     }
