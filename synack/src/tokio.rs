@@ -241,6 +241,35 @@ impl UdpSocket {
         poll_fn(|cx| self.poll_recv_datagram(cx)).await
     }
 
+    /// Poll for a datagram into `buf` (what does not fit is discarded), as tokio's
+    /// `poll_recv_from`.
+    pub fn poll_recv_from(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<SocketAddr>> {
+        self.poll_recv_datagram(cx).map_ok(|d| {
+            let n = d.data.len().min(buf.remaining());
+            buf.put_slice(&d.data[..n]);
+            d.from
+        })
+    }
+
+    /// Poll for sending a datagram to `to` (ready at once: the stack queues it).
+    pub fn poll_send_to(
+        &self,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+        to: SocketAddr,
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(self.inner.send_to(buf, to))
+    }
+
+    /// Wait until a datagram (or an error) is waiting, without taking it.
+    pub async fn readable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_take(cx, |core, h| core.stack.udp_peek(h).map(|_| ()))).await
+    }
+
     /// Poll for the next datagram.
     pub fn poll_recv_datagram(
         &self,

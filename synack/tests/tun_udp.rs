@@ -1,5 +1,6 @@
 //! UDP against the kernel over TUN: kernel sockets and synack's `UdpSocket` exchange
-//! datagrams both ways over IPv4 and IPv6, small and larger than the MTU (fragmented by
+//! datagrams both ways over IPv4 and IPv6 (the blocking and the tokio sockets), small
+//! and larger than the MTU (fragmented by
 //! one side, reassembled by the other); a datagram to a port synack has no socket on
 //! makes the kernel's connected socket see ECONNREFUSED; a catch-all socket answers for
 //! a routed prefix from the address the kernel sent to. Runs in this process inside a
@@ -85,6 +86,31 @@ fn in_namespace_udp_against_the_kernel() {
             "{ours}: {e}"
         );
     }
+    // The tokio socket: readable, recv_from, send_to.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = synack::tokio::UdpSocket::bind(&iface, "198.18.0.2:0".parse().unwrap()).unwrap();
+        let s_addr = s.local_addr().unwrap();
+        let k = KernelUdp::bind("198.18.0.1:0").unwrap();
+        k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        k.send_to(b"to tokio", s_addr).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.readable())
+            .await
+            .expect("a datagram in time")
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf).await.unwrap();
+        assert_eq!(
+            (&buf[..n], from),
+            (&b"to tokio"[..], k.local_addr().unwrap())
+        );
+        s.send_to(b"from tokio", from).await.unwrap();
+        let (n, from) = k.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from), (&b"from tokio"[..], s_addr));
+    });
     // A catch-all socket answers for a routed prefix, from the address asked for.
     let relay = UdpSocket::bind_capture(
         &iface,
