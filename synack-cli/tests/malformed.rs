@@ -1,5 +1,5 @@
 //! Hostile input from a real kernel: `synack serve` in a network namespace of the
-//! test's own, fed malformed packets by a python3-scapy script (tests/malformed/attack.py)
+//! test's own, fed malformed TCP and UDP packets by a python3-scapy script (tests/malformed/attack.py)
 //! while a kernel TCP connection keeps exchanging data with it. The server must neither
 //! panic nor stall, the kernel connection must keep working throughout, and the drop
 //! counters must account for every bad packet under its reason. Needs root (namespace and
@@ -92,7 +92,16 @@ fn malformed_packets_are_dropped_and_counted_while_a_kernel_connection_keeps_wor
 
     // Every bad packet is counted under its reason.
     let expect = [
-        ("truncated", sent("truncated_ip") + sent("truncated_tcp")),
+        (
+            "truncated",
+            sent("truncated_ip") + sent("truncated_tcp") + sent("udp_truncated"),
+        ),
+        (
+            "bad_udp_length",
+            sent("udp_bad_length_short") + sent("udp_bad_length_long"),
+        ),
+        ("bad_udp_checksum", sent("udp_bad_checksum")),
+        ("udp_no_socket", sent("udp_no_socket")),
         ("bad_ihl", sent("bad_ihl")),
         ("bad_total_length", sent("bad_total_length")),
         ("bad_ip_checksum", sent("bad_ip_checksum")),

@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 
-from scapy.all import IP, TCP, Raw, conf, fragment
+from scapy.all import IP, TCP, UDP, Raw, conf, fragment
 
 conf.verb = 0
 
@@ -120,6 +120,14 @@ for i in range(REPEAT):
     # An MSS option whose length (8) runs past the 24-byte header.
     send("option_past_header", IP(src=PEER, dst=SYNACK) / TCP(sport=22000 + i, dport=PORT, flags="S", dataofs=6) / Raw(b"\x02\x08\x05\xb4"))
     send("bad_tcp_checksum", ip_tcp(23000 + i, chksum=0xDEAD))
+
+# ---- UDP: lengths that do not fit, bad checksums, cut headers, no socket ----------------
+for i in range(REPEAT):
+    send("udp_bad_length_short", IP(src=PEER, dst=SYNACK) / UDP(sport=30000 + i, dport=53, len=4) / Raw(b"hello"))
+    send("udp_bad_length_long", IP(src=PEER, dst=SYNACK) / UDP(sport=30000 + i, dport=53, len=200) / Raw(b"hello"))
+    send("udp_bad_checksum", IP(src=PEER, dst=SYNACK) / UDP(sport=30000 + i, dport=53, chksum=0xDEAD) / Raw(b"hello"))
+    send("udp_truncated", bytes(IP(src=PEER, dst=SYNACK, proto=17) / Raw(b"\x75\x30\x00")))
+    send("udp_no_socket", IP(src=PEER, dst=SYNACK) / UDP(sport=30000 + i, dport=9999) / Raw(b"anyone?"))
 
 # ---- flag combinations that open nothing ------------------------------------------------
 for i in range(REPEAT):
