@@ -1,6 +1,7 @@
 //! The charts of BENCHMARKS.md, drawn from a run's results as SVG: throughput by MTU,
-//! connections per second, memory per connection, and the HTTP service over TUN beside
-//! the kernel (requests per second with small bodies, MB/s with 100 KB ones).
+//! connections per second, memory per connection, the HTTP service over TUN beside
+//! the kernel (requests per second with small bodies, MB/s with 100 KB ones), and iperf3
+//! through `synack relay` beside the direct path.
 
 use std::path::Path;
 
@@ -103,7 +104,7 @@ fn bars(
 }
 
 /// Write into `dir` the charts of the benchmarks that ran: `throughput.svg`,
-/// `connections.svg`, `memory.svg`, `http.svg` and `http-bulk.svg`.
+/// `connections.svg`, `memory.svg`, `http.svg`, `http-bulk.svg` and `relay.svg`.
 pub fn draw(report: &Report, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let systems = ["synack", "smoltcp", "linux"];
@@ -213,6 +214,47 @@ pub fn draw(report: &Report, dir: &Path) -> Result<()> {
                     .collect();
             bars(&dir.join(file), title, unit, &groups, &series)?;
         }
+    }
+    let points: Vec<(&str, u32)> = crate::relay::STREAMS
+        .iter()
+        .flat_map(|&p| crate::relay::DIRECTIONS.iter().map(move |&(d, _)| (d, p)))
+        .collect();
+    let relay: Vec<(&str, Vec<Option<f64>>)> = [
+        ("direct path (kernel, veth)", "linux"),
+        ("through synack relay", "synack"),
+    ]
+    .into_iter()
+    .map(|(name, system)| {
+        let values = points
+            .iter()
+            .map(|&(d, p)| {
+                report
+                    .results
+                    .iter()
+                    .find(|m| {
+                        m.bench == "relay"
+                            && m.system == system
+                            && m.direction == Some(d)
+                            && m.concurrency == Some(p)
+                    })
+                    .map(|m| m.value)
+            })
+            .collect();
+        (name, values)
+    })
+    .collect();
+    if ran(&relay) {
+        let groups: Vec<String> = points
+            .iter()
+            .map(|(d, p)| format!("-P {p}, {}", d.replace('_', " ")))
+            .collect();
+        bars(
+            &dir.join("relay.svg"),
+            "relay: iperf3 through synack relay beside the direct path",
+            "Gbit/s",
+            &groups,
+            &relay,
+        )?;
     }
     Ok(())
 }

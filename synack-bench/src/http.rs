@@ -209,7 +209,7 @@ pub fn netns_role(role: &str) -> Result<serde_json::Value, String> {
             .map_err(|_| format!("role {role}: {v} is not a number"))
     };
     let (conns, a, b) = (num(conns)?, num(a)?, num(b)?);
-    raise_fd_limit(u64::from(conns) + 1024)?;
+    netns::raise_fd_limit(u64::from(conns) + 1024)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -308,39 +308,6 @@ fn peak_rss_mb() -> f64 {
                 .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-/// RLIMIT_NOFILE at least `n` (wrk and the kernel service need a descriptor per
-/// connection, each in its own process; wrk inherits it): the soft limit is raised, and
-/// the hard one only if it is lower than `n` (which needs CAP_SYS_RESOURCE).
-fn raise_fd_limit(n: u64) -> Result<(), String> {
-    let mut current = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one rlimit into the struct we pass and own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) } != 0 {
-        return Err(format!(
-            "cannot read the open-file limit: {}",
-            io::Error::last_os_error()
-        ));
-    }
-    if current.rlim_cur >= n {
-        return Ok(());
-    }
-    let limit = libc::rlimit {
-        rlim_cur: n,
-        rlim_max: current.rlim_max.max(n),
-    };
-    // SAFETY: setrlimit reads one rlimit from the struct we pass and own.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(format!(
-            "cannot raise the open-file limit to {n} (hard limit {}): {}; raise it with ulimit -Hn",
-            current.rlim_max,
-            io::Error::last_os_error()
-        ));
-    }
-    Ok(())
 }
 
 /// Run `cmd` to completion; its stdout, or why it failed.

@@ -15,6 +15,9 @@
 //! - `http`: a hyper service on synack over TUN beside the same service on kernel
 //!   sockets over veth, loaded by wrk (requests/s, MB/s, p99, errors) and ab
 //!   (connections/s);
+//! - `relay`: `synack relay` (the tun2socks-style command) carrying iperf3 (1 and 8
+//!   streams, both directions) beside the same path without it, and the relay's RSS
+//!   holding 10,000 idle relayed connections;
 //! - `memcpy`: one core's memory copy bandwidth, the ceiling `bulk` is compared with.
 //!
 //! synack and smoltcp run on one thread over the same in-memory link: raw IP packets in
@@ -26,6 +29,7 @@ mod http;
 mod linux;
 mod memcpy;
 mod netns;
+mod relay;
 mod report;
 mod smoltcp_sys;
 mod synack_sys;
@@ -56,6 +60,10 @@ pub struct Sizes {
     pub scale_time_wait: usize,
     pub tun_bytes: u64,
     pub memcpy_bytes: usize,
+    /// Seconds of each iperf3 run of `relay`.
+    pub relay_seconds: u32,
+    /// Idle connections held through the relay for its memory figure.
+    pub relay_idle: usize,
 }
 
 impl Sizes {
@@ -67,6 +75,8 @@ impl Sizes {
         scale_time_wait: 1_000_000,
         tun_bytes: 1 << 30,
         memcpy_bytes: 1 << 30,
+        relay_seconds: 5,
+        relay_idle: 10_000,
     };
     pub const QUICK: Sizes = Sizes {
         bulk_bytes: 256 << 20,
@@ -76,6 +86,8 @@ impl Sizes {
         scale_time_wait: 50_000,
         tun_bytes: 64 << 20,
         memcpy_bytes: 256 << 20,
+        relay_seconds: 2,
+        relay_idle: 1_000,
     };
 }
 
@@ -96,7 +108,8 @@ impl Selection {
 )]
 struct Args {
     /// A reduced run (256 MiB bulk transfers, 10,000 lifecycles and round trips, 50,000
-    /// connections for scale): under a minute, for CI.
+    /// connections for scale, 2 s per iperf3 run and 1,000 idle connections for relay):
+    /// for CI.
     #[arg(long)]
     quick: bool,
     /// Write the results as JSON to this file.
@@ -105,7 +118,8 @@ struct Args {
     /// Draw the charts (SVG) into this directory.
     #[arg(long, value_name = "DIR")]
     charts: Option<PathBuf>,
-    /// Run only these benchmarks (bulk, connections, latency, scale, tun, http, memcpy).
+    /// Run only these benchmarks (bulk, connections, latency, scale, tun, http, relay,
+    /// memcpy).
     #[arg(long, value_delimiter = ',', value_name = "BENCH,...")]
     only: Vec<String>,
     /// Only these systems (synack, smoltcp, linux).
@@ -231,6 +245,9 @@ fn main() {
     }
     if benches.has("http") {
         http::run(&http_sizes, &mut report, &systems);
+    }
+    if benches.has("relay") {
+        relay::run(&sizes, &mut report, &systems);
     }
     if benches.has("memcpy") {
         let v = memcpy::bandwidth(sizes.memcpy_bytes);

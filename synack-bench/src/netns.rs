@@ -12,11 +12,19 @@
 //! `ip netns exec NS synack-bench --netns-role ROLE`, which prints its result as one
 //! JSON line on stdout (its messages go to stderr) and exits 0. The parent waits at most
 //! a watchdog's time, then kills it and reports the timeout.
+//!
+//! A process that must keep running while the parent measures (a server, the relay of
+//! `relay`) is started with [`Netns::spawn`]: its [`Background`] guard collects its
+//! output, and kills and reaps it when dropped (before its namespace goes, being made
+//! after it); the signal watcher kills it too, and it dies with this process (SIGKILL on
+//! the parent's death, `PR_SET_PDEATHSIG`).
 
 use std::io::Read as _;
-use std::process::{Command, Stdio};
+use std::os::unix::process::CommandExt as _;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, Once};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The longest one child may run before it is killed.
@@ -76,6 +84,66 @@ impl Netns {
                 .args(["netns", "exec", &self.name])
                 .args(argv),
         )
+    }
+
+    /// Run `argv` inside the namespace to completion; its stdout, or its stderr if it
+    /// fails.
+    pub fn output(&self, argv: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).args(argv);
+        let out = cmd
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "{cmd:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Start `argv` inside the namespace and leave it running; see [`Background`].
+    pub fn spawn(&self, argv: &[&str]) -> Result<Background, String> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the forked child before exec and only calls prctl,
+        // which is async-signal-safe and touches no memory of ours. `ip netns exec` and
+        // the programs it execs keep the setting (none is set-user-ID).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                Ok(())
+            });
+        }
+        let mut child = {
+            // Held while spawning, so that the signal watcher kills it if it fires.
+            let mut children = lock(&CHILDREN);
+            let child = cmd
+                .spawn()
+                .map_err(|e| format!("cannot start {argv:?} in {}: {e}", self.name))?;
+            children.push(child.id());
+            child
+        };
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect(child.stdout.take(), stdout.clone()),
+            collect(child.stderr.take(), stderr.clone()),
+        ];
+        Ok(Background {
+            what: argv.join(" "),
+            pid: child.id(),
+            child: Some(child),
+            stdout,
+            stderr,
+            readers,
+        })
     }
 
     /// Set a sysctl of the namespace (the `net.*` ones given here are per namespace).
@@ -146,6 +214,139 @@ impl Netns {
             .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(serde_json::Value::is_object)
             .ok_or_else(|| format!("role {role} printed no JSON result: {out:?}"))
+    }
+}
+
+/// A process started by [`Netns::spawn`], running while this guard lives: its stdout and
+/// stderr are collected (by a thread each), and it is killed (SIGKILL) and reaped on
+/// drop unless it was stopped or has exited before.
+pub struct Background {
+    what: String,
+    pid: u32,
+    /// None once reaped.
+    child: Option<Child>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// Copy everything `from` gives into `into`, on a thread, until it ends.
+fn collect(
+    from: Option<impl std::io::Read + Send + 'static>,
+    into: Arc<Mutex<Vec<u8>>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Some(mut from) = from else { return };
+        let mut buf = [0u8; 8192];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => lock(&into).extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+impl Background {
+    /// Its process id: that of the program itself, as `ip netns exec` execs it without
+    /// forking.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// What it printed on stdout so far.
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.stdout)).into_owned()
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&lock(&self.stderr)).into_owned()
+    }
+
+    /// Its exit status if it has exited (it is then reaped), None while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let mut children = lock(&CHILDREN);
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => {
+                children.retain(|&p| p != self.pid);
+                self.child = None;
+                Some(status)
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait().ok();
+                children.retain(|&p| p != self.pid);
+                self.child = None;
+                status
+            }
+        }
+    }
+
+    /// Wait at most `limit` for it to exit by itself (then for its output, at most 2 s
+    /// more); killed, and an error, if it does not.
+    pub fn wait(&mut self, limit: Duration) -> Result<ExitStatus, String> {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.exited() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err(format!(
+                    "{} did not finish in {} s (killed)",
+                    self.what,
+                    limit.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline && !self.readers.iter().all(JoinHandle::is_finished) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(status)
+    }
+
+    /// SIGTERM, then SIGKILL if it still runs after `grace`; reaped either way.
+    pub fn stop(&mut self, grace: Duration) {
+        {
+            let children = lock(&CHILDREN);
+            if self.child.is_some() && children.contains(&self.pid) {
+                // SAFETY: kill has no memory effects; the pid is our unreaped child
+                // (reaping clears `self.child` under this lock), so it names no other
+                // process.
+                unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+            }
+        }
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if self.exited().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+
+    /// SIGKILL and reap, if it still runs.
+    fn kill(&mut self) {
+        let mut children = lock(&CHILDREN);
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            children.retain(|&p| p != self.pid);
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -269,4 +470,37 @@ pub fn child_setup() {
         default(info);
         std::process::exit(101);
     }));
+}
+
+/// RLIMIT_NOFILE at least `n` (wrk and the kernel service need a descriptor per
+/// connection, each in its own process; wrk inherits it): the soft limit is raised, and
+/// the hard one only if it is lower than `n` (which needs CAP_SYS_RESOURCE).
+pub fn raise_fd_limit(n: u64) -> Result<(), String> {
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we pass and own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) } != 0 {
+        return Err(format!(
+            "cannot read the open-file limit: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    if current.rlim_cur >= n {
+        return Ok(());
+    }
+    let limit = libc::rlimit {
+        rlim_cur: n,
+        rlim_max: current.rlim_max.max(n),
+    };
+    // SAFETY: setrlimit reads one rlimit from the struct we pass and own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(format!(
+            "cannot raise the open-file limit to {n} (hard limit {}): {}; raise it with ulimit -Hn",
+            current.rlim_max,
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }

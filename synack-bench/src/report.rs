@@ -8,18 +8,21 @@ use std::fmt::Write as _;
 pub struct Measurement {
     /// `bulk`, `connections`, `latency_p50`, `latency_p99`, `scale_bytes_per_conn`,
     /// `scale_bytes_per_time_wait`, `scale_cost_ratio`, `tun`, `memcpy`, `http_requests`,
-    /// `http_throughput`, `http_p99`, `http_errors`, `http_connections`; figures outside
+    /// `http_throughput`, `http_p99`, `http_errors`, `http_connections`, `relay`,
+    /// `relay_ratio`, `relay_rss`, `relay_bytes_per_conn`; figures outside
     /// that list (the time to establish the scale connections, the cost per segment at
     /// each size) go to [`Report::add_detail`].
     pub bench: &'static str,
     /// `synack`, `smoltcp`, `linux` or `machine`.
     pub system: &'static str,
     pub mtu: Option<u32>,
-    /// For `tun`: `kernel_to_synack`, `synack_to_kernel`, `kernel_to_kernel`.
+    /// For `tun`: `kernel_to_synack`, `synack_to_kernel`, `kernel_to_kernel`; for
+    /// `relay`: `client_to_server`, `server_to_client`.
     pub direction: Option<&'static str>,
     /// For `tun`: segmentation offload on or off.
     pub offload: Option<bool>,
-    /// For `http`: concurrent connections of the load generator.
+    /// For `http`: concurrent connections of the load generator; for `relay`: iperf3's
+    /// parallel streams, or the idle connections held.
     pub concurrency: Option<u32>,
     /// For `http`: bytes in each response body.
     pub body: Option<u32>,

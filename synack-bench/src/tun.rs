@@ -115,6 +115,8 @@ pub fn netns_role(role: &str) -> i32 {
         crate::linux::netns_role(role)
     } else if role.starts_with("http:") {
         crate::http::netns_role(role)
+    } else if role.starts_with("relay-") {
+        crate::relay::netns_role(role)
     } else {
         let parts: Vec<&str> = role.split(':').collect();
         match parts.as_slice() {

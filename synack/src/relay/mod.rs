@@ -533,8 +533,10 @@ impl Relay {
         let this = self.clone();
         ::tokio::spawn(async move {
             let entry = this.register(request.peer_addr(), request.local_addr());
-            match this.dial(&entry).await {
-                Ok(upstream) => match request.accept().await {
+            // The dial and the handshake (SOCKS5's included) are boxed: their state is
+            // freed once done, instead of sizing the task of every idle connection.
+            match Box::pin(this.dial(&entry)).await {
+                Ok(upstream) => match Box::pin(request.accept()).await {
                     Ok(client) => this.relay(&entry, client, upstream).await,
                     Err(_) => {
                         // The client went away during its handshake.
@@ -563,7 +565,7 @@ impl Relay {
         let this = self.clone();
         ::tokio::spawn(async move {
             let entry = this.register(client_addr, destination);
-            match this.dial(&entry).await {
+            match Box::pin(this.dial(&entry)).await {
                 Ok(upstream) => this.relay(&entry, client, upstream).await,
                 // Already accepted: all that is left to tell the client is a reset.
                 Err(_) => {
