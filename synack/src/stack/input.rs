@@ -82,7 +82,7 @@ impl Stack {
         match ip.protocol {
             _ if icmp => self.icmp_input(now, ip, payload),
             crate::wire::PROTO_UDP => {
-                let captured = self.udp_capturing > 0 && self.udp_captures(ip.dst);
+                let captured = self.udp_captures(ip.dst);
                 if self.addresses.contains(&ip.dst) || captured {
                     self.udp_input(now, ip, payload, verified)
                 } else {

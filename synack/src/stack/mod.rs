@@ -171,9 +171,8 @@ pub struct Stack {
     capturing: Vec<u32>,
     /// SYNs decide-first listeners hold for the application.
     requests: requests::Requests,
-    /// UDP sockets and their output, and how many of them are catch-all.
+    /// UDP sockets and their output.
     udp: udp::UdpTable,
-    udp_capturing: usize,
     time_wait: TimeWaitTable,
     fragments: Reassembler,
     timers: TimerQueue,
@@ -231,7 +230,6 @@ impl Stack {
             capturing: Vec::new(),
             requests: requests::Requests::default(),
             udp: udp::UdpTable::default(),
-            udp_capturing: 0,
             timers: TimerQueue::default(),
             tx_ready: VecDeque::new(),
             idle_release: VecDeque::new(),

@@ -74,6 +74,10 @@ struct UdpSocket {
 #[derive(Debug, Default)]
 pub(super) struct UdpTable {
     sockets: Vec<(u32, Option<UdpSocket>)>,
+    /// Bound sockets by port, and the catch-all ones: a datagram looks at the few
+    /// sockets of its port and at the catch-alls, whatever the number of sockets.
+    by_port: HashMap<u16, Vec<u32>>,
+    capturing: Vec<u32>,
     pub(super) out: VecDeque<Vec<u8>>,
     /// Per-destination token buckets of ICMP errors: (tokens, last refill).
     icmp_tokens: HashMap<IpAddr, (u32, Instant)>,
@@ -126,11 +130,24 @@ impl UdpTable {
         })
     }
 
+    /// The live sockets among `indices`.
+    fn among<'a>(&'a self, indices: &'a [u32]) -> impl Iterator<Item = (u32, &'a UdpSocket)> + 'a {
+        indices
+            .iter()
+            .filter_map(|&i| self.sockets[i as usize].1.as_ref().map(|s| (i, s)))
+    }
+
+    /// The sockets bound to `port`, then the catch-all ones.
+    fn candidates(&self, port: u16) -> impl Iterator<Item = (u32, &UdpSocket)> {
+        let bound = self.by_port.get(&port).map_or(&[][..], Vec::as_slice);
+        self.among(bound).chain(self.among(&self.capturing))
+    }
+
     /// The socket a datagram to `dst` from `src` goes to: a connected socket whose peer
     /// it is, else one bound to the address, else to all addresses, else a catch-all.
     fn lookup(&self, dst: SocketAddr, src: SocketAddr) -> Option<u32> {
         let mut best: Option<(u8, u32)> = None;
-        for (i, s) in self.live() {
+        for (i, s) in self.candidates(dst.port()) {
             let rank = if let Some(c) = &s.capture {
                 if !c.matches(dst) {
                     continue;
@@ -202,12 +219,12 @@ impl Stack {
             queued: 0,
             error: None,
         });
-        self.udp_capturing += 1;
         Ok(h)
     }
 
     fn udp_insert(&mut self, socket: UdpSocket) -> UdpHandle {
         let t = &mut self.udp;
+        let (port, capture) = (socket.local.port(), socket.capture.is_some());
         let index = match t.sockets.iter().position(|(_, s)| s.is_none()) {
             Some(i) => {
                 t.sockets[i].0 = t.sockets[i].0.wrapping_add(1);
@@ -218,8 +235,13 @@ impl Stack {
                 t.sockets.push((0, Some(socket)));
                 t.sockets.len() - 1
             }
-        };
-        t.handle(index as u32)
+        } as u32;
+        if capture {
+            t.capturing.push(index);
+        } else {
+            t.by_port.entry(port).or_default().push(index);
+        }
+        t.handle(index)
     }
 
     /// Set a socket's default destination; it then takes datagrams from there only. A
@@ -394,15 +416,15 @@ impl Stack {
 
     /// Close the socket; what its queue held is dropped.
     pub fn udp_close(&mut self, socket: UdpHandle) -> Result<(), Error> {
-        let capture = self
-            .udp
-            .get(socket)
-            .ok_or(Error::InvalidHandle)?
-            .capture
-            .is_some();
-        self.udp.sockets[socket.index as usize].1 = None;
-        if capture {
-            self.udp_capturing -= 1;
+        let t = &mut self.udp;
+        let port = t.get(socket).ok_or(Error::InvalidHandle)?.local.port();
+        t.sockets[socket.index as usize].1 = None;
+        t.capturing.retain(|&i| i != socket.index);
+        if let Some(v) = t.by_port.get_mut(&port) {
+            v.retain(|&i| i != socket.index);
+            if v.is_empty() {
+                t.by_port.remove(&port);
+            }
         }
         Ok(())
     }
@@ -526,8 +548,8 @@ impl Stack {
 impl Stack {
     /// Whether a catch-all UDP socket covers `ip`.
     pub(super) fn udp_captures(&self, ip: IpAddr) -> bool {
-        self.udp
-            .live()
+        let t = &self.udp;
+        t.among(&t.capturing)
             .any(|(_, s)| s.capture.as_ref().is_some_and(|c| c.covers(ip)))
     }
 }
@@ -535,7 +557,8 @@ impl Stack {
 impl UdpTable {
     /// The connected socket that sent from `src` to `dst`.
     fn lookup_sender(&self, src: SocketAddr, dst: SocketAddr) -> Option<u32> {
-        self.live()
+        let bound = self.by_port.get(&src.port()).map_or(&[][..], Vec::as_slice);
+        self.among(bound)
             .find(|(_, s)| {
                 s.peer == Some(dst) && s.local.port() == src.port() && s.local.ip() == src.ip()
             })

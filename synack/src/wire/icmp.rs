@@ -305,40 +305,43 @@ pub struct QuotedTcp {
     pub seq: u32,
 }
 
+/// The quoted packet's addresses and what follows its IP header, if it carries
+/// `protocol` (and, over IPv4, is not a later fragment). The quote is usually cut short,
+/// so lengths in the quoted header are not checked against it. Our packets carry no IPv6
+/// extension headers.
+fn quoted_transport(invoking: &[u8], protocol: u8) -> Option<(IpAddr, IpAddr, &[u8])> {
+    match invoking.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(invoking.first()? & 0x0f) * 4;
+            if ihl < 20 || invoking.len() < ihl {
+                return None;
+            }
+            let p = Ipv4Packet::new_unchecked(invoking);
+            if p.protocol() != protocol || p.frag_offset() != 0 {
+                return None;
+            }
+            Some((p.src_addr().into(), p.dst_addr().into(), &invoking[ihl..]))
+        }
+        6 => {
+            let p = Ipv6Packet::new_unchecked(invoking.get(..super::ipv6::HEADER_LEN)?);
+            if p.next_header() != protocol {
+                return None;
+            }
+            Some((
+                p.src_addr().into(),
+                p.dst_addr().into(),
+                &invoking[super::ipv6::HEADER_LEN..],
+            ))
+        }
+        _ => None,
+    }
+}
+
 impl QuotedTcp {
-    /// Read the quoted IP header and TCP ports and sequence number. The quote is usually
-    /// cut short, so lengths in the quoted header are not checked against it. `None` if
-    /// the quote is not of a TCP segment or too short to name one.
+    /// Read the quoted IP header and TCP ports and sequence number. `None` if the quote
+    /// is not of a TCP segment or too short to name one.
     pub fn parse(invoking: &[u8]) -> Option<QuotedTcp> {
-        let (src, dst, transport): (IpAddr, IpAddr, &[u8]) = match invoking.first()? >> 4 {
-            4 => {
-                let ihl = usize::from(invoking.first()? & 0x0f) * 4;
-                if ihl < 20 || invoking.len() < ihl {
-                    return None;
-                }
-                let p = Ipv4Packet::new_unchecked(invoking);
-                if p.protocol() != PROTO_TCP || p.frag_offset() != 0 {
-                    return None;
-                }
-                (p.src_addr().into(), p.dst_addr().into(), &invoking[ihl..])
-            }
-            6 => {
-                if invoking.len() < super::ipv6::HEADER_LEN {
-                    return None;
-                }
-                let p = Ipv6Packet::new_unchecked(invoking);
-                // Our segments carry no extension headers.
-                if p.next_header() != PROTO_TCP {
-                    return None;
-                }
-                (
-                    p.src_addr().into(),
-                    p.dst_addr().into(),
-                    &invoking[super::ipv6::HEADER_LEN..],
-                )
-            }
-            _ => return None,
-        };
+        let (src, dst, transport) = quoted_transport(invoking, PROTO_TCP)?;
         let t = transport.get(..8)?;
         Some(QuotedTcp {
             src,
@@ -352,31 +355,7 @@ impl QuotedTcp {
 
 /// The addresses and ports of a UDP datagram an ICMP error quotes: (source, destination).
 pub fn quoted_udp(invoking: &[u8]) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
-    let (src, dst, transport): (IpAddr, IpAddr, &[u8]) = match invoking.first()? >> 4 {
-        4 => {
-            let ihl = usize::from(invoking.first()? & 0x0f) * 4;
-            if ihl < 20 || invoking.len() < ihl {
-                return None;
-            }
-            let p = Ipv4Packet::new_unchecked(invoking);
-            if p.protocol() != super::PROTO_UDP || p.frag_offset() != 0 {
-                return None;
-            }
-            (p.src_addr().into(), p.dst_addr().into(), &invoking[ihl..])
-        }
-        6 => {
-            let p = Ipv6Packet::new_unchecked(invoking.get(..super::ipv6::HEADER_LEN)?);
-            if p.next_header() != super::PROTO_UDP {
-                return None;
-            }
-            (
-                p.src_addr().into(),
-                p.dst_addr().into(),
-                &invoking[super::ipv6::HEADER_LEN..],
-            )
-        }
-        _ => return None,
-    };
+    let (src, dst, transport) = quoted_transport(invoking, super::PROTO_UDP)?;
     let t = transport.get(..4)?;
     Some((
         std::net::SocketAddr::new(src, u16::from_be_bytes([t[0], t[1]])),
