@@ -258,7 +258,11 @@ fn start_synack(runtime: &tokio::runtime::Runtime) -> Result<synack::tun::Interf
         IpAddr::V4(KERNEL),
     );
     let iface = Interface::open(config).map_err(|e| format!("cannot open tun0: {e}"))?;
-    let listener = synack::tokio::TcpListener::bind(&iface, SocketAddr::from((SERVER, PORT)))
+    let listener = runtime
+        .block_on(synack::tokio::TcpListener::bind(
+            &iface,
+            SocketAddr::from((SERVER, PORT)),
+        ))
         .map_err(|e| format!("listen: {e}"))?;
     runtime.spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {

@@ -195,7 +195,7 @@ fn tun(direction: &str, offload: bool, bytes: u64) -> Result<serde_json::Value, 
             drain(&mut s)
         });
         let t0 = Instant::now();
-        let mut s = synack::net::TcpStream::connect_timeout(&iface, addr, STALL)
+        let mut s = synack::net::TcpStream::connect_timeout(&iface, &addr, STALL)
             .map_err(|e| format!("synack connect: {e}"))?;
         s.set_write_timeout(Some(STALL))
             .map_err(|e| e.to_string())?;

@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let iface = Interface::open(InterfaceConfig::new(tun, addr, kernel_addr.parse()?))
         .map_err(|e| format!("cannot set up {tun} (needs root or CAP_NET_ADMIN): {e}"))?;
     let local = SocketAddr::new(addr.addr, port.parse()?);
-    let listener = synack::tokio::TcpListener::bind(&iface, local)?;
+    let listener = synack::tokio::TcpListener::bind(&iface, local).await?;
     eprintln!("hyper over synack listening on {local}");
     loop {
         let (stream, _peer) = listener.accept().await?;

@@ -29,9 +29,11 @@ use std::future::poll_fn;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use ::tokio::net::ToSocketAddrs;
 
 use crate::tun::{Core, Interest, Interface, Shared, WakeKey};
 use crate::{net, Capture, ConnectionRequest, Decide, Error, Refusal, TcpState};
@@ -66,11 +68,24 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Listen on `addr` (one of the stack's addresses, or unspecified for all).
-    pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            inner: net::TcpListener::bind(iface, addr)?,
-        })
+    /// Listen on `addr` (one of the stack's addresses, or unspecified for all; port 0
+    /// picks a free one). As tokio's, it is `async` and `addr` is anything
+    /// [`ToSocketAddrs`] takes; each address is tried in turn.
+    pub async fn bind(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let mut last = None;
+        for addr in ::tokio::net::lookup_host(addr).await? {
+            match net::TcpListener::bind(iface, addr) {
+                Ok(inner) => return Ok(TcpListener { inner }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
+    }
+
+    /// A tokio listener from a blocking one (as tokio's `from_std`).
+    pub fn from_std(listener: net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(false)?;
+        Ok(TcpListener { inner: listener })
     }
 
     /// Listen on every destination `capture` names (see
@@ -165,11 +180,17 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// Bind to `addr` (port 0: an ephemeral port).
-    pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<UdpSocket> {
-        Ok(UdpSocket {
-            inner: net::UdpSocket::bind(iface, addr)?,
-        })
+    /// Bind to `addr` (port 0: an ephemeral port). As tokio's, it is `async` and `addr`
+    /// is anything [`ToSocketAddrs`] takes; each address is tried in turn.
+    pub async fn bind(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        let mut last = None;
+        for addr in ::tokio::net::lookup_host(addr).await? {
+            match net::UdpSocket::bind(iface, addr) {
+                Ok(inner) => return Ok(UdpSocket { inner }),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
     }
 
     /// A catch-all socket (see [`net::UdpSocket::bind_capture`]).
@@ -189,14 +210,26 @@ impl UdpSocket {
         self.inner.peer_addr()
     }
 
-    /// Send to `peer` by default and take datagrams from it only.
-    pub async fn connect(&self, peer: SocketAddr) -> io::Result<()> {
-        self.inner.connect(peer)
+    /// Send to `peer` by default and take datagrams from it only (the first of its
+    /// addresses that works).
+    pub async fn connect(&self, peer: impl ToSocketAddrs) -> io::Result<()> {
+        let mut last = None;
+        for addr in ::tokio::net::lookup_host(peer).await? {
+            match self.inner.connect(addr) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
     }
 
-    /// Send one datagram to `to` (it never waits: the stack queues it or says
-    /// `NoBufferSpace`).
-    pub async fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    /// Send one datagram to `to`, its first address (it never waits: the stack queues
+    /// it or says `NoBufferSpace`).
+    pub async fn send_to(&self, buf: &[u8], to: impl ToSocketAddrs) -> io::Result<usize> {
+        let to = ::tokio::net::lookup_host(to)
+            .await?
+            .next()
+            .ok_or_else(no_addresses)?;
         self.inner.send_to(buf, to)
     }
 
@@ -299,12 +332,36 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    /// Connect to `addr` from one of the stack's addresses.
-    pub async fn connect(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
+    /// Connect to `addr` from one of the stack's addresses. As tokio's, `addr` is
+    /// anything [`ToSocketAddrs`] takes (names are resolved on tokio's blocking pool);
+    /// each address is tried in turn and the last error is returned if none connects.
+    pub async fn connect(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        let mut last = None;
+        for addr in ::tokio::net::lookup_host(addr).await? {
+            match Self::connect_one(iface, addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(no_addresses))
+    }
+
+    async fn connect_one(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
         let inner = net::TcpStream::start_connect(iface, addr)?;
         let key = (WakeKey::Conn(inner.handle), Interest::Write);
         poll_fn(|cx| poll_op(&inner.shared, cx, key, |core| inner.connect_progress(core))).await?;
         Ok(TcpStream { inner })
+    }
+
+    /// A tokio stream from a blocking one (as tokio's `from_std`). Its non-blocking
+    /// mode and timeouts no longer matter: tokio's calls never block.
+    pub fn from_std(stream: net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream { inner: stream })
+    }
+
+    /// The blocking stream (as tokio's `into_std`), for a thread that wants to block.
+    pub fn into_std(self) -> io::Result<net::TcpStream> {
+        Ok(self.inner)
     }
 
     /// Our address and port.
@@ -318,8 +375,39 @@ impl TcpStream {
     }
 
     /// TCP_NODELAY (see [`net::TcpStream::set_nodelay`]).
-    pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
         self.inner.set_nodelay(nodelay)
+    }
+
+    /// The TCP_NODELAY choice.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.inner.nodelay()
+    }
+
+    /// IP_TTL (see [`net::TcpStream::set_ttl`]).
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.inner.set_ttl(ttl)
+    }
+
+    /// The TTL of this connection's packets.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.inner.ttl()
+    }
+
+    /// SO_LINGER (see [`net::TcpStream::set_linger`]). As with tokio's, a non-zero
+    /// linger makes dropping the stream block the dropping thread up to that long.
+    pub fn set_linger(&self, linger: Option<std::time::Duration>) -> io::Result<()> {
+        self.inner.set_linger(linger)
+    }
+
+    /// The SO_LINGER choice.
+    pub fn linger(&self) -> io::Result<Option<std::time::Duration>> {
+        self.inner.linger()
+    }
+
+    /// SO_ERROR, taken (see [`net::TcpStream::take_error`]).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.inner.take_error()
     }
 
     /// The connection's TCP state.
@@ -331,6 +419,11 @@ impl TcpStream {
     /// reading.
     pub async fn readable(&self) -> io::Result<()> {
         poll_fn(|cx| self.poll_read_ready(cx)).await
+    }
+
+    /// Wait until a write would not block (room in the send buffer, or an error).
+    pub async fn writable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write_ready(cx)).await
     }
 
     /// Poll for a read that would not block, without reading (the task is woken by the
@@ -346,14 +439,135 @@ impl TcpStream {
         })
     }
 
+    /// Poll for a write that would not block, without writing.
+    pub fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let h = self.inner.handle;
+        poll_op(&self.inner.shared, cx, self.key(Interest::Write), |core| {
+            let now = core.now();
+            if core.stack.writable(now, h)? {
+                Ok(())
+            } else {
+                Err(Error::WouldBlock)
+            }
+        })
+    }
+
+    /// Read what is there now, without waiting: `WouldBlock` if nothing is (as tokio's
+    /// `try_read`; `Ok(0)` is end-of-stream).
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let h = self.inner.handle;
+        self.try_op(|core| {
+            let now = core.now();
+            core.stack.recv(now, h, buf)
+        })
+    }
+
+    /// Write what fits now, without waiting: `WouldBlock` if nothing does.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        let h = self.inner.handle;
+        self.try_op(|core| {
+            let now = core.now();
+            core.stack.send(now, h, buf)
+        })
+    }
+
+    /// Write what fits of `bufs` now, in order, without waiting.
+    pub fn try_write_vectored(&self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let h = self.inner.handle;
+        self.try_op(|core| net::send_vectored(core, h, bufs))
+    }
+
+    /// Wait for data and copy it into `buf` without taking it (MSG_PEEK).
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let h = self.inner.handle;
+        poll_fn(|cx| {
+            poll_op(&self.inner.shared, cx, self.key(Interest::Read), |core| {
+                core.stack.peek(h, buf)
+            })
+        })
+        .await
+    }
+
     /// Reset the connection now (see [`net::TcpStream::abort`]).
     pub fn abort(&self) -> io::Result<()> {
         self.inner.abort()
     }
 
+    /// Borrowed read and write halves, for reading and writing at once in one task (as
+    /// tokio's `split`).
+    pub fn split(&mut self) -> (ReadHalf<'_>, WriteHalf<'_>) {
+        (ReadHalf(self), WriteHalf(self))
+    }
+
+    /// Owned read and write halves that can move to different tasks (as tokio's
+    /// `into_split`). Dropping the write half shuts the writing half down (a FIN), as
+    /// tokio's does; [`OwnedWriteHalf::reunite`] puts the two back together.
+    pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+        let stream = Arc::new(self);
+        (
+            OwnedReadHalf {
+                stream: Arc::clone(&stream),
+            },
+            OwnedWriteHalf {
+                stream,
+                shutdown_on_drop: true,
+            },
+        )
+    }
+
     fn key(&self, interest: Interest) -> (WakeKey, Interest) {
         (WakeKey::Conn(self.inner.handle), interest)
     }
+
+    /// `f` under the lock, once: `WouldBlock` as an error, not a wait.
+    fn try_op<T>(&self, f: impl FnOnce(&mut Core) -> Result<T, Error>) -> io::Result<T> {
+        let shared = &self.inner.shared;
+        let mut core = shared.lock_open()?;
+        let r = f(&mut core);
+        shared.after_call(&mut core);
+        Ok(r?)
+    }
+
+    fn poll_read_priv(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let h = self.inner.handle;
+        let dst = buf.initialize_unfilled();
+        let r = poll_op(&self.inner.shared, cx, self.key(Interest::Read), |core| {
+            let now = core.now();
+            core.stack.recv(now, h, dst)
+        });
+        r.map_ok(|n| buf.advance(n))
+    }
+
+    fn poll_write_priv(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let h = self.inner.handle;
+        poll_op(&self.inner.shared, cx, self.key(Interest::Write), |core| {
+            let now = core.now();
+            core.stack.send(now, h, data)
+        })
+    }
+
+    fn poll_write_vectored_priv(
+        &self,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let h = self.inner.handle;
+        poll_op(&self.inner.shared, cx, self.key(Interest::Write), |core| {
+            net::send_vectored(core, h, bufs)
+        })
+    }
+
+    fn shutdown_write(&self) -> Poll<io::Result<()>> {
+        Poll::Ready(self.inner.shutdown(Shutdown::Write))
+    }
+}
+
+/// No address to try.
+fn no_addresses() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "could not resolve to any addresses",
+    )
 }
 
 impl AsyncRead for TcpStream {
@@ -362,13 +576,7 @@ impl AsyncRead for TcpStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let h = self.inner.handle;
-        let dst = buf.initialize_unfilled();
-        let r = poll_op(&self.inner.shared, cx, self.key(Interest::Read), |core| {
-            let now = core.now();
-            core.stack.recv(now, h, dst)
-        });
-        r.map_ok(|n| buf.advance(n))
+        self.poll_read_priv(cx, buf)
     }
 }
 
@@ -378,11 +586,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let h = self.inner.handle;
-        poll_op(&self.inner.shared, cx, self.key(Interest::Write), |core| {
-            let now = core.now();
-            core.stack.send(now, h, data)
-        })
+        self.poll_write_priv(cx, data)
     }
 
     /// The pieces go into the send buffer under one lock (see
@@ -392,10 +596,7 @@ impl AsyncWrite for TcpStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let h = self.inner.handle;
-        poll_op(&self.inner.shared, cx, self.key(Interest::Write), |core| {
-            net::send_vectored(core, h, bufs)
-        })
+        self.poll_write_vectored_priv(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -409,6 +610,182 @@ impl AsyncWrite for TcpStream {
 
     /// Send our FIN (the read half stays open).
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.inner.shutdown(Shutdown::Write))
+        self.shutdown_write()
     }
 }
+
+/// The reading half of a borrowed [`TcpStream`] ([`TcpStream::split`]).
+#[derive(Debug)]
+pub struct ReadHalf<'a>(&'a TcpStream);
+
+/// The writing half of a borrowed [`TcpStream`] ([`TcpStream::split`]); its
+/// `shutdown` sends our FIN.
+#[derive(Debug)]
+pub struct WriteHalf<'a>(&'a TcpStream);
+
+/// The reading half of a [`TcpStream`] split with [`TcpStream::into_split`].
+#[derive(Debug)]
+pub struct OwnedReadHalf {
+    stream: Arc<TcpStream>,
+}
+
+/// The writing half of a [`TcpStream`] split with [`TcpStream::into_split`]. Dropping it
+/// shuts the writing half down (a FIN), as tokio's does, unless [`OwnedWriteHalf::forget`]
+/// was called.
+#[derive(Debug)]
+pub struct OwnedWriteHalf {
+    stream: Arc<TcpStream>,
+    shutdown_on_drop: bool,
+}
+
+/// The two halves given to [`OwnedWriteHalf::reunite`] came from different streams.
+#[derive(Debug)]
+pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
+
+impl std::fmt::Display for ReuniteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("tried to reunite halves that are not from the same socket")
+    }
+}
+
+impl std::error::Error for ReuniteError {}
+
+impl OwnedReadHalf {
+    /// Put the stream back together with its write half.
+    pub fn reunite(self, other: OwnedWriteHalf) -> Result<TcpStream, ReuniteError> {
+        other.reunite(self)
+    }
+
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// Our address and port.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// Wait until a read would not block.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.stream.readable().await
+    }
+
+    /// Read what is there now, without waiting.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.try_read(buf)
+    }
+
+    /// Wait for data and copy it without taking it.
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.peek(buf).await
+    }
+}
+
+impl OwnedWriteHalf {
+    /// Put the stream back together with its read half.
+    pub fn reunite(mut self, other: OwnedReadHalf) -> Result<TcpStream, ReuniteError> {
+        if !Arc::ptr_eq(&self.stream, &other.stream) {
+            return Err(ReuniteError(other, self));
+        }
+        self.shutdown_on_drop = false;
+        let stream = Arc::clone(&self.stream);
+        drop(self);
+        drop(other);
+        Ok(Arc::try_unwrap(stream).expect("both halves were given back"))
+    }
+
+    /// Drop without shutting the writing half down.
+    pub fn forget(mut self) {
+        self.shutdown_on_drop = false;
+    }
+
+    /// The peer's address and port.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.peer_addr()
+    }
+
+    /// Our address and port.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.stream.local_addr()
+    }
+
+    /// Wait until a write would not block.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.stream.writable().await
+    }
+
+    /// Write what fits now, without waiting.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.try_write(buf)
+    }
+}
+
+impl Drop for OwnedWriteHalf {
+    fn drop(&mut self) {
+        if self.shutdown_on_drop {
+            let _ = self.stream.inner.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+impl AsyncRead for ReadHalf<'_> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.0.poll_read_priv(cx, buf)
+    }
+}
+
+impl AsyncRead for OwnedReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.stream.poll_read_priv(cx, buf)
+    }
+}
+
+/// The write side's `AsyncWrite`, shared by the borrowed and the owned write halves.
+macro_rules! write_half {
+    ($t:ty, $s:ident => $stream:expr) => {
+        impl AsyncWrite for $t {
+            fn poll_write(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                data: &[u8],
+            ) -> Poll<io::Result<usize>> {
+                let $s = &*self;
+                $stream.poll_write_priv(cx, data)
+            }
+
+            fn poll_write_vectored(
+                self: Pin<&mut Self>,
+                cx: &mut Context<'_>,
+                bufs: &[io::IoSlice<'_>],
+            ) -> Poll<io::Result<usize>> {
+                let $s = &*self;
+                $stream.poll_write_vectored_priv(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                true
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            /// Send our FIN (the read half stays open).
+            fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let $s = &*self;
+                $stream.shutdown_write()
+            }
+        }
+    };
+}
+write_half!(WriteHalf<'_>, half => half.0);
+write_half!(OwnedWriteHalf, half => half.stream);

@@ -39,7 +39,7 @@ fn in_namespace_pending_calls_fail_when_the_interface_is_dropped() {
     }
     let iface = Interface::open(tun0_config()).expect("TUN interface");
     // Port 0: the listener picks a free port and says which.
-    let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:0".parse().unwrap()).unwrap();
+    let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
     assert_ne!(addr.port(), 0, "listening on port 0 picks a port");
 
@@ -73,8 +73,9 @@ fn in_namespace_pending_calls_fail_when_the_interface_is_dropped() {
         .enable_all()
         .build()
         .unwrap();
-    let tokio_listener =
-        synack::tokio::TcpListener::bind(&iface, "198.18.0.2:0".parse().unwrap()).unwrap();
+    let tokio_listener = rt
+        .block_on(synack::tokio::TcpListener::bind(&iface, "198.18.0.2:0"))
+        .unwrap();
     let tokio_addr = tokio_listener.local_addr().unwrap();
     let _kernel3 =
         std::net::TcpStream::connect_timeout(&tokio_addr, Duration::from_secs(5)).unwrap();

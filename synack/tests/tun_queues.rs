@@ -84,7 +84,7 @@ fn in_namespace_a_multi_queue_interface_serves_1000_connections() {
     config.queues = QUEUES;
     let iface = Interface::open(config).expect("TUN interface");
     assert_eq!(iface.queues(), QUEUES);
-    let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:0".parse().unwrap()).unwrap();
+    let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:0").unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
 
     // One accept loop takes every connection, whichever queue it arrived on.
@@ -117,7 +117,7 @@ fn in_namespace_a_multi_queue_interface_serves_1000_connections() {
     });
     let opened: Vec<synack::net::TcpStream> = (0..CONNECTIONS)
         .map(|i| {
-            synack::net::TcpStream::connect_timeout(&iface, kaddr, Duration::from_secs(5))
+            synack::net::TcpStream::connect_timeout(&iface, &kaddr, Duration::from_secs(5))
                 .unwrap_or_else(|e| panic!("synack's connection {i} to {kaddr}: {e}"))
         })
         .collect();

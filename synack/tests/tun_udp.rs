@@ -50,7 +50,7 @@ fn in_namespace_udp_against_the_kernel() {
         ("198.18.0.2", "198.18.0.1"),
         ("[2001:db8::2]", "[2001:db8::1]"),
     ] {
-        let s = UdpSocket::bind(&iface, format!("{ours}:5300").parse().unwrap()).unwrap();
+        let s = UdpSocket::bind(&iface, format!("{ours}:5300")).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let k = KernelUdp::bind(format!("{kernel}:0")).unwrap();
         k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -92,7 +92,9 @@ fn in_namespace_udp_against_the_kernel() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let s = synack::tokio::UdpSocket::bind(&iface, "198.18.0.2:0".parse().unwrap()).unwrap();
+        let s = synack::tokio::UdpSocket::bind(&iface, "198.18.0.2:0")
+            .await
+            .unwrap();
         let s_addr = s.local_addr().unwrap();
         let k = KernelUdp::bind("198.18.0.1:0").unwrap();
         k.set_read_timeout(Some(Duration::from_secs(5))).unwrap();

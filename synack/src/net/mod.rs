@@ -20,9 +20,9 @@ mod udp;
 pub use udp::UdpSocket;
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
 use crate::tun::{Core, Interest, Interface, Shared, ThreadWaker, WakeKey};
@@ -31,34 +31,86 @@ use crate::{
     Refusal, TcpState,
 };
 
-/// Block until `f` returns something other than `WouldBlock`, or the deadline passes:
+/// How long a call may wait for its socket.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Block {
+    /// Until it can go on.
+    Forever,
+    /// At most this long, then an error of this kind saying this. `std` on Unix gives
+    /// `WouldBlock` (EAGAIN) when a read or write timeout expires, and `TimedOut` for
+    /// `connect_timeout`.
+    For(Duration, io::ErrorKind, &'static str),
+    /// Not at all: `WouldBlock` at once (non-blocking mode).
+    Never,
+}
+
+/// Block until `f` returns something other than `WouldBlock`, or `block` says to stop:
 /// between tries the thread sleeps until an event of `key` that concerns `interest`.
-fn wait<T>(
+pub(crate) fn wait<T>(
     shared: &Shared,
     key: WakeKey,
     interest: Interest,
-    timeout: Option<Duration>,
+    block: Block,
     mut f: impl FnMut(&mut Core) -> Result<T, Error>,
 ) -> io::Result<T> {
-    let deadline = timeout.map(|t| StdInstant::now() + t);
+    let deadline = match block {
+        Block::For(t, ..) => Some(StdInstant::now() + t),
+        Block::Forever | Block::Never => None,
+    };
     let me = ThreadWaker::current();
     let waker = std::task::Waker::from(Arc::clone(&me));
     let mut core = shared.lock_open()?;
     loop {
         let r = f(&mut core);
-        if matches!(r, Err(Error::WouldBlock)) {
+        let waiting = matches!(r, Err(Error::WouldBlock));
+        if waiting && !matches!(block, Block::Never) {
             // Under the same lock as the try: no event can fall between the two.
             core.register(key, interest, &waker);
         }
         shared.after_call(&mut core);
-        match r {
-            Err(Error::WouldBlock) => {}
-            other => return other.map_err(io::Error::from),
+        if !waiting || matches!(block, Block::Never) {
+            return r.map_err(io::Error::from);
         }
         drop(core);
-        park(&me, deadline)?;
+        if let Err(e) = park(&me, deadline) {
+            return Err(match block {
+                Block::For(_, kind, what) if e.kind() == io::ErrorKind::TimedOut => {
+                    io::Error::new(kind, what)
+                }
+                _ => e,
+            });
+        }
         core = shared.lock_open()?;
     }
+}
+
+/// Run `f` on each address `addr` resolves to, as `std`'s `bind` and `connect` do: the
+/// first success, else the last error.
+pub(crate) fn each_addr<T>(
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for a in addr.to_socket_addrs()? {
+        match f(a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any addresses",
+        )
+    }))
+}
+
+/// `std`'s error for a zero timeout.
+fn zero_timeout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "cannot set a 0 duration timeout (use None to wait forever)",
+    )
 }
 
 /// Sleep until `me` is woken, at most a second (a bound, not a poll: every change that
@@ -93,17 +145,21 @@ pub struct TcpListener {
     /// The queue `accept` looks at first: each in turn, so that none waits behind another.
     next: AtomicUsize,
     local: SocketAddr,
+    /// O_NONBLOCK: `accept` and `request` give `WouldBlock` instead of waiting.
+    nonblocking: AtomicBool,
 }
 
 impl TcpListener {
     /// Listen on `addr` (one of the stack's addresses, or unspecified for all). Port 0
     /// picks a free ephemeral port, as `std` does; [`TcpListener::local_addr`] tells which.
-    pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<TcpListener> {
-        let mut listener = TcpListener {
-            parts: Vec::with_capacity(iface.shards.len()),
-            next: AtomicUsize::new(0),
-            local: addr,
-        };
+    /// As `std`'s, `addr` is anything [`ToSocketAddrs`] takes; each address it gives is
+    /// tried in turn.
+    pub fn bind(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        each_addr(addr, |a| Self::bind_one(iface, a))
+    }
+
+    fn bind_one(iface: &Interface, addr: SocketAddr) -> io::Result<TcpListener> {
+        let mut listener = TcpListener::empty(iface, addr);
         // The first queue picks the port when asked for 0; the others listen on it too.
         // (Dropping a half-made listener closes what it opened.)
         for shared in &iface.shards {
@@ -127,11 +183,7 @@ impl TcpListener {
         capture: Capture,
         decide: Option<Decide>,
     ) -> io::Result<TcpListener> {
-        let mut listener = TcpListener {
-            parts: Vec::with_capacity(iface.shards.len()),
-            next: AtomicUsize::new(0),
-            local: SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
+        let mut listener = TcpListener::empty(iface, SocketAddr::from(([0, 0, 0, 0], 0)));
         for shared in &iface.shards {
             let mut core = shared.lock_open()?;
             let handle = core.stack.listen_capture(capture.clone(), 1024)?;
@@ -145,14 +197,35 @@ impl TcpListener {
         Ok(listener)
     }
 
+    fn empty(iface: &Interface, local: SocketAddr) -> TcpListener {
+        TcpListener {
+            parts: Vec::with_capacity(iface.shards.len()),
+            next: AtomicUsize::new(0),
+            local,
+            nonblocking: AtomicBool::new(false),
+        }
+    }
+
     /// Wait for the next connection request of a decide-first listener (see
     /// [`TcpListener::bind_capture`]).
     pub fn request(&self) -> io::Result<Request> {
+        self.wait_for(|l, waker| l.try_request(waker))
+    }
+
+    /// Try `take` until it gives something, sleeping between tries until the listener's
+    /// next event (`WouldBlock` at once in non-blocking mode).
+    fn wait_for<T>(
+        &self,
+        mut take: impl FnMut(&Self, &std::task::Waker) -> io::Result<Option<T>>,
+    ) -> io::Result<T> {
         let me = ThreadWaker::current();
         let waker = std::task::Waker::from(Arc::clone(&me));
         loop {
-            if let Some(request) = self.try_request(&waker)? {
-                return Ok(request);
+            if let Some(taken) = take(self, &waker)? {
+                return Ok(taken);
+            }
+            if self.nonblocking.load(Ordering::Relaxed) {
+                return Err(io::Error::from(io::ErrorKind::WouldBlock));
             }
             park(&me, None)?;
         }
@@ -170,14 +243,39 @@ impl TcpListener {
 
     /// Wait for and take the next connection.
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let me = ThreadWaker::current();
-        let waker = std::task::Waker::from(Arc::clone(&me));
-        loop {
-            if let Some(accepted) = self.try_accept(&waker)? {
-                return Ok(accepted);
-            }
-            park(&me, None)?;
+        self.wait_for(|l, waker| l.try_accept(waker))
+    }
+
+    /// The connections as they come, forever (as `std`'s `incoming`): each item is
+    /// [`TcpListener::accept`]'s stream.
+    ///
+    /// ```no_run
+    /// # use synack::tun::{Interface, InterfaceConfig};
+    /// # let iface = Interface::open(InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?))?;
+    /// let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:7")?;
+    /// for stream in listener.incoming() {
+    ///     let stream = stream?;
+    ///     std::io::copy(&mut &stream, &mut &stream)?;
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// Non-blocking mode: `accept` and `request` give `WouldBlock` at once when nothing
+    /// is waiting.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.nonblocking.store(nonblocking, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// SO_ERROR: a listening socket keeps no error (always None), as on Linux.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        for (shared, _) in &self.parts {
+            shared.check_open()?;
         }
+        Ok(None)
     }
 
     /// Take a connection from the first queue that has one, starting at the next queue in
@@ -232,6 +330,19 @@ impl TcpListener {
     }
 }
 
+/// The connections of a [`TcpListener`], as they come ([`TcpListener::incoming`]).
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(stream, _)| stream))
+    }
+}
+
 impl Drop for TcpListener {
     fn drop(&mut self) {
         for (shared, handle) in &self.parts {
@@ -274,9 +385,13 @@ impl Request {
     pub fn accept(self) -> io::Result<TcpStream> {
         let stream = self.start_accept()?;
         let key = WakeKey::Conn(stream.handle);
-        wait(&stream.shared, key, Interest::Write, None, |core| {
-            stream.connect_progress(core)
-        })?;
+        wait(
+            &stream.shared,
+            key,
+            Interest::Write,
+            Block::Forever,
+            |core| stream.connect_progress(core),
+        )?;
         Ok(stream)
     }
 
@@ -316,15 +431,27 @@ impl Drop for Request {
 }
 
 /// A connection. Dropping the last clone closes it (the stack finishes the close in
-/// the background).
+/// the background; with [`TcpStream::set_linger`] the drop resets it, or waits).
+///
+/// As with `std::net::TcpStream`, clones ([`TcpStream::try_clone`]) share one socket:
+/// its options (timeouts, non-blocking mode, TCP_NODELAY, linger) are the socket's, not
+/// the handle's, and `&TcpStream` reads and writes, so one thread can read while another
+/// writes.
 #[derive(Debug)]
 pub struct TcpStream {
     inner: Arc<StreamInner>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) handle: ConnectionHandle,
+}
+
+/// The socket's options: shared by every clone, as a file descriptor's are.
+#[derive(Clone, Copy, Debug, Default)]
+struct StreamOptions {
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
+    nonblocking: bool,
     nodelay: bool,
+    linger: Option<Duration>,
 }
 
 /// The part shared by clones; closing happens when the last one goes.
@@ -332,14 +459,50 @@ pub struct TcpStream {
 struct StreamInner {
     shared: Arc<Shared>,
     handle: ConnectionHandle,
+    options: Mutex<StreamOptions>,
+}
+
+impl StreamInner {
+    fn options(&self) -> std::sync::MutexGuard<'_, StreamOptions> {
+        self.options.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl Drop for StreamInner {
     fn drop(&mut self) {
+        let linger = self.options().linger;
         let mut core = self.shared.lock();
         let now = core.now();
+        if linger == Some(Duration::ZERO) {
+            // SO_LINGER with a zero timeout: close resets (Linux's tcp_close).
+            let _ = core.stack.abort(now, self.handle);
+            self.shared.after_call(&mut core);
+            return;
+        }
+        let tuple = core
+            .stack
+            .local_addr(self.handle)
+            .and_then(|l| Ok((l, core.stack.peer_addr(self.handle)?)));
         let _ = core.stack.close(now, self.handle);
         self.shared.after_call(&mut core);
+        // SO_LINGER with a timeout: wait until the peer acknowledged our data and FIN
+        // (Linux's sk_stream_wait_close: not in FIN_WAIT_1, CLOSING or LAST_ACK), at most
+        // that long, as std's and tokio's drop do with the option set.
+        let (Some(limit), Ok((local, remote))) = (linger, tuple) else {
+            return;
+        };
+        let deadline = StdInstant::now() + limit;
+        loop {
+            let waiting = matches!(
+                core.stack.state_of(local, remote),
+                Some(TcpState::FinWait1 | TcpState::Closing | TcpState::LastAck)
+            );
+            let left = deadline.saturating_duration_since(StdInstant::now());
+            if !waiting || left.is_zero() || self.shared.check_open().is_err() {
+                return;
+            }
+            core = core.wait_changed(left.min(Duration::from_millis(100)));
+        }
     }
 }
 
@@ -348,41 +511,44 @@ impl TcpStream {
         let inner = Arc::new(StreamInner {
             shared: Arc::clone(&shared),
             handle,
+            options: Mutex::new(StreamOptions::default()),
         });
         TcpStream {
             inner,
             shared,
             handle,
-            read_timeout: None,
-            write_timeout: None,
-            nodelay: false,
         }
     }
 
-    /// Another handle to the same connection (e.g. one thread reads, one writes).
+    /// Another handle to the same connection (e.g. one thread reads, one writes). The
+    /// two share the socket's options, as `std`'s clones share a file descriptor's.
     pub fn try_clone(&self) -> io::Result<TcpStream> {
+        self.shared.check_open()?;
         Ok(TcpStream {
             inner: Arc::clone(&self.inner),
             shared: Arc::clone(&self.shared),
             handle: self.handle,
-            read_timeout: self.read_timeout,
-            write_timeout: self.write_timeout,
-            nodelay: self.nodelay,
         })
     }
 
-    /// Connect to `addr` from one of the stack's addresses.
-    pub fn connect(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
-        Self::connect_inner(iface, addr, None)
+    /// Connect to `addr` from one of the stack's addresses. As `std`'s, `addr` is
+    /// anything [`ToSocketAddrs`] takes (a `SocketAddr`, `"198.18.0.1:80"`, a
+    /// `(host, port)` pair resolved by the system's resolver); each address it gives is
+    /// tried in turn, and the last one's error is returned if none connects.
+    pub fn connect(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
+        each_addr(addr, |a| Self::connect_inner(iface, a, None))
     }
 
-    /// Connect, giving up after `timeout`.
+    /// Connect, giving up after `timeout` with `TimedOut` (as `std`'s, one address).
     pub fn connect_timeout(
         iface: &Interface,
-        addr: SocketAddr,
+        addr: &SocketAddr,
         timeout: Duration,
     ) -> io::Result<TcpStream> {
-        Self::connect_inner(iface, addr, Some(timeout))
+        if timeout.is_zero() {
+            return Err(zero_timeout());
+        }
+        Self::connect_inner(iface, *addr, Some(timeout))
     }
 
     fn connect_inner(
@@ -392,7 +558,11 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let stream = TcpStream::start_connect(iface, addr)?;
         let key = WakeKey::Conn(stream.handle);
-        wait(&stream.shared, key, Interest::Write, timeout, |core| {
+        let block = match timeout {
+            Some(t) => Block::For(t, io::ErrorKind::TimedOut, "connection timed out"),
+            None => Block::Forever,
+        };
+        wait(&stream.shared, key, Interest::Write, block, |core| {
             stream.connect_progress(core)
         })?;
         Ok(stream)
@@ -402,7 +572,7 @@ impl TcpStream {
     pub(crate) fn start_connect(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
         let shared = iface.shard_for_connect();
         let handle = {
-            let mut core = shared.lock();
+            let mut core = shared.lock_open()?;
             let now = core.now();
             let h = core.stack.connect(now, addr)?;
             shared.after_call(&mut core);
@@ -423,102 +593,211 @@ impl TcpStream {
         }
     }
 
+    /// Run `f` on the stack under its lock, then send what it made the stack send.
+    fn call<T>(
+        &self,
+        f: impl FnOnce(&mut Core, ConnectionHandle) -> Result<T, Error>,
+    ) -> io::Result<T> {
+        let mut core = self.shared.lock_open()?;
+        let r = f(&mut core, self.handle);
+        self.shared.after_call(&mut core);
+        Ok(r?)
+    }
+
     /// Our address.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.shared.lock_open()?.stack.local_addr(self.handle)?)
+        self.call(|core, h| core.stack.local_addr(h))
     }
 
     /// The peer's address.
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
-        Ok(self.shared.lock_open()?.stack.peer_addr(self.handle)?)
+        self.call(|core, h| core.stack.peer_addr(h))
     }
 
     /// Reset the connection now (a RST, what SO_LINGER 0 and close do on Linux): queued
     /// data is discarded and the peer sees "connection reset". A relay uses it to carry
     /// a reset from one side to the other.
     pub fn abort(&self) -> io::Result<()> {
-        let mut core = self.shared.lock_open()?;
-        let now = core.now();
-        let r = core.stack.abort(now, self.handle);
-        self.shared.after_call(&mut core);
-        Ok(r?)
+        self.call(|core, h| {
+            let now = core.now();
+            core.stack.abort(now, h)
+        })
     }
 
-    /// Shut down the writing half (a FIN follows queued data); reading half is a no-op.
+    /// Shut down the reading half, the writing half, or both, as `std`'s does on Linux:
+    /// - `Write`: a FIN follows the queued data; later writes fail with `BrokenPipe`.
+    /// - `Read`: reads (blocked ones included) return what was already received and then
+    ///   end-of-stream (`Ok(0)`) instead of waiting; nothing is sent. Data the peer sends
+    ///   later is still accepted and readable, as on Linux; once the writing half is shut
+    ///   down too, new data is answered with a RST (RFC 1122 4.2.2.13).
+    /// - `Both`: the two.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        let mut core = self.shared.lock_open()?;
-        if how == Shutdown::Read {
-            return Ok(());
+        self.call(|core, h| {
+            let now = core.now();
+            if matches!(how, Shutdown::Read | Shutdown::Both) {
+                core.stack.shutdown_read(now, h)?;
+            }
+            if matches!(how, Shutdown::Write | Shutdown::Both) {
+                core.stack.shutdown(now, h)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Limit how long a read blocks (None: forever). When it expires the read fails with
+    /// `WouldBlock`, as `std`'s does on Unix (EAGAIN). A zero duration is an error
+    /// (`InvalidInput`), as in `std`.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(zero_timeout());
         }
-        let now = core.now();
-        let r = core.stack.shutdown(now, self.handle);
-        self.shared.after_call(&mut core);
-        Ok(r?)
-    }
-
-    /// Limit how long `read` blocks (None: forever).
-    pub fn set_read_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.read_timeout = t;
+        self.inner.options().read_timeout = timeout;
         Ok(())
     }
 
-    /// Limit how long `write` blocks (None: forever).
-    pub fn set_write_timeout(&mut self, t: Option<Duration>) -> io::Result<()> {
-        self.write_timeout = t;
+    /// Limit how long a write blocks (None: forever); as [`TcpStream::set_read_timeout`].
+    pub fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        if timeout.is_some_and(|t| t.is_zero()) {
+            return Err(zero_timeout());
+        }
+        self.inner.options().write_timeout = timeout;
         Ok(())
+    }
+
+    /// The read timeout (None: reads block until they can go on).
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.options().read_timeout)
+    }
+
+    /// The write timeout.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.options().write_timeout)
+    }
+
+    /// Non-blocking mode (O_NONBLOCK): reads, writes and peeks that would wait fail with
+    /// `WouldBlock` at once instead.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.shared.check_open()?;
+        self.inner.options().nonblocking = nonblocking;
+        Ok(())
+    }
+
+    /// Read received bytes without taking them (MSG_PEEK): the next read returns them
+    /// again. Waits as a read does.
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let block = self.block(|o| o.read_timeout, "no data within the read timeout");
+        wait(
+            &self.shared,
+            WakeKey::Conn(self.handle),
+            Interest::Read,
+            block,
+            |core| core.stack.peek(self.handle, buf),
+        )
+    }
+
+    /// The error the connection ended with, or the last ICMP error it survived, taken
+    /// (SO_ERROR): a second call returns None.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(self
+            .call(|core, h| core.stack.take_error(h))?
+            .map(io::Error::from))
+    }
+
+    /// SO_LINGER: what dropping the last handle does.
+    /// - None (the default): close in the background; queued data is still delivered.
+    /// - `Some(Duration::ZERO)`: reset the connection (RST), discarding queued data.
+    /// - `Some(t)`: close, then block the dropping thread until the peer acknowledged the
+    ///   data and our FIN, at most `t` (as Linux's close and `std`'s drop do).
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        self.shared.check_open()?;
+        self.inner.options().linger = linger;
+        Ok(())
+    }
+
+    /// The SO_LINGER choice.
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        Ok(self.inner.options().linger)
+    }
+
+    /// IP_TTL (IPV6_UNICAST_HOPS over IPv6): the TTL of this connection's packets, from
+    /// 1 to 255 (0 is `InvalidInput`, as on Linux).
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        let ttl = u8::try_from(ttl)
+            .ok()
+            .and_then(core::num::NonZeroU8::new)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a TTL is from 1 to 255"))?;
+        self.call(|core, h| {
+            let now = core.now();
+            core.stack.set_ttl(now, h, Some(ttl))
+        })
+    }
+
+    /// The TTL of this connection's packets (`Config::ttl` unless set).
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.call(|core, h| core.stack.ttl(h)).map(u32::from)
     }
 
     /// SO_SNDBUF: how many unacknowledged bytes the stack holds for this connection.
     pub fn set_send_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        let mut core = self.shared.lock_open()?;
-        let now = core.now();
-        core.stack
-            .set_buffers(now, self.handle, Some(bytes), None)?;
-        self.shared.after_call(&mut core);
-        Ok(())
+        self.call(|core, h| {
+            let now = core.now();
+            core.stack.set_buffers(now, h, Some(bytes), None)
+        })
     }
 
     /// SO_RCVBUF: how many received bytes the stack holds before the window closes.
     pub fn set_recv_buffer_size(&self, bytes: usize) -> io::Result<()> {
-        let mut core = self.shared.lock_open()?;
-        let now = core.now();
-        core.stack
-            .set_buffers(now, self.handle, None, Some(bytes))?;
-        self.shared.after_call(&mut core);
-        Ok(())
+        self.call(|core, h| {
+            let now = core.now();
+            core.stack.set_buffers(now, h, None, Some(bytes))
+        })
     }
 
     /// TCP_NODELAY: `true` sends small writes at once; `false` (the default) lets
     /// Nagle's algorithm hold them while data is unacknowledged.
-    pub fn set_nodelay(&mut self, nodelay: bool) -> io::Result<()> {
-        let mut core = self.shared.lock_open()?;
-        let now = core.now();
-        core.stack.set_nodelay(now, self.handle, nodelay)?;
-        self.shared.after_call(&mut core);
-        self.nodelay = nodelay;
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.call(|core, h| {
+            let now = core.now();
+            core.stack.set_nodelay(now, h, nodelay)
+        })?;
+        self.inner.options().nodelay = nodelay;
         Ok(())
     }
 
     /// The TCP_NODELAY choice.
     pub fn nodelay(&self) -> io::Result<bool> {
-        Ok(self.nodelay)
+        Ok(self.inner.options().nodelay)
     }
 
     /// The connection's state.
     pub fn state(&self) -> io::Result<TcpState> {
-        Ok(self.shared.lock_open()?.stack.state(self.handle)?)
+        self.call(|core, h| core.stack.state(h))
+    }
+
+    /// How a read or write may wait, from the socket's options.
+    fn block(
+        &self,
+        timeout: impl FnOnce(&StreamOptions) -> Option<Duration>,
+        expired: &'static str,
+    ) -> Block {
+        let options = *self.inner.options();
+        match timeout(&options) {
+            _ if options.nonblocking => Block::Never,
+            Some(t) => Block::For(t, io::ErrorKind::WouldBlock, expired),
+            None => Block::Forever,
+        }
     }
 }
 
-impl Read for TcpStream {
+impl Read for &TcpStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let h = self.handle;
-        let key = WakeKey::Conn(h);
+        let block = self.block(|o| o.read_timeout, "no data within the read timeout");
         wait(
             &self.shared,
-            key,
+            WakeKey::Conn(h),
             Interest::Read,
-            self.read_timeout,
+            block,
             |core| {
                 let now = core.now();
                 core.stack.recv(now, h, buf)
@@ -527,15 +806,24 @@ impl Read for TcpStream {
     }
 }
 
-impl Write for TcpStream {
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+}
+
+impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let h = self.handle;
-        let key = WakeKey::Conn(h);
+        let block = self.block(
+            |o| o.write_timeout,
+            "no room to write within the write timeout",
+        );
         wait(
             &self.shared,
-            key,
+            WakeKey::Conn(h),
             Interest::Write,
-            self.write_timeout,
+            block,
             |core| {
                 let now = core.now();
                 core.stack.send(now, h, buf)
@@ -548,14 +836,32 @@ impl Write for TcpStream {
     /// small segment per piece for Nagle's algorithm to hold back.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let h = self.handle;
-        let key = WakeKey::Conn(h);
+        let block = self.block(
+            |o| o.write_timeout,
+            "no room to write within the write timeout",
+        );
         wait(
             &self.shared,
-            key,
+            WakeKey::Conn(h),
             Interest::Write,
-            self.write_timeout,
+            block,
             |core| send_vectored(core, h, bufs),
         )
+    }
+
+    /// Everything written is already in the stack's send buffer.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -6,7 +6,7 @@
 //! which) and answers from it ([`UdpSocket::send_from`]): what a relay needs.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
@@ -27,8 +27,13 @@ pub struct UdpSocket {
 
 impl UdpSocket {
     /// Bind to `addr` (one of the stack's addresses, or unspecified for all); port 0
-    /// picks a free ephemeral port ([`UdpSocket::local_addr`] tells which).
-    pub fn bind(iface: &Interface, addr: SocketAddr) -> io::Result<UdpSocket> {
+    /// picks a free ephemeral port ([`UdpSocket::local_addr`] tells which). As `std`'s,
+    /// `addr` is anything [`ToSocketAddrs`] takes; each address is tried in turn.
+    pub fn bind(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
+        super::each_addr(addr, |a| Self::bind_one(iface, a))
+    }
+
+    fn bind_one(iface: &Interface, addr: SocketAddr) -> io::Result<UdpSocket> {
         let mut socket = UdpSocket::empty(addr);
         // The first queue picks the port; the others bind the same one.
         for shared in &iface.shards {
@@ -73,12 +78,15 @@ impl UdpSocket {
         Ok(shared.lock_open()?.stack.udp_peer_addr(*h)?)
     }
 
-    /// Send to `peer` by default and take datagrams from it only.
-    pub fn connect(&self, peer: SocketAddr) -> io::Result<()> {
-        for (shared, h) in &self.parts {
-            shared.lock_open()?.stack.udp_connect(*h, peer)?;
-        }
-        Ok(())
+    /// Send to `peer` by default and take datagrams from it only (the first address
+    /// `peer` resolves to that works, as `std`'s).
+    pub fn connect(&self, peer: impl ToSocketAddrs) -> io::Result<()> {
+        super::each_addr(peer, |peer| {
+            for (shared, h) in &self.parts {
+                shared.lock_open()?.stack.udp_connect(*h, peer)?;
+            }
+            Ok(())
+        })
     }
 
     /// How long `recv*` wait at most (None: forever); a timeout gives `WouldBlock`, as
@@ -88,8 +96,11 @@ impl UdpSocket {
         Ok(())
     }
 
-    /// Send one datagram to `to`.
-    pub fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<usize> {
+    /// Send one datagram to `to` (its first address, as `std`'s).
+    pub fn send_to(&self, buf: &[u8], to: impl ToSocketAddrs) -> io::Result<usize> {
+        let to = to.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
+        })?;
         self.with_sender(|core, h| {
             let now = core.now();
             core.stack.udp_send_to(now, h, buf, to)

@@ -387,6 +387,51 @@ impl Stack {
         self.with_conn(now, conn, |c, _| c.shutdown(now))?
     }
 
+    /// Shut down the reading half (`shutdown(SHUT_RD)`), as Linux does: bytes already
+    /// received, and bytes that still arrive, can be read; a read that finds none returns
+    /// end-of-stream (`Ok(0)`) at once instead of waiting. Nothing is sent. Once the
+    /// sending half is shut down too (FIN_WAIT_1, FIN_WAIT_2), new data from the peer is
+    /// answered with a RST (RFC 1122 4.2.2.13, Linux's TCPAbortOnData).
+    pub fn shutdown_read(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.rcv_shutdown = true)?;
+        // Wake whoever waits to read: their read now ends.
+        self.events.push_back(Event::Readable(conn));
+        Ok(())
+    }
+
+    /// Copy received bytes into `buf` without consuming them (MSG_PEEK): `Ok(0)` is
+    /// end-of-stream, `WouldBlock` means nothing yet.
+    pub fn peek(&self, conn: ConnectionHandle, buf: &mut [u8]) -> Result<usize, Error> {
+        self.conn_ref(conn)?.peek(buf)
+    }
+
+    /// The error the connection ended with or the last ICMP error it survived, taken
+    /// (SO_ERROR): a second call returns None.
+    pub fn take_error(&mut self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
+        let slot = self
+            .slots
+            .get_mut(conn.index as usize)
+            .filter(|s| s.generation == conn.generation && s.app_owned)
+            .ok_or(Error::InvalidHandle)?;
+        let c = slot.conn.as_mut().ok_or(Error::InvalidHandle)?;
+        Ok(c.error.take().or_else(|| c.soft_error.take()))
+    }
+
+    /// IP_TTL / IPV6_UNICAST_HOPS for one connection's packets (None: `Config::ttl`).
+    pub fn set_ttl(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        ttl: Option<core::num::NonZeroU8>,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.ttl = ttl.map(|t| t.get()))
+    }
+
+    /// The TTL (hop limit) of one connection's packets.
+    pub fn ttl(&self, conn: ConnectionHandle) -> Result<u8, Error> {
+        Ok(self.conn_ref(conn)?.ttl.unwrap_or(self.config.ttl))
+    }
+
     /// Close: the application gives up the handle; the stack finishes the close.
     pub fn close(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
         self.with_conn(now, conn, |c, cfg| c.close(now, cfg))?;
@@ -418,7 +463,17 @@ impl Stack {
     /// connection ended with (what makes a socket readable to poll).
     pub fn readable(&self, conn: ConnectionHandle) -> Result<bool, Error> {
         let c = self.conn_ref(conn)?;
-        Ok(!c.rcv_buf.is_empty() || c.fin_received || c.tcp_state() == TcpState::Closed)
+        Ok(!c.rcv_buf.is_empty()
+            || c.fin_received
+            || c.rcv_shutdown
+            || c.tcp_state() == TcpState::Closed)
+    }
+
+    /// Whether `send` would return at once: room in the send buffer, or the error the
+    /// connection would fail the call with (what makes a socket writable to poll). When
+    /// it would not, an [`Event::Writable`] follows as soon as room appears.
+    pub fn writable(&mut self, now: Instant, conn: ConnectionHandle) -> Result<bool, Error> {
+        self.with_conn(now, conn, |c, _| c.poll_writable())
     }
 
     /// Bytes waiting to be read.

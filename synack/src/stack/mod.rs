@@ -453,7 +453,14 @@ impl Stack {
     fn build(&mut self, tuple: FourTuple, out: &Outgoing) -> Option<Vec<u8>> {
         // Headers only.
         let mut buf = vec![0u8; wire::MAX_TCP_HEADERS];
-        match build_into(&mut buf, &self.config, tuple, out, (&[], &[])) {
+        match build_into(
+            &mut buf,
+            self.config.ttl,
+            &self.config,
+            tuple,
+            out,
+            (&[], &[]),
+        ) {
             Ok(n) => {
                 buf.truncate(n);
                 Some(buf)
@@ -918,7 +925,8 @@ impl Stack {
                 local: conn.local,
                 remote: conn.remote,
             };
-            let built = build_into(buf, &self.config, tuple, &out, conn.payload(&out));
+            let ttl = conn.ttl.unwrap_or(self.config.ttl);
+            let built = build_into(buf, ttl, &self.config, tuple, &out, conn.payload(&out));
             self.after_activity(now, index);
             match built {
                 Ok(len) => {
@@ -1024,6 +1032,7 @@ pub struct Transmit {
 /// pieces of a ring buffer).
 fn build_into(
     buf: &mut [u8],
+    ttl: u8,
     config: &Config,
     tuple: FourTuple,
     out: &Outgoing,
@@ -1044,7 +1053,7 @@ fn build_into(
         buf,
         tuple.local.ip(),
         tuple.remote.ip(),
-        config.ttl,
+        ttl,
         &repr,
         payload.1,
         config.tx_checksum,

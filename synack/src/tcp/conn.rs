@@ -94,6 +94,11 @@ pub(crate) struct Connection {
     pub(crate) shut_wr: bool,
     /// The peer's FIN was received (end-of-stream after the buffered bytes).
     pub(crate) fin_received: bool,
+    /// The application shut down the reading half (`shutdown(SHUT_RD)`): reads that find
+    /// nothing return end-of-stream instead of waiting, as on Linux.
+    pub(crate) rcv_shutdown: bool,
+    /// IP_TTL / IPV6_UNICAST_HOPS of this connection (None: `Config::ttl`).
+    pub(crate) ttl: Option<u8>,
     /// Send a segment (ACK) at the next opportunity.
     pub(crate) ack_now: bool,
     /// (Re)send our SYN or SYN-ACK.
@@ -229,6 +234,8 @@ impl Connection {
             passive: false,
             shut_wr: false,
             fin_received: false,
+            rcv_shutdown: false,
+            ttl: None,
             ack_now: false,
             syn_due: false,
             probe_due: false,
@@ -749,6 +756,20 @@ impl Connection {
     }
 
     /// RFC 9293 3.10.2: SEND is allowed until our FIN is queued.
+    /// Whether `send` would not block: room in the send buffer, or an error it would
+    /// return at once. When not, the next room that appears is reported (Writable).
+    pub(crate) fn poll_writable(&mut self) -> bool {
+        if self.sendable_state().is_err() {
+            return true;
+        }
+        let room = self.snd_buf.free() > 0
+            && (self.memory != MemoryLevel::Exhausted || self.snd_buf.len() == 0);
+        if !room {
+            self.want_writable = true;
+        }
+        room
+    }
+
     fn sendable_state(&self) -> Result<(), Error> {
         if self.shut_wr {
             return Err(Error::BrokenPipe);
@@ -797,6 +818,12 @@ impl Connection {
             self.maybe_window_update();
             return Ok(n);
         }
+        self.recv_empty()
+    }
+
+    /// What a read finds when no byte is waiting: end-of-stream (the peer's FIN, or our
+    /// own `shutdown(SHUT_RD)`), the error the connection ended with, or `WouldBlock`.
+    fn recv_empty(&self) -> Result<usize, Error> {
         if self.fin_received {
             return Ok(0);
         }
@@ -805,9 +832,27 @@ impl Connection {
                 Some(e) => Err(e),
                 None => Ok(0),
             },
-            State::SynSent(_) | State::SynRcvd(_) => Err(Error::WouldBlock),
+            // Linux's tcp_recvmsg: RCV_SHUTDOWN ends a read that finds the queue empty.
+            _ if self.rcv_shutdown => Ok(0),
             _ => Err(Error::WouldBlock),
         }
+    }
+
+    /// Copy received bytes into `buf` without consuming them (MSG_PEEK): a later read
+    /// returns them again.
+    pub(crate) fn peek(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.rcv_buf.is_empty() {
+            return self.recv_empty();
+        }
+        let (a, b) = self.rcv_buf.as_slices();
+        let from_a = a.len().min(buf.len());
+        buf[..from_a].copy_from_slice(&a[..from_a]);
+        let from_b = b.len().min(buf.len() - from_a);
+        buf[from_a..from_a + from_b].copy_from_slice(&b[..from_b]);
+        Ok(from_a + from_b)
     }
 
     /// After the application read, tell the peer if the window opened enough to matter:

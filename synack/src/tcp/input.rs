@@ -415,7 +415,11 @@ impl Connection {
         // Seventh: segment text (only while the peer may still send).
         let mut fin_in = false;
         if self.state.rcv().is_some() {
-            if self.orphaned
+            // Linux's tcp_rcv_state_process: with the reading half shut down, new data in
+            // FIN_WAIT_1/FIN_WAIT_2 is answered the same way (TCPAbortOnData).
+            let reading_shut =
+                self.rcv_shutdown && matches!(self.state, State::FinWait1(_) | State::FinWait2(_));
+            if (self.orphaned || reading_shut)
                 && !seg.payload.is_empty()
                 && seg.seq + seg.payload.len() as u32 > rcv_nxt
             {
@@ -425,7 +429,16 @@ impl Connection {
                     ack: None,
                     timestamps: None,
                 }));
-                self.terminate(now, "data after close()", None);
+                if self.orphaned {
+                    self.terminate(now, "data after close()", None);
+                } else {
+                    // The application still holds the socket: its next call sees the reset.
+                    self.terminate(
+                        now,
+                        "data after shutdown(SHUT_RD)",
+                        Some(Error::ConnectionReset),
+                    );
+                }
                 return Disposition::Done;
             }
             fin_in = self.process_text(now, seg);

@@ -445,7 +445,7 @@ impl std::ops::DerefMut for CoreGuard<'_> {
 
 impl<'a> CoreGuard<'a> {
     /// Let go of the lock until a connection changes state or `timeout` passes.
-    fn wait_changed(mut self, timeout: Duration) -> CoreGuard<'a> {
+    pub(crate) fn wait_changed(mut self, timeout: Duration) -> CoreGuard<'a> {
         let shared = self.shared;
         if !self.outbox.is_empty() {
             drop(self);
