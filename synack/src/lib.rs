@@ -27,7 +27,7 @@
 //!   `std::net`-like API (`TcpListener`, `TcpStream`) over it.
 // `unsafe` is allowed only at the OS boundary (`tun::sys`), each block with a SAFETY comment.
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod config;
 mod error;
@@ -56,3 +56,9 @@ pub use stack::{
 };
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
 pub use time::Instant;
+
+/// The README's Rust examples, compiled and run as doc-tests (its TUN example needs
+/// the `tokio` feature, which is on by default).
+#[cfg(all(doctest, target_os = "linux", feature = "tokio"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
