@@ -456,8 +456,8 @@ const CTL_QUEUE_LIMIT: usize = 4096;
 /// deadline. The [module documentation](crate::stack) has a complete driver on the wall
 /// clock, and `docs/embedding.md` the whole contract.
 ///
-/// `Stack` is `Send` (a driver thread may own it, or a `Mutex` may share it, as
-/// `synack::tun` does) and keeps no references between calls.
+/// `Stack` is `Send` but not `Sync` (a driver thread may own it, or a `Mutex` may share
+/// it, as `synack::tun` does) and keeps no references between calls.
 ///
 /// # Examples
 ///
@@ -496,6 +496,10 @@ const CTL_QUEUE_LIMIT: usize = 4096;
 /// let events: Vec<Event> = std::iter::from_fn(|| client.poll_event()).collect();
 /// assert!(events.contains(&Event::Connected(conn)));
 /// assert!(events.iter().any(|e| matches!(e, Event::StateChanged { to: TcpState::Established, .. })));
+/// # fn send<T: Send>() {}
+/// # fn send_sync<T: Send + Sync>() {}
+/// # send::<Stack>();
+/// # send_sync::<(synack::ConnectionHandle, synack::ListenerHandle, Event, synack::Error, Config, Instant)>();
 /// # Ok(())
 /// # }
 /// ```
