@@ -16,6 +16,9 @@
 //! Stack::poll_event()         ──> state changes, readable/writable, accept-ready, errors
 //! ```
 //!
+//! `docs/embedding.md` is the guide to writing a driver around [`Stack`]; the
+//! [`stack`] module's documentation has a complete one, on the wall clock.
+//!
 //! Modules:
 //! - [`wire`]: typed views over IPv4, IPv6 and TCP bytes, options, checksums, [`wire::SeqNum`].
 //! - [`tcp`]: one connection's state machine (RFC 9293), per-state structs.
