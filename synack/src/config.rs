@@ -8,6 +8,21 @@ use std::time::Duration;
 use crate::secrets::Secrets;
 
 /// Every tunable of a [`crate::Stack`], with Linux's defaults.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::{CongestionControl, Config, Stack};
+/// // Start from Linux's defaults and change fields (Config is non-exhaustive).
+/// let mut config = Config::default();
+/// config.mtu = 9000;
+/// config.recv_buffer = 1 << 20;
+/// config.congestion_control = CongestionControl::NewReno;
+/// config.time_wait = Duration::from_secs(30);
+/// let stack = Stack::new(config);
+/// assert_eq!(stack.config().tcp_retries2, 15);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where the stack's secret keys come from (ISNs, ephemeral ports, SYN cookies,
@@ -232,6 +247,15 @@ impl Config {
     }
 
     /// Retries allowed for an orphaned connection (Linux reads 0 as 8).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut config = synack::Config::default();
+    /// assert_eq!(config.orphan_retries(), 8); // tcp_orphan_retries 0 reads as 8
+    /// config.tcp_orphan_retries = 3;
+    /// assert_eq!(config.orphan_retries(), 3);
+    /// ```
     pub fn orphan_retries(&self) -> u32 {
         if self.tcp_orphan_retries == 0 {
             8
@@ -242,6 +266,15 @@ impl Config {
 }
 
 /// Which congestion control a connection uses.
+///
+/// # Examples
+///
+/// ```
+/// use synack::CongestionControl;
+/// let cc: CongestionControl = "reno".parse().unwrap();
+/// assert_eq!(cc, CongestionControl::NewReno);
+/// assert_eq!(CongestionControl::default().name(), "cubic");
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum CongestionControl {
     /// CUBIC (RFC 9438): Linux's default.
@@ -275,6 +308,17 @@ impl std::str::FromStr for CongestionControl {
 }
 
 /// Keepalive settings of one connection (Linux's TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::{Config, Keepalive};
+/// let mut keepalive = Keepalive::default(); // 7200 s, 75 s, 9 probes
+/// keepalive.idle = Duration::from_secs(30);
+/// let mut config = Config::default();
+/// config.keepalive = Some(keepalive); // every new connection probes after 30 s idle
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Keepalive {
     /// Silence before the first probe (`net.ipv4.tcp_keepalive_time`, 7200 s).

@@ -6,6 +6,42 @@ use std::io;
 use crate::TcpState;
 
 /// What went wrong with a socket call, or why a connection ended.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// let conn = client.connect(now, "10.0.0.2:81".parse()?)?; // nobody listens
+/// pump(now, &mut client, &mut server);
+/// let error = client.error(conn)?.unwrap();
+/// assert_eq!(error, Error::ConnectionRefused);
+/// // As std::io::Error, with the kind std uses.
+/// let io: std::io::Error = error.into();
+/// assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+/// match error {
+///     Error::WouldBlock => { /* wait for the next event */ }
+///     Error::ConnectionRefused | Error::ConnectionReset => { /* give up */ }
+///     // Non-exhaustive: a match needs this arm.
+///     _ => {}
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Error {
     /// The peer answered our SYN with RST: nobody listens on that port.

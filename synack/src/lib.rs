@@ -16,6 +16,9 @@
 //! Stack::poll_event()         ──> state changes, readable/writable, accept-ready, errors
 //! ```
 //!
+//! `docs/embedding.md` is the guide to writing a driver around [`Stack`]; the
+//! [`stack`] module's documentation has a complete one, on the wall clock.
+//!
 //! Modules:
 //! - [`wire`]: typed views over IPv4, IPv6 and TCP bytes, options, checksums, [`wire::SeqNum`].
 //! - [`tcp`]: one connection's state machine (RFC 9293), per-state structs.
@@ -27,7 +30,7 @@
 //!   `std::net`-like API (`TcpListener`, `TcpStream`) over it.
 // `unsafe` is allowed only at the OS boundary (`tun::sys`), each block with a SAFETY comment.
 #![deny(unsafe_code)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 mod config;
 mod error;
@@ -56,3 +59,9 @@ pub use stack::{
 };
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
 pub use time::Instant;
+
+/// The README's Rust examples, compiled and run as doc-tests (its TUN example needs
+/// the `tokio` feature, which is on by default).
+#[cfg(all(doctest, target_os = "linux", feature = "tokio"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

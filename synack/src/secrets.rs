@@ -13,6 +13,27 @@ use rand_chacha::ChaCha20Rng;
 /// Where a stack's secret keys come from: the keys of its initial sequence numbers
 /// (RFC 6528), ephemeral ports (RFC 6056), SYN cookies (RFC 4987), timestamp offsets
 /// (RFC 7323 7.1) and its TIME_WAIT index.
+///
+/// # Examples
+///
+/// ```
+/// use synack::{Config, Secrets, Stack};
+/// // The default: fresh random keys for every stack.
+/// assert_eq!(Config::default().secrets, Secrets::Random);
+/// // Determinism where it is the point (a simulation that must repeat): never on a
+/// // stack an attacker can reach.
+/// let mut config = Config::default();
+/// config.secrets = Secrets::Deterministic(42);
+/// let (mut a, mut b) = (Stack::new(config.clone()), Stack::new(config));
+/// for s in [&mut a, &mut b] {
+///     s.add_address("10.0.0.1".parse().unwrap());
+/// }
+/// let now = synack::Instant::ZERO;
+/// a.connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// b.connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// // The same ISN and ephemeral port: the same SYN, byte for byte.
+/// assert_eq!(a.poll_transmit(now), b.poll_transmit(now));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Secrets {
     /// Fresh keys from the operating system's random source (`getrandom`) for every

@@ -3,6 +3,15 @@
 use std::fmt;
 
 /// A TCP connection state, as shown by `netstat`/`ss` and drawn in RFC 9293's state diagram.
+///
+/// # Examples
+///
+/// ```
+/// use synack::TcpState;
+/// assert_eq!(TcpState::FinWait2.name(), "FIN_WAIT_2");
+/// assert_eq!(TcpState::ALL.len(), 11);
+/// assert!(TcpState::Closed < TcpState::TimeWait); // RFC diagram order
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TcpState {
     /// No connection.

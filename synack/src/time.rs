@@ -13,6 +13,24 @@ use std::time::Duration;
 ///
 /// Stored as the count plus one, so that `Option<Instant>` is as small as `Instant`
 /// (a connection keeps a dozen optional times).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::Instant;
+/// // From the wall clock: keep a start instant, pass the microseconds since.
+/// let start = std::time::Instant::now();
+/// let now = Instant::from_micros(start.elapsed().as_micros() as u64);
+/// assert!(now < Instant::from_secs(60));
+///
+/// // Virtual time is just as good (the simulator's).
+/// let t = Instant::from_millis(1500);
+/// assert_eq!(t + Duration::from_millis(500), Instant::from_secs(2));
+/// assert_eq!(Instant::from_secs(2) - t, Duration::from_millis(500));
+/// assert_eq!(t - Instant::from_secs(10), Duration::ZERO); // saturates
+/// assert_eq!(t.to_string(), "1.500000s");
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Instant(NonZeroU64);
 

@@ -8,6 +8,21 @@ use rand::{Rng, RngExt};
 use crate::Instant;
 
 /// Impairments of one direction of a link. `LinkConfig::default()` is a clean 1 ms link.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::sim::LinkConfig;
+/// // What `--impair` takes, parsed.
+/// let link: LinkConfig = "loss=2%,delay=10ms,jitter=2ms,rate=100mbit".parse().unwrap();
+/// assert_eq!(link.loss, 0.02);
+/// assert_eq!(link.delay, Duration::from_millis(10));
+/// assert_eq!(link.bandwidth_bps, Some(100_000_000));
+/// // Or field by field.
+/// let mut link = LinkConfig::lossless(Duration::from_millis(25));
+/// link.reorder = 0.05;
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkConfig {
     /// One-way propagation delay.
@@ -122,11 +137,25 @@ fn percent(key: &str, value: &str) -> Result<f64, String> {
 }
 
 /// Parse a duration like `20ms`, `500us` or `1.5s`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(synack::sim::parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+/// assert_eq!(synack::sim::parse_duration("500us"), Ok(Duration::from_micros(500)));
+/// ```
 pub fn parse_duration(value: &str) -> Result<Duration, String> {
     duration("duration", value)
 }
 
 /// Parse a rate like `100mbit`, `1gbit` or `500kbit` into bits per second.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(synack::sim::parse_rate("100mbit"), Ok(100_000_000));
+/// ```
 pub fn parse_rate(value: &str) -> Result<u64, String> {
     rate(value)
 }
@@ -178,6 +207,31 @@ fn bytes(value: &str) -> Result<usize, String> {
 }
 
 /// Why a packet did not arrive.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// use synack::sim::{LossCause, Verdict};
+/// net.set_filter(|_| Verdict::Drop);
+/// let now = net.now();
+/// net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// net.flush();
+/// assert_eq!(net.stats().lost.get(&LossCause::Filter), Some(&1));
+/// assert_eq!(LossCause::Filter.as_str(), "dropped by scenario");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LossCause {
     /// Random loss.

@@ -23,6 +23,24 @@ use link::{Link, Transit};
 use crate::Instant;
 
 /// Something that sends and receives IP packets on a virtual clock.
+///
+/// # Examples
+///
+/// ```
+/// use synack::sim::{Network, Node};
+/// use synack::Instant;
+/// /// A host that drops everything: a black hole on the simulated network.
+/// struct BlackHole;
+/// impl Node for BlackHole {
+///     fn receive(&mut self, _now: Instant, _packet: &[u8]) {}
+///     fn poll_transmit(&mut self, _now: Instant) -> Option<Vec<u8>> { None }
+///     fn poll_timeout(&mut self) -> Option<Instant> { None }
+///     fn on_timeout(&mut self, _now: Instant) {}
+/// }
+/// let mut net: Network<BlackHole> = Network::new(1);
+/// net.add_host("void", &["10.0.0.9".parse().unwrap()], BlackHole);
+/// assert!(net.run_until_idle(Instant::from_secs(1)));
+/// ```
 pub trait Node {
     /// An IP packet arrives at `now`.
     fn receive(&mut self, now: Instant, packet: &[u8]);
@@ -50,10 +68,59 @@ impl Node for crate::Stack {
 }
 
 /// Names a host of a [`Network`].
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// assert_eq!(net.host_name(client), "client");
+/// assert_eq!(net.host_ids().collect::<Vec<_>>(), [client, server]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HostId(pub usize);
 
 /// What a scenario's filter sees of a packet before the link's impairments.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// use synack::sim::Verdict;
+/// // Lose the first packet from the client (its SYN): it is sent again after the RTO.
+/// net.set_filter(move |meta| {
+///     if meta.from == client && meta.index_on_link == 0 { Verdict::Drop } else { Verdict::Pass }
+/// });
+/// let now = net.now();
+/// let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// net.flush();
+/// net.run_for(Duration::from_secs(2));
+/// assert_eq!(net.host(client).state(conn).unwrap(), TcpState::Established);
+/// assert_eq!(net.host(client).info(net.now(), conn).unwrap().retransmits, 1);
+/// ```
 #[derive(Debug)]
 pub struct PacketMeta<'a> {
     /// The packet's record id.
@@ -71,6 +138,33 @@ pub struct PacketMeta<'a> {
 }
 
 /// A filter's decision.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// use synack::sim::Verdict;
+/// // Hold every packet to the server back by 50 ms more than the link would.
+/// net.set_filter(move |meta| if meta.to == Some(server) { Verdict::Delay(Duration::from_millis(50)) } else { Verdict::Pass });
+/// let now = net.now();
+/// let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// net.flush();
+/// net.run_for(Duration::from_secs(1));
+/// let rtt = net.host(client).info(net.now(), conn).unwrap().srtt.unwrap();
+/// assert!(rtt >= Duration::from_millis(70));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Let the link handle it.
@@ -82,6 +176,35 @@ pub enum Verdict {
 }
 
 /// What became of a packet.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let now = net.now();
+/// # let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// use synack::sim::Fate;
+/// for record in net.log() {
+///     match &record.fate {
+///         Fate::Delivered { at, .. } => assert_eq!(*at - record.sent_at, Duration::from_millis(10)),
+///         Fate::Lost { cause } => panic!("lost: {cause:?}"),
+///     }
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fate {
     /// It arrived.
@@ -101,6 +224,32 @@ pub enum Fate {
 }
 
 /// One packet on the simulated wire.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let now = net.now();
+/// # let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// let syn = &net.log()[0];
+/// assert_eq!((syn.from, syn.to, syn.sent_at), (client, Some(server), Instant::ZERO));
+/// let (_, tcp) = synack::wire::parse_tcp_packet(&syn.bytes).unwrap();
+/// assert!(tcp.flags.syn());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PacketRecord {
     /// Unique, in sending order.
@@ -118,6 +267,30 @@ pub struct PacketRecord {
 }
 
 /// Counts of what the network did.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let now = net.now();
+/// # let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// let stats = net.stats();
+/// assert_eq!((stats.sent, stats.delivered, stats.total_lost()), (3, 3, 0));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimStats {
     /// Packets sent by hosts.
@@ -157,6 +330,36 @@ struct Delivery {
 type Filter = Box<dyn FnMut(&PacketMeta<'_>) -> Verdict>;
 
 /// The simulated network.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::sim::{LinkConfig, Network};
+/// use synack::{Config, Stack, TcpState};
+///
+/// // Deterministic stacks and a seeded network: the same run every time.
+/// fn host(addr: &str) -> Stack {
+///     let mut stack = Stack::new(Config::deterministic(1));
+///     stack.add_address(addr.parse().unwrap());
+///     stack
+/// }
+/// let mut net: Network<Stack> = Network::new(7);
+/// let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// // 10 ms each way, 1 % loss.
+/// let mut link = LinkConfig::lossless(Duration::from_millis(10));
+/// link.loss = 0.01;
+/// net.set_link_both(client, server, link);
+///
+/// net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// let now = net.now();
+/// let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// net.flush(); // after calls into a host: put what it sends on the links
+/// net.run_for(Duration::from_secs(5)); // virtual time: no real waiting
+/// assert_eq!(net.host(client).state(conn).unwrap(), TcpState::Established);
+/// assert!(net.log().len() >= 3); // SYN, SYN-ACK, ACK (and any retransmission)
+/// ```
 pub struct Network<N: Node> {
     now: Instant,
     rng: ChaCha8Rng,

@@ -11,6 +11,21 @@ use crate::stack::CongestionControl;
 use crate::{Config, ConnectionHandle, Error, Instant, Stack};
 
 /// What to run.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::sim::transfer::{self, TransferSpec};
+/// let mut spec = TransferSpec::default(); // 100 Mbit/s, 20 ms, CUBIC, SACK
+/// spec.bytes = 1_000_000;
+/// spec.loss = 0.01;
+/// let result = transfer::run(&spec, Duration::from_millis(100), |sample| {
+///     let _ = (sample.at, &sample.cwnd); // progress, every 100 ms of simulated time
+/// });
+/// assert!(result.completed && result.byte_exact);
+/// assert!(result.goodput_bps < result.link_bps as f64);
+/// ```
 #[derive(Clone, Debug)]
 pub struct TransferSpec {
     /// Bytes each flow sends.
@@ -85,6 +100,19 @@ impl Default for TransferSpec {
 }
 
 /// How one flow did.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::transfer::{self, TransferSpec};
+/// # let mut spec = TransferSpec::default();
+/// # spec.bytes = 200_000;
+/// # let result = transfer::run(&spec, Duration::from_millis(100), |_| {});
+/// let flow = &result.flows[0];
+/// assert_eq!(flow.bytes_delivered, 200_000);
+/// assert!(flow.byte_exact && flow.finished_at.is_some());
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowResult {
     /// Bytes the receiving application read, all checked against what was sent.
@@ -104,6 +132,19 @@ pub struct FlowResult {
 }
 
 /// A sample of every flow's congestion window.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::transfer::{self, TransferSpec};
+/// # let mut spec = TransferSpec::default();
+/// # spec.bytes = 200_000;
+/// # let result = transfer::run(&spec, Duration::from_millis(100), |_| {});
+/// let mut samples = Vec::new();
+/// transfer::run(&spec, Duration::from_millis(10), |s| samples.push(s.clone()));
+/// assert!(samples.iter().any(|s| s.cwnd[0] > 0));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct CwndSample {
     /// Simulated time since the start.
@@ -115,6 +156,19 @@ pub struct CwndSample {
 }
 
 /// What a transfer achieved.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::transfer::{self, TransferSpec};
+/// # let mut spec = TransferSpec::default();
+/// # spec.bytes = 200_000;
+/// # let result = transfer::run(&spec, Duration::from_millis(100), |_| {});
+/// assert!(result.completed);
+/// assert_eq!(result.bytes_delivered, 200_000);
+/// assert_eq!(result.packets_lost, 0);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct TransferResult {
     /// Bits delivered per second, all flows together, from the first connect to the last byte.
@@ -159,6 +213,14 @@ struct Flow {
 }
 
 /// Jain's fairness index of `xs`: 1 when all are equal, 1/n when one takes everything.
+///
+/// # Examples
+///
+/// ```
+/// use synack::sim::transfer::jain_index;
+/// assert_eq!(jain_index(&[5.0, 5.0]), 1.0);
+/// assert_eq!(jain_index(&[10.0, 0.0]), 0.5);
+/// ```
 pub fn jain_index(xs: &[f64]) -> f64 {
     let n = xs.len() as f64;
     let sum: f64 = xs.iter().sum();

@@ -13,6 +13,42 @@ impl Stack {
     /// Port 0 picks a free port of [`Config::ephemeral_ports`], as binding to port 0
     /// does on Linux; [`Stack::listener_addr`] tells which. Nothing listens on port 0
     /// itself, so a SYN to port 0 is answered with a RST.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// let addr: std::net::SocketAddr = "10.0.0.2:80".parse()?;
+    /// assert_eq!(server.listener_addr(listener)?, addr);
+    ///
+    /// // Port 0: a free ephemeral port, as bind(0) gives on Linux.
+    /// let any = server.listen("0.0.0.0:0".parse()?, 128)?;
+    /// let port = server.listener_addr(any)?.port();
+    /// assert!(server.config().ephemeral_ports.contains(&port));
+    ///
+    /// // The same port again overlaps the first listener.
+    /// assert_eq!(server.listen("0.0.0.0:80".parse()?, 128), Err(Error::AddressInUse));
+    /// // An address the stack does not have.
+    /// assert_eq!(server.listen("10.9.9.9:80".parse()?, 128), Err(Error::AddressNotAvailable));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn listen(&mut self, local: SocketAddr, backlog: usize) -> Result<ListenerHandle, Error> {
         if !local.ip().is_unspecified() && !self.addresses.contains(&local.ip()) {
             return Err(Error::AddressNotAvailable);
@@ -93,6 +129,36 @@ impl Stack {
     }
 
     /// The address a listener listens on (with the port chosen when it asked for port 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let listener = server.listen("0.0.0.0:0".parse()?, 16)?;
+    /// let port = server.listener_addr(listener)?.port();
+    /// assert_ne!(port, 0);
+    /// // Clients connect to the port it chose.
+    /// let conn = client.connect(now, std::net::SocketAddr::new("10.0.0.2".parse()?, port))?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.state(conn)?, TcpState::Established);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn listener_addr(&self, listener: ListenerHandle) -> Result<SocketAddr, Error> {
         self.listeners
             .get(listener.0 as usize)
@@ -102,6 +168,41 @@ impl Stack {
     }
 
     /// Take the next established connection from a listener, or `WouldBlock`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// assert_eq!(server.accept(listener), Err(Error::WouldBlock));
+    ///
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// pump(now, &mut client, &mut server);
+    /// // The handshake completed without the application: the listener says so.
+    /// assert!(std::iter::from_fn(|| server.poll_event()).any(|e| e == Event::Incoming(listener)));
+    /// assert_eq!(server.accept_queue_len(listener)?, 1);
+    ///
+    /// let accepted = server.accept(listener)?;
+    /// assert_eq!(server.state(accepted)?, TcpState::Established);
+    /// assert_eq!(server.peer_addr(accepted)?, client.local_addr(conn)?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn accept(&mut self, listener: ListenerHandle) -> Result<ConnectionHandle, Error> {
         let l = self
             .listeners
@@ -125,6 +226,36 @@ impl Stack {
 
     /// How many established connections wait in the listener's accept queue (what
     /// makes a listening socket readable to poll).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(server.accept_queue_len(listener)?, 2);
+    /// server.accept(listener)?;
+    /// assert_eq!(server.accept_queue_len(listener)?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn accept_queue_len(&self, listener: ListenerHandle) -> Result<usize, Error> {
         self.listeners
             .get(listener.0 as usize)
@@ -136,6 +267,42 @@ impl Stack {
     /// Options that connections accepted from now on start with, as sockets accepted on
     /// Linux inherit the listening socket's (SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG,
     /// TCP_NODELAY, TCP_USER_TIMEOUT).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// use synack::ListenerOptions;
+    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// let mut options = ListenerOptions::default();
+    /// options.nodelay = Some(true);
+    /// options.mss = Some(1200);
+    /// server.set_listener_options(listener, options)?;
+    ///
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// pump(now, &mut client, &mut server);
+    /// let accepted = server.accept(listener)?;
+    /// // The SYN-ACK announced 1200 bytes: the client's segments carry 1200 less the
+    /// // 12 bytes of the timestamp option.
+    /// assert_eq!(client.info(now, conn)?.snd_mss, 1200 - 12);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_listener_options(
         &mut self,
         listener: ListenerHandle,
@@ -151,6 +318,37 @@ impl Stack {
     }
 
     /// Stop listening; connections not yet accepted are reset.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// pump(now, &mut client, &mut server);
+    /// // Established but never accepted: closing the listener resets it.
+    /// server.close_listener(now, listener)?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.error(conn)?, Some(Error::ConnectionReset));
+    /// assert_eq!(server.accept(listener), Err(Error::InvalidHandle));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn close_listener(&mut self, now: Instant, listener: ListenerHandle) -> Result<(), Error> {
         let l = self
             .listeners
@@ -177,6 +375,48 @@ impl Stack {
     }
 
     /// Active open to `remote` from an ephemeral port of one of our addresses.
+    ///
+    /// The result comes as an event: [`Event::Connected`] once ESTABLISHED, or
+    /// [`Event::Error`] (refused, unreachable, timed out).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// // The SYN is queued; it leaves with the next poll_transmit.
+    /// assert_eq!(client.state(conn)?, TcpState::SynSent);
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.state(conn)?, TcpState::Established);
+    /// assert!(std::iter::from_fn(|| client.poll_event()).any(|e| e == Event::Connected(conn)));
+    ///
+    /// // Nobody listens on port 81: the peer's RST fails the connect.
+    /// let refused = client.connect(now, "10.0.0.2:81".parse()?)?;
+    /// pump(now, &mut client, &mut server);
+    /// let failed = std::iter::from_fn(|| client.poll_event()).find_map(|e| match e {
+    ///     Event::Error { conn, error } if conn == refused => Some(error),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(failed, Some(Error::ConnectionRefused));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnectionHandle, Error> {
         let unspecified = match remote {
             SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
@@ -187,6 +427,37 @@ impl Stack {
 
     /// Active open from a chosen local address and port (unspecified IP: pick one of ours
     /// of the same family; port 0: pick an ephemeral port).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// let conn = client.connect_from(now, "10.0.0.1:5000".parse()?, "10.0.0.2:80".parse()?)?;
+    /// assert_eq!(client.local_addr(conn)?.port(), 5000);
+    /// // One connection per 4-tuple.
+    /// assert_eq!(
+    ///     client.connect_from(now, "10.0.0.1:5000".parse()?, "10.0.0.2:80".parse()?),
+    ///     Err(Error::AddressInUse)
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connect_from(
         &mut self,
         now: Instant,
@@ -273,6 +544,48 @@ impl Stack {
     }
 
     /// Queue bytes for sending; returns how many fit in the send buffer (`WouldBlock` if none).
+    ///
+    /// When the send buffer is full, `WouldBlock`; [`Event::Writable`] says when there is
+    /// room again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// let n = client.send(now, conn, b"GET / HTTP/1.0\r\n\r\n")?;
+    /// assert_eq!(n, 18);
+    /// assert_eq!(client.send_queue(conn)?, 18); // not acknowledged yet
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(server.recv_queue(accepted)?, 18);
+    /// assert_eq!(client.send_queue(conn)?, 0);
+    ///
+    /// // After shutdown, the sending half is closed.
+    /// client.shutdown(now, conn)?;
+    /// assert_eq!(client.send(now, conn, b"more"), Err(Error::BrokenPipe));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send(
         &mut self,
         now: Instant,
@@ -284,6 +597,43 @@ impl Stack {
 
     /// Zero-copy send: `fill` writes up to `max` bytes straight into the connection's
     /// send buffer and returns how many it wrote (`WouldBlock` if the buffer is full).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// let n = client.send_with(now, conn, 5, |room| {
+    ///     let n = room.len().min(5);
+    ///     room[..n].copy_from_slice(&b"hello"[..n]);
+    ///     n
+    /// })?;
+    /// assert_eq!(n, 5);
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(server.recv_queue(accepted)?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send_with(
         &mut self,
         now: Instant,
@@ -299,6 +649,45 @@ impl Stack {
     /// Zero-copy receive: `take` sees the received bytes in the stack's buffer (as two
     /// slices, in order) and returns how many it consumed. `Ok(0)` with nothing left is
     /// end-of-stream; `WouldBlock` means nothing yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.send(now, conn, b"hello")?;
+    /// pump(now, &mut client, &mut server);
+    /// let mut line = Vec::new();
+    /// // Take the bytes where they lie (two slices when the ring wraps).
+    /// let n = server.recv_with(now, accepted, |a, b| {
+    ///     line.extend_from_slice(a);
+    ///     line.extend_from_slice(b);
+    ///     a.len() + b.len()
+    /// })?;
+    /// assert_eq!((n, &line[..]), (5, &b"hello"[..]));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv_with(
         &mut self,
         now: Instant,
@@ -309,6 +698,48 @@ impl Stack {
     }
 
     /// Read received bytes: `Ok(0)` is end-of-stream, `WouldBlock` means nothing yet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// let mut buf = [0u8; 64];
+    /// assert_eq!(server.recv(now, accepted, &mut buf), Err(Error::WouldBlock));
+    ///
+    /// client.send(now, conn, b"hello")?;
+    /// pump(now, &mut client, &mut server);
+    /// assert!(std::iter::from_fn(|| server.poll_event()).any(|e| e == Event::Readable(accepted)));
+    /// let n = server.recv(now, accepted, &mut buf)?;
+    /// assert_eq!(&buf[..n], b"hello");
+    ///
+    /// // The client's FIN is end-of-stream.
+    /// client.shutdown(now, conn)?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(server.recv(now, accepted, &mut buf), Ok(0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv(
         &mut self,
         now: Instant,
@@ -321,6 +752,35 @@ impl Stack {
     /// SO_SNDBUF / SO_RCVBUF for one connection (None keeps the current size). Call it
     /// right after `connect` (before the next `poll_transmit`) for the receive buffer to
     /// set the window scale offered in the SYN.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// // SO_RCVBUF 32 KiB, before the SYN leaves: a window that needs no scaling.
+    /// client.set_buffers(now, conn, None, Some(32 * 1024))?;
+    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.info(now, conn)?.wscale.1, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_buffers(
         &mut self,
         now: Instant,
@@ -333,6 +793,42 @@ impl Stack {
 
     /// SO_KEEPALIVE: probe an idle connection with these settings (None turns it off;
     /// `Keepalive::default()` has Linux's 7200 s / 75 s / 9 probes).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// use std::time::Duration;
+    /// use synack::Keepalive;
+    /// let mut keepalive = Keepalive::default();
+    /// keepalive.idle = Duration::from_secs(60);
+    /// client.set_keepalive(now, conn, Some(keepalive))?;
+    /// // Idle: the next timer is the first probe, a minute away.
+    /// assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(60)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_keepalive(
         &mut self,
         now: Instant,
@@ -344,6 +840,41 @@ impl Stack {
 
     /// TCP_NODELAY: true sends small segments at once; false (the default) applies
     /// Nagle's algorithm (RFC 1122 4.2.3.4).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.set_nodelay(now, conn, true)?;
+    /// client.send(now, conn, b"a")?;
+    /// assert!(client.poll_transmit(now).is_some());
+    /// // Without Nagle, the second small write does not wait for the first one's ACK.
+    /// client.send(now, conn, b"b")?;
+    /// assert!(client.poll_transmit(now).is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_nodelay(
         &mut self,
         now: Instant,
@@ -356,6 +887,47 @@ impl Stack {
     /// TCP_USER_TIMEOUT (RFC 5482): abort the connection when sent data stays
     /// unacknowledged for this long, in place of the `tcp_retries2` count (None or zero
     /// goes back to it). The last retransmission is timed to end at the limit, as on Linux.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// use std::time::Duration;
+    /// client.set_user_timeout(now, conn, Some(Duration::from_secs(5)))?;
+    /// client.send(now, conn, b"lost")?;
+    /// while client.poll_transmit(now).is_some() {} // the server never hears of it
+    /// let mut t = now;
+    /// while let Some(deadline) = client.poll_timeout() {
+    ///     t = deadline;
+    ///     client.on_timeout(t);
+    ///     while client.poll_transmit(t).is_some() {}
+    /// }
+    /// assert_eq!(client.error(conn)?, Some(Error::TimedOut));
+    /// assert!(t <= now + Duration::from_secs(5));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_user_timeout(
         &mut self,
         now: Instant,
@@ -367,12 +939,72 @@ impl Stack {
 
     /// TCP_MAXSEG: cap the segment size. Called right after `connect` (before the next
     /// `poll_transmit`) it is also the MSS our SYN announces.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// client.set_mss(now, conn, 536)?;
+    /// let syn = client.poll_transmit(now).unwrap();
+    /// let (_, tcp) = synack::wire::parse_tcp_packet(&syn)?;
+    /// assert_eq!(tcp.options.mss, Some(536));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_mss(&mut self, now: Instant, conn: ConnectionHandle, mss: u16) -> Result<(), Error> {
         self.with_conn(now, conn, |c, _| c.set_mss(mss))
     }
 
     /// Choose the congestion control of one connection (like `setsockopt(TCP_CONGESTION)`):
     /// before it is established, or during, keeping its current cwnd.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// use synack::CongestionControl;
+    /// client.set_congestion_control(now, conn, CongestionControl::NewReno)?;
+    /// assert_eq!(client.info(now, conn)?.congestion_control, CongestionControl::NewReno);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set_congestion_control(
         &mut self,
         now: Instant,
@@ -383,6 +1015,46 @@ impl Stack {
     }
 
     /// Shut down the sending half (half-close): a FIN follows the queued data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.shutdown(now, conn)?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.state(conn)?, TcpState::FinWait2);
+    /// assert_eq!(server.state(accepted)?, TcpState::CloseWait);
+    ///
+    /// // The other direction still flows.
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(server.recv(now, accepted, &mut buf), Ok(0));
+    /// server.send(now, accepted, b"reply")?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.recv(now, conn, &mut buf)?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn shutdown(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
         self.with_conn(now, conn, |c, _| c.shutdown(now))?
     }
@@ -433,6 +1105,61 @@ impl Stack {
     }
 
     /// Close: the application gives up the handle; the stack finishes the close.
+    ///
+    /// After `close` the handle is no longer valid (`InvalidHandle`): what becomes of the
+    /// connection shows in [`Event::StateChanged`] events (which carry its handle),
+    /// [`Stack::state_of`] and [`Stack::snapshot`]. Unread received data makes the close an
+    /// abort (a RST, as on Linux).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.close(now, conn)?;
+    /// // The handle is given up at once ...
+    /// assert_eq!(client.state(conn), Err(Error::InvalidHandle));
+    /// pump(now, &mut client, &mut server);
+    /// // ... while the stack finishes the close: FIN_WAIT_2 until the server closes too.
+    /// let (local, remote) = (server.peer_addr(accepted)?, server.local_addr(accepted)?);
+    /// assert_eq!(client.state_of(local, remote), Some(TcpState::FinWait2));
+    ///
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(server.recv(now, accepted, &mut buf), Ok(0));
+    /// server.close(now, accepted)?;
+    /// pump(now, &mut client, &mut server);
+    /// // The client side waits out TIME_WAIT in the stack's compact table; the server is gone.
+    /// assert_eq!(client.time_wait_count(), 1);
+    /// assert_eq!(server.connection_count(), 0);
+    /// // Its last states come as events.
+    /// let last = std::iter::from_fn(|| client.poll_event()).filter_map(|e| match e {
+    ///     Event::StateChanged { to, .. } => Some(to),
+    ///     _ => None,
+    /// }).last();
+    /// assert_eq!(last, Some(TcpState::TimeWait));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn close(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
         self.with_conn(now, conn, |c, cfg| c.close(now, cfg))?;
         self.slots[conn.index as usize].app_owned = false;
@@ -442,6 +1169,47 @@ impl Stack {
     }
 
     /// Abort: send RST and drop the connection at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.abort(now, conn)?;
+    /// pump(now, &mut client, &mut server);
+    /// let reset = std::iter::from_fn(|| server.poll_event()).any(|e| {
+    ///     e == Event::Error { conn: accepted, error: Error::ConnectionReset }
+    /// });
+    /// assert!(reset);
+    /// // The server's handle stays valid, CLOSED, until the server closes it.
+    /// assert_eq!(server.state(accepted)?, TcpState::Closed);
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(server.recv(now, accepted, &mut buf), Err(Error::ConnectionReset));
+    /// server.close(now, accepted)?;
+    /// assert_eq!(server.connection_count(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn abort(&mut self, now: Instant, conn: ConnectionHandle) -> Result<(), Error> {
         self.with_conn(now, conn, |c, _| c.abort(now))?;
         self.slots[conn.index as usize].app_owned = false;
@@ -450,17 +1218,115 @@ impl Stack {
     }
 
     /// The connection's current state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// assert_eq!(client.state(conn)?, TcpState::Established);
+    /// client.close(now, conn)?;
+    /// assert_eq!(client.state(conn), Err(Error::InvalidHandle));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn state(&self, conn: ConnectionHandle) -> Result<TcpState, Error> {
         Ok(self.conn_ref(conn)?.tcp_state())
     }
 
     /// Why the connection ended, if it ended with an error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// assert_eq!(client.error(conn)?, None);
+    /// server.abort(now, accepted)?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.error(conn)?, Some(Error::ConnectionReset));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn error(&self, conn: ConnectionHandle) -> Result<Option<Error>, Error> {
         Ok(self.conn_ref(conn)?.error)
     }
 
     /// Whether `recv` would return at once: data, end-of-stream, or the error the
     /// connection ended with (what makes a socket readable to poll).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// assert!(!server.readable(accepted)?);
+    /// client.send(now, conn, b"x")?;
+    /// pump(now, &mut client, &mut server);
+    /// assert!(server.readable(accepted)?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn readable(&self, conn: ConnectionHandle) -> Result<bool, Error> {
         let c = self.conn_ref(conn)?;
         Ok(!c.rcv_buf.is_empty()
@@ -477,26 +1343,188 @@ impl Stack {
     }
 
     /// Bytes waiting to be read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.send(now, conn, b"hello")?;
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(server.recv_queue(accepted)?, 5);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn recv_queue(&self, conn: ConnectionHandle) -> Result<usize, Error> {
         Ok(self.conn_ref(conn)?.rcv_buf.len())
     }
 
     /// Bytes written and not yet acknowledged by the peer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.send(now, conn, b"hello")?;
+    /// assert_eq!(client.send_queue(conn)?, 5);
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.send_queue(conn)?, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn send_queue(&self, conn: ConnectionHandle) -> Result<usize, Error> {
         Ok(self.conn_ref(conn)?.snd_buf.len())
     }
 
     /// Our address and port of a connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// let local = client.local_addr(conn)?;
+    /// assert_eq!(local.ip().to_string(), "10.0.0.1");
+    /// assert_eq!(server.peer_addr(accepted)?, local);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn local_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
         Ok(self.conn_ref(conn)?.local)
     }
 
     /// The peer's address and port of a connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// assert_eq!(client.peer_addr(conn)?, server.local_addr(accepted)?);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn peer_addr(&self, conn: ConnectionHandle) -> Result<SocketAddr, Error> {
         Ok(self.conn_ref(conn)?.remote)
     }
 
     /// A `TCP_INFO`-like snapshot of one of the application's connections.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.send(now, conn, &[0u8; 3000])?;
+    /// pump(now, &mut client, &mut server);
+    /// let info = client.info(now, conn)?;
+    /// assert_eq!(info.state, TcpState::Established);
+    /// assert_eq!(info.bytes_acked, 3000);
+    /// assert!(info.cwnd.is_some() && info.srtt.is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn info(
         &self,
         now: Instant,
@@ -507,6 +1535,40 @@ impl Stack {
 
     /// Snapshots of every connection in the table (orphans and embryonic ones included;
     /// TIME_WAIT table entries are listed by [`Stack::connections`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.close(now, conn)?;
+    /// // The orphan is still listed while it closes.
+    /// let all = client.all_info(now);
+    /// assert_eq!(all.len(), 1);
+    /// assert!(all[0].orphaned);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn all_info(&self, now: Instant) -> Vec<crate::tcp::ConnectionInfo> {
         self.slots
             .iter()
@@ -516,6 +1578,38 @@ impl Stack {
     }
 
     /// The state of any connection by 4-tuple (including orphans and TIME_WAIT entries).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// let (local, remote) = (client.local_addr(conn)?, client.peer_addr(conn)?);
+    /// assert_eq!(client.state_of(local, remote), Some(TcpState::Established));
+    /// assert_eq!(client.state_of(remote, local), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn state_of(&self, local: SocketAddr, remote: SocketAddr) -> Option<TcpState> {
         let t = FourTuple { local, remote };
         if let Some(i) = self.by_tuple.get(&self.slots, &t) {

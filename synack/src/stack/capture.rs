@@ -12,6 +12,45 @@ pub use ipnet::IpNet;
 use super::*;
 
 /// Which destinations a catch-all listener takes (see [`Stack::listen_capture`]).
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// use synack::{Capture, IpNet};
+/// // A relay: take every connection to 198.51.100.0/24, ports 80 and 443.
+/// let capture = Capture::all()
+///     .prefix("198.51.100.0/24".parse::<IpNet>()?)
+///     .ports(80..=80)
+///     .ports(443..=443);
+/// assert!(capture.matches("198.51.100.7:443".parse()?));
+/// assert!(!capture.matches("198.51.100.7:22".parse()?));
+/// let listener = server.listen_capture(capture, 128)?;
+///
+/// // A client asks for 198.51.100.7 (routed to the server's stack).
+/// let conn = client.connect(now, "198.51.100.7:443".parse()?)?;
+/// pump(now, &mut client, &mut server);
+/// let accepted = server.accept(listener)?;
+/// // The server's side of the connection is the address the client asked for.
+/// assert_eq!(server.local_addr(accepted)?.to_string(), "198.51.100.7:443");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Capture {
     prefixes: Vec<IpNet>,

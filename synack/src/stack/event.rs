@@ -6,6 +6,50 @@ use super::{ConnectionHandle, Error, ListenerHandle, UdpHandle};
 use crate::{Instant, TcpState};
 
 /// Something the application (or an observer) may want to know about.
+///
+/// Events for connections the application has not accepted yet go to their listener
+/// ([`Event::Incoming`], [`Event::Request`]); only `StateChanged` and `Warning` are also
+/// reported for connections it never saw or already closed.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// pump(now, &mut client, &mut server);
+/// let mut states = Vec::new();
+/// while let Some(event) = client.poll_event() {
+///     match event {
+///         Event::StateChanged { conn: c, from, to, .. } if c == conn => states.push((from, to)),
+///         Event::Connected(c) => assert_eq!(c, conn),
+///         Event::Error { error, .. } => panic!("failed: {error}"),
+///         // Non-exhaustive: a match needs this arm.
+///         _ => {}
+///     }
+/// }
+/// assert_eq!(states, [
+///     (TcpState::Closed, TcpState::SynSent),
+///     (TcpState::SynSent, TcpState::Established),
+/// ]);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A connection changed state. Emitted for every transition, including those of

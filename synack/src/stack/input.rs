@@ -14,6 +14,52 @@ use tables::FourTuple;
 
 impl Stack {
     /// Feed one IP packet (IPv4 or IPv6, no link header) that arrived at `now`.
+    ///
+    /// Anything may come in: a packet that is not for this stack, or does not parse, is
+    /// counted in [`Stack::stats`] under its reason and otherwise ignored.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// // A SYN built by hand, as a device would deliver it.
+    /// let mut options = TcpOptions::default();
+    /// options.mss = Some(1460);
+    /// let syn = TcpRepr {
+    ///     src_port: 40000, dst_port: 80, seq: SeqNum::new(1000), ack: SeqNum::new(0),
+    ///     flags: TcpFlags::SYN, window: 65535, urgent: 0, options, payload: &[],
+    /// };
+    /// let packet = wire::emit_tcp_packet("10.0.0.1".parse()?, "10.0.0.2".parse()?, 64, &syn)?;
+    /// server.receive(now, &packet);
+    /// // The answer: a SYN-ACK acknowledging the SYN.
+    /// let reply = server.poll_transmit(now).unwrap();
+    /// let (_, tcp) = wire::parse_tcp_packet(&reply)?;
+    /// assert_eq!(tcp.flags, TcpFlags::SYN | TcpFlags::ACK);
+    /// assert_eq!(tcp.ack, SeqNum::new(1001));
+    ///
+    /// // Bad input is counted, never a panic.
+    /// server.receive(now, &packet[..30]);
+    /// assert_eq!(server.stats().total_dropped(), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn receive(&mut self, now: Instant, packet: &[u8]) {
         self.receive_packet(now, packet, false);
     }
@@ -22,6 +68,36 @@ impl Stack {
     /// (receive checksum offload: verified by the hardware, or never computed because
     /// the packet was made on this host, as the kernel's `CHECKSUM_PARTIAL` packets
     /// reaching a TUN device are). Everything else is checked as usual.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let mut syn = client.poll_transmit(now).unwrap();
+    /// let last = syn.len() - 1;
+    /// syn[last] ^= 0xff; // damage the TCP checksum
+    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// server.receive(now, &syn);
+    /// assert_eq!(server.stats().dropped("bad_tcp_checksum"), 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn receive_checksum_verified(&mut self, now: Instant, packet: &[u8]) {
         self.receive_packet(now, packet, true);
     }

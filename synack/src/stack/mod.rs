@@ -13,6 +13,149 @@
 //! (`poll_transmit`, `poll_timeout`, `on_timeout`, `poll_event`). `input.rs` has the
 //! packets in, `listen.rs` the listen path with SYN cookies, `api.rs` the
 //! application's calls.
+//!
+//! # A complete driver
+//!
+//! Two stacks in two threads on the wall clock, joined by channels: the loop any
+//! driver runs (`docs/embedding.md` explains each step), with an echo server and a
+//! client as its applications.
+//!
+//! ```
+//! use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+//! use synack::{Config, Event, Instant, Stack, TcpState};
+//!
+//! /// The device: IP packets in and out. Here a channel to the other stack; in a real
+//! /// driver a TUN file descriptor, a raw socket, a VPN tunnel...
+//! struct Device {
+//!     rx: Receiver<Vec<u8>>,
+//!     tx: Sender<Vec<u8>>,
+//! }
+//!
+//! /// Drive `stack` on the wall clock until `app` returns false or the device is gone.
+//! /// `app` sees every event and may call into the stack (accept, send, recv, close...).
+//! fn run(
+//!     stack: &mut Stack,
+//!     device: &Device,
+//!     start: std::time::Instant,
+//!     mut app: impl FnMut(&mut Stack, Instant, Event) -> bool,
+//! ) {
+//!     // synack's clock: microseconds since an origin the driver chose.
+//!     let now = || Instant::from_micros(start.elapsed().as_micros() as u64);
+//!     let mut buf = vec![0u8; stack.max_packet_size()];
+//!     let mut running = true;
+//!     while running {
+//!         // 1. After every call into the stack: drain its events and its packets, until
+//!         //    neither is left (the application's calls may make more of both).
+//!         loop {
+//!             let t = now();
+//!             let mut busy = false;
+//!             while let Some(event) = stack.poll_event() {
+//!                 busy = true;
+//!                 running &= app(stack, t, event);
+//!             }
+//!             while let Some(tx) = stack.poll_transmit_into(t, &mut buf) {
+//!                 busy = true;
+//!                 let _ = device.tx.send(buf[..tx.len].to_vec());
+//!             }
+//!             if !busy {
+//!                 break;
+//!             }
+//!         }
+//!         if !running {
+//!             break;
+//!         }
+//!         // 2. Sleep until the next packet or the stack's next deadline.
+//!         let packet = match stack.poll_timeout() {
+//!             Some(at) => match device.rx.recv_timeout(at - now()) {
+//!                 Ok(packet) => Some(packet),
+//!                 Err(RecvTimeoutError::Timeout) => None,
+//!                 Err(RecvTimeoutError::Disconnected) => return,
+//!             },
+//!             None => match device.rx.recv() {
+//!                 Ok(packet) => Some(packet),
+//!                 Err(_) => return,
+//!             },
+//!         };
+//!         // 3. Feed in what happened: the packet, and the timers that are due.
+//!         let t = now();
+//!         if let Some(packet) = packet {
+//!             stack.receive(t, &packet);
+//!         }
+//!         if stack.poll_timeout().is_some_and(|at| at <= t) {
+//!             stack.on_timeout(t);
+//!         }
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Two stacks, each in its own thread, joined by two channels.
+//! let (to_server, from_client) = channel();
+//! let (to_client, from_server) = channel();
+//! let mut server = Stack::new(Config::default());
+//! server.add_address("10.0.0.2".parse()?);
+//! let mut client = Stack::new(Config::default());
+//! client.add_address("10.0.0.1".parse()?);
+//! let start = std::time::Instant::now();
+//!
+//! // An echo server: it sends back what it reads and closes when the client has.
+//! server.listen("10.0.0.2:7".parse()?, 128)?;
+//! let server_device = Device { rx: from_client, tx: to_client };
+//! let server_thread = std::thread::spawn(move || {
+//!     run(&mut server, &server_device, start, |stack, now, event| {
+//!         match event {
+//!             Event::Incoming(listener) => while stack.accept(listener).is_ok() {},
+//!             Event::Readable(conn) => {
+//!                 let mut buf = [0u8; 1500];
+//!                 loop {
+//!                     match stack.recv(now, conn, &mut buf) {
+//!                         Ok(0) => {
+//!                             let _ = stack.close(now, conn);
+//!                             return false; // one connection, then done
+//!                         }
+//!                         Ok(n) => {
+//!                             let _ = stack.send(now, conn, &buf[..n]);
+//!                         }
+//!                         Err(_) => break, // WouldBlock: wait for the next event
+//!                     }
+//!                 }
+//!             }
+//!             _ => {}
+//!         }
+//!         true
+//!     })
+//! });
+//!
+//! // A client: connect, send, half-close, read the echo to the end.
+//! let conn = client.connect(Instant::from_micros(start.elapsed().as_micros() as u64), "10.0.0.2:7".parse()?)?;
+//! let client_device = Device { rx: from_server, tx: to_server };
+//! let mut echo = Vec::new();
+//! run(&mut client, &client_device, start, |stack, now, event| {
+//!     match event {
+//!         Event::Connected(c) => {
+//!             let _ = stack.send(now, c, b"hello");
+//!             let _ = stack.shutdown(now, c);
+//!         }
+//!         Event::Readable(c) => {
+//!             let mut buf = [0u8; 1500];
+//!             while let Ok(n) = stack.recv(now, c, &mut buf) {
+//!                 if n == 0 {
+//!                     let _ = stack.close(now, c);
+//!                     break;
+//!                 }
+//!                 echo.extend_from_slice(&buf[..n]);
+//!             }
+//!         }
+//!         // Both FINs are acknowledged: this side's work is done.
+//!         Event::StateChanged { conn: c, to: TcpState::TimeWait, .. } if c == conn => return false,
+//!         _ => {}
+//!     }
+//!     true
+//! });
+//! server_thread.join().unwrap();
+//! assert_eq!(echo, b"hello");
+//! # Ok(())
+//! # }
+//! ```
 
 mod api;
 mod capture;
@@ -43,6 +186,35 @@ pub use stats::StackStats;
 pub use udp::{Datagram, UdpHandle, UdpSnapshot};
 
 /// One socket of [`Stack::snapshot`].
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let snapshot = server.snapshot(now);
+/// assert_eq!(snapshot.len(), 1);
+/// assert_eq!(snapshot[0].state, TcpState::Listen);
+/// assert_eq!(snapshot[0].remote, None);
+/// assert_eq!(snapshot[0].send_q, 128); // a listener's backlog
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SocketSnapshot {
     /// Its state.
@@ -68,6 +240,40 @@ pub struct SocketSnapshot {
 }
 
 /// One line of [`Stack::state_summary`].
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// use synack::StateSummary;
+/// server.listen("10.0.0.2:80".parse()?, 128)?;
+/// client.connect(now, "10.0.0.2:80".parse()?)?;
+/// client.connect(now, "10.0.0.2:80".parse()?)?;
+/// pump(now, &mut client, &mut server);
+/// // Of one stack, or of several (a multi-queue interface adds its stacks up).
+/// let mut sockets = client.snapshot(now);
+/// sockets.extend(server.snapshot(now));
+/// let summary = StateSummary::of(&sockets);
+/// let count = |state| summary.iter().find(|s| s.state == state).map_or(0, |s| s.count);
+/// assert_eq!((count(TcpState::Established), count(TcpState::Listen)), (4, 1));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StateSummary {
     /// The state.
@@ -101,6 +307,34 @@ impl StateSummary {
 
 /// Socket options of a listener that its accepted connections inherit
 /// ([`Stack::set_listener_options`]); None keeps the stack's default.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// use synack::ListenerOptions;
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let mut options = ListenerOptions::default(); // every field None: the stack's defaults
+/// options.recv_buffer = Some(1 << 20);
+/// server.set_listener_options(listener, options)?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListenerOptions {
     /// TCP_MAXSEG: the MSS announced in the SYN-ACK and the largest segment sent.
@@ -130,6 +364,45 @@ use tables::{FourTuple, Listener, Slot, TimerQueue};
 use time_wait_table::TimeWaitTable;
 
 /// Names one connection of a [`Stack`]. Cheap to copy; stale handles are detected.
+///
+/// A handle is valid while the application owns its connection: from `connect` or
+/// `accept` until `close` or `abort`. A connection that ends on its own (reset, timed
+/// out) keeps its handle, in CLOSED with its error, until the application closes it.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// # pump(now, &mut client, &mut server);
+/// # let accepted = server.accept(listener)?;
+/// # while client.poll_event().is_some() {}
+/// # while server.poll_event().is_some() {}
+/// let (local, remote) = (client.local_addr(conn)?, client.peer_addr(conn)?);
+/// client.abort(now, conn)?;
+/// // The connection is gone; its slot may be reused, but this handle stays stale.
+/// assert_eq!(client.state(conn), Err(Error::InvalidHandle));
+/// let again = client.connect_from(now, local, remote)?;
+/// assert_ne!(again, conn);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionHandle {
     pub(crate) index: u32,
@@ -137,6 +410,32 @@ pub struct ConnectionHandle {
 }
 
 /// Names one listening socket of a [`Stack`].
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// server.close_listener(now, listener)?;
+/// assert_eq!(server.accept(listener), Err(Error::InvalidHandle));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ListenerHandle(pub(crate) u32);
 
@@ -148,6 +447,62 @@ const COOKIE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(120)
 const CTL_QUEUE_LIMIT: usize = 4096;
 
 /// A user-space TCP/IP stack: one host's TCP.
+///
+/// A `Stack` is one-threaded state with no I/O of its own: every call takes the time
+/// (`now`) from the caller, and what the stack wants done comes back from
+/// [`Stack::poll_transmit`] (packets to send), [`Stack::poll_event`] (what happened) and
+/// [`Stack::poll_timeout`] (when to call [`Stack::on_timeout`]). After every call into it,
+/// drain `poll_transmit` and `poll_event`; then sleep until the next packet or the
+/// deadline. The [module documentation](crate::stack) has a complete driver on the wall
+/// clock, and `docs/embedding.md` the whole contract.
+///
+/// `Stack` is `Send` but not `Sync` (a driver thread may own it, or a `Mutex` may share
+/// it, as `synack::tun` does) and keeps no references between calls.
+///
+/// # Examples
+///
+/// Two stacks joined by a function that carries each one's packets to the other, on a
+/// clock that never moves: a handshake, a request, and the connection's events.
+///
+/// ```
+/// use synack::{Config, Event, Instant, Stack, TcpState};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut client = Stack::new(Config::default());
+/// client.add_address("10.0.0.1".parse()?);
+/// let mut server = Stack::new(Config::default());
+/// server.add_address("10.0.0.2".parse()?);
+///
+/// // The wire: until both are quiet, what one sends the other receives.
+/// fn wire(now: Instant, a: &mut Stack, b: &mut Stack) {
+///     loop {
+///         let mut quiet = true;
+///         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+///         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+///         if quiet { break; }
+///     }
+/// }
+///
+/// let now = Instant::ZERO;
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// client.send(now, conn, b"GET / HTTP/1.0\r\n\r\n")?; // queued behind the SYN
+/// wire(now, &mut client, &mut server); // SYN, SYN-ACK, ACK with the request
+///
+/// let accepted = server.accept(listener)?;
+/// let mut buf = [0u8; 64];
+/// let n = server.recv(now, accepted, &mut buf)?;
+/// assert_eq!(&buf[..n], b"GET / HTTP/1.0\r\n\r\n");
+///
+/// let events: Vec<Event> = std::iter::from_fn(|| client.poll_event()).collect();
+/// assert!(events.contains(&Event::Connected(conn)));
+/// assert!(events.iter().any(|e| matches!(e, Event::StateChanged { to: TcpState::Established, .. })));
+/// # fn send<T: Send>() {}
+/// # fn send_sync<T: Send + Sync>() {}
+/// # send::<Stack>();
+/// # send_sync::<(synack::ConnectionHandle, synack::ListenerHandle, Event, synack::Error, Config, Instant)>();
+/// # Ok(())
+/// # }
+/// ```
 pub struct Stack {
     config: Config,
     addresses: Vec<IpAddr>,
@@ -208,6 +563,18 @@ impl Stack {
     ///
     /// # Panics
     /// If the operating system's random source fails (see [`Secrets::Random`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use synack::{Config, Stack};
+    /// let mut config = Config::default();
+    /// config.mtu = 9000;
+    /// config.tcp_nodelay = true;
+    /// let stack = Stack::new(config);
+    /// assert_eq!(stack.config().mtu, 9000);
+    /// assert!(stack.addresses().is_empty()); // give it one with add_address
+    /// ```
     pub fn new(config: Config) -> Stack {
         let keys = crate::secrets::Keys::new(config.secrets);
         Stack {
@@ -242,17 +609,64 @@ impl Stack {
     }
 
     /// The configuration this stack runs with.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let stack = synack::Stack::new(synack::Config::default());
+    /// assert_eq!(stack.config().tcp_syn_retries, 6); // Linux's default
+    /// ```
     pub fn config(&self) -> &Config {
         &self.config
     }
 
     /// Change the configuration; it applies to connections opened from now on (as a
     /// sysctl does on Linux).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// client.config_mut().tcp_nodelay = true;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?; // opened with TCP_NODELAY
+    /// assert!(client.config().tcp_nodelay);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn config_mut(&mut self) -> &mut Config {
         &mut self.config
     }
 
     /// Give the stack an IP address: it accepts packets sent to it and uses it as a source.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use synack::{Config, Stack};
+    /// # fn main() -> Result<(), std::net::AddrParseError> {
+    /// let mut stack = Stack::new(Config::default());
+    /// stack.add_address("198.18.0.2".parse()?);
+    /// stack.add_address("2001:db8::2".parse()?);
+    /// stack.add_address("198.18.0.2".parse()?); // already there
+    /// assert_eq!(stack.addresses().len(), 2);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn add_address(&mut self, addr: IpAddr) {
         if !self.addresses.contains(&addr) {
             self.addresses.push(addr);
@@ -260,11 +674,49 @@ impl Stack {
     }
 
     /// This stack's addresses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut stack = synack::Stack::new(synack::Config::default());
+    /// stack.add_address(std::net::Ipv4Addr::new(10, 0, 0, 1).into());
+    /// assert_eq!(stack.addresses(), &[std::net::IpAddr::from([10, 0, 0, 1])]);
+    /// ```
     pub fn addresses(&self) -> &[IpAddr] {
         &self.addresses
     }
 
     /// A snapshot of the stack's counters (including those of live connections).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// client.connect(now, "10.0.0.2:81".parse()?)?; // refused
+    /// pump(now, &mut client, &mut server);
+    /// let stats = client.stats();
+    /// assert_eq!((stats.active_opens, stats.established, stats.failed), (2, 1, 1));
+    /// assert_eq!(server.stats().resets_sent, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> StackStats {
         let mut s = self.stats.clone();
         for slot in &self.slots {
@@ -277,11 +729,75 @@ impl Stack {
     }
 
     /// Connections in the connection table (not counting TIME_WAIT table entries).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// pump(now, &mut client, &mut server);
+    /// // Not yet accepted, but in the server's table all the same.
+    /// assert_eq!((client.connection_count(), server.connection_count()), (1, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connection_count(&self) -> usize {
         self.live_connections
     }
 
     /// Entries in the TIME_WAIT table.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.close(now, conn)?;
+    /// server.close(now, accepted)?;
+    /// pump(now, &mut client, &mut server);
+    /// // The client closed first: it keeps the TIME_WAIT entry, for Config::time_wait.
+    /// assert_eq!(client.time_wait_count(), 1);
+    /// client.on_timeout(now + client.config().time_wait);
+    /// assert_eq!(client.time_wait_count(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn time_wait_count(&self) -> usize {
         self.time_wait.len()
     }
@@ -299,6 +815,41 @@ impl Stack {
     }
 
     /// The TIME_WAIT entry for a 4-tuple, if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// let (local, remote) = (client.local_addr(conn)?, client.peer_addr(conn)?);
+    /// client.close(now, conn)?;
+    /// server.close(now, accepted)?;
+    /// pump(now, &mut client, &mut server);
+    /// let entry = client.time_wait_entry(local, remote).expect("in TIME_WAIT");
+    /// assert_eq!(entry.expiry, now + client.config().time_wait);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn time_wait_entry(
         &self,
         local: SocketAddr,
@@ -312,6 +863,44 @@ impl Stack {
     /// Every socket as `ss` shows it: listeners, connections, and TIME_WAIT entries, with
     /// queues, the time to the next timer, the time in the current state and, for
     /// connections, their TCP_INFO-like statistics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.send(now, conn, b"unread")?;
+    /// pump(now, &mut client, &mut server);
+    /// for socket in server.snapshot(now) {
+    ///     match socket.state {
+    ///         TcpState::Listen => assert_eq!(socket.recv_q, 0), // nothing left to accept
+    ///         TcpState::Established => assert_eq!(socket.recv_q, 6),
+    ///         other => panic!("unexpected {other}"),
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn snapshot(&self, now: Instant) -> Vec<SocketSnapshot> {
         let mut v = Vec::new();
         for l in self.listeners.iter().flatten() {
@@ -367,6 +956,38 @@ impl Stack {
     }
 
     /// Per state: how many sockets, and how long the oldest has been in it (`ss -s`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// let summary = server.state_summary(now);
+    /// let established = summary.iter().find(|s| s.state == TcpState::Established).unwrap();
+    /// assert_eq!(established.count, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn state_summary(&self, now: Instant) -> Vec<StateSummary> {
         StateSummary::of(&self.snapshot(now))
     }
@@ -376,6 +997,36 @@ impl Stack {
     /// any other packet. How an interface whose flows are spread over several stacks
     /// finds the one a packet belongs to. Reads only addresses and ports (a TCP checksum
     /// is not checked).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let syn = client.poll_transmit(now).unwrap();
+    /// assert_eq!(server.has_flow(&syn), Some(false)); // a new flow for the server
+    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// server.receive(now, &syn);
+    /// assert_eq!(server.has_flow(&syn), Some(true)); // now it has the connection
+    /// assert_eq!(server.has_flow(b"not a packet"), None);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn has_flow(&self, packet: &[u8]) -> Option<bool> {
         let (ip, payload) = wire::parse_ip(packet).ok()?;
         let tuple = match ip.protocol {
@@ -393,6 +1044,37 @@ impl Stack {
     }
 
     /// The state of every connection, including TIME_WAIT entries: (local, remote, state).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// let all = client.connections();
+    /// assert_eq!(all, vec![(client.local_addr(conn)?, client.peer_addr(conn)?, TcpState::Established)]);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn connections(&self) -> Vec<(SocketAddr, SocketAddr, TcpState)> {
         let mut v: Vec<_> = self
             .slots
@@ -759,12 +1441,75 @@ impl Stack {
 
     /// Bytes held in all connections' send and receive buffers (what `Config::tcp_mem`
     /// limits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.send(now, conn, &[7u8; 10_000])?;
+    /// // Queued bytes are held (and counted against Config::tcp_mem) until acknowledged.
+    /// assert!(client.buffer_memory() >= 10_000);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn buffer_memory(&self) -> usize {
         self.memory
     }
 
     /// Connections closed by the application that are still closing (what
     /// `Config::tcp_max_orphans` limits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// client.close(now, conn)?;
+    /// assert_eq!(client.orphan_count(), 1); // closed by the application, still closing
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn orphan_count(&self) -> usize {
         self.orphans
     }
@@ -857,6 +1602,36 @@ impl Stack {
     ///
     /// With segmentation offload on (`Config::tso_max`) a packet may hold several
     /// segments; only `poll_transmit_into` says the size to cut it at.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// use synack::wire::{self, TcpFlags};
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let syn = client.poll_transmit(now).expect("the SYN");
+    /// let (ip, tcp) = wire::parse_tcp_packet(&syn)?;
+    /// assert_eq!(ip.dst.to_string(), "10.0.0.2");
+    /// assert_eq!(tcp.flags, TcpFlags::SYN);
+    /// assert_eq!(client.poll_transmit(now), None); // nothing more until the SYN-ACK
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
         if let Some(p) = self.ctl_out.pop_front() {
             self.stats.segments_out += 1;
@@ -875,6 +1650,16 @@ impl Stack {
 
     /// The longest packet the stack sends: the MTU, or `Config::tso_max` with
     /// segmentation offload. A buffer of this size always takes the next packet.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use synack::{Config, Stack};
+    /// let mut config = Config::default();
+    /// assert_eq!(Stack::new(config.clone()).max_packet_size(), 1500);
+    /// config.tso_max = 65535; // segmentation offload: super-segments up to 64 KiB
+    /// assert_eq!(Stack::new(config).max_packet_size(), 65535);
+    /// ```
     pub fn max_packet_size(&self) -> usize {
         self.config.mtu.max(self.config.tso_max).min(65535)
     }
@@ -886,6 +1671,48 @@ impl Stack {
     ///
     /// `buf` must hold [`Stack::max_packet_size`] bytes: with a shorter one nothing is
     /// taken from any connection (None, counted as `transmit_buffer_too_small`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// # while client.poll_event().is_some() {}
+    /// # while server.poll_event().is_some() {}
+    /// // One buffer, kept from one packet to the next: nothing is allocated per packet.
+    /// let mut buf = vec![0u8; client.max_packet_size()];
+    /// client.send(now, conn, &[1u8; 4000])?;
+    /// let mut sent = Vec::new();
+    /// while let Some(t) = client.poll_transmit_into(now, &mut buf) {
+    ///     assert_eq!(t.segment_size, None); // no offload configured
+    ///     sent.push(buf[..t.len].to_vec()); // a real driver writes buf[..t.len] to its device
+    /// }
+    /// assert_eq!(sent.len(), 3); // 4000 bytes in segments of at most 1448
+    /// for p in &sent {
+    ///     server.receive(now, p);
+    /// }
+    /// assert_eq!(server.recv_queue(accepted)?, 4000);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_transmit_into(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         if let Some(p) = self
             .ctl_out
@@ -948,6 +1775,35 @@ impl Stack {
     /// stretch of the timing wheel (more than 64), after the earliest of them was
     /// re-armed, it may be that timer's old deadline; `on_timeout` then fires nothing and
     /// the next call gives the true one. A driver never wakes late.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// use std::time::Duration;
+    /// assert_eq!(client.poll_timeout(), None); // nothing to wait for
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// while client.poll_transmit(now).is_some() {}
+    /// // The SYN's retransmission timer: the initial RTO, one second (RFC 6298).
+    /// assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(1)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let slots = &self.slots;
         let conn = self.timers.peek_live(|index, generation, at| {
@@ -967,6 +1823,40 @@ impl Stack {
     }
 
     /// Fire every timer due at or before `now`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// use std::time::Duration;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let _lost_syn = client.poll_transmit(now).unwrap();
+    /// let deadline = client.poll_timeout().unwrap();
+    /// client.on_timeout(deadline); // the RTO fires: the SYN goes again
+    /// let again = client.poll_transmit(deadline).expect("retransmitted SYN");
+    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// server.receive(deadline, &again);
+    /// pump(deadline, &mut client, &mut server);
+    /// assert_eq!(client.state(conn)?, TcpState::Established);
+    /// assert_eq!(client.info(deadline, conn)?.retransmits, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn on_timeout(&mut self, now: Instant) {
         self.expire_requests(now);
         while let Some((at, index, generation)) = self.timers.pop_due(now) {
@@ -1011,12 +1901,82 @@ impl Stack {
     }
 
     /// The next event, oldest first.
+    ///
+    /// Drain it after every call into the stack: events are kept until taken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// pump(now, &mut client, &mut server);
+    /// while let Some(event) = server.poll_event() {
+    ///     match event {
+    ///         Event::Incoming(l) => {
+    ///             let accepted = server.accept(l)?;
+    ///             server.send(now, accepted, b"welcome")?;
+    ///         }
+    ///         Event::StateChanged { from, to, cause, .. } => println!("{from} -> {to}: {cause}"),
+    ///         Event::Readable(c) | Event::Writable(c) => { /* read or write c */ }
+    ///         // Event is non-exhaustive: new kinds of events may be added.
+    ///         _ => {}
+    ///     }
+    /// }
+    /// pump(now, &mut client, &mut server);
+    /// assert_eq!(client.recv_queue(conn)?, 7);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 }
 
 /// How to send a packet [`Stack::poll_transmit_into`] wrote.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// let mut buf = vec![0u8; client.max_packet_size()];
+/// let t = client.poll_transmit_into(now, &mut buf).unwrap();
+/// let syn = &buf[..t.len]; // IPv4 20 + TCP 20 + options 20
+/// assert_eq!((t.len, t.segment_size), (60, None));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Transmit {
     /// The packet's length: it is `buf[..len]`.

@@ -16,6 +16,35 @@ use crate::wire::icmp::IcmpRepr;
 
 /// How a listener holds SYNs for the application's decision (see
 /// [`ListenerOptions::decide`]).
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// use std::time::Duration;
+/// use synack::{Capture, Decide, ListenerOptions, Refusal};
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let mut options = ListenerOptions::default();
+/// options.decide = Some(Decide::new().timeout(Duration::from_secs(5)).on_timeout(Refusal::Reset));
+/// server.set_listener_options(listener, options)?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Decide {
@@ -65,6 +94,43 @@ impl Decide {
 }
 
 /// How a connection request is refused.
+///
+/// A `match` on it needs a `_` arm: more kinds may be added.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// use synack::{Decide, ListenerOptions, Refusal, Unreachable};
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let mut options = ListenerOptions::default();
+/// options.decide = Some(Decide::new());
+/// server.set_listener_options(listener, options)?;
+/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// pump(now, &mut client, &mut server);
+/// let request = server.take_request(listener)?;
+/// // Answer as an unreachable host would: an ICMP error quoting the SYN.
+/// server.refuse_request(now, request.handle, Refusal::Unreachable(Unreachable::Host))?;
+/// pump(now, &mut client, &mut server);
+/// assert_eq!(client.error(conn)?, Some(Error::HostUnreachable));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Refusal {
@@ -80,6 +146,15 @@ pub enum Refusal {
 }
 
 /// What an ICMP destination unreachable says.
+///
+/// # Examples
+///
+/// ```
+/// use synack::{Refusal, Unreachable};
+/// // What a relay answers when its own dial failed with EHOSTUNREACH.
+/// let refusal = Refusal::Unreachable(Unreachable::Host);
+/// assert_ne!(refusal, Refusal::Reset);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Unreachable {
@@ -110,10 +185,86 @@ impl Unreachable {
 }
 
 /// Names one held connection request of a [`Stack`].
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// use synack::{Decide, ListenerOptions};
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let mut options = ListenerOptions::default();
+/// options.decide = Some(Decide::new());
+/// server.set_listener_options(listener, options)?;
+/// client.connect(now, "10.0.0.2:80".parse()?)?;
+/// pump(now, &mut client, &mut server);
+/// let handle = server.take_request(listener)?.handle;
+/// server.accept_request(now, handle)?;
+/// // Decided once: the handle names nothing any more.
+/// assert_eq!(server.accept_request(now, handle), Err(Error::InvalidHandle));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RequestHandle(u64);
 
 /// A SYN a decide-first listener holds, as [`Stack::take_request`] reports it.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// use synack::{Decide, ListenerOptions};
+/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let mut options = ListenerOptions::default();
+/// options.decide = Some(Decide::new());
+/// server.set_listener_options(listener, options)?;
+/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// pump(now, &mut client, &mut server);
+/// // The SYN is held, unanswered: the listener reports a request.
+/// assert!(std::iter::from_fn(|| server.poll_event()).any(|e| e == Event::Request(listener)));
+/// let request = server.take_request(listener)?;
+/// assert_eq!(request.remote, client.local_addr(conn)?);
+/// assert_eq!(request.options.mss, Some(1460));
+/// assert_eq!(client.state(conn)?, TcpState::SynSent);
+///
+/// // Accepted: the SYN-ACK goes out now, and the connection is the application's.
+/// let accepted = server.accept_request(now, request.handle)?;
+/// pump(now, &mut client, &mut server);
+/// assert_eq!(client.state(conn)?, TcpState::Established);
+/// assert!(std::iter::from_fn(|| server.poll_event()).any(|e| e == Event::Connected(accepted)));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectionRequest {

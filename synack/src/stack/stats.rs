@@ -4,6 +4,39 @@
 use std::collections::BTreeMap;
 
 /// Counters of one [`crate::Stack`]. Get a snapshot with [`crate::Stack::stats`].
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// server.receive(now, b"\x45 not an IPv4 packet");
+/// let stats = server.stats();
+/// assert_eq!(stats.total_dropped(), 1);
+/// for (reason, count) in &stats.drops {
+///     println!("{reason}: {count}");
+/// }
+/// // Several stacks' counters add up (a multi-queue interface does).
+/// let mut total = client.stats();
+/// total += &stats;
+/// assert_eq!(total.total_dropped(), 1);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StackStats {
     /// TCP segments that parsed and were addressed to us.
@@ -170,6 +203,31 @@ impl std::ops::AddAssign<&StackStats> for StackStats {
 impl StackStats {
     /// The counters, and the sockets per state from `summary`, in Prometheus' text
     /// exposition format (metric names `synack_*`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("10.0.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// let text = server.stats().prometheus(&server.state_summary(now));
+    /// assert!(text.contains("# TYPE"));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn prometheus(&self, summary: &[super::StateSummary]) -> String {
         use std::fmt::Write as _;
         let mut out = String::new();

@@ -22,6 +22,41 @@ const UDP_OUT_LIMIT: usize = 4096;
 const DATAGRAM_OVERHEAD: usize = 256;
 
 /// Names one UDP socket of a [`Stack`]. Stale handles are detected.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// let server_socket = server.udp_bind("10.0.0.2:53".parse()?)?;
+/// let client_socket = client.udp_bind("0.0.0.0:0".parse()?)?; // an ephemeral port
+/// client.udp_send_to(now, client_socket, b"query", "10.0.0.2:53".parse()?)?;
+/// pump(now, &mut client, &mut server);
+/// assert!(std::iter::from_fn(|| server.poll_event()).any(|e| e == Event::UdpReadable(server_socket)));
+///
+/// let datagram = server.udp_recv(server_socket)?;
+/// assert_eq!(datagram.data, b"query");
+/// server.udp_send_to(now, server_socket, b"answer", datagram.from)?;
+/// pump(now, &mut client, &mut server);
+/// assert_eq!(client.udp_recv(client_socket)?.data, b"answer");
+/// assert_eq!(client.udp_recv(client_socket), Err(Error::WouldBlock));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UdpHandle {
     index: u32,
@@ -29,6 +64,33 @@ pub struct UdpHandle {
 }
 
 /// One UDP socket as `synack ss -u` shows it ([`Stack::udp_sockets`]).
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// let socket = server.udp_bind("10.0.0.2:53".parse()?)?;
+/// let sockets = server.udp_sockets();
+/// assert_eq!(sockets[0].local, server.udp_local_addr(socket)?);
+/// assert_eq!((sockets[0].datagrams, sockets[0].catch_all), (0, false));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UdpSnapshot {
@@ -45,6 +107,35 @@ pub struct UdpSnapshot {
 }
 
 /// A datagram taken from a socket's queue.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// let socket = server.udp_bind("10.0.0.2:9".parse()?)?;
+/// let sender = client.udp_bind("10.0.0.1:5000".parse()?)?;
+/// client.udp_send_to(now, sender, b"x", "10.0.0.2:9".parse()?)?;
+/// pump(now, &mut client, &mut server);
+/// let d = server.udp_recv(socket)?;
+/// assert_eq!((d.from.to_string(), d.to.to_string()), ("10.0.0.1:5000".into(), "10.0.0.2:9".into()));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Datagram {

@@ -13,6 +13,41 @@ use crate::Instant;
 
 /// Sequence numbers, windows, timers and counters of one connection at one instant.
 /// Sequence numbers are absolute (as on the wire); fields a state does not have are `None`.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// # pump(now, &mut client, &mut server);
+/// # let accepted = server.accept(listener)?;
+/// # while client.poll_event().is_some() {}
+/// # while server.poll_event().is_some() {}
+/// client.send(now, conn, &[0u8; 5000])?;
+/// pump(now, &mut client, &mut server);
+/// let info = client.info(now, conn)?;
+/// assert_eq!((info.bytes_sent, info.bytes_acked, info.retransmits), (5000, 5000, 0));
+/// assert_eq!(info.snd_una, info.snd_nxt); // all acknowledged
+/// assert_eq!(server.info(now, accepted)?.bytes_received, 5000);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionInfo {
     /// Current state.

@@ -9,6 +9,41 @@ use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;
 
 /// The whole of a TIME_WAIT connection: sequence numbers, timestamp and deadline.
+///
+/// # Examples
+///
+/// ```
+/// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+/// # /// Moves packets between two stacks until neither has anything to send.
+/// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+/// #     loop {
+/// #         let mut quiet = true;
+/// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+/// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+/// #         if quiet { break; }
+/// #     }
+/// # }
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let mut client = Stack::new(Config::default());
+/// # client.add_address("10.0.0.1".parse()?);
+/// # let mut server = Stack::new(Config::default());
+/// # server.add_address("10.0.0.2".parse()?);
+/// # let now = Instant::ZERO;
+/// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// # pump(now, &mut client, &mut server);
+/// # let accepted = server.accept(listener)?;
+/// # while client.poll_event().is_some() {}
+/// # while server.poll_event().is_some() {}
+/// let (local, remote) = (client.local_addr(conn)?, client.peer_addr(conn)?);
+/// client.close(now, conn)?;
+/// server.close(now, accepted)?;
+/// pump(now, &mut client, &mut server);
+/// let tw = client.time_wait_entry(local, remote).unwrap();
+/// assert_eq!(tw.expiry, now + std::time::Duration::from_secs(60)); // 2*MSL
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TimeWait {
     /// Our next sequence number (after our FIN).
@@ -26,6 +61,27 @@ pub struct TimeWait {
 }
 
 /// What to do with a segment that arrived in TIME_WAIT.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::tcp::{TimeWait, TimeWaitVerdict};
+/// use synack::wire::{SeqNum, TcpFlags, TcpRepr};
+/// use synack::Instant;
+/// let mut tw = TimeWait {
+///     snd_nxt: SeqNum::new(500), rcv_nxt: SeqNum::new(900), rcv_wnd: 512,
+///     ts_recent: None, ts_offset: 0, expiry: Instant::from_secs(60),
+/// };
+/// // The peer's FIN again (our last ACK was lost): acknowledge it again.
+/// let fin = TcpRepr {
+///     src_port: 80, dst_port: 40000, seq: SeqNum::new(899), ack: SeqNum::new(500),
+///     flags: TcpFlags::FIN | TcpFlags::ACK, window: 512, urgent: 0,
+///     options: Default::default(), payload: &[],
+/// };
+/// let verdict = tw.on_segment(Instant::from_secs(1), &fin, Duration::from_secs(60), true);
+/// assert_eq!(verdict, TimeWaitVerdict::Ack);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimeWaitVerdict {
     /// Ignore it.

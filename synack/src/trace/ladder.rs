@@ -15,6 +15,38 @@ const ARROW_W: usize = 66;
 const GAP_US: u64 = 2_000_000;
 
 /// How to draw.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// # use synack::trace::Trace;
+/// # let mut trace = Trace::new(&["client", "server"]);
+/// # trace.add_packets(net.log());
+/// # for (i, id) in [client, server].into_iter().enumerate() {
+/// #     while let Some(event) = net.host_mut(id).poll_event() { trace.add_event(i, &event); }
+/// # }
+/// # trace.sort();
+/// use synack::trace::ladder::{self, LadderOptions};
+/// let mut options = LadderOptions::default();
+/// options.absolute = true; // raw sequence numbers
+/// let text = ladder::render(&trace, options);
+/// assert!(text.contains("SYN"));
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LadderOptions {
     /// ANSI colours (for a terminal; off when piped).

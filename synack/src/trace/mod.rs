@@ -14,6 +14,38 @@ use crate::wire::{self, TcpFlags};
 use crate::{Event, Instant, TcpState};
 
 /// The header fields of one TCP segment, as the ladder and JSON show them.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// # use synack::trace::Trace;
+/// # let mut trace = Trace::new(&["client", "server"]);
+/// # trace.add_packets(net.log());
+/// # for (i, id) in [client, server].into_iter().enumerate() {
+/// #     while let Some(event) = net.host_mut(id).poll_event() { trace.add_event(i, &event); }
+/// # }
+/// # trace.sort();
+/// use synack::trace::{SegmentKind, SegmentSummary};
+/// let syn = SegmentSummary::from_packet(&net.log()[0].bytes).unwrap();
+/// assert_eq!(syn.kind(), SegmentKind::Syn);
+/// assert_eq!(syn.dst.port(), 80);
+/// assert!(syn.options.contains("mss 1460"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentSummary {
     /// Sender address and port.
@@ -35,6 +67,36 @@ pub struct SegmentSummary {
 }
 
 /// What a segment is, for colouring it in a ladder.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// # use synack::trace::Trace;
+/// # let mut trace = Trace::new(&["client", "server"]);
+/// # trace.add_packets(net.log());
+/// # for (i, id) in [client, server].into_iter().enumerate() {
+/// #     while let Some(event) = net.host_mut(id).poll_event() { trace.add_event(i, &event); }
+/// # }
+/// # trace.sort();
+/// use synack::trace::SegmentKind;
+/// let kinds: Vec<SegmentKind> = trace.sent(0).iter().map(|(_, seg, _)| seg.kind()).collect();
+/// assert_eq!(kinds, [SegmentKind::Syn, SegmentKind::Ack]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SegmentKind {
     /// RST set.
@@ -96,6 +158,37 @@ impl SegmentSummary {
 }
 
 /// One thing that happened on one host.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// # use synack::trace::Trace;
+/// # let mut trace = Trace::new(&["client", "server"]);
+/// # trace.add_packets(net.log());
+/// # for (i, id) in [client, server].into_iter().enumerate() {
+/// #     while let Some(event) = net.host_mut(id).poll_event() { trace.add_event(i, &event); }
+/// # }
+/// # trace.sort();
+/// use synack::trace::RecordKind;
+/// let first = &trace.records[0];
+/// assert!(matches!(first.kind, RecordKind::State { to: TcpState::SynSent, .. }));
+/// trace.add_note(Instant::ZERO, 0, "the client connects");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecordKind {
     /// A segment left this host.
@@ -130,6 +223,36 @@ pub enum RecordKind {
 }
 
 /// A record: when, where, what.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// # use synack::trace::Trace;
+/// # let mut trace = Trace::new(&["client", "server"]);
+/// # trace.add_packets(net.log());
+/// # for (i, id) in [client, server].into_iter().enumerate() {
+/// #     while let Some(event) = net.host_mut(id).poll_event() { trace.add_event(i, &event); }
+/// # }
+/// # trace.sort();
+/// // In time order; at one instant on one host: arrivals, state changes, notes, sends.
+/// assert!(trace.records.windows(2).all(|w| w[0].at <= w[1].at));
+/// assert_eq!(trace.records[0].host, 0);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// When.
@@ -154,6 +277,39 @@ impl Record {
 }
 
 /// A whole run.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::sim::Network;
+/// use synack::trace::{ladder, Trace};
+/// use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// let mut net: Network<Stack> = Network::new(7);
+/// let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// net.flush();
+/// net.run_for(Duration::from_millis(100));
+///
+/// // The packets from the network's log, the state changes from each stack's events.
+/// let mut trace = Trace::new(&["client", "server"]);
+/// trace.add_packets(net.log());
+/// for (i, id) in [client, server].into_iter().enumerate() {
+///     while let Some(event) = net.host_mut(id).poll_event() {
+///         trace.add_event(i, &event);
+///     }
+/// }
+/// trace.sort();
+/// assert_eq!(trace.states(0), [TcpState::SynSent, TcpState::Established]);
+/// println!("{}", ladder::render(&trace, ladder::LadderOptions::default()));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Trace {
     /// Host names, left to right in the ladder.

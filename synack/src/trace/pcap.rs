@@ -15,6 +15,40 @@ pub const LINKTYPE_RAW: u32 = 101;
 pub const SNAPLEN: u32 = 262_144;
 
 /// Writes a pcap stream: the file header at creation, then one record per packet.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # use synack::sim::{LinkConfig, Network};
+/// # use synack::{Config, Instant, Stack, TcpState};
+/// # fn host(addr: &str) -> Stack {
+/// #     let mut stack = Stack::new(Config::deterministic(1));
+/// #     stack.add_address(addr.parse().unwrap());
+/// #     stack
+/// # }
+/// # let mut net: Network<Stack> = Network::new(7);
+/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
+/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # net.flush();
+/// # net.run_for(Duration::from_millis(100));
+/// # use synack::trace::Trace;
+/// # let mut trace = Trace::new(&["client", "server"]);
+/// # trace.add_packets(net.log());
+/// # for (i, id) in [client, server].into_iter().enumerate() {
+/// #     while let Some(event) = net.host_mut(id).poll_event() { trace.add_event(i, &event); }
+/// # }
+/// # trace.sort();
+/// use synack::trace::pcap::PcapWriter;
+/// let mut pcap = PcapWriter::new(Vec::new()).unwrap();
+/// for record in net.log() {
+///     pcap.write_packet(record.sent_at.as_micros(), &record.bytes).unwrap();
+/// }
+/// let bytes = pcap.into_inner();
+/// assert_eq!(&bytes[..4], &0xa1b2_c3d4u32.to_le_bytes()); // the pcap magic
+/// ```
 pub struct PcapWriter<W: Write> {
     out: W,
 }

@@ -17,6 +17,19 @@ pub const PROTO_ICMPV6: u8 = 58;
 pub const HEADER_LEN: usize = 8;
 
 /// Which ICMP: the numbering of message types differs between the two.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{self, IcmpPacket, IcmpRepr, IcmpVersion};
+/// let (src, dst) = ("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap());
+/// let ping = IcmpRepr::EchoRequest { ident: 1, seq: 2, data: b"ping" };
+/// let packet = wire::emit_icmp_packet(src, dst, 64, &ping).unwrap(); // ICMPv6 over IPv6
+/// let (ip, body) = wire::parse_ip(&packet).unwrap();
+/// let view = IcmpPacket::new_checked(body).unwrap();
+/// assert_eq!(view.msg_type(), 128); // ICMPv6 echo request; ICMP's is 8
+/// assert!(view.verify_checksum(IcmpVersion::V6, &ip.src, &ip.dst));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpVersion {
     /// ICMP for IPv4 (RFC 792).
@@ -26,6 +39,18 @@ pub enum IcmpVersion {
 }
 
 /// A read-only view of an ICMP or ICMPv6 message.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{self, IcmpPacket, IcmpRepr, IcmpVersion};
+/// let (src, dst) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// let packet = wire::emit_icmp_packet(src, dst, 64, &IcmpRepr::EchoReply { ident: 9, seq: 1, data: b"" }).unwrap();
+/// let (ip, body) = wire::parse_ip(&packet).unwrap();
+/// let view = IcmpPacket::new_checked(body).unwrap();
+/// assert_eq!((view.msg_type(), view.code()), (0, 0));
+/// assert!(view.verify_checksum(IcmpVersion::V4, &ip.src, &ip.dst));
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct IcmpPacket<T: AsRef<[u8]>> {
     buffer: T,
@@ -75,6 +100,32 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
 
 /// The messages synack distinguishes. `invoking` is the quoted start of the packet that
 /// caused an error: its IP header and at least 8 bytes of what that carried.
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::IpAddr;
+/// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let seg = TcpRepr {
+/// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
+/// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
+/// # };
+/// # let packet = wire::emit_tcp_packet(src, dst, 64, &seg).unwrap();
+/// use synack::wire::{IcmpRepr, IcmpVersion, QuotedTcp};
+/// // A port unreachable quoting a SYN we sent, as a router would return it.
+/// let error = IcmpRepr::DestUnreachable { code: 3, next_hop_mtu: 0, invoking: &packet };
+/// let icmp = wire::emit_icmp_packet(dst, src, 64, &error).unwrap();
+/// let (ip, body) = wire::parse_ip(&icmp).unwrap();
+/// match IcmpRepr::parse(IcmpVersion::V4, &ip.src, &ip.dst, body).unwrap() {
+///     IcmpRepr::DestUnreachable { code, invoking, .. } => {
+///         assert_eq!(code, 3);
+///         let quoted = QuotedTcp::parse(invoking).unwrap();
+///         assert_eq!((quoted.src, quoted.dst_port, quoted.seq), (src, 80, 1));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IcmpRepr<'a> {
     /// Echo request (ping).
@@ -291,6 +342,24 @@ fn join(hi: u16, lo: u16) -> [u8; 4] {
 
 /// What an ICMP error quotes of a TCP segment we sent: its addresses, ports and
 /// sequence number (the first 8 bytes of the TCP header, all RFC 792 guarantees).
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::IpAddr;
+/// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let seg = TcpRepr {
+/// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
+/// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
+/// # };
+/// # let packet = wire::emit_tcp_packet(src, dst, 64, &seg).unwrap();
+/// use synack::wire::QuotedTcp;
+/// // An ICMP error quotes the IP header and the first 8 bytes of the TCP header.
+/// let quoted = QuotedTcp::parse(&packet[..28]).unwrap();
+/// assert_eq!((quoted.dst, quoted.src_port, quoted.dst_port), (dst, 40000, 80));
+/// assert_eq!(QuotedTcp::parse(&packet[..24]), None); // too short to name a segment
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QuotedTcp {
     /// Source address of the quoted packet (ours).

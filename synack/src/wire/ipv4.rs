@@ -9,6 +9,24 @@ use super::WireError;
 pub const HEADER_LEN: usize = 20;
 
 /// A read (and, with `T: AsMut<[u8]>`, write) view of an IPv4 packet.
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::IpAddr;
+/// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let seg = TcpRepr {
+/// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
+/// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
+/// # };
+/// # let packet = wire::emit_tcp_packet(src, dst, 64, &seg).unwrap();
+/// use synack::wire::Ipv4Packet;
+/// let view = Ipv4Packet::new_checked(&packet[..]).unwrap();
+/// assert_eq!((view.version(), view.header_len(), view.ttl()), (4, 20, 64));
+/// assert!(view.dont_frag() && view.verify_checksum());
+/// assert_eq!(view.payload().len(), 20);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Ipv4Packet<T: AsRef<[u8]>> {
     buffer: T,
@@ -203,6 +221,20 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
 }
 
 /// The fields of an IPv4 header that synack uses.
+///
+/// # Examples
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use synack::wire::{Ipv4Packet, Ipv4Repr, PROTO_TCP};
+/// let header = Ipv4Repr {
+///     src: Ipv4Addr::new(10, 0, 0, 1), dst: Ipv4Addr::new(10, 0, 0, 2),
+///     protocol: PROTO_TCP, payload_len: 0, ttl: 64,
+/// };
+/// let mut buf = [0u8; 20];
+/// header.emit(&mut buf).unwrap();
+/// assert_eq!(Ipv4Repr::parse(&Ipv4Packet::new_checked(&buf[..]).unwrap()).unwrap(), header);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv4Repr {
     /// Source address.

@@ -8,6 +8,22 @@ use super::WireError;
 pub const HEADER_LEN: usize = 40;
 
 /// A view of an IPv6 packet.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{Ipv6Packet, Ipv6Repr};
+/// let header = Ipv6Repr {
+///     src: "2001:db8::1".parse().unwrap(), dst: "2001:db8::2".parse().unwrap(),
+///     next_header: 59, payload_len: 0, hop_limit: 64, // 59: no next header
+/// };
+/// let mut buf = [0u8; 40];
+/// header.emit(&mut buf).unwrap();
+/// let view = Ipv6Packet::new_checked(&buf[..]).unwrap();
+/// assert_eq!((view.version(), view.hop_limit(), view.next_header()), (6, 64, 59));
+/// assert_eq!(Ipv6Repr::parse(&view).unwrap(), header);
+/// assert_eq!(view.unfragmentable_part().unwrap(), None); // no Fragment header
+/// ```
 #[derive(Debug, Clone)]
 pub struct Ipv6Packet<T: AsRef<[u8]>> {
     buffer: T,
@@ -166,6 +182,20 @@ pub const FRAGMENT_HEADER_LEN: usize = 8;
 
 /// The Unfragmentable Part of a fragment (RFC 8200 4.5): the IPv6 header and the extension
 /// headers before the Fragment header, which follows it at offset `len`.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{self, Ipv6Packet, SeqNum, TcpFlags, TcpRepr};
+/// let segment = TcpRepr {
+///     src_port: 1, dst_port: 2, seq: SeqNum::new(0), ack: SeqNum::new(0),
+///     flags: TcpFlags::ACK, window: 0, urgent: 0, options: Default::default(), payload: &[0u8; 32],
+/// };
+/// let packet = wire::emit_tcp_packet("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), 64, &segment).unwrap();
+/// let fragments = wire::fragment_packet(&packet, &[24], 1);
+/// let part = Ipv6Packet::new_checked(&fragments[0][..]).unwrap().unfragmentable_part().unwrap().unwrap();
+/// assert_eq!((part.len, part.next_header_at), (40, 6)); // the Fragment header follows the fixed header
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnfragmentablePart {
     /// Its length in bytes: where the Fragment header starts.
@@ -177,6 +207,19 @@ pub struct UnfragmentablePart {
 
 /// A view of an IPv6 Fragment header (RFC 8200 4.5): next header, fragment offset, M flag
 /// and identification, in 8 bytes.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::Ipv6FragmentHeader;
+/// let mut bytes = [0u8; 8];
+/// let mut header = Ipv6FragmentHeader::new_checked(&mut bytes[..]).unwrap();
+/// header.set_next_header(6);
+/// header.set_frag_offset(1232);
+/// header.set_more_frags(true);
+/// header.set_ident(42);
+/// assert_eq!((header.next_header(), header.frag_offset(), header.more_frags(), header.ident()), (6, 1232, true, 42));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Ipv6FragmentHeader<T: AsRef<[u8]>> {
     buffer: T,
@@ -251,6 +294,19 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6FragmentHeader<T> {
 }
 
 /// The fields of an IPv6 header that synack uses.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::Ipv6Repr;
+/// let header = Ipv6Repr {
+///     src: "2001:db8::1".parse().unwrap(), dst: "2001:db8::2".parse().unwrap(),
+///     next_header: 6, payload_len: 20, hop_limit: 64,
+/// };
+/// let mut buf = [0u8; 40];
+/// header.emit(&mut buf).unwrap();
+/// assert_eq!(buf[0] >> 4, 6);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ipv6Repr {
     /// Source address.

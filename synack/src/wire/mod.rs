@@ -31,6 +31,15 @@ pub const PROTO_TCP: u8 = 6;
 pub const MAX_TCP_HEADERS: usize = ipv6::HEADER_LEN + 60;
 
 /// Why bytes are not a packet synack accepts.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{parse_ip, WireError};
+/// assert_eq!(parse_ip(&[]), Err(WireError::Truncated));
+/// assert_eq!(parse_ip(&[0x70; 40]), Err(WireError::BadVersion));
+/// assert_eq!(WireError::BadTcpChecksum.reason(), "bad_tcp_checksum"); // the drop counter's name
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WireError {
     /// Shorter than its headers say.
@@ -125,6 +134,22 @@ impl fmt::Display for WireError {
 impl std::error::Error for WireError {}
 
 /// The IP-layer facts about a packet carrying an upper-layer protocol.
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::IpAddr;
+/// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let seg = TcpRepr {
+/// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
+/// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
+/// # };
+/// # let packet = wire::emit_tcp_packet(src, dst, 64, &seg).unwrap();
+/// let (ip, tcp_bytes) = wire::parse_ip(&packet).unwrap();
+/// assert_eq!((ip.src, ip.dst, ip.protocol, ip.ttl), (src, dst, wire::PROTO_TCP, 64));
+/// assert_eq!(tcp_bytes.len(), 20);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpInfo {
     /// Source address.
@@ -173,6 +198,27 @@ pub fn parse_ip(packet: &[u8]) -> Result<(IpInfo, &[u8]), WireError> {
 }
 
 /// One IP fragment, as reassembly needs it (RFC 791 3.2, RFC 8200 4.5).
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::IpAddr;
+/// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let seg = TcpRepr {
+/// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
+/// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
+/// # };
+/// # let packet = wire::emit_tcp_packet(src, dst, 64, &seg).unwrap();
+/// // Cut the packet's 20 TCP bytes at 8 into two IPv4 fragments, and read them back.
+/// let fragments = wire::fragment_packet(&packet, &[8], 7);
+/// assert_eq!(wire::parse_ip(&fragments[0]), Err(wire::WireError::Fragmented));
+/// let first = wire::parse_fragment(&fragments[0]).unwrap().unwrap();
+/// let second = wire::parse_fragment(&fragments[1]).unwrap().unwrap();
+/// assert_eq!((first.ident, first.offset, first.more_frags, first.data.len()), (7, 0, true, 8));
+/// assert_eq!((second.offset, second.more_frags, second.data.len()), (8, false, 12));
+/// assert_eq!(wire::parse_fragment(&packet).unwrap(), None); // not a fragment
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IpFragment<'a> {
     /// Source address.
@@ -261,6 +307,24 @@ pub fn parse_tcp<'a>(ip: &IpInfo, segment: &'a [u8]) -> Result<TcpRepr<'a>, Wire
 /// [`copy_and_sum`]), so that the payload is read once, not once to verify and once to
 /// copy. Nothing of the segment may take effect before [`PendingChecksum::verify_with`]
 /// says it is right (RFC 9293 3.1).
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::IpAddr;
+/// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let seg = TcpRepr {
+/// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
+/// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
+/// # };
+/// # let packet = wire::emit_tcp_packet(src, dst, 64, &seg).unwrap();
+/// let (ip, segment) = wire::parse_ip(&packet).unwrap();
+/// let (tcp, pending) = wire::parse_tcp_deferred(&ip, segment).unwrap();
+/// // The payload is summed where it is consumed (copied into a buffer), then checked.
+/// assert!(pending.verify(tcp.payload));
+/// assert!(pending.verify_with(wire::sum(0, tcp.payload)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PendingChecksum(u32);
 
@@ -331,6 +395,15 @@ pub fn emit_tcp_packet(
 }
 
 /// How the TCP checksum of a packet the stack builds is filled.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::TxChecksum;
+/// let mut config = synack::Config::default();
+/// assert_eq!(config.tx_checksum, TxChecksum::Full);
+/// config.tx_checksum = TxChecksum::Partial; // a device with checksum offload finishes it
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum TxChecksum {
     /// Complete (RFC 9293 3.1): what goes on a wire as it is.

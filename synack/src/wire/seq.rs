@@ -7,6 +7,18 @@ use std::ops::{Add, AddAssign, Sub};
 
 /// A sequence or acknowledgment number. `a < b` means `b` is ahead of `a` by less than
 /// 2^31; this is the only way sequence numbers are compared in synack.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::SeqNum;
+/// let near_wrap = SeqNum::new(u32::MAX - 10);
+/// let after = near_wrap + 20; // wraps around 2^32
+/// assert_eq!(after, SeqNum::new(9));
+/// assert!(after > near_wrap); // RFC 1982 comparison: later despite the smaller number
+/// assert_eq!(after - near_wrap, 20);
+/// assert!(SeqNum::new(5).in_range(near_wrap, after));
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct SeqNum(u32);
 

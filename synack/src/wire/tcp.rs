@@ -13,6 +13,16 @@ use super::{SeqNum, WireError};
 pub const HEADER_LEN: usize = 20;
 
 /// The control bits of a TCP header.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::TcpFlags;
+/// let flags = TcpFlags::SYN | TcpFlags::ACK;
+/// assert!(flags.syn() && flags.ack() && !flags.fin());
+/// assert_eq!(flags.bits(), 0x12);
+/// assert_eq!(TcpFlags::from_bits(0x12), flags);
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct TcpFlags(u8);
 
@@ -152,6 +162,25 @@ impl fmt::Display for TcpFlags {
 }
 
 /// A view of a TCP segment (header and payload).
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::IpAddr;
+/// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let seg = TcpRepr {
+/// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
+/// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
+/// # };
+/// # let packet = wire::emit_tcp_packet(src, dst, 64, &seg).unwrap();
+/// use synack::wire::TcpPacket;
+/// let (ip, segment) = wire::parse_ip(&packet).unwrap();
+/// let view = TcpPacket::new_checked(segment).unwrap();
+/// assert_eq!((view.src_port(), view.dst_port()), (40000, 80));
+/// assert_eq!(view.flags(), TcpFlags::SYN);
+/// assert!(view.verify_checksum(&ip.src, &ip.dst));
+/// ```
 #[derive(Debug, Clone)]
 pub struct TcpPacket<T: AsRef<[u8]>> {
     buffer: T,
@@ -263,6 +292,28 @@ impl<T: AsRef<[u8]>> TcpPacket<T> {
 }
 
 /// A parsed TCP segment with its payload borrowed.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr, Timestamps};
+/// let mut options = TcpOptions::default();
+/// options.timestamps = Some(Timestamps { tsval: 1000, tsecr: 77 });
+/// let segment = TcpRepr {
+///     src_port: 80, dst_port: 40000,
+///     seq: SeqNum::new(5000), ack: SeqNum::new(101),
+///     flags: TcpFlags::PSH | TcpFlags::ACK,
+///     window: 512, urgent: 0, options,
+///     payload: b"hello",
+/// };
+/// // Emit a whole IPv6 packet with every checksum filled, then read it back.
+/// let packet = wire::emit_tcp_packet("2001:db8::1".parse().unwrap(), "2001:db8::2".parse().unwrap(), 64, &segment).unwrap();
+/// assert_eq!(packet.len(), 40 + segment.buffer_len());
+/// let (ip, parsed) = wire::parse_tcp_packet(&packet).unwrap();
+/// assert_eq!(parsed, segment);
+/// assert_eq!(parsed.seg_len(), 5);
+/// assert_eq!(ip.dst.to_string(), "2001:db8::2");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpRepr<'a> {
     /// Source port.

@@ -15,6 +15,17 @@ const TIMESTAMPS: u8 = 8;
 pub const MAX_OPTIONS_LEN: usize = 40;
 
 /// RFC 7323 3.2: TSval and TSecr.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{TcpOptions, Timestamps};
+/// let mut options = TcpOptions::default();
+/// options.timestamps = Some(Timestamps { tsval: 5, tsecr: 0 });
+/// let mut bytes = vec![0u8; options.emitted_len(false)];
+/// options.emit(&mut bytes, false).unwrap();
+/// assert_eq!(TcpOptions::parse(&bytes).unwrap().timestamps, options.timestamps);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timestamps {
     /// The sender's timestamp clock.
@@ -24,6 +35,16 @@ pub struct Timestamps {
 }
 
 /// Up to four SACK blocks (RFC 2018 3), without allocation.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{SackBlocks, SeqNum};
+/// let mut blocks = SackBlocks::default();
+/// assert!(blocks.push((SeqNum::new(100), SeqNum::new(200))));
+/// assert_eq!(blocks.len(), 1);
+/// assert_eq!(blocks.as_slice()[0].1, SeqNum::new(200));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SackBlocks {
     blocks: [(SeqNum, SeqNum); 4],
@@ -63,6 +84,21 @@ impl SackBlocks {
 }
 
 /// The options synack understands; everything else is skipped.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::TcpOptions;
+/// let mut options = TcpOptions::default();
+/// options.mss = Some(1460);
+/// options.window_scale = Some(7);
+/// options.sack_permitted = true;
+/// // A SYN's options, padded to whole 32-bit words.
+/// let mut bytes = vec![0u8; options.emitted_len(true)];
+/// options.emit(&mut bytes, true).unwrap();
+/// assert_eq!(bytes.len() % 4, 0);
+/// assert_eq!(TcpOptions::parse(&bytes).unwrap(), options);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpOptions {
     /// Maximum segment size (SYN only).

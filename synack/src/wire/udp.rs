@@ -13,6 +13,20 @@ pub const PROTO_UDP: u8 = 17;
 pub const HEADER_LEN: usize = 8;
 
 /// A read-only view of a UDP datagram.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{self, UdpPacket, UdpRepr};
+/// let (src, dst) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// let datagram = UdpRepr { src_port: 5353, dst_port: 53, payload: b"query" };
+/// let packet = wire::emit_udp_packet(src, dst, 64, &datagram).unwrap();
+/// let (ip, bytes) = wire::parse_ip(&packet).unwrap();
+/// let view = UdpPacket::new_checked(bytes).unwrap();
+/// assert_eq!((view.src_port(), view.dst_port(), view.len()), (5353, 53, 13));
+/// assert!(view.verify_checksum(&ip.src, &ip.dst));
+/// assert_eq!(wire::parse_udp(&ip, bytes).unwrap(), datagram);
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct UdpPacket<T: AsRef<[u8]>> {
     buffer: T,
@@ -79,6 +93,17 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 }
 
 /// A UDP datagram with its data borrowed.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::UdpRepr;
+/// let datagram = UdpRepr { src_port: 1, dst_port: 2, payload: b"abc" };
+/// let (src, dst) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// let mut buf = vec![0u8; datagram.buffer_len()]; // 8 + 3
+/// datagram.emit(&src, &dst, &mut buf).unwrap();
+/// assert_eq!(&buf[8..], b"abc");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UdpRepr<'a> {
     /// Source port.
