@@ -10,7 +10,7 @@
 //! use synack::tun::{Interface, InterfaceConfig};
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let iface = Interface::open(InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?))?;
-//! let listener = synack::tokio::TcpListener::bind(&iface, "198.18.0.2:7".parse()?)?;
+//! let listener = synack::tokio::TcpListener::bind(&iface, "198.18.0.2:7").await?;
 //! loop {
 //!     let (mut stream, _peer) = listener.accept().await?;
 //!     tokio::spawn(async move {

@@ -9,7 +9,7 @@
 //! use synack::net::TcpStream;
 //! use synack::tun::{Interface, InterfaceConfig};
 //! let iface = Interface::open(InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?))?;
-//! let mut s = TcpStream::connect(&iface, "198.18.0.1:80".parse()?)?;
+//! let mut s = TcpStream::connect(&iface, "198.18.0.1:80")?;
 //! s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
 //! let mut page = String::new();
 //! s.read_to_string(&mut page)?;

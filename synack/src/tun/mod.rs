@@ -5,7 +5,7 @@
 //! ```no_run
 //! use synack::tun::{Interface, InterfaceConfig};
 //! let iface = Interface::open(InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?))?;
-//! let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:8080".parse()?)?;
+//! let listener = synack::net::TcpListener::bind(&iface, "198.18.0.2:8080")?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
