@@ -26,15 +26,21 @@
 //! - [`sim`]: a deterministic simulated network with a virtual clock and seeded impairments.
 //! - [`trace`]: turning what happened into ladder diagrams and JSON lines.
 //! - [`time`]: the engine's notion of time, an [`Instant`] that the driver supplies.
-//! - `tun` and `net` (Linux, feature `tun`): a TUN device driver thread and a blocking
-//!   `std::net`-like API (`TcpListener`, `TcpStream`) over it.
-// `unsafe` is allowed only at the OS boundary (`tun::sys`), each block with a SAFETY comment.
+//! - `device` and `net` (Linux, feature `net`): the runtime over any packet device (a
+//!   driver thread per queue, the [`device::Device`] trait, an in-memory pair) and a
+//!   blocking `std::net`-like API (`TcpListener`, `TcpStream`) over it; `tokio` (feature
+//!   `tokio`) the same for async tasks.
+//! - `tun` (Linux, feature `tun`): the TUN device under that runtime.
+// `unsafe` is allowed only at the OS boundary (`device::sys`, `tun::sys`), each block with
+// a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
 mod config;
+#[cfg(all(target_os = "linux", feature = "net"))]
+pub mod device;
 mod error;
-#[cfg(all(target_os = "linux", feature = "tun"))]
+#[cfg(all(target_os = "linux", feature = "net"))]
 pub mod net;
 #[cfg(all(target_os = "linux", feature = "relay"))]
 pub mod relay;

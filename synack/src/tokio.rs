@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 use ::tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use ::tokio::net::ToSocketAddrs;
 
-use crate::tun::{Core, Interest, Interface, Shared, WakeKey};
+use crate::device::{Core, Interest, Interface, Shared, WakeKey};
 use crate::{net, Capture, ConnectionRequest, Decide, Error, Refusal, TcpState};
 
 /// Try `f` under the interface's lock; on `WouldBlock`, register the task for the next

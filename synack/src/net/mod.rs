@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
-use crate::tun::{Core, Interest, Interface, Shared, ThreadWaker, WakeKey};
+use crate::device::{Core, Interest, Interface, Shared, ThreadWaker, WakeKey};
 use crate::{
     Capture, ConnectionHandle, ConnectionRequest, Decide, Error, ListenerHandle, ListenerOptions,
     Refusal, TcpState,

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
 
 use super::park;
+use crate::device::{Interest, Interface, Shared, ThreadWaker, WakeKey};
 use crate::stack::{Datagram, UdpHandle};
-use crate::tun::{Interest, Interface, Shared, ThreadWaker, WakeKey};
 use crate::{Capture, Error};
 
 /// A UDP socket.
@@ -126,7 +126,7 @@ impl UdpSocket {
 
     fn with_sender(
         &self,
-        f: impl FnOnce(&mut crate::tun::Core, UdpHandle) -> Result<usize, Error>,
+        f: impl FnOnce(&mut crate::device::Core, UdpHandle) -> Result<usize, Error>,
     ) -> io::Result<usize> {
         let (shared, h) = &self.parts[0];
         let mut core = shared.lock_open()?;
@@ -164,7 +164,7 @@ impl UdpSocket {
 
     fn wait_for<T>(
         &self,
-        mut take: impl FnMut(&mut crate::tun::Core, UdpHandle) -> Result<T, Error>,
+        mut take: impl FnMut(&mut crate::device::Core, UdpHandle) -> Result<T, Error>,
     ) -> io::Result<T> {
         let timeout = *self.read_timeout.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = timeout.map(|t| StdInstant::now() + t);
@@ -195,7 +195,7 @@ impl UdpSocket {
     pub(crate) fn try_take<T>(
         &self,
         waker: &std::task::Waker,
-        take: &mut impl FnMut(&mut crate::tun::Core, UdpHandle) -> Result<T, Error>,
+        take: &mut impl FnMut(&mut crate::device::Core, UdpHandle) -> Result<T, Error>,
     ) -> io::Result<Option<T>> {
         let n = self.parts.len();
         let first = self.next.fetch_add(1, Ordering::Relaxed);
