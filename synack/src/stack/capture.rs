@@ -66,7 +66,7 @@ impl Stack {
     /// among catch-all listeners, the first opened that matches.
     ///
     /// The packets must reach the stack: route the prefixes to it (over TUN,
-    /// [`crate::tun::InterfaceConfig`]'s `routes`).
+    /// `tun::InterfaceConfig`'s `routes`).
     pub fn listen_capture(
         &mut self,
         capture: Capture,
