@@ -2,8 +2,10 @@
 //! obey (below both `stack` and `tcp`, which read it). Knobs that mirror a Linux sysctl
 //! carry its name and its default, so behaviour matches a stock Linux host.
 
-use std::ops::RangeInclusive;
-use std::time::Duration;
+use alloc::format;
+use alloc::string::String;
+use core::ops::RangeInclusive;
+use core::time::Duration;
 
 use crate::secrets::Secrets;
 
@@ -294,7 +296,7 @@ impl CongestionControl {
     }
 }
 
-impl std::str::FromStr for CongestionControl {
+impl core::str::FromStr for CongestionControl {
     type Err = String;
     fn from_str(s: &str) -> Result<CongestionControl, String> {
         match s {

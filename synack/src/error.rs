@@ -1,6 +1,7 @@
 //! Typed errors returned to the application by [`crate::Stack`] calls.
 
-use std::fmt;
+use core::fmt;
+#[cfg(feature = "std")]
 use std::io;
 
 use crate::TcpState;
@@ -102,8 +103,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
+#[cfg(feature = "std")]
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         let kind = match e {

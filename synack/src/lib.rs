@@ -23,18 +23,27 @@
 //! - [`wire`]: typed views over IPv4, IPv6 and TCP bytes, options, checksums, [`wire::SeqNum`].
 //! - [`tcp`]: one connection's state machine (RFC 9293), per-state structs.
 //! - [`stack`]: the [`Stack`]: demultiplexing, listeners, TIME_WAIT table, handles, events.
-//! - [`sim`]: a deterministic simulated network with a virtual clock and seeded impairments.
-//! - [`trace`]: turning what happened into ladder diagrams and JSON lines.
+//! - `sim` (feature `sim`): a deterministic simulated network with a virtual clock and
+//!   seeded impairments; `scenario` (feature `sim`): the demo scenarios.
+//! - `trace` (feature `trace`): turning what happened into ladder diagrams, JSON lines
+//!   and pcaps.
 //! - [`time`]: the engine's notion of time, an [`Instant`] that the driver supplies.
 //! - `device` and `net` (Linux, feature `net`): the runtime over any packet device (a
 //!   driver thread per queue, the [`device::Device`] trait, an in-memory pair) and a
 //!   blocking `std::net`-like API (`TcpListener`, `TcpStream`) over it; `tokio` (feature
-//!   `tokio`) the same for async tasks.
+//!   `tokio`) the same for async tasks; `relay` (feature `relay`): tun2socks-style relaying.
 //! - `tun` (Linux, feature `tun`): the TUN device under that runtime.
+//!
+//! Without the `std` feature (`default-features = false`) the crate is `#![no_std]` and
+//! needs only `alloc`: the engine (`wire`, `tcp`, `stack`, `time`) for any target with
+//! an allocator. The README's "Features" lists the features.
 // `unsafe` is allowed only at the OS boundary (`device::sys`, `tun::sys`), each block with
 // a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(not(feature = "std"), no_std)]
+
+extern crate alloc;
 
 mod config;
 #[cfg(all(target_os = "linux", feature = "net"))]
@@ -44,16 +53,33 @@ mod error;
 pub mod net;
 #[cfg(all(target_os = "linux", feature = "relay"))]
 pub mod relay;
+#[cfg(feature = "sim")]
 pub mod scenario;
 mod secrets;
+#[cfg(feature = "sim")]
 pub mod sim;
+/// The simulator's link model alone, which the device runtime's impairment applies to
+/// real packets ([`DeviceConfig::impair`](crate::device::DeviceConfig::impair)); the `sim`
+/// feature adds the simulated network.
+#[cfg(all(not(feature = "sim"), target_os = "linux", feature = "net"))]
+pub mod sim {
+    pub(crate) mod link;
+    pub use link::{parse_duration, parse_rate, LinkConfig, LossCause};
+}
 pub mod stack;
 pub mod tcp;
 mod tcp_state;
 pub mod time;
 #[cfg(all(target_os = "linux", feature = "tokio"))]
 pub mod tokio;
+#[cfg(feature = "trace")]
 pub mod trace;
+/// The pcap writer alone, with which the device runtime captures its packets; the
+/// `trace` feature adds ladder diagrams and JSON lines.
+#[cfg(all(not(feature = "trace"), target_os = "linux", feature = "net"))]
+pub mod trace {
+    pub mod pcap;
+}
 #[cfg(all(target_os = "linux", feature = "tun"))]
 pub mod tun;
 pub mod wire;

@@ -6,6 +6,16 @@
 //! no two stacks share a key and nothing about one can be computed from outside.
 //! [`Secrets::Deterministic`] derives them all from a seed instead, for runs that must
 //! repeat exactly (the simulator, scenarios, `synack drill`, fuzzing).
+//!
+//! The random source is the `getrandom` crate, with or without std (it is itself
+//! `no_std`). On a target without an operating system (synack built without its `std`
+//! feature, for firmware) getrandom has no source of its own: the embedder registers
+//! one, a hardware RNG, with getrandom's custom backend (build with
+//! `RUSTFLAGS='--cfg getrandom_backend="custom"'` and define
+//! `__getrandom_v03_custom`, as getrandom's documentation shows). `Secrets::Random` stays
+//! the default there too. A test build may choose [`Secrets::Deterministic`] instead and
+//! getrandom's `unsupported` backend (then `Secrets::Random` panics in `Stack::new`);
+//! never a stack that faces a network.
 
 use rand::{Rng as _, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -63,6 +73,9 @@ pub(crate) struct Keys {
     /// The key of the connection index's hash (drawn last, so the others stay as they
     /// were for a given deterministic seed).
     pub(crate) connections: [u8; 16],
+    /// The key of the hash maps of fragment queues, held SYNs and UDP ports (drawn after
+    /// the others, for the same reason).
+    pub(crate) maps: [u8; 16],
 }
 
 impl Keys {
@@ -80,6 +93,7 @@ impl Keys {
             ports: [0; 32],
             time_wait: [0; 16],
             connections: [0; 16],
+            maps: [0; 16],
         };
         match source {
             Secrets::Random => keys.fill(|b| {
@@ -103,6 +117,7 @@ impl Keys {
         f(&mut self.ports);
         f(&mut self.time_wait);
         f(&mut self.connections);
+        f(&mut self.maps);
     }
 }
 
@@ -120,6 +135,7 @@ mod tests {
             &k.ports,
             &k.time_wait,
             &k.connections,
+            &k.maps,
         ] {
             v.extend_from_slice(part);
         }
@@ -138,6 +154,7 @@ mod tests {
             a.syncookie[1],
             a.time_wait,
             a.connections,
+            a.maps,
         ];
         for (i, x) in parts.iter().enumerate() {
             assert_ne!(*x, [0; 16]);

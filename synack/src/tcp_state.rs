@@ -1,6 +1,6 @@
 //! The eleven connection states of RFC 9293 section 3.3.2, named as `netstat` and `ss` name them.
 
-use std::fmt;
+use core::fmt;
 
 /// A TCP connection state, as shown by `netstat`/`ss` and drawn in RFC 9293's state diagram.
 ///

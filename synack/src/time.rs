@@ -3,10 +3,10 @@
 //! The core never reads a clock. The simulator passes virtual time, the TUN driver
 //! passes microseconds since it started; both are just a count of microseconds.
 
-use std::fmt;
-use std::num::NonZeroU64;
-use std::ops::{Add, AddAssign, Sub};
-use std::time::Duration;
+use core::fmt;
+use core::num::NonZeroU64;
+use core::ops::{Add, AddAssign, Sub};
+use core::time::Duration;
 
 /// A point in time, in microseconds since an arbitrary epoch chosen by the driver (up
 /// to `u64::MAX - 1`: later instants saturate there).
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn an_optional_instant_is_as_small_as_an_instant_and_the_end_of_time_saturates() {
-        assert_eq!(std::mem::size_of::<Option<Instant>>(), 8);
+        assert_eq!(core::mem::size_of::<Option<Instant>>(), 8);
         assert_eq!(Instant::default(), Instant::ZERO);
         let end = Instant::from_micros(u64::MAX);
         assert_eq!(end.as_micros(), u64::MAX - 1);

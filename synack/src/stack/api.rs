@@ -1,7 +1,8 @@
 //! The application's calls: listen, accept, connect, send, receive, socket options,
 //! shutdown, close, abort, and what a connection's state and addresses are.
 
-use std::net::{IpAddr, SocketAddr};
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::tcp::Connection;
@@ -109,7 +110,7 @@ impl Stack {
         let overlaps = |ip: IpAddr| {
             ip.is_ipv4() == local.is_ipv4() && (ip == local.ip() || local.ip().is_unspecified())
         };
-        let busy: std::collections::HashSet<u16> = self
+        let busy: alloc::collections::BTreeSet<u16> = self
             .by_tuple
             .slots()
             .filter_map(|i| self.slots[i as usize].conn.as_ref())
@@ -419,8 +420,8 @@ impl Stack {
     /// ```
     pub fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnectionHandle, Error> {
         let unspecified = match remote {
-            SocketAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            SocketAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            SocketAddr::V4(_) => IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
+            SocketAddr::V6(_) => IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED),
         };
         self.connect_from(now, SocketAddr::new(unspecified, 0), remote)
     }
@@ -932,7 +933,7 @@ impl Stack {
         &mut self,
         now: Instant,
         conn: ConnectionHandle,
-        timeout: Option<std::time::Duration>,
+        timeout: Option<core::time::Duration>,
     ) -> Result<(), Error> {
         self.with_conn(now, conn, |c, _| c.set_user_timeout(timeout))
     }

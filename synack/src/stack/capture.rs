@@ -4,8 +4,10 @@
 //! forwarder). The accepted connection's local address is the destination the client
 //! asked for.
 
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
+use core::ops::RangeInclusive;
 
 pub use ipnet::IpNet;
 
@@ -103,13 +105,13 @@ impl Stack {
     /// among catch-all listeners, the first opened that matches.
     ///
     /// The packets must reach the stack: route the prefixes to it (over TUN,
-    /// [`crate::tun::InterfaceConfig`]'s `routes`).
+    /// `tun::InterfaceConfig`'s `routes`).
     pub fn listen_capture(
         &mut self,
         capture: Capture,
         backlog: usize,
     ) -> Result<ListenerHandle, Error> {
-        let unspecified = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        let unspecified = SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0);
         let lid = self.add_listener(unspecified, backlog);
         if let Some(l) = self.listeners[lid.0 as usize].as_mut() {
             l.capture = Some(Box::new(capture));

@@ -1,6 +1,7 @@
 //! Events the stack reports to whoever drives it, drained with [`crate::Stack::poll_event`].
 
-use std::net::SocketAddr;
+use alloc::string::String;
+use core::net::SocketAddr;
 
 use super::{ConnectionHandle, Error, ListenerHandle, UdpHandle};
 use crate::{Instant, TcpState};

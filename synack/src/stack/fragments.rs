@@ -8,10 +8,13 @@
 //! (`ipfrag_time`, `ip6frag_time`), a fragment count limit (`ipfrag_max_fragments`) and
 //! the 65535-byte size limit. Nothing here allocates more than the limits allow.
 
-use std::collections::{BTreeMap, HashMap};
-use std::mem::size_of;
-use std::net::IpAddr;
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::mem::size_of;
+use core::net::IpAddr;
 
+use super::keyed::{HashMap, Keyed};
 use super::Config;
 use crate::wire::icmp::PROTO_ICMPV6;
 use crate::wire::ipv6::{self, FRAGMENT_HEADER_LEN, NEXT_HEADER_FRAGMENT};
@@ -144,7 +147,7 @@ pub(crate) struct Expired {
 }
 
 /// Incomplete datagrams, their timers and the memory they hold.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Reassembler {
     datagrams: HashMap<DatagramKey, Datagram>,
     timers: BTreeMap<(Instant, u64), DatagramKey>,
@@ -153,6 +156,16 @@ pub(crate) struct Reassembler {
 }
 
 impl Reassembler {
+    /// An empty table whose map is hashed under `maps`.
+    pub(crate) fn new(maps: Keyed) -> Reassembler {
+        Reassembler {
+            datagrams: maps.map(),
+            timers: BTreeMap::new(),
+            next_timer: 0,
+            memory: 0,
+        }
+    }
+
     /// Bytes held by incomplete (and discarded, until their timer ends) datagrams.
     pub(crate) fn memory(&self) -> usize {
         self.memory
@@ -500,7 +513,14 @@ fn quote(first: &First, data: &[u8], ident: u32) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::wire::{self, SeqNum, TcpFlags, TcpRepr};
-    use std::time::Duration;
+    use core::time::Duration;
+
+    /// The tests' tables, under a fixed key.
+    impl Default for Reassembler {
+        fn default() -> Reassembler {
+            Reassembler::new(Keyed::new([7; 16]))
+        }
+    }
 
     fn tcp_packet(v6: bool, payload: &[u8]) -> Vec<u8> {
         let (s, d): (IpAddr, IpAddr) = if v6 {

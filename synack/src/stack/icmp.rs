@@ -3,7 +3,7 @@
 //! rest (neighbour discovery, router messages, MLD) is counted and ignored. Out: echo
 //! replies, and Time Exceeded when a fragmented datagram's time runs out.
 
-use std::net::{IpAddr, SocketAddr};
+use core::net::{IpAddr, SocketAddr};
 
 use super::tables::FourTuple;
 use super::{Error, Stack, CTL_QUEUE_LIMIT};

@@ -5,8 +5,8 @@
 //! attacker cannot aim collisions. At a million connections it costs about 18 bytes
 //! each, where a map from 4-tuple to slot costs about 150.
 
-use std::hash::Hasher;
-use std::net::SocketAddr;
+use core::hash::Hasher;
+use core::net::SocketAddr;
 
 use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;

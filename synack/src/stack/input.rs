@@ -2,7 +2,7 @@
 //! answer ICMP, demultiplex a TCP segment to its connection, else to the TIME_WAIT table,
 //! else to the listen path (`listen.rs`).
 
-use std::net::SocketAddr;
+use core::net::SocketAddr;
 
 use super::*;
 use crate::tcp::{Disposition, Outgoing, TimeWaitVerdict};

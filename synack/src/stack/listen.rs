@@ -2,7 +2,8 @@
 //! listener makes an embryonic connection (its SYN queue) or, past the backlog, a SYN
 //! cookie; the ACK of a cookie rebuilds the connection; anything else gets a RST.
 
-use std::net::{IpAddr, SocketAddr};
+use alloc::format;
+use core::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::tcp::{Connection, Outgoing};
@@ -294,8 +295,8 @@ impl Stack {
 
     pub(super) fn find_listener(&self, local: SocketAddr) -> Option<u32> {
         let unspecified = match local.ip() {
-            IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            IpAddr::V4(_) => IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED),
+            IpAddr::V6(_) => IpAddr::V6(core::net::Ipv6Addr::UNSPECIFIED),
         };
         let wildcard = SocketAddr::new(unspecified, local.port());
         let find = |addr: SocketAddr| {

@@ -164,6 +164,7 @@ mod fragments;
 mod icmp;
 mod index;
 mod input;
+mod keyed;
 mod listen;
 mod ports;
 mod requests;
@@ -172,8 +173,12 @@ mod tables;
 mod time_wait_table;
 mod udp;
 
-use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
 
 pub use crate::config::Config;
 pub use crate::error::Error;
@@ -229,9 +234,9 @@ pub struct SocketSnapshot {
     pub send_q: usize,
     /// Time to the next timer (retransmission, probe, keepalive, delayed ACK,
     /// FIN_WAIT_2 timeout, TIME_WAIT expiry).
-    pub timer: Option<std::time::Duration>,
+    pub timer: Option<core::time::Duration>,
     /// How long it has been in this state (None for listeners).
-    pub age: Option<std::time::Duration>,
+    pub age: Option<core::time::Duration>,
     /// TCP_INFO-like statistics of a connection.
     pub info: Option<crate::tcp::ConnectionInfo>,
     /// A lifecycle diagnostic, when the socket is stuck (CLOSE_WAIT, FIN_WAIT_1,
@@ -281,7 +286,7 @@ pub struct StateSummary {
     /// Sockets in it.
     pub count: usize,
     /// How long the oldest has been in it.
-    pub oldest: Option<std::time::Duration>,
+    pub oldest: Option<core::time::Duration>,
 }
 
 impl StateSummary {
@@ -346,7 +351,7 @@ pub struct ListenerOptions {
     /// TCP_NODELAY.
     pub nodelay: Option<bool>,
     /// TCP_USER_TIMEOUT (RFC 5482).
-    pub user_timeout: Option<std::time::Duration>,
+    pub user_timeout: Option<core::time::Duration>,
     /// Decide first: SYNs are held and reported as connection requests
     /// ([`Event::Request`], [`Stack::take_request`]) instead of being answered; the
     /// application accepts or refuses each ([`Stack::accept_request`],
@@ -441,7 +446,7 @@ pub struct ListenerHandle(pub(crate) u32);
 
 /// How long after a listener last sent a SYN cookie its cookies are still checked
 /// (Linux's TCP_SYNCOOKIE_VALID: two minutes, the life of a cookie).
-const COOKIE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(120);
+const COOKIE_LIFETIME: core::time::Duration = core::time::Duration::from_secs(120);
 
 /// Most control packets (RSTs, TIME_WAIT ACKs) waiting for `poll_transmit`; more are dropped.
 const CTL_QUEUE_LIMIT: usize = 4096;
@@ -544,8 +549,8 @@ pub struct Stack {
     stats: StackStats,
 }
 
-impl std::fmt::Debug for Stack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Stack")
             .field("addresses", &self.addresses)
             .field("connections", &self.by_tuple.len())
@@ -577,6 +582,7 @@ impl Stack {
     /// ```
     pub fn new(config: Config) -> Stack {
         let keys = crate::secrets::Keys::new(config.secrets);
+        let maps = keyed::Keyed::new(keys.maps);
         Stack {
             isn: IsnGenerator::new(keys.isn, keys.ts_offset),
             cookies: SynCookies::new(keys.syncookie),
@@ -587,7 +593,7 @@ impl Stack {
             memory_level: MemoryLevel::Normal,
             ports: PortAllocator::new(keys.ports),
             time_wait: TimeWaitTable::new(keys.time_wait),
-            fragments: Reassembler::default(),
+            fragments: Reassembler::new(maps),
             config,
             addresses: Vec::new(),
             slots: Vec::new(),
@@ -595,8 +601,8 @@ impl Stack {
             by_tuple: index::ConnectionIndex::new(keys.connections),
             listeners: Vec::new(),
             capturing: Vec::new(),
-            requests: requests::Requests::default(),
-            udp: udp::UdpTable::default(),
+            requests: requests::Requests::new(maps),
+            udp: udp::UdpTable::new(maps),
             timers: TimerQueue::default(),
             tx_ready: VecDeque::new(),
             idle_release: VecDeque::new(),
@@ -1213,7 +1219,7 @@ impl Stack {
         };
         // Taken out and kept by the stack below, so its capacity is reused packet after
         // packet and an idle connection holds none.
-        let mut events = std::mem::take(&mut conn.events);
+        let mut events = core::mem::take(&mut conn.events);
         self.charge_memory(charged, held);
         // Resets first, in the order the connection asked for them.
         for ev in &events {
@@ -1639,7 +1645,7 @@ impl Stack {
         }
         // Built in a buffer the stack keeps (zeroed once), then copied out at its length:
         // one allocation of the packet's size, nothing zeroed per packet.
-        let mut scratch = std::mem::take(&mut self.tx_scratch);
+        let mut scratch = core::mem::take(&mut self.tx_scratch);
         scratch.resize(self.max_packet_size(), 0);
         let packet = self
             .poll_transmit_into(now, &mut scratch)

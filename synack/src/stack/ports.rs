@@ -4,8 +4,8 @@
 //! the next one (RFC 6056 2.2). Linux randomizes similarly (a hashed offset plus random
 //! increments since 5.18); Algorithm 1 is the simplest that leaves nothing to guess.
 
-use std::net::{IpAddr, SocketAddr};
-use std::ops::RangeInclusive;
+use core::net::{IpAddr, SocketAddr};
+use core::ops::RangeInclusive;
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha12Rng;

@@ -7,10 +7,12 @@
 //! it) and in time (`Decide::timeout`, then `Decide::on_timeout`); a SYN repeated while
 //! its request is held is absorbed.
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
-use std::time::Duration;
+use alloc::collections::BTreeSet;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+use core::time::Duration;
 
+use super::keyed::{HashMap, Keyed};
 use super::*;
 use crate::wire::icmp::IcmpRepr;
 
@@ -315,7 +317,7 @@ impl Held {
 }
 
 /// The held requests of all listeners, by handle, by 4-tuple and by deadline.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Requests {
     held: HashMap<u64, Held>,
     by_tuple: HashMap<FourTuple, u64>,
@@ -324,6 +326,16 @@ pub(super) struct Requests {
 }
 
 impl Requests {
+    /// No requests held; the maps are hashed under `maps`.
+    pub(super) fn new(maps: Keyed) -> Requests {
+        Requests {
+            held: maps.map(),
+            by_tuple: maps.map(),
+            deadlines: BTreeSet::new(),
+            next: 0,
+        }
+    }
+
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first().map(|d| d.0)
     }

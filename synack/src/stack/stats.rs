@@ -1,7 +1,8 @@
 //! Stack-wide counters: segments in and out, ICMP, opens, resets, and every dropped packet
 //! under the name of its reason (so bad input is always accounted for).
 
-use std::collections::BTreeMap;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
 
 /// Counters of one [`crate::Stack`]. Get a snapshot with [`crate::Stack::stats`].
 ///
@@ -127,7 +128,7 @@ impl StackStats {
     }
 }
 
-impl std::ops::AddAssign<&StackStats> for StackStats {
+impl core::ops::AddAssign<&StackStats> for StackStats {
     /// Add another stack's counters (the stacks of one multi-queue interface). Every
     /// field is named, so that a new counter cannot be forgotten here.
     fn add_assign(&mut self, other: &StackStats) {
@@ -229,7 +230,7 @@ impl StackStats {
     /// # }
     /// ```
     pub fn prometheus(&self, summary: &[super::StateSummary]) -> String {
-        use std::fmt::Write as _;
+        use core::fmt::Write as _;
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP synack_{name} {help}");

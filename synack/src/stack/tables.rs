@@ -1,8 +1,11 @@
 //! The stack's tables: connection slots, listeners and the timing wheel (the TIME_WAIT
 //! table has its own module). Plain data structures; the rules live in `mod.rs` and in `crate::tcp`.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::SocketAddr;
 
 use crate::tcp::{ConnEvent, Connection};
 use crate::Instant;
@@ -43,7 +46,7 @@ pub(crate) struct Slot {
 /// `Config::tcp_mem`. (A count stops at 4 GiB, far beyond any buffer.)
 pub(crate) fn recount(memory: &mut u32, held: usize) -> (usize, usize) {
     let held = u32::try_from(held).unwrap_or(u32::MAX);
-    let before = std::mem::replace(memory, held);
+    let before = core::mem::replace(memory, held);
     (before as usize, held as usize)
 }
 
@@ -60,7 +63,7 @@ impl Scratch {
     /// Lend the storage to `conn` (unless it has a list of its own already).
     pub(crate) fn lend(&mut self, conn: &mut Connection) {
         if conn.events.capacity() == 0 {
-            conn.events = std::mem::take(&mut self.events);
+            conn.events = core::mem::take(&mut self.events);
         }
     }
 
@@ -68,7 +71,7 @@ impl Scratch {
     /// bookkeeping, which takes it otherwise, did not run).
     pub(crate) fn reclaim(&mut self, conn: &mut Connection) {
         if conn.events.is_empty() {
-            self.keep(std::mem::take(&mut conn.events));
+            self.keep(core::mem::take(&mut conn.events));
         }
     }
 
@@ -340,7 +343,7 @@ impl TimerQueue {
     /// O(live connections) however fast connections come and go.
     pub(crate) fn compact(&mut self, live: impl Fn(u32, u32, Instant) -> bool) {
         let mut kept = Vec::new();
-        for head in std::iter::once(self.due).chain(self.heads.iter().copied()) {
+        for head in core::iter::once(self.due).chain(self.heads.iter().copied()) {
             let mut at = head;
             while at != NIL {
                 let Node { entry, next } = self.nodes[at as usize];
@@ -378,7 +381,7 @@ impl TimerQueue {
             self.elapsed = start;
             self.occupied[level] &= !(1 << slot);
             let n = level * SLOTS + slot;
-            let mut at = std::mem::replace(&mut self.heads[n], NIL);
+            let mut at = core::mem::replace(&mut self.heads[n], NIL);
             self.earliest[n] = None;
             if level == 0 {
                 // Every entry of a level-0 bucket is due at its microsecond (or before).
@@ -439,7 +442,7 @@ mod tests {
             3_600_000_000,
         ];
         for (i, w) in waits.iter().enumerate() {
-            wheel.push(start + std::time::Duration::from_micros(*w), i as u32, 0);
+            wheel.push(start + core::time::Duration::from_micros(*w), i as u32, 0);
         }
         let fired = run(&mut wheel, Instant::from_secs(100_000));
         assert_eq!(fired.len(), waits.len());
@@ -476,13 +479,13 @@ mod tests {
             wheel.pop_due(start);
             let mut model = Vec::new();
             for (id, (wait, stale)) in entries.iter().enumerate() {
-                let at = start + std::time::Duration::from_micros(*wait);
+                let at = start + core::time::Duration::from_micros(*wait);
                 wheel.push(at, id as u32, 0);
-                model.push((at, std::cell::Cell::new(*stale)));
+                model.push((at, core::cell::Cell::new(*stale)));
             }
             let live = |i: u32, _: u32, _: Instant| !model[i as usize].1.get();
             // Fire what is due after a while, then compare.
-            let now = start + std::time::Duration::from_micros(advance);
+            let now = start + core::time::Duration::from_micros(advance);
             while let Some(t) = wheel.peek_live(live) {
                 if t > now {
                     break;
@@ -519,7 +522,7 @@ mod tests {
             let mut id = 0u32;
             for (advance_bits, waits) in steps {
                 for w in waits {
-                    let at = now + std::time::Duration::from_micros(w >> (advance_bits * 8));
+                    let at = now + core::time::Duration::from_micros(w >> (advance_bits * 8));
                     wheel.push(at, id, 0);
                     expected.push((id, at));
                     id += 1;

@@ -13,9 +13,10 @@
 //! test `time_wait_entries_cost_at_most_64_bytes_each`, and with a counting allocator
 //! by synack/tests/limits.rs).
 
-use std::collections::VecDeque;
-use std::hash::Hasher;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::hash::Hasher;
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
@@ -512,8 +513,8 @@ impl TimeWaitTable {
                 c if c < 8 => c.next_power_of_two() * 2,
                 c => c / 7 * 8,
             };
-            r.ring.capacity() * std::mem::size_of::<Packed<A>>()
-                + buckets * (std::mem::size_of::<u32>() + 1)
+            r.ring.capacity() * core::mem::size_of::<Packed<A>>()
+                + buckets * (core::mem::size_of::<u32>() + 1)
                 + 16
         }
         ring(&self.v4) + ring(&self.v6) + self.locals.capacity() * 17
@@ -523,7 +524,7 @@ impl TimeWaitTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use core::time::Duration;
 
     fn tw(expiry: Instant) -> TimeWait {
         TimeWait {
@@ -553,8 +554,8 @@ mod tests {
 
     #[test]
     fn packed_entries_are_40_bytes_for_ipv4_and_52_for_ipv6() {
-        assert_eq!(std::mem::size_of::<Packed<[u8; 4]>>(), 40);
-        assert_eq!(std::mem::size_of::<Packed<[u8; 16]>>(), 52);
+        assert_eq!(core::mem::size_of::<Packed<[u8; 4]>>(), 40);
+        assert_eq!(core::mem::size_of::<Packed<[u8; 16]>>(), 52);
     }
 
     #[test]

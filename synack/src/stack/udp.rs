@@ -7,9 +7,11 @@
 //! for a datagram to a port nobody has (rate-limited as Linux's icmp_ratelimit), and
 //! ICMP errors about what a connected socket sent reported to it as Linux does.
 
-use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::{IpAddr, SocketAddr};
 
+use super::keyed::{HashMap, Keyed};
 use super::*;
 use crate::wire::icmp::IcmpRepr;
 use crate::wire::{UdpRepr, PROTO_UDP};
@@ -162,7 +164,7 @@ struct UdpSocket {
 }
 
 /// The UDP sockets, the output queue and the ICMP rate limit.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct UdpTable {
     sockets: Vec<(u32, Option<UdpSocket>)>,
     /// Bound sockets by port, and the catch-all ones: a datagram looks at the few
@@ -177,9 +179,21 @@ pub(super) struct UdpTable {
 
 /// Linux's icmp_ratelimit (1 s) with inet_peer's burst of 6: ICMP errors to one host.
 const ICMP_BURST: u32 = 6;
-const ICMP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const ICMP_INTERVAL: core::time::Duration = core::time::Duration::from_secs(1);
 
 impl UdpTable {
+    /// No sockets yet; the maps are hashed under `maps`.
+    pub(super) fn new(maps: Keyed) -> UdpTable {
+        UdpTable {
+            sockets: Vec::new(),
+            by_port: maps.map(),
+            capturing: Vec::new(),
+            out: VecDeque::new(),
+            icmp_tokens: maps.map(),
+            next_ident: 0,
+        }
+    }
+
     fn get(&self, h: UdpHandle) -> Option<&UdpSocket> {
         match self.sockets.get(h.index as usize) {
             Some((g, Some(s))) if *g == h.generation => Some(s),
@@ -301,7 +315,7 @@ impl Stack {
     /// bound socket takes (the relay's); [`Datagram::to`] tells where each was sent, and
     /// [`Stack::udp_send_from`] answers from that address.
     pub fn udp_bind_capture(&mut self, capture: Capture) -> Result<UdpHandle, Error> {
-        let unspecified = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+        let unspecified = SocketAddr::new(IpAddr::V4(core::net::Ipv4Addr::UNSPECIFIED), 0);
         let h = self.udp_insert(UdpSocket {
             local: unspecified,
             peer: None,

@@ -3,8 +3,9 @@
 //! recovery in `input.rs` decides *when* a congestion event happens; a controller
 //! decides what cwnd and ssthresh become and how cwnd grows outside recovery.
 
-use std::fmt::Debug;
-use std::time::Duration;
+use alloc::boxed::Box;
+use core::fmt::Debug;
+use core::time::Duration;
 
 pub use crate::config::CongestionControl;
 use crate::time::Micros;
@@ -354,6 +355,20 @@ pub(crate) struct Cubic {
 const C: f64 = 0.4;
 const BETA: f64 = 0.7;
 
+/// The cube root: std's (the platform's libm) with std, as every run so far has
+/// computed K; the `libm` crate's without std, where `f64::cbrt` does not exist.
+#[cfg(feature = "std")]
+fn cbrt(x: f64) -> f64 {
+    x.cbrt()
+}
+
+/// The cube root: std's (the platform's libm) with std, as every run so far has
+/// computed K; the `libm` crate's without std, where `f64::cbrt` does not exist.
+#[cfg(not(feature = "std"))]
+fn cbrt(x: f64) -> f64 {
+    libm::cbrt(x)
+}
+
 impl Cubic {
     pub(crate) fn new(mss: u32) -> Cubic {
         Cubic {
@@ -405,7 +420,7 @@ impl Controller for Cubic {
         let (start, k, origin) = *self.epoch.get_or_insert_with(|| {
             // RFC 9438 4.2 eq. 2: K = cbrt((W_max - cwnd_epoch) / C), or 0 above W_max.
             if cwnd < self.w_max {
-                (now, ((self.w_max - cwnd) / C).cbrt(), self.w_max)
+                (now, cbrt((self.w_max - cwnd) / C), self.w_max)
             } else {
                 (now, 0.0, cwnd)
             }
@@ -417,7 +432,8 @@ impl Controller for Cubic {
         let t = (now - start).as_secs_f64();
         // RFC 9438 4.2 eq. 1 at t + RTT; RTT is the minimum RTT, as Linux's
         // bictcp_update (delay_min).
-        let target = (C * (t + rtt - k).powi(3) + origin).max(cwnd);
+        let d = t + rtt - k;
+        let target = (C * (d * d * d) + origin).max(cwnd);
         let acked_seg = acked as f64 / self.w.mss as f64;
         // RFC 9438 4.4/4.5: (target - cwnd) / cwnd per segment acknowledged.
         let mut per_segment = (target - cwnd) / cwnd;

@@ -4,9 +4,12 @@
 //! and [`Connection::transition`], the one place a connection changes state.
 
 use super::cc::Controller;
-use std::mem;
-use std::net::SocketAddr;
-use std::time::Duration;
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::mem;
+use core::net::SocketAddr;
+use core::time::Duration;
 
 use super::cc::CongestionControl;
 use super::reassembly::Reassembly;
@@ -1097,9 +1100,9 @@ mod size {
     #[test]
     fn a_connection_stays_within_its_share_of_a_kibibyte() {
         let (conn, state, snd) = (
-            std::mem::size_of::<Connection>(),
-            std::mem::size_of::<State>(),
-            std::mem::size_of::<Snd>(),
+            core::mem::size_of::<Connection>(),
+            core::mem::size_of::<State>(),
+            core::mem::size_of::<Snd>(),
         );
         assert!(
             conn <= 920,

@@ -5,8 +5,10 @@
 //! ([`crate::Event::Warning`], also through `tracing`), and `Stack::snapshot` shows the
 //! same words beside each socket.
 
-use std::net::SocketAddr;
-use std::time::Duration;
+use alloc::format;
+use alloc::string::String;
+use core::net::SocketAddr;
+use core::time::Duration;
 
 use super::TcpState;
 use crate::config::Config;

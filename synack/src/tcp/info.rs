@@ -2,8 +2,8 @@
 //! `ss -i` shows and what tests and tools read without reaching into the engine.
 
 use super::cc::Controller;
-use std::net::SocketAddr;
-use std::time::Duration;
+use core::net::SocketAddr;
+use core::time::Duration;
 
 use super::cc::CongestionControl;
 use super::conn::Connection;

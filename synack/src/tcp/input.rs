@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;
-use std::time::Duration;
+use core::time::Duration;
 
 /// Receive memory a connection may always hold, over tcp_mem's hard limit too (Linux's
 /// `tcp_rmem[0]`).
@@ -17,7 +17,7 @@ const RMEM_MIN: usize = 4096;
 
 /// Linux's tcp_invalid_ratelimit: at most one ACK per this interval answers unacceptable
 /// zero-length segments.
-const OOW_ACK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+const OOW_ACK_INTERVAL: core::time::Duration = core::time::Duration::from_millis(500);
 
 /// Linux's __tcp_oow_rate_limited: true when an answer went out less than 500 ms ago;
 /// otherwise records `now` as the time of this one.

@@ -4,8 +4,8 @@
 //! Also the offset of a connection's timestamp clock (RFC 7323 7.1), with a key of its
 //! own, as Linux's `secure_tcp_seq` and `secure_tcp_ts_off`.
 
-use std::hash::Hasher;
-use std::net::{IpAddr, SocketAddr};
+use core::hash::Hasher;
+use core::net::{IpAddr, SocketAddr};
 
 use siphasher::sip::SipHasher24;
 
@@ -19,8 +19,8 @@ pub(crate) struct IsnGenerator {
     ts_key: [u8; 16],
 }
 
-impl std::fmt::Debug for IsnGenerator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for IsnGenerator {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("IsnGenerator { .. }")
     }
 }

@@ -8,6 +8,7 @@ use super::state::State;
 pub use crate::config::Keepalive;
 use crate::error::Error;
 use crate::Instant;
+use alloc::boxed::Box;
 
 /// Keepalive state of a connection that has it on.
 #[derive(Clone, Copy, Debug)]

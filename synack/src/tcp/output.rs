@@ -18,7 +18,7 @@ pub(crate) struct Outgoing {
     /// The bytes it carries, as offsets into the connection's send buffer (0 is
     /// SND.UNA's byte), valid until the buffer next changes:
     /// [`Connection::payload`] reads them while the stack writes the packet.
-    pub(crate) payload: std::ops::Range<usize>,
+    pub(crate) payload: core::ops::Range<usize>,
     /// Non-zero: a super-segment of several segments of this payload size (the last
     /// may be shorter), for a device with segmentation offload to cut.
     pub(crate) segment_size: u16,
@@ -566,7 +566,7 @@ impl Connection {
         // Every segment carries the ACK: nothing is left to delay.
         self.ack_now = false;
         self.delack = None;
-        if std::mem::take(&mut self.ack_for_data) {
+        if core::mem::take(&mut self.ack_for_data) {
             // A quick ACK spent (Linux's tcp_dec_quickack_mode counts ACKs of new data).
             self.quick_acks = self.quick_acks.saturating_sub(1);
         }

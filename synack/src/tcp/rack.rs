@@ -10,8 +10,8 @@
 //! at one instant (a burst, retransmissions and new data answering one ACK) are ordered
 //! as they left, which is what RACK's time-and-sequence tie-break approximates.
 
-use std::collections::VecDeque;
-use std::time::Duration;
+use alloc::collections::VecDeque;
+use core::time::Duration;
 
 use crate::time::Micros;
 use crate::wire::SeqNum;
@@ -327,7 +327,7 @@ impl Rack {
                 self.sent
                     .range(i + 1..)
                     .map(Some)
-                    .chain(std::iter::once(None)),
+                    .chain(core::iter::once(None)),
             )
             .map(move |(e, next)| {
                 (

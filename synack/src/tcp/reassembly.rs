@@ -3,6 +3,7 @@
 //! the peer has to send).
 
 use crate::wire::{SackBlocks, SeqNum};
+use alloc::vec::Vec;
 
 /// Most separate out-of-order ranges kept; beyond this a new range is dropped (the peer resends it).
 const MAX_RANGES: usize = 4096;
@@ -68,7 +69,7 @@ impl Reassembly {
             .rev()
             .map(|(s, d)| (*s, *s + d.len() as u32));
         let mut blocks = fin.into_iter().chain(held).peekable();
-        std::iter::from_fn(move || {
+        core::iter::from_fn(move || {
             let (mut start, end) = blocks.next()?;
             while let Some(&(s, e)) = blocks.peek() {
                 if e != start {

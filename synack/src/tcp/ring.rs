@@ -4,6 +4,8 @@
 //! is how a received payload is copied and checksummed in one pass (`stage`).
 
 use crate::wire as checksum;
+use alloc::boxed::Box;
+use alloc::vec;
 
 /// The most a ring holds (2 GiB, Linux's bound on SO_SNDBUF/SO_RCVBUF); the buffers'
 /// capacities are clamped to it.
@@ -242,7 +244,7 @@ mod tests {
             ops in proptest::collection::vec((0u8..5, 1usize..5000), 1..60),
         ) {
             let mut r = ByteRing::default();
-            let mut model = std::collections::VecDeque::new();
+            let mut model = alloc::collections::VecDeque::new();
             let mut next = 0u8;
             for (op, n) in ops {
                 let data: Vec<u8> = (0..n).map(|i| next.wrapping_add(i as u8)).collect();

@@ -1,6 +1,6 @@
 //! Round-trip time estimation and the retransmission timeout (RFC 6298).
 
-use std::time::Duration;
+use core::time::Duration;
 
 use crate::time::Micros;
 use crate::wire::SeqNum;

@@ -2,7 +2,9 @@
 //! SND.UNA the peer has reported holding, so that recovery resends only the holes,
 //! decides which holes are lost, and estimates what is still in the network (pipe).
 
-use std::cell::Cell;
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::cell::Cell;
 
 use super::state::PipeKey;
 use crate::wire::SeqNum;

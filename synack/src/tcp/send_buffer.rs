@@ -5,7 +5,7 @@
 /// keep-alive answer after another) keeps it, an idle one gives it all back, so that
 /// memory follows what a connection has in flight, not the most it ever had. (Under
 /// memory pressure it goes back at once: see `Connection::release_idle_storage`.)
-pub(crate) const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(1);
+pub(crate) const IDLE_RELEASE: core::time::Duration = core::time::Duration::from_secs(1);
 
 use super::ring::{ByteRing, MAX_STORAGE};
 
@@ -223,7 +223,7 @@ mod tests {
             capacity in 1usize..20_000,
         ) {
             let mut b = SendBuffer::new(capacity);
-            let mut model = std::collections::VecDeque::new();
+            let mut model = alloc::collections::VecDeque::new();
             let mut next = 0u8;
             for (op, n) in ops {
                 match op {

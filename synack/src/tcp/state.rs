@@ -3,7 +3,8 @@
 //! handshake, no reassembly queue after the peer's FIN, only a handful of numbers in
 //! TIME_WAIT). Transitions are methods that consume one state and return the next.
 
-use std::time::Duration;
+use alloc::boxed::Box;
+use core::time::Duration;
 
 use super::cc::Controller;
 use super::reassembly::Reassembly;

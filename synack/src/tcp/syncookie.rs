@@ -10,8 +10,8 @@
 //! Without timestamps there is nowhere to keep window scale and SACK, so a cookie
 //! SYN-ACK offers neither (as Linux does).
 
-use std::hash::Hasher;
-use std::net::SocketAddr;
+use core::hash::Hasher;
+use core::net::SocketAddr;
 
 use siphasher::sip::SipHasher24;
 
@@ -39,8 +39,8 @@ pub(crate) struct SynCookies {
     keys: [[u8; 16]; 2],
 }
 
-impl std::fmt::Debug for SynCookies {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for SynCookies {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("SynCookies { .. }")
     }
 }

@@ -3,7 +3,7 @@
 //! instead of being taken for a new one (RFC 9293 3.6.1). The same struct serves a
 //! connection the application still holds and the stack's compact TIME_WAIT table.
 
-use std::time::Duration;
+use core::time::Duration;
 
 use crate::wire::{SeqNum, TcpRepr};
 use crate::Instant;

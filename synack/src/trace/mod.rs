@@ -9,6 +9,7 @@ pub mod pcap;
 
 use std::net::SocketAddr;
 
+#[cfg(feature = "sim")]
 use crate::sim::{Fate, PacketRecord};
 use crate::wire::{self, TcpFlags};
 use crate::{Event, Instant, TcpState};
@@ -328,6 +329,7 @@ impl Trace {
     }
 
     /// Add the simulator's packet records (each a Tx and, if delivered, an Rx).
+    #[cfg(feature = "sim")]
     pub fn add_packets(&mut self, packets: &[PacketRecord]) {
         for p in packets {
             let Some(seg) = SegmentSummary::from_packet(&p.bytes) else {

@@ -5,6 +5,7 @@
 
 use std::io::{self, Write};
 
+#[cfg(feature = "sim")]
 use crate::sim::PacketRecord;
 use crate::Instant;
 
@@ -96,6 +97,7 @@ pub fn micros(at: Instant) -> u64 {
 
 /// A capture of a simulated run: every packet as it left its sender (lost ones
 /// included: the capture point is the sender's interface), in sending order.
+#[cfg(feature = "sim")]
 pub fn write_sim<W: Write>(out: W, packets: &[PacketRecord]) -> io::Result<W> {
     let mut w = PcapWriter::new(out)?;
     for p in packets {

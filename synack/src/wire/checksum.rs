@@ -1,7 +1,7 @@
 //! The Internet checksum (RFC 1071) and the TCP pseudo-headers of IPv4 (RFC 9293 3.1)
 //! and IPv6 (RFC 8200 8.1).
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 /// Add `data` to a running one's-complement sum (folded to at most 17 bits, so callers
 /// may add a few more 16-bit words before [`finish`]).

@@ -4,7 +4,7 @@
 //! the packet an error message quotes, which is how an error finds its connection.
 //! Neighbour discovery and other informational ICMPv6 messages parse as [`IcmpRepr::Other`].
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use super::checksum::{finish, pseudo_header, sum};
 use super::{Ipv4Packet, Ipv6Packet, WireError, PROTO_TCP};
@@ -423,12 +423,12 @@ impl QuotedTcp {
 }
 
 /// The addresses and ports of a UDP datagram an ICMP error quotes: (source, destination).
-pub fn quoted_udp(invoking: &[u8]) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+pub fn quoted_udp(invoking: &[u8]) -> Option<(core::net::SocketAddr, core::net::SocketAddr)> {
     let (src, dst, transport) = quoted_transport(invoking, super::PROTO_UDP)?;
     let t = transport.get(..4)?;
     Some((
-        std::net::SocketAddr::new(src, u16::from_be_bytes([t[0], t[1]])),
-        std::net::SocketAddr::new(dst, u16::from_be_bytes([t[2], t[3]])),
+        core::net::SocketAddr::new(src, u16::from_be_bytes([t[0], t[1]])),
+        core::net::SocketAddr::new(dst, u16::from_be_bytes([t[2], t[3]])),
     ))
 }
 

@@ -1,6 +1,6 @@
 //! IPv4 headers (RFC 791): a typed view over bytes and a high-level representation.
 
-use std::net::Ipv4Addr;
+use core::net::Ipv4Addr;
 
 use super::checksum;
 use super::WireError;

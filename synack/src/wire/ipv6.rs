@@ -1,6 +1,6 @@
 //! IPv6 headers (RFC 8200): a typed view, a representation, and extension-header walking.
 
-use std::net::Ipv6Addr;
+use core::net::Ipv6Addr;
 
 use super::WireError;
 
@@ -119,7 +119,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     }
 
     /// Like [`Ipv6Packet::upper_layer`], as a byte range of the buffer.
-    pub fn upper_layer_range(&self) -> Result<(u8, std::ops::Range<usize>), WireError> {
+    pub fn upper_layer_range(&self) -> Result<(u8, core::ops::Range<usize>), WireError> {
         match self.walk()? {
             Walk::Upper(proto, range) => Ok((proto, range)),
             Walk::Fragment(_) => Err(WireError::Fragmented),
@@ -171,7 +171,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 }
 
 enum Walk {
-    Upper(u8, std::ops::Range<usize>),
+    Upper(u8, core::ops::Range<usize>),
     Fragment(UnfragmentablePart),
 }
 

@@ -11,8 +11,10 @@ pub mod tcp;
 mod tcp_options;
 pub mod udp;
 
-use std::fmt;
-use std::net::IpAddr;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::fmt;
+use core::net::IpAddr;
 
 pub use checksum::{at_odd_offset, checksum, copy_and_sum, finish, pseudo_header, sum};
 pub use icmp::{IcmpPacket, IcmpRepr, IcmpVersion, QuotedTcp};
@@ -131,7 +133,7 @@ impl fmt::Display for WireError {
     }
 }
 
-impl std::error::Error for WireError {}
+impl core::error::Error for WireError {}
 
 /// The IP-layer facts about a packet carrying an upper-layer protocol.
 ///

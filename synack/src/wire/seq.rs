@@ -1,9 +1,9 @@
 //! TCP sequence numbers: 32-bit values compared with serial-number arithmetic (RFC 1982,
 //! RFC 9293 3.4), so that comparisons stay right across the wrap from 2^32-1 to 0.
 
-use std::cmp::Ordering;
-use std::fmt;
-use std::ops::{Add, AddAssign, Sub};
+use core::cmp::Ordering;
+use core::fmt;
+use core::ops::{Add, AddAssign, Sub};
 
 /// A sequence or acknowledgment number. `a < b` means `b` is ahead of `a` by less than
 /// 2^31; this is the only way sequence numbers are compared in synack.

@@ -1,9 +1,11 @@
 //! TCP headers (RFC 9293 3.1): flags, a typed view over segment bytes, and a
 //! representation that parses (checksum verified) and emits (checksum filled).
 
-use std::fmt;
-use std::net::IpAddr;
-use std::ops::{BitOr, BitOrAssign};
+use alloc::string::String;
+use alloc::string::ToString;
+use core::fmt;
+use core::net::IpAddr;
+use core::ops::{BitOr, BitOrAssign};
 
 use super::checksum;
 use super::tcp_options::TcpOptions;

@@ -2,7 +2,7 @@
 //! the checksum over the IPv4 or IPv6 pseudo-header (RFC 768, RFC 8200 8.1). Over IPv4
 //! a zero checksum means "none" and is accepted; over IPv6 it is mandatory.
 
-use std::net::IpAddr;
+use core::net::IpAddr;
 
 use super::checksum::{finish, pseudo_header, sum};
 use super::{IpInfo, WireError};
