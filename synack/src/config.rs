@@ -9,6 +9,7 @@ use crate::secrets::Secrets;
 
 /// Every tunable of a [`crate::Stack`], with Linux's defaults.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Where the stack's secret keys come from (ISNs, ephemeral ports, SYN cookies,
     /// timestamp offsets): [`Secrets::Random`] by default, fresh from the operating
@@ -241,22 +242,29 @@ impl Config {
     }
 }
 
-/// Which congestion control a connection uses.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// Which congestion control a connection uses: a built-in one, or a
+/// [`crate::tcp::CongestionController`] of the application's own. More built-ins may
+/// be added (hence `non_exhaustive`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CongestionControl {
     /// CUBIC (RFC 9438): Linux's default.
     #[default]
     Cubic,
     /// NewReno (RFC 5681, RFC 6582).
     NewReno,
+    /// The application's own controller, made per connection by the factory (see
+    /// [`crate::tcp::CongestionController`] for an example).
+    Custom(crate::tcp::CustomController),
 }
 
 impl CongestionControl {
-    /// The name Linux uses (`cubic`, `reno`).
+    /// The name Linux uses (`cubic`, `reno`), or the name a custom controller was given.
     pub fn name(&self) -> &'static str {
         match self {
             CongestionControl::Cubic => "cubic",
             CongestionControl::NewReno => "reno",
+            CongestionControl::Custom(custom) => custom.name(),
         }
     }
 }

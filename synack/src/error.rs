@@ -7,6 +7,7 @@ use crate::TcpState;
 
 /// What went wrong with a socket call, or why a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Error {
     /// The peer answered our SYN with RST: nobody listens on that port.
     ConnectionRefused,

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha20Rng;
 /// (RFC 6528), ephemeral ports (RFC 6056), SYN cookies (RFC 4987), timestamp offsets
 /// (RFC 7323 7.1) and its TIME_WAIT index.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Secrets {
     /// Fresh keys from the operating system's random source (`getrandom`) for every
     /// stack, as Linux draws its keys at boot. The default.

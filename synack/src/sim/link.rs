@@ -9,6 +9,7 @@ use crate::Instant;
 
 /// Impairments of one direction of a link. `LinkConfig::default()` is a clean 1 ms link.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct LinkConfig {
     /// One-way propagation delay.
     pub delay: Duration,
@@ -179,6 +180,7 @@ fn bytes(value: &str) -> Result<usize, String> {
 
 /// Why a packet did not arrive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum LossCause {
     /// Random loss.
     Random,

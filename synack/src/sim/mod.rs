@@ -55,6 +55,7 @@ pub struct HostId(pub usize);
 
 /// What a scenario's filter sees of a packet before the link's impairments.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct PacketMeta<'a> {
     /// The packet's record id.
     pub id: u64,
@@ -72,6 +73,7 @@ pub struct PacketMeta<'a> {
 
 /// A filter's decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Let the link handle it.
     Pass,
@@ -102,6 +104,7 @@ pub enum Fate {
 
 /// One packet on the simulated wire.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PacketRecord {
     /// Unique, in sending order.
     pub id: u64,
@@ -119,6 +122,7 @@ pub struct PacketRecord {
 
 /// Counts of what the network did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SimStats {
     /// Packets sent by hosts.
     pub sent: u64,

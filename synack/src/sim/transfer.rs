@@ -12,6 +12,7 @@ use crate::{Config, ConnectionHandle, Error, Instant, Stack};
 
 /// What to run.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct TransferSpec {
     /// Bytes each flow sends.
     pub bytes: u64,
@@ -86,6 +87,7 @@ impl Default for TransferSpec {
 
 /// How one flow did.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct FlowResult {
     /// Bytes the receiving application read, all checked against what was sent.
     pub bytes_delivered: u64,
@@ -105,6 +107,7 @@ pub struct FlowResult {
 
 /// A sample of every flow's congestion window.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct CwndSample {
     /// Simulated time since the start.
     pub at: Duration,
@@ -116,6 +119,7 @@ pub struct CwndSample {
 
 /// What a transfer achieved.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct TransferResult {
     /// Bits delivered per second, all flows together, from the first connect to the last byte.
     pub goodput_bps: f64,
@@ -184,7 +188,7 @@ pub fn run(
         send_buffer: spec.buffer,
         tcp_sack: spec.sack,
         tcp_window_scaling: spec.wscale,
-        congestion_control: spec.cc,
+        congestion_control: spec.cc.clone(),
         tcp_moderate_rcvbuf: spec.autotune,
         tcp_wmem_max: if spec.autotune {
             Config::default().tcp_wmem_max

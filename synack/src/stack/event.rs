@@ -7,6 +7,7 @@ use crate::{Instant, TcpState};
 
 /// Something the application (or an observer) may want to know about.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A connection changed state. Emitted for every transition, including those of
     /// connections the application never saw (embryonic) or already closed (orphans).

@@ -44,6 +44,7 @@ pub use udp::{Datagram, UdpHandle, UdpSnapshot};
 
 /// One socket of [`Stack::snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SocketSnapshot {
     /// Its state.
     pub state: TcpState,
@@ -69,6 +70,7 @@ pub struct SocketSnapshot {
 
 /// One line of [`Stack::state_summary`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StateSummary {
     /// The state.
     pub state: TcpState,
@@ -102,6 +104,7 @@ impl StateSummary {
 /// Socket options of a listener that its accepted connections inherit
 /// ([`Stack::set_listener_options`]); None keeps the stack's default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListenerOptions {
     /// TCP_MAXSEG: the MSS announced in the SYN-ACK and the largest segment sent.
     pub mss: Option<u16>,
@@ -1010,6 +1013,7 @@ impl Stack {
 
 /// How to send a packet [`Stack::poll_transmit_into`] wrote.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transmit {
     /// The packet's length: it is `buf[..len]`.
     pub len: usize,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 /// Counters of one [`crate::Stack`]. Get a snapshot with [`crate::Stack::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StackStats {
     /// TCP segments that parsed and were addressed to us.
     pub segments_in: u64,

@@ -3,7 +3,6 @@
 //! this file holds what ties them together: construction, timers, application calls
 //! and [`Connection::transition`], the one place a connection changes state.
 
-use super::cc::Controller;
 use std::mem;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -220,7 +219,7 @@ impl Connection {
                 sack: false,
             },
             sack_offer: cfg.tcp_sack,
-            cc_choice: cfg.congestion_control,
+            cc_choice: cfg.congestion_control.clone(),
             ts_recent: 0,
             ts_offset: 0,
             last_ack_sent: SeqNum::new(0),
@@ -612,13 +611,8 @@ impl Connection {
             // RFC 5681 3.1 (eq. 4): after a timeout, ssthresh = max(FlightSize/2, 2*SMSS),
             // cwnd = 1 SMSS (CUBIC: RFC 9438 4.8). A timeout during a recovery already
             // under way does not reduce ssthresh again (as Linux's tcp_enter_loss).
-            if snd.recovery == Recovery::Open {
-                let flight = snd.flight();
-                snd.cc.on_rto(now, flight);
-            } else {
-                let mss = snd.cc.mss();
-                snd.cc.set_cwnd(mss);
-            }
+            let flight = snd.flight();
+            snd.cc.on_rto(now, flight, snd.recovery != Recovery::Open);
             snd.recovery = Recovery::Timeout { recover: snd.max };
             // Slow start again, with HyStart watching it afresh (as Linux).
             snd.hystart = super::cc::HyStart::default();
@@ -708,13 +702,13 @@ impl Connection {
 
     /// Switch congestion control; an established connection keeps its cwnd.
     pub(crate) fn set_congestion_control(&mut self, cc: CongestionControl) {
-        self.cc_choice = cc;
         let mss = self.neg.snd_mss as u32;
         if let Some(snd) = self.state.snd_mut() {
             let cwnd = snd.cc.cwnd();
             snd.cc = cc.controller(mss);
             snd.cc.set_cwnd(cwnd);
         }
+        self.cc_choice = cc;
     }
 
     /// Queue data (RFC 9293 3.10.2 SEND).

@@ -1,7 +1,6 @@
 //! A snapshot of one connection's internals, in the spirit of Linux's `TCP_INFO`: what
 //! `ss -i` shows and what tests and tools read without reaching into the engine.
 
-use super::cc::Controller;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use crate::Instant;
 /// Sequence numbers, windows, timers and counters of one connection at one instant.
 /// Sequence numbers are absolute (as on the wire); fields a state does not have are `None`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionInfo {
     /// Current state.
     pub state: TcpState,
@@ -133,7 +133,7 @@ impl Connection {
             backoff,
             cwnd: snd.map(|s| s.cwnd()),
             ssthresh: snd.map(|s| s.cc.ssthresh()),
-            congestion_control: snd.map_or(self.cc_choice, |s| s.cc.kind()),
+            congestion_control: snd.map_or_else(|| self.cc_choice.clone(), |s| s.cc.kind()),
             sack: self.neg.sack,
             sacked_bytes: snd.map_or(0, |s| s.sacked.bytes()),
             send_queue: self.snd_buf.len(),

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use super::cc::Controller;
 use super::reassembly::Reassembly;
 use super::rtt::RttEstimator;
 pub(crate) use super::sack::Scoreboard;

@@ -27,6 +27,7 @@ pub struct TimeWait {
 
 /// What to do with a segment that arrived in TIME_WAIT.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TimeWaitVerdict {
     /// Ignore it.
     Drop,

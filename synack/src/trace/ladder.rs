@@ -16,6 +16,7 @@ const GAP_US: u64 = 2_000_000;
 
 /// How to draw.
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct LadderOptions {
     /// ANSI colours (for a terminal; off when piped).
     pub color: bool,

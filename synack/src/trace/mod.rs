@@ -15,6 +15,7 @@ use crate::{Event, Instant, TcpState};
 
 /// The header fields of one TCP segment, as the ladder and JSON show them.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentSummary {
     /// Sender address and port.
     pub src: SocketAddr,
@@ -36,6 +37,7 @@ pub struct SegmentSummary {
 
 /// What a segment is, for colouring it in a ladder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SegmentKind {
     /// RST set.
     Rst,
@@ -97,6 +99,7 @@ impl SegmentSummary {
 
 /// One thing that happened on one host.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// A segment left this host.
     Tx {
@@ -131,6 +134,7 @@ pub enum RecordKind {
 
 /// A record: when, where, what.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
     /// When.
     pub at: Instant,
@@ -155,6 +159,7 @@ impl Record {
 
 /// A whole run.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Trace {
     /// Host names, left to right in the ladder.
     pub hosts: Vec<String>,

@@ -66,6 +66,7 @@ impl FromStr for Cidr {
 
 /// How to set up an interface.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct InterfaceConfig {
     /// Interface name (created if it does not exist).
     pub name: String,
@@ -196,6 +197,7 @@ pub(crate) struct Core {
 /// What the runtime around the stack did so far ([`Interface::runtime_stats`]): how often
 /// the driver and the application threads handed work to each other.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RuntimeStats {
     /// Times the driver woke up (a packet, a deadline or an application call).
     pub driver_wakeups: u64,

@@ -76,6 +76,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
 /// The messages synack distinguishes. `invoking` is the quoted start of the packet that
 /// caused an error: its IP header and at least 8 bytes of what that carried.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IcmpRepr<'a> {
     /// Echo request (ping).
     EchoRequest {

@@ -32,6 +32,7 @@ pub const MAX_TCP_HEADERS: usize = ipv6::HEADER_LEN + 60;
 
 /// Why bytes are not a packet synack accepts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WireError {
     /// Shorter than its headers say.
     Truncated,
@@ -332,6 +333,7 @@ pub fn emit_tcp_packet(
 
 /// How the TCP checksum of a packet the stack builds is filled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TxChecksum {
     /// Complete (RFC 9293 3.1): what goes on a wire as it is.
     #[default]
