@@ -18,13 +18,37 @@
 //!
 //! Modules:
 //! - [`wire`]: typed views over IPv4, IPv6 and TCP bytes, options, checksums, [`wire::SeqNum`].
-//! - [`tcp`]: one connection's state machine (RFC 9293), per-state structs.
+//! - [`tcp`]: one connection's state machine (RFC 9293), per-state structs, and the
+//!   [`tcp::CongestionController`] trait for congestion control of your own.
 //! - [`stack`]: the [`Stack`]: demultiplexing, listeners, TIME_WAIT table, handles, events.
 //! - [`sim`]: a deterministic simulated network with a virtual clock and seeded impairments.
 //! - [`trace`]: turning what happened into ladder diagrams and JSON lines.
 //! - [`time`]: the engine's notion of time, an [`Instant`] that the driver supplies.
 //! - `tun` and `net` (Linux, feature `tun`): a TUN device driver thread and a blocking
 //!   `std::net`-like API (`TcpListener`, `TcpStream`) over it.
+//!
+//! ## Types that grow
+//!
+//! Errors, events, statistics, snapshots and option structs are `#[non_exhaustive]`:
+//! a new variant or field is not a breaking change. Match them with a wildcard arm
+//! (`_ =>`) that does something sensible for a case you do not know yet. Option structs
+//! are built the same way everywhere: start from `Default` (or a `new(...)` taking
+//! the fields that have no default, such as `tun::InterfaceConfig::new`) and assign
+//! the public fields you want to change:
+//!
+//! ```
+//! let mut config = synack::Config::default();
+//! config.mtu = 9000;
+//! config.tcp_nodelay = true;
+//! let mut options = synack::ListenerOptions::default();
+//! options.recv_buffer = Some(1 << 20);
+//! let stack = synack::Stack::new(config);
+//! # let _ = (stack, options);
+//! ```
+//!
+//! Closed sets stay exhaustive: [`TcpState`] (RFC 9293's eleven states),
+//! [`Keepalive`] (the three knobs of RFC 1122 4.2.3.6 / Linux), the wire formats'
+//! header representations in [`wire`].
 // `unsafe` is allowed only at the OS boundary (`tun::sys`), each block with a SAFETY comment.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

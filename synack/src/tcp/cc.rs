@@ -213,9 +213,12 @@ impl AckEvent {
 /// makes one [`CongestionController`] per connection from the connection's MSS. Cloning
 /// it shares the factory. Two are equal when they share the same factory.
 #[derive(Clone)]
-pub struct CustomController {
+pub struct CustomController(Arc<Factory>);
+
+/// Behind one thin pointer: a connection keeps its choice in 16 bytes.
+struct Factory {
     name: &'static str,
-    make: Arc<dyn Fn(u32) -> Box<dyn CongestionController> + Send + Sync>,
+    make: Box<dyn Fn(u32) -> Box<dyn CongestionController> + Send + Sync>,
 }
 
 impl CustomController {
@@ -225,27 +228,29 @@ impl CustomController {
         name: &'static str,
         make: impl Fn(u32) -> Box<dyn CongestionController> + Send + Sync + 'static,
     ) -> CustomController {
-        CustomController {
+        CustomController(Arc::new(Factory {
             name,
-            make: Arc::new(make),
-        }
+            make: Box::new(make),
+        }))
     }
 
     /// The name given to [`CustomController::new`].
     pub fn name(&self) -> &'static str {
-        self.name
+        self.0.name
     }
 }
 
 impl Debug for CustomController {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("CustomController").field(&self.name).finish()
+        f.debug_tuple("CustomController")
+            .field(&self.0.name)
+            .finish()
     }
 }
 
 impl PartialEq for CustomController {
     fn eq(&self, other: &CustomController) -> bool {
-        Arc::ptr_eq(&self.make, &other.make)
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -253,18 +258,45 @@ impl Eq for CustomController {}
 
 impl std::hash::Hash for CustomController {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
+        self.0.name.hash(state);
     }
 }
 
+/// A connection's choice of congestion control, kept in two fields of the connection
+/// (a built-in's byte fits its padding; a custom factory is one pointer, null when
+/// unused) rather than a 16-byte [`CongestionControl`]: a connection's size is watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    Cubic,
+    NewReno,
+}
+
 impl CongestionControl {
+    /// The choice in the two parts a connection keeps.
+    pub(crate) fn split(self) -> (Builtin, Option<CustomController>) {
+        match self {
+            CongestionControl::Cubic => (Builtin::Cubic, None),
+            CongestionControl::NewReno => (Builtin::NewReno, None),
+            CongestionControl::Custom(custom) => (Builtin::Cubic, Some(custom)),
+        }
+    }
+
+    /// The choice [`CongestionControl::split`] took apart.
+    pub(crate) fn join(builtin: Builtin, custom: Option<&CustomController>) -> CongestionControl {
+        match (builtin, custom) {
+            (_, Some(custom)) => CongestionControl::Custom(custom.clone()),
+            (Builtin::Cubic, None) => CongestionControl::Cubic,
+            (Builtin::NewReno, None) => CongestionControl::NewReno,
+        }
+    }
+
     /// The controller this choice makes, for a connection whose MSS is `mss`.
     pub(crate) fn controller(&self, mss: u32) -> Algorithm {
         match self {
             CongestionControl::Cubic => Algorithm::Cubic(Cubic::new(mss)),
             CongestionControl::NewReno => Algorithm::NewReno(NewReno::new(mss)),
             CongestionControl::Custom(custom) => Algorithm::Custom {
-                cc: (custom.make)(mss),
+                cc: (custom.0.make)(mss),
                 choice: custom.clone(),
                 mss,
             },

@@ -83,8 +83,10 @@ pub(crate) struct Connection {
     pub(crate) local_mss: u16,
     /// We offer / accept SACK (`tcp_sack`).
     pub(crate) sack_offer: bool,
-    /// The congestion control the send side uses once established.
-    pub(crate) cc_choice: CongestionControl,
+    /// The congestion control the send side uses once established: a built-in, unless
+    /// `cc_custom` holds a factory (see [`Connection::cc_choice`]).
+    pub(crate) cc_builtin: super::cc::Builtin,
+    pub(crate) cc_custom: Option<super::cc::CustomController>,
     /// The application gave up its handle (close()).
     pub(crate) orphaned: bool,
     /// Created by a listener.
@@ -200,6 +202,7 @@ pub(crate) fn mss_for(mtu: usize, ipv6: bool) -> u16 {
 
 impl Connection {
     fn blank(local: SocketAddr, remote: SocketAddr, state: State, cfg: &Config) -> Connection {
+        let (cc_builtin, cc_custom) = cfg.congestion_control.clone().split();
         let local_mss = mss_for(cfg.mtu, local.is_ipv6());
         Connection {
             local,
@@ -219,7 +222,8 @@ impl Connection {
                 sack: false,
             },
             sack_offer: cfg.tcp_sack,
-            cc_choice: cfg.congestion_control.clone(),
+            cc_builtin,
+            cc_custom,
             ts_recent: 0,
             ts_offset: 0,
             last_ack_sent: SeqNum::new(0),
@@ -708,7 +712,12 @@ impl Connection {
             snd.cc = cc.controller(mss);
             snd.cc.set_cwnd(cwnd);
         }
-        self.cc_choice = cc;
+        (self.cc_builtin, self.cc_custom) = cc.split();
+    }
+
+    /// The congestion control chosen for this connection.
+    pub(crate) fn cc_choice(&self) -> CongestionControl {
+        CongestionControl::join(self.cc_builtin, self.cc_custom.as_ref())
     }
 
     /// Queue data (RFC 9293 3.10.2 SEND).
@@ -1050,8 +1059,10 @@ mod size {
             std::mem::size_of::<State>(),
             std::mem::size_of::<Snd>(),
         );
+        // 920 until a connection could hold a custom congestion controller's factory
+        // (`cc_custom`, one pointer).
         assert!(
-            conn <= 920,
+            conn <= 928,
             "Connection is {conn} bytes (State {state}, Snd {snd})"
         );
     }

@@ -133,7 +133,7 @@ impl Connection {
             backoff,
             cwnd: snd.map(|s| s.cwnd()),
             ssthresh: snd.map(|s| s.cc.ssthresh()),
-            congestion_control: snd.map_or_else(|| self.cc_choice.clone(), |s| s.cc.kind()),
+            congestion_control: snd.map_or_else(|| self.cc_choice(), |s| s.cc.kind()),
             sack: self.neg.sack,
             sacked_bytes: snd.map_or(0, |s| s.sacked.bytes()),
             send_queue: self.snd_buf.len(),

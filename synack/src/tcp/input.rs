@@ -181,7 +181,7 @@ impl Connection {
     fn finish_snd_setup(&mut self) {
         let mss = self.neg.snd_mss as u32;
         let shut_wr = self.shut_wr;
-        let cc = self.cc_choice.controller(mss);
+        let cc = self.cc_choice().controller(mss);
         if let Some(snd) = self.state.snd_mut() {
             // RFC 6928: the initial window is set by the controller.
             snd.cc = cc;
