@@ -90,17 +90,15 @@ pub mod cfg {
 
 /// A configuration from two input bytes: `bits` (see [`cfg`]) and the MTU choice.
 pub fn config(bits: u8, mtu: u8) -> Config {
-    let mut c = Config {
-        tcp_timestamps: bits & cfg::NO_TIMESTAMPS == 0,
-        tcp_sack: bits & cfg::NO_SACK == 0,
-        tcp_window_scaling: bits & cfg::NO_WSCALE == 0,
-        tcp_rfc1337: bits & cfg::NO_RFC1337 == 0,
-        mtu: [1500, 1280, 9000, 576][usize::from(mtu % 4)],
-        // 256 ephemeral ports rather than Linux's 28,232: `connect` lists every candidate
-        // of the range before trying one, which would take most of each run's time.
-        ephemeral_ports: 40000..=40255,
-        ..Config::deterministic(1)
-    };
+    let mut c = Config::deterministic(1);
+    c.tcp_timestamps = bits & cfg::NO_TIMESTAMPS == 0;
+    c.tcp_sack = bits & cfg::NO_SACK == 0;
+    c.tcp_window_scaling = bits & cfg::NO_WSCALE == 0;
+    c.tcp_rfc1337 = bits & cfg::NO_RFC1337 == 0;
+    c.mtu = [1500, 1280, 9000, 576][usize::from(mtu % 4)];
+    // 256 ephemeral ports rather than Linux's 28,232: `connect` lists every candidate
+    // of the range before trying one, which would take most of each run's time.
+    c.ephemeral_ports = 40000..=40255;
     if bits & cfg::SMALL_BUFFERS != 0 {
         c.recv_buffer = 4096;
         c.send_buffer = 4096;

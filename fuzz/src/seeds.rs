@@ -202,9 +202,10 @@ pub fn wire_ip() -> Vec<Seed> {
 /// Every packet of a short transfer between two stacks, in order.
 fn real_exchange() -> Vec<Vec<u8>> {
     let mut a = Stack::new(Config::deterministic(1));
-    let mut b = Stack::new(Config {
-        secrets: synack::Secrets::Deterministic(2),
-        ..Config::default()
+    let mut b = Stack::new({
+        let mut config = Config::default();
+        config.secrets = synack::Secrets::Deterministic(2);
+        config
     });
     a.add_address(A4);
     b.add_address(B4);

@@ -18,18 +18,20 @@ struct Pair {
 
 impl Pair {
     fn new(mtu: usize, client_addresses: u8) -> Pair {
-        let config = Config {
-            mtu,
-            recv_buffer: BUFFER,
-            send_buffer: BUFFER,
-            tcp_rmem_max: BUFFER,
-            tcp_nodelay: true,
-            somaxconn: 65535,
-            ..Config::deterministic(1)
+        let config = {
+            let mut config = Config::deterministic(1);
+            config.mtu = mtu;
+            config.recv_buffer = BUFFER;
+            config.send_buffer = BUFFER;
+            config.tcp_rmem_max = BUFFER;
+            config.tcp_nodelay = true;
+            config.somaxconn = 65535;
+            config
         };
-        let mut client = Stack::new(Config {
-            secrets: synack::Secrets::Deterministic(1),
-            ..config.clone()
+        let mut client = Stack::new({
+            let mut config = config.clone();
+            config.secrets = synack::Secrets::Deterministic(1);
+            config
         });
         for i in 0..client_addresses {
             let [a, b, c, d] = CLIENT_IP.octets();

@@ -157,11 +157,12 @@ fn tun(direction: &str, offload: bool, bytes: u64) -> Result<serde_json::Value, 
         IpAddr::V4(KERNEL),
     );
     config.offload = offload;
-    config.stack = synack::Config {
-        recv_buffer: crate::BUFFER,
-        send_buffer: crate::BUFFER,
-        tcp_rmem_max: crate::BUFFER,
-        ..synack::Config::default()
+    config.stack = {
+        let mut config = synack::Config::default();
+        config.recv_buffer = crate::BUFFER;
+        config.send_buffer = crate::BUFFER;
+        config.tcp_rmem_max = crate::BUFFER;
+        config
     };
     let iface = Interface::open(config).map_err(|e| format!("cannot open tun0: {e}"))?;
     let (got, t0, t1) = if direction == "kernel_to_synack" {

@@ -155,13 +155,14 @@ impl Net {
             Who::Synack => (CLIENT_IP, SERVER_IP),
             Who::Smoltcp => (SERVER_IP, CLIENT_IP),
         };
-        let mut stack = Stack::new(Config {
-            secrets: synack::Secrets::Deterministic(scenario.seed),
-            mtu: scenario.mtu,
-            recv_buffer: BUFFER,
-            send_buffer: BUFFER,
-            tcp_rmem_max: BUFFER,
-            ..Config::default()
+        let mut stack = Stack::new({
+            let mut config = Config::default();
+            config.secrets = synack::Secrets::Deterministic(scenario.seed);
+            config.mtu = scenario.mtu;
+            config.recv_buffer = BUFFER;
+            config.send_buffer = BUFFER;
+            config.tcp_rmem_max = BUFFER;
+            config
         });
         stack.add_address(IpAddr::V4(synack_ip));
         let mut dev = QueueDevice::new(scenario.mtu);

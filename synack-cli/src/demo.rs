@@ -105,11 +105,13 @@ pub fn run(args: &DemoArgs) -> i32 {
         );
         return 2;
     };
-    let opts = ScenarioOptions {
-        seed: args.seed,
-        loss_pct: args.loss,
-        reorder_pct: args.reorder,
-        delay: Duration::from_millis(args.delay),
+    let opts = {
+        let mut options = ScenarioOptions::default();
+        options.seed = args.seed;
+        options.loss_pct = args.loss;
+        options.reorder_pct = args.reorder;
+        options.delay = Duration::from_millis(args.delay);
+        options
     };
     let r = s.run(&opts);
     if let Some(path) = &args.pcap {
@@ -177,13 +179,12 @@ fn write_ladder(
     write!(
         out,
         "{}",
-        ladder::render(
-            &r.trace,
-            LadderOptions {
-                color,
-                absolute: args.absolute
-            }
-        )
+        ladder::render(&r.trace, {
+            let mut options = LadderOptions::default();
+            options.color = color;
+            options.absolute = args.absolute;
+            options
+        })
     )?;
     writeln!(out)?;
     for c in &r.checks {
@@ -253,6 +254,11 @@ fn write_json(out: &mut impl Write, r: &ScenarioRun) -> std::io::Result<()> {
             RecordKind::Note(text) => {
                 json!({"t_us": t_us, "host": host(rec.host), "event": "note", "text": text})
             }
+            // A kind of record newer than this writer: shown as it is, not dropped.
+            other => json!({
+                "t_us": t_us, "host": host(rec.host), "event": "other",
+                "record": format!("{other:?}"),
+            }),
         };
         writeln!(out, "{v}")?;
     }

@@ -86,22 +86,23 @@ fn parse_burst(s: &str) -> Result<(u32, u32), String> {
 
 impl TransferArgs {
     fn spec(&self) -> TransferSpec {
-        TransferSpec {
-            bytes: self.bytes,
-            bandwidth_bps: self.bandwidth,
-            rtt: self.rtt,
-            loss: (self.loss / 100.0).clamp(0.0, 1.0),
-            loss_burst: self.loss_burst,
-            reorder: (self.reorder / 100.0).clamp(0.0, 1.0),
-            reorder_delay: self.rtt,
-            cc: self.cc,
-            sack: !self.no_sack,
-            wscale: !self.no_wscale,
-            flows: self.flows.max(1),
-            stagger: Duration::from_secs(2),
-            buffer: self.buffer as usize,
-            seed: self.seed,
-            ..TransferSpec::default()
+        {
+            let mut spec = TransferSpec::default();
+            spec.bytes = self.bytes;
+            spec.bandwidth_bps = self.bandwidth;
+            spec.rtt = self.rtt;
+            spec.loss = (self.loss / 100.0).clamp(0.0, 1.0);
+            spec.loss_burst = self.loss_burst;
+            spec.reorder = (self.reorder / 100.0).clamp(0.0, 1.0);
+            spec.reorder_delay = self.rtt;
+            spec.cc = self.cc.clone();
+            spec.sack = !self.no_sack;
+            spec.wscale = !self.no_wscale;
+            spec.flows = self.flows.max(1);
+            spec.stagger = Duration::from_secs(2);
+            spec.buffer = self.buffer as usize;
+            spec.seed = self.seed;
+            spec
         }
     }
 }

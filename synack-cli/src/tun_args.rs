@@ -77,30 +77,26 @@ impl TunArgs {
     /// The interface these options describe. The stack's secret keys are drawn from the
     /// operating system's random source ([`synack::Secrets::Random`], the default).
     pub fn interface_config(&self) -> InterfaceConfig {
-        let defaults = synack::Config::default();
-        InterfaceConfig {
-            name: self.tun.clone(),
-            addrs: self.addr.clone(),
-            kernel_addrs: self.kernel_addr.clone(),
-            mtu: self.mtu,
-            stack: synack::Config {
-                warn_close_wait: std::time::Duration::from_secs_f64(self.warn_close_wait.max(0.0)),
-                send_buffer: self.send_buffer.unwrap_or(defaults.send_buffer),
-                recv_buffer: self.recv_buffer.unwrap_or(defaults.recv_buffer),
-                tcp_rmem_max: defaults.tcp_rmem_max.max(self.recv_buffer.unwrap_or(0)),
-                ..defaults
-            },
-            offload: !self.no_offload,
-            impair: self.impair.clone(),
-            impair_seed: self.impair_seed,
-            pcap: self.pcap.clone(),
-            // The control socket is started below, where a failure is only a warning.
-            control: None,
-            queues: self
-                .queues
-                .map_or_else(synack::tun::default_queues, usize::from),
-            routes: Vec::new(),
-        }
+        // clap requires at least one of each (`required = true`).
+        let mut interface = InterfaceConfig::new(&self.tun, self.addr[0], self.kernel_addr[0]);
+        interface.addrs = self.addr.clone();
+        interface.kernel_addrs = self.kernel_addr.clone();
+        interface.mtu = self.mtu;
+        let stack = &mut interface.stack;
+        stack.warn_close_wait = std::time::Duration::from_secs_f64(self.warn_close_wait.max(0.0));
+        stack.send_buffer = self.send_buffer.unwrap_or(stack.send_buffer);
+        stack.recv_buffer = self.recv_buffer.unwrap_or(stack.recv_buffer);
+        stack.tcp_rmem_max = stack.tcp_rmem_max.max(self.recv_buffer.unwrap_or(0));
+        interface.offload = !self.no_offload;
+        interface.impair = self.impair.clone();
+        interface.impair_seed = self.impair_seed;
+        interface.pcap = self.pcap.clone();
+        // The control socket is started below, where a failure is only a warning.
+        interface.control = None;
+        interface.queues = self
+            .queues
+            .map_or_else(synack::tun::default_queues, usize::from);
+        interface
     }
 
     /// Create the interface and start its driver, or explain why not.

@@ -26,6 +26,7 @@ use crate::secrets::Secrets;
 /// assert_eq!(stack.config().tcp_retries2, 15);
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// Where the stack's secret keys come from (ISNs, ephemeral ports, SYN cookies,
     /// timestamp offsets): [`Secrets::Random`] by default, fresh from the operating
@@ -267,7 +268,9 @@ impl Config {
     }
 }
 
-/// Which congestion control a connection uses.
+/// Which congestion control a connection uses: a built-in one, or a
+/// [`crate::tcp::CongestionController`] of the application's own. More built-ins may
+/// be added (hence `non_exhaustive`).
 ///
 /// # Examples
 ///
@@ -277,21 +280,26 @@ impl Config {
 /// assert_eq!(cc, CongestionControl::NewReno);
 /// assert_eq!(CongestionControl::default().name(), "cubic");
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CongestionControl {
     /// CUBIC (RFC 9438): Linux's default.
     #[default]
     Cubic,
     /// NewReno (RFC 5681, RFC 6582).
     NewReno,
+    /// The application's own controller, made per connection by the factory (see
+    /// [`crate::tcp::CongestionController`] for an example).
+    Custom(crate::tcp::CustomController),
 }
 
 impl CongestionControl {
-    /// The name Linux uses (`cubic`, `reno`).
+    /// The name Linux uses (`cubic`, `reno`), or the name a custom controller was given.
     pub fn name(&self) -> &'static str {
         match self {
             CongestionControl::Cubic => "cubic",
             CongestionControl::NewReno => "reno",
+            CongestionControl::Custom(custom) => custom.name(),
         }
     }
 }

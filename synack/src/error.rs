@@ -44,6 +44,7 @@ use crate::TcpState;
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Error {
     /// The peer answered our SYN with RST: nobody listens on that port.
     ConnectionRefused,

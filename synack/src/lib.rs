@@ -21,7 +21,8 @@
 //!
 //! Modules:
 //! - [`wire`]: typed views over IPv4, IPv6 and TCP bytes, options, checksums, [`wire::SeqNum`].
-//! - [`tcp`]: one connection's state machine (RFC 9293), per-state structs.
+//! - [`tcp`]: one connection's state machine (RFC 9293), per-state structs, and the
+//!   [`tcp::CongestionController`] trait for congestion control of your own.
 //! - [`stack`]: the [`Stack`]: demultiplexing, listeners, TIME_WAIT table, handles, events.
 //! - `sim` (feature `sim`): a deterministic simulated network with a virtual clock and
 //!   seeded impairments; `scenario` (feature `sim`): the demo scenarios.
@@ -37,6 +38,29 @@
 //! Without the `std` feature (`default-features = false`) the crate is `#![no_std]` and
 //! needs only `alloc`: the engine (`wire`, `tcp`, `stack`, `time`) for any target with
 //! an allocator. The README's "Features" lists the features.
+//!
+//! ## Types that grow
+//!
+//! Errors, events, statistics, snapshots and option structs are `#[non_exhaustive]`:
+//! a new variant or field is not a breaking change. Match them with a wildcard arm
+//! (`_ =>`) that does something sensible for a case you do not know yet. Option structs
+//! are built the same way everywhere: start from `Default` (or a `new(...)` taking
+//! the fields that have no default, such as `tun::InterfaceConfig::new`) and assign
+//! the public fields you want to change:
+//!
+//! ```
+//! let mut config = synack::Config::default();
+//! config.mtu = 9000;
+//! config.tcp_nodelay = true;
+//! let mut options = synack::ListenerOptions::default();
+//! options.recv_buffer = Some(1 << 20);
+//! let stack = synack::Stack::new(config);
+//! # let _ = (stack, options);
+//! ```
+//!
+//! Closed sets stay exhaustive: [`TcpState`] (RFC 9293's eleven states),
+//! [`Keepalive`] (the three knobs of RFC 1122 4.2.3.6 / Linux), the wire formats'
+//! header representations in [`wire`].
 // `unsafe` is allowed only at the OS boundary (`device::sys`, `tun::sys`), each block with
 // a SAFETY comment.
 #![deny(unsafe_code)]

@@ -45,6 +45,7 @@ use rand_chacha::ChaCha20Rng;
 /// assert_eq!(a.poll_transmit(now), b.poll_transmit(now));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Secrets {
     /// Fresh keys from the operating system's random source (`getrandom`) for every
     /// stack, as Linux draws its keys at boot. The default.

@@ -6,14 +6,14 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use synack::Config;
 
 /// Delayed ACKs from the first segment (quick-ACK mode off).
 fn with_delayed_acks() -> Harness {
-    Harness::new(Config {
-        delayed_ack: Duration::from_millis(40),
-        quick_acks: 0,
-        ..plain_config()
+    Harness::new({
+        let mut config = plain_config();
+        config.delayed_ack = Duration::from_millis(40);
+        config.quick_acks = 0;
+        config
     })
 }
 
@@ -21,9 +21,10 @@ fn with_delayed_acks() -> Harness {
 // delayed; after a silence longer than the RTO the mode starts again.
 #[test]
 fn the_first_sixteen_segments_and_those_after_an_idle_are_acked_at_once() {
-    let mut h = Harness::new(Config {
-        delayed_ack: Duration::from_millis(40),
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.delayed_ack = Duration::from_millis(40);
+        config
     });
     let (_, iss) = h.established_passive(1000);
     let mut seq = 1001;
@@ -51,9 +52,10 @@ fn the_first_sixteen_segments_and_those_after_an_idle_are_acked_at_once() {
 // lone segment waits for the delayed-ACK timer.
 #[test]
 fn answering_data_with_data_turns_quick_acks_off() {
-    let mut h = Harness::new(Config {
-        delayed_ack: Duration::from_millis(40),
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.delayed_ack = Duration::from_millis(40);
+        config
     });
     let (c, iss) = h.established_passive(1000);
     h.inject(ack(), 1001, iss + 1, 65535, b"request");
@@ -124,9 +126,10 @@ fn data_going_out_carries_the_pending_ack() {
 #[test]
 fn nagle_holds_small_segments_while_data_is_unacknowledged_and_nodelay_does_not() {
     for nodelay in [false, true] {
-        let mut h = Harness::new(Config {
-            tcp_nodelay: false,
-            ..plain_config()
+        let mut h = Harness::new({
+            let mut config = plain_config();
+            config.tcp_nodelay = false;
+            config
         });
         let (c, iss) = h.established_passive(1000);
         h.stack.set_nodelay(h.now, c, nodelay).unwrap();
@@ -163,9 +166,10 @@ fn nagle_holds_small_segments_while_data_is_unacknowledged_and_nodelay_does_not(
 // the drill corpus: the retransmission of a lone small write was held forever).
 #[test]
 fn nagle_never_holds_a_retransmission() {
-    let mut h = Harness::new(Config {
-        tcp_nodelay: false,
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.tcp_nodelay = false;
+        config
     });
     let (c, _) = h.established_passive(1000);
     h.stack.send(h.now, c, b"small").unwrap();

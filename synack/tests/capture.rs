@@ -26,13 +26,11 @@ fn captured(h: &mut Harness, prefix: &str) -> synack::ListenerHandle {
 fn decide_first(h: &mut Harness, decide: Decide) -> synack::ListenerHandle {
     let l = captured(h, "198.19.0.0/16");
     h.stack
-        .set_listener_options(
-            l,
-            ListenerOptions {
-                decide: Some(decide),
-                ..ListenerOptions::default()
-            },
-        )
+        .set_listener_options(l, {
+            let mut options = ListenerOptions::default();
+            options.decide = Some(decide);
+            options
+        })
         .unwrap();
     h.local = "198.19.7.7:443".parse().unwrap();
     l
@@ -226,13 +224,11 @@ fn a_request_refused_as_unreachable_gets_an_icmp_error_quoting_the_syn() {
         };
         let l = captured(&mut h, prefix);
         h.stack
-            .set_listener_options(
-                l,
-                ListenerOptions {
-                    decide: Some(Decide::new()),
-                    ..ListenerOptions::default()
-                },
-            )
+            .set_listener_options(l, {
+                let mut options = ListenerOptions::default();
+                options.decide = Some(Decide::new());
+                options
+            })
             .unwrap();
         h.peer = peer.parse().unwrap();
         h.local = local.parse().unwrap();
@@ -340,13 +336,11 @@ fn refused_connect(refusal: Refusal) -> Option<Error> {
         .listen_capture(Capture::all().prefix("198.19.0.0/16".parse().unwrap()), 16)
         .unwrap();
     relay
-        .set_listener_options(
-            l,
-            ListenerOptions {
-                decide: Some(Decide::new()),
-                ..ListenerOptions::default()
-            },
-        )
+        .set_listener_options(l, {
+            let mut options = ListenerOptions::default();
+            options.decide = Some(Decide::new());
+            options
+        })
         .unwrap();
     let c = net.add_host("client", &[client_ip], client);
     let r = net.add_host("relay", &[relay_ip], relay);

@@ -35,7 +35,10 @@ fn bind_and_connect_take_anything_to_socket_addrs() {
     let (a, b) = pair();
     // A string, a (host, port) pair and a SocketAddr, as std takes them.
     let listener = TcpListener::bind(&b, format!("{B}:7000")).unwrap();
-    assert_eq!(listener.local_addr().unwrap(), format!("{B}:7000").parse().unwrap());
+    assert_eq!(
+        listener.local_addr().unwrap(),
+        format!("{B}:7000").parse().unwrap()
+    );
     let s1 = TcpStream::connect(&a, format!("{B}:7000")).unwrap();
     let s2 = TcpStream::connect(&a, (B, 7000)).unwrap();
     let to: SocketAddr = format!("{B}:7000").parse().unwrap();
@@ -109,7 +112,11 @@ fn connect_timeout_to_a_silent_peer_times_out() {
     let err = TcpStream::connect_timeout(&a, &to, Duration::from_millis(200)).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     let err = TcpStream::connect_timeout(&a, &to, Duration::ZERO).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidInput, "std refuses a zero timeout");
+    assert_eq!(
+        err.kind(),
+        ErrorKind::InvalidInput,
+        "std refuses a zero timeout"
+    );
 }
 
 #[test]
@@ -151,11 +158,17 @@ fn options_are_shared_by_clones() {
         .set_read_timeout(Some(Duration::from_millis(40)))
         .unwrap();
     client.set_nodelay(true).unwrap();
-    assert_eq!(clone.read_timeout().unwrap(), Some(Duration::from_millis(40)));
+    assert_eq!(
+        clone.read_timeout().unwrap(),
+        Some(Duration::from_millis(40))
+    );
     assert!(clone.nodelay().unwrap());
     assert_eq!(clone.write_timeout().unwrap(), None);
     assert_eq!(
-        client.set_write_timeout(Some(Duration::ZERO)).unwrap_err().kind(),
+        client
+            .set_write_timeout(Some(Duration::ZERO))
+            .unwrap_err()
+            .kind(),
         ErrorKind::InvalidInput
     );
 }
@@ -202,7 +215,11 @@ fn shutdown_read_ends_a_blocked_read() {
         client.shutdown(Shutdown::Read).unwrap();
         assert_eq!(blocked.join().unwrap().unwrap(), 0);
     });
-    assert_eq!((&client).read(&mut [0u8; 8]).unwrap(), 0, "and every later read");
+    assert_eq!(
+        (&client).read(&mut [0u8; 8]).unwrap(),
+        0,
+        "and every later read"
+    );
 }
 
 #[test]
@@ -276,7 +293,9 @@ fn tokio_bind_connect_split_and_reunite() {
             tokio::io::copy(&mut r, &mut w).await.unwrap();
             w.shutdown().await.unwrap();
         });
-        let client = synack::tokio::TcpStream::connect(&a, (B, port)).await.unwrap();
+        let client = synack::tokio::TcpStream::connect(&a, (B, port))
+            .await
+            .unwrap();
         let (mut r, mut w) = client.into_split();
         let writer = tokio::spawn(async move {
             w.write_all(&[9u8; 50_000]).await.unwrap();
@@ -302,7 +321,9 @@ fn dropping_the_owned_write_half_sends_fin() {
     runtime().block_on(async {
         let listener = synack::tokio::TcpListener::bind(&b, (B, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let client = synack::tokio::TcpStream::connect(&a, (B, port)).await.unwrap();
+        let client = synack::tokio::TcpStream::connect(&a, (B, port))
+            .await
+            .unwrap();
         let (mut server, _) = listener.accept().await.unwrap();
         let (_r, w) = client.into_split();
         drop(w);
@@ -318,7 +339,9 @@ fn tokio_try_read_and_try_write_never_wait() {
     runtime().block_on(async {
         let listener = synack::tokio::TcpListener::bind(&b, (B, 0)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let client = synack::tokio::TcpStream::connect(&a, (B, port)).await.unwrap();
+        let client = synack::tokio::TcpStream::connect(&a, (B, port))
+            .await
+            .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         assert_eq!(
             client.try_read(&mut [0u8; 8]).unwrap_err().kind(),

@@ -230,10 +230,9 @@ fn the_capture_holds_every_packet_of_a_memory_device_both_ways() {
 #[test]
 fn an_impaired_memory_link_loses_packets_and_tcp_recovers_them() {
     let (client, server) = two_stacks(memory::pair(256), |c| {
-        c.impair = Some(LinkConfig {
-            loss: 0.05,
-            ..LinkConfig::default()
-        });
+        let mut link = LinkConfig::default();
+        link.loss = 0.05;
+        c.impair = Some(link);
         c.impair_seed = 7;
     });
     let up = pattern(300_000, 5);

@@ -33,11 +33,10 @@ fn pump(a: &mut Stack, b: &mut Stack, now: Instant) {
 }
 
 fn quiet_config() -> Config {
-    Config {
-        delayed_ack: Duration::ZERO,
-        tcp_nodelay: true,
-        ..Config::deterministic(1)
-    }
+    let mut config = Config::deterministic(1);
+    config.delayed_ack = Duration::ZERO;
+    config.tcp_nodelay = true;
+    config
 }
 
 /// Drive `total` connections from `client` through connect, accept, and a close by
@@ -45,9 +44,10 @@ fn quiet_config() -> Config {
 /// in batches; call `each_batch` after every batch.
 fn drive_into_time_wait(client: &mut Stack, total: usize, mut each_batch: impl FnMut(&Stack)) {
     let server_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 1)), 80);
-    let mut server = Stack::new(Config {
-        secrets: synack::Secrets::Deterministic(7),
-        ..quiet_config()
+    let mut server = Stack::new({
+        let mut config = quiet_config();
+        config.secrets = synack::Secrets::Deterministic(7);
+        config
     });
     server.add_address(server_addr.ip());
     let listener = server.listen(server_addr, 4096).unwrap();
@@ -97,9 +97,10 @@ fn drive_into_time_wait(client: &mut Stack, total: usize, mut each_batch: impl F
 fn time_wait_entries_stay_within_the_cap_at_64_bytes_or_less_each() {
     // A million connections driven into TIME_WAIT against a cap of 500,000.
     let cap = 500_000;
-    let mut client = Stack::new(Config {
-        tcp_max_tw_buckets: cap,
-        ..quiet_config()
+    let mut client = Stack::new({
+        let mut config = quiet_config();
+        config.tcp_max_tw_buckets = cap;
+        config
     });
     let mut base: Option<(usize, usize)> = None;
     let mut at_cap: Option<(usize, usize)> = None;
@@ -138,9 +139,10 @@ fn time_wait_entries_stay_within_the_cap_at_64_bytes_or_less_each() {
 
 #[test]
 fn orphans_above_the_cap_are_reset_oldest_first() {
-    let mut h = Harness::new(Config {
-        tcp_max_orphans: 10,
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.tcp_max_orphans = 10;
+        config
     });
     h.stack.listen(h.local, 64).unwrap();
     let mut conns = Vec::new();
@@ -187,9 +189,10 @@ fn orphans_above_the_cap_are_reset_oldest_first() {
 
 #[test]
 fn connections_beyond_max_connections_are_refused_with_no_buffer_space() {
-    let mut h = Harness::new(Config {
-        max_connections: 2,
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.max_connections = 2;
+        config
     });
     h.stack.listen(h.local, 64).unwrap();
     let peer = h.peer;
@@ -207,9 +210,10 @@ fn connections_beyond_max_connections_are_refused_with_no_buffer_space() {
 #[test]
 fn memory_pressure_stops_windows_opening_and_the_hard_limit_refuses_unacknowledged_data() {
     let (pressure, high) = (40_000, 60_000);
-    let mut h = Harness::new(Config {
-        tcp_mem: [20_000, pressure, high],
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.tcp_mem = [20_000, pressure, high];
+        config
     });
     let (c, iss) = h.established_passive(1000);
     let mut seq = 1001u32;

@@ -179,9 +179,10 @@ fn new_syn_in_time_wait_reopens_only_above_rcv_nxt() {
 // sequence number is lower.
 #[test]
 fn new_syn_with_newer_timestamp_reopens_time_wait() {
-    let mut h = Harness::new(Config {
-        tcp_window_scaling: false,
-        ..Config::deterministic(1)
+    let mut h = Harness::new({
+        let mut config = Config::deterministic(1);
+        config.tcp_window_scaling = false;
+        config
     });
     let c = h.stack.connect_from(h.now, h.local, h.peer).unwrap();
     let s = h.expect_one();
@@ -242,9 +243,10 @@ fn rst_in_time_wait_does_not_end_it_with_rfc1337() {
     assert_eq!(h.state(), Some(TimeWait));
     h.advance(Duration::from_millis(1));
     assert_eq!(h.state(), None);
-    let mut h = Harness::new(synack::Config {
-        tcp_rfc1337: false,
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.tcp_rfc1337 = false;
+        config
     });
     into_time_wait(&mut h);
     h.inject(rst(), 5002, 0, 0, &[]);
@@ -363,9 +365,10 @@ fn data_after_close_sends_rst() {
 // without the option must still complete the handshake.
 #[test]
 fn ack_without_timestamp_still_completes_syn_received() {
-    let mut h = Harness::new(Config {
-        tcp_window_scaling: false,
-        ..Config::deterministic(1)
+    let mut h = Harness::new({
+        let mut config = Config::deterministic(1);
+        config.tcp_window_scaling = false;
+        config
     });
     h.stack.listen(h.local, 4).unwrap();
     h.inject_syn_ts(1000, 42);
@@ -379,9 +382,10 @@ fn ack_without_timestamp_still_completes_syn_received() {
 // with TimedOut when they run out.
 #[test]
 fn data_retransmissions_back_off_then_time_out() {
-    let mut h = Harness::new(Config {
-        tcp_retries2: 5,
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.tcp_retries2 = 5;
+        config
     });
     let (c, _) = h.established_active(5000);
     h.stack.send(h.now, c, b"hello").unwrap();

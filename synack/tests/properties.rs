@@ -72,14 +72,13 @@ impl App {
 /// Settings that keep a 20 %-loss path from exhausting retries by bad luck: the property
 /// is about data integrity and clean teardown, not about giving up.
 fn patient_config(seed: u64) -> Config {
-    Config {
-        secrets: synack::Secrets::Deterministic(seed),
-        tcp_syn_retries: 20,
-        tcp_synack_retries: 20,
-        tcp_orphan_retries: 20,
-        tcp_retries2: 30,
-        ..Config::default()
-    }
+    let mut config = Config::default();
+    config.secrets = synack::Secrets::Deterministic(seed);
+    config.tcp_syn_retries = 20;
+    config.tcp_synack_retries = 20;
+    config.tcp_orphan_retries = 20;
+    config.tcp_retries2 = 30;
+    config
 }
 
 struct Outcome {
@@ -162,13 +161,14 @@ proptest! {
         up_len in 0usize..40_000,
         down_len in 0usize..40_000,
     ) {
-        let link = LinkConfig {
-            delay: Duration::from_millis(delay_ms),
-            loss,
-            reorder,
-            duplicate,
-            corrupt,
-            ..LinkConfig::default()
+        let link = {
+            let mut link = LinkConfig::default();
+            link.delay = Duration::from_millis(delay_ms);
+            link.loss = loss;
+            link.reorder = reorder;
+            link.duplicate = duplicate;
+            link.corrupt = corrupt;
+            link
         };
         let out = run_transfer(seed, link, bytes(up_len, 1), bytes(down_len, 2));
         prop_assert_eq!(out.failed, None);
@@ -180,9 +180,10 @@ proptest! {
 
 #[test]
 fn a_clean_path_transfers_a_megabyte_each_way() {
-    let link = LinkConfig {
-        delay: Duration::from_millis(10),
-        ..LinkConfig::default()
+    let link = {
+        let mut link = LinkConfig::default();
+        link.delay = Duration::from_millis(10);
+        link
     };
     let out = run_transfer(7, link, bytes(1 << 20, 3), bytes(1 << 20, 4));
     assert_eq!(out.failed, None);
@@ -194,13 +195,14 @@ fn a_clean_path_transfers_a_megabyte_each_way() {
 // the SACK option (Linux's tcp_current_mss); a packet beyond the MTU is never built.
 #[test]
 fn data_segments_carrying_sack_blocks_stay_within_the_mtu() {
-    let link = LinkConfig {
-        delay: Duration::from_millis(5),
-        loss: 0.18252532988211942,
-        reorder: 0.09477645188934453,
-        duplicate: 0.03970468559246119,
-        corrupt: 0.014738255104618394,
-        ..LinkConfig::default()
+    let link = {
+        let mut link = LinkConfig::default();
+        link.delay = Duration::from_millis(5);
+        link.loss = 0.18252532988211942;
+        link.reorder = 0.09477645188934453;
+        link.duplicate = 0.03970468559246119;
+        link.corrupt = 0.014738255104618394;
+        link
     };
     let out = run_transfer(2083669199231669575, link, bytes(17377, 1), bytes(33305, 2));
     assert_eq!(out.failed, None);
@@ -390,12 +392,13 @@ proptest! {
         down_len in 0usize..30_000,
         order in 0u8..3,
     ) {
-        let link = LinkConfig {
-            delay: Duration::from_millis(delay_ms),
-            loss,
-            reorder,
-            duplicate,
-            ..LinkConfig::default()
+        let link = {
+            let mut link = LinkConfig::default();
+            link.delay = Duration::from_millis(delay_ms);
+            link.loss = loss;
+            link.reorder = reorder;
+            link.duplicate = duplicate;
+            link
         };
         let out = run_relayed(seed, link, bytes(up_len, 5), bytes(down_len, 6), order);
         prop_assert_eq!(out.failed, None);

@@ -39,9 +39,10 @@ struct Outcome {
 /// Send `total` bytes from the client, dropping the first transmission of the data
 /// segments whose ordinals are in `holes` and holding back those in `late` by `hold`.
 fn transfer(total: usize, holes: &[usize], late: &[usize], hold: Duration, sack: bool) -> Outcome {
-    let config = Config {
-        tcp_sack: sack,
-        ..Config::default()
+    let config = {
+        let mut config = Config::default();
+        config.tcp_sack = sack;
+        config
     };
     let mut w = World::with_config(&ScenarioOptions::default(), config);
     w.net

@@ -95,15 +95,13 @@ fn scenarios_whose_promise_survives_loss_pass_on_a_lossy_path() {
         "fin-wait-1-unreachable",
     ] {
         for seed in 1..=5 {
-            run(
-                name,
-                ScenarioOptions {
-                    seed,
-                    loss_pct: 5.0,
-                    reorder_pct: 5.0,
-                    ..ScenarioOptions::default()
-                },
-            );
+            run(name, {
+                let mut options = ScenarioOptions::default();
+                options.seed = seed;
+                options.loss_pct = 5.0;
+                options.reorder_pct = 5.0;
+                options
+            });
         }
     }
 }

@@ -82,9 +82,10 @@ fn a_running_stack_keeps_the_keys_it_drew_whatever_its_config_says_later() {
 #[test]
 fn syn_cookies_of_two_default_stacks_differ() {
     // tcp_syncookies = 2: every SYN is answered with a cookie, which only the keys vary.
-    let config = Config {
-        tcp_syncookies: 2,
-        ..Config::default()
+    let config = {
+        let mut config = Config::default();
+        config.tcp_syncookies = 2;
+        config
     };
     let cookie = |config: Config| {
         let mut h = Harness::new(config);

@@ -363,9 +363,10 @@ fn send_with_and_recv_with_use_the_stack_buffers_directly() {
 // receive buffer, set before the SYN leaves, decides the window scale it offers.
 #[test]
 fn buffers_sized_per_connection_bound_writes_and_set_the_window_scale() {
-    let mut h = Harness::new(synack::Config {
-        tcp_window_scaling: true,
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.tcp_window_scaling = true;
+        config
     });
     let c = h.stack.connect_from(h.now, h.local, h.peer).unwrap();
     h.stack
@@ -384,9 +385,10 @@ fn buffers_sized_per_connection_bound_writes_and_set_the_window_scale() {
 #[test]
 fn the_receive_window_grows_with_reading_unless_the_application_sized_the_buffer() {
     for locked in [false, true] {
-        let mut h = Harness::new(synack::Config {
-            recv_buffer: 16 * 1024,
-            ..plain_config()
+        let mut h = Harness::new({
+            let mut config = plain_config();
+            config.recv_buffer = 16 * 1024;
+            config
         });
         let (c, iss) = h.established_passive(1000);
         if locked {
@@ -427,9 +429,10 @@ fn the_receive_window_grows_with_reading_unless_the_application_sized_the_buffer
 // (found by the drill corpus).
 #[test]
 fn no_window_update_for_room_the_window_field_cannot_carry() {
-    let mut h = Harness::new(synack::Config {
-        recv_buffer: 256 * 1024,
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.recv_buffer = 256 * 1024;
+        config
     });
     let (c, iss) = h.established_passive(1000);
     h.inject(ack(), 1001, iss + 1, 65535, b"0123456789");
@@ -472,9 +475,10 @@ fn snapshot_lists_listener_and_connections_with_their_age_and_summary() {
 // warning naming the port and the wait; the snapshot says the same.
 #[test]
 fn close_wait_left_by_the_application_raises_one_warning() {
-    let mut h = Harness::new(synack::Config {
-        warn_close_wait: Duration::from_secs(10),
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.warn_close_wait = Duration::from_secs(10);
+        config
     });
     let (_c, iss) = h.established_passive(1000);
     h.inject(fin_ack(), 1001, iss + 1, 65535, &[]);
@@ -557,9 +561,10 @@ fn metrics_are_exported_in_prometheus_text_format() {
 // passes 90 % of the limit.
 #[test]
 fn a_time_wait_table_near_its_limit_raises_one_warning() {
-    let mut h = Harness::new(synack::Config {
-        tcp_max_tw_buckets: 10,
-        ..plain_config()
+    let mut h = Harness::new({
+        let mut config = plain_config();
+        config.tcp_max_tw_buckets = 10;
+        config
     });
     for i in 0..10u16 {
         h.peer = SocketAddr::new(h.peer.ip(), 40000 + i);

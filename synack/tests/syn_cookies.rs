@@ -12,12 +12,11 @@ use synack::wire::{TcpOptions, Timestamps};
 use synack::{Config, Event, TcpState};
 
 fn config() -> Config {
-    Config {
-        tcp_timestamps: true,
-        tcp_window_scaling: true,
-        tcp_sack: true,
-        ..plain_config()
-    }
+    let mut config = plain_config();
+    config.tcp_timestamps = true;
+    config.tcp_window_scaling = true;
+    config.tcp_sack = true;
+    config
 }
 
 /// Listen with backlog 1 (a SYN queue of 2) and fill it from two other ports.
@@ -134,9 +133,10 @@ fn a_forged_cookie_is_answered_with_rst_and_counted() {
 
 #[test]
 fn a_cookie_older_than_two_minutes_is_refused() {
-    let mut h = Harness::new(Config {
-        tcp_syncookies: 2,
-        ..config()
+    let mut h = Harness::new({
+        let mut config = config();
+        config.tcp_syncookies = 2;
+        config
     });
     h.stack.listen(h.local, 16).unwrap();
     h.inject_opts(syn(), 1000, 0, 65535, &[], syn_options(None));
@@ -149,9 +149,10 @@ fn a_cookie_older_than_two_minutes_is_refused() {
 
 #[test]
 fn tcp_syncookies_2_sends_cookies_even_with_room_in_the_syn_queue() {
-    let mut h = Harness::new(Config {
-        tcp_syncookies: 2,
-        ..config()
+    let mut h = Harness::new({
+        let mut config = config();
+        config.tcp_syncookies = 2;
+        config
     });
     h.stack.listen(h.local, 16).unwrap();
     h.inject_syn(1000);
@@ -163,9 +164,10 @@ fn tcp_syncookies_2_sends_cookies_even_with_room_in_the_syn_queue() {
 
 #[test]
 fn with_tcp_syncookies_0_a_full_syn_queue_drops_the_syn() {
-    let mut h = Harness::new(Config {
-        tcp_syncookies: 0,
-        ..config()
+    let mut h = Harness::new({
+        let mut config = config();
+        config.tcp_syncookies = 0;
+        config
     });
     full_syn_queue(&mut h);
     h.inject_syn(1000);
@@ -177,10 +179,11 @@ fn with_tcp_syncookies_0_a_full_syn_queue_drops_the_syn() {
 fn an_ipv6_cookie_remembers_the_mss_from_the_ipv6_table() {
     use synack::wire::{self, SeqNum, TcpFlags, TcpRepr};
     use synack::{Instant, Stack};
-    let mut stack = Stack::new(Config {
-        tcp_syncookies: 2,
-        mtu: 9000,
-        ..config()
+    let mut stack = Stack::new({
+        let mut config = config();
+        config.tcp_syncookies = 2;
+        config.mtu = 9000;
+        config
     });
     let local: std::net::SocketAddr = "[2001:db8::1]:80".parse().unwrap();
     let peer: std::net::SocketAddr = "[2001:db8::2]:40000".parse().unwrap();

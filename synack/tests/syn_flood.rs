@@ -38,18 +38,20 @@ struct Outcome {
 }
 
 fn flood(syncookies: u8) -> Outcome {
-    let config = Config {
-        tcp_syncookies: syncookies,
-        ..Config::deterministic(1)
+    let config = {
+        let mut config = Config::deterministic(1);
+        config.tcp_syncookies = syncookies;
+        config
     };
     let mut server = Stack::new(config.clone());
     server.add_address(IpAddr::V4(SERVER));
     let listener = server
         .listen(SocketAddr::new(IpAddr::V4(SERVER), 80), 128)
         .unwrap();
-    let mut client = Stack::new(Config {
-        secrets: synack::Secrets::Deterministic(99),
-        ..config
+    let mut client = Stack::new({
+        let mut config = config;
+        config.secrets = synack::Secrets::Deterministic(99);
+        config
     });
     client.add_address(IpAddr::V4(CLIENT));
     let mut rng = ChaCha8Rng::seed_from_u64(4987);

@@ -27,12 +27,13 @@ fn mbit(bps: f64) -> f64 {
 #[test]
 fn a_clean_100_mbit_link_is_filled_to_90_percent_by_cubic_and_newreno() {
     for cc in [CongestionControl::Cubic, CongestionControl::NewReno] {
-        let spec = TransferSpec {
-            bytes: 100_000_000,
-            bandwidth_bps: 100 * MBIT,
-            rtt: Duration::from_millis(20),
-            cc,
-            ..TransferSpec::default()
+        let spec = {
+            let mut spec = TransferSpec::default();
+            spec.bytes = 100_000_000;
+            spec.bandwidth_bps = 100 * MBIT;
+            spec.rtt = Duration::from_millis(20);
+            spec.cc = cc.clone();
+            spec
         };
         let r = go(&spec, Duration::from_secs(1));
         let share = r.goodput_bps / r.link_bps as f64;
@@ -50,13 +51,14 @@ fn a_clean_100_mbit_link_is_filled_to_90_percent_by_cubic_and_newreno() {
 
 #[test]
 fn one_percent_random_loss_reaches_80_percent_of_the_mathis_bound_with_newreno() {
-    let spec = TransferSpec {
-        bytes: 50_000_000,
-        bandwidth_bps: 100 * MBIT,
-        rtt: Duration::from_millis(20),
-        loss: 0.01,
-        cc: CongestionControl::NewReno,
-        ..TransferSpec::default()
+    let spec = {
+        let mut spec = TransferSpec::default();
+        spec.bytes = 50_000_000;
+        spec.bandwidth_bps = 100 * MBIT;
+        spec.rtt = Duration::from_millis(20);
+        spec.loss = 0.01;
+        spec.cc = CongestionControl::NewReno;
+        spec
     };
     let r = go(&spec, Duration::from_secs(1));
     // Mathis et al.: MSS / RTT * 1.22 / sqrt(p), MSS 1448 (1460 less the timestamps).
@@ -77,13 +79,14 @@ fn one_percent_random_loss_reaches_80_percent_of_the_mathis_bound_with_newreno()
 #[test]
 fn sack_recovers_burst_losses_faster_than_newreno_without_sack() {
     let goodput = |sack: bool| {
-        let spec = TransferSpec {
-            bytes: 30_000_000,
-            loss: 0.01,
-            loss_burst: Some((3, 5)),
-            cc: CongestionControl::NewReno,
-            sack,
-            ..TransferSpec::default()
+        let spec = {
+            let mut spec = TransferSpec::default();
+            spec.bytes = 30_000_000;
+            spec.loss = 0.01;
+            spec.loss_burst = Some((3, 5));
+            spec.cc = CongestionControl::NewReno;
+            spec.sack = sack;
+            spec
         };
         let r = go(&spec, Duration::from_secs(1));
         assert!(r.completed);
@@ -120,16 +123,18 @@ fn rate_between(samples: &[CwndSample], from: Duration, to: Duration, flow: usiz
 
 #[test]
 fn a_1_gbit_100_ms_path_needs_window_scaling() {
-    let base = TransferSpec {
-        bandwidth_bps: 1000 * MBIT,
-        rtt: Duration::from_millis(100),
-        buffer: 32 * 1024 * 1024,
-        ..TransferSpec::default()
+    let base = {
+        let mut spec = TransferSpec::default();
+        spec.bandwidth_bps = 1000 * MBIT;
+        spec.rtt = Duration::from_millis(100);
+        spec.buffer = 32 * 1024 * 1024;
+        spec
     };
     let with = go(
-        &TransferSpec {
-            bytes: 400_000_000,
-            ..base.clone()
+        &{
+            let mut spec = base.clone();
+            spec.bytes = 400_000_000;
+            spec
         },
         Duration::from_millis(100),
     );
@@ -138,10 +143,11 @@ fn a_1_gbit_100_ms_path_needs_window_scaling() {
     let steady = rate_between(&with.samples, Duration::from_secs(1), end, 0);
     let utilisation = steady / (1000 * MBIT) as f64;
     let without = go(
-        &TransferSpec {
-            bytes: 5_000_000,
-            wscale: false,
-            ..base
+        &{
+            let mut spec = base;
+            spec.bytes = 5_000_000;
+            spec.wscale = false;
+            spec
         },
         Duration::from_secs(1),
     );
@@ -162,12 +168,13 @@ fn a_1_gbit_100_ms_path_needs_window_scaling() {
 #[test]
 fn default_buffers_grow_to_fill_a_long_fat_path_as_linux_autotuning_does() {
     // 100 Mbit/s over 100 ms: a window of 1.25 MB, five times the default buffers.
-    let base = TransferSpec {
-        bytes: 36_000_000,
-        bandwidth_bps: 100 * MBIT,
-        rtt: Duration::from_millis(100),
-        buffer: synack::Config::default().recv_buffer,
-        ..TransferSpec::default()
+    let base = {
+        let mut spec = TransferSpec::default();
+        spec.bytes = 36_000_000;
+        spec.bandwidth_bps = 100 * MBIT;
+        spec.rtt = Duration::from_millis(100);
+        spec.buffer = synack::Config::default().recv_buffer;
+        spec
     };
     let steady = |r: &TransferResult| {
         let end = r.samples.last().unwrap().at;
@@ -175,10 +182,11 @@ fn default_buffers_grow_to_fill_a_long_fat_path_as_linux_autotuning_does() {
     };
     let grown = go(&base, Duration::from_millis(100));
     let fixed = go(
-        &TransferSpec {
-            bytes: 5_000_000,
-            autotune: false,
-            ..base.clone()
+        &{
+            let mut spec = base.clone();
+            spec.bytes = 5_000_000;
+            spec.autotune = false;
+            spec
         },
         Duration::from_millis(100),
     );
@@ -206,13 +214,14 @@ fn default_buffers_grow_to_fill_a_long_fat_path_as_linux_autotuning_does() {
 fn two_flows_sharing_a_bottleneck_converge_to_fair_shares_within_30_s() {
     // Up to 100 us of jitter per packet breaks the phase lock an exactly periodic
     // simulation has at a drop-tail queue (one flow taking every drop).
-    let spec = TransferSpec {
-        bytes: 1_000_000_000,
-        flows: 2,
-        stagger: Duration::from_secs(5),
-        jitter: Duration::from_micros(100),
-        time_limit: Duration::from_secs(40),
-        ..TransferSpec::default()
+    let spec = {
+        let mut spec = TransferSpec::default();
+        spec.bytes = 1_000_000_000;
+        spec.flows = 2;
+        spec.stagger = Duration::from_secs(5);
+        spec.jitter = Duration::from_micros(100);
+        spec.time_limit = Duration::from_secs(40);
+        spec
     };
     let r = run(&spec, Duration::from_millis(500), |_| {});
     // Throughput of each flow over the last 10 s of the first 30 s after the second starts.
@@ -237,12 +246,13 @@ fn reordering_does_not_collapse_cwnd() {
     // arrives first, whether RACK or the head retransmission resends it).
     let bdp = 100e6 / 8.0 * 0.020;
     for seed in 1..=6 {
-        let spec = TransferSpec {
-            bytes: 40_000_000,
-            reorder: 0.05,
-            reorder_delay: Duration::from_millis(20),
-            seed,
-            ..TransferSpec::default()
+        let spec = {
+            let mut spec = TransferSpec::default();
+            spec.bytes = 40_000_000;
+            spec.reorder = 0.05;
+            spec.reorder_delay = Duration::from_millis(20);
+            spec.seed = seed;
+            spec
         };
         let r = go(&spec, Duration::from_millis(50));
         assert!(r.completed);
@@ -276,10 +286,11 @@ fn a_receiver_that_stops_reading_is_probed_not_abandoned_and_loses_nothing() {
     use synack::scenario::ScenarioOptions;
     use synack::scenario::{World, CLIENT, SERVER};
     use synack::{Config, TcpState};
-    let config = Config {
-        recv_buffer: 64 * 1024,
-        send_buffer: 64 * 1024,
-        ..Config::default()
+    let config = {
+        let mut config = Config::default();
+        config.recv_buffer = 64 * 1024;
+        config.send_buffer = 64 * 1024;
+        config
     };
     let mut w = World::with_config(&ScenarioOptions::default(), config);
     let l = w.listen();

@@ -51,9 +51,10 @@ fn cut(packet: &[u8], size: usize) -> Vec<Vec<u8>> {
 /// of one segment in 41 is lost); every segment the server gets, and how many packets
 /// the client's stack handed out.
 fn transfer(tso_max: usize, lossy: bool) -> (Vec<Seen>, usize, usize) {
-    let config = |seed| Config {
-        tso_max,
-        ..Config::deterministic(seed)
+    let config = |seed| {
+        let mut config = Config::deterministic(seed);
+        config.tso_max = tso_max;
+        config
     };
     let (mut a, mut b) = (Stack::new(config(1)), Stack::new(config(2)));
     a.add_address(CLIENT.parse().unwrap());

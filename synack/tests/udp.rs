@@ -78,13 +78,14 @@ fn payload(i: usize, len: usize) -> Vec<u8> {
 #[test]
 fn datagrams_cross_both_ways_intact_or_not_at_all_over_a_bad_path() {
     for v6 in [false, true] {
-        let link = LinkConfig {
-            delay: Duration::from_millis(5),
-            loss: 0.1,
-            reorder: 0.2,
-            duplicate: 0.05,
-            corrupt: 0.05,
-            ..LinkConfig::default()
+        let link = {
+            let mut link = LinkConfig::default();
+            link.delay = Duration::from_millis(5);
+            link.loss = 0.1;
+            link.reorder = 0.2;
+            link.duplicate = 0.05;
+            link.corrupt = 0.05;
+            link
         };
         let (mut p, ia, ib) = pair(v6, link);
         let sa = p.bind(p.a, SocketAddr::new(ia, 0));

@@ -77,9 +77,10 @@ fn ts(peer: &Peer, now: u32) -> TcpOptions {
 /// A server with `n` idle established connections (accepted by the application), and
 /// the peers; also how long the handshakes took.
 fn establish(n: usize) -> (Stack, Vec<Peer>, Vec<ConnectionHandle>, Duration) {
-    let mut server = Stack::new(Config {
-        somaxconn: 1 << 16,
-        ..Config::deterministic(1)
+    let mut server = Stack::new({
+        let mut config = Config::deterministic(1);
+        config.somaxconn = 1 << 16;
+        config
     });
     server.add_address(IpAddr::V4(SERVER));
     let listener = server
@@ -173,9 +174,10 @@ struct Pair {
 
 fn pair(config: Config, conns: usize) -> Pair {
     let server_addr = SocketAddr::new(IpAddr::V4(SERVER), 80);
-    let mut server = Stack::new(Config {
-        secrets: synack::Secrets::Deterministic(7),
-        ..config.clone()
+    let mut server = Stack::new({
+        let mut config = config.clone();
+        config.secrets = synack::Secrets::Deterministic(7);
+        config
     });
     server.add_address(server_addr.ip());
     let listener = server.listen(server_addr, 4096).expect("listen");
@@ -216,11 +218,12 @@ fn exchange(a: &mut Stack, b: &mut Stack, buf: &mut [u8], now: Instant) -> bool 
 /// Heap per TIME_WAIT entry: `m` connections from a client stack to a server stack,
 /// the client closing first, in batches; measured between the first batch and the end.
 fn time_wait_bytes(m: usize) -> f64 {
-    let quiet = Config {
-        delayed_ack: Duration::ZERO,
-        tcp_nodelay: true,
-        tcp_max_tw_buckets: m,
-        ..Config::deterministic(1)
+    let quiet = {
+        let mut config = Config::deterministic(1);
+        config.delayed_ack = Duration::ZERO;
+        config.tcp_nodelay = true;
+        config.tcp_max_tw_buckets = m;
+        config
     };
     let Pair {
         mut client,
@@ -309,9 +312,10 @@ struct Concurrent {
 /// quarters of it, the hard limit at it). The applications write whatever each socket
 /// takes and read whatever arrives, round after round; every byte must arrive.
 fn concurrent(n: usize, bytes: usize, budget: usize) -> Concurrent {
-    let config = Config {
-        tcp_mem: [budget / 2, budget / 4 * 3, budget],
-        ..Config::deterministic(1)
+    let config = {
+        let mut config = Config::deterministic(1);
+        config.tcp_mem = [budget / 2, budget / 4 * 3, budget];
+        config
     };
     let Pair {
         mut client,

@@ -24,6 +24,7 @@ pub(crate) enum Direction {
 
 /// What the impairment did so far, per direction (index 0: to the kernel, 1: to synack).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImpairStats {
     /// Packets that entered the impaired link.
     pub sent: [u64; 2],

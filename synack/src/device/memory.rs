@@ -48,6 +48,7 @@ pub struct MemoryDevice {
 
 /// What went through one end of a [`pair`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MemoryStats {
     /// Packets this end sent that the other end's queue took.
     pub sent: u64,

@@ -121,6 +121,7 @@ pub trait Device: Send + Sync + 'static {
 
 /// What a [`Device`] can do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeviceCapabilities {
     /// The largest IP packet the device carries (the stack's MSS follows it).
     pub mtu: usize,
@@ -147,6 +148,7 @@ impl Default for DeviceCapabilities {
 
 /// How to run a stack over a device ([`Interface::new`]): what is not about the device.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DeviceConfig {
     /// Names the driver threads (`synack-NAME`, `synack-NAME-QUEUE`).
     pub name: String,

@@ -28,6 +28,7 @@ pub(crate) const MAX_RUN: usize = 64;
 
 /// What offload did so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OffloadStats {
     /// Whether the kernel accepted the offload flags for this device.
     pub enabled: bool,

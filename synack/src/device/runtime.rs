@@ -92,6 +92,7 @@ pub(crate) struct Core {
 /// What the runtime around the stack did so far ([`Interface::runtime_stats`]): how often
 /// the driver and the application threads handed work to each other.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RuntimeStats {
     /// Times the driver woke up (a packet, a deadline or an application call).
     pub driver_wakeups: u64,

@@ -14,6 +14,7 @@ use crate::trace::Trace;
 
 /// Knobs a user may turn on any scenario.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct ScenarioOptions {
     /// Seed of the simulator and of both stacks' secrets (same seed, same run).
     pub seed: u64,
@@ -38,6 +39,7 @@ impl Default for ScenarioOptions {
 
 /// One named expectation and whether it held.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Check {
     /// What is expected, in a few words.
     pub name: String,
@@ -49,6 +51,7 @@ pub struct Check {
 
 /// The result of running a scenario.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ScenarioRun {
     /// The scenario's name.
     pub name: &'static str,

@@ -24,6 +24,7 @@ use crate::Instant;
 /// link.reorder = 0.05;
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct LinkConfig {
     /// One-way propagation delay.
     pub delay: Duration,
@@ -233,6 +234,7 @@ fn bytes(value: &str) -> Result<usize, String> {
 /// assert_eq!(LossCause::Filter.as_str(), "dropped by scenario");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum LossCause {
     /// Random loss.
     Random,

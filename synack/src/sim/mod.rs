@@ -122,6 +122,7 @@ pub struct HostId(pub usize);
 /// assert_eq!(net.host(client).info(net.now(), conn).unwrap().retransmits, 1);
 /// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct PacketMeta<'a> {
     /// The packet's record id.
     pub id: u64,
@@ -166,6 +167,7 @@ pub struct PacketMeta<'a> {
 /// assert!(rtt >= Duration::from_millis(70));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Let the link handle it.
     Pass,
@@ -251,6 +253,7 @@ pub enum Fate {
 /// assert!(tcp.flags.syn());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PacketRecord {
     /// Unique, in sending order.
     pub id: u64,
@@ -292,6 +295,7 @@ pub struct PacketRecord {
 /// assert_eq!((stats.sent, stats.delivered, stats.total_lost()), (3, 3, 0));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SimStats {
     /// Packets sent by hosts.
     pub sent: u64,

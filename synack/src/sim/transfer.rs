@@ -27,6 +27,7 @@ use crate::{Config, ConnectionHandle, Error, Instant, Stack};
 /// assert!(result.goodput_bps < result.link_bps as f64);
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct TransferSpec {
     /// Bytes each flow sends.
     pub bytes: u64,
@@ -114,6 +115,7 @@ impl Default for TransferSpec {
 /// assert!(flow.byte_exact && flow.finished_at.is_some());
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct FlowResult {
     /// Bytes the receiving application read, all checked against what was sent.
     pub bytes_delivered: u64,
@@ -146,6 +148,7 @@ pub struct FlowResult {
 /// assert!(samples.iter().any(|s| s.cwnd[0] > 0));
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct CwndSample {
     /// Simulated time since the start.
     pub at: Duration,
@@ -170,6 +173,7 @@ pub struct CwndSample {
 /// assert_eq!(result.packets_lost, 0);
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct TransferResult {
     /// Bits delivered per second, all flows together, from the first connect to the last byte.
     pub goodput_bps: f64,
@@ -246,7 +250,7 @@ pub fn run(
         send_buffer: spec.buffer,
         tcp_sack: spec.sack,
         tcp_window_scaling: spec.wscale,
-        congestion_control: spec.cc,
+        congestion_control: spec.cc.clone(),
         tcp_moderate_rcvbuf: spec.autotune,
         tcp_wmem_max: if spec.autotune {
             Config::default().tcp_wmem_max

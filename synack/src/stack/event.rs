@@ -52,6 +52,7 @@ use crate::{Instant, TcpState};
 /// # }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// A connection changed state. Emitted for every transition, including those of
     /// connections the application never saw (embryonic) or already closed (orphans).

@@ -221,6 +221,7 @@ pub use udp::{Datagram, UdpHandle, UdpSnapshot};
 /// # }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SocketSnapshot {
     /// Its state.
     pub state: TcpState,
@@ -280,6 +281,7 @@ pub struct SocketSnapshot {
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StateSummary {
     /// The state.
     pub state: TcpState,
@@ -341,6 +343,7 @@ impl StateSummary {
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListenerOptions {
     /// TCP_MAXSEG: the MSS announced in the SYN-ACK and the largest segment sent.
     pub mss: Option<u16>,
@@ -1984,6 +1987,7 @@ impl Stack {
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transmit {
     /// The packet's length: it is `buf[..len]`.
     pub len: usize,

@@ -39,6 +39,7 @@ use alloc::string::String;
 /// # }
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StackStats {
     /// TCP segments that parsed and were addressed to us.
     pub segments_in: u64,

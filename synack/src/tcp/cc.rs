@@ -1,99 +1,424 @@
-//! Congestion control behind one small trait, chosen per connection: NewReno (RFC 5681
-//! with RFC 3465 byte counting) and CUBIC (RFC 9438, Linux's default). The loss
-//! recovery in `input.rs` decides *when* a congestion event happens; a controller
-//! decides what cwnd and ssthresh become and how cwnd grows outside recovery.
+//! Congestion control, chosen per connection: NewReno (RFC 5681 with RFC 3465 byte
+//! counting) and CUBIC (RFC 9438, Linux's default) built in, or any
+//! [`CongestionController`] an embedder writes. The loss recovery in `input.rs` decides
+//! *when* a congestion event happens; a controller decides what cwnd and ssthresh become
+//! and how cwnd grows outside recovery.
 
 use alloc::boxed::Box;
-use core::fmt::Debug;
+use alloc::sync::Arc;
+use core::fmt::{self, Debug};
 use core::time::Duration;
 
 pub use crate::config::CongestionControl;
 use crate::time::Micros;
 use crate::Instant;
 
-impl CongestionControl {
-    /// The controller this choice makes, for a connection whose MSS is `mss`.
-    pub(crate) fn controller(self, mss: u32) -> Algorithm {
-        match self {
-            CongestionControl::Cubic => Algorithm::Cubic(Cubic::new(mss)),
-            CongestionControl::NewReno => Algorithm::NewReno(NewReno::new(mss)),
+/// A congestion controller an embedder can write: the stack tells it what happened on
+/// the connection (ACKs, losses, timeouts, idle periods) and asks it how much may be in
+/// flight. All windows are in bytes.
+///
+/// The stack keeps the parts of RFC 5681 that are about *detecting* loss and
+/// *recovering* from it: duplicate ACKs, SACK and RACK (RFC 6675, RFC 8985), NewReno's
+/// partial ACKs (RFC 6582), proportional rate reduction (RFC 6937) and HyStart++
+/// (RFC 9406). A controller decides how the window *responds*:
+///
+/// | event | method | RFC |
+/// |---|---|---|
+/// | new data acknowledged outside fast recovery | [`on_ack`](Self::on_ack) | RFC 5681 3.1 slow start and congestion avoidance, RFC 3465 byte counting, RFC 9438 4.2-4.5 |
+/// | loss detected, fast recovery begins | [`on_congestion`](Self::on_congestion) | RFC 5681 3.2 (ssthresh, eq. 4), RFC 9438 4.6 |
+/// | fast recovery ends with a full ACK | [`on_recovery_exit`](Self::on_recovery_exit) | RFC 6582 3.2 step 6, RFC 6675 5 |
+/// | retransmission timeout | [`on_rto`](Self::on_rto) | RFC 5681 3.1 eq. 4 and the loss window, RFC 6298 5.5, RFC 9438 4.8 |
+/// | restart after idle | [`on_idle`](Self::on_idle) | RFC 5681 4.1 |
+/// | HyStart++ saw the queue build | [`on_slow_start_exit`](Self::on_slow_start_exit) | RFC 9406 |
+/// | a reduction proved spurious | [`on_spurious_congestion`](Self::on_spurious_congestion) | RFC 3522 (Eifel), RFC 2883 D-SACK |
+/// | the path MTU shrank | [`on_mss_change`](Self::on_mss_change) | RFC 1191, RFC 8201 |
+///
+/// While fast recovery runs, the stack itself sets cwnd through
+/// [`set_cwnd`](Self::set_cwnd) (RFC 6937 PRR towards the ssthresh the controller chose
+/// in `on_congestion`), and it never sets cwnd below one MSS. The stack sends while
+/// what is in flight is below [`cwnd`](Self::cwnd); it treats the connection as in slow
+/// start while `cwnd < ssthresh`.
+///
+/// A controller is made per connection, when the handshake has fixed the MSS, by the
+/// factory in a [`CustomController`], selected with [`CongestionControl::Custom`] in
+/// [`crate::Config::congestion_control`] or per connection with
+/// [`crate::Stack::set_congestion_control`]. It is called on the stack's thread, once
+/// per ACK at most: it must not block, and should not allocate per call.
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::tcp::{AckEvent, CongestionController, CustomController};
+/// use synack::{CongestionControl, Config, Instant};
+///
+/// /// AIMD by whole segments per round trip, as RFC 5681 congestion avoidance alone.
+/// #[derive(Debug)]
+/// struct Aimd { cwnd: u32, ssthresh: u32, mss: u32, acked: u32 }
+///
+/// impl CongestionController for Aimd {
+///     fn cwnd(&self) -> u32 { self.cwnd }
+///     fn ssthresh(&self) -> u32 { self.ssthresh }
+///     fn set_cwnd(&mut self, cwnd: u32) { self.cwnd = cwnd }
+///     fn on_ack(&mut self, ack: &AckEvent) {
+///         // One MSS per cwnd of bytes acknowledged.
+///         self.acked += ack.bytes_acked;
+///         if self.acked >= self.cwnd {
+///             self.acked -= self.cwnd;
+///             self.cwnd += self.mss;
+///         }
+///     }
+///     fn on_congestion(&mut self, _now: Instant, _flight: u32) {
+///         self.ssthresh = (self.cwnd / 2).max(2 * self.mss);
+///         self.cwnd = self.ssthresh;
+///     }
+///     fn on_rto(&mut self, _now: Instant, _flight: u32, during_recovery: bool) {
+///         if !during_recovery {
+///             self.ssthresh = (self.cwnd / 2).max(2 * self.mss);
+///         }
+///         self.cwnd = self.mss;
+///     }
+///     fn on_mss_change(&mut self, mss: u32) { self.mss = mss }
+/// }
+///
+/// let aimd = CustomController::new("aimd", |mss| {
+///     let cwnd = synack::tcp::initial_window(mss);
+///     Box::new(Aimd { cwnd, ssthresh: u32::MAX, mss, acked: 0 })
+/// });
+/// let mut config = Config::default();
+/// config.congestion_control = CongestionControl::Custom(aimd);
+/// assert_eq!(config.congestion_control.name(), "aimd");
+///
+/// // A controller can be driven by hand too, e.g. in its own unit tests.
+/// let mut cc = Aimd { cwnd: 10_000, ssthresh: u32::MAX, mss: 1000, acked: 0 };
+/// let now = Instant::from_secs(1);
+/// for _ in 0..10 {
+///     cc.on_ack(&AckEvent::new(now, 1000, 1000));
+/// }
+/// assert_eq!(cc.cwnd(), 11_000);
+/// ```
+pub trait CongestionController: Debug + Send {
+    /// The congestion window: the most bytes the stack keeps in flight.
+    fn cwnd(&self) -> u32;
+
+    /// The slow-start threshold: while `cwnd < ssthresh` the connection is in slow
+    /// start (RFC 5681 3.1), and fast recovery brings cwnd down to it. `u32::MAX`
+    /// before the first loss.
+    fn ssthresh(&self) -> u32;
+
+    /// The stack sets cwnd directly: during fast recovery (RFC 6937 PRR), when a
+    /// connection switches to this controller (it keeps its window), and after a
+    /// timeout during recovery. Never below one MSS.
+    fn set_cwnd(&mut self, cwnd: u32);
+
+    /// New data was acknowledged outside fast recovery (including the slow start that
+    /// follows a timeout): grow cwnd (RFC 5681 3.1, RFC 3465, RFC 9438 4.2-4.5). Not
+    /// called while the application or the receive window, not cwnd, limits the sender
+    /// (RFC 7661): the window would grow without having been tried.
+    fn on_ack(&mut self, ack: &AckEvent);
+
+    /// A loss was detected (three duplicate ACKs, SACK or RACK) and fast recovery
+    /// begins (RFC 5681 3.2, RFC 6582, RFC 6675): set ssthresh (and cwnd; the stack's
+    /// PRR then moves cwnd towards ssthresh). `flight` is RFC 5681's FlightSize, the
+    /// bytes sent and not cumulatively acknowledged.
+    fn on_congestion(&mut self, now: Instant, flight: u32);
+
+    /// Fast recovery ended: an ACK covered everything outstanding when it began
+    /// (RFC 6582 3.2 step 6, RFC 6675 5). By default cwnd becomes ssthresh.
+    fn on_recovery_exit(&mut self, now: Instant) {
+        let _ = now;
+        let ssthresh = self.ssthresh();
+        self.set_cwnd(ssthresh);
+    }
+
+    /// The retransmission timer expired (RFC 6298 5.5): RFC 5681 eq. 4 sets ssthresh
+    /// to max(FlightSize / 2, 2 MSS) and cwnd to the loss window, one MSS. When
+    /// `during_recovery` is true a recovery was already under way and ssthresh should
+    /// stay (as Linux's `tcp_enter_loss`). Slow start follows: later ACKs come to
+    /// [`on_ack`](Self::on_ack).
+    fn on_rto(&mut self, now: Instant, flight: u32, during_recovery: bool);
+
+    /// The connection sent nothing for longer than an RTO and is about to send again
+    /// (RFC 5681 4.1): by default cwnd falls to the restart window,
+    /// min(`initial_window`, cwnd), where `initial_window` is RFC 6928's.
+    fn on_idle(&mut self, now: Instant, initial_window: u32) {
+        let _ = now;
+        if self.cwnd() > initial_window {
+            self.set_cwnd(initial_window);
+        }
+    }
+
+    /// The stack's HyStart++ (RFC 9406) saw the RTT rise or a long ACK train in slow
+    /// start: the bottleneck queue is building. The built-ins set ssthresh to cwnd;
+    /// by default nothing happens.
+    fn on_slow_start_exit(&mut self, now: Instant) {
+        let _ = now;
+    }
+
+    /// The last reduction was needless: the "lost" segment had only been reordered
+    /// (RFC 3522 Eifel detection with timestamps, or a D-SACK, RFC 2883). `cwnd` and
+    /// `ssthresh` are the values from just before the reduction. By default cwnd is
+    /// put back.
+    fn on_spurious_congestion(&mut self, cwnd: u32, ssthresh: u32) {
+        let _ = ssthresh;
+        self.set_cwnd(cwnd);
+    }
+
+    /// The sender's MSS changed (a smaller path MTU, RFC 1191 / RFC 8201): windows
+    /// counted in segments should follow. By default nothing happens.
+    fn on_mss_change(&mut self, mss: u32) {
+        let _ = mss;
+    }
+}
+
+/// What one ACK delivered, for [`CongestionController::on_ack`]. Fields may be added;
+/// build one outside the crate with [`AckEvent::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AckEvent {
+    /// When the ACK arrived.
+    pub now: Instant,
+    /// Bytes newly delivered by this ACK: cumulatively acknowledged or newly SACKed
+    /// (RFC 3465 byte counting; RFC 6675's DeliveredData).
+    pub bytes_acked: u32,
+    /// The sender's MSS, in which windows are counted.
+    pub mss: u32,
+    /// RFC 5681 FlightSize after this ACK: bytes sent and not cumulatively acknowledged.
+    pub flight: u32,
+    /// This ACK's RTT sample (RFC 6298, RFC 7323), if it gave one.
+    pub rtt: Option<Duration>,
+    /// The lowest RTT the connection has seen (RACK's minimum RTT, or the smoothed RTT
+    /// when that is lower or the only one): the path's propagation delay, without the
+    /// queue (what CUBIC's RFC 9438 4.2 clock uses).
+    pub min_rtt: Option<Duration>,
+    /// The smoothed RTT (RFC 6298 SRTT), once there is a sample.
+    pub srtt: Option<Duration>,
+}
+
+impl AckEvent {
+    /// An ACK at `now` that delivered `bytes_acked` bytes with `mss`-byte segments;
+    /// the other fields are empty (no flight, no RTT) and can be set afterwards.
+    pub fn new(now: Instant, bytes_acked: u32, mss: u32) -> AckEvent {
+        AckEvent {
+            now,
+            bytes_acked,
+            mss,
+            flight: 0,
+            rtt: None,
+            min_rtt: None,
+            srtt: None,
         }
     }
 }
 
-/// A connection's congestion controller, held inline: no box and no virtual call per
-/// ACK. Another algorithm is one more variant here and one more [`Controller`].
+/// The factory behind [`CongestionControl::Custom`]: a name (shown by
+/// [`CongestionControl::name`] and in [`crate::ConnectionInfo`]) and a function that
+/// makes one [`CongestionController`] per connection from the connection's MSS. Cloning
+/// it shares the factory. Two are equal when they share the same factory.
+#[derive(Clone)]
+pub struct CustomController(Arc<Factory>);
+
+/// Behind one thin pointer: a connection keeps its choice in 16 bytes.
+struct Factory {
+    name: &'static str,
+    make: Box<dyn Fn(u32) -> Box<dyn CongestionController> + Send + Sync>,
+}
+
+impl CustomController {
+    /// A custom congestion control called `name`, whose controllers `make` builds from
+    /// the connection's MSS (once per connection, when the handshake fixed the MSS).
+    pub fn new(
+        name: &'static str,
+        make: impl Fn(u32) -> Box<dyn CongestionController> + Send + Sync + 'static,
+    ) -> CustomController {
+        CustomController(Arc::new(Factory {
+            name,
+            make: Box::new(make),
+        }))
+    }
+
+    /// The name given to [`CustomController::new`].
+    pub fn name(&self) -> &'static str {
+        self.0.name
+    }
+}
+
+impl Debug for CustomController {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CustomController")
+            .field(&self.0.name)
+            .finish()
+    }
+}
+
+impl PartialEq for CustomController {
+    fn eq(&self, other: &CustomController) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CustomController {}
+
+impl std::hash::Hash for CustomController {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.name.hash(state);
+    }
+}
+
+/// A connection's choice of congestion control, kept in two fields of the connection
+/// (a built-in's byte fits its padding; a custom factory is one pointer, null when
+/// unused) rather than a 16-byte [`CongestionControl`]: a connection's size is watched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Builtin {
+    Cubic,
+    NewReno,
+}
+
+impl CongestionControl {
+    /// The choice in the two parts a connection keeps.
+    pub(crate) fn split(self) -> (Builtin, Option<CustomController>) {
+        match self {
+            CongestionControl::Cubic => (Builtin::Cubic, None),
+            CongestionControl::NewReno => (Builtin::NewReno, None),
+            CongestionControl::Custom(custom) => (Builtin::Cubic, Some(custom)),
+        }
+    }
+
+    /// The choice [`CongestionControl::split`] took apart.
+    pub(crate) fn join(builtin: Builtin, custom: Option<&CustomController>) -> CongestionControl {
+        match (builtin, custom) {
+            (_, Some(custom)) => CongestionControl::Custom(custom.clone()),
+            (Builtin::Cubic, None) => CongestionControl::Cubic,
+            (Builtin::NewReno, None) => CongestionControl::NewReno,
+        }
+    }
+
+    /// The controller this choice makes, for a connection whose MSS is `mss`.
+    pub(crate) fn controller(&self, mss: u32) -> Algorithm {
+        match self {
+            CongestionControl::Cubic => Algorithm::Cubic(Cubic::new(mss)),
+            CongestionControl::NewReno => Algorithm::NewReno(NewReno::new(mss)),
+            CongestionControl::Custom(custom) => Algorithm::Custom {
+                cc: (custom.0.make)(mss),
+                choice: custom.clone(),
+                mss,
+            },
+        }
+    }
+}
+
+/// A connection's congestion controller. The built-ins are held inline: no box and no
+/// virtual call per ACK; a custom one is boxed (once per connection) and called through
+/// [`CongestionController`]. Another built-in is one more variant here and one more
+/// [`Controller`].
 #[derive(Debug)]
 pub(crate) enum Algorithm {
     Cubic(Cubic),
     NewReno(NewReno),
+    Custom {
+        cc: Box<dyn CongestionController>,
+        /// What made it, for [`Algorithm::kind`].
+        choice: CustomController,
+        /// The sender's MSS, kept here for the stack (the built-ins keep it in [`Window`]).
+        mss: u32,
+    },
 }
 
-/// Call `$method` on whichever algorithm `$self` holds.
+/// Call `$call` on whichever built-in `$self` holds, or `$custom` with the custom one.
 macro_rules! each {
-    ($self:expr, $c:ident => $call:expr) => {
+    ($self:expr, $c:ident => $call:expr, $cc:pat => $custom:expr) => {
         match $self {
             Algorithm::Cubic($c) => $call,
             Algorithm::NewReno($c) => $call,
+            $cc => $custom,
         }
     };
 }
 
-// Every method is passed on, the provided ones too, so that an algorithm's own version
-// of one (CUBIC's `restore`) is the one that runs.
-impl Controller for Algorithm {
-    fn kind(&self) -> CongestionControl {
-        each!(self, c => c.kind())
+// The calls the connection makes. For the built-ins every method is passed on, the
+// provided ones too, so that an algorithm's own version of one (CUBIC's `restore`) is
+// the one that runs.
+impl Algorithm {
+    /// Which congestion control this is.
+    pub(crate) fn kind(&self) -> CongestionControl {
+        each!(self, c => c.kind(),
+            Algorithm::Custom { choice, .. } => CongestionControl::Custom(choice.clone()))
     }
-    fn window(&self) -> &Window {
-        each!(self, c => c.window())
+    pub(crate) fn cwnd(&self) -> u32 {
+        each!(self, c => c.cwnd(), Algorithm::Custom { cc, .. } => cc.cwnd())
     }
-    fn window_mut(&mut self) -> &mut Window {
-        each!(self, c => c.window_mut())
+    pub(crate) fn ssthresh(&self) -> u32 {
+        each!(self, c => c.ssthresh(), Algorithm::Custom { cc, .. } => cc.ssthresh())
     }
-    fn cwnd(&self) -> u32 {
-        each!(self, c => c.cwnd())
+    /// Loss recovery sets cwnd directly (RFC 6675 and RFC 6582 manage it while recovering).
+    pub(crate) fn set_cwnd(&mut self, cwnd: u32) {
+        each!(self, c => c.set_cwnd(cwnd),
+            Algorithm::Custom { cc, mss, .. } => cc.set_cwnd(cwnd.max(*mss)))
     }
-    fn ssthresh(&self) -> u32 {
-        each!(self, c => c.ssthresh())
+    pub(crate) fn on_ack(&mut self, ack: &AckEvent) {
+        each!(self, c => c.on_ack(ack.now, ack.bytes_acked, ack.min_rtt),
+            Algorithm::Custom { cc, .. } => cc.on_ack(ack))
     }
-    fn set_cwnd(&mut self, cwnd: u32) {
-        each!(self, c => c.set_cwnd(cwnd))
+    pub(crate) fn on_congestion(&mut self, now: Instant, flight: u32) {
+        each!(self, c => c.on_congestion(now, flight),
+            Algorithm::Custom { cc, .. } => cc.on_congestion(now, flight))
     }
-    fn on_ack(&mut self, now: Instant, acked: u32, min_rtt: Option<Duration>) {
-        each!(self, c => c.on_ack(now, acked, min_rtt))
+    /// A full ACK ended fast recovery: cwnd = ssthresh (RFC 6582 3.2 step 6).
+    pub(crate) fn on_recovery_exit(&mut self, now: Instant) {
+        each!(self, c => c.set_cwnd(c.ssthresh()),
+            Algorithm::Custom { cc, .. } => cc.on_recovery_exit(now))
     }
-    fn on_congestion(&mut self, now: Instant, flight: u32) {
-        each!(self, c => c.on_congestion(now, flight))
+    /// A retransmission timeout; during a recovery already under way only cwnd falls
+    /// to one segment (as Linux's tcp_enter_loss).
+    pub(crate) fn on_rto(&mut self, now: Instant, flight: u32, during_recovery: bool) {
+        each!(self, c => if during_recovery {
+            c.set_cwnd(c.mss())
+        } else {
+            c.on_rto(now, flight)
+        },
+        Algorithm::Custom { cc, mss, .. } => {
+            cc.on_rto(now, flight, during_recovery);
+            // The stack never goes below one segment.
+            if cc.cwnd() < *mss {
+                cc.set_cwnd(*mss);
+            }
+        })
     }
-    fn on_rto(&mut self, now: Instant, flight: u32) {
-        each!(self, c => c.on_rto(now, flight))
+    pub(crate) fn on_idle(&mut self, now: Instant) {
+        each!(self, c => c.on_idle(),
+            Algorithm::Custom { cc, mss, .. } => cc.on_idle(now, initial_window(*mss)))
     }
-    fn on_idle(&mut self) {
-        each!(self, c => c.on_idle())
+    pub(crate) fn mss(&self) -> u32 {
+        each!(self, c => c.mss(), Algorithm::Custom { mss, .. } => *mss)
     }
-    fn mss(&self) -> u32 {
-        each!(self, c => c.mss())
+    pub(crate) fn set_mss(&mut self, new: u32) {
+        each!(self, c => c.set_mss(new), Algorithm::Custom { cc, mss, .. } => {
+            *mss = new;
+            cc.on_mss_change(new)
+        })
     }
-    fn set_mss(&mut self, mss: u32) {
-        each!(self, c => c.set_mss(mss))
+    pub(crate) fn exit_slow_start(&mut self, now: Instant) {
+        each!(self, c => c.exit_slow_start(),
+            Algorithm::Custom { cc, .. } => cc.on_slow_start_exit(now))
     }
-    fn exit_slow_start(&mut self) {
-        each!(self, c => c.exit_slow_start())
-    }
-    fn restore(&mut self, cwnd: u32, ssthresh: u32) {
-        each!(self, c => c.restore(cwnd, ssthresh))
+    pub(crate) fn restore(&mut self, cwnd: u32, ssthresh: u32) {
+        each!(self, c => c.restore(cwnd, ssthresh),
+            Algorithm::Custom { cc, .. } => cc.on_spurious_congestion(cwnd, ssthresh))
     }
 }
 
-/// RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)).
-pub(crate) fn initial_window(mss: u32) -> u32 {
+/// RFC 6928's initial window for a sender whose MSS is `mss`, in bytes:
+/// min(10 MSS, max(2 MSS, 14600)). Where the built-in controllers start, and the
+/// restart window after idle (RFC 5681 4.1).
+///
+/// ```
+/// assert_eq!(synack::tcp::initial_window(1460), 14_600);
+/// assert_eq!(synack::tcp::initial_window(9000), 18_000);
+/// ```
+pub fn initial_window(mss: u32) -> u32 {
     (10 * mss).min((2 * mss).max(14_600))
 }
 
-/// What a congestion controller does. Windows are in bytes.
+/// What a built-in congestion controller does. Windows are in bytes.
 pub(crate) trait Controller: Debug + Send {
-    /// Which algorithm this is.
     fn kind(&self) -> CongestionControl;
     /// The windows every algorithm keeps.
     fn window(&self) -> &Window;

@@ -3,7 +3,6 @@
 //! this file holds what ties them together: construction, timers, application calls
 //! and [`Connection::transition`], the one place a connection changes state.
 
-use super::cc::Controller;
 use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -87,8 +86,10 @@ pub(crate) struct Connection {
     pub(crate) local_mss: u16,
     /// We offer / accept SACK (`tcp_sack`).
     pub(crate) sack_offer: bool,
-    /// The congestion control the send side uses once established.
-    pub(crate) cc_choice: CongestionControl,
+    /// The congestion control the send side uses once established: a built-in, unless
+    /// `cc_custom` holds a factory (see [`Connection::cc_choice`]).
+    pub(crate) cc_builtin: super::cc::Builtin,
+    pub(crate) cc_custom: Option<super::cc::CustomController>,
     /// The application gave up its handle (close()).
     pub(crate) orphaned: bool,
     /// Created by a listener.
@@ -209,6 +210,7 @@ pub(crate) fn mss_for(mtu: usize, ipv6: bool) -> u16 {
 
 impl Connection {
     fn blank(local: SocketAddr, remote: SocketAddr, state: State, cfg: &Config) -> Connection {
+        let (cc_builtin, cc_custom) = cfg.congestion_control.clone().split();
         let local_mss = mss_for(cfg.mtu, local.is_ipv6());
         Connection {
             local,
@@ -228,7 +230,8 @@ impl Connection {
                 sack: false,
             },
             sack_offer: cfg.tcp_sack,
-            cc_choice: cfg.congestion_control,
+            cc_builtin,
+            cc_custom,
             ts_recent: 0,
             ts_offset: 0,
             last_ack_sent: SeqNum::new(0),
@@ -622,13 +625,8 @@ impl Connection {
             // RFC 5681 3.1 (eq. 4): after a timeout, ssthresh = max(FlightSize/2, 2*SMSS),
             // cwnd = 1 SMSS (CUBIC: RFC 9438 4.8). A timeout during a recovery already
             // under way does not reduce ssthresh again (as Linux's tcp_enter_loss).
-            if snd.recovery == Recovery::Open {
-                let flight = snd.flight();
-                snd.cc.on_rto(now, flight);
-            } else {
-                let mss = snd.cc.mss();
-                snd.cc.set_cwnd(mss);
-            }
+            let flight = snd.flight();
+            snd.cc.on_rto(now, flight, snd.recovery != Recovery::Open);
             snd.recovery = Recovery::Timeout { recover: snd.max };
             // Slow start again, with HyStart watching it afresh (as Linux).
             snd.hystart = super::cc::HyStart::default();
@@ -718,13 +716,18 @@ impl Connection {
 
     /// Switch congestion control; an established connection keeps its cwnd.
     pub(crate) fn set_congestion_control(&mut self, cc: CongestionControl) {
-        self.cc_choice = cc;
         let mss = self.neg.snd_mss as u32;
         if let Some(snd) = self.state.snd_mut() {
             let cwnd = snd.cc.cwnd();
             snd.cc = cc.controller(mss);
             snd.cc.set_cwnd(cwnd);
         }
+        (self.cc_builtin, self.cc_custom) = cc.split();
+    }
+
+    /// The congestion control chosen for this connection.
+    pub(crate) fn cc_choice(&self) -> CongestionControl {
+        CongestionControl::join(self.cc_builtin, self.cc_custom.as_ref())
     }
 
     /// Queue data (RFC 9293 3.10.2 SEND).
@@ -1104,8 +1107,10 @@ mod size {
             core::mem::size_of::<State>(),
             core::mem::size_of::<Snd>(),
         );
+        // 920 until a connection could hold a custom congestion controller's factory
+        // (`cc_custom`, one pointer).
         assert!(
-            conn <= 920,
+            conn <= 928,
             "Connection is {conn} bytes (State {state}, Snd {snd})"
         );
     }

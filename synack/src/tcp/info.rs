@@ -1,7 +1,6 @@
 //! A snapshot of one connection's internals, in the spirit of Linux's `TCP_INFO`: what
 //! `ss -i` shows and what tests and tools read without reaching into the engine.
 
-use super::cc::Controller;
 use core::net::SocketAddr;
 use core::time::Duration;
 
@@ -49,6 +48,7 @@ use crate::Instant;
 /// # }
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConnectionInfo {
     /// Current state.
     pub state: TcpState,
@@ -168,7 +168,7 @@ impl Connection {
             backoff,
             cwnd: snd.map(|s| s.cwnd()),
             ssthresh: snd.map(|s| s.cc.ssthresh()),
-            congestion_control: snd.map_or(self.cc_choice, |s| s.cc.kind()),
+            congestion_control: snd.map_or_else(|| self.cc_choice(), |s| s.cc.kind()),
             sack: self.neg.sack,
             sacked_bytes: snd.map_or(0, |s| s.sacked.bytes()),
             send_queue: self.snd_buf.len(),

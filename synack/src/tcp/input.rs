@@ -1,7 +1,6 @@
 //! Arriving segments: RFC 9293 3.10.7 "SEGMENT ARRIVES", state by state, with the
 //! RFC 5961 defences against blind resets and SYNs, and RFC 7323 PAWS.
 
-use super::cc::Controller;
 use super::conn::{ConnEvent, Connection, MemoryLevel, RstOut};
 use super::state::*;
 use super::time_wait::TimeWaitVerdict;
@@ -182,7 +181,7 @@ impl Connection {
     fn finish_snd_setup(&mut self) {
         let mss = self.neg.snd_mss as u32;
         let shut_wr = self.shut_wr;
-        let cc = self.cc_choice.controller(mss);
+        let cc = self.cc_choice().controller(mss);
         if let Some(snd) = self.state.snd_mut() {
             // RFC 6928: the initial window is set by the controller.
             snd.cc = cc;
@@ -619,9 +618,18 @@ impl Connection {
             snd.dupacks = 0;
             // CUBIC's clock runs RTT ahead; Linux takes the minimum RTT seen (delay_min),
             // not SRTT, which a standing queue inflates.
-            let srtt = match (snd.rack.min_rtt(), snd.rtt.srtt()) {
+            let min_rtt = match (snd.rack.min_rtt(), snd.rtt.srtt()) {
                 (Some(m), Some(s)) => Some(m.min(s)),
                 (m, s) => m.or(s),
+            };
+            let ack = super::cc::AckEvent {
+                now,
+                bytes_acked: delivered,
+                mss: snd.cc.mss(),
+                flight: snd.flight(),
+                rtt: rtt_sample.map(|(_, rtt)| rtt),
+                min_rtt,
+                srtt: snd.rtt.srtt(),
             };
             // RFC 3522 (Eifel): the ACK of our retransmission echoes the TSval of the
             // original: it was reordered, not lost. Undo the reduction, expect more reordering.
@@ -648,8 +656,7 @@ impl Connection {
                 Recovery::Fast { .. } => {
                     // RFC 6582 3.2 step 6 / RFC 6675 5: a full ACK ends recovery.
                     snd.recovery = Recovery::Open;
-                    let ssthresh = snd.cc.ssthresh();
-                    snd.cc.set_cwnd(ssthresh);
+                    snd.cc.on_recovery_exit(now);
                 }
                 Recovery::Timeout { recover } => {
                     if seg.ack >= recover {
@@ -657,7 +664,7 @@ impl Connection {
                     }
                     // Slow start again after a timeout (RFC 5681 3.1).
                     if snd.may_grow_cwnd() {
-                        snd.cc.on_ack(now, delivered, srtt);
+                        snd.cc.on_ack(&ack);
                     }
                 }
                 Recovery::Open => {
@@ -676,11 +683,11 @@ impl Connection {
                             .hystart
                             .on_sample(now, rtt, snd.una, snd.max, cwnd / mss, ack_delay)
                         {
-                            snd.cc.exit_slow_start();
+                            snd.cc.exit_slow_start(now);
                         }
                     }
                     if snd.may_grow_cwnd() {
-                        snd.cc.on_ack(now, delivered, srtt)
+                        snd.cc.on_ack(&ack)
                     }
                 }
             }

@@ -23,7 +23,7 @@ mod syncookie;
 mod time_wait;
 
 pub use crate::tcp_state::TcpState;
-pub use cc::CongestionControl;
+pub use cc::{initial_window, AckEvent, CongestionControl, CongestionController, CustomController};
 pub use keepalive::Keepalive;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 

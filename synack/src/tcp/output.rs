@@ -1,7 +1,6 @@
 //! Outgoing segments: what a connection sends next (SYN, SYN-ACK, data, FIN, ACKs,
 //! window probes), in RFC 9293 3.10.7 and RFC 5681 order of priority.
 
-use super::cc::Controller;
 use super::conn::{Connection, MemoryLevel};
 use super::state::*;
 use crate::wire::{SeqNum, TcpFlags, TcpOptions, Timestamps, MAX_TCP_HEADERS};
@@ -272,7 +271,7 @@ impl Connection {
         }
         // RFC 5681 4.1: after an idle period longer than the RTO, restart from the initial window.
         if snd.una == snd.max && snd.last_send.is_some_and(|t| now - t > rto) {
-            snd.cc.on_idle();
+            snd.cc.on_idle(now);
         }
         let (sack, mss) = (self.neg.sack, self.neg.snd_mss as u32);
         let snd = self.state.snd()?;

@@ -4,7 +4,6 @@
 //! Linux), later soft errors are remembered and reported (RFC 1122 4.2.3.9), and
 //! "packet too big" lowers the segment size (RFC 1191, RFC 8201).
 
-use super::cc::Controller;
 use super::conn::{ConnEvent, Connection};
 use super::state::State;
 use crate::error::Error;

@@ -6,7 +6,6 @@
 use alloc::boxed::Box;
 use core::time::Duration;
 
-use super::cc::Controller;
 use super::reassembly::Reassembly;
 use super::rtt::RttEstimator;
 pub(crate) use super::sack::Scoreboard;

@@ -83,6 +83,7 @@ pub struct TimeWait {
 /// assert_eq!(verdict, TimeWaitVerdict::Ack);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TimeWaitVerdict {
     /// Ignore it.
     Drop,

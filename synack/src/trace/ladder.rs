@@ -48,6 +48,7 @@ const GAP_US: u64 = 2_000_000;
 /// assert!(text.contains("SYN"));
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct LadderOptions {
     /// ANSI colours (for a terminal; off when piped).
     pub color: bool,

@@ -48,6 +48,7 @@ use crate::{Event, Instant, TcpState};
 /// assert!(syn.options.contains("mss 1460"));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentSummary {
     /// Sender address and port.
     pub src: SocketAddr,
@@ -99,6 +100,7 @@ pub struct SegmentSummary {
 /// assert_eq!(kinds, [SegmentKind::Syn, SegmentKind::Ack]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SegmentKind {
     /// RST set.
     Rst,
@@ -191,6 +193,7 @@ impl SegmentSummary {
 /// trace.add_note(Instant::ZERO, 0, "the client connects");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RecordKind {
     /// A segment left this host.
     Tx {
@@ -255,6 +258,7 @@ pub enum RecordKind {
 /// assert_eq!(trace.records[0].host, 0);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
     /// When.
     pub at: Instant,
@@ -312,6 +316,7 @@ impl Record {
 /// println!("{}", ladder::render(&trace, ladder::LadderOptions::default()));
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Trace {
     /// Host names, left to right in the ladder.
     pub hosts: Vec<String>,

@@ -59,6 +59,7 @@ impl FromStr for Cidr {
 
 /// How to set up an interface.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct InterfaceConfig {
     /// Interface name (created if it does not exist).
     pub name: String,

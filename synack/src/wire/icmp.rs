@@ -127,6 +127,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
 /// }
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IcmpRepr<'a> {
     /// Echo request (ping).
     EchoRequest {

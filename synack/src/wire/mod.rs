@@ -43,6 +43,7 @@ pub const MAX_TCP_HEADERS: usize = ipv6::HEADER_LEN + 60;
 /// assert_eq!(WireError::BadTcpChecksum.reason(), "bad_tcp_checksum"); // the drop counter's name
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum WireError {
     /// Shorter than its headers say.
     Truncated,
@@ -407,6 +408,7 @@ pub fn emit_tcp_packet(
 /// config.tx_checksum = TxChecksum::Partial; // a device with checksum offload finishes it
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TxChecksum {
     /// Complete (RFC 9293 3.1): what goes on a wire as it is.
     #[default]

@@ -70,15 +70,14 @@ pub struct Harness {
 /// hand; every segment is ACKed at once and sent at once (no delayed ACK, no Nagle),
 /// which the tests of those two features turn back on.
 pub fn plain_config() -> Config {
-    Config {
-        tcp_timestamps: false,
-        tcp_window_scaling: false,
-        tcp_sack: false,
-        delayed_ack: Duration::ZERO,
-        tcp_nodelay: true,
-        recv_buffer: 65535,
-        ..Config::deterministic(1)
-    }
+    let mut config = Config::deterministic(1);
+    config.tcp_timestamps = false;
+    config.tcp_window_scaling = false;
+    config.tcp_sack = false;
+    config.delayed_ack = Duration::ZERO;
+    config.tcp_nodelay = true;
+    config.recv_buffer = 65535;
+    config
 }
 
 impl Harness {
