@@ -257,8 +257,8 @@ impl PartialEq for CustomController {
 
 impl Eq for CustomController {}
 
-impl std::hash::Hash for CustomController {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+impl core::hash::Hash for CustomController {
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
         self.0.name.hash(state);
     }
 }
