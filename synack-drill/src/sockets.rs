@@ -75,8 +75,6 @@ pub struct SockOpts {
     pub linger_zero: bool,
     pub reuseaddr: bool,
     pub keepalive: bool,
-    /// shutdown(SHUT_RD) was called: reads return what is queued, then 0.
-    pub shut_rd: bool,
 }
 
 /// A socket option value as set or read.
@@ -236,10 +234,9 @@ impl Sockets {
         let Kind::Listener(l) = s.kind else {
             return Err(Errno::EINVAL);
         };
-        let mut opts = s.opts.clone();
+        let opts = s.opts.clone();
         let h = self.stack.accept(l)?;
         let peer = self.stack.peer_addr(h)?;
-        opts.shut_rd = false;
         let new = self.socket();
         if let Some(s) = self.table.get_mut(&new) {
             s.kind = Kind::Conn(h);
@@ -325,11 +322,9 @@ impl Sockets {
 
     /// read()/recv(): bytes, 0 at end of stream (or after shutdown(SHUT_RD)), or EAGAIN.
     pub fn read(&mut self, now: Instant, fd: i32, buf: &mut [u8]) -> CallResult {
-        let s = self.sock(fd)?;
-        let shut_rd = s.opts.shut_rd;
+        self.sock(fd)?;
         let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
         match self.stack.recv(now, h, buf) {
-            Err(Error::WouldBlock) if shut_rd => Ok(0),
             Err(_) if self.failed(h) => self.take_error(fd, h).map_or(Ok(0), Err),
             r => Ok(r? as i64),
         }
@@ -356,7 +351,9 @@ impl Sockets {
     pub fn shutdown(&mut self, now: Instant, fd: i32, how: Shutdown) -> CallResult {
         let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
         if how != Shutdown::Write {
-            self.sock_mut(fd)?.opts.shut_rd = true;
+            // Reads return what is queued, then 0; with both halves shut, new data gets a
+            // RST (Linux's RCV_SHUTDOWN).
+            self.stack.shutdown_read(now, h)?;
         }
         if how != Shutdown::Read {
             self.stack.shutdown(now, h)?;
