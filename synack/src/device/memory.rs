@@ -12,8 +12,8 @@
 //! let (a, b) = memory::pair(256);
 //! let client = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
 //! let server = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
-//! let listener = TcpListener::bind(&server, "198.18.0.2:7".parse()?)?;
-//! let mut out = TcpStream::connect(&client, "198.18.0.2:7".parse()?)?;
+//! let listener = TcpListener::bind(&server, "198.18.0.2:7")?;
+//! let mut out = TcpStream::connect(&client, "198.18.0.2:7")?;
 //! let (mut inc, _) = listener.accept()?;
 //! out.write_all(b"ping")?;
 //! let mut got = [0; 4];

@@ -485,8 +485,8 @@ impl Interface {
     /// let (a, b) = device::memory::pair(256);
     /// let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
     /// let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
-    /// let listener = synack::net::TcpListener::bind(&right, "198.18.0.2:7".parse()?)?;
-    /// let stream = synack::net::TcpStream::connect(&left, "198.18.0.2:7".parse()?)?;
+    /// let listener = synack::net::TcpListener::bind(&right, "198.18.0.2:7")?;
+    /// let stream = synack::net::TcpStream::connect(&left, "198.18.0.2:7")?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(device: impl Device, config: DeviceConfig) -> io::Result<Interface> {
