@@ -72,14 +72,9 @@ impl TcpListener {
     /// picks a free one). As tokio's, it is `async` and `addr` is anything
     /// [`ToSocketAddrs`] takes; each address is tried in turn.
     pub async fn bind(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let mut last = None;
-        for addr in ::tokio::net::lookup_host(addr).await? {
-            match net::TcpListener::bind(iface, addr) {
-                Ok(inner) => return Ok(TcpListener { inner }),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(no_addresses))
+        each_addr(addr, |a| async move { net::TcpListener::bind(iface, a) })
+            .await
+            .map(|inner| TcpListener { inner })
     }
 
     /// A tokio listener from a blocking one (as tokio's `from_std`).
@@ -183,14 +178,9 @@ impl UdpSocket {
     /// Bind to `addr` (port 0: an ephemeral port). As tokio's, it is `async` and `addr`
     /// is anything [`ToSocketAddrs`] takes; each address is tried in turn.
     pub async fn bind(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let mut last = None;
-        for addr in ::tokio::net::lookup_host(addr).await? {
-            match net::UdpSocket::bind(iface, addr) {
-                Ok(inner) => return Ok(UdpSocket { inner }),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(no_addresses))
+        each_addr(addr, |a| async move { net::UdpSocket::bind(iface, a) })
+            .await
+            .map(|inner| UdpSocket { inner })
     }
 
     /// A catch-all socket (see [`net::UdpSocket::bind_capture`]).
@@ -213,14 +203,7 @@ impl UdpSocket {
     /// Send to `peer` by default and take datagrams from it only (the first of its
     /// addresses that works).
     pub async fn connect(&self, peer: impl ToSocketAddrs) -> io::Result<()> {
-        let mut last = None;
-        for addr in ::tokio::net::lookup_host(peer).await? {
-            match self.inner.connect(addr) {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(no_addresses))
+        each_addr(peer, |a| async move { self.inner.connect(a) }).await
     }
 
     /// Send one datagram to `to`, its first address (it never waits: the stack queues
@@ -336,14 +319,7 @@ impl TcpStream {
     /// anything [`ToSocketAddrs`] takes (names are resolved on tokio's blocking pool);
     /// each address is tried in turn and the last error is returned if none connects.
     pub async fn connect(iface: &Interface, addr: impl ToSocketAddrs) -> io::Result<TcpStream> {
-        let mut last = None;
-        for addr in ::tokio::net::lookup_host(addr).await? {
-            match Self::connect_one(iface, addr).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(no_addresses))
+        each_addr(addr, |a| Self::connect_one(iface, a)).await
     }
 
     async fn connect_one(iface: &Interface, addr: SocketAddr) -> io::Result<TcpStream> {
@@ -560,6 +536,22 @@ impl TcpStream {
     fn shutdown_write(&self) -> Poll<io::Result<()>> {
         Poll::Ready(self.inner.shutdown(Shutdown::Write))
     }
+}
+
+/// Run `f` on each address `addr` resolves to (with tokio's resolver), as tokio's `bind`
+/// and `connect` do: the first success, else the last error.
+async fn each_addr<T, F: std::future::Future<Output = io::Result<T>>>(
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(SocketAddr) -> F,
+) -> io::Result<T> {
+    let mut last = None;
+    for a in ::tokio::net::lookup_host(addr).await? {
+        match f(a).await {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(no_addresses))
 }
 
 /// No address to try.

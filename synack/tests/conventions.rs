@@ -269,6 +269,20 @@ fn linger_with_a_timeout_waits_for_the_fin_to_be_acknowledged() {
     assert_eq!(got.len(), 100_000);
 }
 
+/// A connected (client on `a`, server on `b`) pair of tokio streams.
+async fn tokio_connected(
+    a: &Interface,
+    b: &Interface,
+) -> (synack::tokio::TcpStream, synack::tokio::TcpStream) {
+    let listener = synack::tokio::TcpListener::bind(b, (B, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let client = synack::tokio::TcpStream::connect(a, (B, port))
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    (client, server)
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -319,12 +333,7 @@ fn dropping_the_owned_write_half_sends_fin() {
     use tokio::io::AsyncReadExt;
     let (a, b) = pair();
     runtime().block_on(async {
-        let listener = synack::tokio::TcpListener::bind(&b, (B, 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let client = synack::tokio::TcpStream::connect(&a, (B, port))
-            .await
-            .unwrap();
-        let (mut server, _) = listener.accept().await.unwrap();
+        let (client, mut server) = tokio_connected(&a, &b).await;
         let (_r, w) = client.into_split();
         drop(w);
         let mut got = Vec::new();
@@ -337,12 +346,7 @@ fn dropping_the_owned_write_half_sends_fin() {
 fn tokio_try_read_and_try_write_never_wait() {
     let (a, b) = pair();
     runtime().block_on(async {
-        let listener = synack::tokio::TcpListener::bind(&b, (B, 0)).await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let client = synack::tokio::TcpStream::connect(&a, (B, port))
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
+        let (client, server) = tokio_connected(&a, &b).await;
         assert_eq!(
             client.try_read(&mut [0u8; 8]).unwrap_err().kind(),
             ErrorKind::WouldBlock

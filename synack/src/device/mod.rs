@@ -72,6 +72,60 @@ pub use runtime::{Interface, RuntimeStats, StackHandle};
 /// file descriptor ([`as_raw_fd`](Device::as_raw_fd), as for TUN), or, for a device
 /// without one, the device wakes the [`Waker`] it was handed by
 /// [`set_waker`](Device::set_waker) when a packet arrives.
+///
+/// A link made of two std channels, each end a device that wakes the other's driver:
+///
+/// ```
+/// use std::io::{self, Read, Write};
+/// use std::sync::mpsc::{channel, Receiver, Sender};
+/// use std::sync::{Arc, Mutex};
+/// use std::task::Waker;
+/// use synack::device::{Device, DeviceConfig, Interface};
+///
+/// struct Chan {
+///     tx: Sender<Vec<u8>>,
+///     rx: Mutex<Receiver<Vec<u8>>>,
+///     me: Arc<Mutex<Option<Waker>>>,   // our driver, woken by the other end
+///     peer: Arc<Mutex<Option<Waker>>>, // the other end's driver
+/// }
+///
+/// impl Device for Chan {
+///     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+///         let packet = self.rx.lock().unwrap().try_recv();
+///         let packet = packet.map_err(|_| io::Error::from(io::ErrorKind::WouldBlock))?;
+///         let n = packet.len().min(buf.len());
+///         buf[..n].copy_from_slice(&packet[..n]);
+///         Ok(n)
+///     }
+///     fn send(&self, packet: &[u8]) -> io::Result<()> {
+///         let _ = self.tx.send(packet.to_vec());
+///         if let Some(waker) = &*self.peer.lock().unwrap() {
+///             waker.wake_by_ref();
+///         }
+///         Ok(())
+///     }
+///     fn set_waker(&self, waker: Waker) {
+///         *self.me.lock().unwrap() = Some(waker.clone());
+///         waker.wake(); // for packets sent before the driver started
+///     }
+/// }
+///
+/// # fn link() -> (Chan, Chan) {
+/// #     let ((atx, brx), (btx, arx)) = (channel(), channel());
+/// #     let (aw, bw) = (Arc::new(Mutex::new(None)), Arc::new(Mutex::new(None)));
+/// #     let a = Chan { tx: atx, rx: Mutex::new(arx), me: aw.clone(), peer: bw.clone() };
+/// #     (a, Chan { tx: btx, rx: Mutex::new(brx), me: bw, peer: aw })
+/// # }
+/// let (a, b) = link();
+/// let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let listener = synack::net::TcpListener::bind(&right, "198.18.0.2:7")?;
+/// synack::net::TcpStream::connect(&left, "198.18.0.2:7")?.write_all(b"over channels")?;
+/// let mut got = String::new();
+/// listener.accept()?.0.read_to_string(&mut got)?;
+/// assert_eq!(got, "over channels");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait Device: Send + Sync + 'static {
     /// Receive one packet into `buf` (64 KiB and the virtio header long): its length, or
     /// `Err(WouldBlock)` when none is waiting. Never blocks.
@@ -120,6 +174,16 @@ pub trait Device: Send + Sync + 'static {
 }
 
 /// What a [`Device`] can do.
+///
+/// ```
+/// use synack::device::{memory::MemoryDevice, Device, DeviceCapabilities};
+/// let plain = DeviceCapabilities::default();
+/// assert_eq!((plain.mtu, plain.virtio_net_hdr, plain.offload), (1500, false, false));
+/// let mut small = DeviceCapabilities::default(); // what a device reports, built this way
+/// small.mtu = 1280;
+/// let (a, _b) = MemoryDevice::pair(16, 1280);
+/// assert_eq!(a.capabilities(), small);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DeviceCapabilities {
@@ -147,6 +211,19 @@ impl Default for DeviceCapabilities {
 }
 
 /// How to run a stack over a device ([`Interface::new`]): what is not about the device.
+///
+/// ```
+/// use synack::device::{memory, DeviceConfig, Interface};
+/// let mut config = DeviceConfig::new("198.18.0.1".parse()?);
+/// config.name = "left".into(); // its driver thread is `synack-left`
+/// config.addrs.push("198.18.0.3".parse()?);
+/// config.impair = Some("delay=5ms,loss=1%".parse()?);
+/// config.stack.tcp_nodelay = true;
+/// let (a, _b) = memory::pair(64);
+/// let left = Interface::new(a, config)?;
+/// assert!(left.impairment_stats().is_some());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DeviceConfig {
@@ -184,46 +261,31 @@ impl DeviceConfig {
     }
 }
 
-/// A shared device is a device (keep a handle to read its counters).
-impl<D: Device + ?Sized> Device for std::sync::Arc<D> {
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (**self).recv(buf)
-    }
-    fn send(&self, packet: &[u8]) -> io::Result<()> {
-        (**self).send(packet)
-    }
-    fn send_vectored(&self, packet: &[IoSlice<'_>]) -> io::Result<()> {
-        (**self).send_vectored(packet)
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        (**self).capabilities()
-    }
-    fn as_raw_fd(&self) -> Option<RawFd> {
-        (**self).as_raw_fd()
-    }
-    fn set_waker(&self, waker: Waker) {
-        (**self).set_waker(waker)
-    }
+/// A device behind a pointer is a device: `Arc<D>` (keep a handle to read its
+/// counters) and `Box<D>` (queues of different kinds in one [`Interface::with_devices`]).
+macro_rules! forward_device {
+    ($($ptr:ident),*) => {$(
+        impl<D: Device + ?Sized> Device for $ptr<D> {
+            fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+                (**self).recv(buf)
+            }
+            fn send(&self, packet: &[u8]) -> io::Result<()> {
+                (**self).send(packet)
+            }
+            fn send_vectored(&self, packet: &[IoSlice<'_>]) -> io::Result<()> {
+                (**self).send_vectored(packet)
+            }
+            fn capabilities(&self) -> DeviceCapabilities {
+                (**self).capabilities()
+            }
+            fn as_raw_fd(&self) -> Option<RawFd> {
+                (**self).as_raw_fd()
+            }
+            fn set_waker(&self, waker: Waker) {
+                (**self).set_waker(waker)
+            }
+        }
+    )*};
 }
-
-/// A boxed device is a device (queues of different kinds in one [`Interface::with_devices`]).
-impl<D: Device + ?Sized> Device for Box<D> {
-    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        (**self).recv(buf)
-    }
-    fn send(&self, packet: &[u8]) -> io::Result<()> {
-        (**self).send(packet)
-    }
-    fn send_vectored(&self, packet: &[IoSlice<'_>]) -> io::Result<()> {
-        (**self).send_vectored(packet)
-    }
-    fn capabilities(&self) -> DeviceCapabilities {
-        (**self).capabilities()
-    }
-    fn as_raw_fd(&self) -> Option<RawFd> {
-        (**self).as_raw_fd()
-    }
-    fn set_waker(&self, waker: Waker) {
-        (**self).set_waker(waker)
-    }
-}
+use std::sync::Arc;
+forward_device!(Arc, Box);
