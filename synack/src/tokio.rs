@@ -62,6 +62,27 @@ fn poll_op<T>(
 }
 
 /// A listening socket whose `accept` is a future.
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::tokio::{TcpListener, TcpStream};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let listener = TcpListener::bind(&right, "198.18.0.2:7").await?;
+/// let mut client = TcpStream::connect(&left, "198.18.0.2:7").await?;
+/// let (mut server, peer) = listener.accept().await?;
+/// assert_eq!(peer, client.local_addr()?);
+/// client.write_all(b"ping").await?;
+/// let mut got = [0; 4];
+/// server.read_exact(&mut got).await?;
+/// assert_eq!(&got, b"ping");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct TcpListener {
     inner: net::TcpListener,
@@ -132,6 +153,28 @@ impl TcpListener {
 
 /// A connection request a decide-first listener holds (see [`net::Request`]): accept
 /// it (the SYN-ACK goes out) or refuse it; one dropped undecided is refused with a RST.
+///
+/// ```
+/// use synack::tokio::{TcpListener, TcpStream};
+/// use synack::{Capture, Decide};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let capture = Capture::all().prefix("198.19.0.0/16".parse()?);
+/// let listener = TcpListener::bind_capture(&right, capture, Some(Decide::new()))?;
+/// let server = async {
+///     let request = listener.request().await?; // the client's SYN, not answered yet
+///     assert_eq!(request.local_addr().to_string(), "198.19.0.80:80");
+///     request.accept().await // the SYN-ACK goes out; the handshake completes
+/// };
+/// let (client, server) = tokio::join!(TcpStream::connect(&left, "198.19.0.80:80"), server);
+/// assert_eq!(client?.peer_addr()?, server?.local_addr()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Request {
     inner: net::Request,
@@ -169,6 +212,27 @@ impl Request {
 
 /// A UDP socket for tokio (see [`net::UdpSocket`]): `send_to`/`recv_from` and friends
 /// as tokio's, `recv_datagram`/`send_from` for a catch-all socket.
+///
+/// ```
+/// use synack::tokio::UdpSocket;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let server = UdpSocket::bind(&right, "198.18.0.2:53").await?;
+/// let client = UdpSocket::bind(&left, "198.18.0.1:0").await?;
+/// client.send_to(b"query", "198.18.0.2:53").await?;
+/// let mut buf = [0; 512];
+/// let (n, from) = server.recv_from(&mut buf).await?;
+/// assert_eq!((&buf[..n], from), (&b"query"[..], client.local_addr()?));
+/// server.send_to(b"answer", from).await?;
+/// let (n, _) = client.recv_from(&mut buf).await?;
+/// assert_eq!(&buf[..n], b"answer");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct UdpSocket {
     inner: net::UdpSocket,
@@ -309,6 +373,31 @@ impl UdpSocket {
 
 /// A connection for tokio. Dropping it closes the connection (the stack finishes the
 /// close in the background).
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::tokio::{TcpListener, TcpStream};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let listener = TcpListener::bind(&right, "198.18.0.2:7").await?;
+/// let mut client = TcpStream::connect(&left, "198.18.0.2:7").await?;
+/// let (mut server, _) = listener.accept().await?;
+/// client.write_all(b"request").await?;
+/// client.shutdown().await?; // our FIN: the server reads to the end
+/// let mut request = String::new();
+/// server.read_to_string(&mut request).await?;
+/// server.write_all(b"answer").await?; // the other direction still flows
+/// drop(server);
+/// let mut answer = String::new();
+/// client.read_to_string(&mut answer).await?;
+/// assert_eq!((request.as_str(), answer.as_str()), ("request", "answer"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct TcpStream {
     inner: net::TcpStream,
@@ -607,15 +696,92 @@ impl AsyncWrite for TcpStream {
 }
 
 /// The reading half of a borrowed [`TcpStream`] ([`TcpStream::split`]).
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::tokio::{TcpListener, TcpStream};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// # let listener = TcpListener::bind(&right, "198.18.0.2:7").await?;
+/// # let mut client = TcpStream::connect(&left, "198.18.0.2:7").await?;
+/// # let (mut server, _) = listener.accept().await?;
+/// // An echo: what the read half reads, the write half writes back.
+/// let (mut rd, mut wr) = server.split();
+/// let echo = async {
+///     tokio::io::copy(&mut rd, &mut wr).await?;
+///     wr.shutdown().await
+/// };
+/// let talk = async {
+///     client.write_all(b"echo me").await?;
+///     client.shutdown().await?;
+///     let mut back = Vec::new();
+///     client.read_to_end(&mut back).await.map(|_| back)
+/// };
+/// let (echoed, back) = tokio::join!(echo, talk);
+/// echoed?;
+/// assert_eq!(back?, b"echo me");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ReadHalf<'a>(&'a TcpStream);
 
 /// The writing half of a borrowed [`TcpStream`] ([`TcpStream::split`]); its
 /// `shutdown` sends our FIN.
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::tokio::{TcpListener, TcpStream};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// # let listener = TcpListener::bind(&right, "198.18.0.2:7").await?;
+/// # let mut client = TcpStream::connect(&left, "198.18.0.2:7").await?;
+/// # let (mut server, _) = listener.accept().await?;
+/// let (_rd, mut wr) = server.split();
+/// wr.write_all(b"bye").await?;
+/// wr.shutdown().await?; // a FIN; the read half stays open
+/// let mut got = String::new();
+/// client.read_to_string(&mut got).await?;
+/// assert_eq!(got, "bye");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct WriteHalf<'a>(&'a TcpStream);
 
 /// The reading half of a [`TcpStream`] split with [`TcpStream::into_split`].
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::tokio::{TcpListener, TcpStream};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// # let listener = TcpListener::bind(&right, "198.18.0.2:7").await?;
+/// # let mut client = TcpStream::connect(&left, "198.18.0.2:7").await?;
+/// # let (server, _) = listener.accept().await?;
+/// // Owned halves move into a task of their own: an echo.
+/// let (mut rd, mut wr) = server.into_split();
+/// let echo = tokio::spawn(async move { tokio::io::copy(&mut rd, &mut wr).await });
+/// client.write_all(b"echo me").await?;
+/// client.shutdown().await?;
+/// let mut back = Vec::new();
+/// client.read_to_end(&mut back).await?; // the task ended: its write half sent a FIN
+/// assert_eq!((back.as_slice(), echo.await??), (&b"echo me"[..], 7));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct OwnedReadHalf {
     stream: Arc<TcpStream>,
@@ -624,6 +790,28 @@ pub struct OwnedReadHalf {
 /// The writing half of a [`TcpStream`] split with [`TcpStream::into_split`]. Dropping it
 /// shuts the writing half down (a FIN), as tokio's does, unless [`OwnedWriteHalf::forget`]
 /// was called.
+///
+/// ```
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use synack::tokio::{TcpListener, TcpStream};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// # let listener = TcpListener::bind(&right, "198.18.0.2:7").await?;
+/// # let mut client = TcpStream::connect(&left, "198.18.0.2:7").await?;
+/// # let (server, _) = listener.accept().await?;
+/// let (_rd, mut wr) = server.into_split();
+/// wr.write_all(b"bye").await?;
+/// drop(wr); // a FIN
+/// let mut got = String::new();
+/// client.read_to_string(&mut got).await?;
+/// assert_eq!(got, "bye");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct OwnedWriteHalf {
     stream: Arc<TcpStream>,
@@ -631,6 +819,27 @@ pub struct OwnedWriteHalf {
 }
 
 /// The two halves given to [`OwnedWriteHalf::reunite`] came from different streams.
+/// It gives them back.
+///
+/// ```
+/// use synack::tokio::{ReuniteError, TcpListener, TcpStream};
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// # let listener = TcpListener::bind(&right, "198.18.0.2:7").await?;
+/// let (r1, w1) = TcpStream::connect(&left, "198.18.0.2:7").await?.into_split();
+/// let (r2, w2) = TcpStream::connect(&left, "198.18.0.2:7").await?.into_split();
+/// let Err(ReuniteError(r1, w2)) = r1.reunite(w2) else {
+///     unreachable!("halves of two streams")
+/// };
+/// let (one, two) = (r1.reunite(w1)?, r2.reunite(w2)?);
+/// assert_ne!(one.local_addr()?, two.local_addr()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct ReuniteError(pub OwnedReadHalf, pub OwnedWriteHalf);
 

@@ -23,6 +23,21 @@ pub(crate) enum Direction {
 }
 
 /// What the impairment did so far, per direction (index 0: to the kernel, 1: to synack).
+///
+/// ```
+/// use synack::device::{memory, DeviceConfig, Interface};
+/// let (a, b) = memory::pair(256);
+/// let mut config = DeviceConfig::new("198.18.0.1".parse()?);
+/// config.impair = Some("delay=1ms".parse()?);
+/// let left = Interface::new(a, config)?;
+/// let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let _listener = synack::net::TcpListener::bind(&right, "198.18.0.2:7")?;
+/// let _stream = synack::net::TcpStream::connect(&left, "198.18.0.2:7")?;
+/// let stats = left.impairment_stats().expect("impaired");
+/// assert!(stats.sent[0] >= 1 && stats.sent[1] >= 1); // the SYN out, the SYN-ACK in
+/// assert_eq!(stats.lost, [0, 0]); // a delay loses nothing
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ImpairStats {

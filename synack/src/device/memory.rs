@@ -37,6 +37,19 @@ pub fn pair(capacity: usize) -> (MemoryDevice, MemoryDevice) {
 
 /// One end of an in-memory link ([`pair`]). Clones are handles on the same end: keep one
 /// to read [`MemoryDevice::stats`] after the device went into an interface.
+///
+/// Used bare, it is a queue of packets (an interface makes its driver the reader):
+///
+/// ```
+/// use synack::device::{memory, Device};
+/// let (a, b) = memory::pair(16);
+/// a.send(b"an IP packet")?;
+/// let mut buf = [0; 1500];
+/// let n = b.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"an IP packet");
+/// assert_eq!(b.recv(&mut buf).unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct MemoryDevice {
     /// What this end receives.
@@ -47,6 +60,26 @@ pub struct MemoryDevice {
 }
 
 /// What went through one end of a [`pair`].
+///
+/// ```
+/// use synack::device::{memory, Device, DeviceConfig, Interface};
+/// let (a, b) = memory::pair(1); // one packet fits in each queue
+/// a.send(b"first")?;
+/// a.send(b"second")?; // the queue is full: dropped
+/// let s = a.stats();
+/// assert_eq!((s.sent, s.dropped, s.received), (1, 1, 0));
+///
+/// // A clone reads the counters of a device an interface took.
+/// let (a, b) = memory::pair(256);
+/// let counted = a.clone();
+/// let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let _listener = synack::net::TcpListener::bind(&right, "198.18.0.2:7")?;
+/// let _stream = synack::net::TcpStream::connect(&left, "198.18.0.2:7")?;
+/// let s = counted.stats();
+/// assert!(s.sent >= 1 && s.received >= 1); // the SYN went out, the SYN-ACK came in
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MemoryStats {

@@ -27,6 +27,17 @@ const MAX_SUPER: usize = 65535;
 pub(crate) const MAX_RUN: usize = 64;
 
 /// What offload did so far.
+///
+/// ```
+/// use synack::device::{memory, DeviceConfig, Interface};
+/// let (a, _b) = memory::pair(256);
+/// let iface = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// // A memory device has no virtio header, so no offload (TUN usually has it).
+/// let stats = iface.offload_stats();
+/// assert!(!stats.enabled);
+/// assert_eq!(stats.super_out, 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OffloadStats {

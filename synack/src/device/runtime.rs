@@ -91,6 +91,19 @@ pub(crate) struct Core {
 
 /// What the runtime around the stack did so far ([`Interface::runtime_stats`]): how often
 /// the driver and the application threads handed work to each other.
+///
+/// ```
+/// use synack::device::{memory, DeviceConfig, Interface};
+/// let (a, b) = memory::pair(256);
+/// let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let _listener = synack::net::TcpListener::bind(&right, "198.18.0.2:7")?;
+/// let _stream = synack::net::TcpStream::connect(&left, "198.18.0.2:7")?;
+/// let stats = left.runtime_stats();
+/// assert!(stats.packets_written >= 1 && stats.packets_read >= 1); // SYN out, SYN-ACK in
+/// assert_eq!(stats.misrouted, 0); // one queue: nothing to hand over
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RuntimeStats {
@@ -433,6 +446,26 @@ const SPARE_BUFFERS: usize = 32;
 /// `accept` takes from all of them in turn. `synack ss`, the metrics and the statistics
 /// add up the queues; limits (connections, orphans, TIME_WAIT entries, memory) and the
 /// ephemeral port range are divided between them.
+///
+/// Two interfaces of two queues each, over two in-memory links:
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::device::{memory, DeviceConfig, Interface};
+/// use synack::net::{TcpListener, TcpStream};
+/// let ((a0, b0), (a1, b1)) = (memory::pair(256), memory::pair(256));
+/// let left = Interface::with_devices(vec![a0, a1], DeviceConfig::new("198.18.0.1".parse()?))?;
+/// let right = Interface::with_devices(vec![b0, b1], DeviceConfig::new("198.18.0.2".parse()?))?;
+/// assert_eq!(left.queues(), 2);
+/// let listener = TcpListener::bind(&right, "198.18.0.2:7")?;
+/// let stream = TcpStream::connect(&left, "198.18.0.2:7")?;
+/// let (accepted, _) = listener.accept()?;
+/// drop((stream, accepted));
+/// // Let the FINs and their ACKs through before the interfaces go.
+/// assert!(left.wait_closed(Duration::from_secs(5)));
+/// assert!(right.wait_closed(Duration::from_secs(5)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Interface {
     pub(crate) shards: Vec<Arc<Shared>>,
     threads: Vec<JoinHandle<()>>,
@@ -716,6 +749,19 @@ impl Interface {
 }
 
 /// See [`Interface::stack_handle`].
+///
+/// ```
+/// use synack::device::{memory, DeviceConfig, Interface};
+/// let (a, _b) = memory::pair(256);
+/// let iface = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// let handle = iface.stack_handle();
+/// let reporter = std::thread::spawn(move || {
+///     // Another thread (a metrics exporter, say) reads every queue's stack.
+///     handle.with_stacks(|stack, _now| stack.connection_count()).iter().sum::<usize>()
+/// });
+/// assert_eq!(reporter.join().unwrap(), 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct StackHandle(Vec<Arc<Shared>>);
 

@@ -138,6 +138,25 @@ fn park(me: &ThreadWaker, deadline: Option<StdInstant>) -> io::Result<()> {
 
 /// A listening socket: one listener on each queue's stack of the interface, all on the
 /// same address.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use synack::net::{TcpListener, TcpStream};
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let listener = TcpListener::bind(&right, "198.18.0.2:0")?; // any free port
+/// let port = listener.local_addr()?.port();
+/// let mut client = TcpStream::connect(&left, ("198.18.0.2", port))?;
+/// let (mut server, peer) = listener.accept()?;
+/// assert_eq!(peer, client.local_addr()?);
+/// server.write_all(b"hello")?;
+/// let mut got = [0; 5];
+/// client.read_exact(&mut got)?;
+/// assert_eq!(&got, b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct TcpListener {
     /// Each queue's listener.
@@ -331,6 +350,21 @@ impl TcpListener {
 }
 
 /// The connections of a [`TcpListener`], as they come ([`TcpListener::incoming`]).
+///
+/// ```
+/// use synack::net::{TcpListener, TcpStream};
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let listener = TcpListener::bind(&right, "198.18.0.2:7")?;
+/// let _clients = [TcpStream::connect(&left, "198.18.0.2:7")?, TcpStream::connect(&left, "198.18.0.2:7")?];
+/// // It never ends by itself: take what you need.
+/// for stream in listener.incoming().take(2) {
+///     assert_eq!(stream?.local_addr()?.to_string(), "198.18.0.2:7");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Incoming<'a> {
     listener: &'a TcpListener,
@@ -357,6 +391,34 @@ impl Drop for TcpListener {
 /// A connection request a decide-first listener holds (see [`TcpListener::request`]):
 /// nothing has answered the client's SYN yet. Accept it (the SYN-ACK goes out) or refuse
 /// it; one dropped undecided is refused with a RST.
+///
+/// A listener for every destination in 198.19.0.0/16 that lets one port in:
+///
+/// ```
+/// use synack::net::{TcpListener, TcpStream};
+/// use synack::{Capture, Decide, Refusal};
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let capture = Capture::all().prefix("198.19.0.0/16".parse()?);
+/// let listener = TcpListener::bind_capture(&right, capture, Some(Decide::new()))?;
+/// std::thread::scope(|s| -> std::io::Result<()> {
+///     let refused = s.spawn(|| TcpStream::connect(&left, "198.19.7.7:25"));
+///     let request = listener.request()?;
+///     assert_eq!(request.local_addr().port(), 25);
+///     request.refuse(Refusal::Reset)?; // no SYN-ACK ever went out
+///     let error = refused.join().unwrap().unwrap_err();
+///     assert_eq!(error.kind(), std::io::ErrorKind::ConnectionRefused);
+///
+///     let client = s.spawn(|| TcpStream::connect(&left, "198.19.7.7:443"));
+///     let stream = listener.request()?.accept()?;
+///     assert_eq!(stream.local_addr()?.to_string(), "198.19.7.7:443"); // the destination asked for
+///     client.join().unwrap()?;
+///     Ok(())
+/// })?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct Request {
     pub(crate) shared: Arc<Shared>,
@@ -437,6 +499,29 @@ impl Drop for Request {
 /// its options (timeouts, non-blocking mode, TCP_NODELAY, linger) are the socket's, not
 /// the handle's, and `&TcpStream` reads and writes, so one thread can read while another
 /// writes.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use std::net::Shutdown;
+/// use synack::net::{TcpListener, TcpStream};
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let listener = TcpListener::bind(&right, "198.18.0.2:7")?;
+/// let mut client = TcpStream::connect(&left, "198.18.0.2:7")?;
+/// let (mut server, _) = listener.accept()?;
+/// client.write_all(b"request")?;
+/// client.shutdown(Shutdown::Write)?; // our FIN: the server reads to the end
+/// let mut request = String::new();
+/// server.read_to_string(&mut request)?;
+/// server.write_all(b"answer")?; // the other direction still flows
+/// drop(server);
+/// let mut answer = String::new();
+/// client.read_to_string(&mut answer)?;
+/// assert_eq!((request.as_str(), answer.as_str()), ("request", "answer"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct TcpStream {
     inner: Arc<StreamInner>,

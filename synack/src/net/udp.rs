@@ -17,6 +17,25 @@ use crate::stack::{Datagram, UdpHandle};
 use crate::{Capture, Error};
 
 /// A UDP socket.
+///
+/// ```
+/// use synack::net::UdpSocket;
+/// # use synack::device::{memory, DeviceConfig, Interface};
+/// # let (a, b) = memory::pair(256);
+/// # let left = Interface::new(a, DeviceConfig::new("198.18.0.1".parse()?))?;
+/// # let right = Interface::new(b, DeviceConfig::new("198.18.0.2".parse()?))?;
+/// let server = UdpSocket::bind(&right, "198.18.0.2:53")?;
+/// let client = UdpSocket::bind(&left, "198.18.0.1:0")?;
+/// client.connect("198.18.0.2:53")?;
+/// client.send(b"query")?;
+/// let mut buf = [0; 512];
+/// let (n, from) = server.recv_from(&mut buf)?;
+/// assert_eq!((&buf[..n], from), (&b"query"[..], client.local_addr()?));
+/// server.send_to(b"answer", from)?;
+/// let n = client.recv(&mut buf)?;
+/// assert_eq!(&buf[..n], b"answer");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct UdpSocket {
     parts: Vec<(Arc<Shared>, UdpHandle)>,
