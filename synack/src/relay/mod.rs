@@ -45,6 +45,18 @@ mod socks5_udp;
 mod udp;
 
 /// Where relayed connections go.
+///
+/// ```
+/// use synack::relay::{RelayConfig, Upstream};
+/// let proxy = Upstream::Socks5 {
+///     proxy: "198.18.0.1:1080".parse()?,
+///     auth: Some(("user".into(), "secret".into())), // sent only if the proxy asks
+/// };
+/// let config = RelayConfig::new(proxy.clone());
+/// assert_eq!(config.upstream, proxy);
+/// assert_ne!(config.upstream, Upstream::Direct);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Upstream {
@@ -61,6 +73,19 @@ pub enum Upstream {
 }
 
 /// How the relay works. [`RelayConfig::new`] gives the defaults.
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::relay::{RelayConfig, Upstream};
+/// let mut config = RelayConfig::new(Upstream::Direct);
+/// assert_eq!(config.dial_timeout, Duration::from_secs(10));
+/// assert_eq!(config.max_connections, 65_536);
+/// assert!(!config.decide_first);
+/// config.decide_first = true; // needs a decide-first listener
+/// config.mark = Some(0x5a); // route the kernel sockets around the TUN device
+/// config.dns = Some("198.18.0.53:53".parse()?);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct RelayConfig {
@@ -125,6 +150,12 @@ impl RelayConfig {
 }
 
 /// The state of one side of a relayed connection, as `synack ss` shows it.
+///
+/// ```
+/// use synack::relay::SideState;
+/// assert_eq!(SideState::FinReceived.name(), "FIN_RECEIVED");
+/// assert_eq!(SideState::Dialing.name(), "DIALING");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SideState {
@@ -179,6 +210,17 @@ impl SideState {
 }
 
 /// One relayed connection, as [`Relay::connections`] reports it.
+///
+/// ```
+/// use synack::relay::{Relay, RelayConfig, Upstream};
+/// let relay = Relay::new(RelayConfig::new(Upstream::Direct));
+/// // What `synack ss` prints for a running relay (this one relays nothing yet).
+/// for c in relay.connections() {
+///     let (client, upstream) = (c.client_side.name(), c.upstream_side.name());
+///     println!("{} -> {} {client}/{upstream} {} B up", c.client, c.destination, c.bytes_up);
+/// }
+/// assert!(relay.connections().is_empty());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RelayedConnection {
@@ -205,6 +247,14 @@ pub struct RelayedConnection {
 }
 
 /// The relay's counters.
+///
+/// ```
+/// use synack::relay::{Relay, RelayConfig, RelayStats, Upstream};
+/// let relay = Relay::new(RelayConfig::new(Upstream::Direct));
+/// let stats = relay.stats();
+/// assert_eq!(stats, RelayStats::default()); // nothing taken yet
+/// assert!(stats.prometheus().contains("synack_relay_active 0"));
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RelayStats {
@@ -409,6 +459,30 @@ impl Shared {
 
 /// A relay: takes connections from a catch-all listener and carries each to its
 /// destination. Cheap to clone (clones share counters and the connection table).
+///
+/// `no_run`: it needs root (a TUN device) and the kernel's sockets towards the
+/// destinations.
+///
+/// ```no_run
+/// use synack::relay::{Relay, RelayConfig, Upstream};
+/// use synack::tun::{Interface, InterfaceConfig};
+/// use synack::{Capture, Decide};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut tun = InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?);
+/// tun.routes.push("198.19.0.0/16".parse()?); // what the kernel sends into the device
+/// let iface = Interface::open(tun)?;
+/// let capture = Capture::all().prefix("198.19.0.0/16".parse()?);
+/// let listener = synack::tokio::TcpListener::bind_capture(&iface, capture, Some(Decide::new()))?;
+/// let mut config = RelayConfig::new(Upstream::Direct);
+/// config.decide_first = true;
+/// config.bind_device = Some("eth0".into()); // no routing loop back into tun0
+/// let relay = Relay::new(config);
+/// let watcher = relay.clone(); // shares the counters: report them elsewhere
+/// relay.run(listener).await?;
+/// println!("{}", watcher.stats().prometheus());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Relay {
     config: Arc<RelayConfig>,

@@ -13,6 +13,16 @@ pub use world::{World, CLIENT, SERVER};
 use crate::trace::Trace;
 
 /// Knobs a user may turn on any scenario.
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::scenario::{self, ScenarioOptions};
+/// let mut opts = ScenarioOptions::default();
+/// opts.seed = 7;
+/// opts.delay = Duration::from_millis(50); // a longer path
+/// let run = scenario::find("handshake-and-close").unwrap().run(&opts);
+/// assert!(run.passed());
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ScenarioOptions {
@@ -38,6 +48,14 @@ impl Default for ScenarioOptions {
 }
 
 /// One named expectation and whether it held.
+///
+/// ```
+/// use synack::scenario::{self, ScenarioOptions};
+/// let run = scenario::find("refused").unwrap().run(&ScenarioOptions::default());
+/// for check in &run.checks {
+///     assert!(check.passed, "{}: {}", check.name, check.detail);
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Check {
@@ -50,6 +68,14 @@ pub struct Check {
 }
 
 /// The result of running a scenario.
+///
+/// ```
+/// use synack::scenario::{self, ScenarioOptions};
+/// let run = scenario::find("syn-lost").unwrap().run(&ScenarioOptions::default());
+/// assert!(run.passed());
+/// assert!(!run.checks.is_empty() && !run.packets.is_empty());
+/// println!("{}: {}", run.name, run.lesson);
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ScenarioRun {
@@ -78,6 +104,14 @@ impl ScenarioRun {
 }
 
 /// A scenario's entry in the catalogue.
+///
+/// ```
+/// use synack::scenario::{self, ScenarioOptions};
+/// let first = &scenario::list()[0];
+/// assert_eq!(first.name, "handshake-and-close");
+/// println!("{}: {}", first.name, first.summary);
+/// assert!(first.run(&ScenarioOptions::default()).passed());
+/// ```
 #[derive(Clone, Copy)]
 pub struct Scenario {
     /// Its name (`synack demo NAME`).

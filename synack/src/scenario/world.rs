@@ -16,6 +16,22 @@ pub const CLIENT: usize = 0;
 pub const SERVER: usize = 1;
 
 /// Two hosts, a link, and everything that happened so far.
+///
+/// A scenario of your own: the server answers, the client reads to the end.
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::scenario::{ScenarioOptions, World, CLIENT, SERVER};
+/// let mut world = World::new(&ScenarioOptions::default());
+/// let listener = world.listen();
+/// let client = world.connect(World::server_addr());
+/// let server = world.accept(listener, Duration::from_secs(5)).expect("accepted");
+/// world.send_all(SERVER, server, b"hello")?;
+/// world.close(SERVER, server);
+/// let (got, eof) = world.read_to_end(CLIENT, client, Duration::from_secs(5));
+/// assert_eq!((got.as_slice(), eof), (&b"hello"[..], true));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct World {
     /// The network (its hosts are the two stacks).
     pub net: Network<Stack>,

@@ -171,6 +171,18 @@ pub trait CongestionController: Debug + Send {
 
 /// What one ACK delivered, for [`CongestionController::on_ack`]. Fields may be added;
 /// build one outside the crate with [`AckEvent::new`].
+///
+/// ```
+/// use std::time::Duration;
+/// use synack::tcp::AckEvent;
+/// use synack::Instant;
+/// // What a controller's unit test feeds it: 2 segments acked, 8 still in flight.
+/// let mut ack = AckEvent::new(Instant::from_millis(250), 2 * 1460, 1460);
+/// ack.flight = 8 * 1460;
+/// ack.rtt = Some(Duration::from_millis(40));
+/// assert_eq!(ack.bytes_acked / ack.mss, 2);
+/// assert_eq!(ack.srtt, None); // not set: no smoothed RTT yet
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AckEvent {
@@ -213,6 +225,30 @@ impl AckEvent {
 /// [`CongestionControl::name`] and in [`crate::ConnectionInfo`]) and a function that
 /// makes one [`CongestionController`] per connection from the connection's MSS. Cloning
 /// it shares the factory. Two are equal when they share the same factory.
+///
+/// ```
+/// use synack::tcp::{AckEvent, CongestionController, CustomController};
+/// use synack::{CongestionControl, Config, Instant};
+///
+/// /// A window that never moves (for a lab, not for the Internet).
+/// #[derive(Debug)]
+/// struct Fixed(u32);
+///
+/// impl CongestionController for Fixed {
+///     fn cwnd(&self) -> u32 { self.0 }
+///     fn ssthresh(&self) -> u32 { self.0 }
+///     fn set_cwnd(&mut self, _cwnd: u32) {}
+///     fn on_ack(&mut self, _ack: &AckEvent) {}
+///     fn on_congestion(&mut self, _now: Instant, _flight: u32) {}
+///     fn on_rto(&mut self, _now: Instant, _flight: u32, _during_recovery: bool) {}
+/// }
+///
+/// let fixed = CustomController::new("fixed-10", |mss| Box::new(Fixed(10 * mss)));
+/// assert_eq!(fixed.name(), "fixed-10");
+/// assert_eq!(fixed.clone(), fixed); // clones share the factory
+/// let mut config = Config::default();
+/// config.congestion_control = CongestionControl::Custom(fixed);
+/// ```
 #[derive(Clone)]
 pub struct CustomController(Arc<Factory>);
 

@@ -29,6 +29,15 @@ use crate::Config;
 pub(crate) use crate::device::{Core, Interest, Shared, ThreadWaker, WakeKey};
 
 /// An address with its prefix length, as `198.18.0.2/15` or `2001:db8::2/64`.
+///
+/// ```
+/// use synack::tun::Cidr;
+/// let cidr: Cidr = "198.18.0.2/15".parse()?;
+/// assert_eq!((cidr.addr.to_string(), cidr.prefix), ("198.18.0.2".to_string(), 15));
+/// assert_eq!("198.18.0.2".parse::<Cidr>()?.prefix, 32); // no prefix: one address
+/// assert!("198.18.0.2/33".parse::<Cidr>().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cidr {
     /// The address.
@@ -57,7 +66,18 @@ impl FromStr for Cidr {
     }
 }
 
-/// How to set up an interface.
+/// How to set up an interface. Building one needs nothing; [`Interface::open`] then
+/// needs root or CAP_NET_ADMIN.
+///
+/// ```
+/// use synack::tun::InterfaceConfig;
+/// let mut config = InterfaceConfig::new("tun0", "198.18.0.2/15".parse()?, "198.18.0.1".parse()?);
+/// assert_eq!((config.mtu, config.offload), (1500, true));
+/// config.queues = 2;
+/// config.impair = Some("delay=20ms,loss=1%".parse()?); // offload is ignored then
+/// config.routes.push("198.19.0.0/16".parse()?); // for a catch-all listener
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct InterfaceConfig {
