@@ -345,6 +345,7 @@ unsafe extern "C" fn socket(ud: Ud, domain: c_int, ty: c_int, _protocol: c_int) 
     // SAFETY: `ud` is our instance (see `inst`).
     let i = unsafe { inst(ud) };
     i.with(|st| {
+        i.read_sysctls(st);
         let fd = st.socks.socket();
         own_number(st, fd)
     })
@@ -726,7 +727,17 @@ unsafe extern "C" fn netdev_receive(
     t: *mut i64,
 ) -> c_int {
     // SAFETY: `ud` is our instance.
-    let got = unsafe { inst(ud) }.sniff();
+    let i = unsafe { inst(ud) };
+    let got = i.sniff();
+    if i.starved_too_long(got.is_none()) {
+        // packetdrill calls again for ever when there is no packet (its receive timeout
+        // is not passed to the library): fail the run as that timeout would.
+        eprintln!(
+            "synack-packetdrill: timed out waiting for a packet: the script expects one \
+             but synack has none queued, no timer pending and no call in progress"
+        );
+        std::process::exit(1);
+    }
     // SAFETY: packetdrill passes its buffer, its size in *n, and a place for the time.
     unsafe {
         match got {

@@ -40,7 +40,26 @@ impl State {
 pub struct Instance {
     state: Mutex<State>,
     changed: Condvar,
+    /// The sysctls `--so_flags` named: applied after the namespace's, so they win.
+    given: Vec<(String, String)>,
+    /// Read the namespace's sysctls at each socket() (`proc_sysctls=0` turns it off).
+    proc_sysctls: bool,
+    /// When packetdrill first asked for a packet that synack will never send (no
+    /// packet queued, no timer, no call in progress): how long it has waited.
+    starved_since: Mutex<Option<std::time::Instant>>,
+    /// How long (wall clock) packetdrill may ask for such a packet before the run
+    /// fails (`receive_timeout_ms=N`, default [`RECEIVE_TIMEOUT`]).
+    receive_timeout: Duration,
 }
+
+/// How long (wall clock) packetdrill may ask for a packet that synack will never send
+/// before the run fails, as packetdrill's own receive timeout (the packet's time plus
+/// two seconds) would fail it: packetdrill gives the library no timeout and calls it
+/// again for ever.
+pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the network namespace's IPv4 sysctls are.
+const PROC_IPV4: &str = "/proc/sys/net/ipv4";
 
 /// Settings packetdrill's `defaults.sh` gives every script (the library cannot see the
 /// shell lines that set them on a kernel).
@@ -56,22 +75,28 @@ impl Instance {
     /// packetdrill's `--local_ip` gives the stack; needed for connect()), `mtu=N`, and
     /// any sysctl of `synack_drill::sysctl`'s table by its short name (`tcp_sack=0`;
     /// `tcp_rmem=4096:87380:6291456` with colons for spaces). Without flags the stack has
-    /// Linux's defaults plus packetdrill's `defaults.sh` settings.
+    /// Linux's defaults plus packetdrill's `defaults.sh` settings. At each `socket()` the
+    /// network namespace's `net.ipv4.tcp_*` sysctls are read and applied (the scripts'
+    /// shell lines set them for real), then those `--so_flags` names again;
+    /// `proc_sysctls=0` turns the reading off.
     pub fn new(flags: &str) -> Result<Instance, String> {
         let mut cfg = Config::deterministic(1);
         let mut local: Option<IpAddr> = None;
+        let mut named = Vec::new();
+        let mut proc_sysctls = true;
+        let mut receive_timeout = RECEIVE_TIMEOUT;
         let defaults = PACKETDRILL_DEFAULTS
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()));
+            .map(|(k, v)| (k.to_string(), v.to_string(), false));
         let given = flags
             .split(',')
             .map(str::trim)
             .filter(|f| !f.is_empty())
             .map(|f| {
                 let (k, v) = f.split_once('=').unwrap_or((f, ""));
-                (k.to_string(), v.to_string())
+                (k.to_string(), v.to_string(), true)
             });
-        for (name, value) in defaults.chain(given.collect::<Vec<_>>()) {
+        for (name, value, from_flags) in defaults.chain(given.collect::<Vec<_>>()) {
             match name.as_str() {
                 "local_ip" => {
                     local = Some(
@@ -84,6 +109,14 @@ impl Instance {
                     cfg.mtu = value
                         .parse()
                         .map_err(|_| format!("mtu={value}: not a number"))?
+                }
+                "proc_sysctls" => proc_sysctls = value != "0",
+                "receive_timeout_ms" => {
+                    receive_timeout = Duration::from_millis(
+                        value
+                            .parse()
+                            .map_err(|_| format!("receive_timeout_ms={value}: not a number"))?,
+                    )
                 }
                 _ => {
                     let dotted = if name.contains('.') {
@@ -98,11 +131,14 @@ impl Instance {
                     };
                     synack_drill::sysctl::apply(
                         &synack_drill::sysctl::Assignment {
-                            name: dotted,
-                            value,
+                            name: dotted.clone(),
+                            value: value.clone(),
                         },
                         &mut cfg,
                     )?;
+                    if from_flags {
+                        named.push((dotted, value));
+                    }
                 }
             }
         }
@@ -119,7 +155,58 @@ impl Instance {
                 blocked: 0,
             }),
             changed: Condvar::new(),
+            given: named,
+            proc_sysctls,
+            starved_since: Mutex::new(None),
+            receive_timeout,
         })
+    }
+
+    /// Apply the network namespace's TCP sysctls to the stack (those it models; others
+    /// are left alone), then the ones `--so_flags` named: what a kernel socket made now
+    /// would get. Called at each `socket()`.
+    pub fn read_sysctls(&self, st: &mut State) {
+        if !self.proc_sysctls {
+            return;
+        }
+        let cfg = st.socks.stack.config_mut();
+        if let Ok(dir) = std::fs::read_dir(PROC_IPV4) {
+            for entry in dir.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.starts_with("tcp_") {
+                    continue;
+                }
+                let Ok(value) = std::fs::read_to_string(entry.path()) else {
+                    continue;
+                };
+                let a = synack_drill::sysctl::Assignment {
+                    name: format!("net.ipv4.{name}"),
+                    value: value.trim().replace('\t', " "),
+                };
+                // Sysctls synack does not model, or values it cannot take, keep the
+                // stack's setting.
+                let _ = synack_drill::sysctl::apply(&a, cfg);
+            }
+        }
+        for (name, value) in &self.given {
+            let a = synack_drill::sysctl::Assignment {
+                name: name.clone(),
+                value: value.clone(),
+            };
+            let _ = synack_drill::sysctl::apply(&a, cfg);
+        }
+    }
+
+    /// Whether packetdrill has waited too long for a packet synack will never send
+    /// (see [`RECEIVE_TIMEOUT`]); `starved`: this request found nothing to send.
+    pub fn starved_too_long(&self, starved: bool) -> bool {
+        let mut since = self.starved_since.lock().unwrap_or_else(|e| e.into_inner());
+        if !starved {
+            *since = None;
+            return false;
+        }
+        let first = *since.get_or_insert_with(std::time::Instant::now);
+        first.elapsed() >= self.receive_timeout
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -149,7 +149,7 @@ impl Drop for Lib {
 
 #[test]
 fn a_passive_open_exchanges_data_and_closes_through_the_table() {
-    let lib = open("local_ip=198.18.0.1");
+    let lib = open("local_ip=198.18.0.1,proc_sysctls=0");
     let l = lib.listener();
     let isn = lib.handshake();
     let fd = lib.accept(l);
@@ -181,7 +181,7 @@ fn a_passive_open_exchanges_data_and_closes_through_the_table() {
 
 #[test]
 fn the_clock_moves_only_when_packetdrill_sleeps_or_waits_for_a_packet() {
-    let lib = open("local_ip=198.18.0.1");
+    let lib = open("local_ip=198.18.0.1,proc_sysctls=0");
     let t0 = lib.now();
     lib.sleep_ms(250);
     let t1 = lib.now();
@@ -198,7 +198,7 @@ fn the_clock_moves_only_when_packetdrill_sleeps_or_waits_for_a_packet() {
 
 #[test]
 fn a_blocking_accept_returns_when_the_handshake_completes() {
-    let lib = std::sync::Arc::new(open("local_ip=198.18.0.1"));
+    let lib = std::sync::Arc::new(open("local_ip=198.18.0.1,proc_sysctls=0"));
     let l = lib.listener();
     let waiter = {
         let lib = lib.clone();
@@ -212,7 +212,7 @@ fn a_blocking_accept_returns_when_the_handshake_completes() {
 
 #[test]
 fn errors_come_back_as_minus_one_and_errno() {
-    let lib = open("local_ip=198.18.0.1");
+    let lib = open("local_ip=198.18.0.1,proc_sysctls=0");
     // SAFETY: our table's functions; fd 999 does not exist.
     unsafe {
         let mut buf = [0u8; 4];
@@ -260,4 +260,50 @@ fn bad_flags_are_refused_with_their_reason() {
         .err()
         .unwrap();
     assert!(e.contains("tcp_frto"), "{e}");
+}
+
+// packetdrill runs a script's shell lines for real: the namespace's sysctls are what a
+// socket made now gets, and `--so_flags` still wins over them.
+#[test]
+fn a_new_socket_takes_the_namespaces_tcp_sysctls_and_so_flags_win() {
+    let proc = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_syn_retries")
+        .expect("a Linux /proc")
+        .trim()
+        .parse::<u32>()
+        .unwrap();
+    let i = synack_packetdrill::Instance::new("local_ip=198.18.0.1").unwrap();
+    // packetdrill's defaults.sh value until a socket is made...
+    assert_eq!(i.with(|st| st.socks.stack.config().tcp_syn_retries), 5);
+    i.with(|st| i.read_sysctls(st));
+    // ...then the namespace's.
+    assert_eq!(i.with(|st| st.socks.stack.config().tcp_syn_retries), proc);
+
+    let i = synack_packetdrill::Instance::new("local_ip=198.18.0.1,tcp_syn_retries=2").unwrap();
+    i.with(|st| i.read_sysctls(st));
+    assert_eq!(i.with(|st| st.socks.stack.config().tcp_syn_retries), 2);
+
+    let i = synack_packetdrill::Instance::new("local_ip=198.18.0.1,proc_sysctls=0").unwrap();
+    i.with(|st| i.read_sysctls(st));
+    assert_eq!(i.with(|st| st.socks.stack.config().tcp_syn_retries), 5);
+}
+
+// packetdrill asks for the next packet again for ever when there is none: the library
+// fails the run once its receive timeout has passed, and a packet resets the wait.
+#[test]
+fn asking_for_a_packet_that_will_never_come_times_out() {
+    let i = synack_packetdrill::Instance::new("local_ip=198.18.0.1,receive_timeout_ms=0").unwrap();
+    assert!(i.starved_too_long(true));
+    assert!(
+        !i.starved_too_long(false),
+        "a packet came: the wait starts over"
+    );
+    let i = synack_packetdrill::Instance::new("local_ip=198.18.0.1").unwrap();
+    assert!(
+        i.sniff().is_none(),
+        "no socket, no timer: nothing will ever be sent"
+    );
+    assert!(
+        !i.starved_too_long(true),
+        "the first empty answer only starts the clock"
+    );
 }
