@@ -226,17 +226,17 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
             ((at - base).max(0.0)) * opts.tolerance_percent / 100.0,
         ));
         let result = match &ev.action {
-            Action::Skipped(what) => {
+            // A skipped line keeps its time, as packetdrill runs it at that time: what
+            // follows it relatively counts from there.
+            Action::Skipped(what) => r.advance_quiet(at).map(|_| {
                 outcome
                     .notes
                     .push(format!("line {}: skipped {what}", ev.line));
-                Ok(())
-            }
+            }),
             Action::Option(..) => Ok(()),
-            Action::Shell(cmd) => {
+            Action::Shell(cmd) => r.advance_quiet(at).map(|_| {
                 r.shell(ev, cmd, opts, &mut outcome.notes);
-                Ok(())
-            }
+            }),
             Action::Segment(seg) if seg.direction == Direction::Outbound => {
                 r.expect_outbound(seg, at, latest, tolerance)
             }
