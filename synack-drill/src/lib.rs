@@ -10,6 +10,7 @@
 //! and its differences from packetdrill are in `docs/conformance.md`.
 
 pub mod args;
+pub mod code;
 pub mod run;
 pub mod script;
 pub mod sockets;

@@ -200,6 +200,8 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
     };
     // The previous event's script time, and whether it was an inbound segment.
     let (mut prev, mut prev_inbound) = (0.0f64, false);
+    // Code blocks met: line, the TCP_INFO at their time, code.
+    let mut blocks: Vec<(usize, Option<String>, String)> = Vec::new();
     for ev in &events {
         let inbound = matches!(&ev.action, Action::Segment(s) if s.direction == Direction::Inbound);
         // As packetdrill: a relative time counts from when the previous event actually
@@ -226,12 +228,12 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
             ((at - base).max(0.0)) * opts.tolerance_percent / 100.0,
         ));
         let result = match &ev.action {
-            // A skipped line keeps its time, as packetdrill runs it at that time: what
-            // follows it relatively counts from there.
-            Action::Skipped(what) => r.advance_quiet(at).map(|_| {
-                outcome
-                    .notes
-                    .push(format!("line {}: skipped {what}", ev.line));
+            // A code block takes its TCP_INFO at its time (and so keeps its time: what
+            // follows it relatively counts from there); packetdrill runs the Python of
+            // every block once the script is over.
+            Action::Code(code) => r.advance_quiet(at).map(|_| {
+                let info = r.tcp_info();
+                blocks.push((ev.line, info, code.clone()));
             }),
             Action::Option(..) => Ok(()),
             Action::Shell(cmd) => r.advance_quiet(at).map(|_| {
@@ -279,6 +281,17 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
                 line: events.last().map_or(0, |e| e.line),
                 message,
             });
+        }
+    }
+    if outcome.failure.is_none() {
+        for (line, info, code) in &blocks {
+            if let Err(message) = crate::code::run_block(info.as_deref(), code) {
+                outcome.failure = Some(Failure {
+                    line: *line,
+                    message,
+                });
+                break;
+            }
         }
     }
     if outcome.failure.is_none() && opts.strict_unexpected {
@@ -427,6 +440,18 @@ impl Runner {
 
     /// Advance to an inbound segment or a call: nothing may have been sent meanwhile
     /// that the script did not expect.
+    /// The `TCP_INFO` of the socket under test (the highest script descriptor with a
+    /// connection), as Python assignments of `tcpi_*`; None without a connection.
+    fn tcp_info(&self) -> Option<String> {
+        let h = self
+            .fds
+            .values()
+            .rev()
+            .find_map(|&live| self.socks.handle(live))?;
+        let info = self.socks.stack.info(self.now, h).ok()?;
+        Some(crate::code::tcpi_vars(&info))
+    }
+
     fn advance_quiet(&mut self, at: f64) -> Check {
         let until = self.at(at);
         self.settle_pending(until)?;

@@ -82,8 +82,9 @@ pub enum Action {
     /// A backtick shell command: not executed; the sysctls it sets are applied
     /// (see [`crate::sysctl`]).
     Shell(String),
-    /// A `%{ }%` code block, which the runner does not execute.
-    Skipped(String),
+    /// A `%{ }%` code block: Python run with the connection's `TCP_INFO` at this time
+    /// (`tcpi_*` variables), as packetdrill runs it.
+    Code(String),
     /// A `--name=value` line: a command-line option given inside the script.
     Option(String, String),
 }
@@ -112,10 +113,53 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// Start a `%{ ... }%` block at `raw`: the whole event if it closes on this line, else
+/// None with `block` holding it open.
+fn open_block(
+    line: usize,
+    time: TimeSpec,
+    raw: &str,
+    block: &mut Option<(usize, TimeSpec, String)>,
+) -> Option<Event> {
+    let start = raw.find("%{").map_or(0, |i| i + 2);
+    let rest = &raw[start..];
+    match rest.find("}%") {
+        Some(end) => Some(Event {
+            line,
+            time,
+            action: Action::Code(dedent(&rest[..end])),
+        }),
+        None => {
+            *block = Some((line, time, rest.to_string()));
+            None
+        }
+    }
+}
+
+/// Python code as written inside `%{ }%`: the common indentation removed, so that a
+/// block indented as a whole runs.
+fn dedent(code: &str) -> String {
+    let lines: Vec<&str> = code.lines().collect();
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap_or(0);
+    lines
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").trim_end())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim_matches('\n')
+        .to_string()
+}
+
 /// Parse a whole script (`defines` replace `NAME` words, as `-D NAME=value`).
 pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, ParseError> {
     let mut events = Vec::new();
-    let mut in_block = false;
+    // A `%{ }%` block still open: its first line, time and code so far.
+    let mut block: Option<(usize, TimeSpec, String)> = None;
     let mut in_comment = false;
     // A backtick command still open: its first line and text so far.
     let mut shell: Option<(usize, String)> = None;
@@ -123,6 +167,25 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
     let mut open_call: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
+        if let Some((start, time, mut code)) = block.take() {
+            match raw.find("}%") {
+                Some(end) => {
+                    code.push('\n');
+                    code.push_str(&raw[..end]);
+                    events.push(Event {
+                        line: start,
+                        time,
+                        action: Action::Code(dedent(&code)),
+                    });
+                }
+                None => {
+                    code.push('\n');
+                    code.push_str(raw);
+                    block = Some((start, time, code));
+                }
+            }
+            continue;
+        }
         let mut l = raw.to_string();
         if in_comment {
             match l.find("*/") {
@@ -149,12 +212,6 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
             l = l.replace(name.as_str(), value);
         }
         let t = l.trim();
-        if in_block {
-            if t.contains("}%") {
-                in_block = false;
-            }
-            continue;
-        }
         if let Some((start, text)) = &mut shell {
             // A backtick command that spans lines ends at the closing backtick.
             let (part, done) = match t.find('`') {
@@ -216,20 +273,20 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
             }
             continue;
         }
-        if t.starts_with("%{") {
-            in_block = !t.contains("}%");
-            events.push(Event {
-                line,
-                time: TimeSpec::Relative(0.0),
-                action: Action::Skipped(format!("code block: {t}")),
-            });
+        if raw.trim_start().starts_with("%{") {
+            if let Some(event) = open_block(line, TimeSpec::Relative(0.0), raw, &mut block) {
+                events.push(event);
+            }
             continue;
         }
         let (time, rest) = split_time(t).map_err(|message| ParseError { line, message })?;
         let rest = rest.trim();
         let action = if rest.starts_with("%{") {
-            in_block = !rest.contains("}%");
-            Action::Skipped(format!("code block: {rest}"))
+            // From the raw line: a comment or define inside the code is the code's.
+            if let Some(event) = open_block(line, time, raw, &mut block) {
+                events.push(event);
+            }
+            continue;
         } else if let Some(cmd) = rest.strip_prefix('`') {
             Action::Shell(cmd.trim_end_matches('`').trim().to_string())
         } else if let Some(seg) = rest.strip_prefix('<') {
