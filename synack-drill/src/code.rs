@@ -58,9 +58,20 @@ TCP_INFINITE_SSTHRESH = 2147483647
 /// Linux's ssthresh before any reduction (TCP_INFINITE_SSTHRESH).
 const INFINITE_SSTHRESH: u64 = 0x7fff_ffff;
 
-/// The `tcpi_*` fields synack can give, as Python assignments, in Linux's units:
-/// windows and queues in segments where Linux counts packets, times in microseconds.
+/// The `tcpi_*` fields synack can give, as Python assignments (see [`linux_tcp_info`]).
 pub fn tcpi_vars(i: &ConnectionInfo) -> String {
+    let mut out = String::new();
+    for (name, value) in linux_tcp_info(i) {
+        let _ = writeln!(out, "{name} = {value}");
+    }
+    out
+}
+
+/// The fields of Linux's `struct tcp_info` that synack's [`ConnectionInfo`] gives, by
+/// name, in Linux's units and numbering: states as `tcpi_state`, windows and queues in
+/// segments where Linux counts packets, times in microseconds. The packetdrill library
+/// fills a `struct tcp_info` from the same list.
+pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 22] {
     let mss = i.snd_mss.max(1) as u64;
     let us = |d: Option<core::time::Duration>| d.map_or(0, |d| d.as_micros() as u64);
     let in_flight = match (i.snd_nxt, i.snd_una) {
@@ -83,7 +94,7 @@ pub fn tcpi_vars(i: &ConnectionInfo) -> String {
     if i.wscale != (0, 0) {
         options |= 4;
     }
-    let fields: [(&str, u64); 22] = [
+    [
         ("tcpi_state", u64::from(linux_state(i.state))),
         ("tcpi_options", options),
         ("tcpi_snd_wscale", u64::from(i.wscale.0)),
@@ -109,12 +120,7 @@ pub fn tcpi_vars(i: &ConnectionInfo) -> String {
         ("tcpi_bytes_sent", i.bytes_sent),
         ("tcpi_snd_wnd", u64::from(i.snd_wnd.unwrap_or(0))),
         ("tcpi_rcv_wnd", u64::from(i.rcv_wnd.unwrap_or(0))),
-    ];
-    let mut out = String::new();
-    for (name, value) in fields {
-        let _ = writeln!(out, "{name} = {value}");
-    }
-    out
+    ]
 }
 
 /// Run one block with python3: `info` is [`tcpi_vars`] of the socket under test (None

@@ -610,6 +610,45 @@ unsafe extern "C" fn shutdown(ud: Ud, fd: c_int, how: c_int) -> c_int {
     })) as c_int
 }
 
+/// Linux's `struct tcp_info` from a connection's snapshot: the fields synack gives
+/// (`synack_drill::code::linux_tcp_info`), the others zero.
+fn tcp_info(c: &synack::ConnectionInfo) -> libc::tcp_info {
+    // SAFETY: `tcp_info` is plain integers, for which all-zero bytes are a valid value.
+    let mut t: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let (mut snd_wscale, mut rcv_wscale) = (0u8, 0u8);
+    for (name, v) in synack_drill::code::linux_tcp_info(c) {
+        let v32 = v.min(u64::from(u32::MAX)) as u32;
+        match name {
+            "tcpi_state" => t.tcpi_state = v as u8,
+            "tcpi_options" => t.tcpi_options = v as u8,
+            "tcpi_snd_wscale" => snd_wscale = v as u8,
+            "tcpi_rcv_wscale" => rcv_wscale = v as u8,
+            "tcpi_rto" => t.tcpi_rto = v32,
+            "tcpi_backoff" => t.tcpi_backoff = v.min(255) as u8,
+            "tcpi_snd_mss" => t.tcpi_snd_mss = v32,
+            "tcpi_unacked" => t.tcpi_unacked = v32,
+            "tcpi_sacked" => t.tcpi_sacked = v32,
+            "tcpi_rtt" => t.tcpi_rtt = v32,
+            "tcpi_rttvar" => t.tcpi_rttvar = v32,
+            "tcpi_snd_ssthresh" => t.tcpi_snd_ssthresh = v32,
+            "tcpi_snd_cwnd" => t.tcpi_snd_cwnd = v32,
+            "tcpi_total_retrans" => t.tcpi_total_retrans = v32,
+            "tcpi_bytes_acked" => t.tcpi_bytes_acked = v,
+            "tcpi_bytes_received" => t.tcpi_bytes_received = v,
+            "tcpi_segs_out" => t.tcpi_segs_out = v32,
+            "tcpi_segs_in" => t.tcpi_segs_in = v32,
+            "tcpi_notsent_bytes" => t.tcpi_notsent_bytes = v32,
+            "tcpi_bytes_sent" => t.tcpi_bytes_sent = v,
+            "tcpi_snd_wnd" => t.tcpi_snd_wnd = v32,
+            // Fields libc's struct does not have yet (tcpi_rcv_wnd, Linux 6.2) stay out.
+            _ => {}
+        }
+    }
+    // The two 4-bit fields share a byte, snd_wscale in the low bits (x86's bitfield order).
+    t.tcpi_snd_rcv_wscale = (snd_wscale & 0xf) | (rcv_wscale << 4);
+    t
+}
+
 unsafe extern "C" fn getsockopt(
     ud: Ud,
     fd: c_int,
@@ -618,6 +657,37 @@ unsafe extern "C" fn getsockopt(
     val: *mut c_void,
     len: *mut socklen_t,
 ) -> c_int {
+    if level == libc::IPPROTO_TCP && name == libc::TCP_INFO {
+        // SAFETY: `ud` is our instance.
+        let i = unsafe { inst(ud) };
+        let info = i.with(|st| {
+            let h = st.socks.handle(fd).ok_or(Errno::ENOTCONN)?;
+            let now = st.now;
+            st.socks
+                .stack
+                .info(now, h)
+                .map_err(|_| Errno::ENOTCONN)
+                .map(|c| tcp_info(&c))
+        });
+        let info = match info {
+            Ok(info) => info,
+            Err(e) => {
+                set_errno(e);
+                return -1;
+            }
+        };
+        if !val.is_null() && !len.is_null() {
+            // SAFETY: viewing a plain struct as its bytes; getsockopt(2)'s contract:
+            // `len` readable and writable, `val` has *len bytes.
+            unsafe {
+                let bytes = pod_bytes(&info);
+                let room = (*len as usize).min(bytes.len());
+                copy_out(&bytes[..room], val);
+                *len = room as socklen_t;
+            }
+        }
+        return 0;
+    }
     let Some(opt) = option_name(level, name) else {
         set_errno(Errno::ENOPROTOOPT);
         return -1;

@@ -307,3 +307,48 @@ fn asking_for_a_packet_that_will_never_come_times_out() {
         "the first empty answer only starts the clock"
     );
 }
+
+// getsockopt(TCP_INFO) answers with Linux's struct tcp_info layout.
+#[test]
+fn tcp_info_comes_in_linuxs_struct_layout() {
+    let lib = open("local_ip=198.18.0.1,proc_sysctls=0");
+    let l = lib.listener();
+    lib.handshake();
+    let fd = lib.accept(l);
+    // SAFETY: all-zero is a valid tcp_info.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: our table's function with a tcp_info-sized buffer and its length.
+    let r = unsafe {
+        lib.0.getsockopt.unwrap()(
+            lib.ud(),
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0);
+    assert_eq!(len as usize, std::mem::size_of::<libc::tcp_info>());
+    assert_eq!(info.tcpi_state, 1, "TCP_ESTABLISHED");
+    assert_eq!(info.tcpi_snd_mss, 1460);
+    assert_eq!(
+        info.tcpi_snd_cwnd, 10,
+        "RFC 6928's initial window, in segments"
+    );
+    assert_eq!(info.tcpi_snd_ssthresh, 0x7fff_ffff, "TCP_INFINITE_SSTHRESH");
+    // A listener has no connection to describe.
+    // SAFETY: as above.
+    let r = unsafe {
+        lib.0.getsockopt.unwrap()(
+            lib.ud(),
+            l,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!((r, errno()), (-1, libc::ENOTCONN));
+}
