@@ -71,7 +71,7 @@ pub fn tcpi_vars(i: &ConnectionInfo) -> String {
 /// name, in Linux's units and numbering: states as `tcpi_state`, windows and queues in
 /// segments where Linux counts packets, times in microseconds. The packetdrill library
 /// fills a `struct tcp_info` from the same list.
-pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 22] {
+pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 26] {
     let mss = i.snd_mss.max(1) as u64;
     let us = |d: Option<core::time::Duration>| d.map_or(0, |d| d.as_micros() as u64);
     let in_flight = match (i.snd_nxt, i.snd_una) {
@@ -120,6 +120,13 @@ pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 22] {
         ("tcpi_bytes_sent", i.bytes_sent),
         ("tcpi_snd_wnd", u64::from(i.snd_wnd.unwrap_or(0))),
         ("tcpi_rcv_wnd", u64::from(i.rcv_wnd.unwrap_or(0))),
+        ("tcpi_ca_state", u64::from(i.ca_state)),
+        ("tcpi_lost", u64::from(i.lost_bytes).div_ceil(mss)),
+        ("tcpi_rcv_mss", u64::from(i.rcv_mss)),
+        (
+            "tcpi_last_data_recv",
+            i.since_data_in.map_or(0, |d| d.as_millis() as u64),
+        ),
     ]
 }
 

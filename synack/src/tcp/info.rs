@@ -6,7 +6,7 @@ use core::time::Duration;
 
 use super::cc::CongestionControl;
 use super::conn::Connection;
-use super::state::State;
+use super::state::{Recovery, State};
 use super::TcpState;
 use crate::Instant;
 
@@ -126,6 +126,18 @@ pub struct ConnectionInfo {
     pub bytes_received: u64,
     /// The application closed its handle; the stack finishes the close alone.
     pub orphaned: bool,
+    /// Where the sender's loss recovery stands, numbered as Linux's `tcpi_ca_state`:
+    /// 0 open, 1 disorder (duplicate ACKs or SACKs, no recovery yet), 3 fast recovery
+    /// (RFC 6675 / 6582), 4 after a retransmission timeout.
+    pub ca_state: u8,
+    /// Bytes RACK deems lost and not yet retransmitted past (RFC 8985; Linux's `tcpi_lost`
+    /// counts them in segments).
+    pub lost_bytes: u32,
+    /// The largest segment the peer has sent (Linux's `rcv_mss`; 536 until data arrives).
+    pub rcv_mss: u32,
+    /// Time since data last arrived, or, before any, since the handshake completed (as
+    /// Linux's `tcpi_last_data_recv`); None before that.
+    pub since_data_in: Option<Duration>,
 }
 
 impl Connection {
@@ -187,6 +199,18 @@ impl Connection {
             time_in_state: now.saturating_duration_since(self.state_since),
             bytes_received: self.stats.bytes_received,
             orphaned: self.orphaned,
+            ca_state: snd.map_or(0, |s| match s.recovery {
+                Recovery::Timeout { .. } => 4,
+                Recovery::Fast { .. } => 3,
+                Recovery::Open if s.dupacks > 0 || s.sacked.bytes() > 0 => 1,
+                Recovery::Open => 0,
+            }),
+            lost_bytes: snd.map_or(0, |s| s.lost_bytes(now)),
+            rcv_mss: self.rcv_mss,
+            since_data_in: self
+                .last_data_in
+                .or((self.tcp_state() == TcpState::Established).then_some(self.state_since))
+                .map(|t| now.saturating_duration_since(t)),
         }
     }
 }
