@@ -126,6 +126,13 @@ pub struct ConnectionInfo {
     pub bytes_received: u64,
     /// The application closed its handle; the stack finishes the close alone.
     pub orphaned: bool,
+    /// The connection uses ECN (RFC 3168; Linux's TCPI_OPT_ECN): negotiated on the
+    /// handshake (in SYN_SENT: requested). See `Config::tcp_ecn`.
+    pub ecn: bool,
+    /// Data segments that arrived marked CE (congestion experienced).
+    pub ce_received: u64,
+    /// Times the peer's ECE made the window shrink (RFC 3168 6.1.2, once per window).
+    pub ece_reductions: u64,
 }
 
 impl Connection {
@@ -187,6 +194,9 @@ impl Connection {
             time_in_state: now.saturating_duration_since(self.state_since),
             bytes_received: self.stats.bytes_received,
             orphaned: self.orphaned,
+            ecn: self.ecn.ok(),
+            ce_received: self.stats.ce_received.into(),
+            ece_reductions: self.ece_reductions.into(),
         }
     }
 }
