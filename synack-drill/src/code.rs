@@ -94,6 +94,9 @@ pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 26] {
     if i.wscale != (0, 0) {
         options |= 4;
     }
+    if i.ecn {
+        options |= 8;
+    }
     [
         ("tcpi_state", u64::from(linux_state(i.state))),
         ("tcpi_options", options),

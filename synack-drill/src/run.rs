@@ -12,7 +12,7 @@ use synack::wire::{self, SackBlocks, SeqNum, TcpFlags, TcpOptions, TcpRepr, Time
 use synack::{Config, Instant, Stack};
 
 use crate::args::{self, PollFd};
-use crate::script::{Action, Direction, Event, ScriptOption, Segment, Syscall, TimeSpec};
+use crate::script::{Action, Direction, EcnSpec, Event, ScriptOption, Segment, Syscall, TimeSpec};
 use crate::sockets::{CallResult, Errno, OptValue, Shutdown, Sockets};
 
 /// How to run scripts.
@@ -316,11 +316,15 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
 /// A packet as a script line would show it.
 fn describe(p: &[u8], isns: &BTreeMap<u16, u32>) -> String {
     match wire::parse_tcp_packet(p) {
-        Ok((_, t)) => {
+        Ok((ip, t)) => {
             let isn = isns.get(&t.dst_port).copied().unwrap_or(0);
             let seq = t.seq.get().wrapping_sub(isn);
+            let ecn = match ip.ecn {
+                wire::Ecn::NotEct => String::new(),
+                e => format!("{} ", EcnSpec::Is(e)),
+            };
             let mut s = format!(
-                "{} {}:{}({})",
+                "{ecn}{} {}:{}({})",
                 t.flags.packetdrill(),
                 seq,
                 seq.wrapping_add(t.payload.len() as u32),
@@ -341,6 +345,9 @@ fn script_segment(seg: &Segment) -> String {
     let mut s = String::new();
     if let Some((a, b)) = seg.ports {
         s += &format!("{a}>{b} ");
+    }
+    if let Some(ecn) = seg.ecn {
+        s += &format!("{ecn} ");
     }
     s += &seg.flags;
     if let Some((start, end, len)) = seg.seq {
@@ -531,7 +538,7 @@ impl Runner {
     /// Segments sent at the same moment that continue `first` are joined into one, up to
     /// `len` bytes of payload, as Linux's TSO hands packetdrill one super-segment.
     fn merge(&mut self, t: Instant, first: Vec<u8>, len: usize) -> Vec<u8> {
-        let Ok((_, head)) = wire::parse_tcp_packet(&first) else {
+        let Ok((ip, head)) = wire::parse_tcp_packet(&first) else {
             return first;
         };
         if head.payload.len() >= len || head.flags.syn() || head.flags.rst() {
@@ -549,7 +556,8 @@ impl Runner {
                 && seg.ack == head.ack
                 && !seg.payload.is_empty()
                 && payload.len() + seg.payload.len() <= len
-                && seg.flags.bits() & !0x09 == flags.bits() & !0x08;
+                // (CWR, 0x80, only on a super-segment's first piece, as Linux's TSO.)
+                && seg.flags.bits() & !0x09 == flags.bits() & !0x88;
             if !joins {
                 break;
             }
@@ -564,12 +572,24 @@ impl Runner {
             payload: &payload,
             ..head
         };
-        wire::emit_tcp_packet(self.local, self.remote, 64, &merged).unwrap_or(first)
+        match wire::emit_tcp_packet(self.local, self.remote, 64, &merged) {
+            Ok(mut p) => {
+                wire::set_ecn(&mut p, ip.ecn);
+                p
+            }
+            Err(_) => first,
+        }
     }
 
     fn compare(&mut self, want: &Segment, p: &[u8]) -> Check {
-        let (_, got) = wire::parse_tcp_packet(p).map_err(|e| format!("unparsable: {e}"))?;
+        let (ip, got) = wire::parse_tcp_packet(p).map_err(|e| format!("unparsable: {e}"))?;
         let shown = describe(p, &self.isns);
+        if let Some(want_ecn) = want.ecn.filter(|e| !e.matches(ip.ecn)) {
+            let got_ecn = EcnSpec::Is(ip.ecn);
+            return Err(format!(
+                "ECN field: expected {want_ecn} got {got_ecn} ({shown})"
+            ));
+        }
         let flags = script_flags(&want.flags);
         if got.flags != flags {
             return Err(format!(
@@ -684,8 +704,11 @@ impl Runner {
                 options,
                 payload: chunk,
             };
-            let p = wire::emit_tcp_packet(self.remote, self.local, 64, &repr)
+            let mut p = wire::emit_tcp_packet(self.remote, self.local, 64, &repr)
                 .map_err(|e| format!("cannot build the segment: {e}"))?;
+            if let Some(ecn) = seg.ecn {
+                wire::set_ecn(&mut p, ecn.codepoint());
+            }
             self.socks.stack.receive(self.now, &p);
             seq += chunk.len() as u32;
         }

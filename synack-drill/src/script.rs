@@ -4,6 +4,68 @@
 
 use std::fmt;
 
+use synack::wire::Ecn;
+
+/// The ECN field a segment line names before its flags (packetdrill's `ip_ecn`:
+/// `[noecn]`, `[ect0]`, `[ect1]`, `[ce]`, or `[ect01]` for either ECT codepoint; also
+/// in parentheses). Inbound: the injected packet's codepoint; outbound: what the
+/// stack's packet must carry. Without one an outbound line does not check it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EcnSpec {
+    /// Exactly this codepoint.
+    Is(Ecn),
+    /// ECT(0) or ECT(1).
+    EitherEct,
+}
+
+impl EcnSpec {
+    /// Whether a packet's codepoint matches.
+    pub fn matches(self, got: Ecn) -> bool {
+        match self {
+            EcnSpec::Is(e) => e == got,
+            EcnSpec::EitherEct => got.is_ect(),
+        }
+    }
+
+    /// The codepoint to put on an injected packet.
+    pub fn codepoint(self) -> Ecn {
+        match self {
+            EcnSpec::Is(e) => e,
+            EcnSpec::EitherEct => Ecn::Ect0,
+        }
+    }
+}
+
+impl fmt::Display for EcnSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EcnSpec::Is(Ecn::NotEct) => "[noecn]",
+            EcnSpec::Is(Ecn::Ect0) => "[ect0]",
+            EcnSpec::Is(Ecn::Ect1) => "[ect1]",
+            EcnSpec::Is(Ecn::Ce) => "[ce]",
+            EcnSpec::EitherEct => "[ect01]",
+        })
+    }
+}
+
+/// Read `[ect0]`-style annotations: None when `word` is not one.
+fn ecn_spec(word: &str) -> Option<Result<EcnSpec, String>> {
+    if !word.starts_with(['[', '(']) {
+        return None;
+    }
+    let inner = word.trim_start_matches(['[', '(']);
+    Some(match inner.trim_end_matches([']', ')']) {
+        "noecn" => Ok(EcnSpec::Is(Ecn::NotEct)),
+        "ect0" => Ok(EcnSpec::Is(Ecn::Ect0)),
+        "ect1" => Ok(EcnSpec::Is(Ecn::Ect1)),
+        "ce" => Ok(EcnSpec::Is(Ecn::Ce)),
+        "ect01" => Ok(EcnSpec::EitherEct),
+        other => Err(format!(
+            "'{word}': only ECN annotations are supported in brackets ([noecn] [ect0] [ect1] [ce] [ect01]), not '{other}'"
+        )),
+    })
+}
+
 /// When an event happens, as the script writes it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum TimeSpec {
@@ -49,6 +111,8 @@ pub struct Segment {
     /// `SRC>DST` before the flags: the segment's ports (another connection than the
     /// script's default one).
     pub ports: Option<(u16, u16)>,
+    /// `[ect0]` and the like before the flags: the IP header's ECN field.
+    pub ecn: Option<EcnSpec>,
     /// The flag letters (`S`, `F`, `R`, `P`, `.`, `U`, `E`, `W`), `-` for none.
     pub flags: String,
     /// `start:end(len)` in script sequence space.
@@ -246,7 +310,7 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
                 joined = text;
                 (first, joined.as_str())
             }
-            None if !t.starts_with('`') && !t.starts_with("%{") && bracket_depth(t) > 0 => {
+            None if !t.starts_with('`') && !t.contains("%{") && bracket_depth(t) > 0 => {
                 open_call = Some((line, t.to_string()));
                 continue;
             }
@@ -299,8 +363,10 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
                     .map_err(|message| ParseError { line, message })?,
             )
         } else {
+            // `+A ... B call`: the ellipsis and the end time may stand apart.
+            let (spaced, rest) = spaced_blocking_end(rest, split_time_word(t).ends_with("..."));
             let mut call = syscall(rest).map_err(|message| ParseError { line, message })?;
-            call.blocks_until = blocking_end(t);
+            call.blocks_until = blocking_end(t).or(spaced);
             Action::Syscall(call)
         };
         events.push(Event { line, time, action });
@@ -362,6 +428,27 @@ fn split_time(t: &str) -> Result<(TimeSpec, &str), String> {
     ))
 }
 
+/// The first word of a line: its time.
+fn split_time_word(t: &str) -> &str {
+    t.split_whitespace().next().unwrap_or("")
+}
+
+/// `... B` at the start of what follows a line's time (packetdrill's grammar lets the
+/// ellipsis and the end time of a blocking call stand apart: `+.002 ... 0.004 connect`),
+/// or just `B` when the time word itself ended with `...`: the end, and the rest.
+fn spaced_blocking_end(rest: &str, pending: bool) -> (Option<f64>, &str) {
+    let r = match rest.strip_prefix("...") {
+        Some(after) => after.trim_start(),
+        None if pending => rest,
+        None => return (None, rest),
+    };
+    let end = r.find(char::is_whitespace).unwrap_or(r.len());
+    match r[..end].parse::<f64>() {
+        Ok(v) => (Some(v), r[end..].trim_start()),
+        Err(_) => (None, rest),
+    }
+}
+
 /// The end of `+A...B`, if the line has one (relative to the line's start time).
 fn blocking_end(t: &str) -> Option<f64> {
     let word = t.split_whitespace().next()?;
@@ -388,6 +475,13 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
         }
         None => None,
     };
+    let ecn = match words.peek().copied().and_then(ecn_spec) {
+        Some(spec) => {
+            words.next();
+            Some(spec?)
+        }
+        None => None,
+    };
     let flags = words
         .next()
         .ok_or("a segment line needs flags")?
@@ -400,6 +494,7 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
     let mut seg = Segment {
         direction: dir,
         ports,
+        ecn,
         flags,
         seq: None,
         ack: None,
@@ -578,6 +673,51 @@ mod tests {
             panic!()
         };
         assert_eq!((c.ret, c.errno.as_deref()), (-1, Some("ECONNREFUSED")));
+    }
+
+    #[test]
+    fn ecn_annotations_before_the_flags_parse() {
+        let ev = parse(
+            "0 > [ect0] P. 1:1001(1000) ack 1\n+0 < [ce] . 1:11(10) ack 1\n\
+             +0 < (noecn) E. 1:1(0) ack 1\n+0 > [ect01] . 1:1(0) ack 1\n+0 > S 0:0(0)\n",
+            &[],
+        )
+        .unwrap();
+        let specs: Vec<_> = ev
+            .iter()
+            .map(|e| match &e.action {
+                Action::Segment(s) => s.ecn,
+                _ => panic!(),
+            })
+            .collect();
+        assert_eq!(
+            specs,
+            [
+                Some(EcnSpec::Is(Ecn::Ect0)),
+                Some(EcnSpec::Is(Ecn::Ce)),
+                Some(EcnSpec::Is(Ecn::NotEct)),
+                Some(EcnSpec::EitherEct),
+                None
+            ]
+        );
+        let e = parse("0 > [tos 0x2] . 1:1(0) ack 1\n", &[]).unwrap_err();
+        assert!(e.message.contains("ECN annotations"), "{e}");
+    }
+
+    #[test]
+    fn a_blocking_call_may_write_its_ellipsis_apart() {
+        for line in [
+            "+.002 ... 0.004 connect(4, ..., ...) = 0\n",
+            "+.002... 0.004 connect(4, ..., ...) = 0\n",
+            "+.002...0.004 connect(4, ..., ...) = 0\n",
+        ] {
+            let ev = parse(line, &[]).unwrap();
+            let Action::Syscall(c) = &ev[0].action else {
+                panic!("{line}")
+            };
+            assert_eq!((c.name.as_str(), c.blocks_until), ("connect", Some(0.004)));
+            assert_eq!(ev[0].time, TimeSpec::Relative(0.002));
+        }
     }
 
     #[test]

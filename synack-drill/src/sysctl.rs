@@ -12,6 +12,7 @@
 //! | `net.ipv4.tcp_orphan_retries` | [`Config::tcp_orphan_retries`] |
 //! | `net.ipv4.tcp_timestamps` | [`Config::tcp_timestamps`] |
 //! | `net.ipv4.tcp_sack` | [`Config::tcp_sack`] |
+//! | `net.ipv4.tcp_ecn` | [`Config::tcp_ecn`] (0, 1, 2) |
 //! | `net.ipv4.tcp_window_scaling` | [`Config::tcp_window_scaling`] |
 //! | `net.ipv4.tcp_rmem` (min default max) | [`Config::recv_buffer`] = default, [`Config::tcp_rmem_max`] = max |
 //! | `net.ipv4.tcp_wmem` (min default max) | [`Config::send_buffer`] = default |
@@ -172,6 +173,7 @@ pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
         "tcp_orphan_retries" => cfg.tcp_orphan_retries = num()? as u32,
         "tcp_timestamps" => cfg.tcp_timestamps = num()? != 0,
         "tcp_sack" => cfg.tcp_sack = num()? != 0,
+        "tcp_ecn" => cfg.tcp_ecn = num()?.min(2) as u8,
         "tcp_window_scaling" => cfg.tcp_window_scaling = num()? != 0,
         "tcp_rfc1337" => cfg.tcp_rfc1337 = num()? != 0,
         "tcp_max_tw_buckets" => cfg.tcp_max_tw_buckets = num()? as usize,

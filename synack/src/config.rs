@@ -58,6 +58,13 @@ pub struct Config {
     pub tcp_window_scaling: bool,
     /// `net.ipv4.tcp_sack` (true): offer and accept selective acknowledgements (RFC 2018).
     pub tcp_sack: bool,
+    /// `net.ipv4.tcp_ecn` (2): Explicit Congestion Notification (RFC 3168). 0 never;
+    /// 1 requests it on outgoing connections (a SYN with ECE and CWR) and accepts it on
+    /// incoming ones; 2, Linux's default, accepts it when the peer requests it but does
+    /// not request it. On an ECN connection new data goes out ECT(0), a CE mark is echoed
+    /// with ECE until the peer's CWR, and an ECE reduces cwnd once per window, without a
+    /// retransmission. (A connection made from a SYN cookie does not use ECN.)
+    pub tcp_ecn: u8,
     /// `net.ipv4.tcp_congestion_control` (cubic): the congestion control of new
     /// connections; [`crate::Stack::set_congestion_control`] changes one connection's.
     pub congestion_control: CongestionControl,
@@ -188,6 +195,7 @@ impl Default for Config {
             tcp_timestamps: true,
             tcp_window_scaling: true,
             tcp_sack: true,
+            tcp_ecn: 2,
             congestion_control: CongestionControl::Cubic,
             delayed_ack: Duration::from_millis(40),
             quick_acks: 16,

@@ -45,6 +45,10 @@ pub struct LinkConfig {
     pub reorder_uniform: bool,
     /// Probability that one random bit of a packet is flipped (it is still delivered).
     pub corrupt: f64,
+    /// Probability that an ECN-capable packet (ECT(0) or ECT(1)) is marked CE instead of
+    /// being delivered unchanged: a router's AQM signalling congestion without a loss
+    /// (RFC 3168 5). Packets that are not ECN-capable pass unmarked.
+    pub ce_mark: f64,
     /// Serialization rate in bits per second (None: infinitely fast).
     pub bandwidth_bps: Option<u64>,
     /// Drop-tail limit on bytes waiting for serialization (None: unlimited).
@@ -65,6 +69,7 @@ impl Default for LinkConfig {
             reorder_delay: Duration::from_millis(5),
             reorder_uniform: false,
             corrupt: 0.0,
+            ce_mark: 0.0,
             bandwidth_bps: None,
             queue_limit_bytes: None,
             down: Vec::new(),
@@ -87,7 +92,8 @@ impl std::str::FromStr for LinkConfig {
 
     /// Parse an impairment spec like `loss=2%,delay=10ms,jitter=2ms,reorder=10%,duplicate=1%,rate=100mbit`
     /// (what `--impair` takes). Keys: `loss`, `loss-burst=MIN-MAX`, `delay`, `jitter`,
-    /// `reorder`, `reorder-delay`, `duplicate`, `corrupt`, `rate` (`bit`, `kbit`, `mbit`,
+    /// `reorder`, `reorder-delay`, `duplicate`, `corrupt`, `ce-mark` (ECN-capable packets
+    /// marked CE), `rate` (`bit`, `kbit`, `mbit`,
     /// `gbit`), `queue` (bytes, `k`/`m` suffix). Percentages may omit the `%`. Unnamed
     /// settings are off and the delay is zero.
     fn from_str(spec: &str) -> Result<LinkConfig, String> {
@@ -102,6 +108,7 @@ impl std::str::FromStr for LinkConfig {
                 "duplicate" => c.duplicate = percent(key, value)?,
                 "reorder" => c.reorder = percent(key, value)?,
                 "corrupt" => c.corrupt = percent(key, value)?,
+                "ce-mark" => c.ce_mark = percent(key, value)?,
                 "delay" => c.delay = duration(key, value)?,
                 "jitter" => c.jitter = duration(key, value)?,
                 "reorder-delay" => c.reorder_delay = duration(key, value)?,
@@ -117,7 +124,7 @@ impl std::str::FromStr for LinkConfig {
                 }
                 _ => {
                     return Err(format!(
-                        "unknown impairment '{key}' (known: loss, loss-burst, delay, jitter, reorder, reorder-delay, duplicate, corrupt, rate, queue)"
+                        "unknown impairment '{key}' (known: loss, loss-burst, delay, jitter, reorder, reorder-delay, duplicate, corrupt, ce-mark, rate, queue)"
                     ))
                 }
             }

@@ -14,7 +14,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub use link::{parse_duration, parse_rate, LinkConfig, LossCause};
@@ -309,6 +309,8 @@ pub struct SimStats {
     pub corrupted: u64,
     /// Packets held back for reordering.
     pub reordered: u64,
+    /// ECN-capable packets a link marked CE (`LinkConfig::ce_mark`).
+    pub ce_marked: u64,
 }
 
 impl SimStats {
@@ -554,7 +556,19 @@ impl<N: Node> Network<N> {
             Verdict::Pass => Duration::ZERO,
         };
         let link = self.links.entry((from, to)).or_default();
-        match link.transit(self.now, bytes.len(), extra, &mut self.rng) {
+        let ce_mark = link.config.ce_mark;
+        let mut bytes = bytes;
+        let transit = link.transit(self.now, bytes.len(), extra, &mut self.rng);
+        // RFC 3168 5: a congested router marks an ECN-capable packet CE instead of
+        // dropping it. (The random draw is made only on links that mark.)
+        if ce_mark > 0.0 && matches!(transit, Transit::Arrive { .. }) {
+            let ect = crate::wire::parse_ip(&bytes).is_ok_and(|(ip, _)| ip.ecn.is_ect());
+            if ect && self.rng.random::<f64>() < ce_mark {
+                crate::wire::set_ecn(&mut bytes, crate::wire::Ecn::Ce);
+                self.stats.ce_marked += 1;
+            }
+        }
+        match transit {
             Transit::Lost(cause) => self.record(id, from, Some(to), bytes, Fate::Lost { cause }),
             Transit::Arrive {
                 at,

@@ -71,6 +71,11 @@ pub struct TransferSpec {
     pub time_limit: Duration,
     /// Seed of the simulation.
     pub seed: u64,
+    /// Both ends use ECN (`Config::tcp_ecn = 1`, RFC 3168).
+    pub ecn: bool,
+    /// Probability that the bottleneck marks an ECN-capable data packet CE
+    /// ([`LinkConfig::ce_mark`]).
+    pub ce_mark: f64,
 }
 
 impl Default for TransferSpec {
@@ -96,6 +101,8 @@ impl Default for TransferSpec {
             queue_bytes: None,
             time_limit: Duration::from_secs(3600),
             seed: 1,
+            ecn: false,
+            ce_mark: 0.0,
         }
     }
 }
@@ -127,6 +134,10 @@ pub struct FlowResult {
     pub timeouts: u64,
     /// Tail loss probes the sender sent.
     pub tail_loss_probes: u64,
+    /// The flow negotiated ECN.
+    pub ecn: bool,
+    /// Times the sender reduced its window for an ECN echo (RFC 3168 6.1.2).
+    pub ecn_reductions: u64,
     /// Every byte arrived once, in order, as sent.
     pub byte_exact: bool,
     /// When the flow finished (None: still running at the end).
@@ -191,6 +202,8 @@ pub struct TransferResult {
     pub duration: Duration,
     /// Packets the link dropped (loss, bursts, full queue).
     pub packets_lost: u64,
+    /// ECN-capable packets the link marked CE instead ([`TransferSpec::ce_mark`]).
+    pub ce_marked: u64,
     /// Per flow.
     pub flows: Vec<FlowResult>,
     /// cwnd and progress over time (every `sample_every`).
@@ -249,6 +262,11 @@ pub fn run(
         recv_buffer: spec.buffer,
         send_buffer: spec.buffer,
         tcp_sack: spec.sack,
+        tcp_ecn: if spec.ecn {
+            1
+        } else {
+            Config::default().tcp_ecn
+        },
         tcp_window_scaling: spec.wscale,
         congestion_control: spec.cc.clone(),
         tcp_moderate_rcvbuf: spec.autotune,
@@ -282,6 +300,7 @@ pub fn run(
             reorder_delay: spec.reorder_delay,
             reorder_uniform: true,
             jitter: spec.jitter,
+            ce_mark: spec.ce_mark,
             bandwidth_bps: Some(spec.bandwidth_bps),
             queue_limit_bytes: Some(spec.queue_bytes.unwrap_or(bdp.max(64 * 1024))),
             ..LinkConfig::default()
@@ -450,6 +469,8 @@ pub fn run(
                 retransmits: info.as_ref().map_or(0, |i| i.retransmits),
                 timeouts: info.as_ref().map_or(0, |i| i.timeouts),
                 tail_loss_probes: info.as_ref().map_or(0, |i| i.tail_loss_probes),
+                ecn: info.as_ref().is_some_and(|i| i.ecn),
+                ecn_reductions: info.as_ref().map_or(0, |i| i.ece_reductions),
                 byte_exact: f.exact && f.failed.is_none(),
                 finished_at: f.done_at.map(|d| d - t0),
             }
@@ -477,6 +498,7 @@ pub fn run(
             .all(|f| f.got == spec.bytes && f.done_at.is_some()),
         duration: end - t0,
         packets_lost: net.stats().total_lost(),
+        ce_marked: net.stats().ce_marked,
         flows: flow_results,
         samples,
     }

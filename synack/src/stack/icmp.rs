@@ -92,6 +92,7 @@ impl Stack {
             dst,
             protocol,
             ttl: 0,
+            ecn: wire::Ecn::NotEct,
         };
         let msg = IcmpRepr::TimeExceeded {
             code: 1,

@@ -191,6 +191,7 @@ impl Stack {
             local: SocketAddr::new(ip.dst, seg.dst_port),
             remote: SocketAddr::new(ip.src, seg.src_port),
         };
+        self.rx_ecn = ip.ecn;
         let index = self.by_tuple.get(&self.slots, &tuple);
         // A connection or TIME_WAIT entry may have a captured destination as its local
         // address; anything else must be to one of ours or to one a listener captures.
@@ -290,6 +291,7 @@ impl Stack {
             return;
         };
         conn.memory = self.memory_level;
+        conn.ecn.rx = self.rx_ecn;
         self.scratch.lend(conn);
         let disposition = conn.on_segment(now, seg, &self.config);
         match disposition {
@@ -331,6 +333,7 @@ impl Stack {
                     },
                     payload: 0..0,
                     segment_size: 0,
+                    ecn: wire::Ecn::NotEct,
                 };
                 self.queue_ctl(tuple, &out);
             }

@@ -72,7 +72,7 @@ impl Stack {
             return self.stats.drop("max_connections");
         }
         let iss = isn.unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
-        let conn = self.new_passive(now, lid, tuple, iss, seg);
+        let conn = self.new_passive(now, lid, tuple, iss, (seg, Some(self.rx_ecn)));
         let index = self.insert_passive(conn, lid);
         self.after_activity(now, index);
     }
@@ -88,21 +88,21 @@ impl Stack {
         index
     }
 
-    /// A connection in SYN_RECEIVED for a SYN a listener took, with the listener's options.
+    /// A connection in SYN_RECEIVED for a SYN a listener took, with the listener's options;
+    /// `syn.1` is the ECN field of the SYN's IP header (None: no ECN).
     pub(super) fn new_passive(
         &self,
         now: Instant,
         lid: u32,
         tuple: FourTuple,
         iss: SeqNum,
-        syn: &TcpRepr<'_>,
+        syn: (&TcpRepr<'_>, Option<wire::Ecn>),
     ) -> Connection {
         let options = self.listener_options(lid);
         let cfg = self.listener_config(lid, tuple);
         let mut conn = Connection::accept_syn(
             now,
-            tuple.local,
-            tuple.remote,
+            (tuple.local, tuple.remote),
             iss,
             self.ts_offset(tuple),
             syn,
@@ -226,6 +226,7 @@ impl Stack {
             options,
             payload: 0..0,
             segment_size: 0,
+            ecn: wire::Ecn::NotEct,
         };
         self.stats.syncookies_sent += 1;
         self.queue_ctl(tuple, &out);
@@ -287,7 +288,8 @@ impl Stack {
             },
             ..*seg
         };
-        let mut conn = self.new_passive(now, lid, tuple, cookie, &syn);
+        // (Linux keeps ECN in the cookie's timestamp; synack's cookies do not.)
+        let mut conn = self.new_passive(now, lid, tuple, cookie, (&syn, None));
         conn.synack_sent_as_cookie(now);
         let index = self.insert_passive(conn, lid);
         self.deliver(now, index, tuple, seg);

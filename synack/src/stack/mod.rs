@@ -528,6 +528,8 @@ pub struct Stack {
     /// Bytes in all connections' buffers, and the level that makes against `tcp_mem`.
     memory: usize,
     memory_level: MemoryLevel,
+    /// The ECN field of the packet being processed (RFC 3168), for its connection.
+    rx_ecn: wire::Ecn,
     by_tuple: index::ConnectionIndex,
     listeners: Vec<Option<Listener>>,
     /// Catch-all listeners, in the order they were opened.
@@ -594,6 +596,7 @@ impl Stack {
             orphan_queue: VecDeque::new(),
             memory: 0,
             memory_level: MemoryLevel::Normal,
+            rx_ecn: wire::Ecn::NotEct,
             ports: PortAllocator::new(keys.ports),
             time_wait: TimeWaitTable::new(keys.time_wait),
             fragments: Reassembler::new(maps),
@@ -732,6 +735,8 @@ impl Stack {
             if let Some(c) = &slot.conn {
                 s.retransmits += u64::from(c.stats.retransmits);
                 s.challenge_acks += u64::from(c.stats.challenge_acks);
+                s.ecn_ce_received += u64::from(c.stats.ce_received);
+                s.ecn_reductions += u64::from(c.ece_reductions);
             }
         }
         s
@@ -1114,6 +1119,7 @@ impl Stack {
                 options: TcpOptions::default(),
                 payload: 0..0,
                 segment_size: 0,
+                ecn: wire::Ecn::NotEct,
             }
         } else {
             // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
@@ -1125,6 +1131,7 @@ impl Stack {
                 options: TcpOptions::default(),
                 payload: 0..0,
                 segment_size: 0,
+                ecn: wire::Ecn::NotEct,
             }
         };
         self.stats.resets_sent += 1;
@@ -1244,6 +1251,7 @@ impl Stack {
                 },
                 payload: 0..0,
                 segment_size: 0,
+                ecn: wire::Ecn::NotEct,
             };
             self.stats.resets_sent += 1;
             self.queue_ctl(tuple, &out);
@@ -1581,6 +1589,8 @@ impl Stack {
             self.live_connections -= 1;
             self.stats.retransmits += u64::from(conn.stats.retransmits);
             self.stats.challenge_acks += u64::from(conn.stats.challenge_acks);
+            self.stats.ecn_ce_received += u64::from(conn.stats.ce_received);
+            self.stats.ecn_reductions += u64::from(conn.ece_reductions);
             if slot.in_table {
                 let tuple = FourTuple {
                     local: conn.local,
@@ -2023,7 +2033,7 @@ fn build_into(
         buf,
         tuple.local.ip(),
         tuple.remote.ip(),
-        ttl,
+        (ttl, out.ecn),
         &repr,
         payload.1,
         config.tx_checksum,

@@ -461,7 +461,7 @@ impl Stack {
         let iss = held
             .isn
             .unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
-        let conn = self.new_passive(now, held.listener, tuple, iss, &held.syn());
+        let conn = self.new_passive(now, held.listener, tuple, iss, (&held.syn(), None));
         let index = self.insert(conn, None, true);
         self.stats.passive_opens += 1;
         self.stats.requests_accepted += 1;
@@ -516,6 +516,7 @@ impl Stack {
                     dst,
                     protocol: 0,
                     ttl: self.config.ttl,
+                    ecn: wire::Ecn::NotEct,
                 };
                 if self.queue_icmp(&ip, &msg) {
                     self.stats.icmp_unreachable_sent += 1;

@@ -47,6 +47,10 @@ pub struct StackStats {
     pub segments_out: u64,
     /// Segments retransmitted (timeouts, fast retransmit).
     pub retransmits: u64,
+    /// Data segments that arrived marked CE on ECN connections (RFC 3168).
+    pub ecn_ce_received: u64,
+    /// Window reductions for an ECE (RFC 3168 6.1.2: congestion signalled without a loss).
+    pub ecn_reductions: u64,
     /// RSTs sent (answers to stray segments, aborts).
     pub resets_sent: u64,
     /// RSTs received (acceptable or not).
@@ -137,6 +141,8 @@ impl core::ops::AddAssign<&StackStats> for StackStats {
             segments_in,
             segments_out,
             retransmits,
+            ecn_ce_received,
+            ecn_reductions,
             resets_sent,
             resets_received,
             active_opens,
@@ -169,6 +175,8 @@ impl core::ops::AddAssign<&StackStats> for StackStats {
         self.segments_in += segments_in;
         self.segments_out += segments_out;
         self.retransmits += retransmits;
+        self.ecn_ce_received += ecn_ce_received;
+        self.ecn_reductions += ecn_reductions;
         self.resets_sent += resets_sent;
         self.resets_received += resets_received;
         self.active_opens += active_opens;
@@ -252,6 +260,16 @@ impl StackStats {
             "retransmits_total",
             "Segments sent again.",
             self.retransmits,
+        );
+        counter(
+            "ecn_ce_received_total",
+            "Data segments received marked CE (ECN).",
+            self.ecn_ce_received,
+        );
+        counter(
+            "ecn_reductions_total",
+            "Congestion window reductions for an ECN echo.",
+            self.ecn_reductions,
         );
         counter("resets_sent_total", "RSTs sent.", self.resets_sent);
         counter(

@@ -26,7 +26,8 @@ use crate::Instant;
 /// |---|---|---|
 /// | new data acknowledged outside fast recovery | [`on_ack`](Self::on_ack) | RFC 5681 3.1 slow start and congestion avoidance, RFC 3465 byte counting, RFC 9438 4.2-4.5 |
 /// | loss detected, fast recovery begins | [`on_congestion`](Self::on_congestion) | RFC 5681 3.2 (ssthresh, eq. 4), RFC 9438 4.6 |
-/// | fast recovery ends with a full ACK | [`on_recovery_exit`](Self::on_recovery_exit) | RFC 6582 3.2 step 6, RFC 6675 5 |
+/// | the peer echoed a CE mark (ECE, on an ECN connection) | [`on_ecn_echo`](Self::on_ecn_echo) | RFC 3168 6.1.2 (by default as a loss) |
+/// | fast recovery (or the ECN reduction) ends with a full ACK | [`on_recovery_exit`](Self::on_recovery_exit) | RFC 6582 3.2 step 6, RFC 6675 5 |
 /// | retransmission timeout | [`on_rto`](Self::on_rto) | RFC 5681 3.1 eq. 4 and the loss window, RFC 6298 5.5, RFC 9438 4.8 |
 /// | restart after idle | [`on_idle`](Self::on_idle) | RFC 5681 4.1 |
 /// | HyStart++ saw the queue build | [`on_slow_start_exit`](Self::on_slow_start_exit) | RFC 9406 |
@@ -120,6 +121,15 @@ pub trait CongestionController: Debug + Send {
     /// PRR then moves cwnd towards ssthresh). `flight` is RFC 5681's FlightSize, the
     /// bytes sent and not cumulatively acknowledged.
     fn on_congestion(&mut self, now: Instant, flight: u32);
+
+    /// An ACK with ECE arrived on an ECN connection (RFC 3168 6.1.2): a router marked
+    /// a packet CE instead of dropping it. The stack reduces as for a loss, once per
+    /// window and resending nothing, with PRR towards the ssthresh set here, then
+    /// calls [`on_recovery_exit`](Self::on_recovery_exit). By default the same
+    /// response as a loss: [`on_congestion`](Self::on_congestion).
+    fn on_ecn_echo(&mut self, now: Instant, flight: u32) {
+        self.on_congestion(now, flight);
+    }
 
     /// Fast recovery ended: an ACK covered everything outstanding when it began
     /// (RFC 6582 3.2 step 6, RFC 6675 5). By default cwnd becomes ssthresh.
@@ -396,6 +406,12 @@ impl Algorithm {
     pub(crate) fn on_congestion(&mut self, now: Instant, flight: u32) {
         each!(self, c => c.on_congestion(now, flight),
             Algorithm::Custom { cc, .. } => cc.on_congestion(now, flight))
+    }
+    /// An ECE: the built-ins respond as to a loss (Linux's tcp_enter_cwr asks the
+    /// same ssthresh).
+    pub(crate) fn on_ecn_echo(&mut self, now: Instant, flight: u32) {
+        each!(self, c => c.on_congestion(now, flight),
+            Algorithm::Custom { cc, .. } => cc.on_ecn_echo(now, flight))
     }
     /// A full ACK ended fast recovery: cwnd = ssthresh (RFC 6582 3.2 step 6).
     pub(crate) fn on_recovery_exit(&mut self, now: Instant) {

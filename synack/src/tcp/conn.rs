@@ -138,7 +138,7 @@ pub(crate) struct Connection {
     /// Config::tcp_min_tso_segs: the smallest packet (in segments) PSH marks end.
     pub(crate) min_tso_segs: u32,
     /// Config::tso_max: the largest packet the device segments (0: none).
-    pub(crate) tso_max: u32,
+    pub(crate) tso_max: u16,
     /// The time of the latest call that told us the time (for checks made without one).
     pub(crate) last_now: Instant,
     /// When the connection entered its current state.
@@ -164,6 +164,12 @@ pub(crate) struct Connection {
     pub(crate) memory: MemoryLevel,
     pub(crate) events: Vec<ConnEvent>,
     pub(crate) stats: ConnStats,
+    /// Explicit Congestion Notification (RFC 3168).
+    pub(crate) ecn: super::ecn::EcnState,
+    /// Window reductions made for an ECE (RFC 3168 6.1.2: entries into CWR). (Here
+    /// rather than in `stats`, whose padding holds `ce_received`: the connection keeps
+    /// within its size budget.)
+    pub(crate) ece_reductions: u32,
 }
 
 /// How close the stack's buffers are to `Config::tcp_mem` (Linux's tcp_memory_pressure).
@@ -200,6 +206,8 @@ pub(crate) struct ConnStats {
     pub(crate) sack_blocks_in: u32,
     pub(crate) challenge_acks: u32,
     pub(crate) dropped: u32,
+    /// Data segments that arrived marked CE on an ECN connection (RFC 3168).
+    pub(crate) ce_received: u32,
 }
 
 /// Our MSS for an MTU: minus the IP and TCP headers (RFC 9293 3.7.1).
@@ -257,7 +265,7 @@ impl Connection {
             delayed_ack: Micros::new(cfg.delayed_ack),
             nodelay: cfg.tcp_nodelay,
             min_tso_segs: cfg.tcp_min_tso_segs.max(1),
-            tso_max: cfg.tso_max.min(65535) as u32,
+            tso_max: cfg.tso_max.min(65535) as u16,
             pending_dsack: None,
             last_now: Instant::ZERO,
             state_since: Instant::ZERO,
@@ -281,6 +289,8 @@ impl Connection {
             memory: MemoryLevel::Normal,
             events: Vec::new(),
             stats: ConnStats::default(),
+            ecn: Default::default(),
+            ece_reductions: 0,
         }
     }
 
@@ -307,21 +317,27 @@ impl Connection {
         let mut c = Connection::blank(local, remote, State::Closed(Closed), cfg);
         c.ts_offset = ts_offset;
         c.syn_due = true;
+        // RFC 3168 6.1.1: `tcp_ecn = 1` asks for ECN in the SYN.
+        c.ecn.set_ok(cfg.tcp_ecn == 1);
         c.transition(now, "connect()", |_| State::SynSent(syn_sent));
         c
     }
 
     /// RFC 9293 3.10.7.2: a SYN reached a listener: record it, send SYN-ACK, enter SYN_RECEIVED.
+    /// `ecn`: the ECN field of the SYN's IP header (None: a SYN rebuilt from a cookie,
+    /// which does not use ECN).
     pub(crate) fn accept_syn(
         now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
+        (local, remote): (SocketAddr, SocketAddr),
         iss: SeqNum,
         ts_offset: u32,
-        syn: &TcpRepr<'_>,
+        (syn, ecn): (&TcpRepr<'_>, Option<crate::wire::Ecn>),
         cfg: &Config,
     ) -> Connection {
         let mut c = Connection::blank(local, remote, State::Closed(Closed), cfg);
+        if let Some(rx) = ecn {
+            c.ecn = super::ecn::EcnState::for_syn(cfg.tcp_ecn, syn, rx);
+        }
         c.passive = true;
         c.ts_offset = ts_offset;
         c.negotiate(syn, cfg.wscale_offer(), cfg.tcp_timestamps);
@@ -628,6 +644,10 @@ impl Connection {
             let flight = snd.flight();
             snd.cc.on_rto(now, flight, snd.recovery != Recovery::Open);
             snd.recovery = Recovery::Timeout { recover: snd.max };
+            // RFC 3168 6.1.2: the window was reduced: CWR on the next new data.
+            if self.ecn.ok() {
+                self.ecn.set_queue_cwr(true);
+            }
             // Slow start again, with HyStart watching it afresh (as Linux).
             snd.hystart = super::cc::HyStart::default();
             snd.undo = None;

@@ -127,8 +127,9 @@ pub struct ConnectionInfo {
     /// The application closed its handle; the stack finishes the close alone.
     pub orphaned: bool,
     /// Where the sender's loss recovery stands, numbered as Linux's `tcpi_ca_state`:
-    /// 0 open, 1 disorder (duplicate ACKs or SACKs, no recovery yet), 3 fast recovery
-    /// (RFC 6675 / 6582), 4 after a retransmission timeout.
+    /// 0 open, 1 disorder (duplicate ACKs or SACKs, no recovery yet), 2 reducing for an
+    /// ECN echo (RFC 3168), 3 fast recovery (RFC 6675 / 6582), 4 after a retransmission
+    /// timeout.
     pub ca_state: u8,
     /// Bytes RACK deems lost and not yet retransmitted past (RFC 8985; Linux's `tcpi_lost`
     /// counts them in segments).
@@ -138,6 +139,13 @@ pub struct ConnectionInfo {
     /// Time since data last arrived, or, before any, since the handshake completed (as
     /// Linux's `tcpi_last_data_recv`); None before that.
     pub since_data_in: Option<Duration>,
+    /// The connection uses ECN (RFC 3168; Linux's TCPI_OPT_ECN): negotiated on the
+    /// handshake (in SYN_SENT: requested). See `Config::tcp_ecn`.
+    pub ecn: bool,
+    /// Data segments that arrived marked CE (congestion experienced).
+    pub ce_received: u64,
+    /// Times the peer's ECE made the window shrink (RFC 3168 6.1.2, once per window).
+    pub ece_reductions: u64,
 }
 
 impl Connection {
@@ -202,6 +210,7 @@ impl Connection {
             ca_state: snd.map_or(0, |s| match s.recovery {
                 Recovery::Timeout { .. } => 4,
                 Recovery::Fast { .. } => 3,
+                Recovery::Cwr { .. } => 2,
                 Recovery::Open if s.dupacks > 0 || s.sacked.bytes() > 0 => 1,
                 Recovery::Open => 0,
             }),
@@ -211,6 +220,9 @@ impl Connection {
                 .last_data_in
                 .or((self.tcp_state() == TcpState::Established).then_some(self.state_since))
                 .map(|t| now.saturating_duration_since(t)),
+            ecn: self.ecn.ok(),
+            ce_received: self.stats.ce_received.into(),
+            ece_reductions: self.ece_reductions.into(),
         }
     }
 }

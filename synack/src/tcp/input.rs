@@ -126,6 +126,7 @@ impl Connection {
         }
         let (wscale_offer, ts_offer) = (s.wscale_offer, s.ts_offer);
         self.negotiate(seg, wscale_offer, ts_offer);
+        self.ecn_on_syn_sent_reply(seg);
         let irs = seg.seq;
         let adv = irs + 1 + self.initial_window() as u32;
         if flags.ack() {
@@ -468,6 +469,8 @@ impl Connection {
             let ms = self.tsval(now).wrapping_sub(ecr);
             Duration::from_millis(u64::from(ms.min(60_000)))
         });
+        // RFC 3168 6.1.2: an ECE on an ECN connection (never on a SYN).
+        let ece = self.ecn.ok() && seg.flags.ece() && !seg.flags.syn();
         let Some(snd) = self.state.snd_mut() else {
             return AckOutcome::Continue;
         };
@@ -488,10 +491,12 @@ impl Connection {
         }
         let data_end = snd.una + buf_len;
         let mut fin_acked = false;
+        // Linux reacts to an ECE only with data in flight (tcp_ack's prior_packets).
+        let ece = ece && snd.una < snd.max;
         // What the scoreboard said before this ACK: the highest SACKed byte (Linux's
         // fack), and what RACK deemed lost (to tell whether this ACK found new losses).
         let prior_fack = snd.sacked.highest();
-        let in_recovery = matches!(snd.recovery, Recovery::Fast { .. });
+        let in_recovery = matches!(snd.recovery, Recovery::Fast { .. } | Recovery::Cwr { .. });
         let lost_before = if in_recovery && sack_on {
             snd.lost_bytes(now)
         } else {
@@ -658,6 +663,14 @@ impl Connection {
                     snd.recovery = Recovery::Open;
                     snd.cc.on_recovery_exit(now);
                 }
+                Recovery::Cwr { recover } => {
+                    // Linux's CWR ends once something above its high_seq is ACKed (so
+                    // that the CWR flag has reached the receiver): cwnd = ssthresh.
+                    if seg.ack > recover {
+                        snd.recovery = Recovery::Open;
+                        snd.cc.on_recovery_exit(now);
+                    }
+                }
                 Recovery::Timeout { recover } => {
                     if seg.ack >= recover {
                         snd.recovery = Recovery::Open;
@@ -686,7 +699,8 @@ impl Connection {
                             snd.cc.exit_slow_start(now);
                         }
                     }
-                    if snd.may_grow_cwnd() {
+                    // (An ACK with ECE reduces instead, below.)
+                    if snd.may_grow_cwnd() && !ece {
                         snd.cc.on_ack(&ack)
                     }
                 }
@@ -720,13 +734,16 @@ impl Connection {
         // RFC 5681 3.2 / RFC 6675 5: DupThresh duplicate ACKs, or SACK evidence that the
         // first unacknowledged segment is lost, start fast recovery (once per window:
         // RFC 6582 4, not again until SND.UNA passes `recover`).
+        // RFC 3168 6.1.2: an ECE reduces cwnd once per window (Linux's CWR state).
+        let reducing = matches!(snd.recovery, Recovery::Cwr { .. });
+        let cwr_entered = ece && snd.enter_cwr(now);
         snd.update_dupthresh();
         let dupack_loss = !sack_on && snd.dupacks >= 3;
         let entered = snd.maybe_enter_recovery(now, sack_on, dupack_loss);
         if sack_on {
             snd.mark_lost(now);
         }
-        if matches!(snd.recovery, Recovery::Fast { .. }) {
+        if matches!(snd.recovery, Recovery::Fast { .. } | Recovery::Cwr { .. }) {
             // RFC 6937: cwnd follows what this ACK delivered (Linux's tcp_cwnd_reduction).
             let newly_lost = if sack_on {
                 entered || snd.lost_bytes(now) > lost_before
@@ -735,6 +752,17 @@ impl Connection {
             };
             snd.prr_on_ack(now, sack_on, delivered, una_advanced, newly_lost);
         }
+        if (cwr_entered || (entered && !reducing)) && self.ecn.ok() {
+            // RFC 3168 6.1.2: the next new data carries CWR (Linux's tcp_ecn_queue_cwr,
+            // for a loss as for an ECE).
+            self.ecn.set_queue_cwr(true);
+        }
+        if cwr_entered {
+            self.ece_reductions = self.ece_reductions.wrapping_add(1);
+        }
+        let Some(snd) = self.state.snd_mut() else {
+            return AckOutcome::Continue;
+        };
         // RFC 8985 7.2: the probe timer moves on an ACK that delivered something (as
         // Linux's FLAG_SET_XMIT_TIMER); a duplicate ACK that reports nothing new leaves it.
         if una_advanced || newly_sacked > 0 || snd.recovery != Recovery::Open {
@@ -823,6 +851,8 @@ impl Connection {
     fn process_text(&mut self, now: Instant, seg: &TcpRepr<'_>) -> bool {
         let rcv_free = self.rcv_cap.saturating_sub(self.rcv_buf.len());
         let delayed_ack = self.delayed_ack.get();
+        // RFC 3168 6.1.3: CE marks to echo, CWR ending the echo.
+        self.ecn_on_data(seg);
         let Some(rcv) = self.state.rcv_mut() else {
             return false;
         };

@@ -6,6 +6,7 @@ mod autotune;
 mod cc;
 mod conn;
 mod diagnose;
+mod ecn;
 mod info;
 mod input;
 mod isn;

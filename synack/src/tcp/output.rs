@@ -2,8 +2,9 @@
 //! window probes), in RFC 9293 3.10.7 and RFC 5681 order of priority.
 
 use super::conn::{Connection, MemoryLevel};
+use super::ecn::ecn_flags;
 use super::state::*;
-use crate::wire::{SeqNum, TcpFlags, TcpOptions, Timestamps, MAX_TCP_HEADERS};
+use crate::wire::{Ecn, SeqNum, TcpFlags, TcpOptions, Timestamps, MAX_TCP_HEADERS};
 use crate::Instant;
 
 /// A segment ready to be wrapped in TCP/IP headers by the stack.
@@ -21,6 +22,8 @@ pub(crate) struct Outgoing {
     /// Non-zero: a super-segment of several segments of this payload size (the last
     /// may be shorter), for a device with segmentation offload to cut.
     pub(crate) segment_size: u16,
+    /// The IP header's ECN field (RFC 3168): ECT(0) on new data of an ECN connection.
+    pub(crate) ecn: Ecn,
 }
 
 impl Outgoing {
@@ -175,7 +178,8 @@ impl Connection {
         let mss = self.local_mss;
         match &mut self.state {
             State::SynSent(s) => {
-                if s.rtx.backoff == 0 {
+                let first = s.rtx.backoff == 0;
+                if first {
                     s.rtt.on_send(now, s.iss + 1);
                 }
                 s.rtx.deadline = Some(now + s.rtt.backed_off(s.rtx.backoff));
@@ -186,14 +190,16 @@ impl Connection {
                     timestamps: s.ts_offer.then_some(Timestamps { tsval, tsecr: 0 }),
                     ..TcpOptions::default()
                 };
+                let flags = TcpFlags::SYN | ecn_flags(self.ecn.ok(), false, first);
                 Some(Outgoing {
                     seq: s.iss,
                     ack: SeqNum::new(0),
-                    flags: TcpFlags::SYN,
+                    flags,
                     window,
                     options,
                     payload: 0..0,
                     segment_size: 0,
+                    ecn: Ecn::NotEct,
                 })
             }
             State::SynRcvd(s) => {
@@ -217,11 +223,12 @@ impl Connection {
                 Some(Outgoing {
                     seq: s.iss,
                     ack: s.irs + 1,
-                    flags: TcpFlags::SYN | TcpFlags::ACK,
+                    flags: TcpFlags::SYN | TcpFlags::ACK | ecn_flags(self.ecn.ok(), true, true),
                     window,
                     options,
                     payload: 0..0,
                     segment_size: 0,
+                    ecn: Ecn::NotEct,
                 })
             }
             _ => None,
@@ -288,6 +295,7 @@ impl Connection {
             };
             let out = self.data_segment(now, seq, len, with_fin);
             let snd = self.state.snd_mut()?;
+            let prior_max = snd.max;
             let end = seq + len as u32 + with_fin as u32;
             if seq < snd.max {
                 let resent_end = end.min(snd.max);
@@ -308,8 +316,15 @@ impl Connection {
                 snd.max = end;
             }
             let mut out = out;
+            self.ecn_mark(&mut out, seq >= prior_max);
             let (mut packet_segs, mut packet_full) = (packet_segs, packet_full);
-            if self.tso_max > 0 && new_data && !with_fin && len == self.send_mss(self.state.snd()?)
+            // (A segment carrying CWR goes alone: a device copying its header onto every
+            // segment would repeat the flag.)
+            if self.tso_max > 0
+                && new_data
+                && !with_fin
+                && !out.flags.cwr()
+                && len == self.send_mss(self.state.snd()?)
             {
                 // Segmentation offload: the rest of this Linux packet joins it.
                 (packet_segs, packet_full) =
@@ -348,6 +363,7 @@ impl Connection {
                 let len = want.min(room);
                 let mut out = self.data_segment(now, seq, len, false);
                 out.flags |= TcpFlags::PSH;
+                self.ecn_mark(&mut out, true);
                 let snd = self.state.snd_mut()?;
                 snd.rack.on_send(seq, now);
                 snd.nxt = seq + len as u32;
@@ -481,7 +497,8 @@ impl Connection {
         if len == 0 && !fin {
             return None;
         }
-        let out = self.data_segment(now, start, len, fin);
+        let mut out = self.data_segment(now, start, len, fin);
+        self.ecn_mark(&mut out, new);
         let snd = self.state.snd_mut()?;
         let end = start + len as u32 + fin as u32;
         if new {
@@ -603,7 +620,7 @@ impl Connection {
                     .sack_blocks(rcv.last_ooo, rcv.fin, max, &mut options.sack_blocks);
             }
         }
-        Outgoing {
+        let mut out = Outgoing {
             seq,
             ack,
             flags: TcpFlags::ACK,
@@ -611,7 +628,10 @@ impl Connection {
             options,
             payload: 0..0,
             segment_size: 0,
-        }
+            ecn: Ecn::NotEct,
+        };
+        self.ecn_mark(&mut out, false);
+        out
     }
 
     /// Move the advertised right edge forward when the buffer has room (never back:

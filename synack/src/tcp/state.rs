@@ -142,6 +142,10 @@ pub(crate) enum Recovery {
     Fast { recover: SeqNum },
     /// After a retransmission timeout: go back to `una` and resend what is not SACKed.
     Timeout { recover: SeqNum },
+    /// RFC 3168 6.1.2: the peer echoed a CE mark (ECE): cwnd is reduced as for a loss,
+    /// by PRR, but nothing is resent, until an ACK passes `recover` (SND.NXT when it
+    /// began: Linux's CWR state, which ends once something above `high_seq` is ACKed).
+    Cwr { recover: SeqNum },
 }
 
 impl Undo {
@@ -299,9 +303,9 @@ impl Snd {
         self.cc.set_cwnd(cwnd as u32);
     }
 
-    /// `len` bytes went out (new or again) while fast recovery runs.
+    /// `len` bytes went out (new or again) while fast recovery (or CWR) runs.
     pub(crate) fn on_recovery_send(&mut self, len: u32) {
-        if matches!(self.recovery, Recovery::Fast { .. }) {
+        if matches!(self.recovery, Recovery::Fast { .. } | Recovery::Cwr { .. }) {
             self.prr_out = self.prr_out.saturating_add(len);
         }
     }
@@ -394,7 +398,9 @@ impl Snd {
     /// a single segment is out), while SACK is on, nothing is being recovered, data is in
     /// flight and no probe is outstanding.
     pub(crate) fn arm_tlp(&mut self, now: Instant, sack: bool, mss: u32) {
-        if !sack || self.recovery != Recovery::Open || self.una >= self.max || self.tlp_out {
+        // (Linux probes in its CWR state too.)
+        let open = matches!(self.recovery, Recovery::Open | Recovery::Cwr { .. });
+        if !sack || !open || self.una >= self.max || self.tlp_out {
             self.tlp = None;
             return;
         }
@@ -430,8 +436,22 @@ impl Snd {
     ) -> bool {
         let lost_head =
             sack_on && !self.sacked.is_empty() && self.rack.is_lost(self.una, self.srtt(), now);
-        if self.recovery != Recovery::Open || self.una >= self.max || !(dupack_loss || lost_head) {
+        let cwr = matches!(self.recovery, Recovery::Cwr { .. });
+        if !(self.recovery == Recovery::Open || cwr)
+            || self.una >= self.max
+            || !(dupack_loss || lost_head)
+        {
             return false;
+        }
+        if cwr {
+            // Already reducing for an ECE (Linux's tcp_enter_recovery in CWR): the window
+            // is not cut twice, and PRR goes on from where it is.
+            self.recovery = Recovery::Fast { recover: self.max };
+            self.update_dupthresh();
+            if !sack_on {
+                self.resend_head = true;
+            }
+            return true;
         }
         let flight = (self.max - self.una).max(0) as u32;
         self.undo = Some(Box::new(Undo {
@@ -455,6 +475,25 @@ impl Snd {
             // With SACK, RACK has marked what is lost and the hole loop resends it.
             self.resend_head = true;
         }
+        true
+    }
+
+    /// RFC 3168 6.1.2: an ACK with ECE: reduce cwnd as for a loss (ssthresh from the
+    /// controller, cwnd then by PRR, Linux's tcp_enter_cwr), resending nothing, once per
+    /// window: only from Open, and CWR lasts until what is sent now is acknowledged.
+    /// Returns whether the reduction began.
+    pub(crate) fn enter_cwr(&mut self, now: Instant) -> bool {
+        if self.recovery != Recovery::Open {
+            return false;
+        }
+        let flight = (self.max - self.una).max(0) as u32;
+        // An ECE reduction is never undone (Linux clears undo_marker).
+        self.undo = None;
+        self.prior_cwnd = self.cc.cwnd();
+        self.prr_delivered = 0;
+        self.prr_out = 0;
+        self.cc.on_ecn_echo(now, flight);
+        self.recovery = Recovery::Cwr { recover: self.max };
         true
     }
 

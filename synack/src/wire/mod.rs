@@ -28,6 +28,95 @@ pub use udp::{parse_udp, UdpPacket, UdpRepr, PROTO_UDP};
 /// IP protocol number of TCP.
 pub const PROTO_TCP: u8 = 6;
 
+/// The ECN field of an IP header (RFC 3168 5): the low two bits of the IPv4 TOS byte
+/// or of the IPv6 Traffic Class.
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::Ecn;
+/// assert_eq!(Ecn::from_bits(0b11), Ecn::Ce);
+/// assert_eq!(Ecn::Ect0.bits(), 0b10);
+/// assert!(Ecn::Ect1.is_ect() && !Ecn::NotEct.is_ect() && !Ecn::Ce.is_ect());
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Ecn {
+    /// Not-ECT (00): the sender does not take part in ECN.
+    #[default]
+    NotEct,
+    /// ECT(1) (01): an ECN-capable transport.
+    Ect1,
+    /// ECT(0) (10): an ECN-capable transport, the codepoint TCP uses (RFC 3168 6.1.1).
+    Ect0,
+    /// CE (11): congestion experienced, set by a router instead of dropping.
+    Ce,
+}
+
+impl Ecn {
+    /// The codepoint of the two low bits of `bits`.
+    pub fn from_bits(bits: u8) -> Ecn {
+        match bits & 3 {
+            0 => Ecn::NotEct,
+            1 => Ecn::Ect1,
+            2 => Ecn::Ect0,
+            _ => Ecn::Ce,
+        }
+    }
+
+    /// The two bits of the field.
+    pub fn bits(self) -> u8 {
+        match self {
+            Ecn::NotEct => 0,
+            Ecn::Ect1 => 1,
+            Ecn::Ect0 => 2,
+            Ecn::Ce => 3,
+        }
+    }
+
+    /// ECT(0) or ECT(1): a packet a router may mark CE.
+    pub fn is_ect(self) -> bool {
+        matches!(self, Ecn::Ect0 | Ecn::Ect1)
+    }
+}
+
+/// Write `ecn` into the ECN field of the IP packet at the start of `packet`, in place
+/// (the IPv4 header checksum is updated): what a router marking CE does, and how a
+/// test sets the codepoint of a packet it built. Bytes that are not an IPv4 or IPv6
+/// header are left alone.
+///
+/// # Examples
+///
+/// ```
+/// # use std::net::IpAddr;
+/// # use synack::wire::{self, Ecn, SeqNum, TcpFlags, TcpOptions, TcpRepr};
+/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let seg = TcpRepr {
+/// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
+/// #     flags: TcpFlags::ACK, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"x",
+/// # };
+/// let mut packet = wire::emit_tcp_packet(src, dst, 64, &seg).unwrap();
+/// wire::set_ecn(&mut packet, Ecn::Ce);
+/// let (ip, _) = wire::parse_ip(&packet).unwrap(); // the header checksum still holds
+/// assert_eq!(ip.ecn, Ecn::Ce);
+/// ```
+pub fn set_ecn(packet: &mut [u8], ecn: Ecn) {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) if packet.len() >= ipv4::HEADER_LEN => {
+            let hl = usize::from(packet[0] & 0x0f) * 4;
+            packet[1] = (packet[1] & !3) | ecn.bits();
+            if (ipv4::HEADER_LEN..=packet.len()).contains(&hl) {
+                let mut p = Ipv4Packet::new_unchecked(&mut packet[..hl]);
+                p.fill_checksum();
+            }
+        }
+        // The Traffic Class straddles bytes 0 and 1: its low two bits are bits 4-5 of byte 1.
+        Some(6) if packet.len() >= ipv6::HEADER_LEN => {
+            packet[1] = (packet[1] & !0x30) | (ecn.bits() << 4);
+        }
+        _ => {}
+    }
+}
+
 /// The longest IP and TCP headers of a packet synack builds: IPv6 and a TCP header
 /// full of options.
 pub const MAX_TCP_HEADERS: usize = ipv6::HEADER_LEN + 60;
@@ -163,6 +252,8 @@ pub struct IpInfo {
     pub protocol: u8,
     /// TTL or hop limit.
     pub ttl: u8,
+    /// The ECN field (RFC 3168 5).
+    pub ecn: Ecn,
 }
 
 /// Parse an IPv4 or IPv6 packet down to its upper-layer protocol and bytes. A fragment
@@ -182,6 +273,7 @@ pub fn parse_ip(packet: &[u8]) -> Result<(IpInfo, &[u8]), WireError> {
                 dst: r.dst.into(),
                 protocol: r.protocol,
                 ttl: r.ttl,
+                ecn: Ecn::from_bits(p.dscp_ecn()),
             };
             Ok((info, &packet[p.header_len()..p.total_len() as usize]))
         }
@@ -193,6 +285,7 @@ pub fn parse_ip(packet: &[u8]) -> Result<(IpInfo, &[u8]), WireError> {
                 dst: p.dst_addr().into(),
                 protocol,
                 ttl: p.hop_limit(),
+                ecn: Ecn::from_bits(p.traffic_class()),
             };
             Ok((info, &packet[range]))
         }
@@ -393,7 +486,15 @@ pub fn emit_tcp_packet(
         ipv6::HEADER_LEN
     };
     let mut buf = vec![0u8; ip_len + tcp.buffer_len()];
-    emit_tcp_packet_into(&mut buf, src, dst, ttl, tcp, &[], TxChecksum::Full)?;
+    emit_tcp_packet_into(
+        &mut buf,
+        src,
+        dst,
+        (ttl, Ecn::NotEct),
+        tcp,
+        &[],
+        TxChecksum::Full,
+    )?;
     Ok(buf)
 }
 
@@ -421,13 +522,14 @@ pub enum TxChecksum {
 
 /// Build an IPv4 or IPv6 packet carrying `tcp` at the start of `buf` and return its
 /// length: the payload is `tcp.payload` followed by `tail` (a ring buffer's two pieces),
-/// copied and summed in one pass. The IP header checksum is always complete; the TCP
-/// checksum as `csum` says. [`WireError::Truncated`] when `buf` is too short.
+/// copied and summed in one pass. `(ttl, ecn)` are the IP header's TTL (hop limit) and
+/// ECN codepoint. The IP header checksum is always complete; the TCP checksum as `csum`
+/// says. [`WireError::Truncated`] when `buf` is too short.
 pub fn emit_tcp_packet_into(
     buf: &mut [u8],
     src: IpAddr,
     dst: IpAddr,
-    ttl: u8,
+    (ttl, ecn): (u8, Ecn),
     tcp: &TcpRepr<'_>,
     tail: &[u8],
     csum: TxChecksum,
@@ -460,6 +562,9 @@ pub fn emit_tcp_packet_into(
         }
         .emit(buf)?,
         _ => return Err(WireError::AddressFamilyMismatch),
+    }
+    if ecn != Ecn::NotEct {
+        set_ecn(&mut buf[..ip_len], ecn);
     }
     let seg = &mut buf[ip_len..];
     tcp.emit_header(&mut seg[..hl])?;
@@ -692,16 +797,16 @@ mod tests {
             let (head, tail) = payload.split_at(split.min(payload.len()));
             repr.payload = head;
             let mut buf = vec![0x5A; whole.len() + old];
-            let n = emit_tcp_packet_into(&mut buf, s, d, 64, &repr, tail, TxChecksum::Full).unwrap();
+            let n = emit_tcp_packet_into(&mut buf, s, d, (64, Ecn::NotEct), &repr, tail, TxChecksum::Full).unwrap();
             prop_assert_eq!(&buf[..n], &whole[..]);
             // A buffer too short is refused, not overrun.
             prop_assert_eq!(
-                emit_tcp_packet_into(&mut buf[..n - 1], s, d, 64, &repr, tail, TxChecksum::Full),
+                emit_tcp_packet_into(&mut buf[..n - 1], s, d, (64, Ecn::NotEct), &repr, tail, TxChecksum::Full),
                 Err(WireError::Truncated)
             );
             // Partial: a device summing from the TCP header on (over the pseudo-header
             // sum left in the field) writes the same checksum.
-            let n = emit_tcp_packet_into(&mut buf, s, d, 64, &repr, tail, TxChecksum::Partial).unwrap();
+            let n = emit_tcp_packet_into(&mut buf, s, d, (64, Ecn::NotEct), &repr, tail, TxChecksum::Partial).unwrap();
             let mut buf = buf[..n].to_vec();
             let ip_len = if v6 { 40 } else { 20 };
             let device = checksum(&buf[ip_len..]);

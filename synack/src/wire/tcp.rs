@@ -96,6 +96,21 @@ impl TcpFlags {
         self.contains(Self::URG)
     }
 
+    /// ECE (ECN-Echo) is set (RFC 3168 6.1).
+    pub const fn ece(self) -> bool {
+        self.contains(Self::ECE)
+    }
+
+    /// CWR (Congestion Window Reduced) is set (RFC 3168 6.1).
+    pub const fn cwr(self) -> bool {
+        self.contains(Self::CWR)
+    }
+
+    /// These flags without those of `f`.
+    pub const fn without(self, f: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 & !f.0)
+    }
+
     /// tcpdump-like letters in the order S F R P A U E C ("SA", "FA", "PA", "R"); "-" for none.
     pub fn short(&self) -> String {
         self.letters(&[

@@ -205,6 +205,7 @@ mod tests {
             dst: "198.18.0.2".parse().unwrap(),
             protocol: PROTO_UDP,
             ttl: 64,
+            ecn: crate::wire::Ecn::NotEct,
         };
         assert_eq!(parse_udp(&v4, &d).unwrap().payload, b"hi");
         let v6 = IpInfo {
