@@ -1341,12 +1341,13 @@ impl Stack {
             || c.tcp_state() == TcpState::Closed)
     }
 
-    /// Whether `send` would return at once: room in the send buffer, or the error the
-    /// connection would fail the call with (what makes a socket writable to poll). When
-    /// it would not, an [`Event::Writable`] follows as soon as room appears.
+    /// Whether the connection is writable, as Linux's poll judges it: a third of the
+    /// send buffer free (free space at least half of what is queued), or the error the
+    /// connection would fail a `send` with. When it is not, an [`Event::Writable`]
+    /// follows as soon as it is (`send` may still take a little before that).
     ///
     /// With a TCP_NOTSENT_LOWAT limit ([`Stack::set_notsent_lowat`]), writable also
-    /// needs the unsent bytes below half the limit, as Linux's poll judges it.
+    /// needs the unsent bytes below half the limit.
     pub fn writable(&mut self, now: Instant, conn: ConnectionHandle) -> Result<bool, Error> {
         self.with_conn(now, conn, |c, cfg| c.poll_writable(cfg))
     }
