@@ -763,6 +763,10 @@ impl Connection {
     /// sequence number sent as `snd_nxt`: a retransmission timeout does not make sent
     /// data unsent again).
     pub(crate) fn unsent(&self) -> usize {
+        if matches!(self.state, State::SynSent(_) | State::SynRcvd(_)) {
+            // Only the SYN is out: every byte written is unsent.
+            return self.snd_buf.len();
+        }
         let sent = self
             .state
             .snd()
@@ -792,7 +796,8 @@ impl Connection {
     /// sent down below half the limit (Linux's `tcp_check_space` after an ACK let more
     /// data go). Without a limit, nothing to do.
     pub(crate) fn check_notsent_space(&mut self, cfg: &Config) {
-        if self.notsent_limit(cfg).is_none() {
+        if self.notsent_limit(cfg).is_none() || self.sendable_state().is_err() {
+            // No limit, or a send would fail at once: nothing to hold back.
             return;
         }
         if !self.notsent_writable(cfg) {
@@ -803,7 +808,6 @@ impl Connection {
             }
         } else if self.want_writable
             && self.snd_buf.write_space()
-            && self.sendable_state().is_ok()
             && !self.events.iter().any(|e| matches!(e, ConnEvent::Writable))
         {
             self.want_writable = false;
