@@ -10,9 +10,18 @@ pub fn bracketed(arg: &str) -> Option<&str> {
         .map(str::trim)
 }
 
-/// A numeric option value: `[1000]` or `1000`.
+/// A numeric option value: `[1000]` or `1000` (or `[0xffffffff]`).
 pub fn number(arg: &str) -> Option<i64> {
-    bracketed(arg).unwrap_or(arg.trim()).parse().ok()
+    integer(bracketed(arg).unwrap_or(arg.trim()))
+}
+
+/// An integer in decimal or, with `0x`, hexadecimal.
+pub fn integer(s: &str) -> Option<i64> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
 }
 
 /// `{l_onoff=1, l_linger=0}`: is lingering on with a zero time (close sends RST)?
@@ -58,21 +67,31 @@ const POLL_NAMES: [(&str, u32); 9] = [
 
 /// `POLLIN|POLLOUT` (or a number) as bits.
 pub fn poll_bits(s: &str) -> Result<u32, String> {
+    flag_bits(&POLL_NAMES, s, "a poll event")
+}
+
+/// Bits back to names, as a script writes them.
+pub fn poll_names(bits: u32) -> String {
+    flag_names(&POLL_NAMES, bits)
+}
+
+/// `A|B` (names from `table`, or numbers) as bits; `what` names the kind in errors.
+pub fn flag_bits(table: &[(&str, u32)], s: &str, what: &str) -> Result<u32, String> {
     let mut bits = 0;
     for name in s.split('|').map(str::trim).filter(|n| !n.is_empty()) {
-        bits |= match POLL_NAMES.iter().find(|(n, _)| *n == name) {
+        bits |= match table.iter().find(|(n, _)| *n == name) {
             Some((_, b)) => *b,
-            None => name
-                .parse::<u32>()
-                .map_err(|_| format!("'{name}' is not a poll event"))?,
+            None => integer(name)
+                .map(|n| n as u32)
+                .ok_or_else(|| format!("'{name}' is not {what}"))?,
         };
     }
     Ok(bits)
 }
 
-/// Bits back to names, as a script writes them.
-pub fn poll_names(bits: u32) -> String {
-    let names: Vec<&str> = POLL_NAMES
+/// Bits back to their names in `table` (`0` for none), as a script writes them.
+pub fn flag_names(table: &[(&str, u32)], bits: u32) -> String {
+    let names: Vec<&str> = table
         .iter()
         .filter(|(_, b)| bits & b != 0)
         .map(|(n, _)| *n)
@@ -120,7 +139,10 @@ pub fn iov_len(arg: &str) -> usize {
         .sum()
 }
 
-const ERRNOS: [(&str, i64); 18] = [
+const ERRNOS: [(&str, i64); 21] = [
+    ("EFAULT", 14),
+    ("EEXIST", 17),
+    ("ENOENT", 2),
     ("ENOSYS", 38),
     ("ENOPROTOOPT", 92),
     ("EOPNOTSUPP", 95),

@@ -12,6 +12,7 @@ use synack::wire::{self, SackBlocks, SeqNum, TcpFlags, TcpOptions, TcpRepr, Time
 use synack::{Config, Instant, Stack};
 
 use crate::args::{self, PollFd};
+use crate::epoll;
 use crate::script::{Action, Direction, EcnSpec, Event, ScriptOption, Segment, Syscall, TimeSpec};
 use crate::sockets::{CallResult, Errno, OptValue, Shutdown, Sockets};
 
@@ -427,7 +428,10 @@ impl Runner {
             }
             self.sent.push_back((self.now, p));
         }
-        while self.socks.stack.poll_event().is_some() {}
+        // The stack's events are the sockets' wakeups (epoll's ready lists).
+        while let Some(ev) = self.socks.stack.poll_event() {
+            self.socks.on_event(&ev);
+        }
     }
 
     /// Move the clock to `until`, firing timers on the way.
@@ -784,9 +788,8 @@ impl Runner {
         // Step through the stack's own events (and a poll's timeout) up to the deadline.
         while self.pending.is_some() {
             let poll_end = self.pending.as_ref().and_then(|p| {
-                let ms: i64 = p.call.args.get(2).and_then(|a| a.parse().ok())?;
-                (p.call.name == "poll" && ms >= 0)
-                    .then(|| p.started + Duration::from_millis(ms as u64))
+                let ms = wait_timeout(&p.call).filter(|ms| *ms >= 0)?;
+                Some(p.started + Duration::from_millis(ms as u64))
             });
             let next = match (self.socks.stack.poll_timeout(), poll_end) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -815,14 +818,10 @@ impl Runner {
             return Ok(false);
         };
         let mut got = self.retry(&p.call);
-        if p.call.name == "poll" && got == Err(Errno::EAGAIN) {
-            // poll's own timeout (milliseconds; negative waits for ever) ends the wait with 0.
-            let ms: i64 = p
-                .call
-                .args
-                .get(2)
-                .and_then(|a| a.parse().ok())
-                .unwrap_or(-1);
+        if got == Err(Errno::EAGAIN) {
+            // poll's and epoll_wait's own timeout (milliseconds; negative waits for ever)
+            // ends the wait with 0.
+            let ms = wait_timeout(&p.call).unwrap_or(-1);
             if ms >= 0 && self.now >= p.started + Duration::from_millis(ms as u64) {
                 got = Ok(0);
             }
@@ -947,6 +946,15 @@ impl Runner {
                 r.map(|_| 0)
             }
             "poll" => self.poll(call),
+            "epoll_create" if args::number(arg(0)).unwrap_or(0) <= 0 => Err(Errno::EINVAL),
+            "epoll_create1" if !matches!(arg(0), "0" | "EPOLL_CLOEXEC") => Err(Errno::EINVAL),
+            "epoll_create" | "epoll_create1" => {
+                let live = self.socks.epoll_create();
+                self.fds.insert(call.ret, live);
+                Ok(call.ret)
+            }
+            "epoll_ctl" => self.epoll_ctl(call, fd),
+            "epoll_wait" | "epoll_pwait" => self.epoll_wait(call, fd),
             other => {
                 self.value_error = Some(format!("{other}() is not modelled by synack drill"));
                 Ok(call.ret)
@@ -975,7 +983,7 @@ impl Runner {
             } else if name == "SO_LINGER" {
                 Some(i64::from(args::linger_zero(want)))
             } else {
-                v.parse().ok()
+                args::integer(v)
             }
         });
         if let Some(w) = expected.filter(|w| *w != got) {
@@ -984,6 +992,81 @@ impl Runner {
             ));
         }
         Ok(0)
+    }
+
+    /// epoll_ctl(epfd, EPOLL_CTL_ADD|MOD|DEL, fd, {events=..., fd=N}).
+    fn epoll_ctl(&mut self, call: &Syscall, epfd: i32) -> CallResult {
+        let arg = |i: usize| call.args.get(i).map_or("", String::as_str);
+        let op = match arg(1) {
+            "EPOLL_CTL_ADD" => epoll::Op::Add,
+            "EPOLL_CTL_MOD" => epoll::Op::Mod,
+            "EPOLL_CTL_DEL" => epoll::Op::Del,
+            _ => return Err(Errno::EINVAL),
+        };
+        let script_fd = args::number(arg(2)).unwrap_or(-1);
+        let fd = self.fds.get(&script_fd).copied().unwrap_or(-1);
+        let (events, data) = match op {
+            epoll::Op::Del => (0, 0),
+            _ => match epoll::event(arg(3)) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.value_error = Some(format!("epoll_ctl(): {e}"));
+                    return Ok(0);
+                }
+            },
+        };
+        self.socks.epoll_ctl(self.now, epfd, op, fd, events, data)
+    }
+
+    /// epoll_wait(epfd, {events=..., fd=N}, maxevents, timeout): the count of ready
+    /// items, the first ones checked against what the script lists; EAGAIN when none is
+    /// ready and the timeout is not zero.
+    fn epoll_wait(&mut self, call: &Syscall, epfd: i32) -> CallResult {
+        let arg = |i: usize| call.args.get(i).map_or("", String::as_str);
+        let max = args::number(arg(2)).unwrap_or(0);
+        let timeout_ms = wait_timeout(call).unwrap_or(0);
+        let got = self.socks.epoll_wait(self.now, epfd, max)?;
+        if got.is_empty() && timeout_ms != 0 {
+            return Err(Errno::EAGAIN);
+        }
+        if got.len() as i64 != call.ret {
+            let shown: Vec<String> = got
+                .iter()
+                .map(|(e, d)| format!("{{events={}, data={d}}}", epoll::names(*e)))
+                .collect();
+            self.value_error = Some(format!(
+                "epoll_wait(): the script expects {} ready, synack has {} [{}]",
+                call.ret,
+                got.len(),
+                shown.join(", ")
+            ));
+        }
+        let listed = arg(1);
+        let want: Vec<&str> = listed
+            .split('{')
+            .skip(1)
+            .map(|e| e.split('}').next().unwrap_or(""))
+            .collect();
+        for ((events, data), body) in got.iter().zip(&want) {
+            let expected = match epoll::event(&format!("{{{body}}}")) {
+                Ok(e) => e,
+                Err(e) => {
+                    self.value_error = Some(format!("epoll_wait(): {e}"));
+                    break;
+                }
+            };
+            if expected != (*events, *data) {
+                self.value_error = Some(format!(
+                    "epoll_wait(): the script expects {{events={}, data={}}}, synack has {{events={}, data={}}}",
+                    epoll::names(expected.0),
+                    expected.1,
+                    epoll::names(*events),
+                    data
+                ));
+                break;
+            }
+        }
+        Ok(got.len() as i64)
     }
 
     /// poll(): the count of ready descriptors, each one's revents checked; EAGAIN when
@@ -1002,7 +1085,7 @@ impl Runner {
         let mut mismatch = None;
         for p in &set {
             let live = self.fds.get(&p.fd).copied().unwrap_or(-1);
-            let revents = self.socks.revents(live, p.events);
+            let revents = self.socks.revents(self.now, live, p.events);
             if revents != 0 {
                 ready += 1;
             }
@@ -1045,6 +1128,17 @@ impl Runner {
         }
         Ok(())
     }
+}
+
+/// The timeout (milliseconds) of a call that waits for readiness: poll's third
+/// argument, epoll_wait's fourth; None for other calls.
+fn wait_timeout(call: &Syscall) -> Option<i64> {
+    let i = match call.name.as_str() {
+        "poll" => 2,
+        "epoll_wait" | "epoll_pwait" => 3,
+        _ => return None,
+    };
+    call.args.get(i).and_then(|a| args::integer(a))
 }
 
 fn compare_options(want: &[ScriptOption], got: &TcpOptions) -> Check {

@@ -6,14 +6,20 @@
 //!
 //! Calls never block: a call that would block returns `EAGAIN` (a nonblocking connect,
 //! `EINPROGRESS`); the caller decides whether to wait and try again.
+//!
+//! epoll instances are descriptors too ([`crate::epoll`]); the stack's events, handed
+//! to [`Sockets::on_event`], are the socket wakeups that list their items.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use synack::{ConnectionHandle, Error, Instant, ListenerHandle, ListenerOptions, Stack, TcpState};
+use synack::{
+    ConnectionHandle, Error, Event, Instant, ListenerHandle, ListenerOptions, Stack, TcpState,
+};
 
 use crate::args;
+use crate::epoll::{self, Epoll};
 
 /// A failed call, by its Linux errno name (`EAGAIN`, `ECONNREFUSED`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +81,8 @@ pub struct SockOpts {
     pub linger_zero: bool,
     pub reuseaddr: bool,
     pub keepalive: bool,
+    /// TCP_NOTSENT_LOWAT as set (0: the sysctl's).
+    pub notsent_lowat: u32,
 }
 
 /// A socket option value as set or read.
@@ -87,9 +95,13 @@ pub enum OptValue {
 
 #[derive(Clone, Copy, Debug)]
 enum Kind {
-    Fresh { bound: Option<SocketAddr> },
+    Fresh {
+        bound: Option<SocketAddr>,
+    },
     Listener(ListenerHandle),
     Conn(ConnectionHandle),
+    /// An epoll instance (kept in `Sockets::epolls`).
+    Epoll,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +120,7 @@ struct Sock {
 pub struct Sockets {
     pub stack: Stack,
     table: BTreeMap<i32, Sock>,
+    epolls: BTreeMap<i32, Epoll>,
     /// The local address connections are made from (the first the stack has).
     pub local: IpAddr,
 }
@@ -126,6 +139,7 @@ impl Sockets {
         Sockets {
             stack,
             table: BTreeMap::new(),
+            epolls: BTreeMap::new(),
             local,
         }
     }
@@ -182,6 +196,9 @@ impl Sockets {
         match self.table.remove(&from) {
             Some(s) => {
                 self.table.insert(to, s);
+                if let Some(ep) = self.epolls.remove(&from) {
+                    self.epolls.insert(to, ep);
+                }
                 true
             }
             None => false,
@@ -220,7 +237,7 @@ impl Sockets {
                 bound.unwrap_or_else(|| SocketAddr::new(self.local, default_port))
             }
             Kind::Listener(_) => return Ok(0),
-            Kind::Conn(_) => return Err(Errno::EINVAL),
+            Kind::Conn(_) | Kind::Epoll => return Err(Errno::EINVAL),
         };
         let handle = self.stack.listen(addr, backlog)?;
         self.sock_mut(fd)?.kind = Kind::Listener(handle);
@@ -248,6 +265,11 @@ impl Sockets {
                 .stack
                 .set_keepalive(now, h, Some(synack::Keepalive::default()));
         }
+        if opts.notsent_lowat != 0 {
+            let _ = self
+                .stack
+                .set_notsent_lowat(now, h, Some(opts.notsent_lowat));
+        }
         Ok((new, peer))
     }
 
@@ -258,7 +280,7 @@ impl Sockets {
         match s.kind {
             Kind::Fresh { .. } => {}
             Kind::Conn(_) => return self.connect_result(fd),
-            Kind::Listener(_) => return Err(Errno::EINVAL),
+            Kind::Listener(_) | Kind::Epoll => return Err(Errno::EINVAL),
         }
         let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
         let h = self.stack.connect(now, remote)?;
@@ -365,10 +387,17 @@ impl Sockets {
     /// stack's RFC 2525 rule).
     pub fn close(&mut self, now: Instant, fd: i32) -> CallResult {
         let s = self.table.remove(&fd).ok_or(Errno::EBADF)?;
+        // A closed descriptor leaves every epoll instance that watched it.
+        for ep in self.epolls.values_mut() {
+            ep.remove(fd);
+        }
         match s.kind {
             Kind::Conn(h) if s.opts.linger_zero => self.stack.abort(now, h)?,
             Kind::Conn(h) => self.stack.close(now, h)?,
             Kind::Listener(l) => self.stack.close_listener(now, l)?,
+            Kind::Epoll => {
+                self.epolls.remove(&fd);
+            }
             Kind::Fresh { .. } => {}
         }
         Ok(0)
@@ -392,6 +421,8 @@ impl Sockets {
             "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
             "SO_REUSEADDR" => o.reuseaddr = n != 0,
             "SO_KEEPALIVE" => o.keepalive = n != 0,
+            // Linux keeps the value as a u32; 0 means the sysctl's.
+            "TCP_NOTSENT_LOWAT" => o.notsent_lowat = n as u32,
             _ => return Err(Errno::ENOPROTOOPT),
         }
         let opts = o.clone();
@@ -410,6 +441,11 @@ impl Sockets {
                     now,
                     h,
                     opts.keepalive.then(synack::Keepalive::default),
+                ),
+                "TCP_NOTSENT_LOWAT" => self.stack.set_notsent_lowat(
+                    now,
+                    h,
+                    Some(opts.notsent_lowat).filter(|l| *l != 0),
                 ),
                 _ => Ok(()),
             };
@@ -444,6 +480,7 @@ impl Sockets {
             "TCP_NODELAY" => i64::from(o.nodelay),
             "SO_REUSEADDR" => i64::from(o.reuseaddr),
             "SO_KEEPALIVE" => i64::from(o.keepalive),
+            "TCP_NOTSENT_LOWAT" => i64::from(o.notsent_lowat),
             "TCP_USER_TIMEOUT" => o.user_timeout.map_or(0, |t| t.as_millis() as i64),
             "SO_LINGER" => return Ok(OptValue::Linger(i64::from(o.linger_zero), 0)),
             "TCP_MAXSEG" => match h.and_then(|h| self.stack.info(now, h).ok()) {
@@ -471,14 +508,23 @@ impl Sockets {
     }
 
     /// What poll() reports for a descriptor (Linux's tcp_poll), before masking by the
-    /// events asked for.
-    pub fn poll_bits(&self, fd: i32) -> u32 {
+    /// events asked for. Like Linux's, a poll that finds a connection not writable asks
+    /// for a wakeup when it becomes so (SOCK_NOSPACE: the stack's Writable event).
+    pub fn poll_bits(&mut self, now: Instant, fd: i32) -> u32 {
         use TcpState as S;
         let Some(s) = self.table.get(&fd) else {
             return args::POLLNVAL;
         };
         match s.kind {
             Kind::Fresh { .. } => args::POLLOUT | args::POLLHUP,
+            Kind::Epoll => {
+                let ready = self.epolls.get(&fd).is_some_and(Epoll::has_ready);
+                if ready {
+                    args::POLLIN | args::POLLRDNORM
+                } else {
+                    0
+                }
+            }
             Kind::Listener(l) => {
                 if self.stack.accept_queue_len(l).unwrap_or(0) > 0 {
                     args::POLLIN | args::POLLRDNORM
@@ -509,8 +555,10 @@ impl Sockets {
                     if queued > 0 {
                         bits |= args::POLLIN | args::POLLRDNORM;
                     }
-                    let sndbuf = s.opts.sndbuf.unwrap_or(self.stack.config().send_buffer);
-                    if snd_shut || self.stack.send_queue(h).unwrap_or(0) < sndbuf {
+                    // The stack's writable(): a third of the send buffer free and
+                    // the unsent bytes below half of TCP_NOTSENT_LOWAT (Linux's
+                    // __sk_stream_is_writeable(sk, 1)).
+                    if snd_shut || self.stack.writable(now, h).unwrap_or(true) {
                         bits |= args::POLLOUT | args::POLLWRNORM;
                     }
                 }
@@ -523,8 +571,94 @@ impl Sockets {
     }
 
     /// The revents poll() gives for `events` (POLLERR, POLLHUP and POLLNVAL always).
-    pub fn revents(&self, fd: i32, events: u32) -> u32 {
-        self.poll_bits(fd) & (events | args::POLLERR | args::POLLHUP | args::POLLNVAL)
+    pub fn revents(&mut self, now: Instant, fd: i32, events: u32) -> u32 {
+        self.poll_bits(now, fd) & (events | args::POLLERR | args::POLLHUP | args::POLLNVAL)
+    }
+
+    /// epoll_create() / epoll_create1(): a new epoll instance's descriptor.
+    pub fn epoll_create(&mut self) -> i32 {
+        let fd = self.socket();
+        if let Some(s) = self.table.get_mut(&fd) {
+            s.kind = Kind::Epoll;
+        }
+        self.epolls.insert(fd, Epoll::default());
+        fd
+    }
+
+    /// epoll_ctl(): watch `fd` from `epfd` for `events` (EPOLLET, EPOLLONESHOT and
+    /// EPOLLEXCLUSIVE included), reporting `data`. A descriptor already ready is listed
+    /// at once, as Linux's ep_insert and ep_modify do.
+    pub fn epoll_ctl(
+        &mut self,
+        now: Instant,
+        epfd: i32,
+        op: epoll::Op,
+        fd: i32,
+        events: u32,
+        data: u64,
+    ) -> CallResult {
+        if !self.epolls.contains_key(&epfd) || !self.table.contains_key(&fd) {
+            return Err(Errno::EBADF);
+        }
+        if epfd == fd {
+            return Err(Errno::EINVAL);
+        }
+        let mask = match op {
+            epoll::Op::Del => 0,
+            _ => self.poll_bits(now, fd),
+        };
+        let ep = self.epolls.get_mut(&epfd).ok_or(Errno::EBADF)?;
+        ep.ctl(op, fd, events, data, mask).map_err(Errno)?;
+        Ok(0)
+    }
+
+    /// epoll_wait(): up to `max` ready items as (events, data); EINVAL for a `max` under 1.
+    pub fn epoll_wait(
+        &mut self,
+        now: Instant,
+        epfd: i32,
+        max: i64,
+    ) -> Result<Vec<(u32, u64)>, Errno> {
+        if max <= 0 {
+            return Err(Errno::EINVAL);
+        }
+        let mut ep = self.epolls.remove(&epfd).ok_or(Errno::EINVAL)?;
+        let got = ep.harvest(max as usize, |fd| self.poll_bits(now, fd));
+        self.epolls.insert(epfd, ep);
+        Ok(got)
+    }
+
+    /// One of the stack's events, as the socket wakeup Linux would make: data arrived or
+    /// a connection is ready to accept (sk_data_ready), room appeared (sk_write_space),
+    /// a state change or an error (sk_state_change: every watcher is woken).
+    pub fn on_event(&mut self, event: &Event) {
+        if self.epolls.is_empty() {
+            return;
+        }
+        let (fd, key) = match *event {
+            Event::Readable(h) => (self.fd_of(Kind::Conn(h)), epoll::wake::DATA),
+            Event::Writable(h) => (self.fd_of(Kind::Conn(h)), epoll::wake::SPACE),
+            Event::Incoming(l) => (self.fd_of(Kind::Listener(l)), epoll::wake::DATA),
+            Event::Connected(h)
+            | Event::StateChanged { conn: h, .. }
+            | Event::Error { conn: h, .. } => (self.fd_of(Kind::Conn(h)), epoll::wake::ALL),
+            _ => return,
+        };
+        let Some(fd) = fd else {
+            return;
+        };
+        for ep in self.epolls.values_mut() {
+            ep.wake(fd, key);
+        }
+    }
+
+    /// The descriptor of a connection or listener.
+    fn fd_of(&self, kind: Kind) -> Option<i32> {
+        self.table.iter().find_map(|(fd, s)| match (s.kind, kind) {
+            (Kind::Conn(a), Kind::Conn(b)) if a == b => Some(*fd),
+            (Kind::Listener(a), Kind::Listener(b)) if a == b => Some(*fd),
+            _ => None,
+        })
     }
 
     /// Options that apply to a connection once it exists.
@@ -545,6 +679,9 @@ impl Sockets {
             let _ = self
                 .stack
                 .set_keepalive(now, h, Some(synack::Keepalive::default()));
+        }
+        if o.notsent_lowat != 0 {
+            let _ = self.stack.set_notsent_lowat(now, h, Some(o.notsent_lowat));
         }
     }
 

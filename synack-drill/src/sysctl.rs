@@ -26,6 +26,7 @@
 //! | `net.ipv4.ipfrag_time`, `net.ipv6.ip6frag_time` | [`Config::ipfrag_time`], [`Config::ip6frag_time`] (seconds) |
 //! | `net.ipv4.tcp_congestion_control` | [`Config::congestion_control`] (`cubic`, `reno`) |
 //! | `net.ipv4.tcp_min_tso_segs` | [`Config::tcp_min_tso_segs`] (where PSH marks fall) |
+//! | `net.ipv4.tcp_notsent_lowat` | [`Config::tcp_notsent_lowat`] (TCP_NOTSENT_LOWAT's default) |
 //!
 //! Any other sysctl is reported in a note as not modelled.
 
@@ -183,6 +184,7 @@ pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
         "tcp_syncookies" => cfg.tcp_syncookies = num()?.min(2) as u8,
         "tcp_max_orphans" => cfg.tcp_max_orphans = num()? as usize,
         "tcp_min_tso_segs" => cfg.tcp_min_tso_segs = num()?.clamp(1, 255) as u32,
+        "tcp_notsent_lowat" => cfg.tcp_notsent_lowat = num()?.min(u64::from(u32::MAX)) as u32,
         "tcp_mem" => {
             let f = fields()?;
             cfg.tcp_mem = [f[0] * 4096, f[1] * 4096, f[2] * 4096];

@@ -11,6 +11,7 @@ use libc::{
     c_char, c_int, c_long, c_uint, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, size_t,
     sockaddr, socklen_t, ssize_t, timeval, useconds_t,
 };
+use synack_drill::epoll::Op;
 use synack_drill::sockets::{CallResult, Errno, OptValue, Shutdown};
 
 use crate::Instance;
@@ -849,35 +850,89 @@ unsafe extern "C" fn gettimeofday(ud: Ud, tv: *mut timeval, _tz: *mut c_void) ->
     0
 }
 
-/// epoll, pipe and splice are not modelled: ENOSYS, so a script that needs them fails
-/// with a clear error rather than a wrong result.
-unsafe extern "C" fn epoll_create(_ud: Ud, _size: c_int) -> c_int {
-    set_errno(Errno("ENOSYS"));
-    -1
+/// epoll_create(): a new epoll instance, on a real descriptor as sockets are.
+unsafe extern "C" fn epoll_create(ud: Ud, size: c_int) -> c_int {
+    if size <= 0 {
+        set_errno(Errno::EINVAL);
+        return -1;
+    }
+    // SAFETY: `ud` is our instance.
+    unsafe { inst(ud) }.with(|st| {
+        let fd = st.socks.epoll_create();
+        own_number(st, fd)
+    })
 }
 
 unsafe extern "C" fn epoll_ctl(
-    _ud: Ud,
-    _e: c_int,
-    _op: c_int,
-    _fd: c_int,
-    _ev: *mut c_void,
+    ud: Ud,
+    epfd: c_int,
+    op: c_int,
+    fd: c_int,
+    ev: *mut c_void,
 ) -> c_int {
-    set_errno(Errno("ENOSYS"));
-    -1
+    let op = match op {
+        libc::EPOLL_CTL_ADD => Op::Add,
+        libc::EPOLL_CTL_MOD => Op::Mod,
+        libc::EPOLL_CTL_DEL => Op::Del,
+        _ => {
+            set_errno(Errno::EINVAL);
+            return -1;
+        }
+    };
+    let (events, data) = if ev.is_null() {
+        (0, 0)
+    } else {
+        // SAFETY: epoll_ctl(2)'s contract: `ev` points at a struct epoll_event (packed
+        // on x86-64, hence the unaligned read).
+        let e = unsafe { std::ptr::read_unaligned(ev as *const libc::epoll_event) };
+        (e.events, e.u64)
+    };
+    if ev.is_null() && op != Op::Del {
+        set_errno(Errno("EFAULT"));
+        return -1;
+    }
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    ret(i.with(|st| {
+        let now = st.now;
+        st.socks.epoll_ctl(now, epfd, op, fd, events, data)
+    })) as c_int
 }
 
 unsafe extern "C" fn epoll_wait(
-    _ud: Ud,
-    _e: c_int,
-    _ev: *mut c_void,
-    _m: c_int,
-    _t: c_int,
+    ud: Ud,
+    epfd: c_int,
+    ev: *mut c_void,
+    max: c_int,
+    timeout: c_int,
 ) -> c_int {
-    set_errno(Errno("ENOSYS"));
-    -1
+    if ev.is_null() {
+        set_errno(Errno("EFAULT"));
+        return -1;
+    }
+    // SAFETY: `ud` is our instance.
+    let got = match unsafe { inst(ud) }.epoll_wait(epfd, i64::from(max), timeout) {
+        Ok(got) => got,
+        Err(e) => {
+            set_errno(e);
+            return -1;
+        }
+    };
+    let out = ev as *mut libc::epoll_event;
+    for (k, (events, data)) in got.iter().enumerate() {
+        let e = libc::epoll_event {
+            events: *events,
+            u64: *data,
+        };
+        // SAFETY: epoll_wait(2)'s contract: room for `max` events at `ev`, and `got`
+        // holds at most `max` (packed on x86-64, hence the unaligned write).
+        unsafe { std::ptr::write_unaligned(out.add(k), e) };
+    }
+    got.len() as c_int
 }
 
+/// pipe and splice are not modelled: ENOSYS, so a script that needs them fails with a
+/// clear error rather than a wrong result.
 unsafe extern "C" fn pipe(_ud: Ud, _fds: *mut c_int) -> c_int {
     set_errno(Errno("ENOSYS"));
     -1

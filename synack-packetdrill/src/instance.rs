@@ -32,7 +32,10 @@ impl State {
         while let Some(p) = self.socks.stack.poll_transmit(self.now) {
             self.out.push_back((self.now, p));
         }
-        while self.socks.stack.poll_event().is_some() {}
+        // The stack's events are the sockets' wakeups.
+        while let Some(ev) = self.socks.stack.poll_event() {
+            self.socks.on_event(&ev);
+        }
     }
 }
 
@@ -340,14 +343,39 @@ impl Instance {
         let mut st = self.lock();
         let start = st.now;
         loop {
+            let now = st.now;
             let revents: Vec<u32> = fds
                 .iter()
-                .map(|&(fd, events)| st.socks.revents(fd, events))
+                .map(|&(fd, events)| st.socks.revents(now, fd, events))
                 .collect();
             let expired =
                 timeout_ms >= 0 && st.now >= start + Duration::from_millis(timeout_ms as u64);
             if revents.iter().any(|r| *r != 0) || expired {
                 return revents;
+            }
+            st.blocked += 1;
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.blocked -= 1;
+        }
+    }
+
+    /// epoll_wait(): blocks up to `timeout_ms` of virtual time (negative: for ever) until
+    /// an item of the instance `epfd` is ready; returns up to `max` (events, data).
+    pub fn epoll_wait(
+        &self,
+        epfd: i32,
+        max: i64,
+        timeout_ms: i32,
+    ) -> Result<Vec<(u32, u64)>, synack_drill::sockets::Errno> {
+        let mut st = self.lock();
+        let start = st.now;
+        loop {
+            let now = st.now;
+            let got = st.socks.epoll_wait(now, epfd, max)?;
+            let expired =
+                timeout_ms >= 0 && st.now >= start + Duration::from_millis(timeout_ms as u64);
+            if !got.is_empty() || expired {
+                return Ok(got);
             }
             st.blocked += 1;
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());

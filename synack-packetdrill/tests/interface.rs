@@ -352,3 +352,33 @@ fn tcp_info_comes_in_linuxs_struct_layout() {
     };
     assert_eq!((r, errno()), (-1, libc::ENOTCONN));
 }
+
+#[test]
+fn epoll_through_the_table_reports_an_edge_triggered_item_once_per_arrival() {
+    let lib = open("local_ip=198.18.0.1");
+    let l = lib.listener();
+    let isn = lib.handshake();
+    let fd = lib.accept(l);
+    // SAFETY: our table's function.
+    let ep = unsafe { lib.0.epoll_create.unwrap()(lib.ud(), 1) };
+    assert!(ep >= 0, "errno {}", errno());
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+        u64: 42,
+    };
+    let ev_ptr = (&mut ev as *mut libc::epoll_event).cast();
+    // SAFETY: our table's function with a valid epoll_event.
+    let r = unsafe { lib.0.epoll_ctl.unwrap()(lib.ud(), ep, libc::EPOLL_CTL_ADD, fd, ev_ptr) };
+    assert_eq!(r, 0, "errno {}", errno());
+    let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
+    let mut wait = || {
+        // SAFETY: our table's function with room for 4 events; no waiting (timeout 0).
+        let n = unsafe { lib.0.epoll_wait.unwrap()(lib.ud(), ep, out.as_mut_ptr().cast(), 4, 0) };
+        (n, out[0].events, out[0].u64)
+    };
+    assert_eq!(wait().0, 0, "nothing to read yet");
+    lib.inject(1, Some(isn + 1), TcpFlags::PSH, b"hello");
+    lib.sniff().unwrap();
+    assert_eq!(wait(), (1, libc::EPOLLIN as u32, 42));
+    assert_eq!(wait().0, 0, "edge-triggered: once per arrival");
+}

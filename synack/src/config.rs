@@ -145,6 +145,12 @@ pub struct Config {
     /// appear on the wire as Linux's: PSH on the last segment of each such packet (Linux
     /// forces PSH on every multi-segment packet) and at the end of the written data.
     pub tcp_min_tso_segs: u32,
+    /// `net.ipv4.tcp_notsent_lowat` (`u32::MAX`, off): TCP_NOTSENT_LOWAT for connections
+    /// that set none of their own ([`crate::Stack::set_notsent_lowat`]). With a limit, a
+    /// connection takes more data only while its unsent bytes (written, not yet sent) are
+    /// below it, and is writable (poll, [`crate::Event::Writable`]) only while they are
+    /// below half of it, as Linux's `tcp_stream_memory_free`.
+    pub tcp_notsent_lowat: u32,
     /// Segmentation offload: the largest IP packet the device cuts into segments (65535
     /// for a TUN device with `virtio_net_hdr`), or 0 (the default) when every packet
     /// must be one segment. With it, new data leaves as one packet per Linux TSO packet,
@@ -220,6 +226,7 @@ impl Default for Config {
             tcp_max_orphans: 65_536,
             tcp_mem: [192 << 20, 256 << 20, 384 << 20],
             tcp_min_tso_segs: 2,
+            tcp_notsent_lowat: u32::MAX,
             ttl: 64,
             tx_checksum: crate::wire::TxChecksum::Full,
             tso_max: 0,

@@ -449,6 +449,16 @@ impl TcpStream {
         self.inner.nodelay()
     }
 
+    /// TCP_NOTSENT_LOWAT (see [`net::TcpStream::set_notsent_lowat`]).
+    pub fn set_notsent_lowat(&self, limit: Option<u32>) -> io::Result<()> {
+        self.inner.set_notsent_lowat(limit)
+    }
+
+    /// The TCP_NOTSENT_LOWAT set on this stream (None: the configuration's).
+    pub fn notsent_lowat(&self) -> io::Result<Option<u32>> {
+        self.inner.notsent_lowat()
+    }
+
     /// IP_TTL (see [`net::TcpStream::set_ttl`]).
     pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
         self.inner.set_ttl(ttl)

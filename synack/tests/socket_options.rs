@@ -1,5 +1,6 @@
 //! The engine's side of the socket calls `std` and tokio users know: shutdown of the
-//! reading half (as Linux does it), MSG_PEEK, SO_ERROR, IP_TTL and write readiness.
+//! reading half (as Linux does it), MSG_PEEK, SO_ERROR, IP_TTL, write readiness and
+//! TCP_NOTSENT_LOWAT.
 
 mod common;
 
@@ -151,4 +152,97 @@ fn a_closed_connection_is_writable_because_a_write_fails_at_once() {
     h.inject(rst(), 5001, 0, 0, &[]);
     assert_eq!(h.stack.writable(h.now, c), Ok(true));
     assert_eq!(h.stack.send(h.now, c, b"x"), Err(Error::ConnectionReset));
+}
+
+/// Bytes of payload in these segments.
+fn payload_len(segs: &[Seg]) -> u32 {
+    segs.iter().map(|s| s.payload.len() as u32).sum()
+}
+
+// Linux's tcp_stream_memory_free: with TCP_NOTSENT_LOWAT a write takes data only while
+// the unsent bytes are below the limit (synack in whole segments), and poll says
+// writable only while they are below half of it.
+#[test]
+fn with_notsent_lowat_send_stops_at_the_limit_and_writable_is_false_until_it_is_sent() {
+    let mut h = Harness::plain();
+    let (c, _) = h.established_active(5000);
+    h.stack.set_notsent_lowat(h.now, c, Some(4000)).unwrap();
+    assert_eq!(h.stack.notsent_lowat(c), Ok(Some(4000)));
+    assert_eq!(h.stack.writable(h.now, c), Ok(true));
+    let n = h.stack.send(h.now, c, &[1u8; 100_000]).unwrap();
+    assert!((4000..4000 + 1460).contains(&n), "took {n}");
+    assert_eq!(h.stack.writable(h.now, c), Ok(false));
+    assert_eq!(
+        h.stack.send(h.now, c, b"more"),
+        Err(Error::WouldBlock),
+        "the unsent bytes reached the limit"
+    );
+    h.events.clear();
+    let out = h.outputs();
+    assert_eq!(payload_len(&out) as usize, n, "all of it fits the window");
+    assert!(
+        h.events.contains(&Event::Writable(c)),
+        "sent: room below the limit again: {:?}",
+        h.events
+    );
+    assert_eq!(h.stack.writable(h.now, c), Ok(true));
+    assert!(h.stack.send(h.now, c, b"more").is_ok());
+}
+
+#[test]
+fn with_notsent_lowat_the_writable_event_waits_until_the_unsent_bytes_fall_below_half_the_limit() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_active(5000);
+    h.stack.set_notsent_lowat(h.now, c, Some(40_000)).unwrap();
+    let n = h.stack.send(h.now, c, &[1u8; 100_000]).unwrap() as u32;
+    assert!((40_000..100_000).contains(&n), "took {n}");
+    h.events.clear();
+    let first = payload_len(&h.outputs());
+    assert!(first < n, "the initial window holds back part of it");
+    let unsent = n - first;
+    assert!(2 * unsent >= 40_000, "test set-up: {unsent} unsent");
+    assert_eq!(h.stack.writable(h.now, c), Ok(false));
+    assert!(
+        !h.events.contains(&Event::Writable(c)),
+        "too much unsent for a wakeup: {:?}",
+        h.events
+    );
+    // Each ACK frees buffer space, but that alone is no wakeup; the data it lets go
+    // is, once the unsent bytes are below half the limit.
+    let (mut sent, mut unsent) = (first, unsent);
+    loop {
+        h.events.clear();
+        h.inject(ack(), 5001, iss + 1 + sent, 65535, &[]);
+        assert!(!h.events.contains(&Event::Writable(c)), "{:?}", h.events);
+        let more = payload_len(&h.outputs());
+        assert!(more > 0, "the ACK lets more go");
+        (sent, unsent) = (sent + more, unsent - more);
+        let woken = h.events.contains(&Event::Writable(c));
+        assert_eq!(
+            woken,
+            2 * unsent < 40_000,
+            "{unsent} unsent: {:?}",
+            h.events
+        );
+        assert_eq!(h.stack.writable(h.now, c), Ok(woken));
+        if woken {
+            break;
+        }
+    }
+}
+
+#[test]
+fn notsent_lowat_follows_the_configuration_until_the_connection_sets_its_own() {
+    let mut config = plain_config();
+    config.tcp_notsent_lowat = 4000;
+    let mut h = Harness::new(config);
+    let (c, _) = h.established_active(5000);
+    assert_eq!(h.stack.notsent_lowat(c), Ok(None));
+    let n = h.stack.send(h.now, c, &[1u8; 100_000]).unwrap();
+    assert!(n < 4000 + 1460, "the sysctl's limit applies: took {n}");
+    h.outputs();
+    // u32::MAX turns the limit off for this connection: the send buffer is the bound.
+    h.stack.set_notsent_lowat(h.now, c, Some(u32::MAX)).unwrap();
+    let m = h.stack.send(h.now, c, &[1u8; 100_000]).unwrap();
+    assert!(m > 4000 + 1460, "took {m}");
 }

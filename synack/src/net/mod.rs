@@ -854,6 +854,23 @@ impl TcpStream {
         Ok(self.inner.options().nodelay)
     }
 
+    /// TCP_NOTSENT_LOWAT: keep at most about `limit` bytes written but not yet sent.
+    /// Writes take more only while fewer are waiting, and the stream counts as writable
+    /// (a blocking write wakes) only once fewer than half of `limit` wait, so the data
+    /// an application writes next is written late and fresh. None follows
+    /// `Config::tcp_notsent_lowat` (off by default). See [`crate::Stack::set_notsent_lowat`].
+    pub fn set_notsent_lowat(&self, limit: Option<u32>) -> io::Result<()> {
+        self.call(|core, h| {
+            let now = core.now();
+            core.stack.set_notsent_lowat(now, h, limit)
+        })
+    }
+
+    /// The TCP_NOTSENT_LOWAT set on this stream (None: the configuration's).
+    pub fn notsent_lowat(&self) -> io::Result<Option<u32>> {
+        self.call(|core, h| core.stack.notsent_lowat(h))
+    }
+
     /// The connection's state.
     pub fn state(&self) -> io::Result<TcpState> {
         self.call(|core, h| core.stack.state(h))

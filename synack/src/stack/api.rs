@@ -593,7 +593,10 @@ impl Stack {
         conn: ConnectionHandle,
         data: &[u8],
     ) -> Result<usize, Error> {
-        self.with_conn(now, conn, |c, _| c.send(data))?
+        self.with_conn(now, conn, |c, cfg| {
+            let cap = c.notsent_room(cfg);
+            c.send(data, cap)
+        })?
     }
 
     /// Zero-copy send: `fill` writes up to `max` bytes straight into the connection's
@@ -642,8 +645,10 @@ impl Stack {
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<usize, Error> {
-        self.with_conn(now, conn, |c, _| {
-            c.send_with(|buf| buf.write_with(max, fill))
+        self.with_conn(now, conn, |c, cfg| {
+            let cap = c.notsent_room(cfg);
+            let max = cap.map_or(max, |cap| max.min(cap));
+            c.send_with(cap, |buf| buf.write_with(max, fill))
         })?
     }
 
@@ -1336,11 +1341,55 @@ impl Stack {
             || c.tcp_state() == TcpState::Closed)
     }
 
-    /// Whether `send` would return at once: room in the send buffer, or the error the
-    /// connection would fail the call with (what makes a socket writable to poll). When
-    /// it would not, an [`Event::Writable`] follows as soon as room appears.
+    /// Whether the connection is writable, as Linux's poll judges it: a third of the
+    /// send buffer free (free space at least half of what is queued), or the error the
+    /// connection would fail a `send` with. When it is not, an [`Event::Writable`]
+    /// follows as soon as it is (`send` may still take a little before that).
+    ///
+    /// With a TCP_NOTSENT_LOWAT limit ([`Stack::set_notsent_lowat`]), writable also
+    /// needs the unsent bytes below half the limit.
     pub fn writable(&mut self, now: Instant, conn: ConnectionHandle) -> Result<bool, Error> {
-        self.with_conn(now, conn, |c, _| c.poll_writable())
+        self.with_conn(now, conn, |c, cfg| c.poll_writable(cfg))
+    }
+
+    /// TCP_NOTSENT_LOWAT: limit the bytes written but not yet sent. `send` takes more
+    /// only while they are below `limit` (in whole segments, so it may go a segment
+    /// past), [`Stack::writable`] is true and [`Event::Writable`] comes only once they
+    /// are below half of it (Linux's `tcp_stream_memory_free`): an application that
+    /// waits for writability keeps little data queued, and writes the freshest. None
+    /// (or `Some(0)`, as on Linux) goes back to [`Config::tcp_notsent_lowat`] (off by
+    /// default); `Some(u32::MAX)` turns the limit off whatever the configuration says.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("10.0.0.1".parse().unwrap());
+    /// let now = Instant::ZERO;
+    /// let conn = client.connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+    /// client.set_notsent_lowat(now, conn, Some(4000)).unwrap();
+    /// assert_eq!(client.notsent_lowat(conn).unwrap(), Some(4000));
+    /// // Nothing is sent before the handshake: the first write fills the limit (in
+    /// // whole segments), the next must wait.
+    /// let n = client.send(now, conn, &[0; 10_000]).unwrap();
+    /// assert!((4000..10_000).contains(&n));
+    /// assert_eq!(client.send(now, conn, b"more"), Err(Error::WouldBlock));
+    /// assert!(!client.writable(now, conn).unwrap());
+    /// ```
+    pub fn set_notsent_lowat(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        limit: Option<u32>,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_notsent_lowat(limit))
+    }
+
+    /// The connection's own TCP_NOTSENT_LOWAT (None: it follows
+    /// [`Config::tcp_notsent_lowat`]).
+    pub fn notsent_lowat(&self, conn: ConnectionHandle) -> Result<Option<u32>, Error> {
+        Ok(Some(self.conn_ref(conn)?.notsent_lowat).filter(|l| *l != 0))
     }
 
     /// Bytes waiting to be read.

@@ -83,7 +83,10 @@ pub enum Event {
     UdpReadable(UdpHandle),
     /// Data (or end-of-stream) is ready for [`crate::Stack::recv`].
     Readable(ConnectionHandle),
-    /// Send-buffer space became available.
+    /// The connection became writable again after a `send` found too little room (or
+    /// [`crate::Stack::writable`] said no): a third of its send buffer is free, and
+    /// its unsent bytes are below half its TCP_NOTSENT_LOWAT, if it has one (Linux's
+    /// `sk_stream_write_space`).
     Writable(ConnectionHandle),
     /// An ICMP error reached a connection that goes on (RFC 1122 4.2.3.9 soft error:
     /// network or host unreachable, TTL exceeded). If the connection later times out,

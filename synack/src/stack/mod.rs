@@ -1209,6 +1209,7 @@ impl Stack {
             return;
         };
         conn.settle(now);
+        conn.check_notsent_space(&self.config);
         if self.memory_level != MemoryLevel::Normal {
             // Under pressure memory follows the data at once (tcp_mem).
             conn.moderate_buffers();

@@ -76,7 +76,7 @@ impl Connection {
         let want = (2 * cwnd).min(cfg.tcp_wmem_max);
         if want > self.snd_buf.capacity() {
             self.snd_buf.set_capacity(want);
-            if self.want_writable && !self.shut_wr {
+            if self.want_writable && self.snd_buf.write_space() && !self.shut_wr {
                 self.want_writable = false;
                 self.events.push(super::conn::ConnEvent::Writable);
             }

@@ -124,6 +124,9 @@ pub(crate) struct Connection {
     pub(crate) user_timeout: Option<Millis>,
     /// TCP_MAXSEG set by the application: the MSS we announce and the largest we send.
     pub(crate) user_mss: Option<u16>,
+    /// TCP_NOTSENT_LOWAT set by the application (0: `Config::tcp_notsent_lowat`, as
+    /// Linux's `tp->notsent_lowat`).
+    pub(crate) notsent_lowat: u32,
     /// When data last arrived (None: none yet).
     pub(crate) last_data_in: Option<Instant>,
     /// Data arrived that the next segment's ACK covers (it spends a quick ACK).
@@ -259,6 +262,7 @@ impl Connection {
             max_quick_acks: cfg.quick_acks,
             user_timeout: None,
             user_mss: None,
+            notsent_lowat: 0,
             last_data_in: None,
             ack_for_data: false,
             pingpong: false,
@@ -698,7 +702,7 @@ impl Connection {
         if let Some(send) = send {
             self.snd_locked = true;
             self.snd_buf.set_capacity(send);
-            if self.snd_buf.free() > 0 && self.want_writable {
+            if self.snd_buf.write_space() && self.want_writable {
                 self.want_writable = false;
                 self.events.push(ConnEvent::Writable);
             }
@@ -750,20 +754,104 @@ impl Connection {
         CongestionControl::join(self.cc_builtin, self.cc_custom.as_ref())
     }
 
-    /// Queue data (RFC 9293 3.10.2 SEND).
-    pub(crate) fn send(&mut self, data: &[u8]) -> Result<usize, Error> {
+    /// Queue data (RFC 9293 3.10.2 SEND); `cap` is what TCP_NOTSENT_LOWAT lets in
+    /// ([`Connection::notsent_room`]). Taking less than all of it asks for a Writable
+    /// event when room appears (Linux sets SOCK_NOSPACE on a short write too).
+    pub(crate) fn send(&mut self, data: &[u8], cap: Option<usize>) -> Result<usize, Error> {
         if data.is_empty() {
             return self.sendable_state().map(|_| 0);
         }
-        self.send_with(|buf| buf.push(data))
+        let data = match cap {
+            Some(cap) => &data[..data.len().min(cap)],
+            None => data,
+        };
+        let n = self.send_with(cap, |buf| buf.push(data))?;
+        if n < data.len() {
+            self.want_writable = true;
+        }
+        Ok(n)
+    }
+
+    /// TCP_NOTSENT_LOWAT in force: the connection's own limit, else the sysctl's;
+    /// None when off (`u32::MAX`).
+    pub(crate) fn notsent_limit(&self, cfg: &Config) -> Option<u32> {
+        let own = self.notsent_lowat;
+        Some(if own == 0 { cfg.tcp_notsent_lowat } else { own }).filter(|l| *l != u32::MAX)
+    }
+
+    /// Bytes written and not yet sent (Linux's `write_seq - snd_nxt`, with the highest
+    /// sequence number sent as `snd_nxt`: a retransmission timeout does not make sent
+    /// data unsent again).
+    pub(crate) fn unsent(&self) -> usize {
+        if matches!(self.state, State::SynSent(_) | State::SynRcvd(_)) {
+            // Only the SYN is out: every byte written is unsent.
+            return self.snd_buf.len();
+        }
+        let sent = self
+            .state
+            .snd()
+            .map_or(0, |snd| (snd.max - snd.una).max(0) as usize);
+        self.snd_buf.len().saturating_sub(sent)
+    }
+
+    /// TCP_NOTSENT_LOWAT: how many bytes `send` may take now (None: no limit). Linux
+    /// takes whole skbs while the unsent bytes are below the limit; synack whole
+    /// segments: up to the limit, rounded up to the MSS. Zero once the limit is reached.
+    pub(crate) fn notsent_room(&self, cfg: &Config) -> Option<usize> {
+        let limit = self.notsent_limit(cfg)? as usize;
+        let unsent = self.unsent();
+        let mss = self.neg.snd_mss.max(1);
+        Some((limit.saturating_sub(unsent)).div_ceil(mss) * mss)
+    }
+
+    /// Writable as Linux's poll and wakeups judge TCP_NOTSENT_LOWAT
+    /// (`tcp_stream_memory_free(sk, 1)`): unsent bytes below half the limit.
+    fn notsent_writable(&self, cfg: &Config) -> bool {
+        self.notsent_limit(cfg)
+            .is_none_or(|limit| 2 * self.unsent() < limit as usize)
+    }
+
+    /// After anything happened, with a TCP_NOTSENT_LOWAT limit: hold back a Writable
+    /// event while the unsent bytes are too many, and report one once they have been
+    /// sent down below half the limit (Linux's `tcp_check_space` after an ACK let more
+    /// data go). Without a limit, nothing to do.
+    pub(crate) fn check_notsent_space(&mut self, cfg: &Config) {
+        if self.notsent_limit(cfg).is_none() || self.sendable_state().is_err() {
+            // No limit, or a send would fail at once: nothing to hold back.
+            return;
+        }
+        if !self.notsent_writable(cfg) {
+            let before = self.events.len();
+            self.events.retain(|e| !matches!(e, ConnEvent::Writable));
+            if self.events.len() != before {
+                self.want_writable = true;
+            }
+        } else if self.want_writable
+            && self.snd_buf.write_space()
+            && !self.events.iter().any(|e| matches!(e, ConnEvent::Writable))
+        {
+            self.want_writable = false;
+            self.events.push(ConnEvent::Writable);
+        }
+    }
+
+    /// TCP_NOTSENT_LOWAT for this connection (None or 0: the sysctl's).
+    pub(crate) fn set_notsent_lowat(&mut self, limit: Option<u32>) {
+        self.notsent_lowat = limit.unwrap_or(0);
     }
 
     /// Queue data written by `fill` straight into the send buffer (zero-copy send).
     pub(crate) fn send_with(
         &mut self,
+        cap: Option<usize>,
         fill: impl FnOnce(&mut SendBuffer) -> usize,
     ) -> Result<usize, Error> {
         self.sendable_state()?;
+        if cap == Some(0) {
+            // TCP_NOTSENT_LOWAT reached: wait until enough of it has been sent.
+            self.want_writable = true;
+            return Err(Error::WouldBlock);
+        }
         if self.memory == MemoryLevel::Exhausted {
             if self.snd_buf.len() > 0 {
                 // Over tcp_mem[2]: wait until this connection's queued data is acknowledged.
@@ -784,12 +872,13 @@ impl Connection {
     /// RFC 9293 3.10.2: SEND is allowed until our FIN is queued.
     /// Whether `send` would not block: room in the send buffer, or an error it would
     /// return at once. When not, the next room that appears is reported (Writable).
-    pub(crate) fn poll_writable(&mut self) -> bool {
+    pub(crate) fn poll_writable(&mut self, cfg: &Config) -> bool {
         if self.sendable_state().is_err() {
             return true;
         }
-        let room = self.snd_buf.free() > 0
-            && (self.memory != MemoryLevel::Exhausted || self.snd_buf.len() == 0);
+        let room = self.snd_buf.write_space()
+            && (self.memory != MemoryLevel::Exhausted || self.snd_buf.len() == 0)
+            && self.notsent_writable(cfg);
         if !room {
             self.want_writable = true;
         }

@@ -707,7 +707,7 @@ impl Connection {
             }
             self.snd_buf.ack(data_acked as usize);
             self.stats.bytes_sent += data_acked as u64;
-            if self.want_writable && self.snd_buf.free() > 0 && !self.shut_wr {
+            if self.want_writable && self.snd_buf.write_space() && !self.shut_wr {
                 self.want_writable = false;
                 self.events.push(ConnEvent::Writable);
             }

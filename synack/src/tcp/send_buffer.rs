@@ -51,6 +51,14 @@ impl SendBuffer {
         self.capacity.saturating_sub(self.len())
     }
 
+    /// Room enough to count as writable, as Linux's `sk_stream_is_writeable` judges it:
+    /// free space at least half of what is queued (a third of the buffer when full), so
+    /// a writer woken by an ACK has a worthwhile amount to write.
+    pub(crate) fn write_space(&self) -> bool {
+        let free = self.free();
+        free > 0 && free >= self.len() / 2
+    }
+
     /// Make the storage hold at least `needed` bytes, doubling as it grows.
     fn reserve(&mut self, needed: usize) {
         let storage = self.ring.storage();
