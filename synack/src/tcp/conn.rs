@@ -116,9 +116,9 @@ pub(crate) struct Connection {
     pub(crate) rcv_mss: u32,
     /// Segments still to be ACKed at once before delayed ACKs begin (Linux's quick-ACK
     /// mode: at the first data and again after an idle of more than an RTO).
-    pub(crate) quick_acks: u32,
+    pub(crate) quick_acks: u8,
     /// Config::quick_acks: the most quick ACKs granted at once.
-    pub(crate) max_quick_acks: u32,
+    pub(crate) max_quick_acks: u8,
     /// TCP_USER_TIMEOUT (RFC 5482): give up when data stays unacknowledged this long,
     /// instead of counting retransmissions.
     pub(crate) user_timeout: Option<Millis>,
@@ -139,7 +139,7 @@ pub(crate) struct Connection {
     /// Nagle's algorithm off (TCP_NODELAY): small segments go out at once.
     pub(crate) nodelay: bool,
     /// Config::tcp_min_tso_segs: the smallest packet (in segments) PSH marks end.
-    pub(crate) min_tso_segs: u32,
+    pub(crate) min_tso_segs: u8,
     /// Config::tso_max: the largest packet the device segments (0: none).
     pub(crate) tso_max: u16,
     /// The time of the latest call that told us the time (for checks made without one).
@@ -259,7 +259,7 @@ impl Connection {
             delack: None,
             rcv_mss: 536,
             quick_acks: 0,
-            max_quick_acks: cfg.quick_acks,
+            max_quick_acks: cfg.quick_acks.min(255) as u8,
             user_timeout: None,
             user_mss: None,
             notsent_lowat: 0,
@@ -268,7 +268,7 @@ impl Connection {
             pingpong: false,
             delayed_ack: Micros::new(cfg.delayed_ack),
             nodelay: cfg.tcp_nodelay,
-            min_tso_segs: cfg.tcp_min_tso_segs.max(1),
+            min_tso_segs: cfg.tcp_min_tso_segs.clamp(1, 255) as u8,
             tso_max: cfg.tso_max.min(65535) as u16,
             pending_dsack: None,
             last_now: Instant::ZERO,

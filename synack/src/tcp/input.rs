@@ -839,9 +839,7 @@ impl Connection {
         self.last_data_in = Some(now);
         if idle {
             let mss = usize::from(self.local_mss).max(1);
-            let quick = ((rcv_free / (2 * mss)) as u32)
-                .clamp(2, 16)
-                .min(self.max_quick_acks);
+            let quick = ((rcv_free / (2 * mss)).clamp(2, 16) as u8).min(self.max_quick_acks);
             self.quick_acks = self.quick_acks.max(quick);
         }
     }

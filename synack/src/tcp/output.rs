@@ -433,7 +433,7 @@ impl Connection {
     /// is the packet's last).
     fn gso_place(&mut self, now: Instant) -> (u32, bool) {
         let mss = self.neg.snd_mss.max(1) as u64;
-        let min_tso = self.min_tso_segs;
+        let min_tso = u32::from(self.min_tso_segs);
         let Some(snd) = self.state.snd() else {
             return (1, true);
         };
