@@ -71,7 +71,7 @@ pub fn tcpi_vars(i: &ConnectionInfo) -> String {
 /// name, in Linux's units and numbering: states as `tcpi_state`, windows and queues in
 /// segments where Linux counts packets, times in microseconds. The packetdrill library
 /// fills a `struct tcp_info` from the same list.
-pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 26] {
+pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 27] {
     let mss = i.snd_mss.max(1) as u64;
     let us = |d: Option<core::time::Duration>| d.map_or(0, |d| d.as_micros() as u64);
     let in_flight = match (i.snd_nxt, i.snd_una) {
@@ -126,6 +126,7 @@ pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 26] {
         ("tcpi_ca_state", u64::from(i.ca_state)),
         ("tcpi_lost", u64::from(i.lost_bytes).div_ceil(mss)),
         ("tcpi_rcv_mss", u64::from(i.rcv_mss)),
+        ("tcpi_advmss", u64::from(i.adv_mss)),
         (
             "tcpi_last_data_recv",
             i.since_data_in.map_or(0, |d| d.as_millis() as u64),

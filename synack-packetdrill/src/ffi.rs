@@ -644,6 +644,7 @@ fn tcp_info(c: &synack::ConnectionInfo) -> libc::tcp_info {
             "tcpi_ca_state" => t.tcpi_ca_state = v as u8,
             "tcpi_lost" => t.tcpi_lost = v32,
             "tcpi_rcv_mss" => t.tcpi_rcv_mss = v32,
+            "tcpi_advmss" => t.tcpi_advmss = v32,
             "tcpi_last_data_recv" => t.tcpi_last_data_recv = v32,
             // Fields libc's struct does not have yet (tcpi_rcv_wnd, Linux 6.2) stay out.
             _ => {}

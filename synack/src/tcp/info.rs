@@ -136,6 +136,8 @@ pub struct ConnectionInfo {
     pub lost_bytes: u32,
     /// The largest segment the peer has sent (Linux's `rcv_mss`; 536 until data arrives).
     pub rcv_mss: u32,
+    /// The MSS we announce (Linux's `advmss`): from the MTU, or TCP_MAXSEG when set.
+    pub adv_mss: u16,
     /// Time since data last arrived, or, before any, since the handshake completed (as
     /// Linux's `tcpi_last_data_recv`); None before that.
     pub since_data_in: Option<Duration>,
@@ -216,6 +218,7 @@ impl Connection {
             }),
             lost_bytes: snd.map_or(0, |s| s.lost_bytes(now)),
             rcv_mss: self.rcv_mss,
+            adv_mss: self.local_mss,
             since_data_in: self
                 .last_data_in
                 .or((self.tcp_state() == TcpState::Established).then_some(self.state_since))
