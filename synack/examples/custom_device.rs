@@ -93,10 +93,10 @@ pub fn exchange(len: usize) -> io::Result<(Vec<u8>, Vec<u8>, u64)> {
     let lossy = Arc::new(a);
     let client_iface = Interface::new(
         Arc::clone(&lossy),
-        DeviceConfig::new("10.1.0.1".parse().unwrap()),
+        DeviceConfig::new("198.18.1.1".parse().unwrap()),
     )?;
-    let server_iface = Interface::new(b, DeviceConfig::new("10.1.0.2".parse().unwrap()))?;
-    let addr: SocketAddr = "10.1.0.2:9000".parse().unwrap();
+    let server_iface = Interface::new(b, DeviceConfig::new("198.18.1.2".parse().unwrap()))?;
+    let addr: SocketAddr = "198.18.1.2:9000".parse().unwrap();
 
     let listener = TcpListener::bind(&server_iface, addr)?;
     let server = std::thread::spawn(move || -> io::Result<Vec<u8>> {

@@ -23,11 +23,11 @@ use crate::TcpState;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// let conn = client.connect(now, "10.0.0.2:81".parse()?)?; // nobody listens
+/// let conn = client.connect(now, "198.18.0.2:81".parse()?)?; // nobody listens
 /// pump(now, &mut client, &mut server);
 /// let error = client.error(conn)?.unwrap();
 /// assert_eq!(error, Error::ConnectionRefused);

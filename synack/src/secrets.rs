@@ -36,11 +36,11 @@ use rand_chacha::ChaCha20Rng;
 /// config.secrets = Secrets::Deterministic(42);
 /// let (mut a, mut b) = (Stack::new(config.clone()), Stack::new(config));
 /// for s in [&mut a, &mut b] {
-///     s.add_address("10.0.0.1".parse().unwrap());
+///     s.add_address("198.18.0.1".parse().unwrap());
 /// }
 /// let now = synack::Instant::ZERO;
-/// a.connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
-/// b.connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// a.connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
+/// b.connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// // The same ISN and ephemeral port: the same SYN, byte for byte.
 /// assert_eq!(a.poll_transmit(now), b.poll_transmit(now));
 /// ```

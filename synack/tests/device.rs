@@ -23,8 +23,8 @@ use synack::net::{TcpListener, TcpStream};
 use synack::sim::LinkConfig;
 use synack::{Event, TcpState};
 
-const CLIENT: &str = "10.9.0.1";
-const SERVER: &str = "10.9.0.2";
+const CLIENT: &str = "198.18.9.1";
+const SERVER: &str = "198.18.9.2";
 
 fn server_addr() -> SocketAddr {
     format!("{SERVER}:5000").parse().unwrap()

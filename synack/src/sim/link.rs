@@ -228,14 +228,14 @@ fn bytes(value: &str) -> Result<usize, String> {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
 /// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
 /// use synack::sim::{LossCause, Verdict};
 /// net.set_filter(|_| Verdict::Drop);
 /// let now = net.now();
-/// net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// net.host_mut(client).connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// net.flush();
 /// assert_eq!(net.stats().lost.get(&LossCause::Filter), Some(&1));
 /// assert_eq!(LossCause::Filter.as_str(), "dropped by scenario");

@@ -38,7 +38,7 @@ use crate::Instant;
 ///     fn on_timeout(&mut self, _now: Instant) {}
 /// }
 /// let mut net: Network<BlackHole> = Network::new(1);
-/// net.add_host("void", &["10.0.0.9".parse().unwrap()], BlackHole);
+/// net.add_host("void", &["198.18.0.9".parse().unwrap()], BlackHole);
 /// assert!(net.run_until_idle(Instant::from_secs(1)));
 /// ```
 pub trait Node {
@@ -81,10 +81,10 @@ impl Node for crate::Stack {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
 /// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
 /// assert_eq!(net.host_name(client), "client");
 /// assert_eq!(net.host_ids().collect::<Vec<_>>(), [client, server]);
 /// ```
@@ -105,17 +105,17 @@ pub struct HostId(pub usize);
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
 /// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
 /// use synack::sim::Verdict;
 /// // Lose the first packet from the client (its SYN): it is sent again after the RTO.
 /// net.set_filter(move |meta| {
 ///     if meta.from == client && meta.index_on_link == 0 { Verdict::Drop } else { Verdict::Pass }
 /// });
 /// let now = net.now();
-/// let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// let conn = net.host_mut(client).connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// net.flush();
 /// net.run_for(Duration::from_secs(2));
 /// assert_eq!(net.host(client).state(conn).unwrap(), TcpState::Established);
@@ -152,15 +152,15 @@ pub struct PacketMeta<'a> {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
 /// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
 /// use synack::sim::Verdict;
 /// // Hold every packet to the server back by 50 ms more than the link would.
 /// net.set_filter(move |meta| if meta.to == Some(server) { Verdict::Delay(Duration::from_millis(50)) } else { Verdict::Pass });
 /// let now = net.now();
-/// let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// let conn = net.host_mut(client).connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// net.flush();
 /// net.run_for(Duration::from_secs(1));
 /// let rtt = net.host(client).info(net.now(), conn).unwrap().srtt.unwrap();
@@ -191,12 +191,12 @@ pub enum Verdict {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
 /// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
 /// # let now = net.now();
-/// # let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # let conn = net.host_mut(client).connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// # net.flush();
 /// # net.run_for(Duration::from_millis(100));
 /// use synack::sim::Fate;
@@ -239,12 +239,12 @@ pub enum Fate {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
 /// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
 /// # let now = net.now();
-/// # let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # let conn = net.host_mut(client).connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// # net.flush();
 /// # net.run_for(Duration::from_millis(100));
 /// let syn = &net.log()[0];
@@ -283,12 +283,12 @@ pub struct PacketRecord {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
 /// # net.set_link_both(client, server, LinkConfig::lossless(Duration::from_millis(10)));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
 /// # let now = net.now();
-/// # let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # let conn = net.host_mut(client).connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// # net.flush();
 /// # net.run_for(Duration::from_millis(100));
 /// let stats = net.stats();
@@ -351,16 +351,16 @@ type Filter = Box<dyn FnMut(&PacketMeta<'_>) -> Verdict>;
 ///     stack
 /// }
 /// let mut net: Network<Stack> = Network::new(7);
-/// let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
+/// let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
 /// // 10 ms each way, 1 % loss.
 /// let mut link = LinkConfig::lossless(Duration::from_millis(10));
 /// link.loss = 0.01;
 /// net.set_link_both(client, server, link);
 ///
-/// net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
+/// net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
 /// let now = net.now();
-/// let conn = net.host_mut(client).connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// let conn = net.host_mut(client).connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// net.flush(); // after calls into a host: put what it sends on the links
 /// net.run_for(Duration::from_secs(5)); // virtual time: no real waiting
 /// assert_eq!(net.host(client).state(conn).unwrap(), TcpState::Established);

@@ -30,12 +30,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// let addr: std::net::SocketAddr = "10.0.0.2:80".parse()?;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// let addr: std::net::SocketAddr = "198.18.0.2:80".parse()?;
     /// assert_eq!(server.listener_addr(listener)?, addr);
     ///
     /// // Port 0: a free ephemeral port, as bind(0) gives on Linux.
@@ -46,7 +46,7 @@ impl Stack {
     /// // The same port again overlaps the first listener.
     /// assert_eq!(server.listen("0.0.0.0:80".parse()?, 128), Err(Error::AddressInUse));
     /// // An address the stack does not have.
-    /// assert_eq!(server.listen("10.9.9.9:80".parse()?, 128), Err(Error::AddressNotAvailable));
+    /// assert_eq!(server.listen("198.19.9.9:80".parse()?, 128), Err(Error::AddressNotAvailable));
     /// # Ok(())
     /// # }
     /// ```
@@ -146,15 +146,15 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
     /// let listener = server.listen("0.0.0.0:0".parse()?, 16)?;
     /// let port = server.listener_addr(listener)?.port();
     /// assert_ne!(port, 0);
     /// // Clients connect to the port it chose.
-    /// let conn = client.connect(now, std::net::SocketAddr::new("10.0.0.2".parse()?, port))?;
+    /// let conn = client.connect(now, std::net::SocketAddr::new("198.18.0.2".parse()?, port))?;
     /// pump(now, &mut client, &mut server);
     /// assert_eq!(client.state(conn)?, TcpState::Established);
     /// # Ok(())
@@ -185,14 +185,14 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
     /// assert_eq!(server.accept(listener), Err(Error::WouldBlock));
     ///
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// pump(now, &mut client, &mut server);
     /// // The handshake completed without the application: the listener says so.
     /// assert!(std::iter::from_fn(|| server.poll_event()).any(|e| e == Event::Incoming(listener)));
@@ -243,13 +243,13 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// client.connect(now, "10.0.0.2:80".parse()?)?;
-    /// client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// client.connect(now, "198.18.0.2:80".parse()?)?;
+    /// client.connect(now, "198.18.0.2:80".parse()?)?;
     /// pump(now, &mut client, &mut server);
     /// assert_eq!(server.accept_queue_len(listener)?, 2);
     /// server.accept(listener)?;
@@ -284,18 +284,18 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
     /// use synack::ListenerOptions;
-    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
     /// let mut options = ListenerOptions::default();
     /// options.nodelay = Some(true);
     /// options.mss = Some(1200);
     /// server.set_listener_options(listener, options)?;
     ///
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// pump(now, &mut client, &mut server);
     /// let accepted = server.accept(listener)?;
     /// // The SYN-ACK announced 1200 bytes: the client's segments carry 1200 less the
@@ -335,12 +335,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// pump(now, &mut client, &mut server);
     /// // Established but never accepted: closing the listener resets it.
     /// server.close_listener(now, listener)?;
@@ -395,12 +395,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// // The SYN is queued; it leaves with the next poll_transmit.
     /// assert_eq!(client.state(conn)?, TcpState::SynSent);
     /// pump(now, &mut client, &mut server);
@@ -408,7 +408,7 @@ impl Stack {
     /// assert!(std::iter::from_fn(|| client.poll_event()).any(|e| e == Event::Connected(conn)));
     ///
     /// // Nobody listens on port 81: the peer's RST fails the connect.
-    /// let refused = client.connect(now, "10.0.0.2:81".parse()?)?;
+    /// let refused = client.connect(now, "198.18.0.2:81".parse()?)?;
     /// pump(now, &mut client, &mut server);
     /// let failed = std::iter::from_fn(|| client.poll_event()).find_map(|e| match e {
     ///     Event::Error { conn, error } if conn == refused => Some(error),
@@ -444,16 +444,16 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// let conn = client.connect_from(now, "10.0.0.1:5000".parse()?, "10.0.0.2:80".parse()?)?;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// let conn = client.connect_from(now, "198.18.0.1:5000".parse()?, "198.18.0.2:80".parse()?)?;
     /// assert_eq!(client.local_addr(conn)?.port(), 5000);
     /// // One connection per 4-tuple.
     /// assert_eq!(
-    ///     client.connect_from(now, "10.0.0.1:5000".parse()?, "10.0.0.2:80".parse()?),
+    ///     client.connect_from(now, "198.18.0.1:5000".parse()?, "198.18.0.2:80".parse()?),
     ///     Err(Error::AddressInUse)
     /// );
     /// # Ok(())
@@ -564,12 +564,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -617,12 +617,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -671,12 +671,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -720,12 +720,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -774,14 +774,14 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// // SO_RCVBUF 32 KiB, before the SYN leaves: a window that needs no scaling.
     /// client.set_buffers(now, conn, None, Some(32 * 1024))?;
-    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// server.listen("198.18.0.2:80".parse()?, 128)?;
     /// pump(now, &mut client, &mut server);
     /// assert_eq!(client.info(now, conn)?.wscale.1, 0);
     /// # Ok(())
@@ -815,12 +815,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -862,12 +862,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -909,12 +909,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -961,11 +961,11 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// client.set_mss(now, conn, 536)?;
     /// let syn = client.poll_transmit(now).unwrap();
     /// let (_, tcp) = synack::wire::parse_tcp_packet(&syn)?;
@@ -995,12 +995,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1037,12 +1037,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1132,12 +1132,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1191,12 +1191,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1240,12 +1240,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1277,12 +1277,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1316,12 +1316,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1365,9 +1365,9 @@ impl Stack {
     /// ```
     /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse().unwrap());
+    /// # client.add_address("198.18.0.1".parse().unwrap());
     /// let now = Instant::ZERO;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse().unwrap()).unwrap();
+    /// let conn = client.connect(now, "198.18.0.2:80".parse().unwrap()).unwrap();
     /// client.set_notsent_lowat(now, conn, Some(4000)).unwrap();
     /// assert_eq!(client.notsent_lowat(conn).unwrap(), Some(4000));
     /// // Nothing is sent before the handshake: the first write fills the limit (in
@@ -1409,12 +1409,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1446,12 +1446,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1484,18 +1484,18 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
     /// # while server.poll_event().is_some() {}
     /// let local = client.local_addr(conn)?;
-    /// assert_eq!(local.ip().to_string(), "10.0.0.1");
+    /// assert_eq!(local.ip().to_string(), "198.18.0.1");
     /// assert_eq!(server.peer_addr(accepted)?, local);
     /// # Ok(())
     /// # }
@@ -1521,12 +1521,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1556,12 +1556,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1601,12 +1601,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1644,12 +1644,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}

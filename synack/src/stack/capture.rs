@@ -30,9 +30,9 @@ use super::*;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
 /// use synack::{Capture, IpNet};
 /// // A relay: take every connection to 198.51.100.0/24, ports 80 and 443.

@@ -33,12 +33,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
     /// use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
-    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// server.listen("198.18.0.2:80".parse()?, 128)?;
     /// // A SYN built by hand, as a device would deliver it.
     /// let mut options = TcpOptions::default();
     /// options.mss = Some(1460);
@@ -46,7 +46,7 @@ impl Stack {
     ///     src_port: 40000, dst_port: 80, seq: SeqNum::new(1000), ack: SeqNum::new(0),
     ///     flags: TcpFlags::SYN, window: 65535, urgent: 0, options, payload: &[],
     /// };
-    /// let packet = wire::emit_tcp_packet("10.0.0.1".parse()?, "10.0.0.2".parse()?, 64, &syn)?;
+    /// let packet = wire::emit_tcp_packet("198.18.0.1".parse()?, "198.18.0.2".parse()?, 64, &syn)?;
     /// server.receive(now, &packet);
     /// // The answer: a SYN-ACK acknowledging the SYN.
     /// let reply = server.poll_transmit(now).unwrap();
@@ -84,15 +84,15 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// let mut syn = client.poll_transmit(now).unwrap();
     /// let last = syn.len() - 1;
     /// syn[last] ^= 0xff; // damage the TCP checksum
-    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// server.listen("198.18.0.2:80".parse()?, 128)?;
     /// server.receive(now, &syn);
     /// assert_eq!(server.stats().dropped("bad_tcp_checksum"), 1);
     /// # Ok(())

@@ -92,13 +92,13 @@
 //! let (to_server, from_client) = channel();
 //! let (to_client, from_server) = channel();
 //! let mut server = Stack::new(Config::default());
-//! server.add_address("10.0.0.2".parse()?);
+//! server.add_address("198.18.0.2".parse()?);
 //! let mut client = Stack::new(Config::default());
-//! client.add_address("10.0.0.1".parse()?);
+//! client.add_address("198.18.0.1".parse()?);
 //! let start = std::time::Instant::now();
 //!
 //! // An echo server: it sends back what it reads and closes when the client has.
-//! server.listen("10.0.0.2:7".parse()?, 128)?;
+//! server.listen("198.18.0.2:7".parse()?, 128)?;
 //! let server_device = Device { rx: from_client, tx: to_client };
 //! let server_thread = std::thread::spawn(move || {
 //!     run(&mut server, &server_device, start, |stack, now, event| {
@@ -126,7 +126,7 @@
 //! });
 //!
 //! // A client: connect, send, half-close, read the echo to the end.
-//! let conn = client.connect(Instant::from_micros(start.elapsed().as_micros() as u64), "10.0.0.2:7".parse()?)?;
+//! let conn = client.connect(Instant::from_micros(start.elapsed().as_micros() as u64), "198.18.0.2:7".parse()?)?;
 //! let client_device = Device { rx: from_server, tx: to_server };
 //! let mut echo = Vec::new();
 //! run(&mut client, &client_device, start, |stack, now, event| {
@@ -207,11 +207,11 @@ pub use udp::{Datagram, UdpHandle, UdpSnapshot};
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
 /// let snapshot = server.snapshot(now);
 /// assert_eq!(snapshot.len(), 1);
 /// assert_eq!(snapshot[0].state, TcpState::Listen);
@@ -262,14 +262,14 @@ pub struct SocketSnapshot {
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
 /// use synack::StateSummary;
-/// server.listen("10.0.0.2:80".parse()?, 128)?;
-/// client.connect(now, "10.0.0.2:80".parse()?)?;
-/// client.connect(now, "10.0.0.2:80".parse()?)?;
+/// server.listen("198.18.0.2:80".parse()?, 128)?;
+/// client.connect(now, "198.18.0.2:80".parse()?)?;
+/// client.connect(now, "198.18.0.2:80".parse()?)?;
 /// pump(now, &mut client, &mut server);
 /// // Of one stack, or of several (a multi-queue interface adds its stacks up).
 /// let mut sockets = client.snapshot(now);
@@ -330,12 +330,12 @@ impl StateSummary {
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
 /// use synack::ListenerOptions;
-/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
 /// let mut options = ListenerOptions::default(); // every field None: the stack's defaults
 /// options.recv_buffer = Some(1 << 20);
 /// server.set_listener_options(listener, options)?;
@@ -392,12 +392,12 @@ use time_wait_table::TimeWaitTable;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-/// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+/// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
 /// # pump(now, &mut client, &mut server);
 /// # let accepted = server.accept(listener)?;
 /// # while client.poll_event().is_some() {}
@@ -434,11 +434,11 @@ pub struct ConnectionHandle {
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
 /// server.close_listener(now, listener)?;
 /// assert_eq!(server.accept(listener), Err(Error::InvalidHandle));
 /// # Ok(())
@@ -476,9 +476,9 @@ const CTL_QUEUE_LIMIT: usize = 4096;
 /// use synack::{Config, Event, Instant, Stack, TcpState};
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let mut client = Stack::new(Config::default());
-/// client.add_address("10.0.0.1".parse()?);
+/// client.add_address("198.18.0.1".parse()?);
 /// let mut server = Stack::new(Config::default());
-/// server.add_address("10.0.0.2".parse()?);
+/// server.add_address("198.18.0.2".parse()?);
 ///
 /// // The wire: until both are quiet, what one sends the other receives.
 /// fn wire(now: Instant, a: &mut Stack, b: &mut Stack) {
@@ -491,8 +491,8 @@ const CTL_QUEUE_LIMIT: usize = 4096;
 /// }
 ///
 /// let now = Instant::ZERO;
-/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+/// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
 /// client.send(now, conn, b"GET / HTTP/1.0\r\n\r\n")?; // queued behind the SYN
 /// wire(now, &mut client, &mut server); // SYN, SYN-ACK, ACK with the request
 ///
@@ -650,12 +650,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
     /// client.config_mut().tcp_nodelay = true;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?; // opened with TCP_NODELAY
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?; // opened with TCP_NODELAY
     /// assert!(client.config().tcp_nodelay);
     /// # Ok(())
     /// # }
@@ -715,13 +715,13 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// client.connect(now, "10.0.0.2:80".parse()?)?;
-    /// client.connect(now, "10.0.0.2:81".parse()?)?; // refused
+    /// server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// client.connect(now, "198.18.0.2:80".parse()?)?;
+    /// client.connect(now, "198.18.0.2:81".parse()?)?; // refused
     /// pump(now, &mut client, &mut server);
     /// let stats = client.stats();
     /// assert_eq!((stats.active_opens, stats.established, stats.failed), (2, 1, 1));
@@ -759,12 +759,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// client.connect(now, "198.18.0.2:80".parse()?)?;
     /// pump(now, &mut client, &mut server);
     /// // Not yet accepted, but in the server's table all the same.
     /// assert_eq!((client.connection_count(), server.connection_count()), (1, 1));
@@ -792,12 +792,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -845,12 +845,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -893,12 +893,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -986,12 +986,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1027,14 +1027,14 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// let syn = client.poll_transmit(now).unwrap();
     /// assert_eq!(server.has_flow(&syn), Some(false)); // a new flow for the server
-    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// server.listen("198.18.0.2:80".parse()?, 128)?;
     /// server.receive(now, &syn);
     /// assert_eq!(server.has_flow(&syn), Some(true)); // now it has the connection
     /// assert_eq!(server.has_flow(b"not a packet"), None);
@@ -1074,12 +1074,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1475,12 +1475,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1513,12 +1513,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1638,15 +1638,15 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
     /// use synack::wire::{self, TcpFlags};
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// let syn = client.poll_transmit(now).expect("the SYN");
     /// let (ip, tcp) = wire::parse_tcp_packet(&syn)?;
-    /// assert_eq!(ip.dst.to_string(), "10.0.0.2");
+    /// assert_eq!(ip.dst.to_string(), "198.18.0.2");
     /// assert_eq!(tcp.flags, TcpFlags::SYN);
     /// assert_eq!(client.poll_transmit(now), None); // nothing more until the SYN-ACK
     /// # Ok(())
@@ -1707,12 +1707,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// # pump(now, &mut client, &mut server);
     /// # let accepted = server.accept(listener)?;
     /// # while client.poll_event().is_some() {}
@@ -1811,13 +1811,13 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
     /// use std::time::Duration;
     /// assert_eq!(client.poll_timeout(), None); // nothing to wait for
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// while client.poll_transmit(now).is_some() {}
     /// // The SYN's retransmission timer: the initial RTO, one second (RFC 6298).
     /// assert_eq!(client.poll_timeout(), Some(now + Duration::from_secs(1)));
@@ -1859,17 +1859,17 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
     /// use std::time::Duration;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// let _lost_syn = client.poll_transmit(now).unwrap();
     /// let deadline = client.poll_timeout().unwrap();
     /// client.on_timeout(deadline); // the RTO fires: the SYN goes again
     /// let again = client.poll_transmit(deadline).expect("retransmitted SYN");
-    /// server.listen("10.0.0.2:80".parse()?, 128)?;
+    /// server.listen("198.18.0.2:80".parse()?, 128)?;
     /// server.receive(deadline, &again);
     /// pump(deadline, &mut client, &mut server);
     /// assert_eq!(client.state(conn)?, TcpState::Established);
@@ -1939,12 +1939,12 @@ impl Stack {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
-    /// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-    /// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
     /// pump(now, &mut client, &mut server);
     /// while let Some(event) = server.poll_event() {
     ///     match event {
@@ -1985,11 +1985,11 @@ impl Stack {
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
 /// let mut buf = vec![0u8; client.max_packet_size()];
 /// let t = client.poll_transmit_into(now, &mut buf).unwrap();
 /// let syn = &buf[..t.len]; // IPv4 20 + TCP 20 + options 20

@@ -34,13 +34,13 @@ use crate::wire::icmp::IcmpRepr;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
 /// use std::time::Duration;
 /// use synack::{Capture, Decide, ListenerOptions, Refusal};
-/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
 /// let mut options = ListenerOptions::default();
 /// options.decide = Some(Decide::new().timeout(Duration::from_secs(5)).on_timeout(Refusal::Reset));
 /// server.set_listener_options(listener, options)?;
@@ -114,16 +114,16 @@ impl Decide {
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
 /// use synack::{Decide, ListenerOptions, Refusal, Unreachable};
-/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
 /// let mut options = ListenerOptions::default();
 /// options.decide = Some(Decide::new());
 /// server.set_listener_options(listener, options)?;
-/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
 /// pump(now, &mut client, &mut server);
 /// let request = server.take_request(listener)?;
 /// // Answer as an unreachable host would: an ICMP error quoting the SYN.
@@ -203,16 +203,16 @@ impl Unreachable {
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
 /// use synack::{Decide, ListenerOptions};
-/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
 /// let mut options = ListenerOptions::default();
 /// options.decide = Some(Decide::new());
 /// server.set_listener_options(listener, options)?;
-/// client.connect(now, "10.0.0.2:80".parse()?)?;
+/// client.connect(now, "198.18.0.2:80".parse()?)?;
 /// pump(now, &mut client, &mut server);
 /// let handle = server.take_request(listener)?.handle;
 /// server.accept_request(now, handle)?;
@@ -241,16 +241,16 @@ pub struct RequestHandle(u64);
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
 /// use synack::{Decide, ListenerOptions};
-/// let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
+/// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
 /// let mut options = ListenerOptions::default();
 /// options.decide = Some(Decide::new());
 /// server.set_listener_options(listener, options)?;
-/// let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
 /// pump(now, &mut client, &mut server);
 /// // The SYN is held, unanswered: the listener reports a request.
 /// assert!(std::iter::from_fn(|| server.poll_event()).any(|e| e == Event::Request(listener)));

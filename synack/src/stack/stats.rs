@@ -21,9 +21,9 @@ use alloc::string::String;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
 /// server.receive(now, b"\x45 not an IPv4 packet");
 /// let stats = server.stats();
@@ -229,9 +229,9 @@ impl StackStats {
     /// # }
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # let mut client = Stack::new(Config::default());
-    /// # client.add_address("10.0.0.1".parse()?);
+    /// # client.add_address("198.18.0.1".parse()?);
     /// # let mut server = Stack::new(Config::default());
-    /// # server.add_address("10.0.0.2".parse()?);
+    /// # server.add_address("198.18.0.2".parse()?);
     /// # let now = Instant::ZERO;
     /// let text = server.stats().prometheus(&server.state_summary(now));
     /// assert!(text.contains("# TYPE"));

@@ -40,13 +40,13 @@ const DATAGRAM_OVERHEAD: usize = 256;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// let server_socket = server.udp_bind("10.0.0.2:53".parse()?)?;
+/// let server_socket = server.udp_bind("198.18.0.2:53".parse()?)?;
 /// let client_socket = client.udp_bind("0.0.0.0:0".parse()?)?; // an ephemeral port
-/// client.udp_send_to(now, client_socket, b"query", "10.0.0.2:53".parse()?)?;
+/// client.udp_send_to(now, client_socket, b"query", "198.18.0.2:53".parse()?)?;
 /// pump(now, &mut client, &mut server);
 /// assert!(std::iter::from_fn(|| server.poll_event()).any(|e| e == Event::UdpReadable(server_socket)));
 ///
@@ -82,11 +82,11 @@ pub struct UdpHandle {
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// let socket = server.udp_bind("10.0.0.2:53".parse()?)?;
+/// let socket = server.udp_bind("198.18.0.2:53".parse()?)?;
 /// let sockets = server.udp_sockets();
 /// assert_eq!(sockets[0].local, server.udp_local_addr(socket)?);
 /// assert_eq!((sockets[0].datagrams, sockets[0].catch_all), (0, false));
@@ -125,16 +125,16 @@ pub struct UdpSnapshot {
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// let socket = server.udp_bind("10.0.0.2:9".parse()?)?;
-/// let sender = client.udp_bind("10.0.0.1:5000".parse()?)?;
-/// client.udp_send_to(now, sender, b"x", "10.0.0.2:9".parse()?)?;
+/// let socket = server.udp_bind("198.18.0.2:9".parse()?)?;
+/// let sender = client.udp_bind("198.18.0.1:5000".parse()?)?;
+/// client.udp_send_to(now, sender, b"x", "198.18.0.2:9".parse()?)?;
 /// pump(now, &mut client, &mut server);
 /// let d = server.udp_recv(socket)?;
-/// assert_eq!((d.from.to_string(), d.to.to_string()), ("10.0.0.1:5000".into(), "10.0.0.2:9".into()));
+/// assert_eq!((d.from.to_string(), d.to.to_string()), ("198.18.0.1:5000".into(), "198.18.0.2:9".into()));
 /// # Ok(())
 /// # }
 /// ```

@@ -25,12 +25,12 @@ use crate::Instant;
 /// # }
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # let mut client = Stack::new(Config::default());
-/// # client.add_address("10.0.0.1".parse()?);
+/// # client.add_address("198.18.0.1".parse()?);
 /// # let mut server = Stack::new(Config::default());
-/// # server.add_address("10.0.0.2".parse()?);
+/// # server.add_address("198.18.0.2".parse()?);
 /// # let now = Instant::ZERO;
-/// # let listener = server.listen("10.0.0.2:80".parse()?, 128)?;
-/// # let conn = client.connect(now, "10.0.0.2:80".parse()?)?;
+/// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+/// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
 /// # pump(now, &mut client, &mut server);
 /// # let accepted = server.accept(listener)?;
 /// # while client.poll_event().is_some() {}

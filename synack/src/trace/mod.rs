@@ -28,10 +28,10 @@ use crate::{Event, Instant, TcpState};
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
-/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// # net.flush();
 /// # net.run_for(Duration::from_millis(100));
 /// # use synack::trace::Trace;
@@ -82,10 +82,10 @@ pub struct SegmentSummary {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
-/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// # net.flush();
 /// # net.run_for(Duration::from_millis(100));
 /// # use synack::trace::Trace;
@@ -174,10 +174,10 @@ impl SegmentSummary {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
-/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// # net.flush();
 /// # net.run_for(Duration::from_millis(100));
 /// # use synack::trace::Trace;
@@ -240,10 +240,10 @@ pub enum RecordKind {
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
-/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// # net.flush();
 /// # net.run_for(Duration::from_millis(100));
 /// # use synack::trace::Trace;
@@ -296,10 +296,10 @@ impl Record {
 /// #     stack
 /// # }
 /// let mut net: Network<Stack> = Network::new(7);
-/// let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
-/// net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
-/// net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
+/// net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
+/// net.host_mut(client).connect(Instant::ZERO, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// net.flush();
 /// net.run_for(Duration::from_millis(100));
 ///

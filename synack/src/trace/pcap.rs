@@ -29,10 +29,10 @@ pub const SNAPLEN: u32 = 262_144;
 /// #     stack
 /// # }
 /// # let mut net: Network<Stack> = Network::new(7);
-/// # let client = net.add_host("client", &["10.0.0.1".parse().unwrap()], host("10.0.0.1"));
-/// # let server = net.add_host("server", &["10.0.0.2".parse().unwrap()], host("10.0.0.2"));
-/// # net.host_mut(server).listen("10.0.0.2:80".parse().unwrap(), 128).unwrap();
-/// # let conn = net.host_mut(client).connect(Instant::ZERO, "10.0.0.2:80".parse().unwrap()).unwrap();
+/// # let client = net.add_host("client", &["198.18.0.1".parse().unwrap()], host("198.18.0.1"));
+/// # let server = net.add_host("server", &["198.18.0.2".parse().unwrap()], host("198.18.0.2"));
+/// # net.host_mut(server).listen("198.18.0.2:80".parse().unwrap(), 128).unwrap();
+/// # let conn = net.host_mut(client).connect(Instant::ZERO, "198.18.0.2:80".parse().unwrap()).unwrap();
 /// # net.flush();
 /// # net.run_for(Duration::from_millis(100));
 /// # use synack::trace::Trace;

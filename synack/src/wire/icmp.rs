@@ -44,7 +44,7 @@ pub enum IcmpVersion {
 ///
 /// ```
 /// use synack::wire::{self, IcmpPacket, IcmpRepr, IcmpVersion};
-/// let (src, dst) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// let (src, dst) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// let packet = wire::emit_icmp_packet(src, dst, 64, &IcmpRepr::EchoReply { ident: 9, seq: 1, data: b"" }).unwrap();
 /// let (ip, body) = wire::parse_ip(&packet).unwrap();
 /// let view = IcmpPacket::new_checked(body).unwrap();
@@ -106,7 +106,7 @@ impl<T: AsRef<[u8]>> IcmpPacket<T> {
 /// ```
 /// # use std::net::IpAddr;
 /// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
-/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let (src, dst): (IpAddr, IpAddr) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// # let seg = TcpRepr {
 /// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
 /// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
@@ -349,7 +349,7 @@ fn join(hi: u16, lo: u16) -> [u8; 4] {
 /// ```
 /// # use std::net::IpAddr;
 /// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
-/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let (src, dst): (IpAddr, IpAddr) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// # let seg = TcpRepr {
 /// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
 /// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",

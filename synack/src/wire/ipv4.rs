@@ -15,7 +15,7 @@ pub const HEADER_LEN: usize = 20;
 /// ```
 /// # use std::net::IpAddr;
 /// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
-/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let (src, dst): (IpAddr, IpAddr) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// # let seg = TcpRepr {
 /// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
 /// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",

@@ -89,7 +89,7 @@ impl Ecn {
 /// ```
 /// # use std::net::IpAddr;
 /// # use synack::wire::{self, Ecn, SeqNum, TcpFlags, TcpOptions, TcpRepr};
-/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let (src, dst): (IpAddr, IpAddr) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// # let seg = TcpRepr {
 /// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
 /// #     flags: TcpFlags::ACK, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"x",
@@ -232,7 +232,7 @@ impl core::error::Error for WireError {}
 /// ```
 /// # use std::net::IpAddr;
 /// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
-/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let (src, dst): (IpAddr, IpAddr) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// # let seg = TcpRepr {
 /// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
 /// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
@@ -300,7 +300,7 @@ pub fn parse_ip(packet: &[u8]) -> Result<(IpInfo, &[u8]), WireError> {
 /// ```
 /// # use std::net::IpAddr;
 /// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
-/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let (src, dst): (IpAddr, IpAddr) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// # let seg = TcpRepr {
 /// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
 /// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",
@@ -409,7 +409,7 @@ pub fn parse_tcp<'a>(ip: &IpInfo, segment: &'a [u8]) -> Result<TcpRepr<'a>, Wire
 /// ```
 /// # use std::net::IpAddr;
 /// # use synack::wire::{self, SeqNum, TcpFlags, TcpOptions, TcpRepr};
-/// # let (src, dst): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// # let (src, dst): (IpAddr, IpAddr) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// # let seg = TcpRepr {
 /// #     src_port: 40000, dst_port: 80, seq: SeqNum::new(1), ack: SeqNum::new(0),
 /// #     flags: TcpFlags::SYN, window: 65535, urgent: 0, options: TcpOptions::default(), payload: b"",

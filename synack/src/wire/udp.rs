@@ -18,7 +18,7 @@ pub const HEADER_LEN: usize = 8;
 ///
 /// ```
 /// use synack::wire::{self, UdpPacket, UdpRepr};
-/// let (src, dst) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// let (src, dst) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// let datagram = UdpRepr { src_port: 5353, dst_port: 53, payload: b"query" };
 /// let packet = wire::emit_udp_packet(src, dst, 64, &datagram).unwrap();
 /// let (ip, bytes) = wire::parse_ip(&packet).unwrap();
@@ -99,7 +99,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
 /// ```
 /// use synack::wire::UdpRepr;
 /// let datagram = UdpRepr { src_port: 1, dst_port: 2, payload: b"abc" };
-/// let (src, dst) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+/// let (src, dst) = ("198.18.0.1".parse().unwrap(), "198.18.0.2".parse().unwrap());
 /// let mut buf = vec![0u8; datagram.buffer_len()]; // 8 + 3
 /// datagram.emit(&src, &dst, &mut buf).unwrap();
 /// assert_eq!(&buf[8..], b"abc");
