@@ -655,63 +655,9 @@ fn tcp_info(c: &synack::ConnectionInfo) -> libc::tcp_info {
     t
 }
 
-unsafe extern "C" fn getsockopt(
-    ud: Ud,
-    fd: c_int,
-    level: c_int,
-    name: c_int,
-    val: *mut c_void,
-    len: *mut socklen_t,
-) -> c_int {
-    if level == libc::IPPROTO_TCP && name == libc::TCP_INFO {
-        // SAFETY: `ud` is our instance.
-        let i = unsafe { inst(ud) };
-        let info = i.with(|st| {
-            let h = st.socks.handle(fd).ok_or(Errno::ENOTCONN)?;
-            let now = st.now;
-            st.socks
-                .stack
-                .info(now, h)
-                .map_err(|_| Errno::ENOTCONN)
-                .map(|c| tcp_info(&c))
-        });
-        let info = match info {
-            Ok(info) => info,
-            Err(e) => {
-                set_errno(e);
-                return -1;
-            }
-        };
-        if !val.is_null() && !len.is_null() {
-            // SAFETY: viewing a plain struct as its bytes; getsockopt(2)'s contract:
-            // `len` readable and writable, `val` has *len bytes.
-            unsafe {
-                let bytes = pod_bytes(&info);
-                let room = (*len as usize).min(bytes.len());
-                copy_out(&bytes[..room], val);
-                *len = room as socklen_t;
-            }
-        }
-        return 0;
-    }
-    let Some(opt) = option_name(level, name) else {
-        set_errno(Errno::ENOPROTOOPT);
-        return -1;
-    };
-    // SAFETY: `ud` is our instance.
-    let i = unsafe { inst(ud) };
-    let r = i.with(|st| {
-        let now = st.now;
-        st.socks.getsockopt(now, fd, opt)
-    });
-    let v = match r {
-        Ok(v) => v,
-        Err(e) => {
-            set_errno(e);
-            return -1;
-        }
-    };
-    let out: Vec<u8> = match v {
+/// An option's value as getsockopt(2) writes it.
+fn opt_bytes(v: OptValue) -> Vec<u8> {
+    match v {
         OptValue::Int(n) => (n as c_int).to_ne_bytes().to_vec(),
         OptValue::Linger(on, secs) => {
             let l = libc::linger {
@@ -720,6 +666,43 @@ unsafe extern "C" fn getsockopt(
             };
             // SAFETY: viewing a plain struct as its bytes.
             unsafe { pod_bytes(&l) }.to_vec()
+        }
+    }
+}
+
+unsafe extern "C" fn getsockopt(
+    ud: Ud,
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let r: Result<Vec<u8>, Errno> = if level == libc::IPPROTO_TCP && name == libc::TCP_INFO {
+        i.with(|st| {
+            let h = st.socks.handle(fd).ok_or(Errno::ENOTCONN)?;
+            let now = st.now;
+            let c = st.socks.stack.info(now, h).map_err(|_| Errno::ENOTCONN)?;
+            // SAFETY: viewing a plain struct as its bytes.
+            Ok(unsafe { pod_bytes(&tcp_info(&c)) }.to_vec())
+        })
+    } else {
+        let Some(opt) = option_name(level, name) else {
+            set_errno(Errno::ENOPROTOOPT);
+            return -1;
+        };
+        i.with(|st| {
+            let now = st.now;
+            st.socks.getsockopt(now, fd, opt).map(opt_bytes)
+        })
+    };
+    let out = match r {
+        Ok(out) => out,
+        Err(e) => {
+            set_errno(e);
+            return -1;
         }
     };
     if !val.is_null() && !len.is_null() {
