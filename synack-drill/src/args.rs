@@ -170,6 +170,33 @@ pub fn errno_number(s: &str) -> Option<i64> {
         .or_else(|| ERRNOS.iter().find(|(n, _)| *n == s).map(|(_, v)| *v))
 }
 
+/// A C string literal argument (`"\xf7\x63..."`) as bytes: `\xNN`, `\n`, `\t`, `\0`,
+/// `\\` and `\"` escapes. None when it is not a quoted string.
+pub fn c_string(arg: &str) -> Option<Vec<u8>> {
+    let s = arg.trim().strip_prefix('"')?.strip_suffix('"')?;
+    let mut out = Vec::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0u8; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next()? {
+            'x' => {
+                let hex: String = chars.clone().take(2).collect();
+                out.push(u8::from_str_radix(&hex, 16).ok()?);
+                chars.nth(1);
+            }
+            'n' => out.push(b'\n'),
+            't' => out.push(b'\t'),
+            '0' => out.push(0),
+            other => out.push(other as u8),
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +224,11 @@ mod tests {
         assert_eq!(iov_len("[{..., 1000}, {..., 500}]"), 1500);
         assert_eq!(errno_number("ECONNREFUSED"), Some(111));
         assert_eq!(errno_number("0"), Some(0));
+    }
+
+    #[test]
+    fn c_string_reads_hex_escapes() {
+        assert_eq!(c_string(r#""\xf7\x63a""#), Some(vec![0xf7, 0x63, b'a']));
+        assert_eq!(c_string("no quotes"), None);
     }
 }

@@ -97,6 +97,9 @@ pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 27] {
     if i.ecn {
         options |= 8;
     }
+    if i.syn_data_acked {
+        options |= 32;
+    }
     [
         ("tcpi_state", u64::from(linux_state(i.state))),
         ("tcpi_options", options),

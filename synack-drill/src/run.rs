@@ -13,7 +13,9 @@ use synack::{Config, Instant, Stack};
 
 use crate::args::{self, PollFd};
 use crate::epoll;
-use crate::script::{Action, Direction, EcnSpec, Event, ScriptOption, Segment, Syscall, TimeSpec};
+use crate::script::{
+    Action, Direction, EcnSpec, Event, FoCookie, ScriptOption, Segment, Syscall, TimeSpec,
+};
 use crate::sockets::{CallResult, Errno, OptValue, Shutdown, Sockets};
 
 /// How to run scripts.
@@ -41,6 +43,11 @@ pub struct DrillOptions {
     pub strict_unexpected: bool,
     /// The script's directory, where `.sh` files its shell lines run are read for sysctls.
     pub base_dir: Option<PathBuf>,
+    /// `--local_ip`/`--remote_ip` (both, of one family): the stack's address and the
+    /// script's peer; by default 198.18.0.1 and 198.18.0.2 (2001:db8::1 and ::2 with
+    /// `--ip_version=ipv6`). The run is in memory: no packet leaves the process.
+    pub local_ip: Option<IpAddr>,
+    pub remote_ip: Option<IpAddr>,
     /// `--mss`: as packetdrill's, the segment size of what the script injects: a longer
     /// inbound segment arrives as segments of this size (packetdrill hands the kernel a
     /// GSO packet of that segment size).
@@ -59,6 +66,8 @@ impl Default for DrillOptions {
             strict_unexpected: false,
             base_dir: None,
             inbound_mss: None,
+            local_ip: None,
+            remote_ip: None,
         }
     }
 }
@@ -113,6 +122,10 @@ struct Runner {
     remote: IpAddr,
     /// Our ISN per connection (by the peer's port), learned from each SYN we send.
     isns: BTreeMap<u16, u32>,
+    /// The peer's ISN per connection (by its port), from the SYN the script injected:
+    /// as packetdrill, the peer's later sequence numbers (and our ACKs of them) are
+    /// written relative to it.
+    remote_isns: BTreeMap<u16, u32>,
     /// The connection's ports, once known: (ours, the peer's).
     ports: (u16, u16),
     /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
@@ -159,6 +172,12 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
             ("strict_segments", _) => opts.strict_segments = value != "0" && value != "false",
             ("mtu", Some(v)) => opts.config.mtu = v as usize,
             ("mss", Some(v)) => mss = Some(v as usize),
+            ("local_ip", _) if value.parse::<IpAddr>().is_ok() => {
+                opts.local_ip = value.parse().ok()
+            }
+            ("remote_ip", _) if value.parse::<IpAddr>().is_ok() => {
+                opts.remote_ip = value.parse().ok()
+            }
             _ => outcome.notes.push(format!(
                 "line {}: option --{name} is not used by this runner",
                 ev.line
@@ -169,13 +188,15 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         opts.inbound_mss = mss;
     }
     let opts = &opts;
-    let (local, remote): (IpAddr, IpAddr) = if opts.ipv6 {
-        (
+    let (local, remote): (IpAddr, IpAddr) = match (opts.local_ip, opts.remote_ip) {
+        // A script that names its addresses (cookies and ICMP quotes depend on them)
+        // gets them: nothing leaves this process.
+        (Some(l), Some(r)) if l.is_ipv4() == r.is_ipv4() => (l, r),
+        _ if opts.ipv6 => (
             "2001:db8::1".parse().unwrap(),
             "2001:db8::2".parse().unwrap(),
-        )
-    } else {
-        ([198, 18, 0, 1].into(), [198, 18, 0, 2].into())
+        ),
+        _ => ([198, 18, 0, 1].into(), [198, 18, 0, 2].into()),
     };
     let mut stack = Stack::new(opts.config.clone());
     stack.add_address(local);
@@ -189,6 +210,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         local,
         remote,
         isns: BTreeMap::new(),
+        remote_isns: BTreeMap::new(),
         ports: (LOCAL_PORT, REMOTE_PORT),
         last_tsval: None,
         sent: VecDeque::new(),
@@ -387,6 +409,26 @@ fn script_flags(letters: &str) -> TcpFlags {
 }
 
 impl Runner {
+    /// The Fast Open cookie the stack under test gives the script's peer
+    /// (`TFO_COOKIE`).
+    fn stack_cookie(&self) -> wire::FastOpenCookie {
+        self.socks.stack.fastopen_cookie(self.remote, self.local)
+    }
+
+    /// After an active open: segments use its ports from now on.
+    fn learn_ports(&mut self, fd: i32) {
+        if let Some(h) = self.socks.handle(fd) {
+            if let Ok(local) = self.socks.stack.local_addr(h) {
+                self.ports = (local.port(), LOCAL_PORT);
+            }
+        }
+    }
+
+    /// The peer's ISN on its `port` (0 before the script's SYN).
+    fn remote_isn(&self, port: u16) -> u32 {
+        self.remote_isns.get(&port).copied().unwrap_or(0)
+    }
+
     /// Our ISN on the connection with the peer's `port` (0 before our SYN).
     fn isn(&self, port: u16) -> u32 {
         self.isns.get(&port).copied().unwrap_or(0)
@@ -396,10 +438,25 @@ impl Runner {
     fn shell(&mut self, ev: &Event, cmd: &str, opts: &DrillOptions, notes: &mut Vec<String>) {
         let found = crate::sysctl::assignments(cmd, opts.base_dir.as_deref());
         let first = cmd.lines().next().unwrap_or("");
+        if crate::sysctl::flushes_metrics(cmd, opts.base_dir.as_deref()) {
+            // `ip tcp_metrics flush`: the Fast Open cookie cache goes with it.
+            self.socks.stack.flush_fastopen_cache();
+            notes.push(format!("line {}: tcp_metrics flushed", ev.line));
+        }
         if found.is_empty() {
             notes.push(format!("line {}: skipped shell `{first}`", ev.line));
         }
         for a in found {
+            if a.name.ends_with("tcp_fastopen_key") {
+                match synack::tcp::fastopen::parse_key(&a.value) {
+                    Some((primary, backup)) => {
+                        self.socks.stack.set_fastopen_key(primary, backup);
+                        notes.push(format!("line {}: {}={} applied", ev.line, a.name, a.value));
+                    }
+                    None => notes.push(format!("line {}: {}: not a key; skipped", ev.line, a.name)),
+                }
+                continue;
+            }
             match crate::sysctl::apply(&a, self.socks.stack.config_mut()) {
                 Ok(()) => notes.push(format!("line {}: {}={} applied", ev.line, a.name, a.value)),
                 Err(why) => notes.push(format!("line {}: {why}; skipped", ev.line)),
@@ -614,12 +671,16 @@ impl Runner {
                 ));
             }
         }
+        // A SYN-ACK's ACK is absolute; other ACKs are relative to the peer's ISN.
+        let remote_isn = if got.flags.syn() {
+            0
+        } else {
+            self.remote_isn(got.dst_port)
+        };
         if let (Some(ack), true) = (want.ack, got.flags.ack()) {
-            if got.ack.get() != ack {
-                return Err(format!(
-                    "ack: expected {ack} got {} ({shown})",
-                    got.ack.get()
-                ));
+            let rel = got.ack.get().wrapping_sub(remote_isn);
+            if rel != ack {
+                return Err(format!("ack: expected {ack} got {rel} ({shown})"));
             }
         }
         if let Some(win) = want.win {
@@ -628,7 +689,8 @@ impl Runner {
             }
         }
         if let Some(opts) = &want.options {
-            compare_options(opts, &got.options)?;
+            let stack_cookie = self.stack_cookie();
+            compare_options(opts, &got.options, &stack_cookie, remote_isn)?;
         }
         let (ours, theirs) = want.ports.unwrap_or(self.ports);
         if got.src_port != ours || got.dst_port != theirs {
@@ -674,6 +736,13 @@ impl Runner {
                     }
                     options.sack_blocks = sb;
                 }
+                ScriptOption::FastOpen {
+                    experimental,
+                    cookie,
+                } => {
+                    options.fast_open =
+                        fast_open_option(*experimental, cookie, &self.stack_cookie());
+                }
                 ScriptOption::Nop | ScriptOption::Eol => {}
             }
         }
@@ -692,6 +761,27 @@ impl Runner {
             vec![&payload[..]]
         } else {
             payload.chunks(piece).collect()
+        };
+        // packetdrill's remote_seq_script_to_live_offset: a SYN's sequence number is
+        // the peer's ISN; the others are relative to it.
+        let start = if flags.syn() {
+            // Only a SYN that opens a connection sets it (a SYN in a synchronized
+            // state is an old duplicate or an attack, not a new ISN).
+            let open = self.socks.stack.connections().iter().any(|(_, r, st)| {
+                r.port() == remote_port
+                    && !matches!(
+                        st,
+                        synack::TcpState::SynSent
+                            | synack::TcpState::Closed
+                            | synack::TcpState::TimeWait
+                    )
+            });
+            if !open {
+                self.remote_isns.insert(remote_port, start);
+            }
+            start
+        } else {
+            start.wrapping_add(self.remote_isn(remote_port))
         };
         let mut seq = SeqNum::new(start);
         for (i, chunk) in chunks.iter().enumerate() {
@@ -880,11 +970,7 @@ impl Runner {
                 let r = self
                     .socks
                     .connect(now, fd, SocketAddr::new(self.remote, LOCAL_PORT));
-                if let Some(h) = self.socks.handle(fd) {
-                    if let Ok(local) = self.socks.stack.local_addr(h) {
-                        self.ports = (local.port(), LOCAL_PORT);
-                    }
-                }
+                self.learn_ports(fd);
                 r
             }
             "fcntl" if arg(1) == "F_GETFL" => {
@@ -896,6 +982,17 @@ impl Runner {
                 .socks
                 .set_nonblocking(fd, arg(2).contains("O_NONBLOCK")),
             "write" | "send" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
+            "sendto" if arg(3).contains("MSG_FASTOPEN") => {
+                let r = self.socks.sendto_fastopen(
+                    now,
+                    fd,
+                    SocketAddr::new(self.remote, LOCAL_PORT),
+                    &vec![b'x'; number(2)],
+                );
+                self.learn_ports(fd);
+                r
+            }
+            "sendto" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
             "writev" => self
                 .socks
                 .write(now, fd, &vec![b'x'; args::iov_len(arg(1))]),
@@ -912,6 +1009,14 @@ impl Runner {
                 self.socks.shutdown(now, fd, how)
             }
             "close" => self.socks.close(now, fd),
+            "setsockopt" if arg(2) == "TCP_FASTOPEN_KEY" => {
+                let mut key = args::c_string(arg(3)).unwrap_or_default();
+                key.truncate(number(4));
+                if key.len() < number(4) {
+                    key.resize(number(4), 0);
+                }
+                self.socks.set_fastopen_key(fd, &key)
+            }
             "setsockopt" => {
                 let value = if arg(2) == "SO_LINGER" {
                     OptValue::Linger(i64::from(args::linger_zero(arg(3))), 0)
@@ -1141,10 +1246,33 @@ fn wait_timeout(call: &Syscall) -> Option<i64> {
     call.args.get(i).and_then(|a| args::integer(a))
 }
 
-fn compare_options(want: &[ScriptOption], got: &TcpOptions) -> Check {
+/// The Fast Open option a script's `FO`/`FOEXP` item stands for; `stack` is what
+/// `TFO_COOKIE` means.
+fn fast_open_option(
+    experimental: bool,
+    cookie: &FoCookie,
+    stack: &wire::FastOpenCookie,
+) -> Option<wire::FastOpenCookie> {
+    match cookie {
+        FoCookie::Request => Some(wire::FastOpenCookie::request(experimental)),
+        FoCookie::Stack => wire::FastOpenCookie::new(stack.as_bytes(), experimental),
+        FoCookie::Bytes(b) => wire::FastOpenCookie::new(b, experimental),
+    }
+}
+
+fn compare_options(
+    want: &[ScriptOption],
+    got: &TcpOptions,
+    stack_cookie: &wire::FastOpenCookie,
+    remote_isn: u32,
+) -> Check {
     let mut w = TcpOptions::default();
     for o in want {
         match o {
+            ScriptOption::FastOpen {
+                experimental,
+                cookie,
+            } => w.fast_open = fast_open_option(*experimental, cookie, stack_cookie),
             ScriptOption::Mss(m) => w.mss = Some(*m),
             ScriptOption::WindowScale(s) => w.window_scale = Some(*s),
             ScriptOption::SackOk => w.sack_permitted = true,
@@ -1153,7 +1281,10 @@ fn compare_options(want: &[ScriptOption], got: &TcpOptions) -> Check {
             }
             ScriptOption::Sack(blocks) => {
                 for (a, b) in blocks {
-                    w.sack_blocks.push((SeqNum::new(*a), SeqNum::new(*b)));
+                    w.sack_blocks.push((
+                        SeqNum::new(a.wrapping_add(remote_isn)),
+                        SeqNum::new(b.wrapping_add(remote_isn)),
+                    ));
                 }
             }
             ScriptOption::Nop | ScriptOption::Eol => {}
@@ -1184,6 +1315,16 @@ fn compare_options(want: &[ScriptOption], got: &TcpOptions) -> Check {
             w.timestamps.is_some().to_string(),
             got.timestamps.is_some().to_string(),
         );
+    }
+    if w.fast_open != got.fast_open {
+        let show = |c: Option<wire::FastOpenCookie>| match c {
+            None => "none".to_string(),
+            Some(c) => {
+                let hex: String = c.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+                format!("{} {hex}", if c.experimental { "FOEXP" } else { "FO" })
+            }
+        };
+        return diff("fast open", show(w.fast_open), show(got.fast_open));
     }
     if w.sack_blocks.as_slice() != got.sack_blocks.as_slice() {
         return diff(

@@ -101,7 +101,27 @@ pub enum ScriptOption {
     WindowScale(u8),
     SackOk,
     Sack(Vec<(u32, u32)>),
-    Timestamp { val: u32, ecr: u32 },
+    Timestamp {
+        val: u32,
+        ecr: u32,
+    },
+    /// `FO [hex]` / `FOEXP [hex]`: TCP Fast Open (RFC 7413), a cookie or a request;
+    /// `TFO_COOKIE` for the cookie the stack under test gives the script's peer.
+    FastOpen {
+        experimental: bool,
+        cookie: FoCookie,
+    },
+}
+
+/// The cookie of a `FO`/`FOEXP` option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FoCookie {
+    /// None: a cookie request.
+    Request,
+    Bytes(Vec<u8>),
+    /// `TFO_COOKIE`: what the stack would give the peer (packetdrill's run_all.py
+    /// defines it from the same key and addresses).
+    Stack,
 }
 
 /// A segment line: `< S. 0:0(0) ack 1 win 65535 <mss 1460,nop,wscale 7>`.
@@ -544,6 +564,16 @@ fn options(s: &str) -> Result<Vec<ScriptOption>, String> {
             "nop" => ScriptOption::Nop,
             "eol" => ScriptOption::Eol,
             "sackOK" => ScriptOption::SackOk,
+            "FO" | "FOEXP" => ScriptOption::FastOpen {
+                experimental: words[0] == "FOEXP",
+                cookie: match words.get(1) {
+                    None => FoCookie::Request,
+                    Some(&"TFO_COOKIE") => FoCookie::Stack,
+                    Some(hex) => FoCookie::Bytes(
+                        hex_bytes(hex).ok_or_else(|| format!("cookie '{hex}' is not hex"))?,
+                    ),
+                },
+            },
             "mss" => ScriptOption::Mss(num(1)? as u16),
             "wscale" => ScriptOption::WindowScale(num(1)? as u8),
             "TS" => ScriptOption::Timestamp {
@@ -565,6 +595,17 @@ fn options(s: &str) -> Result<Vec<ScriptOption>, String> {
         });
     }
     Ok(out)
+}
+
+/// Bytes written as hex digits (`abcd1234`).
+fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// `name(arg, arg, ...) = ret [ERRNO (text)]`

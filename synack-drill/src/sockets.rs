@@ -59,6 +59,7 @@ impl From<Error> for Errno {
             Error::HostUnreachable => "EHOSTUNREACH",
             Error::NoBufferSpace => "ENOBUFS",
             Error::MessageTooLong => "EMSGSIZE",
+            Error::Unsupported => "EOPNOTSUPP",
             // An error newer than this table: EIO, which no script expects, so a script
             // that meets it fails and shows the error instead of passing by chance.
             _ => "EIO",
@@ -83,6 +84,12 @@ pub struct SockOpts {
     pub keepalive: bool,
     /// TCP_NOTSENT_LOWAT as set (0: the sysctl's).
     pub notsent_lowat: u32,
+    /// TCP_FASTOPEN (a listener's Fast Open queue), TCP_FASTOPEN_CONNECT,
+    /// TCP_FASTOPEN_KEY and TCP_FASTOPEN_NO_COOKIE.
+    pub fastopen_queue: Option<u32>,
+    pub fastopen_connect: bool,
+    pub fastopen_key: Option<[u8; 16]>,
+    pub fastopen_no_cookie: bool,
 }
 
 /// A socket option value as set or read.
@@ -283,15 +290,89 @@ impl Sockets {
             Kind::Listener(_) | Kind::Epoll => return Err(Errno::EINVAL),
         }
         let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
-        let h = self.stack.connect(now, remote)?;
+        let h = if opts.fastopen_connect {
+            self.stack
+                .connect_fastopen_deferred(now, self.any_local(remote), remote)?
+        } else {
+            self.stack.connect(now, remote)?
+        };
         self.sock_mut(fd)?.kind = Kind::Conn(h);
         // Options set before connect() shape the SYN (MSS, window scale).
         self.apply(now, h, &opts);
+        if self.stack.fastopen_deferred(h)? {
+            // TCP_FASTOPEN_CONNECT with a cookie: the SYN waits for the first write.
+            return Ok(0);
+        }
         Err(if nonblocking {
             Errno::EINPROGRESS
         } else {
             Errno::EAGAIN
         })
+    }
+
+    /// Any local address of the stack's family for `remote` (port 0: ephemeral).
+    fn any_local(&self, remote: SocketAddr) -> SocketAddr {
+        let ip: IpAddr = if remote.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        SocketAddr::new(ip, 0)
+    }
+
+    /// TCP_FASTOPEN_KEY: the listener's own cookie key (16 bytes, or 32 with a backup
+    /// Linux ignores for a listener's first key).
+    pub fn set_fastopen_key(&mut self, fd: i32, key: &[u8]) -> CallResult {
+        if key.len() != 16 && key.len() != 32 {
+            return Err(Errno::EINVAL);
+        }
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&key[..16]);
+        self.sock_mut(fd)?.opts.fastopen_key = Some(k);
+        self.update_listener(fd);
+        Ok(0)
+    }
+
+    /// sendto()/sendmsg() with MSG_FASTOPEN on a socket not yet connected (Linux's
+    /// tcp_sendmsg_fastopen): a Fast Open whose SYN carries what fits. Nonblocking:
+    /// the bytes the SYN carries, or EINPROGRESS when it carries none (no cookie yet);
+    /// blocking: the connect is waited for and the rest written as write() would.
+    pub fn sendto_fastopen(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> CallResult {
+        let s = self.sock(fd)?;
+        match s.kind {
+            Kind::Fresh { .. } => {}
+            // MSG_FASTOPEN on a connected socket is an ordinary send; a blocking one
+            // still connecting waits for the handshake first.
+            Kind::Conn(_) => {
+                if !s.nonblocking {
+                    self.connect_result(fd)?;
+                }
+                return self.write(now, fd, data);
+            }
+            Kind::Listener(_) | Kind::Epoll => return Err(Errno("EPIPE")),
+        }
+        let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
+        let (h, sent) = self
+            .stack
+            .connect_fastopen(now, self.any_local(remote), remote, data)?;
+        self.sock_mut(fd)?.kind = Kind::Conn(h);
+        self.apply(now, h, &opts);
+        if nonblocking {
+            return if sent > 0 {
+                Ok(sent as i64)
+            } else {
+                Err(Errno::EINPROGRESS)
+            };
+        }
+        // Blocking: the rest goes as a blocking write once connected.
+        self.sock_mut(fd)?.written = sent;
+        Err(Errno::EAGAIN)
     }
 
     /// Where a connect() under way stands: done (0), still EAGAIN, or its error.
@@ -409,6 +490,9 @@ impl Sockets {
             OptValue::Int(n) => n,
             OptValue::Linger(on, _) => on,
         };
+        let client_tfo =
+            self.stack.config().tcp_fastopen & synack::tcp::fastopen::CLIENT_ENABLE != 0;
+        let fresh = matches!(self.sock(fd)?.kind, Kind::Fresh { .. });
         let o = &mut self.sock_mut(fd)?.opts;
         match name {
             // Linux doubles the size asked for (the rest is its bookkeeping).
@@ -423,6 +507,16 @@ impl Sockets {
             "SO_KEEPALIVE" => o.keepalive = n != 0,
             // Linux keeps the value as a u32; 0 means the sysctl's.
             "TCP_NOTSENT_LOWAT" => o.notsent_lowat = n as u32,
+            "TCP_FASTOPEN" if n < 0 => return Err(Errno::EINVAL),
+            "TCP_FASTOPEN" => o.fastopen_queue = Some(n.min(i64::from(u32::MAX)) as u32),
+            "TCP_FASTOPEN_NO_COOKIE" if !(0..=1).contains(&n) => return Err(Errno::EINVAL),
+            "TCP_FASTOPEN_NO_COOKIE" => o.fastopen_no_cookie = n != 0,
+            // Linux's do_tcp_setsockopt: 0 or 1, only before connect(), and only with
+            // the client bit of tcp_fastopen.
+            "TCP_FASTOPEN_CONNECT" if !(0..=1).contains(&n) => return Err(Errno::EINVAL),
+            "TCP_FASTOPEN_CONNECT" if !client_tfo => return Err(Errno::EOPNOTSUPP),
+            "TCP_FASTOPEN_CONNECT" if !fresh => return Err(Errno::EINVAL),
+            "TCP_FASTOPEN_CONNECT" => o.fastopen_connect = n != 0,
             _ => return Err(Errno::ENOPROTOOPT),
         }
         let opts = o.clone();
@@ -481,6 +575,9 @@ impl Sockets {
             "SO_REUSEADDR" => i64::from(o.reuseaddr),
             "SO_KEEPALIVE" => i64::from(o.keepalive),
             "TCP_NOTSENT_LOWAT" => i64::from(o.notsent_lowat),
+            "TCP_FASTOPEN" => i64::from(o.fastopen_queue.unwrap_or(0)),
+            "TCP_FASTOPEN_CONNECT" => i64::from(o.fastopen_connect),
+            "TCP_FASTOPEN_NO_COOKIE" => i64::from(o.fastopen_no_cookie),
             "TCP_USER_TIMEOUT" => o.user_timeout.map_or(0, |t| t.as_millis() as i64),
             "SO_LINGER" => return Ok(OptValue::Linger(i64::from(o.linger_zero), 0)),
             "TCP_MAXSEG" => match h.and_then(|h| self.stack.info(now, h).ok()) {
@@ -702,6 +799,9 @@ impl Sockets {
             options.send_buffer = o.sndbuf;
             options.nodelay = o.nodelay.then_some(true);
             options.user_timeout = o.user_timeout;
+            options.fastopen_queue = o.fastopen_queue;
+            options.fastopen_key = o.fastopen_key;
+            options.fastopen_no_cookie = o.fastopen_no_cookie;
             options
         };
         let _ = self.stack.set_listener_options(*l, options);

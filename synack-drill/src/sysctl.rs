@@ -27,6 +27,9 @@
 //! | `net.ipv4.tcp_congestion_control` | [`Config::congestion_control`] (`cubic`, `reno`) |
 //! | `net.ipv4.tcp_min_tso_segs` | [`Config::tcp_min_tso_segs`] (where PSH marks fall) |
 //! | `net.ipv4.tcp_notsent_lowat` | [`Config::tcp_notsent_lowat`] (TCP_NOTSENT_LOWAT's default) |
+//! | `net.ipv4.tcp_fastopen` | [`Config::tcp_fastopen`] (Linux's bits, hex accepted) |
+//! | `net.ipv4.tcp_fastopen_key` | the stack's cookie key ([`synack::Stack::set_fastopen_key`]) |
+//! | `ip tcp_metrics flush` | the Fast Open cookie cache is emptied |
 //!
 //! Any other sysctl is reported in a note as not modelled.
 
@@ -144,6 +147,29 @@ fn expand_arithmetic(s: &str) -> String {
     out
 }
 
+/// Whether a shell command (or a `.sh` file it runs) flushes the TCP metrics
+/// (`ip tcp_metrics flush`), where Linux keeps Fast Open cookies.
+pub fn flushes_metrics(command: &str, base: Option<&Path>) -> bool {
+    let flushes = |text: &str| {
+        text.lines().any(|l| {
+            let w = shell_words(l);
+            w.len() >= 3 && w[0] == "ip" && w[1] == "tcp_metrics" && w[2] == "flush"
+        })
+    };
+    if flushes(command) {
+        return true;
+    }
+    // A `.sh` file the line runs (packetdrill's defaults.sh flushes first thing).
+    command.split_whitespace().any(|w| {
+        let w = w.trim_matches('`');
+        w.ends_with(".sh")
+            && base
+                .map(|b| b.join(w))
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .is_some_and(|t| flushes(&t))
+    })
+}
+
 /// Apply one assignment to the configuration; Err says why it was not.
 pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
     let short = a
@@ -175,6 +201,14 @@ pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
         "tcp_timestamps" => cfg.tcp_timestamps = num()? != 0,
         "tcp_sack" => cfg.tcp_sack = num()? != 0,
         "tcp_ecn" => cfg.tcp_ecn = num()?.min(2) as u8,
+        // Linux's proc_dointvec reads 0x-prefixed hex too (packetdrill's 0x70403).
+        "tcp_fastopen" => {
+            cfg.tcp_fastopen = match v.strip_prefix("0x") {
+                Some(hex) => u32::from_str_radix(hex, 16)
+                    .map_err(|_| format!("{}={v}: not a number", a.name))?,
+                None => num()? as u32,
+            }
+        }
         "tcp_window_scaling" => cfg.tcp_window_scaling = num()? != 0,
         "tcp_rfc1337" => cfg.tcp_rfc1337 = num()? != 0,
         "tcp_max_tw_buckets" => cfg.tcp_max_tw_buckets = num()? as usize,

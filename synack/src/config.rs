@@ -124,6 +124,13 @@ pub struct Config {
     /// queue is dropped), 1 sends them when a listener's SYN queue is full (RFC 4987
     /// 3.6), 2 always sends them.
     pub tcp_syncookies: u8,
+    /// `net.ipv4.tcp_fastopen` (1): TCP Fast Open (RFC 7413), Linux's bits
+    /// ([`crate::tcp::fastopen`]): 0x1 clients may send data in the SYN
+    /// ([`crate::Stack::connect_fastopen`]), 0x2 listeners with a Fast Open queue accept
+    /// it ([`crate::ListenerOptions::fastopen_queue`]), 0x4 clients send it without a
+    /// cookie, 0x200 listeners take it without one, 0x400 every listener gets a queue as
+    /// long as its backlog.
+    pub tcp_fastopen: u32,
     /// Most connections (every state but LISTEN and the TIME_WAIT table) the stack holds
     /// at once; beyond it connect() fails with [`crate::Error::NoBufferSpace`] and SYNs are
     /// dropped (counted as `max_connections`). Linux has no such sysctl (its limits are
@@ -222,6 +229,7 @@ impl Default for Config {
             udp_recv_datagrams: 1024,
             somaxconn: 4096,
             tcp_syncookies: 1,
+            tcp_fastopen: crate::tcp::fastopen::CLIENT_ENABLE,
             max_connections: 4 << 20,
             tcp_max_orphans: 65_536,
             tcp_mem: [192 << 20, 256 << 20, 384 << 20],

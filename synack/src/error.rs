@@ -79,6 +79,9 @@ pub enum Error {
     NoBufferSpace,
     /// A datagram larger than UDP can carry (65,507 bytes over IPv4): EMSGSIZE.
     MessageTooLong,
+    /// The operation is turned off by the configuration (TCP Fast Open without
+    /// `Config::tcp_fastopen`'s client bit): EOPNOTSUPP.
+    Unsupported,
 }
 
 impl fmt::Display for Error {
@@ -100,6 +103,7 @@ impl fmt::Display for Error {
             Error::HostUnreachable => write!(f, "host unreachable: the path reported the peer cannot be reached (is it up, and is traffic to it allowed?)"),
             Error::NoBufferSpace => write!(f, "no buffer space: the stack's connection or memory limit is reached (close idle connections, or raise Config::max_connections / tcp_mem)"),
             Error::MessageTooLong => write!(f, "message too long: a UDP datagram carries at most 65,507 bytes over IPv4 and 65,527 over IPv6 (send it in pieces)"),
+            Error::Unsupported => write!(f, "operation not supported: it is turned off in the stack's configuration (for TCP Fast Open, set Config::tcp_fastopen)"),
         }
     }
 }
@@ -124,6 +128,7 @@ impl From<Error> for io::Error {
             Error::HostUnreachable => io::ErrorKind::HostUnreachable,
             Error::NoBufferSpace => io::ErrorKind::OutOfMemory,
             Error::MessageTooLong => io::ErrorKind::InvalidInput,
+            Error::Unsupported => io::ErrorKind::Unsupported,
         };
         io::Error::new(kind, e)
     }

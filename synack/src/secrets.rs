@@ -77,6 +77,8 @@ pub(crate) struct Keys {
     /// The key of the hash maps of fragment queues, held SYNs and UDP ports (drawn after
     /// the others, for the same reason).
     pub(crate) maps: [u8; 16],
+    /// The TCP Fast Open cookie key (Linux's `tcp_fastopen_key`), drawn last.
+    pub(crate) fastopen: [u8; 16],
 }
 
 impl Keys {
@@ -95,6 +97,7 @@ impl Keys {
             time_wait: [0; 16],
             connections: [0; 16],
             maps: [0; 16],
+            fastopen: [0; 16],
         };
         match source {
             Secrets::Random => keys.fill(|b| {
@@ -119,6 +122,7 @@ impl Keys {
         f(&mut self.time_wait);
         f(&mut self.connections);
         f(&mut self.maps);
+        f(&mut self.fastopen);
     }
 }
 
@@ -137,6 +141,7 @@ mod tests {
             &k.time_wait,
             &k.connections,
             &k.maps,
+            &k.fastopen,
         ] {
             v.extend_from_slice(part);
         }
@@ -156,6 +161,7 @@ mod tests {
             a.time_wait,
             a.connections,
             a.maps,
+            a.fastopen,
         ];
         for (i, x) in parts.iter().enumerate() {
             assert_ne!(*x, [0; 16]);

@@ -77,6 +77,7 @@ impl Stack {
             capture: None,
             requests: VecDeque::new(),
             pending: 0,
+            fastopen_pending: 0,
         };
         let id = match self.listeners.iter().position(Option::is_none) {
             Some(i) => {
@@ -212,6 +213,9 @@ impl Stack {
             .ok_or(Error::InvalidHandle)?;
         let index = l.accept_queue.pop_front().ok_or(Error::WouldBlock)?;
         let slot = &mut self.slots[index as usize];
+        if slot.conn.as_ref().is_some_and(|c| c.fastopen_pending()) {
+            l.fastopen_pending = l.fastopen_pending.saturating_sub(1);
+        }
         slot.app_owned = true;
         slot.listener = None;
         let readable = slot
@@ -465,6 +469,177 @@ impl Stack {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<ConnectionHandle, Error> {
+        self.open(now, local, remote, None)
+    }
+
+    /// TCP Fast Open (RFC 7413), as Linux's `sendto(MSG_FASTOPEN)`: an active open whose
+    /// SYN carries the start of `data`, when the stack holds a cookie from this server
+    /// (or `Config::tcp_fastopen` has 0x4, no cookie needed). Returns the connection and
+    /// how many bytes of `data` the SYN carries: at most the server's MSS less 40 (room
+    /// for options middleboxes add, as Linux). With no cookie yet the SYN asks for one
+    /// and carries nothing (0): send the data once connected, and the next connection
+    /// to this server carries it in its SYN.
+    ///
+    /// A server that does not take the data acknowledges only the SYN; the data is then
+    /// sent again at once, so nothing is lost either way. `local` as in
+    /// [`Stack::connect_from`].
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when `Config::tcp_fastopen` lacks the client bit (0x1);
+    /// the errors of [`Stack::connect_from`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, Stack, TcpState};
+    /// # /// Moves packets between two stacks until neither has anything to send.
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("198.18.0.1".parse()?);
+    /// let mut config = Config::default();
+    /// config.tcp_fastopen = 0x3; // this stack serves Fast Open too
+    /// let mut server = Stack::new(config);
+    /// # server.add_address("198.18.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// use synack::ListenerOptions;
+    /// let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// let mut options = ListenerOptions::default();
+    /// options.fastopen_queue = Some(16); // TCP_FASTOPEN
+    /// server.set_listener_options(listener, options)?;
+    /// let any = "0.0.0.0:0".parse()?;
+    ///
+    /// // The first connection asks for a cookie: its SYN carries no data.
+    /// let (first, sent) = client.connect_fastopen(now, any, "198.18.0.2:80".parse()?, b"hello")?;
+    /// assert_eq!(sent, 0);
+    /// pump(now, &mut client, &mut server);
+    /// let plain = server.accept(listener)?;
+    /// client.close(now, first)?;
+    /// server.close(now, plain)?;
+    /// pump(now, &mut client, &mut server);
+    ///
+    /// // The second has the cookie: the request rides in the SYN, and the server can
+    /// // read it before the handshake has completed.
+    /// let (second, sent) = client.connect_fastopen(now, any, "198.18.0.2:80".parse()?, b"GET /")?;
+    /// assert_eq!(sent, 5);
+    /// server.receive(now, &client.poll_transmit(now).unwrap()); // the SYN alone
+    /// let accepted = server.accept(listener)?;
+    /// assert_eq!(server.state(accepted)?, TcpState::SynReceived);
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(server.recv(now, accepted, &mut buf)?, 5);
+    /// assert_eq!(&buf[..5], b"GET /");
+    /// pump(now, &mut client, &mut server);
+    /// assert!(client.info(now, second)?.syn_data_acked);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connect_fastopen(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: &[u8],
+    ) -> Result<(ConnectionHandle, usize), Error> {
+        let fo = self.fastopen_request(remote, false)?;
+        let handle = self.open(now, local, remote, Some(fo))?;
+        let sent = self.with_conn(now, handle, |c, _| c.fill_syn_data(data))?;
+        Ok((handle, sent))
+    }
+
+    /// TCP_FASTOPEN_CONNECT (Linux 4.11): an active open that, when the stack holds a
+    /// cookie from this server, sends nothing yet: the SYN leaves with the first
+    /// [`Stack::send`], carrying its data (that first send takes only what the SYN
+    /// carries). Without a cookie it is [`Stack::connect_from`] with a SYN that asks
+    /// for one. The connection is in SYN_SENT either way.
+    ///
+    /// # Errors
+    /// As [`Stack::connect_fastopen`].
+    pub fn connect_fastopen_deferred(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<ConnectionHandle, Error> {
+        let fo = self.fastopen_request(remote, true)?;
+        self.open(now, local, remote, Some(fo))
+    }
+
+    /// Whether [`Stack::connect_fastopen_deferred`] left the SYN waiting for the first
+    /// send (Linux's `defer_connect`).
+    pub fn fastopen_deferred(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.conn_ref(conn)?.syn_deferred())
+    }
+
+    /// The stack's TCP Fast Open cookie key (Linux's `net.ipv4.tcp_fastopen_key`): the
+    /// primary key makes cookies, a backup one (the previous key, while clients still
+    /// hold its cookies) is accepted too. By default a random key drawn when the stack
+    /// was made (see [`crate::Secrets`]).
+    pub fn set_fastopen_key(&mut self, primary: [u8; 16], backup: Option<[u8; 16]>) {
+        self.fastopen_keys = crate::tcp::fastopen::CookieKeys { primary, backup };
+    }
+
+    /// The Fast Open cookie this stack gives `client` for its address `server` (RFC
+    /// 7413 4.1.2), with the stack's key: what a test or a tool needs to write a SYN
+    /// that carries a valid cookie.
+    pub fn fastopen_cookie(&self, client: IpAddr, server: IpAddr) -> wire::FastOpenCookie {
+        self.fastopen_keys.make(client, server)
+    }
+
+    /// Forget the Fast Open cookies and MSS learned from servers (Linux's
+    /// `ip tcp_metrics flush`).
+    pub fn flush_fastopen_cache(&mut self) {
+        self.fastopen_cache.flush();
+    }
+
+    /// What the first SYN of a Fast Open towards `remote` carries (Linux's
+    /// tcp_fastopen_cookie_check and tcp_send_syn_data).
+    fn fastopen_request(
+        &self,
+        remote: SocketAddr,
+        deferred: bool,
+    ) -> Result<crate::tcp::SynFastOpen, Error> {
+        use crate::tcp::fastopen as fo;
+        let flags = self.config.tcp_fastopen;
+        if flags & fo::CLIENT_ENABLE == 0 {
+            return Err(Error::Unsupported);
+        }
+        let (cached_mss, cookie, exp) = self.fastopen_cache.get(remote.ip());
+        let no_cookie = flags & fo::CLIENT_NO_COOKIE != 0;
+        let option = if no_cookie {
+            None
+        } else {
+            Some(cookie.unwrap_or_else(|| wire::FastOpenCookie::request(exp)))
+        };
+        let can_send = no_cookie || cookie.is_some();
+        // The MSS for data in the SYN: the server's, as cached, within our path MTU,
+        // less 40 bytes of room for options (MAX_TCP_OPTION_SPACE).
+        let headers = if remote.is_ipv6() { 60 } else { 40 };
+        let own = self.config.mtu.saturating_sub(headers) as u32;
+        let mss = cached_mss.map_or(own, |m| u32::from(m).min(own));
+        let space = if can_send { mss.saturating_sub(40) } else { 0 };
+        Ok(crate::tcp::SynFastOpen {
+            option,
+            space,
+            syn_data: 0,
+            deferred: deferred && can_send,
+        })
+    }
+
+    /// Active open, with Fast Open or not.
+    fn open(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        fo: Option<crate::tcp::SynFastOpen>,
+    ) -> Result<ConnectionHandle, Error> {
         let ip = if local.ip().is_unspecified() {
             *self
                 .addresses
@@ -499,7 +674,7 @@ impl Stack {
         }
         let iss = self.isn.isn(now, local, remote);
         let ts_offset = self.ts_offset(FourTuple { local, remote });
-        let conn = Connection::connect(now, local, remote, iss, ts_offset, &self.config);
+        let conn = Connection::connect(now, local, remote, iss, ts_offset, &self.config, fo);
         let index = self.insert(conn, None, true);
         self.stats.active_opens += 1;
         self.after_activity(now, index);

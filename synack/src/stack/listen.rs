@@ -72,9 +72,77 @@ impl Stack {
             return self.stats.drop("max_connections");
         }
         let iss = isn.unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
-        let conn = self.new_passive(now, lid, tuple, iss, (seg, Some(self.rx_ecn)));
+        let (child, reply) = self.try_fastopen(lid, tuple, seg);
+        let mut conn = self.new_passive(now, lid, tuple, iss, (seg, Some(self.rx_ecn)));
+        if child {
+            conn.accept_fastopen(now, seg.payload, reply);
+            if let Some(l) = self.listeners[lid as usize].as_mut() {
+                l.fastopen_pending += 1;
+            }
+            self.stats.fastopen_passive += 1;
+        } else {
+            conn.set_synack_cookie(reply);
+        }
         let index = self.insert_passive(conn, lid);
         self.after_activity(now, index);
+    }
+
+    /// RFC 7413 4.2 as Linux's tcp_try_fastopen: whether this SYN makes a Fast Open
+    /// child (its data accepted now), and the option the SYN-ACK carries: a cookie the
+    /// client asked for, or the valid one when its own was not (or was made with the
+    /// backup key).
+    fn try_fastopen(
+        &mut self,
+        lid: u32,
+        tuple: FourTuple,
+        seg: &TcpRepr<'_>,
+    ) -> (bool, Option<wire::FastOpenCookie>) {
+        use crate::tcp::fastopen::{self as fo, CookieCheck, CookieKeys};
+        let Some(l) = self.listeners[lid as usize].as_ref() else {
+            return (false, None);
+        };
+        let flags = self.config.tcp_fastopen;
+        let opts = l.options;
+        let by_default = flags & fo::SERVER_WO_SOCKOPT1 != 0 && flags & fo::SERVER_ENABLE != 0;
+        let max_qlen = opts
+            .fastopen_queue
+            .unwrap_or(if by_default { l.backlog as u32 } else { 0 });
+        let option = seg.options.fast_open;
+        let syn_data = !seg.payload.is_empty();
+        if flags & fo::SERVER_ENABLE == 0 || !(syn_data || option.is_some()) || max_qlen == 0 {
+            return (false, None);
+        }
+        if l.fastopen_pending >= max_qlen {
+            self.stats.fastopen_queue_overflow += 1;
+            return (false, None);
+        }
+        if flags & fo::SERVER_COOKIE_NOT_REQD != 0 || opts.fastopen_no_cookie {
+            return (true, None);
+        }
+        let Some(option) = option else {
+            return (false, None);
+        };
+        let keys = opts
+            .fastopen_key
+            .map_or(self.fastopen_keys, |k| CookieKeys {
+                primary: k,
+                backup: None,
+            });
+        let (client, server) = (tuple.remote.ip(), tuple.local.ip());
+        let mut fresh = keys.make(client, server);
+        fresh.experimental = option.experimental;
+        if option.is_request() {
+            self.stats.fastopen_cookie_requests += 1;
+            return (false, Some(fresh));
+        }
+        match keys.check(&option, client, server) {
+            CookieCheck::Valid => (true, None),
+            CookieCheck::ValidBackup => (true, Some(fresh)),
+            CookieCheck::Invalid => {
+                self.stats.fastopen_passive_fail += 1;
+                (false, Some(fresh))
+            }
+        }
     }
 
     /// Put a connection a listener took into the table, counted in its SYN queue.

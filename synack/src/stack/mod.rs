@@ -360,6 +360,16 @@ pub struct ListenerOptions {
     /// application accepts or refuses each ([`Stack::accept_request`],
     /// [`Stack::refuse_request`]). None: answered at once, as usual.
     pub decide: Option<Decide>,
+    /// TCP_FASTOPEN: how many Fast Open children (RFC 7413 4.2.2: connections made from
+    /// a SYN with data, before their handshake completes) the listener holds; 0 turns
+    /// Fast Open off. None: as `Config::tcp_fastopen` says (its 0x400 bit gives every
+    /// listener a queue as long as its backlog). Needs `Config::tcp_fastopen & 0x2`.
+    pub fastopen_queue: Option<u32>,
+    /// TCP_FASTOPEN_KEY: this listener's cookie key (None: the stack's,
+    /// [`Stack::set_fastopen_key`]).
+    pub fastopen_key: Option<[u8; 16]>,
+    /// TCP_FASTOPEN_NO_COOKIE: accept data in a SYN without a cookie.
+    pub fastopen_no_cookie: bool,
 }
 
 use crate::tcp::{ConnEvent, Connection, IsnGenerator, MemoryLevel, Outgoing, SynCookies};
@@ -552,6 +562,9 @@ pub struct Stack {
     scratch: tables::Scratch,
     events: VecDeque<Event>,
     stats: StackStats,
+    /// TCP Fast Open: the cookie keys (server) and the cookie cache (client).
+    fastopen_keys: crate::tcp::fastopen::CookieKeys,
+    fastopen_cache: crate::tcp::fastopen::ClientCache,
 }
 
 impl core::fmt::Debug for Stack {
@@ -589,6 +602,11 @@ impl Stack {
         let keys = crate::secrets::Keys::new(config.secrets);
         let maps = keyed::Keyed::new(keys.maps);
         Stack {
+            fastopen_keys: crate::tcp::fastopen::CookieKeys {
+                primary: keys.fastopen,
+                backup: None,
+            },
+            fastopen_cache: Default::default(),
             isn: IsnGenerator::new(keys.isn, keys.ts_offset),
             cookies: SynCookies::new(keys.syncookie),
             live_connections: 0,
@@ -1349,6 +1367,19 @@ impl Stack {
     ) {
         let app_owned = self.slots[index as usize].app_owned;
         match ev {
+            ConnEvent::FastOpenCache {
+                mss,
+                cookie,
+                syn_lost,
+                try_exp,
+            } => {
+                self.fastopen_cache
+                    .set(tuple.remote.ip(), mss, cookie, syn_lost, try_exp);
+                let slot = &self.slots[index as usize];
+                if slot.conn.as_ref().is_some_and(|c| c.info_syn_data_acked()) {
+                    self.stats.fastopen_active += 1;
+                }
+            }
             ConnEvent::State {
                 from,
                 to,
@@ -1357,6 +1388,22 @@ impl Stack {
             } => {
                 if to == TcpState::Established {
                     self.stats.established += 1;
+                }
+                let slot = &self.slots[index as usize];
+                if from == TcpState::SynReceived
+                    && slot
+                        .conn
+                        .as_ref()
+                        .is_some_and(|c| c.tfo & crate::tcp::TFO_CHILD != 0)
+                {
+                    // A Fast Open child left SYN_RECEIVED: out of its listener's queue
+                    // (if it was not accepted first).
+                    if let Some(l) = slot
+                        .listener
+                        .and_then(|lid| self.listeners[lid as usize].as_mut())
+                    {
+                        l.fastopen_pending = l.fastopen_pending.saturating_sub(1);
+                    }
                 }
                 self.events.push_back(Event::StateChanged {
                     conn: handle,

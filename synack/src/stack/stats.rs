@@ -61,6 +61,20 @@ pub struct StackStats {
     pub passive_opens: u64,
     /// Connections that reached ESTABLISHED.
     pub established: u64,
+    /// TCP Fast Open (RFC 7413), as Linux's TcpExt counters: SYNs with data a
+    /// listener accepted (TCPFastOpenPassive), SYNs with an invalid cookie
+    /// (TCPFastOpenPassiveFail), cookie requests answered (TCPFastOpenCookieReqd),
+    /// SYNs refused Fast Open for a full queue (TCPFastOpenListenOverflow), and SYNs we
+    /// sent with data (TCPFastOpenActive counts those acknowledged: `fastopen_active`).
+    pub fastopen_passive: u64,
+    /// See [`StackStats::fastopen_passive`].
+    pub fastopen_passive_fail: u64,
+    /// See [`StackStats::fastopen_passive`].
+    pub fastopen_cookie_requests: u64,
+    /// See [`StackStats::fastopen_passive`].
+    pub fastopen_queue_overflow: u64,
+    /// See [`StackStats::fastopen_passive`].
+    pub fastopen_active: u64,
     /// Connections that ended with an error (refused, reset, timed out).
     pub failed: u64,
     /// Challenge ACKs sent (RFC 5961).
@@ -148,6 +162,11 @@ impl core::ops::AddAssign<&StackStats> for StackStats {
             active_opens,
             passive_opens,
             established,
+            fastopen_passive,
+            fastopen_passive_fail,
+            fastopen_cookie_requests,
+            fastopen_queue_overflow,
+            fastopen_active,
             failed,
             challenge_acks,
             syncookies_sent,
@@ -182,6 +201,11 @@ impl core::ops::AddAssign<&StackStats> for StackStats {
         self.active_opens += active_opens;
         self.passive_opens += passive_opens;
         self.established += established;
+        self.fastopen_passive += fastopen_passive;
+        self.fastopen_passive_fail += fastopen_passive_fail;
+        self.fastopen_cookie_requests += fastopen_cookie_requests;
+        self.fastopen_queue_overflow += fastopen_queue_overflow;
+        self.fastopen_active += fastopen_active;
         self.failed += failed;
         self.challenge_acks += challenge_acks;
         self.syncookies_sent += syncookies_sent;
@@ -291,6 +315,21 @@ impl StackStats {
             "connections_established_total",
             "Connections that reached ESTABLISHED.",
             self.established,
+        );
+        counter(
+            "fastopen_passive_total",
+            "SYNs with data a listener accepted (TCP Fast Open).",
+            self.fastopen_passive,
+        );
+        counter(
+            "fastopen_passive_fail_total",
+            "SYNs with an invalid Fast Open cookie.",
+            self.fastopen_passive_fail,
+        );
+        counter(
+            "fastopen_active_total",
+            "SYNs we sent whose data the server acknowledged.",
+            self.fastopen_active,
         );
         counter(
             "connections_failed_total",

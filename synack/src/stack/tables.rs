@@ -102,6 +102,8 @@ pub(crate) struct Listener {
     /// how many it holds in all.
     pub(crate) requests: VecDeque<u64>,
     pub(crate) pending: usize,
+    /// Fast Open children not yet accepted or established (Linux's fastopenq.qlen).
+    pub(crate) fastopen_pending: u32,
 }
 
 impl Listener {

@@ -49,6 +49,14 @@ pub(crate) enum ConnEvent {
     Reset(RstOut),
     /// A segment (or its data) was dropped, for this reason (counted by the stack).
     Dropped(&'static str),
+    /// TCP Fast Open, client side: what the SYN-ACK says about the server, for the
+    /// stack's cookie cache (Linux's tcp_fastopen_cache_set).
+    FastOpenCache {
+        mss: u16,
+        cookie: Option<crate::wire::FastOpenCookie>,
+        syn_lost: bool,
+        try_exp: u8,
+    },
 }
 
 /// A RST the connection wants sent (it may already be CLOSED).
@@ -173,7 +181,16 @@ pub(crate) struct Connection {
     /// rather than in `stats`, whose padding holds `ce_received`: the connection keeps
     /// within its size budget.)
     pub(crate) ece_reductions: u32,
+    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`].
+    pub(crate) tfo: u8,
 }
+
+/// `Connection::tfo`: data in the SYN was acknowledged (client) or accepted (server):
+/// Linux's `syn_data_acked`, TCPI_OPT_SYN_DATA.
+pub(crate) const TFO_SYN_DATA_ACKED: u8 = 1;
+/// `Connection::tfo`: a listener's Fast Open child, in its accept queue before the
+/// handshake completes.
+pub(crate) const TFO_CHILD: u8 = 2;
 
 /// How close the stack's buffers are to `Config::tcp_mem` (Linux's tcp_memory_pressure).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -295,6 +312,7 @@ impl Connection {
             stats: ConnStats::default(),
             ecn: Default::default(),
             ece_reductions: 0,
+            tfo: 0,
         }
     }
 
@@ -310,6 +328,7 @@ impl Connection {
         iss: SeqNum,
         ts_offset: u32,
         cfg: &Config,
+        fo: Option<SynFastOpen>,
     ) -> Connection {
         let syn_sent = SynSent {
             iss,
@@ -317,10 +336,12 @@ impl Connection {
             rtt: Self::rtt_estimator(cfg),
             wscale_offer: cfg.wscale_offer(),
             ts_offer: cfg.tcp_timestamps,
+            fo,
         };
         let mut c = Connection::blank(local, remote, State::Closed(Closed), cfg);
         c.ts_offset = ts_offset;
-        c.syn_due = true;
+        // TCP_FASTOPEN_CONNECT: the SYN leaves with the first write.
+        c.syn_due = !fo.is_some_and(|f| f.deferred);
         // RFC 3168 6.1.1: `tcp_ecn = 1` asks for ECN in the SYN.
         c.ecn.set_ok(cfg.tcp_ecn == 1);
         c.transition(now, "connect()", |_| State::SynSent(syn_sent));
@@ -353,11 +374,84 @@ impl Connection {
             rtx: Retransmit::default(),
             rtt: Self::rtt_estimator(cfg),
             adv,
+            syn_data: 0,
+            data_sent: 0,
+            fo_reply: None,
         };
         c.syn_due = true;
         c.stats.segs_in = c.stats.segs_in.wrapping_add(1);
         c.transition(now, "rcv SYN", |_| State::SynRcvd(state));
         c
+    }
+
+    /// TCP Fast Open, client side: put up to the SYN's room of `data` in the send
+    /// buffer for the SYN to carry (Linux's tcp_send_syn_data); returns how much.
+    pub(crate) fn fill_syn_data(&mut self, data: &[u8]) -> usize {
+        let State::SynSent(s) = &mut self.state else {
+            return 0;
+        };
+        let Some(fo) = s.fo.as_mut() else {
+            return 0;
+        };
+        let take = data.len().min(fo.space as usize);
+        let n = self.snd_buf.push(&data[..take]);
+        fo.syn_data = n as u32;
+        fo.deferred = false;
+        self.syn_due = true;
+        n
+    }
+
+    /// Data in the SYN was acknowledged (or accepted): TCPI_OPT_SYN_DATA.
+    pub(crate) fn info_syn_data_acked(&self) -> bool {
+        self.tfo & TFO_SYN_DATA_ACKED != 0
+    }
+
+    /// TCP_FASTOPEN_CONNECT left the SYN waiting for the first write.
+    pub(crate) fn syn_deferred(&self) -> bool {
+        matches!(&self.state, State::SynSent(s) if s.fo.is_some_and(|f| f.deferred))
+    }
+
+    /// A Fast Open child still waiting for the ACK of its SYN-ACK (counted in its
+    /// listener's Fast Open queue).
+    pub(crate) fn fastopen_pending(&self) -> bool {
+        self.tfo & TFO_CHILD != 0 && matches!(self.state, State::SynRcvd(_))
+    }
+
+    /// TCP Fast Open, server side (RFC 7413 4.2.2): the SYN's cookie is valid, so its
+    /// data is accepted now, before the handshake completes, and the connection goes to
+    /// the accept queue at once (Linux's tcp_fastopen_create_child). `reply` is the
+    /// option the SYN-ACK carries, if any.
+    pub(crate) fn accept_fastopen(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        reply: Option<crate::wire::FastOpenCookie>,
+    ) {
+        let State::SynRcvd(s) = &mut self.state else {
+            return;
+        };
+        s.fo_reply = reply;
+        // At most the window our SYN-ACK offers (a longer SYN is trimmed, RFC 9293 3.10.7.4).
+        let taken = payload.len().min(self.rcv_cap.min(65535));
+        self.rcv_buf.push(&payload[..taken]);
+        s.syn_data = taken as u32;
+        s.adv += taken as u32;
+        self.tfo |= TFO_CHILD;
+        if taken > 0 {
+            self.tfo |= TFO_SYN_DATA_ACKED;
+            self.stats.bytes_received += taken as u64;
+            self.last_data_in = Some(now);
+            self.events.push(ConnEvent::Readable);
+        }
+        self.events.push(ConnEvent::Established);
+    }
+
+    /// The SYN-ACK carries a Fast Open option: a cookie the client asked for, or the
+    /// valid one when its SYN's was invalid (RFC 7413 4.2.1).
+    pub(crate) fn set_synack_cookie(&mut self, reply: Option<crate::wire::FastOpenCookie>) {
+        if let State::SynRcvd(s) = &mut self.state {
+            s.fo_reply = reply;
+        }
     }
 
     /// The SYN-ACK already went out statelessly, as a SYN cookie: do not send it again
@@ -760,6 +854,10 @@ impl Connection {
     pub(crate) fn send(&mut self, data: &[u8], cap: Option<usize>) -> Result<usize, Error> {
         if data.is_empty() {
             return self.sendable_state().map(|_| 0);
+        }
+        if self.syn_deferred() {
+            // TCP_FASTOPEN_CONNECT: the first write sends the SYN with its data.
+            return Ok(self.fill_syn_data(data));
         }
         let data = match cap {
             Some(cap) => &data[..data.len().min(cap)],

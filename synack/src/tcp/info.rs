@@ -148,6 +148,10 @@ pub struct ConnectionInfo {
     pub ce_received: u64,
     /// Times the peer's ECE made the window shrink (RFC 3168 6.1.2, once per window).
     pub ece_reductions: u64,
+    /// TCP Fast Open (RFC 7413): data in the SYN was acknowledged by the server (our
+    /// active open) or accepted from the client (a listener's connection): Linux's
+    /// TCPI_OPT_SYN_DATA.
+    pub syn_data_acked: bool,
 }
 
 impl Connection {
@@ -226,6 +230,7 @@ impl Connection {
             ecn: self.ecn.ok(),
             ce_received: self.stats.ce_received.into(),
             ece_reductions: self.ece_reductions.into(),
+            syn_data_acked: self.tfo & super::conn::TFO_SYN_DATA_ACKED != 0,
         }
     }
 }

@@ -100,9 +100,13 @@ impl Connection {
             return Disposition::Done;
         };
         let iss = s.iss;
+        let fo = s.fo;
+        let syn_data = fo.map_or(0, |f| f.syn_data);
+        let syn_retransmitted = s.rtx.backoff > 0;
         let flags = seg.flags;
-        // First: an ACK must acknowledge our SYN exactly, else <SEQ=SEG.ACK><CTL=RST>.
-        if flags.ack() && (seg.ack <= iss || seg.ack > iss + 1) {
+        // First: an ACK must acknowledge our SYN (and at most the data it carried,
+        // RFC 7413 3), else <SEQ=SEG.ACK><CTL=RST>.
+        if flags.ack() && (seg.ack <= iss || seg.ack > iss + 1 + syn_data) {
             if !flags.rst() {
                 self.events.push(ConnEvent::Reset(RstOut {
                     seq: seg.ack,
@@ -144,6 +148,9 @@ impl Connection {
                 st => st,
             });
             self.finish_snd_setup();
+            if let Some(fo) = fo {
+                self.fastopen_synack(seg, fo, syn_retransmitted);
+            }
             self.last_ack_sent = irs + 1;
             self.ack_now = true;
             self.events.push(ConnEvent::Connected);
@@ -170,12 +177,91 @@ impl Connection {
                     rtx: Retransmit::default(),
                     rtt: s.rtt,
                     adv,
+                    syn_data: 0,
+                    data_sent: 0,
+                    fo_reply: None,
                 }),
                 st => st,
             });
             self.syn_due = true;
         }
         Disposition::Done
+    }
+
+    /// TCP Fast Open, client side, when the SYN-ACK arrives (Linux's
+    /// tcp_rcv_fastopen_synack): remember the server's MSS and cookie for next time
+    /// (the stack keeps them), count the SYN's data that was acknowledged, and resend at
+    /// once what was not (RFC 7413 3: a server without Fast Open acknowledges only
+    /// the SYN), without a congestion response.
+    fn fastopen_synack(&mut self, seg: &TcpRepr<'_>, fo: SynFastOpen, syn_retransmitted: bool) {
+        let syn_data = fo.syn_data;
+        let cookie = seg.options.fast_open;
+        let requested = fo.option.is_some();
+        let (syn_lost, try_exp) = if !requested && syn_data == 0 {
+            (false, 0)
+        } else if syn_retransmitted {
+            // The SYN timed out and the SYN-ACK neither has a cookie nor acknowledges the
+            // data: the server saw only a retransmitted (plain) SYN.
+            (cookie.is_none() && syn_data > 0, 0)
+        } else if cookie.is_none() && syn_data == 0 {
+            // A request not answered: try the other form of the option next time.
+            let exp = fo.option.is_some_and(|o| o.experimental);
+            (false, if exp { 2 } else { 1 })
+        } else {
+            (false, 0)
+        };
+        // An unsolicited cookie is ignored.
+        let cookie = cookie.filter(|_| requested || syn_data > 0);
+        self.events.push(ConnEvent::FastOpenCache {
+            mss: seg.options.mss.unwrap_or(0),
+            cookie,
+            syn_lost,
+            try_exp,
+        });
+        let Some(snd) = self.state.snd_mut() else {
+            return;
+        };
+        let end = snd.una + syn_data;
+        snd.nxt = end;
+        snd.max = end;
+        snd.cwnd_usage_seq = end;
+        let acked = (seg.ack - snd.una).clamp(0, syn_data as i32) as u32;
+        if acked > 0 {
+            snd.una += acked;
+            snd.sml = snd.una;
+            snd.last_seg = snd.una;
+            self.snd_buf.ack(acked as usize);
+            self.stats.bytes_sent += u64::from(acked);
+        }
+        if let Some(snd) = self.state.snd_mut() {
+            if snd.una < snd.max {
+                // Not (all) acknowledged: resend from SND.UNA now.
+                snd.nxt = snd.una;
+            } else if syn_data > 0 {
+                self.tfo |= super::conn::TFO_SYN_DATA_ACKED;
+            }
+        }
+    }
+
+    /// The ACK that completes a Fast Open child's handshake acknowledges `[SND.UNA,
+    /// SEG.ACK)` of the data it sent in SYN_RECEIVED.
+    fn ack_fastopen_child_data(&mut self, seg: &TcpRepr<'_>) {
+        let Some(snd) = self.state.snd_mut() else {
+            return;
+        };
+        let acked = (seg.ack - snd.una).clamp(0, (snd.max - snd.una).max(0)) as u32;
+        if acked > 0 {
+            snd.una += acked;
+            snd.sml = snd.una;
+            snd.last_seg = snd.una;
+            self.snd_buf.ack(acked as usize);
+            self.stats.bytes_sent += u64::from(acked);
+        }
+        if let Some(snd) = self.state.snd_mut() {
+            if snd.una < snd.max {
+                snd.start_rtx_timer(self.last_now);
+            }
+        }
     }
 
     /// The send side's MSS/cwnd follow the negotiated MSS once it is known.
@@ -201,8 +287,10 @@ impl Connection {
             return Disposition::Done;
         };
         let (iss, irs, passive, adv) = (s.iss, s.irs, s.passive, s.adv);
+        let (syn_data, data_sent) = (s.syn_data, s.data_sent);
         let flags = seg.flags;
-        let rcv_nxt = irs + 1;
+        // RFC 7413 4.2.2: a Fast Open child already took the SYN's data.
+        let rcv_nxt = irs + 1 + syn_data;
         // The peer's SYN again: our SYN-ACK was lost. Resend it, never RST (Linux tcp_check_req).
         if flags.syn() && !flags.ack() && !flags.rst() && seg.seq == irs {
             self.syn_due = true;
@@ -248,7 +336,7 @@ impl Connection {
         if !flags.ack() {
             return Disposition::Dropped("no_ack");
         }
-        if !(iss < seg.ack && seg.ack <= iss + 1) {
+        if !(iss < seg.ack && seg.ack <= iss + 1 + data_sent) {
             // RFC 9293 3.10.7.4: an unacceptable ACK in SYN_RECEIVED: <SEQ=SEG.ACK><CTL=RST>.
             self.events.push(ConnEvent::Reset(RstOut {
                 seq: seg.ack,
@@ -275,11 +363,14 @@ impl Connection {
         self.transition(now, cause, |st| match st {
             State::SynRcvd(mut s) => {
                 s.rtt.on_ack(now, seg.ack);
-                let snd = new_snd(s.iss, s.rtt, seg, wnd);
-                let est = Established {
-                    snd,
-                    rcv: Connection::new_rcv(s.irs, s.adv),
-                };
+                let mut snd = new_snd(s.iss, s.rtt, seg, wnd);
+                // A Fast Open child's data sent before this ACK (RFC 7413 4.2.2).
+                snd.nxt += s.data_sent;
+                snd.max = snd.nxt;
+                snd.cwnd_usage_seq = snd.nxt;
+                let mut rcv = Connection::new_rcv(s.irs, s.adv);
+                rcv.nxt += s.syn_data;
+                let est = Established { snd, rcv };
                 if closing {
                     State::FinWait1(est.close())
                 } else {
@@ -289,6 +380,10 @@ impl Connection {
             st => st,
         });
         self.finish_snd_setup();
+        if data_sent > 0 {
+            // The ACK may cover data the Fast Open child sent: as any ACK of data.
+            self.ack_fastopen_child_data(seg);
+        }
         self.last_ack_sent = rcv_nxt;
         if crossing_synack {
             // The peer's SYN,ACK repeats its SYN, already acknowledged: answer at once, as
@@ -299,11 +394,13 @@ impl Connection {
                 self.pending_dsack = Some((irs, irs + 1));
             }
         }
-        self.events.push(if passive {
-            ConnEvent::Established
-        } else {
-            ConnEvent::Connected
-        });
+        if self.tfo & super::conn::TFO_CHILD == 0 {
+            self.events.push(if passive {
+                ConnEvent::Established
+            } else {
+                ConnEvent::Connected
+            });
+        }
         // The ACK may carry data or FIN: process the rest as a synchronized state does.
         if !seg.payload.is_empty() || flags.fin() {
             self.stats.segs_in -= 1;

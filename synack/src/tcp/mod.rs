@@ -7,6 +7,7 @@ mod cc;
 mod conn;
 mod diagnose;
 mod ecn;
+pub mod fastopen;
 mod info;
 mod input;
 mod isn;
@@ -28,7 +29,7 @@ pub use cc::{initial_window, AckEvent, CongestionControl, CongestionController, 
 pub use keepalive::Keepalive;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 
-pub(crate) use conn::{mss_for, ConnEvent, Connection, MemoryLevel};
+pub(crate) use conn::{mss_for, ConnEvent, Connection, MemoryLevel, TFO_CHILD};
 pub(crate) use diagnose::{diagnose, time_wait_pressure};
 pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;
@@ -36,4 +37,5 @@ pub(crate) use isn::IsnGenerator;
 pub(crate) use output::Outgoing;
 pub(crate) use path_error::PathError;
 pub(crate) use send_buffer::IDLE_RELEASE;
+pub(crate) use state::SynFastOpen;
 pub(crate) use syncookie::{decode_timestamp, encode_timestamp, SynCookies};

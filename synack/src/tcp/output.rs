@@ -47,7 +47,14 @@ impl Connection {
     pub(crate) fn wants_transmit(&self) -> bool {
         match &self.state {
             State::Closed(_) => false,
-            State::SynSent(_) | State::SynRcvd(_) => self.syn_due || self.ack_now,
+            State::SynSent(_) => self.syn_due || self.ack_now,
+            State::SynRcvd(s) => {
+                self.syn_due
+                    || self.ack_now
+                    // A Fast Open child's data (RFC 7413 4.2.2).
+                    || (self.tfo & super::conn::TFO_CHILD != 0
+                        && self.snd_buf.len() > s.data_sent as usize)
+            }
             State::FinWait2(_) | State::TimeWait(_) => self.ack_now,
             st => {
                 let Some(snd) = st.snd() else { return false };
@@ -169,6 +176,9 @@ impl Connection {
     /// SYN (SYN_SENT) or SYN,ACK (SYN_RECEIVED).
     fn poll_handshake(&mut self, now: Instant) -> Option<Outgoing> {
         if !self.syn_due {
+            if let Some(out) = self.fastopen_child_data(now) {
+                return Some(out);
+            }
             return self.ack_now.then(|| self.ack_segment(now));
         }
         self.syn_due = false;
@@ -183,13 +193,20 @@ impl Connection {
                     s.rtt.on_send(now, s.iss + 1);
                 }
                 s.rtx.deadline = Some(now + s.rtt.backed_off(s.rtx.backoff));
+                // RFC 7413 3: the first SYN carries the Fast Open option and the data;
+                // a retransmitted SYN neither (Linux: SYN retries are plain SYNs, the
+                // data is resent once the handshake completes).
+                let fo = s.fo.filter(|_| first);
+                let payload = 0..fo.map_or(0, |f| f.syn_data as usize);
                 let options = TcpOptions {
                     mss: Some(mss),
                     window_scale: s.wscale_offer,
                     sack_permitted: self.sack_offer,
                     timestamps: s.ts_offer.then_some(Timestamps { tsval, tsecr: 0 }),
+                    fast_open: fo.and_then(|f| f.option),
                     ..TcpOptions::default()
                 };
+                self.stats.bytes_out += payload.len() as u64;
                 let flags = TcpFlags::SYN | ecn_flags(self.ecn.ok(), false, first);
                 Some(Outgoing {
                     seq: s.iss,
@@ -197,7 +214,7 @@ impl Connection {
                     flags,
                     window,
                     options,
-                    payload: 0..0,
+                    payload,
                     segment_size: 0,
                     ecn: Ecn::NotEct,
                 })
@@ -217,12 +234,14 @@ impl Connection {
                         tsval,
                         tsecr: self.ts_recent,
                     }),
+                    fast_open: s.fo_reply,
                     ..TcpOptions::default()
                 };
-                self.last_ack_sent = s.irs + 1;
+                let ack = s.irs + 1 + s.syn_data;
+                self.last_ack_sent = ack;
                 Some(Outgoing {
                     seq: s.iss,
-                    ack: s.irs + 1,
+                    ack,
                     flags: TcpFlags::SYN | TcpFlags::ACK | ecn_flags(self.ecn.ok(), true, true),
                     window,
                     options,
@@ -233,6 +252,38 @@ impl Connection {
             }
             _ => None,
         }
+    }
+
+    /// A Fast Open child may send data before the client's ACK of its SYN-ACK (RFC
+    /// 7413 4.2.2; Linux's tcp_sendmsg for a passive Fast Open socket in SYN_RECV):
+    /// new data within the initial window and the client's window, once each; the
+    /// retransmission timer resends the SYN-ACK, and what is lost of this data goes
+    /// again once the connection is established.
+    fn fastopen_child_data(&mut self, now: Instant) -> Option<Outgoing> {
+        if self.tfo & super::conn::TFO_CHILD == 0 {
+            return None;
+        }
+        let mss = self.payload_mss();
+        let State::SynRcvd(s) = &self.state else {
+            return None;
+        };
+        let sent = s.data_sent as usize;
+        let room = (crate::tcp::initial_window(mss as u32) as usize).saturating_sub(sent);
+        let len = self.snd_buf.len().saturating_sub(sent).min(room).min(mss);
+        if len == 0 {
+            return None;
+        }
+        let mut out = self.ack_segment(now);
+        if let State::SynRcvd(s) = &mut self.state {
+            out.seq = s.iss + 1 + s.data_sent;
+            s.data_sent += len as u32;
+        }
+        out.payload = sent..sent + len;
+        if sent + len == self.snd_buf.len() {
+            out.flags |= TcpFlags::PSH;
+        }
+        self.stats.bytes_out += len as u64;
+        Some(out)
     }
 
     /// Data, FIN, retransmissions, probes and ACKs of the synchronized states.

@@ -586,6 +586,22 @@ pub(crate) struct SynSent {
     pub(crate) wscale_offer: Option<u8>,
     /// Whether we offered timestamps.
     pub(crate) ts_offer: bool,
+    /// TCP Fast Open (RFC 7413), when this open uses it.
+    pub(crate) fo: Option<SynFastOpen>,
+}
+
+/// An active open with TCP Fast Open (RFC 7413 3): what the first SYN carries.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SynFastOpen {
+    /// The option of the first SYN: the cached cookie, or a request (None: no option,
+    /// data without a cookie: TFO_CLIENT_NO_COOKIE).
+    pub(crate) option: Option<crate::wire::FastOpenCookie>,
+    /// Most bytes the SYN may carry (Linux: the MSS less 40 bytes of option room).
+    pub(crate) space: u32,
+    /// Bytes of the send buffer the SYN carries.
+    pub(crate) syn_data: u32,
+    /// TCP_FASTOPEN_CONNECT: the SYN waits for the application's first write.
+    pub(crate) deferred: bool,
 }
 
 /// SYN_RECEIVED: the peer's SYN is in, ours is out.
@@ -599,6 +615,12 @@ pub(crate) struct SynRcvd {
     pub(crate) rtt: RttEstimator,
     /// Where our advertised window ends.
     pub(crate) adv: SeqNum,
+    /// TCP Fast Open (RFC 7413 4.2.2): bytes the SYN carried that we accepted (they
+    /// are in the receive buffer already), and bytes we have sent after our SYN-ACK.
+    pub(crate) syn_data: u32,
+    pub(crate) data_sent: u32,
+    /// The Fast Open option our SYN-ACK carries (a fresh cookie for the client).
+    pub(crate) fo_reply: Option<crate::wire::FastOpenCookie>,
 }
 
 /// ESTABLISHED.
@@ -731,7 +753,7 @@ impl State {
             State::Closing(s) => Some((s.rcv.nxt, s.rcv.adv)),
             State::LastAck(s) => Some((s.rcv.nxt, s.rcv.adv)),
             State::TimeWait(t) => Some((t.rcv_nxt, t.rcv_nxt + t.rcv_wnd as u32)),
-            State::SynRcvd(s) => Some((s.irs + 1, s.adv)),
+            State::SynRcvd(s) => Some((s.irs + 1 + s.syn_data, s.adv)),
             _ => None,
         }
     }
@@ -742,7 +764,7 @@ impl State {
     pub(crate) fn snd_nxt(&self) -> Option<SeqNum> {
         match self {
             State::SynSent(s) => Some(s.iss + 1),
-            State::SynRcvd(s) => Some(s.iss + 1),
+            State::SynRcvd(s) => Some(s.iss + 1 + s.data_sent),
             State::FinWait2(s) => Some(s.snd.nxt),
             State::TimeWait(t) => Some(t.snd_nxt),
             other => other.snd().map(|s| s.max),

@@ -22,7 +22,7 @@ pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6FragmentHeader, Ipv6Packet, Ipv6Repr, UnfragmentablePart};
 pub use seq::SeqNum;
 pub use tcp::{TcpFlags, TcpPacket, TcpRepr};
-pub use tcp_options::{SackBlocks, TcpOptions, Timestamps};
+pub use tcp_options::{FastOpenCookie, SackBlocks, TcpOptions, Timestamps};
 pub use udp::{parse_udp, UdpPacket, UdpRepr, PROTO_UDP};
 
 /// IP protocol number of TCP.

@@ -1,5 +1,6 @@
-//! TCP options (RFC 9293 3.1 MSS, RFC 7323 window scale and timestamps, RFC 2018 SACK):
-//! parsing with unknown options skipped by length, and emission in Linux's layouts.
+//! TCP options (RFC 9293 3.1 MSS, RFC 7323 window scale and timestamps, RFC 2018 SACK,
+//! RFC 7413 Fast Open): parsing with unknown options skipped by length, and emission in
+//! Linux's layouts.
 
 use super::{SeqNum, WireError};
 
@@ -10,9 +11,98 @@ const WSCALE: u8 = 3;
 const SACK_PERMITTED: u8 = 4;
 const SACK: u8 = 5;
 const TIMESTAMPS: u8 = 8;
+/// RFC 7413 4.1.1: the Fast Open option.
+const FAST_OPEN: u8 = 34;
+/// RFC 6994 shared experimental option, which Linux also speaks for Fast Open (with the
+/// magic 0xF989, as before kind 34 was assigned).
+const EXPERIMENTAL: u8 = 254;
+const FAST_OPEN_MAGIC: [u8; 2] = [0xF9, 0x89];
 
 /// The longest TCP option area (a 60-byte header less the 20 fixed bytes).
 pub const MAX_OPTIONS_LEN: usize = 40;
+
+/// The TCP Fast Open option (RFC 7413 4.1.1): a cookie of 4 to 16 bytes (even), or none
+/// at all, which asks the server for one. `experimental` marks the older form Linux
+/// still accepts and sends to servers that answered it (kind 254, magic 0xF989).
+///
+/// # Examples
+///
+/// ```
+/// use synack::wire::{FastOpenCookie, TcpOptions};
+/// let mut options = TcpOptions::default();
+/// options.fast_open = FastOpenCookie::new(&[0xab, 0xcd, 0x12, 0x34], false);
+/// let mut bytes = vec![0u8; options.emitted_len(true)];
+/// options.emit(&mut bytes, true).unwrap();
+/// // kind 34, length 6, the cookie, then two NOPs to a 32-bit boundary.
+/// assert_eq!(bytes, [34, 6, 0xab, 0xcd, 0x12, 0x34, 1, 1]);
+/// assert_eq!(TcpOptions::parse(&bytes).unwrap(), options);
+/// assert!(FastOpenCookie::request(false).is_request());
+/// assert_eq!(FastOpenCookie::new(&[1, 2, 3], false), None); // odd: not a cookie
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FastOpenCookie {
+    len: u8,
+    bytes: [u8; 16],
+    /// Sent (or received) as the experimental option 254 with magic 0xF989.
+    pub experimental: bool,
+}
+
+impl FastOpenCookie {
+    /// The shortest and longest cookies (RFC 7413 4.1.1).
+    pub const MIN_LEN: usize = 4;
+    /// See [`FastOpenCookie::MIN_LEN`].
+    pub const MAX_LEN: usize = 16;
+
+    /// A cookie request: the option with no cookie.
+    pub fn request(experimental: bool) -> FastOpenCookie {
+        FastOpenCookie {
+            experimental,
+            ..FastOpenCookie::default()
+        }
+    }
+
+    /// A cookie, or None when `bytes` is not 4 to 16 bytes long and even (RFC 7413
+    /// 4.1.1; Linux ignores such an option).
+    pub fn new(bytes: &[u8], experimental: bool) -> Option<FastOpenCookie> {
+        let len = bytes.len();
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&len) || len % 2 != 0 {
+            return None;
+        }
+        let mut c = FastOpenCookie::request(experimental);
+        c.bytes[..len].copy_from_slice(bytes);
+        c.len = len as u8;
+        Some(c)
+    }
+
+    /// The cookie (empty for a request).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// No cookie: a request for one.
+    pub fn is_request(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The option's length byte.
+    fn option_len(&self) -> usize {
+        usize::from(self.len) + if self.experimental { 4 } else { 2 }
+    }
+
+    /// Parse the data of option `kind` (None: not a Fast Open option, or malformed).
+    fn parse(kind: u8, data: &[u8]) -> Option<FastOpenCookie> {
+        let (cookie, experimental) = match kind {
+            FAST_OPEN => (data, false),
+            EXPERIMENTAL if data.len() >= 2 && data[..2] == FAST_OPEN_MAGIC => (&data[2..], true),
+            _ => return None,
+        };
+        if cookie.is_empty() {
+            Some(FastOpenCookie::request(experimental))
+        } else {
+            FastOpenCookie::new(cookie, experimental)
+        }
+    }
+}
 
 /// RFC 7323 3.2: TSval and TSecr.
 ///
@@ -111,6 +201,8 @@ pub struct TcpOptions {
     pub sack_blocks: SackBlocks,
     /// Timestamps.
     pub timestamps: Option<Timestamps>,
+    /// TCP Fast Open cookie or cookie request (SYN and SYN-ACK only; RFC 7413).
+    pub fast_open: Option<FastOpenCookie>,
 }
 
 impl TcpOptions {
@@ -144,6 +236,11 @@ impl TcpOptions {
                         o.sack_blocks.push((SeqNum::new(left), SeqNum::new(right)));
                     }
                 }
+                (FAST_OPEN | EXPERIMENTAL, _) => {
+                    if let Some(c) = FastOpenCookie::parse(kind, data) {
+                        o.fast_open = Some(c);
+                    }
+                }
                 (TIMESTAMPS, 10) => {
                     o.timestamps = Some(Timestamps {
                         tsval: u32::from_be_bytes([data[0], data[1], data[2], data[3]]),
@@ -173,6 +270,7 @@ impl TcpOptions {
             if self.window_scale.is_some() {
                 n += 4;
             }
+            n += self.fast_open_len(n);
         } else if self.timestamps.is_some() {
             n += 12;
         }
@@ -184,8 +282,20 @@ impl TcpOptions {
         n
     }
 
+    /// The Fast Open option's bytes, padded, when it fits after `used` bytes (else 0).
+    fn fast_open_len(&self, used: usize) -> usize {
+        let need = self
+            .fast_open
+            .map_or(0, |fo| fo.option_len().div_ceil(4) * 4);
+        if used + need <= MAX_OPTIONS_LEN {
+            need
+        } else {
+            0
+        }
+    }
+
     /// Write the options in Linux's layouts; `buf` must be `emitted_len(syn)` long.
-    /// SYN: `mss | sackOK TS | nop wscale` (Linux's `mss,sackOK,TS,nop,wscale`), with
+    /// SYN: `mss | sackOK TS | nop wscale | FO cookie` (Linux's `mss,sackOK,TS,nop,wscale,FO`), with
     /// `nop nop` padding where an option is absent; others: `nop nop TS`, then SACK blocks.
     pub fn emit(&self, buf: &mut [u8], syn: bool) -> Result<(), WireError> {
         if buf.len() != self.emitted_len(syn) {
@@ -211,6 +321,20 @@ impl TcpOptions {
             }
             if let Some(ws) = self.window_scale {
                 w.put(&[NOP, WSCALE, 3, ws]);
+            }
+            if let Some(fo) = self.fast_open.filter(|_| self.fast_open_len(w.at) > 0) {
+                // Linux's tcp_options_write: the option, then NOPs to a 32-bit boundary.
+                let len = fo.option_len();
+                if fo.experimental {
+                    w.put(&[EXPERIMENTAL, len as u8]);
+                    w.put(&FAST_OPEN_MAGIC);
+                } else {
+                    w.put(&[FAST_OPEN, len as u8]);
+                }
+                w.put(fo.as_bytes());
+                while w.at % 4 != 0 {
+                    w.put(&[NOP]);
+                }
             }
         } else if let Some(ts) = self.timestamps {
             w.put(&[NOP, NOP]);
@@ -333,5 +457,43 @@ mod tests {
     fn eol_ends_parsing() {
         let o = TcpOptions::parse(&[0, 2, 4, 5, 0xb4]).unwrap();
         assert_eq!(o, TcpOptions::default());
+    }
+
+    #[test]
+    fn fast_open_option_follows_linux_syn_layout() {
+        // Linux: <mss 1460,sackOK,TS val 1 ecr 0,nop,wscale 8,FO abcd1234,nop,nop>.
+        let mut o = full_syn();
+        o.fast_open = FastOpenCookie::new(&[0xab, 0xcd, 0x12, 0x34], false);
+        let mut b = vec![0u8; o.emitted_len(true)];
+        o.emit(&mut b, true).unwrap();
+        assert_eq!(b.len(), 28);
+        assert_eq!(&b[20..], &[34, 6, 0xab, 0xcd, 0x12, 0x34, NOP, NOP]);
+        assert_eq!(TcpOptions::parse(&b).unwrap(), o);
+        // A request is `FO,nop,nop`; the experimental request `FOEXP` is 4 bytes.
+        o.fast_open = Some(FastOpenCookie::request(false));
+        let mut b = vec![0u8; o.emitted_len(true)];
+        o.emit(&mut b, true).unwrap();
+        assert_eq!(&b[20..], &[34, 2, NOP, NOP]);
+        o.fast_open = Some(FastOpenCookie::request(true));
+        let mut b = vec![0u8; o.emitted_len(true)];
+        o.emit(&mut b, true).unwrap();
+        assert_eq!(&b[20..], &[254, 4, 0xF9, 0x89]);
+        assert_eq!(TcpOptions::parse(&b).unwrap(), o);
+    }
+
+    #[test]
+    fn fast_open_option_with_bad_length_or_magic_is_ignored() {
+        // An odd cookie length, a 2-byte cookie, and kind 254 with another magic.
+        for bytes in [
+            &[34, 5, 1, 2, 3, NOP][..],
+            &[34, 4, 1, 2],
+            &[254, 8, 0x12, 0x34, 1, 2, 3, 4],
+        ] {
+            assert_eq!(
+                TcpOptions::parse(bytes).unwrap().fast_open,
+                None,
+                "{bytes:?}"
+            );
+        }
     }
 }
