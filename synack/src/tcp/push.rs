@@ -112,7 +112,7 @@ impl SendMarks {
         };
         loop {
             let copy = (size_goal - len).min(left);
-            w = w + copy;
+            w += copy;
             left -= copy;
             if left == 0 {
                 break;
