@@ -6,13 +6,15 @@
 //! `sockets` is the BSD-socket layer with Linux's semantics that the calls go through
 //! (also used by the packetdrill shared library, crate `synack-packetdrill`); `sysctl`
 //! maps the Linux sysctls a script's shell lines set to the stack's configuration;
-//! `args` reads call arguments (option values, poll sets, iovecs); `epoll` models
+//! `args` reads call arguments (option values, poll sets, iovecs), `msg` the send
+//! flags and sendmsg() headers; `epoll` models
 //! epoll instances. The language supported
 //! and its differences from packetdrill are in `docs/conformance.md`.
 
 pub mod args;
 pub mod code;
 pub mod epoll;
+pub mod msg;
 pub mod run;
 pub mod script;
 pub mod sockets;

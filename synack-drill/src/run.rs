@@ -981,7 +981,16 @@ impl Runner {
             "fcntl" => self
                 .socks
                 .set_nonblocking(fd, arg(2).contains("O_NONBLOCK")),
-            "write" | "send" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
+            "write" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
+            "send" => {
+                let flags = crate::msg::send_flags(arg(3));
+                self.socks.send(now, fd, &vec![b'x'; number(2)], flags)
+            }
+            "sendmsg" => {
+                let flags = crate::msg::send_flags(arg(2));
+                let len = crate::msg::msghdr_len(arg(1));
+                self.socks.send(now, fd, &vec![b'x'; len], flags)
+            }
             "sendto" if arg(3).contains("MSG_FASTOPEN") => {
                 let r = self.socks.sendto_fastopen(
                     now,

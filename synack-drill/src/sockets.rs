@@ -76,6 +76,8 @@ pub struct SockOpts {
     pub rcvbuf: Option<usize>,
     pub sndbuf: Option<usize>,
     pub nodelay: bool,
+    /// TCP_CORK as set.
+    pub cork: bool,
     pub maxseg: Option<u16>,
     pub user_timeout: Option<Duration>,
     /// SO_LINGER on with a zero time: close() sends RST.
@@ -392,6 +394,17 @@ impl Sockets {
     /// write()/send(): on a nonblocking socket what fits (or EAGAIN); on a blocking one
     /// all of it, in as many tries as it takes (EAGAIN until the last piece is in).
     pub fn write(&mut self, now: Instant, fd: i32, data: &[u8]) -> CallResult {
+        self.send(now, fd, data, synack::SendFlags::default())
+    }
+
+    /// send()/sendto()/sendmsg() with MSG_MORE / MSG_EOR: as [`Sockets::write`].
+    pub fn send(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        data: &[u8],
+        flags: synack::SendFlags,
+    ) -> CallResult {
         let s = self.sock(fd)?;
         let (nonblocking, done) = (s.nonblocking, s.written);
         // Linux: writing on a TCP socket that is not connected is EPIPE.
@@ -400,10 +413,10 @@ impl Sockets {
             return Err(self.take_error(fd, h).unwrap_or(Errno("EPIPE")));
         }
         if nonblocking {
-            return Ok(self.stack.send(now, h, data)? as i64);
+            return Ok(self.stack.send_flags(now, h, data, flags)? as i64);
         }
         let rest = &data[done.min(data.len())..];
-        let sent = match self.stack.send(now, h, rest) {
+        let sent = match self.stack.send_flags(now, h, rest, flags) {
             Ok(n) => n,
             Err(Error::WouldBlock) => 0,
             // A connection that fails part way reports what it took.
@@ -499,6 +512,7 @@ impl Sockets {
             "SO_RCVBUF" => o.rcvbuf = Some(2 * n.max(0) as usize),
             "SO_SNDBUF" => o.sndbuf = Some(2 * n.max(0) as usize),
             "TCP_NODELAY" => o.nodelay = n != 0,
+            "TCP_CORK" => o.cork = n != 0,
             "TCP_MAXSEG" => o.maxseg = Some(n.clamp(88, 65535) as u16),
             "TCP_USER_TIMEOUT" if n < 0 => return Err(Errno::EINVAL),
             "TCP_USER_TIMEOUT" => o.user_timeout = Some(Duration::from_millis(n as u64)),
@@ -527,6 +541,7 @@ impl Sockets {
                     self.stack.set_buffers(now, h, opts.sndbuf, opts.rcvbuf)
                 }
                 "TCP_NODELAY" => self.stack.set_nodelay(now, h, opts.nodelay),
+                "TCP_CORK" => self.stack.set_cork(now, h, opts.cork),
                 "TCP_MAXSEG" => opts
                     .maxseg
                     .map_or(Ok(()), |m| self.stack.set_mss(now, h, m)),
@@ -572,6 +587,7 @@ impl Sockets {
             "SO_RCVBUF" => o.rcvbuf.unwrap_or(cfg.recv_buffer) as i64,
             "SO_SNDBUF" => o.sndbuf.unwrap_or(cfg.send_buffer) as i64,
             "TCP_NODELAY" => i64::from(o.nodelay),
+            "TCP_CORK" => i64::from(o.cork),
             "SO_REUSEADDR" => i64::from(o.reuseaddr),
             "SO_KEEPALIVE" => i64::from(o.keepalive),
             "TCP_NOTSENT_LOWAT" => i64::from(o.notsent_lowat),

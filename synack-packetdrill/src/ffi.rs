@@ -327,6 +327,7 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => "SO_KEEPALIVE",
         (libc::SOL_SOCKET, libc::SO_LINGER) => "SO_LINGER",
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => "TCP_NODELAY",
+        (libc::IPPROTO_TCP, libc::TCP_CORK) => "TCP_CORK",
         (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => "TCP_MAXSEG",
         (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => "TCP_USER_TIMEOUT",
         _ => return None,
@@ -437,9 +438,15 @@ fn read_into(i: &Instance, fd: c_int, len: usize, put: impl FnOnce(&[u8])) -> ss
 }
 
 fn write_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
+    send_from(i, fd, data, 0)
+}
+
+/// send(2) and its kin with their flags word (MSG_MORE and MSG_EOR are modelled).
+fn send_from(i: &Instance, fd: c_int, data: &[u8], flags: c_int) -> ssize_t {
+    let flags = synack_drill::msg::flags_from_bits(i64::from(flags));
     ret(i.call(fd, |st| {
         let now = st.now;
-        st.socks.write(now, fd, data)
+        st.socks.send(now, fd, data, flags)
     })) as ssize_t
 }
 
@@ -508,9 +515,9 @@ unsafe extern "C" fn write(ud: Ud, fd: c_int, buf: *const c_void, n: size_t) -> 
     write_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) })
 }
 
-unsafe extern "C" fn send(ud: Ud, fd: c_int, buf: *const c_void, n: size_t, _f: c_int) -> ssize_t {
-    // SAFETY: as `write`.
-    unsafe { write(ud, fd, buf, n) }
+unsafe extern "C" fn send(ud: Ud, fd: c_int, buf: *const c_void, n: size_t, f: c_int) -> ssize_t {
+    // SAFETY: `ud` is our instance; send(2)'s contract: `n` readable bytes at `buf`.
+    send_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, f)
 }
 
 unsafe extern "C" fn sendto(
@@ -518,12 +525,12 @@ unsafe extern "C" fn sendto(
     fd: c_int,
     buf: *const c_void,
     n: size_t,
-    _flags: c_int,
+    flags: c_int,
     _addr: *const sockaddr,
     _len: socklen_t,
 ) -> ssize_t {
-    // SAFETY: as `write` (a connected socket ignores the address).
-    unsafe { write(ud, fd, buf, n) }
+    // SAFETY: as `send` (a connected socket ignores the address).
+    unsafe { send(ud, fd, buf, n, flags) }
 }
 
 unsafe extern "C" fn writev(ud: Ud, fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
@@ -533,13 +540,15 @@ unsafe extern "C" fn writev(ud: Ud, fd: c_int, iov: *const iovec, n: c_int) -> s
     write_from(unsafe { inst(ud) }, fd, &data)
 }
 
-unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, _flags: c_int) -> ssize_t {
+unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
     if msg.is_null() {
         set_errno(Errno::EINVAL);
         return -1;
     }
-    // SAFETY: sendmsg(2)'s contract: a valid msghdr.
-    unsafe { writev(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int) }
+    // SAFETY: sendmsg(2)'s contract: a valid msghdr whose iovecs are readable memory.
+    let data = unsafe { gather(iovecs((*msg).msg_iov, (*msg).msg_iovlen as c_int)) };
+    // SAFETY: `ud` is our instance.
+    send_from(unsafe { inst(ud) }, fd, &data, flags)
 }
 
 unsafe extern "C" fn fcntl(ud: Ud, fd: c_int, cmd: c_int, arg: c_long) -> c_int {

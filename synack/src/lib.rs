@@ -113,7 +113,7 @@ pub use stack::{
     ListenerHandle, ListenerOptions, Refusal, RequestHandle, Secrets, SocketSnapshot, Stack,
     StateSummary, Transmit, Unreachable,
 };
-pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, TcpState};
+pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, SendFlags, TcpState};
 pub use time::Instant;
 
 /// The README's Rust examples, compiled and run as doc-tests (its TUN example needs

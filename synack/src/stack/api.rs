@@ -774,6 +774,26 @@ impl Stack {
         })?
     }
 
+    /// [`Stack::send`] with send(2)'s flags: [`SendFlags::more`] (MSG_MORE: a partial
+    /// segment waits for the data that follows, and the write is not marked PSH) and
+    /// [`SendFlags::eor`] (MSG_EOR: no later byte shares a segment with this write's last
+    /// one, even when retransmitted).
+    ///
+    /// [`SendFlags::more`]: crate::SendFlags::more
+    /// [`SendFlags::eor`]: crate::SendFlags::eor
+    pub fn send_flags(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        data: &[u8],
+        flags: crate::SendFlags,
+    ) -> Result<usize, Error> {
+        self.with_conn(now, conn, |c, cfg| {
+            let cap = c.notsent_room(cfg);
+            c.send_flagged(data, cap, flags)
+        })?
+    }
+
     /// Zero-copy send: `fill` writes up to `max` bytes straight into the connection's
     /// send buffer and returns how many it wrote (`WouldBlock` if the buffer is full).
     ///
@@ -1063,6 +1083,23 @@ impl Stack {
         nodelay: bool,
     ) -> Result<(), Error> {
         self.with_conn(now, conn, |c, _| c.set_nodelay(nodelay))
+    }
+
+    /// TCP_CORK: while on, a segment smaller than the MSS at the end of the written data
+    /// waits for more data (at most until the persist timer sends it, about an RTO, as
+    /// Linux's probe timer does); turning it off sends what waits.
+    pub fn set_cork(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        on: bool,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_cork(on))
+    }
+
+    /// TCP_CORK as set by [`Stack::set_cork`].
+    pub fn cork(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.conn_ref(conn)?.cork())
     }
 
     /// TCP_USER_TIMEOUT (RFC 5482): abort the connection when sent data stays

@@ -121,7 +121,7 @@ pub(crate) struct Connection {
     pub(crate) delack: Option<Instant>,
     /// The largest segment the peer has sent (Linux's rcv_mss; 536 to begin with): more
     /// than this unacknowledged is more than one full segment, and is ACKed at once.
-    pub(crate) rcv_mss: u32,
+    pub(crate) rcv_mss: u16,
     /// Segments still to be ACKed at once before delayed ACKs begin (Linux's quick-ACK
     /// mode: at the first data and again after an idle of more than an RTO).
     pub(crate) quick_acks: u8,
@@ -131,7 +131,8 @@ pub(crate) struct Connection {
     /// instead of counting retransmissions.
     pub(crate) user_timeout: Option<Millis>,
     /// TCP_MAXSEG set by the application: the MSS we announce and the largest we send.
-    pub(crate) user_mss: Option<u16>,
+    /// (0: none set.)
+    pub(crate) user_mss: u16,
     /// TCP_NOTSENT_LOWAT set by the application (0: `Config::tcp_notsent_lowat`, as
     /// Linux's `tp->notsent_lowat`).
     pub(crate) notsent_lowat: u32,
@@ -183,6 +184,8 @@ pub(crate) struct Connection {
     pub(crate) ece_reductions: u32,
     /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`].
     pub(crate) tfo: u8,
+    /// Write boundaries and cork state, once MSG_MORE, MSG_EOR or TCP_CORK is used.
+    pub(crate) marks: Option<Box<super::push::SendMarks>>,
 }
 
 /// `Connection::tfo`: data in the SYN was acknowledged (client) or accepted (server):
@@ -278,7 +281,7 @@ impl Connection {
             quick_acks: 0,
             max_quick_acks: cfg.quick_acks.min(255) as u8,
             user_timeout: None,
-            user_mss: None,
+            user_mss: 0,
             notsent_lowat: 0,
             last_data_in: None,
             ack_for_data: false,
@@ -313,6 +316,7 @@ impl Connection {
             ecn: Default::default(),
             ece_reductions: 0,
             tfo: 0,
+            marks: None,
         }
     }
 
@@ -820,7 +824,7 @@ impl Connection {
     /// TCP_MAXSEG: before the SYN leaves, the MSS we announce; always a cap on what we send.
     pub(crate) fn set_mss(&mut self, mss: u16) {
         let mss = mss.max(88);
-        self.user_mss = Some(mss);
+        self.user_mss = mss;
         if self.syn_due && matches!(self.state, State::SynSent(_)) {
             self.local_mss = self.local_mss.min(mss);
         }
@@ -830,6 +834,10 @@ impl Connection {
     /// TCP_NODELAY: turn Nagle's algorithm off (true) or on.
     pub(crate) fn set_nodelay(&mut self, nodelay: bool) {
         self.nodelay = nodelay;
+        if nodelay {
+            // Linux's tcp_sock_set_nodelay: TCP_NAGLE_PUSH, then push what waits.
+            self.push_pending(true);
+        }
     }
 
     /// Switch congestion control; an established connection keeps its cwnd.

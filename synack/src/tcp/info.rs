@@ -221,7 +221,7 @@ impl Connection {
                 Recovery::Open => 0,
             }),
             lost_bytes: snd.map_or(0, |s| s.lost_bytes(now)),
-            rcv_mss: self.rcv_mss,
+            rcv_mss: u32::from(self.rcv_mss),
             adv_mss: self.local_mss,
             since_data_in: self
                 .last_data_in

@@ -60,6 +60,8 @@ impl Connection {
     ) -> Disposition {
         self.stats.segs_in = self.stats.segs_in.wrapping_add(1);
         self.keepalive_heard(now);
+        // Linux's tcp_data_snd_check: an arriving segment pushes without MSG_MORE's cork.
+        self.push_pending(false);
         match self.state {
             State::Closed(_) => Disposition::Dropped("closed"),
             State::SynSent(_) => self.on_segment_syn_sent(now, seg, cfg),
@@ -980,7 +982,7 @@ impl Connection {
             self.enter_quick_ack(now, rcv_free);
             self.ack_for_data = true;
             // Linux's rcv_mss: the largest segment the peer sends, up to our MSS.
-            let len = (seg.payload.len() as u32).min(u32::from(self.local_mss));
+            let len = seg.payload.len().min(usize::from(self.local_mss)) as u16;
             self.rcv_mss = self.rcv_mss.max(len);
         }
         let quick = self.quick_acks > 0 && !self.pingpong;
@@ -1059,7 +1061,7 @@ impl Connection {
         // segment; counted as Linux does, by bytes: more than one full segment (of the
         // largest the peer has sent) not yet ACKed.
         let unacked = (rcv.nxt - self.last_ack_sent).max(0) as u32;
-        let full_segment_waits = unacked > self.rcv_mss;
+        let full_segment_waits = unacked > u32::from(self.rcv_mss);
         if seg.seg_len() > 0 {
             let established = matches!(self.state, State::Established(_));
             if !in_order || delayed_ack.is_zero() || full_segment_waits {

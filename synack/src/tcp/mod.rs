@@ -14,6 +14,7 @@ mod isn;
 mod keepalive;
 mod output;
 mod path_error;
+mod push;
 mod rack;
 mod reassembly;
 mod ring;
@@ -27,6 +28,7 @@ mod time_wait;
 pub use crate::tcp_state::TcpState;
 pub use cc::{initial_window, AckEvent, CongestionControl, CongestionController, CustomController};
 pub use keepalive::Keepalive;
+pub use push::SendFlags;
 pub use time_wait::{TimeWait, TimeWaitVerdict};
 
 pub(crate) use conn::{mss_for, ConnEvent, Connection, MemoryLevel, TFO_CHILD};

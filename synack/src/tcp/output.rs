@@ -106,7 +106,12 @@ impl Connection {
     /// peer's window has room for it.
     fn window_fits(&self, snd: &Snd) -> (usize, bool) {
         let off = ((snd.nxt - snd.una).max(0) as usize).min(self.snd_buf.len());
-        let want = (self.snd_buf.len() - off).min(self.send_mss(snd));
+        let mut want = (self.snd_buf.len() - off).min(self.send_mss(snd));
+        // A segment ends where a pushed write or a record (MSG_EOR) ended: Linux sends
+        // each skb on its own.
+        if let Some(room) = self.mark_room(snd.nxt).filter(|r| *r > 0) {
+            want = want.min(room);
+        }
         let wnd_room = snd.wnd as i64 - snd.flight() as i64;
         (want, wnd_room >= want as i64)
     }
@@ -138,15 +143,17 @@ impl Connection {
             return (0, true);
         }
         let len = want;
+        let off = ((snd.nxt - snd.una).max(0) as usize).min(self.snd_buf.len());
+        let partial = len < self.send_mss(snd) && snd.nxt >= snd.max && !snd.fin_queued;
+        // Only the last skb waits (Linux's tcp_write_xmit pushes all before it).
+        let last = !self.keeps_marks() || off + len == self.snd_buf.len();
         // RFC 1122 4.2.3.4 (Nagle), with Minshall's refinement as Linux has it: a segment
         // smaller than the MSS waits while an earlier small segment is unacknowledged,
         // unless TCP_NODELAY is set or the FIN is queued behind it. (Retransmissions,
-        // from below SND.MAX, are never held.)
-        let nagle_holds = !self.nodelay
-            && len < self.send_mss(snd)
-            && snd.sml > snd.una
-            && snd.nxt >= snd.max
-            && !snd.fin_queued;
+        // from below SND.MAX, are never held.) TCP_CORK and MSG_MORE hold it whatever is
+        // in flight (Linux's tcp_nagle_check with TCP_NAGLE_CORK).
+        let nagle_holds =
+            partial && last && ((!self.nodelay && snd.sml > snd.una) || self.cork_holds());
         if nagle_holds {
             (0, true)
         } else {
@@ -288,6 +295,9 @@ impl Connection {
 
     /// Data, FIN, retransmissions, probes and ACKs of the synchronized states.
     fn poll_data(&mut self, now: Instant) -> Option<Outgoing> {
+        if let (Some(m), Some(snd)) = (self.marks.as_mut(), self.state.snd()) {
+            m.acked(snd.una);
+        }
         let snd = self.state.snd()?;
         let buf_len = self.snd_buf.len();
         // Fast retransmit / NewReno partial ACK: resend the segment at SND.UNA.
@@ -295,7 +305,10 @@ impl Connection {
         let head_room = !matches!(snd.recovery, Recovery::Fast { .. })
             || snd.in_flight(now, self.neg.sack) < snd.cwnd();
         if snd.resend_head && head_room {
-            let len = buf_len.min(self.payload_mss());
+            let mut len = buf_len.min(self.payload_mss());
+            if let Some(room) = self.mark_room(snd.una).filter(|r| *r > 0) {
+                len = len.min(room);
+            }
             let with_fin =
                 snd.fin_queued && len == buf_len && snd.max == snd.una + buf_len as u32 + 1;
             let una = snd.una;
@@ -396,7 +409,8 @@ impl Connection {
             // is kept by the device for its last segment).
             if len > 0 && packet_segs >= 2 && !out.flags.psh() {
                 let snd = self.state.snd()?;
-                if packet_full || self.sendable(snd, now).0 == 0 {
+                // (Not when a cork holds the rest: Linux's split leaves it unpushed.)
+                if packet_full || (self.sendable(snd, now).0 == 0 && !self.cork_holds()) {
                     out.flags |= TcpFlags::PSH;
                 }
             }
@@ -526,6 +540,7 @@ impl Connection {
     fn tail_loss_probe(&mut self, now: Instant) -> Option<Outgoing> {
         let mss = self.payload_mss();
         let buf_len = self.snd_buf.len();
+        let mark_room = self.state.snd().and_then(|s| self.mark_room(s.max));
         let snd = self.state.snd_mut()?;
         if !snd.tlp_due {
             return None;
@@ -535,7 +550,13 @@ impl Connection {
         let unsent = buf_len.saturating_sub(sent);
         let wnd_room = (snd.wnd as usize).saturating_sub(sent);
         let (start, len, fin, new) = if unsent > 0 && wnd_room > 0 && snd.nxt == snd.max {
-            (snd.max, unsent.min(mss).min(wnd_room), false, true)
+            let room = mark_room.filter(|r| *r > 0).unwrap_or(mss);
+            (
+                snd.max,
+                unsent.min(mss).min(wnd_room).min(room),
+                false,
+                true,
+            )
         } else {
             // The newest segment sent, again (a FIN sent on its own is probed alone).
             let data_sent = sent.min(buf_len);
@@ -589,7 +610,10 @@ impl Connection {
         if end <= start {
             return None;
         }
-        let len = ((end - start) as u32).min(mss) as usize;
+        let mut len = ((end - start) as u32).min(mss) as usize;
+        if let Some(room) = self.mark_room(start).filter(|r| *r > 0) {
+            len = len.min(room);
+        }
         let out = self.data_segment(now, start, len, false);
         let snd = self.state.snd_mut()?;
         snd.on_retransmit(now, start, start + len as u32);
@@ -622,7 +646,7 @@ impl Connection {
         if fin {
             out.flags |= TcpFlags::FIN;
         }
-        if len > 0 && off + len == self.snd_buf.len() {
+        if len > 0 && self.psh_for(seq + len as u32, una + self.snd_buf.len() as u32) {
             out.flags |= TcpFlags::PSH;
         }
         out
@@ -718,8 +742,15 @@ impl Connection {
     pub(crate) fn settle(&mut self, now: Instant) {
         self.last_now = now;
         let fits = self.state.snd().map(|snd| self.window_fits(snd));
+        // Corked data with nothing in flight: Linux's probe timer (tcp_check_probe_timer)
+        // sends it when it fires, as the persist timer here.
+        let corked = self.cork_holds()
+            && self
+                .state
+                .snd()
+                .is_some_and(|snd| self.sendable(snd, now).0 == 0);
         if let (Some(snd), Some((want, fits))) = (self.state.snd_mut(), fits) {
-            let stalled = want > 0 && !fits && snd.una == snd.max;
+            let stalled = want > 0 && (!fits || corked) && snd.una == snd.max;
             if stalled && snd.persist.deadline.is_none() {
                 snd.persist.deadline = Some(now + snd.rtt.backed_off(snd.persist.backoff));
             } else if !stalled && snd.persist.deadline.is_some() {

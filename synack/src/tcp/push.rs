@@ -1,0 +1,337 @@
+//! Write boundaries as Linux's send queue keeps them: where PSH goes (tcp_push marks the
+//! tail skb of a write not sent with MSG_MORE, and forced_push the skb filled past half the
+//! peer's largest window), MSG_EOR records no later byte joins (tcp_skb_can_collapse_to), and
+//! the holds of TCP_CORK and MSG_MORE (TCP_NAGLE_CORK). A connection keeps this state only once
+//! it uses MSG_MORE, MSG_EOR or TCP_CORK; before that PSH goes where the written data ends.
+
+use alloc::collections::VecDeque;
+
+use super::conn::Connection;
+use crate::wire::SeqNum;
+use crate::Error;
+
+/// Flags of one write (send(2)'s MSG_MORE and MSG_EOR).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendFlags {
+    /// MSG_MORE: more data follows; hold a partial segment back as TCP_CORK does, and do
+    /// not mark the end of this write with PSH.
+    pub more: bool,
+    /// MSG_EOR: this write ends a record: no later byte is sent in a segment with it, not
+    /// even when it is retransmitted.
+    pub eor: bool,
+}
+
+/// The end of a Linux skb that matters to the segments that cover it.
+#[derive(Clone, Copy, Debug)]
+struct Mark {
+    end: SeqNum,
+    psh: bool,
+    eor: bool,
+}
+
+/// A connection's write boundaries and cork state (boxed: most connections have none).
+#[derive(Debug)]
+pub(crate) struct SendMarks {
+    /// Marked skb ends above SND.UNA, in order.
+    marks: VecDeque<Mark>,
+    /// Where the newest skb begins (later writes are appended to it while it has room).
+    tail_start: SeqNum,
+    /// Linux's pushed_seq: the write sequence number of the last PSH mark.
+    pushed: SeqNum,
+    /// TCP_CORK is set.
+    pub(crate) cork: bool,
+    /// The newest write said MSG_MORE and nothing has pushed since (Linux pushes with
+    /// TCP_NAGLE_CORK at the end of such a write only).
+    pub(crate) more: bool,
+    /// A setsockopt (TCP_NODELAY on) pushed the pending data through the cork
+    /// (TCP_NAGLE_PUSH), until the next write.
+    pub(crate) push_through: bool,
+}
+
+impl SendMarks {
+    /// State for a connection whose written data ends at `write_seq`.
+    pub(crate) fn new(write_seq: SeqNum) -> SendMarks {
+        SendMarks {
+            marks: VecDeque::new(),
+            tail_start: write_seq,
+            pushed: write_seq,
+            cork: false,
+            more: false,
+            push_through: false,
+        }
+    }
+
+    /// Forget the marks the peer has acknowledged.
+    pub(crate) fn acked(&mut self, una: SeqNum) {
+        while self.marks.front().is_some_and(|m| m.end <= una) {
+            self.marks.pop_front();
+        }
+    }
+
+    /// The write of `n` bytes at `write_seq` (Linux's tcp_sendmsg_locked): append to the
+    /// unsent tail skb while it has room (`size_goal`, tcp_xmit_size_goal) and is not a
+    /// record's end, clearing its PSH; mark PSH where forced_push asks (more than half
+    /// `max_window` written since the last push); at the end mark EOR (when `complete`,
+    /// all of the write was taken) and PSH (tcp_push, unless MSG_MORE).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_write(
+        &mut self,
+        write_seq: SeqNum,
+        n: usize,
+        snd_max: SeqNum,
+        size_goal: usize,
+        max_window: u32,
+        flags: SendFlags,
+        complete: bool,
+    ) {
+        self.more = flags.more;
+        self.push_through = false;
+        if n == 0 {
+            return;
+        }
+        let size_goal = size_goal.max(1) as u32;
+        let half_window = max_window / 2;
+        let mut w = write_seq;
+        let mut left = n as u32;
+        let start = if self.tail_start > snd_max {
+            self.tail_start
+        } else {
+            snd_max
+        };
+        let tail_len = (w - start).max(0) as u32;
+        let tail_eor = self.marks.back().is_some_and(|m| m.end == w && m.eor);
+        let mut len = if tail_len == 0 || tail_len >= size_goal || tail_eor {
+            self.tail_start = w;
+            0
+        } else {
+            // Appending: the skb's PSH goes (tcp_sendmsg_locked's first copy).
+            if self.marks.back().is_some_and(|m| m.end == w) {
+                self.marks.pop_back();
+            }
+            tail_len
+        };
+        loop {
+            let copy = (size_goal - len).min(left);
+            w += copy;
+            left -= copy;
+            if left == 0 {
+                break;
+            }
+            // The skb is full: forced_push marks it (Linux's tcp_mark_push).
+            if w > self.pushed + half_window {
+                self.mark(w, true, false);
+                self.pushed = w;
+            }
+            self.tail_start = w;
+            len = 0; // the next copy fills a new skb
+        }
+        let eor = flags.eor && complete;
+        let psh = !flags.more || w > self.pushed + half_window;
+        if psh {
+            self.pushed = w;
+        }
+        if eor || psh {
+            self.mark(w, psh, eor);
+        }
+    }
+
+    fn mark(&mut self, end: SeqNum, psh: bool, eor: bool) {
+        match self.marks.back_mut() {
+            Some(m) if m.end == end => {
+                m.psh |= psh;
+                m.eor |= eor;
+            }
+            _ => self.marks.push_back(Mark { end, psh, eor }),
+        }
+    }
+
+    /// The first marked skb end after `seq`: a segment from `seq` ends there at the latest.
+    pub(crate) fn next_end(&self, seq: SeqNum) -> Option<SeqNum> {
+        self.marks.iter().find(|m| m.end > seq).map(|m| m.end)
+    }
+
+    /// Whether a segment ending at `end` carries PSH (it ends a PSH-marked skb).
+    pub(crate) fn psh_at(&self, end: SeqNum) -> bool {
+        self.marks.iter().any(|m| m.end == end && m.psh)
+    }
+
+    /// A partial segment at the end of the written data waits (Linux's tcp_nagle_check
+    /// with TCP_NAGLE_CORK: TCP_CORK, or the push at the end of a MSG_MORE write).
+    pub(crate) fn corked(&self) -> bool {
+        (self.cork || self.more) && !self.push_through
+    }
+}
+
+impl Connection {
+    /// Queue data as send(2) with `flags` does (see [`Connection::send`] for `cap`).
+    pub(crate) fn send_flagged(
+        &mut self,
+        data: &[u8],
+        cap: Option<usize>,
+        flags: SendFlags,
+    ) -> Result<usize, Error> {
+        let before = self.snd_buf.len();
+        let n = self.send(data, cap)?;
+        self.note_write(before, n, flags, n == data.len());
+        Ok(n)
+    }
+
+    /// Record the write of `n` bytes after the `before` already queued, once a connection
+    /// uses write flags or TCP_CORK (before that, PSH goes where the written data ends).
+    fn note_write(&mut self, before: usize, n: usize, flags: SendFlags, complete: bool) {
+        if self.marks.is_none() && flags == SendFlags::default() {
+            return;
+        }
+        let mss = self.neg.snd_mss.max(1);
+        let Some(snd) = self.state.snd() else { return };
+        let (una, max, max_wnd) = (snd.una, snd.max, snd.max_wnd);
+        // tcp_xmit_size_goal: 64 KiB (sk_gso_max_size), at most half the largest window
+        // (tcp_bound_to_half_wnd), in whole segments.
+        let half = if max_wnd > 536 { max_wnd / 2 } else { max_wnd };
+        let bound = if half == 0 {
+            65_536
+        } else {
+            65_536.min(half as usize)
+        };
+        let size_goal = (bound / mss * mss).max(mss);
+        let write_seq = una + before as u32;
+        let marks = self
+            .marks
+            .get_or_insert_with(|| Box::new(SendMarks::new(write_seq)));
+        marks.acked(una);
+        marks.on_write(write_seq, n, max, size_goal, max_wnd, flags, complete);
+    }
+
+    /// TCP_CORK (Linux's tcp_sock_set_cork): while set, a partial segment at the end of
+    /// the written data waits (for more data, or the persist timer, as Linux's probe timer
+    /// sends it); clearing it sends what waited.
+    pub(crate) fn set_cork(&mut self, on: bool) {
+        let write_seq = self.state.snd().map(|s| s.una + self.snd_buf.len() as u32);
+        if self.marks.is_none() && !on {
+            return;
+        }
+        let Some(write_seq) = write_seq.or(self.state.snd_nxt()) else {
+            return;
+        };
+        let marks = self
+            .marks
+            .get_or_insert_with(|| Box::new(SendMarks::new(write_seq)));
+        marks.cork = on;
+        if !on {
+            marks.more = false;
+        }
+    }
+
+    /// TCP_CORK as set.
+    pub(crate) fn cork(&self) -> bool {
+        self.marks.as_ref().is_some_and(|m| m.cork)
+    }
+
+    /// A push that ignores the cork: TCP_NODELAY turned on (TCP_NAGLE_PUSH), or an
+    /// arriving segment (Linux's tcp_data_snd_check pushes without MSG_MORE's cork).
+    pub(crate) fn push_pending(&mut self, through_cork: bool) {
+        if let Some(m) = self.marks.as_mut() {
+            m.more = false;
+            m.push_through |= through_cork;
+        }
+    }
+
+    /// The most bytes a segment from `seq` may carry before a marked skb end.
+    pub(crate) fn mark_room(&self, seq: SeqNum) -> Option<usize> {
+        let m = self.marks.as_ref()?;
+        m.next_end(seq).map(|end| (end - seq).max(0) as usize)
+    }
+
+    /// PSH for a segment ending at `end` (at `buf_end`, the end of the written data):
+    /// where a write was pushed once marks are kept, else at the end of the data.
+    pub(crate) fn psh_for(&self, end: SeqNum, buf_end: SeqNum) -> bool {
+        match &self.marks {
+            Some(m) => m.psh_at(end),
+            None => end == buf_end,
+        }
+    }
+
+    /// A partial segment ending at the end of the written data is held by the cork.
+    pub(crate) fn cork_holds(&self) -> bool {
+        self.marks.as_ref().is_some_and(|m| m.corked())
+    }
+
+    /// Marks are kept: a partial segment before a marked end is not the last skb and is
+    /// never held by Nagle (Linux's tcp_write_xmit: TCP_NAGLE_PUSH for all but the last).
+    pub(crate) fn keeps_marks(&self) -> bool {
+        self.marks.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(n: u32) -> SeqNum {
+        SeqNum::new(n)
+    }
+
+    #[test]
+    fn a_write_after_an_eor_starts_a_new_skb_and_the_eor_write_joins_the_unsent_tail() {
+        let mut m = SendMarks::new(seq(1));
+        let plain = SendFlags::default();
+        let eor = SendFlags { eor: true, ..plain };
+        // 10400 written, 10000 sent: the 400 left are the tail skb.
+        m.on_write(seq(1), 10_400, seq(1), 65_000, 1 << 19, plain, true);
+        m.on_write(seq(10_401), 400, seq(10_001), 65_000, 1 << 19, eor, true);
+        m.on_write(
+            seq(10_801),
+            10_000,
+            seq(10_001),
+            65_000,
+            1 << 19,
+            plain,
+            true,
+        );
+        assert_eq!(m.next_end(seq(10_001)), Some(seq(10_801)));
+        assert!(m.psh_at(seq(10_801)) && m.psh_at(seq(20_801)));
+        assert!(
+            !m.psh_at(seq(10_401)),
+            "the appended write took the tail's PSH"
+        );
+    }
+
+    #[test]
+    fn msg_more_leaves_no_psh_and_corks_until_a_plain_write() {
+        let mut m = SendMarks::new(seq(1));
+        let more = SendFlags {
+            more: true,
+            ..SendFlags::default()
+        };
+        m.on_write(seq(1), 40, seq(1), 65_000, 1 << 16, more, true);
+        assert!(m.corked() && !m.psh_at(seq(41)));
+        m.on_write(
+            seq(41),
+            40,
+            seq(1),
+            65_000,
+            1 << 16,
+            SendFlags::default(),
+            true,
+        );
+        assert!(!m.corked() && m.psh_at(seq(81)));
+    }
+
+    #[test]
+    fn forced_push_marks_the_skb_filled_past_half_the_largest_window() {
+        let mut m = SendMarks::new(seq(1));
+        // Window 32 KB: skbs of 16000, PSH on the first that ends past 1 + 16384.
+        m.on_write(
+            seq(1),
+            100_000,
+            seq(1),
+            16_000,
+            32_768,
+            SendFlags::default(),
+            true,
+        );
+        assert!(!m.psh_at(seq(16_001)));
+        assert!(m.psh_at(seq(32_001)));
+        assert!(m.psh_at(seq(100_001)));
+    }
+}
