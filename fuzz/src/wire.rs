@@ -119,8 +119,9 @@ fn tcp_round_trip(ip: &IpInfo, bytes: &[u8], seg: &TcpRepr<'_>) {
     assert_eq!(again, out, "emission is not canonical");
 }
 
-/// What of `o` the emitter writes: MSS, window scale and SACK-permitted only on a SYN,
-/// timestamps always, and as many SACK blocks as the remaining option space holds.
+/// What of `o` the emitter writes: MSS, window scale, SACK-permitted and Fast Open (when
+/// it fits) only on a SYN, timestamps always, and as many SACK blocks as the remaining
+/// option space holds.
 pub fn canonical_options(o: &TcpOptions, syn: bool) -> TcpOptions {
     let mut c = TcpOptions {
         timestamps: o.timestamps,
@@ -130,6 +131,11 @@ pub fn canonical_options(o: &TcpOptions, syn: bool) -> TcpOptions {
         c.mss = o.mss;
         c.window_scale = o.window_scale;
         c.sack_permitted = o.sack_permitted;
+        let without = c.emitted_len(syn);
+        c.fast_open = o.fast_open;
+        if c.emitted_len(syn) == without {
+            c.fast_open = None;
+        }
     }
     let room = (MAX_OPTIONS_LEN - c.emitted_len(syn)).saturating_sub(4) / 8;
     for b in o.sack_blocks.iter().take(room) {

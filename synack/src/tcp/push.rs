@@ -4,6 +4,7 @@
 //! the holds of TCP_CORK and MSG_MORE (TCP_NAGLE_CORK). A connection keeps this state only once
 //! it uses MSG_MORE, MSG_EOR or TCP_CORK; before that PSH goes where the written data ends.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 
 use super::conn::Connection;
