@@ -10,9 +10,10 @@ fn synack(args: &[&str]) -> std::process::Output {
         .expect("the synack binary runs")
 }
 
-const NAMES: [&str; 12] = [
+const NAMES: [&str; 13] = [
     "handshake-and-close",
     "server-closes-first",
+    "fast-open",
     "simultaneous-open",
     "simultaneous-close",
     "syn-lost",

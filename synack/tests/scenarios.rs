@@ -36,6 +36,16 @@ fn server_closing_first_makes_the_server_hold_time_wait() {
 }
 
 #[test]
+fn fast_open_puts_the_second_request_in_the_syn_and_saves_a_round_trip() {
+    let r = default("fast-open");
+    assert!(
+        r.check("the answer comes one round trip sooner")
+            .unwrap()
+            .passed
+    );
+}
+
+#[test]
 fn simultaneous_open_passes_syn_received_on_both_sides() {
     default("simultaneous-open");
 }

@@ -22,6 +22,11 @@ pub(super) static SCENARIOS: &[Scenario] = &[
         run: server_closes_first,
     },
     Scenario {
+        name: "fast-open",
+        summary: "TCP Fast Open (RFC 7413): a cookie first, then the request rides in the SYN, one round trip saved",
+        run: fast_open,
+    },
+    Scenario {
         name: "simultaneous-open",
         summary: "both sides send SYN at once: SYN_SENT -> SYN_RECEIVED -> ESTABLISHED",
         run: simultaneous_open,
@@ -292,6 +297,119 @@ fn simultaneous_open(o: &ScenarioOptions) -> ScenarioRun {
          from SYN_SENT, passes SYN_RECEIVED, and one connection results (RFC 9293 3.5, figure 7).",
     )
 }
+
+/// One Fast Open exchange from the client: connect with the request, read the answer,
+/// both close. Returns (bytes the SYN carried, the server's state when it read the
+/// request, the time from connect to the whole response, the response).
+fn fast_open_exchange(
+    w: &mut World,
+    l: crate::ListenerHandle,
+) -> Option<(usize, TcpState, Duration, Vec<u8>)> {
+    let start = w.now();
+    let any = SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), 0);
+    let (c, carried) = w
+        .stack(CLIENT)
+        .connect_fastopen(start, any, World::server_addr(), REQUEST)
+        .ok()?;
+    w.after_call();
+    let s = w.accept(l, WAIT)?;
+    if carried == 0 {
+        // No cookie yet: the request goes once the handshake is done.
+        w.wait_established(CLIENT, c, WAIT);
+        w.send_all(CLIENT, c, REQUEST).ok()?;
+    }
+    let (req, _) = w.read(SERVER, s, REQUEST.len(), WAIT);
+    let state = w.stack(SERVER).state(s).ok()?;
+    if req != REQUEST {
+        return None;
+    }
+    w.send_all(SERVER, s, RESPONSE).ok()?;
+    let (resp, _) = w.read(CLIENT, c, RESPONSE.len(), WAIT);
+    let took = w.now() - start;
+    w.close(CLIENT, c);
+    let _ = w.read_to_end(SERVER, s, WAIT);
+    w.close(SERVER, s);
+    Some((carried, state, took, resp))
+}
+
+fn fast_open(o: &ScenarioOptions) -> ScenarioRun {
+    let config = crate::Config {
+        delayed_ack: Duration::ZERO,
+        tcp_nodelay: true,
+        // Clients may send data in the SYN, listeners with a queue may take it.
+        tcp_fastopen: crate::tcp::fastopen::CLIENT_ENABLE | crate::tcp::fastopen::SERVER_ENABLE,
+        ..crate::Config::default()
+    };
+    let mut w = World::with_config(o, config);
+    let mut k = Checks::default();
+    let l = w.listen();
+    let mut options = crate::ListenerOptions::default();
+    options.fastopen_queue = Some(16);
+    let _ = w.stack(SERVER).set_listener_options(l, options);
+    w.note(
+        CLIENT,
+        "first connection: no cookie yet, the SYN asks for one",
+    );
+    let first = fast_open_exchange(&mut w, l);
+    w.run_until(WAIT, |w| w.stack(CLIENT).connection_count() == 0);
+    w.note(
+        CLIENT,
+        "second connection: the SYN carries the cookie and the request",
+    );
+    let second = fast_open_exchange(&mut w, l);
+    check_empty(&mut k, &mut w);
+    let (Some(first), Some(second)) = (first, second) else {
+        k.add("both exchanges complete", false, "");
+        return run("fast-open", &w, k, FAST_OPEN_LESSON);
+    };
+    k.add(
+        "the first SYN asks for a cookie and carries no data",
+        first.0 == 0,
+        format!("{} bytes in the SYN", first.0),
+    );
+    k.add(
+        "the second SYN carries the whole request",
+        second.0 == REQUEST.len(),
+        format!("{} of {} bytes in the SYN", second.0, REQUEST.len()),
+    );
+    k.add(
+        "the server reads the request before the handshake completes",
+        second.1 == SynReceived,
+        format!("server in {} when it read it", second.1.name()),
+    );
+    k.add(
+        "both responses arrive intact",
+        first.3 == RESPONSE && second.3 == RESPONSE,
+        "",
+    );
+    let rtt = 2 * o.delay;
+    k.add(
+        "the answer comes one round trip sooner",
+        first.2 >= second.2 + rtt.mul_f64(0.9),
+        format!("{:?} without a cookie, {:?} with it", first.2, second.2),
+    );
+    let t = w.trace();
+    let syns: Vec<usize> = t
+        .sent(CLIENT)
+        .iter()
+        .filter(|(_, s, _)| s.flags.syn())
+        .map(|(_, s, _)| s.len as usize)
+        .collect();
+    k.add(
+        "on the wire: a bare SYN, then a SYN with the request",
+        syns == [0, REQUEST.len()],
+        format!("client SYN payloads {syns:?}"),
+    );
+    run("fast-open", &w, k, FAST_OPEN_LESSON)
+}
+
+const FAST_OPEN_LESSON: &str = "The 3-way handshake costs a round trip before any data. TCP Fast Open \
+     (RFC 7413) lets a client that has been here before put its request in the SYN: the first \
+     connection asks for a cookie (a keyed hash of the client's address the server can check without \
+     keeping state), the next presents it with the data. The server accepts the data, hands the \
+     connection to the application in SYN_RECEIVED and answers at once, so the response arrives one \
+     round trip sooner. A SYN whose data the server did not take is only a SYN: the data is sent again \
+     after the handshake, so nothing is lost either way.";
 
 fn simultaneous_close(o: &ScenarioOptions) -> ScenarioRun {
     let mut w = World::new(o);

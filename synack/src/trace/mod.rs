@@ -147,6 +147,15 @@ impl SegmentSummary {
         if let Some(w) = o.window_scale {
             opts.push(format!("ws {w}"));
         }
+        if let Some(fo) = o.fast_open {
+            // A cookie request, or the cookie (RFC 7413 4.1.1).
+            let hex: String = fo.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            opts.push(if hex.is_empty() {
+                "FO".to_string()
+            } else {
+                format!("FO {hex}")
+            });
+        }
         Some(SegmentSummary {
             src: SocketAddr::new(ip.src, tcp.src_port),
             dst: SocketAddr::new(ip.dst, tcp.dst_port),
