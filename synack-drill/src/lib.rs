@@ -7,12 +7,13 @@
 //! (also used by the packetdrill shared library, crate `synack-packetdrill`); `sysctl`
 //! maps the Linux sysctls a script's shell lines set to the stack's configuration;
 //! `args` reads call arguments (option values, poll sets, iovecs); `epoll` models
-//! epoll instances. The language supported
+//! epoll instances; `msg` reads `struct msghdr` arguments and plays sendmsg/recvmsg. The language supported
 //! and its differences from packetdrill are in `docs/conformance.md`.
 
 pub mod args;
 pub mod code;
 pub mod epoll;
+pub mod msg;
 pub mod run;
 pub mod script;
 pub mod sockets;

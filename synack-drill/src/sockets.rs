@@ -21,6 +21,9 @@ use synack::{
 use crate::args;
 use crate::epoll::{self, Epoll};
 
+pub mod errqueue;
+pub use errqueue::{sof, Cmsg, ErrMessage, ExtendedErr};
+
 /// A failed call, by its Linux errno name (`EAGAIN`, `ECONNREFUSED`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub &'static str);
@@ -83,6 +86,15 @@ pub struct SockOpts {
     pub keepalive: bool,
     /// TCP_NOTSENT_LOWAT as set (0: the sysctl's).
     pub notsent_lowat: u32,
+    /// SO_ZEROCOPY: send(MSG_ZEROCOPY) reports completions.
+    pub zerocopy: bool,
+    /// TCP_INQ: recvmsg gives a TCP_CM_INQ hint.
+    pub inq: bool,
+    /// SO_TIMESTAMPING's flags, and the stream offset OPT_ID counts from (sk_tskey).
+    pub timestamping: u32,
+    pub ts_base: u64,
+    /// SO_MARK: kept and given back (it routes by policy; nothing TCP shows).
+    pub mark: u32,
 }
 
 /// A socket option value as set or read.
@@ -270,6 +282,7 @@ impl Sockets {
                 .stack
                 .set_notsent_lowat(now, h, Some(opts.notsent_lowat));
         }
+        self.start_reports(h, &opts);
         Ok((new, peer))
     }
 
@@ -311,6 +324,17 @@ impl Sockets {
     /// write()/send(): on a nonblocking socket what fits (or EAGAIN); on a blocking one
     /// all of it, in as many tries as it takes (EAGAIN until the last piece is in).
     pub fn write(&mut self, now: Instant, fd: i32, data: &[u8]) -> CallResult {
+        self.write_reported(now, fd, data, synack::stack::SendReport::default())
+    }
+
+    /// [`Sockets::write`], asking the stack for error-queue reports on the bytes.
+    fn write_reported(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        data: &[u8],
+        mut how: synack::stack::SendReport,
+    ) -> CallResult {
         let s = self.sock(fd)?;
         let (nonblocking, done) = (s.nonblocking, s.written);
         // Linux: writing on a TCP socket that is not connected is EPIPE.
@@ -319,10 +343,11 @@ impl Sockets {
             return Err(self.take_error(fd, h).unwrap_or(Errno("EPIPE")));
         }
         if nonblocking {
-            return Ok(self.stack.send(now, h, data)? as i64);
+            return Ok(self.stack.send_reported(now, h, data, how)? as i64);
         }
         let rest = &data[done.min(data.len())..];
-        let sent = match self.stack.send(now, h, rest) {
+        how.continues = done > 0;
+        let sent = match self.stack.send_reported(now, h, rest, how) {
             Ok(n) => n,
             Err(Error::WouldBlock) => 0,
             // A connection that fails part way reports what it took.
@@ -409,6 +434,9 @@ impl Sockets {
             OptValue::Int(n) => n,
             OptValue::Linger(on, _) => on,
         };
+        if let Some(r) = self.errqueue_setsockopt(now, fd, name, n) {
+            return r;
+        }
         let o = &mut self.sock_mut(fd)?.opts;
         match name {
             // Linux doubles the size asked for (the rest is its bookkeeping).
@@ -421,6 +449,7 @@ impl Sockets {
             "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
             "SO_REUSEADDR" => o.reuseaddr = n != 0,
             "SO_KEEPALIVE" => o.keepalive = n != 0,
+            "SO_MARK" => o.mark = n as u32,
             // Linux keeps the value as a u32; 0 means the sysctl's.
             "TCP_NOTSENT_LOWAT" => o.notsent_lowat = n as u32,
             _ => return Err(Errno::ENOPROTOOPT),
@@ -470,6 +499,9 @@ impl Sockets {
                 pending.map_or(0, |e| i64::from(Errno::from(e).number())),
             ));
         }
+        if let Some(r) = self.errqueue_getsockopt(fd, name) {
+            return r.map(OptValue::Int);
+        }
         let s = self.sock(fd)?;
         let o = &s.opts;
         let cfg = self.stack.config();
@@ -480,6 +512,7 @@ impl Sockets {
             "TCP_NODELAY" => i64::from(o.nodelay),
             "SO_REUSEADDR" => i64::from(o.reuseaddr),
             "SO_KEEPALIVE" => i64::from(o.keepalive),
+            "SO_MARK" => i64::from(o.mark),
             "TCP_NOTSENT_LOWAT" => i64::from(o.notsent_lowat),
             "TCP_USER_TIMEOUT" => o.user_timeout.map_or(0, |t| t.as_millis() as i64),
             "SO_LINGER" => return Ok(OptValue::Linger(i64::from(o.linger_zero), 0)),
@@ -562,7 +595,8 @@ impl Sockets {
                         bits |= args::POLLOUT | args::POLLWRNORM;
                     }
                 }
-                if error {
+                // tcp_poll: an error, or reports on the error queue.
+                if error || self.errqueue_pending(h) {
                     bits |= args::POLLERR;
                 }
                 bits
@@ -638,6 +672,7 @@ impl Sockets {
         let (fd, key) = match *event {
             Event::Readable(h) => (self.fd_of(Kind::Conn(h)), epoll::wake::DATA),
             Event::Writable(h) => (self.fd_of(Kind::Conn(h)), epoll::wake::SPACE),
+            Event::ErrorQueue(h) => (self.fd_of(Kind::Conn(h)), epoll::wake::ERROR),
             Event::Incoming(l) => (self.fd_of(Kind::Listener(l)), epoll::wake::DATA),
             Event::Connected(h)
             | Event::StateChanged { conn: h, .. }
@@ -683,6 +718,7 @@ impl Sockets {
         if o.notsent_lowat != 0 {
             let _ = self.stack.set_notsent_lowat(now, h, Some(o.notsent_lowat));
         }
+        self.start_reports(h, o);
     }
 
     /// A listening socket's options go to the connections it accepts.
