@@ -112,3 +112,30 @@ fn timestamps_mark_each_sends_last_byte_when_sent_and_when_acknowledged() {
         ]
     );
 }
+
+// Linux's sock_omalloc: zerocopy notifications take option memory, and a send that
+// finds it spent fails with ENOBUFS; synack bounds them at 1024 per connection.
+#[test]
+fn zerocopy_sends_fail_with_no_buffer_space_past_1024_outstanding_notifications() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_active(5000);
+    for _ in 0..1024 {
+        assert_eq!(h.stack.send_reported(h.now, c, &[1], zerocopy()), Ok(1));
+        h.outputs();
+    }
+    assert_eq!(
+        h.stack.send_reported(h.now, c, &[1], zerocopy()),
+        Err(synack::Error::NoBufferSpace)
+    );
+    assert_eq!(h.stack.send(h.now, c, &[1]), Ok(1), "plain sends go on");
+    h.outputs();
+    h.inject(ack(), 5001, iss + 1026, 65535, b"");
+    assert_eq!(
+        h.stack.recv_error(c),
+        Ok(Some(TxReport::Zerocopy {
+            first: 0,
+            last: 1023
+        }))
+    );
+    assert_eq!(h.stack.send_reported(h.now, c, &[1], zerocopy()), Ok(1));
+}

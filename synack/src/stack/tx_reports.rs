@@ -91,6 +91,13 @@ pub enum TxReport {
     },
 }
 
+/// The most reports a queue holds, and the most zerocopy notifications a connection
+/// has outstanding (pending and queued), so that an application that never reads its
+/// error queue holds bounded memory. Linux bounds both by socket memory: a timestamp
+/// that finds the receive buffer full is dropped (`sock_queue_err_skb`), a zerocopy
+/// send that finds `optmem_max` spent fails with ENOBUFS (`sock_omalloc`).
+const MAX_REPORTS: usize = 1024;
+
 /// A timestamped send waiting for its moments.
 #[derive(Clone, Copy, Debug)]
 struct Mark {
@@ -188,7 +195,7 @@ impl TxReports {
                 (self.stamps.scheduled, TimestampKind::Scheduled),
                 (self.stamps.sent, TimestampKind::Sent),
             ] {
-                if on {
+                if on && self.queue.len() < MAX_REPORTS {
                     self.queue.push_back(TxReport::Timestamp {
                         kind,
                         offset: m.offset,
@@ -201,7 +208,7 @@ impl TxReports {
         while let Some(m) = self.marks.front().filter(|m| m.offset < acked).copied() {
             self.marks.pop_front();
             reported |= self.stamps.acked;
-            if self.stamps.acked {
+            if self.stamps.acked && self.queue.len() < MAX_REPORTS {
                 self.queue.push_back(TxReport::Timestamp {
                     kind: TimestampKind::Acked,
                     offset: m.offset,
@@ -245,7 +252,10 @@ impl TxReports {
 
 impl Stack {
     /// Send, asking for reports on the connection's error queue (see [`SendReport`]);
-    /// otherwise as [`Stack::send`]. Timestamps set with [`Stack::set_tx_timestamps`]
+    /// otherwise as [`Stack::send`]. A zerocopy send fails with
+    /// [`Error::NoBufferSpace`] while 1024 notifications are outstanding (unread or
+    /// waiting for their ACK), as Linux's fails with ENOBUFS when its option memory is
+    /// spent. Timestamps set with [`Stack::set_tx_timestamps`]
     /// apply to every send, this one or [`Stack::send`].
     ///
     /// # Examples
@@ -287,7 +297,10 @@ impl Stack {
         how: SendReport,
     ) -> Result<usize, Error> {
         if how.zerocopy {
-            self.tx_reports(conn)?;
+            let r = self.tx_reports(conn)?;
+            if r.zerocopy.len() + r.queue.len() >= MAX_REPORTS {
+                return Err(Error::NoBufferSpace);
+            }
         }
         self.noting_send(conn, how, |s| {
             s.with_conn(now, conn, |c, cfg| {
