@@ -266,9 +266,21 @@ pub fn recvmsg(
 }
 
 /// A recvmsg that never waits: reading the error queue (EAGAIN is its answer, even on
-/// a blocking socket).
+/// a blocking socket), or with MSG_DONTWAIT.
 pub fn never_blocks(name: &str, flags: &str) -> bool {
-    name == "recvmsg" && msg_flags(flags).is_ok_and(|f| f & MSG_ERRQUEUE != 0)
+    name == "recvmsg" && msg_flags(flags).is_ok_and(|f| f & (MSG_ERRQUEUE | MSG_DONTWAIT) != 0)
+}
+
+/// The names of the flags of a sendmsg/recvmsg that drill does not play (None: all
+/// modelled): sendmsg knows MSG_ZEROCOPY, recvmsg MSG_ERRQUEUE and MSG_DONTWAIT.
+pub fn unmodelled_flags(name: &str, flags: u32) -> Option<String> {
+    let known = if name == "sendmsg" {
+        MSG_ZEROCOPY
+    } else {
+        MSG_ERRQUEUE | MSG_DONTWAIT
+    };
+    let rest = flags & !known;
+    (rest != 0).then(|| args::flag_names(&MSG_NAMES, rest))
 }
 
 /// Compare what recvmsg gave back with the script's msghdr; `t0` is the script's start,

@@ -897,7 +897,7 @@ impl Runner {
             "fcntl" => self
                 .socks
                 .set_nonblocking(fd, arg(2).contains("O_NONBLOCK")),
-            "send" | "sendto" if arg(3).contains("MSG_ZEROCOPY") => {
+            "send" | "sendto" if msg::msg_flags(arg(3)) == Ok(msg::MSG_ZEROCOPY) => {
                 msg::sendmsg(&mut self.socks, now, fd, number(2), msg::MSG_ZEROCOPY)
             }
             "write" | "send" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
@@ -985,6 +985,13 @@ impl Runner {
                 return Ok(call.ret);
             }
         };
+        if let Some(flag) = msg::unmodelled_flags(&call.name, flags) {
+            self.value_error = Some(format!(
+                "{}() with {flag} is not modelled by synack drill",
+                call.name
+            ));
+            return Ok(call.ret);
+        }
         if call.name == "sendmsg" {
             return msg::sendmsg(&mut self.socks, self.now, fd, hdr.len(), flags);
         }
