@@ -6,9 +6,9 @@
 //! `sockets` is the BSD-socket layer with Linux's semantics that the calls go through
 //! (also used by the packetdrill shared library, crate `synack-packetdrill`); `sysctl`
 //! maps the Linux sysctls a script's shell lines set to the stack's configuration;
-//! `args` reads call arguments (option values, poll sets, iovecs), `msg` the send
-//! flags and sendmsg() headers; `epoll` models
-//! epoll instances. The language supported
+//! `args` reads call arguments (option values, poll sets, iovecs); `epoll` models
+//! epoll instances; `msg` reads send flags and `struct msghdr` arguments and plays
+//! sendmsg/recvmsg. The language supported
 //! and its differences from packetdrill are in `docs/conformance.md`.
 
 pub mod args;

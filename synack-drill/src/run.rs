@@ -13,10 +13,11 @@ use synack::{Config, Instant, Stack};
 
 use crate::args::{self, PollFd};
 use crate::epoll;
+use crate::msg;
 use crate::script::{
     Action, Direction, EcnSpec, Event, FoCookie, ScriptOption, Segment, Syscall, TimeSpec,
 };
-use crate::sockets::{CallResult, Errno, OptValue, Shutdown, Sockets};
+use crate::sockets::{sof, CallResult, Errno, OptValue, Shutdown, Sockets};
 
 /// How to run scripts.
 #[derive(Clone, Debug)]
@@ -825,7 +826,8 @@ impl Runner {
     fn syscall(&mut self, call: &Syscall, line: usize, until: Option<f64>) -> Check {
         let got = self.perform(call);
         let nonblocking = self.socks.nonblocking(self.live_fd(call));
-        let blocked = got == Err(Errno::EAGAIN) && !nonblocking;
+        let never_blocks = msg::never_blocks(&call.name, call.args.get(2).map_or("", |a| a));
+        let blocked = got == Err(Errno::EAGAIN) && !nonblocking && !never_blocks;
         match until {
             Some(end) if blocked => {
                 self.pending = Some(Pending {
@@ -981,16 +983,15 @@ impl Runner {
             "fcntl" => self
                 .socks
                 .set_nonblocking(fd, arg(2).contains("O_NONBLOCK")),
+            "send" | "sendto" if msg::msg_flags(arg(3)) == Ok(msg::MSG_ZEROCOPY) => {
+                msg::sendmsg(&mut self.socks, now, fd, number(2), msg::MSG_ZEROCOPY)
+            }
             "write" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
             "send" => {
-                let flags = crate::msg::send_flags(arg(3));
+                let flags = msg::send_flags(arg(3));
                 self.socks.send(now, fd, &vec![b'x'; number(2)], flags)
             }
-            "sendmsg" => {
-                let flags = crate::msg::send_flags(arg(2));
-                let len = crate::msg::msghdr_len(arg(1));
-                self.socks.send(now, fd, &vec![b'x'; len], flags)
-            }
+            "sendmsg" | "recvmsg" => self.msg_call(call, fd),
             "sendto" if arg(3).contains("MSG_FASTOPEN") => {
                 let r = self.socks.sendto_fastopen(
                     now,
@@ -1030,7 +1031,11 @@ impl Runner {
                 let value = if arg(2) == "SO_LINGER" {
                     OptValue::Linger(i64::from(args::linger_zero(arg(3))), 0)
                 } else {
-                    OptValue::Int(args::number(arg(3)).unwrap_or(0))
+                    OptValue::Int(
+                        args::number(arg(3))
+                            .or_else(|| sof::bits(arg(3)).map(i64::from))
+                            .unwrap_or(0),
+                    )
                 };
                 let r = self.socks.setsockopt(now, fd, arg(2), value);
                 if r == Err(Errno::ENOPROTOOPT) {
@@ -1076,6 +1081,36 @@ impl Runner {
         };
         self.drain();
         got
+    }
+
+    /// sendmsg/recvmsg: the msghdr read (see [`msg`]), what recvmsg fills in checked.
+    fn msg_call(&mut self, call: &Syscall, fd: i32) -> CallResult {
+        let arg = |i: usize| call.args.get(i).map_or("", String::as_str);
+        let parsed = msg::parse_msghdr(arg(1)).and_then(|m| Ok((m, msg::msg_flags(arg(2))?)));
+        let (hdr, flags) = match parsed {
+            Ok(p) => p,
+            Err(e) => {
+                self.value_error = Some(e);
+                return Ok(call.ret);
+            }
+        };
+        if let Some(flag) = msg::unmodelled_flags(&call.name, flags) {
+            self.value_error = Some(format!(
+                "{}() with {flag} is not modelled by synack drill",
+                call.name
+            ));
+            return Ok(call.ret);
+        }
+        if call.name == "sendmsg" {
+            return msg::sendmsg(&mut self.socks, self.now, fd, hdr.len(), flags);
+        }
+        let (r, got) = msg::recvmsg(&mut self.socks, self.now, fd, &hdr, flags);
+        if r.is_ok() {
+            if let Err(e) = msg::check_received(&hdr, &got, self.t0, self.tolerance) {
+                self.value_error = Some(e);
+            }
+        }
+        r
     }
 
     fn getsockopt(&mut self, call: &Syscall, fd: i32) -> CallResult {

@@ -21,6 +21,9 @@ use synack::{
 use crate::args;
 use crate::epoll::{self, Epoll};
 
+pub mod errqueue;
+pub use errqueue::{sof, Cmsg, ErrMessage, ExtendedErr};
+
 /// A failed call, by its Linux errno name (`EAGAIN`, `ECONNREFUSED`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Errno(pub &'static str);
@@ -92,6 +95,15 @@ pub struct SockOpts {
     pub fastopen_connect: bool,
     pub fastopen_key: Option<[u8; 16]>,
     pub fastopen_no_cookie: bool,
+    /// SO_ZEROCOPY: send(MSG_ZEROCOPY) reports completions.
+    pub zerocopy: bool,
+    /// TCP_INQ: recvmsg gives a TCP_CM_INQ hint.
+    pub inq: bool,
+    /// SO_TIMESTAMPING's flags, and the stream offset OPT_ID counts from (sk_tskey).
+    pub timestamping: u32,
+    pub ts_base: u64,
+    /// SO_MARK: kept and given back (it routes by policy; nothing TCP shows).
+    pub mark: u32,
 }
 
 /// A socket option value as set or read.
@@ -279,6 +291,7 @@ impl Sockets {
                 .stack
                 .set_notsent_lowat(now, h, Some(opts.notsent_lowat));
         }
+        self.start_reports(h, &opts);
         Ok((new, peer))
     }
 
@@ -405,6 +418,19 @@ impl Sockets {
         data: &[u8],
         flags: synack::SendFlags,
     ) -> CallResult {
+        let mut how = synack::stack::SendReport::default();
+        how.flags = flags;
+        self.write_reported(now, fd, data, how)
+    }
+
+    /// [`Sockets::write`], asking the stack for error-queue reports on the bytes.
+    fn write_reported(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        data: &[u8],
+        mut how: synack::stack::SendReport,
+    ) -> CallResult {
         let s = self.sock(fd)?;
         let (nonblocking, done) = (s.nonblocking, s.written);
         // Linux: writing on a TCP socket that is not connected is EPIPE.
@@ -413,10 +439,11 @@ impl Sockets {
             return Err(self.take_error(fd, h).unwrap_or(Errno("EPIPE")));
         }
         if nonblocking {
-            return Ok(self.stack.send_flags(now, h, data, flags)? as i64);
+            return Ok(self.stack.send_reported(now, h, data, how)? as i64);
         }
         let rest = &data[done.min(data.len())..];
-        let sent = match self.stack.send_flags(now, h, rest, flags) {
+        how.continues = done > 0;
+        let sent = match self.stack.send_reported(now, h, rest, how) {
             Ok(n) => n,
             Err(Error::WouldBlock) => 0,
             // A connection that fails part way reports what it took.
@@ -503,6 +530,9 @@ impl Sockets {
             OptValue::Int(n) => n,
             OptValue::Linger(on, _) => on,
         };
+        if let Some(r) = self.errqueue_setsockopt(now, fd, name, n) {
+            return r;
+        }
         let client_tfo =
             self.stack.config().tcp_fastopen & synack::tcp::fastopen::CLIENT_ENABLE != 0;
         let fresh = matches!(self.sock(fd)?.kind, Kind::Fresh { .. });
@@ -519,6 +549,7 @@ impl Sockets {
             "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
             "SO_REUSEADDR" => o.reuseaddr = n != 0,
             "SO_KEEPALIVE" => o.keepalive = n != 0,
+            "SO_MARK" => o.mark = n as u32,
             // Linux keeps the value as a u32; 0 means the sysctl's.
             "TCP_NOTSENT_LOWAT" => o.notsent_lowat = n as u32,
             "TCP_FASTOPEN" if n < 0 => return Err(Errno::EINVAL),
@@ -579,6 +610,9 @@ impl Sockets {
                 pending.map_or(0, |e| i64::from(Errno::from(e).number())),
             ));
         }
+        if let Some(r) = self.errqueue_getsockopt(fd, name) {
+            return r.map(OptValue::Int);
+        }
         let s = self.sock(fd)?;
         let o = &s.opts;
         let cfg = self.stack.config();
@@ -590,6 +624,7 @@ impl Sockets {
             "TCP_CORK" => i64::from(o.cork),
             "SO_REUSEADDR" => i64::from(o.reuseaddr),
             "SO_KEEPALIVE" => i64::from(o.keepalive),
+            "SO_MARK" => i64::from(o.mark),
             "TCP_NOTSENT_LOWAT" => i64::from(o.notsent_lowat),
             "TCP_FASTOPEN" => i64::from(o.fastopen_queue.unwrap_or(0)),
             "TCP_FASTOPEN_CONNECT" => i64::from(o.fastopen_connect),
@@ -675,7 +710,8 @@ impl Sockets {
                         bits |= args::POLLOUT | args::POLLWRNORM;
                     }
                 }
-                if error {
+                // tcp_poll: an error, or reports on the error queue.
+                if error || self.errqueue_pending(h) {
                     bits |= args::POLLERR;
                 }
                 bits
@@ -751,6 +787,7 @@ impl Sockets {
         let (fd, key) = match *event {
             Event::Readable(h) => (self.fd_of(Kind::Conn(h)), epoll::wake::DATA),
             Event::Writable(h) => (self.fd_of(Kind::Conn(h)), epoll::wake::SPACE),
+            Event::ErrorQueue(h) => (self.fd_of(Kind::Conn(h)), epoll::wake::ERROR),
             Event::Incoming(l) => (self.fd_of(Kind::Listener(l)), epoll::wake::DATA),
             Event::Connected(h)
             | Event::StateChanged { conn: h, .. }
@@ -796,6 +833,7 @@ impl Sockets {
         if o.notsent_lowat != 0 {
             let _ = self.stack.set_notsent_lowat(now, h, Some(o.notsent_lowat));
         }
+        self.start_reports(h, o);
     }
 
     /// A listening socket's options go to the connections it accepts.

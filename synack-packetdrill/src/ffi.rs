@@ -12,8 +12,9 @@ use libc::{
     sockaddr, socklen_t, ssize_t, timeval, useconds_t,
 };
 use synack_drill::epoll::Op;
-use synack_drill::sockets::{CallResult, Errno, OptValue, Shutdown};
+use synack_drill::sockets::{CallResult, Cmsg, Errno, OptValue, Shutdown};
 
+use crate::instance::EPOCH_USECS;
 use crate::Instance;
 
 type Ud = *mut c_void;
@@ -330,6 +331,11 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::IPPROTO_TCP, libc::TCP_CORK) => "TCP_CORK",
         (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => "TCP_MAXSEG",
         (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => "TCP_USER_TIMEOUT",
+        (libc::IPPROTO_TCP, libc::TCP_INQ) => "TCP_INQ",
+        (libc::SOL_SOCKET, SO_ZEROCOPY) => "SO_ZEROCOPY",
+        (libc::SOL_SOCKET, SO_TIMESTAMPING_OLD) => "SO_TIMESTAMPING",
+        (libc::SOL_SOCKET, SO_TIMESTAMPING_NEW) => "SO_TIMESTAMPING_NEW",
+        (libc::SOL_SOCKET, SO_MARK) => "SO_MARK",
         _ => return None,
     })
 }
@@ -497,16 +503,127 @@ unsafe extern "C" fn readv(ud: Ud, fd: c_int, iov: *const iovec, n: c_int) -> ss
     })
 }
 
-unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, _flags: c_int) -> ssize_t {
+unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     if msg.is_null() {
         set_errno(Errno::EINVAL);
         return -1;
     }
-    // SAFETY: recvmsg(2)'s contract: a valid msghdr; no ancillary data is given back.
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let v6 = i.with(|st| {
+        st.socks
+            .handle(fd)
+            .and_then(|h| st.socks.stack.local_addr(h).ok())
+            .is_some_and(|a| a.is_ipv6())
+    });
+    if flags & libc::MSG_ERRQUEUE != 0 {
+        // ip_recv_error: one report as control messages, never waiting.
+        return match i.with(|st| st.socks.recv_errqueue(fd)) {
+            Ok(m) => {
+                let trunc = if m.truncated { libc::MSG_TRUNC } else { 0 };
+                // SAFETY: recvmsg(2)'s contract: a valid msghdr with its control buffer.
+                unsafe { put_cmsgs(msg, &encode_cmsgs(&m.cmsgs, v6), libc::MSG_ERRQUEUE | trunc) };
+                0
+            }
+            Err(e) => {
+                set_errno(e);
+                -1
+            }
+        };
+    }
+    // SAFETY: recvmsg(2)'s contract: a valid msghdr.
+    let r = unsafe { readv(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+    // tcp_recvmsg: TCP_INQ's hint follows a successful read.
+    let hint = if r >= 0 {
+        i.with(|st| st.socks.inq_hint(fd))
+    } else {
+        None
+    };
+    let cmsgs: Vec<Cmsg> = hint.map(Cmsg::Inq).into_iter().collect();
+    // SAFETY: as above.
+    unsafe { put_cmsgs(msg, &encode_cmsgs(&cmsgs, v6), 0) };
+    r
+}
+
+/// SOL_SOCKET options libc does not name on every target (asm-generic/socket.h).
+const SO_MARK: c_int = 36;
+const SO_TIMESTAMPING_OLD: c_int = 37;
+const SO_ZEROCOPY: c_int = 60;
+const SO_TIMESTAMPING_NEW: c_int = 65;
+
+/// Control messages laid out as a `msg_control` buffer (`cmsghdr` + data, each padded
+/// to CMSG_SPACE), one entry per message.
+fn encode_cmsgs(cmsgs: &[Cmsg], v6: bool) -> Vec<Vec<u8>> {
+    cmsgs
+        .iter()
+        .map(|c| {
+            let (level, kind, data) = match *c {
+                Cmsg::Inq(n) => (libc::SOL_TCP, libc::TCP_CM_INQ, n.to_ne_bytes().to_vec()),
+                Cmsg::Timestamping(at) => {
+                    // struct scm_timestamping: ts[0] is the software stamp, on the
+                    // clock packetdrill reads (gettimeofday).
+                    let ns = EPOCH_USECS as u128 * 1000 + (at - synack::Instant::ZERO).as_nanos();
+                    let mut d = Vec::with_capacity(48);
+                    d.extend_from_slice(&((ns / 1_000_000_000) as i64).to_ne_bytes());
+                    d.extend_from_slice(&((ns % 1_000_000_000) as i64).to_ne_bytes());
+                    d.resize(48, 0);
+                    (libc::SOL_SOCKET, SO_TIMESTAMPING_OLD, d)
+                }
+                Cmsg::RecvErr(e) => {
+                    // ip(v6)_recv_error: sock_extended_err, then the offender's address
+                    // (none for these reports: zeros).
+                    let mut d = Vec::with_capacity(44);
+                    d.extend_from_slice(&e.errno.to_ne_bytes());
+                    d.extend_from_slice(&[e.origin, e.kind, e.code, 0]);
+                    d.extend_from_slice(&e.info.to_ne_bytes());
+                    d.extend_from_slice(&e.data.to_ne_bytes());
+                    if v6 {
+                        d.resize(16 + 28, 0);
+                        (libc::SOL_IPV6, libc::IPV6_RECVERR, d)
+                    } else {
+                        d.resize(16 + 16, 0);
+                        (libc::SOL_IP, libc::IP_RECVERR, d)
+                    }
+                }
+            };
+            let header = std::mem::size_of::<libc::cmsghdr>();
+            let mut out = Vec::new();
+            out.extend_from_slice(&(header + data.len()).to_ne_bytes());
+            out.extend_from_slice(&level.to_ne_bytes());
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.resize(header, 0);
+            out.extend_from_slice(&data);
+            let align = std::mem::size_of::<usize>();
+            out.resize(out.len().div_ceil(align) * align, 0);
+            out
+        })
+        .collect()
+}
+
+/// Fill a msghdr's control buffer with whole messages (MSG_CTRUNC when one does not
+/// fit, as put_cmsg), and set its length and `msg_flags`.
+///
+/// # Safety
+/// `msg` is a valid msghdr whose `msg_control` is null or has `msg_controllen` bytes.
+unsafe fn put_cmsgs(msg: *mut msghdr, cmsgs: &[Vec<u8>], flags: c_int) {
+    // SAFETY: the caller promises a valid msghdr and control buffer.
     unsafe {
-        (*msg).msg_controllen = 0;
-        (*msg).msg_flags = 0;
-        readv(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int)
+        let cap = if (*msg).msg_control.is_null() {
+            0
+        } else {
+            (*msg).msg_controllen
+        };
+        let (mut used, mut flags) = (0, flags);
+        for c in cmsgs {
+            if used + c.len() > cap {
+                flags |= libc::MSG_CTRUNC;
+                break;
+            }
+            copy_out(c, (*msg).msg_control.cast::<u8>().add(used).cast());
+            used += c.len();
+        }
+        (*msg).msg_controllen = used;
+        (*msg).msg_flags = flags;
     }
 }
 
@@ -516,8 +633,20 @@ unsafe extern "C" fn write(ud: Ud, fd: c_int, buf: *const c_void, n: size_t) -> 
 }
 
 unsafe extern "C" fn send(ud: Ud, fd: c_int, buf: *const c_void, n: size_t, f: c_int) -> ssize_t {
+    if f & libc::MSG_ZEROCOPY != 0 {
+        // SAFETY: `ud` is our instance; send(2)'s contract: `n` readable bytes at `buf`.
+        return zerocopy_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) });
+    }
     // SAFETY: `ud` is our instance; send(2)'s contract: `n` readable bytes at `buf`.
     send_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, f)
+}
+
+/// send(MSG_ZEROCOPY): a completion on the error queue once the bytes are acknowledged.
+fn zerocopy_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
+    ret(i.call(fd, |st| {
+        let now = st.now;
+        st.socks.send_zerocopy(now, fd, data)
+    })) as ssize_t
 }
 
 unsafe extern "C" fn sendto(
@@ -547,6 +676,10 @@ unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int
     }
     // SAFETY: sendmsg(2)'s contract: a valid msghdr whose iovecs are readable memory.
     let data = unsafe { gather(iovecs((*msg).msg_iov, (*msg).msg_iovlen as c_int)) };
+    if flags & libc::MSG_ZEROCOPY != 0 {
+        // SAFETY: `ud` is our instance.
+        return zerocopy_from(unsafe { inst(ud) }, fd, &data);
+    }
     // SAFETY: `ud` is our instance.
     send_from(unsafe { inst(ud) }, fd, &data, flags)
 }

@@ -382,3 +382,141 @@ fn epoll_through_the_table_reports_an_edge_triggered_item_once_per_arrival() {
     assert_eq!(wait(), (1, libc::EPOLLIN as u32, 42));
     assert_eq!(wait().0, 0, "edge-triggered: once per arrival");
 }
+
+/// A control message as (level, type, data).
+type Cmsg = (i32, i32, Vec<u8>);
+
+/// recvmsg through the table into a 64-byte data buffer and a 256-byte control buffer:
+/// (result, msg_flags, the control messages).
+fn recvmsg(lib: &Lib, fd: i32, len: usize, flags: i32) -> (isize, i32, Vec<Cmsg>) {
+    let mut data = [0u8; 64];
+    let mut control = [0u64; 32];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: len.min(data.len()),
+    };
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control);
+    // SAFETY: our table's function with a valid msghdr.
+    let r = unsafe { lib.0.recvmsg.unwrap()(lib.ud(), fd, &mut msg, flags) };
+    let mut cmsgs = Vec::new();
+    if r < 0 {
+        return (r, msg.msg_flags, cmsgs);
+    }
+    // SAFETY: walking the control buffer the call filled in, as a program does.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let n = (*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
+            let d = std::slice::from_raw_parts(libc::CMSG_DATA(c), n).to_vec();
+            cmsgs.push(((*c).cmsg_level, (*c).cmsg_type, d));
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    (r, msg.msg_flags, cmsgs)
+}
+
+fn setsockopt_int(lib: &Lib, fd: i32, level: i32, name: i32, v: i32) -> i32 {
+    // SAFETY: our table's function with a 4-byte value.
+    unsafe { lib.0.setsockopt.unwrap()(lib.ud(), fd, level, name, (&v as *const i32).cast(), 4) }
+}
+
+fn u32_at(d: &[u8], at: usize) -> u32 {
+    u32::from_ne_bytes(d[at..at + 4].try_into().unwrap())
+}
+
+#[test]
+fn a_zerocopy_completion_comes_back_as_an_ip_recverr_control_message() {
+    let lib = open("local_ip=198.18.0.1,proc_sysctls=0");
+    let l = lib.listener();
+    assert_eq!(
+        setsockopt_int(&lib, l, libc::SOL_SOCKET, 60, 1),
+        0,
+        "SO_ZEROCOPY"
+    );
+    let isn = lib.handshake();
+    let fd = lib.accept(l);
+    let data = [7u8; 100];
+    // SAFETY: our table's function with 100 readable bytes.
+    let n =
+        unsafe { lib.0.send.unwrap()(lib.ud(), fd, data.as_ptr().cast(), 100, libc::MSG_ZEROCOPY) };
+    assert_eq!(n, 100);
+    assert_eq!(lib.sniff().unwrap().3, 100);
+    let (r, _, _) = recvmsg(&lib, fd, 0, libc::MSG_ERRQUEUE);
+    assert_eq!((r, errno()), (-1, libc::EAGAIN), "nothing acknowledged yet");
+    lib.inject(1, Some(isn + 101), TcpFlags::empty(), b"");
+    let (r, flags, cmsgs) = recvmsg(&lib, fd, 0, libc::MSG_ERRQUEUE);
+    assert_eq!((r, flags), (0, libc::MSG_ERRQUEUE));
+    assert_eq!(cmsgs.len(), 1);
+    let (level, kind, d) = &cmsgs[0];
+    assert_eq!((*level, *kind), (libc::SOL_IP, libc::IP_RECVERR));
+    // sock_extended_err, then the (empty) offender address.
+    assert_eq!(d.len(), 16 + 16);
+    assert_eq!(
+        (u32_at(d, 0), d[4], d[5], d[6]),
+        (0, 5, 0, 1),
+        "ZEROCOPY, COPIED"
+    );
+    assert_eq!((u32_at(d, 8), u32_at(d, 12)), (0, 0), "sends 0..=0");
+}
+
+#[test]
+fn tcp_inq_and_timestamps_come_back_as_their_control_messages() {
+    let lib = open("local_ip=198.18.0.1,proc_sysctls=0");
+    let l = lib.listener();
+    let isn = lib.handshake();
+    let fd = lib.accept(l);
+    assert_eq!(
+        setsockopt_int(&lib, fd, libc::IPPROTO_TCP, libc::TCP_INQ, 1),
+        0
+    );
+    lib.inject(1, Some(isn + 1), TcpFlags::PSH, b"0123456789");
+    lib.sniff().unwrap();
+    let (r, flags, cmsgs) = recvmsg(&lib, fd, 4, 0);
+    assert_eq!((r, flags), (4, 0));
+    assert_eq!(
+        cmsgs,
+        [(libc::SOL_TCP, libc::TCP_CM_INQ, 6i32.to_ne_bytes().to_vec())]
+    );
+    // SCHED | TX_SOFTWARE | SOFTWARE | OPT_ID: stamps at the write's last byte.
+    let tsflags = (1 << 8) | (1 << 1) | (1 << 4) | (1 << 7);
+    assert_eq!(setsockopt_int(&lib, fd, libc::SOL_SOCKET, 37, tsflags), 0);
+    // SAFETY: our table's function with 5 readable bytes.
+    let n = unsafe { lib.0.write.unwrap()(lib.ud(), fd, b"stamp".as_ptr().cast(), 5) };
+    assert_eq!(n, 5);
+    let (_, _, _, _, sent_at) = lib.sniff().unwrap();
+    for tstype in [1, 0] {
+        let (r, flags, cmsgs) = recvmsg(&lib, fd, 0, libc::MSG_ERRQUEUE);
+        assert_eq!((r, flags), (0, libc::MSG_ERRQUEUE | libc::MSG_TRUNC));
+        let [(l0, t0, ts), (l1, t1, ee)] = &cmsgs[..] else {
+            panic!("{cmsgs:?}")
+        };
+        assert_eq!(
+            (*l0, *t0, ts.len()),
+            (libc::SOL_SOCKET, 37, 48),
+            "scm_timestamping"
+        );
+        let sec = i64::from_ne_bytes(ts[..8].try_into().unwrap());
+        let nsec = i64::from_ne_bytes(ts[8..16].try_into().unwrap());
+        assert_eq!(
+            sec * 1_000_000 + nsec / 1000,
+            sent_at,
+            "on packetdrill's clock"
+        );
+        assert_eq!((*l1, *t1), (libc::SOL_IP, libc::IP_RECVERR));
+        assert_eq!(
+            (u32_at(ee, 0), ee[4]),
+            (libc::ENOMSG as u32, 4),
+            "TIMESTAMPING"
+        );
+        assert_eq!(
+            (u32_at(ee, 8), u32_at(ee, 12)),
+            (tstype, 4),
+            "SCHED then SND, byte 4"
+        );
+    }
+}

@@ -72,6 +72,7 @@ impl Readiness {
             Event::StateChanged { conn, .. }
             | Event::Connected(conn)
             | Event::SoftError { conn, .. }
+            | Event::ErrorQueue(conn)
             | Event::Error { conn, .. } => (WakeKey::Conn(conn), true, true),
             Event::Warning { .. } => return 0,
         };

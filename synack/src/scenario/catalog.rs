@@ -343,8 +343,10 @@ fn fast_open(o: &ScenarioOptions) -> ScenarioRun {
     let mut w = World::with_config(o, config);
     let mut k = Checks::default();
     let l = w.listen();
-    let mut options = crate::ListenerOptions::default();
-    options.fastopen_queue = Some(16);
+    let options = crate::ListenerOptions {
+        fastopen_queue: Some(16),
+        ..Default::default()
+    };
     let _ = w.stack(SERVER).set_listener_options(l, options);
     w.note(
         CLIENT,

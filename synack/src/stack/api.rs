@@ -768,10 +768,7 @@ impl Stack {
         conn: ConnectionHandle,
         data: &[u8],
     ) -> Result<usize, Error> {
-        self.with_conn(now, conn, |c, cfg| {
-            let cap = c.notsent_room(cfg);
-            c.send(data, cap)
-        })?
+        self.send_reported(now, conn, data, SendReport::default())
     }
 
     /// [`Stack::send`] with send(2)'s flags: [`SendFlags::more`] (MSG_MORE: a partial
@@ -788,10 +785,11 @@ impl Stack {
         data: &[u8],
         flags: crate::SendFlags,
     ) -> Result<usize, Error> {
-        self.with_conn(now, conn, |c, cfg| {
-            let cap = c.notsent_room(cfg);
-            c.send_flagged(data, cap, flags)
-        })?
+        let how = SendReport {
+            flags,
+            ..SendReport::default()
+        };
+        self.send_reported(now, conn, data, how)
     }
 
     /// Zero-copy send: `fill` writes up to `max` bytes straight into the connection's
@@ -840,11 +838,13 @@ impl Stack {
         max: usize,
         fill: impl FnOnce(&mut [u8]) -> usize,
     ) -> Result<usize, Error> {
-        self.with_conn(now, conn, |c, cfg| {
-            let cap = c.notsent_room(cfg);
-            let max = cap.map_or(max, |cap| max.min(cap));
-            c.send_with(cap, |buf| buf.write_with(max, fill))
-        })?
+        self.noting_send(conn, SendReport::default(), |s| {
+            s.with_conn(now, conn, |c, cfg| {
+                let cap = c.notsent_room(cfg);
+                let max = cap.map_or(max, |cap| max.min(cap));
+                c.send_with(cap, |buf| buf.write_with(max, fill))
+            })?
+        })
     }
 
     /// Zero-copy receive: `take` sees the received bytes in the stack's buffer (as two

@@ -88,6 +88,9 @@ pub enum Event {
     /// its unsent bytes are below half its TCP_NOTSENT_LOWAT, if it has one (Linux's
     /// `sk_stream_write_space`).
     Writable(ConnectionHandle),
+    /// The connection's error queue has new reports (zerocopy completions, transmit
+    /// timestamps) for [`crate::Stack::recv_error`]: Linux's `sk_error_report`.
+    ErrorQueue(ConnectionHandle),
     /// An ICMP error reached a connection that goes on (RFC 1122 4.2.3.9 soft error:
     /// network or host unreachable, TTL exceeded). If the connection later times out,
     /// this is the error it fails with.

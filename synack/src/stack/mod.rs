@@ -171,6 +171,7 @@ mod requests;
 mod stats;
 mod tables;
 mod time_wait_table;
+mod tx_reports;
 mod udp;
 
 use alloc::boxed::Box;
@@ -188,6 +189,7 @@ pub use capture::{Capture, IpNet};
 pub use event::Event;
 pub use requests::{ConnectionRequest, Decide, Refusal, RequestHandle, Unreachable};
 pub use stats::StackStats;
+pub use tx_reports::{SendReport, TimestampKind, TxReport, TxTimestamps};
 pub use udp::{Datagram, UdpHandle, UdpSnapshot};
 
 /// One socket of [`Stack::snapshot`].
@@ -1228,6 +1230,13 @@ impl Stack {
         };
         conn.settle(now);
         conn.check_notsent_space(&self.config);
+        if slot.reports.is_some() {
+            self.update_tx_reports(now, index);
+        }
+        let slot = &mut self.slots[index as usize];
+        let Some(conn) = slot.conn.as_mut() else {
+            return;
+        };
         if self.memory_level != MemoryLevel::Normal {
             // Under pressure memory follows the data at once (tcp_mem).
             conn.moderate_buffers();

@@ -40,6 +40,8 @@ pub(crate) struct Slot {
     pub(crate) memory: u32,
     /// Queued in `Stack::idle_release` (an empty buffer holds storage to give back).
     pub(crate) release_queued: bool,
+    /// The error queue (zerocopy completions, transmit timestamps), once asked for.
+    pub(crate) reports: Option<Box<super::tx_reports::TxReports>>,
 }
 
 /// Count `held` bytes in a slot's `memory`; (what was counted, what is now), for
