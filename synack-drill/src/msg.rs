@@ -23,8 +23,10 @@ pub const MSG_ERRQUEUE: u32 = 0x2000;
 pub const MSG_MORE: u32 = 0x8000;
 pub const MSG_ZEROCOPY: u32 = 0x400_0000;
 pub const MSG_FASTOPEN: u32 = 0x2000_0000;
+pub const MSG_NOSIGNAL: u32 = 0x4000;
 
-const MSG_NAMES: [(&str, u32); 9] = [
+const MSG_NAMES: [(&str, u32); 10] = [
+    ("MSG_NOSIGNAL", MSG_NOSIGNAL),
     ("MSG_PEEK", MSG_PEEK),
     ("MSG_DONTWAIT", MSG_DONTWAIT),
     ("MSG_TRUNC", MSG_TRUNC),
@@ -275,7 +277,9 @@ pub fn never_blocks(name: &str, flags: &str) -> bool {
 /// modelled): sendmsg knows MSG_ZEROCOPY, recvmsg MSG_ERRQUEUE and MSG_DONTWAIT.
 pub fn unmodelled_flags(name: &str, flags: u32) -> Option<String> {
     let known = if name == "sendmsg" {
-        MSG_ZEROCOPY | MSG_MORE | MSG_EOR
+        // MSG_NOSIGNAL: no SIGPIPE, which drill never raises; MSG_DONTWAIT on a socket
+        // the script made nonblocking.
+        MSG_ZEROCOPY | MSG_MORE | MSG_EOR | MSG_FASTOPEN | MSG_NOSIGNAL | MSG_DONTWAIT
     } else {
         MSG_ERRQUEUE | MSG_DONTWAIT
     };

@@ -246,7 +246,7 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
     let mut block: Option<(usize, TimeSpec, String)> = None;
     let mut in_comment = false;
     // A backtick command still open: its first line and text so far.
-    let mut shell: Option<(usize, String)> = None;
+    let mut shell: Option<(usize, TimeSpec, String)> = None;
     // A call spread over several lines: its first line and text so far.
     let mut open_call: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {
@@ -296,7 +296,7 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
             l = l.replace(name.as_str(), value);
         }
         let t = l.trim();
-        if let Some((start, text)) = &mut shell {
+        if let Some((start, time, text)) = &mut shell {
             // A backtick command that spans lines ends at the closing backtick.
             let (part, done) = match t.find('`') {
                 Some(i) => (&t[..i], true),
@@ -307,7 +307,7 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
             if done {
                 events.push(Event {
                     line: *start,
-                    time: TimeSpec::Relative(0.0),
+                    time: *time,
                     action: Action::Shell(text.trim().to_string()),
                 });
                 shell = None;
@@ -330,7 +330,7 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
                 joined = text;
                 (first, joined.as_str())
             }
-            None if !t.starts_with('`') && !t.contains("%{") && bracket_depth(t) > 0 => {
+            None if !t.contains('`') && !t.contains("%{") && bracket_depth(t) > 0 => {
                 open_call = Some((line, t.to_string()));
                 continue;
             }
@@ -353,7 +353,7 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
                     time: TimeSpec::Relative(0.0),
                     action: Action::Shell(cmd[..end].trim().to_string()),
                 }),
-                None => shell = Some((line, cmd.to_string())),
+                None => shell = Some((line, TimeSpec::Relative(0.0), cmd.to_string())),
             }
             continue;
         }
@@ -372,6 +372,11 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
             }
             continue;
         } else if let Some(cmd) = rest.strip_prefix('`') {
+            if !cmd.contains('`') {
+                // A timed shell command that goes on over the next lines.
+                shell = Some((line, time, cmd.to_string()));
+                continue;
+            }
             Action::Shell(cmd.trim_end_matches('`').trim().to_string())
         } else if let Some(seg) = rest.strip_prefix('<') {
             Action::Segment(
@@ -644,9 +649,11 @@ fn syscall(s: &str) -> Result<Syscall, String> {
             None => w.parse().ok(),
         })
         .ok_or("the result must be a number")?;
+    // `-1 ECONNRESET (text)`, also written `-1 ECONNRESET(text)`; `-1 (text)` names none.
     let errno = words
         .next()
-        .filter(|w| !w.starts_with('('))
+        .map(|w| w.split('(').next().unwrap_or(""))
+        .filter(|w| !w.is_empty())
         .map(str::to_string);
     Ok(Syscall {
         name,

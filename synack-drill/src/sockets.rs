@@ -87,6 +87,10 @@ pub struct SockOpts {
     pub linger_zero: bool,
     pub reuseaddr: bool,
     pub keepalive: bool,
+    /// TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT (None: the defaults).
+    pub keep_idle: Option<u32>,
+    pub keep_intvl: Option<u32>,
+    pub keep_cnt: Option<u32>,
     /// TCP_NOTSENT_LOWAT as set (0: the sysctl's).
     pub notsent_lowat: u32,
     /// TCP_FASTOPEN (a listener's Fast Open queue), TCP_FASTOPEN_CONNECT,
@@ -104,6 +108,23 @@ pub struct SockOpts {
     pub ts_base: u64,
     /// SO_MARK: kept and given back (it routes by policy; nothing TCP shows).
     pub mark: u32,
+}
+
+impl SockOpts {
+    /// SO_KEEPALIVE's settings with TCP_KEEPIDLE, TCP_KEEPINTVL and TCP_KEEPCNT.
+    pub fn keepalive_settings(&self) -> synack::Keepalive {
+        let mut k = synack::Keepalive::default();
+        if let Some(s) = self.keep_idle {
+            k.idle = Duration::from_secs(u64::from(s));
+        }
+        if let Some(s) = self.keep_intvl {
+            k.interval = Duration::from_secs(u64::from(s));
+        }
+        if let Some(n) = self.keep_cnt {
+            k.probes = n;
+        }
+        k
+    }
 }
 
 /// A socket option value as set or read.
@@ -284,7 +305,7 @@ impl Sockets {
         if opts.keepalive {
             let _ = self
                 .stack
-                .set_keepalive(now, h, Some(synack::Keepalive::default()));
+                .set_keepalive(now, h, Some(opts.keepalive_settings()));
         }
         if opts.notsent_lowat != 0 {
             let _ = self
@@ -364,7 +385,14 @@ impl Sockets {
             Kind::Fresh { .. } => {}
             // MSG_FASTOPEN on a connected socket is an ordinary send; a blocking one
             // still connecting waits for the handshake first.
-            Kind::Conn(_) => {
+            Kind::Conn(h) => {
+                // A connect under way (not one waiting for its first write): Linux's
+                // __inet_stream_connect gives EALREADY.
+                let connecting = matches!(self.stack.state(h), Ok(TcpState::SynSent))
+                    && !self.stack.fastopen_deferred(h).unwrap_or(false);
+                if connecting && s.nonblocking {
+                    return Err(Errno("EALREADY"));
+                }
                 if !s.nonblocking {
                     self.connect_result(fd)?;
                 }
@@ -437,6 +465,20 @@ impl Sockets {
         let h = self.handle(fd).ok_or(Errno("EPIPE"))?;
         if self.failed(h) {
             return Err(self.take_error(fd, h).unwrap_or(Errno("EPIPE")));
+        }
+        let deferred = self.stack.fastopen_deferred(h).unwrap_or(false);
+        if deferred && !nonblocking && done == 0 {
+            // TCP_FASTOPEN_CONNECT's first write on a blocking socket: the SYN carries
+            // what fits, and the call returns once connected (with the rest written).
+            let sent = self.stack.send_reported(now, h, data, how)?;
+            self.sock_mut(fd)?.written = sent;
+            return Err(Errno::EAGAIN);
+        }
+        // Linux's tcp_sendmsg_locked waits for the connection (sk_stream_wait_connect)
+        // before it takes data; only a deferred Fast Open connect sends with its first
+        // write.
+        if !deferred && matches!(self.stack.state(h), Ok(TcpState::SynSent)) {
+            return Err(Errno::EAGAIN);
         }
         if nonblocking {
             return Ok(self.stack.send_reported(now, h, data, how)? as i64);
@@ -549,6 +591,14 @@ impl Sockets {
             "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
             "SO_REUSEADDR" => o.reuseaddr = n != 0,
             "SO_KEEPALIVE" => o.keepalive = n != 0,
+            // Linux's do_tcp_setsockopt: 1..=32767 seconds (MAX_TCP_KEEPIDLE), 1..=127 probes.
+            "TCP_KEEPIDLE" | "TCP_KEEPINTVL" if !(1..=32767).contains(&n) => {
+                return Err(Errno::EINVAL)
+            }
+            "TCP_KEEPCNT" if !(1..=127).contains(&n) => return Err(Errno::EINVAL),
+            "TCP_KEEPIDLE" => o.keep_idle = Some(n as u32),
+            "TCP_KEEPINTVL" => o.keep_intvl = Some(n as u32),
+            "TCP_KEEPCNT" => o.keep_cnt = Some(n as u32),
             "SO_MARK" => o.mark = n as u32,
             // Linux keeps the value as a u32; 0 means the sysctl's.
             "TCP_NOTSENT_LOWAT" => o.notsent_lowat = n as u32,
@@ -577,10 +627,16 @@ impl Sockets {
                     .maxseg
                     .map_or(Ok(()), |m| self.stack.set_mss(now, h, m)),
                 "TCP_USER_TIMEOUT" => self.stack.set_user_timeout(now, h, opts.user_timeout),
+                "SO_KEEPALIVE" | "TCP_KEEPIDLE" | "TCP_KEEPINTVL" | "TCP_KEEPCNT"
+                    if opts.keepalive =>
+                {
+                    self.stack
+                        .set_keepalive(now, h, Some(opts.keepalive_settings()))
+                }
                 "SO_KEEPALIVE" => self.stack.set_keepalive(
                     now,
                     h,
-                    opts.keepalive.then(synack::Keepalive::default),
+                    opts.keepalive.then(|| opts.keepalive_settings()),
                 ),
                 "TCP_NOTSENT_LOWAT" => self.stack.set_notsent_lowat(
                     now,
@@ -624,6 +680,9 @@ impl Sockets {
             "TCP_CORK" => i64::from(o.cork),
             "SO_REUSEADDR" => i64::from(o.reuseaddr),
             "SO_KEEPALIVE" => i64::from(o.keepalive),
+            "TCP_KEEPIDLE" => i64::from(o.keep_idle.unwrap_or(7200)),
+            "TCP_KEEPINTVL" => i64::from(o.keep_intvl.unwrap_or(75)),
+            "TCP_KEEPCNT" => i64::from(o.keep_cnt.unwrap_or(9)),
             "SO_MARK" => i64::from(o.mark),
             "TCP_NOTSENT_LOWAT" => i64::from(o.notsent_lowat),
             "TCP_FASTOPEN" => i64::from(o.fastopen_queue.unwrap_or(0)),
@@ -828,7 +887,7 @@ impl Sockets {
         if o.keepalive {
             let _ = self
                 .stack
-                .set_keepalive(now, h, Some(synack::Keepalive::default()));
+                .set_keepalive(now, h, Some(o.keepalive_settings()));
         }
         if o.notsent_lowat != 0 {
             let _ = self.stack.set_notsent_lowat(now, h, Some(o.notsent_lowat));

@@ -1340,7 +1340,11 @@ impl Stack {
         let Some(conn) = slot.conn.as_ref() else {
             return;
         };
-        if conn.is_closed() && !slot.app_owned {
+        // A connection waiting in an accept queue stays there once closed (reset, say):
+        // accept() returns it with its data and its error, as Linux's (its child sockets
+        // stay queued in TCP_CLOSE).
+        let queued = slot.listener.is_some() && !slot.embryonic;
+        if conn.is_closed() && !slot.app_owned && !queued {
             return self.retire(index);
         }
         if conn.wants_transmit() && !slot.in_tx {

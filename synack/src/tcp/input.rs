@@ -327,7 +327,12 @@ impl Connection {
             }
             // RFC 9293 3.10.7.4: passive opens return to LISTEN (the listener stays; this
             // embryonic connection goes); active opens are refused.
-            let err = (!passive).then_some(Error::ConnectionRefused);
+            // A Fast Open child is the application's already: reset (Linux's tcp_reset).
+            let err = if self.tfo & super::conn::TFO_CHILD != 0 {
+                Some(Error::ConnectionReset)
+            } else {
+                (!passive).then_some(Error::ConnectionRefused)
+            };
             self.terminate(now, "rcv RST", err);
             return Disposition::Done;
         }

@@ -628,8 +628,14 @@ impl Connection {
     fn data_segment(&mut self, now: Instant, seq: SeqNum, len: usize, fin: bool) -> Outgoing {
         // Linux's interactive ("pingpong") mode: data sent within the delayed-ACK time of
         // data received looks like request/response; ACKs are delayed to ride on replies.
+        // Linux's lrcvtime also starts when the connection is established
+        // (tcp_finish_connect, tcp_create_openreq_child): a request written at once
+        // after the handshake counts too.
+        let established_at =
+            matches!(self.state, State::Established(_)).then_some(self.state_since);
+        let heard = self.last_data_in.max(established_at);
         if len > 0
-            && self.last_data_in.is_some_and(|t| {
+            && heard.is_some_and(|t| {
                 now.checked_sub(self.delayed_ack.get())
                     .is_none_or(|l| t >= l)
             })
