@@ -735,6 +735,7 @@ pub fn tcp_info(c: &synack::ConnectionInfo) -> TcpInfo {
             "tcpi_bytes_sent" => t.tcpi_bytes_sent = v,
             "tcpi_bytes_retrans" => t.tcpi_bytes_retrans = v,
             "tcpi_dsack_dups" => t.tcpi_dsack_dups = v32,
+            "tcpi_reord_seen" => t.tcpi_reord_seen = v32,
             "tcpi_rcv_ooopack" => t.tcpi_rcv_ooopack = v32,
             "tcpi_snd_wnd" => t.tcpi_snd_wnd = v32,
             "tcpi_rcv_wnd" => t.tcpi_rcv_wnd = v32,

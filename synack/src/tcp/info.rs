@@ -148,6 +148,21 @@ pub struct ConnectionInfo {
     pub ce_received: u64,
     /// Times the peer's ECE made the window shrink (RFC 3168 6.1.2, once per window).
     pub ece_reductions: u64,
+    /// How far the path has been seen to reorder, in segments (Linux's `tcpi_reordering`:
+    /// 3, `tcp_reordering`, until a late first transmission shows more; at most 300).
+    pub reordering: u32,
+    /// Reordering events seen (Linux's `tcpi_reord_seen`).
+    pub reord_seen: u32,
+    /// Segments the peer reported as duplicates with D-SACK (Linux's `tcpi_dsack_dups`).
+    pub dsack_dups: u32,
+    /// Time spent with data to send or in flight (Linux's `tcpi_busy_time`), of which
+    /// `rwnd_limited` waiting for the peer's window and `sndbuf_limited` with the
+    /// application waiting for send-buffer room.
+    pub busy_time: Duration,
+    /// See `busy_time` (Linux's `tcpi_rwnd_limited`).
+    pub rwnd_limited: Duration,
+    /// See `busy_time` (Linux's `tcpi_sndbuf_limited`).
+    pub sndbuf_limited: Duration,
 }
 
 impl Connection {
@@ -170,6 +185,11 @@ impl Connection {
             _ => snd.map_or(0, |s| s.rtx.backoff),
         };
         let rcv_window = self.state.rcv_window();
+        let (busy_time, rwnd_limited, sndbuf_limited) = self
+            .rare
+            .as_ref()
+            .map_or(Default::default(), |r| r.chrono.totals(now));
+        let (reord_seen, dsack_dups) = snd.map_or((0, 0), |s| s.rack.reordering_counts());
         ConnectionInfo {
             state: self.tcp_state(),
             local: self.local,
@@ -226,6 +246,12 @@ impl Connection {
             ecn: self.ecn.ok(),
             ce_received: self.stats.ce_received.into(),
             ece_reductions: self.ece_reductions.into(),
+            reordering: snd.map_or(3, |s| s.rack.reordering()),
+            reord_seen,
+            dsack_dups,
+            busy_time,
+            rwnd_limited,
+            sndbuf_limited,
         }
     }
 }

@@ -667,6 +667,7 @@ impl Connection {
     pub(crate) fn settle(&mut self, now: Instant) {
         self.last_now = now;
         let fits = self.state.snd().map(|snd| self.window_fits(snd));
+        self.update_chrono(now, fits.is_some_and(|(want, fits)| want > 0 && !fits));
         if let (Some(snd), Some((want, fits))) = (self.state.snd_mut(), fits) {
             let stalled = want > 0 && !fits && snd.una == snd.max;
             if stalled && snd.persist.deadline.is_none() {
@@ -675,5 +676,16 @@ impl Connection {
                 snd.persist = Retransmit::default();
             }
         }
+    }
+
+    /// Charge the time from now on to what limits sending (Linux's chrono statistics):
+    /// `rwnd_limited`, new data waits for the peer's window.
+    fn update_chrono(&mut self, now: Instant, rwnd_limited: bool) {
+        let queued = self.snd_buf.len() > 0;
+        if !queued && self.rare.is_none() {
+            return;
+        }
+        let limit = super::chrono::limit_for(queued, self.want_writable, rwnd_limited);
+        self.rare.get_or_insert_default().chrono.set(now, limit);
     }
 }
