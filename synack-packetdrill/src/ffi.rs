@@ -714,6 +714,7 @@ pub fn tcp_info(c: &synack::ConnectionInfo) -> TcpInfo {
             "tcpi_unacked" => t.tcpi_unacked = v32,
             "tcpi_sacked" => t.tcpi_sacked = v32,
             "tcpi_lost" => t.tcpi_lost = v32,
+            "tcpi_retrans" => t.tcpi_retrans = v32,
             "tcpi_last_data_recv" => t.tcpi_last_data_recv = v32,
             "tcpi_rtt" => t.tcpi_rtt = v32,
             "tcpi_rttvar" => t.tcpi_rttvar = v32,

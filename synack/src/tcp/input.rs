@@ -528,7 +528,9 @@ impl Connection {
                         if snd.sacked.holes_bytes(start, below) > 0
                             && !snd.rack.retransmitted_in(start, below)
                         {
-                            reordered_from = Some(reordered_from.map_or(start, |r| r.min(start)));
+                            // From the first byte this block newly SACKs.
+                            let low = snd.sacked.next_hole(start, below).map_or(start, |h| h.0);
+                            reordered_from = Some(reordered_from.map_or(low, |r| r.min(low)));
                         }
                     }
                     let newly = snd.sacked.insert(start, end);
@@ -1079,14 +1081,9 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
 }
 
 /// How far the path reordered, in bytes: from `low` (the first transmission that arrived
-/// late) up to Linux's fack, the start of the highest SACKed segment, or `una` (SND.UNA
-/// after this ACK) when nothing above it stays SACKed (tcp_input.c `tcp_highest_sack_seq`).
+/// late) up to Linux's fack, the end of the highest SACKed segment, or `una` (SND.UNA after
+/// this ACK) when nothing above it stays SACKed (tcp_input.c `tcp_highest_sack_seq`).
 fn reordering_distance(snd: &super::state::Snd, low: SeqNum, una: SeqNum) -> u32 {
-    let fack = snd
-        .sacked
-        .highest()
-        .filter(|h| *h > una)
-        .and_then(|h| snd.rack.segment_start(h - 1))
-        .unwrap_or(una);
+    let fack = snd.sacked.highest().filter(|h| *h > una).unwrap_or(una);
     (fack - low).max(0) as u32
 }

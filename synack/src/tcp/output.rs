@@ -276,9 +276,14 @@ impl Connection {
                 None => break,
             }
         }
-        // RFC 5681 4.1: after an idle period longer than the RTO, restart from the initial window.
+        // RFC 5681 4.1: after an idle period longer than the RTO, restart from the initial
+        // window, when new data goes out (as Linux's tcp_event_data_sent: a window that
+        // stays closed, probes and all, leaves cwnd as it was until then).
         if snd.una == snd.max && snd.last_send.is_some_and(|t| now - t > rto) {
-            snd.cc.on_idle(now);
+            let snd = self.state.snd()?;
+            if self.sendable(snd, now).0 > 0 {
+                self.state.snd_mut()?.cc.on_idle(now);
+            }
         }
         let (sack, mss) = (self.neg.sack, self.neg.snd_mss as u32);
         let snd = self.state.snd()?;

@@ -254,11 +254,6 @@ impl Rack {
         (u32::from(self.reord_events), u32::from(self.dsack_dups))
     }
 
-    /// Where the segment holding `seq` starts (None: not sent).
-    pub(crate) fn segment_start(&self, seq: SeqNum) -> Option<SeqNum> {
-        self.index_of(seq).map(|i| self.sent[i].seq)
-    }
-
     /// Whether DupThresh segments are SACKed above SND.UNA or recovery runs.
     pub(crate) fn set_dupthresh_met(&mut self, met: bool) {
         if self.dupthresh_met != met {
@@ -310,6 +305,21 @@ impl Rack {
         if changed {
             self.version += 1;
         }
+    }
+
+    /// How many bytes of `[from, to)` were retransmitted (`max`: SND.MAX, where the last
+    /// segment ends).
+    pub(crate) fn retransmitted_bytes(&self, from: SeqNum, max: SeqNum) -> u32 {
+        let first = self.index_of(from).unwrap_or(0);
+        let mut total = 0u32;
+        let mut iter = self.sent.range(first..).peekable();
+        while let Some(e) = iter.next() {
+            let end = iter.peek().map_or(max, |n| n.seq);
+            if e.rtx && end > from {
+                total += (end - e.seq.max(from)).max(0) as u32;
+            }
+        }
+        total
     }
 
     /// Whether any of `[from, to)` was retransmitted.
