@@ -380,8 +380,11 @@ impl Connection {
             }
             return Disposition::Dropped("not_acceptable");
         }
-        // RFC 7323 4.3: remember the TSval of the segment that fills RCV.NXT.
-        if let Some(ts) = seg_ts {
+        // RFC 7323 4.3: remember the TSval of the segment that fills RCV.NXT, unless the
+        // ACK check below drops it for acknowledging data never sent (RFC 7323 Appendix D;
+        // Linux's tcp_ack updates it only past that check).
+        let acks_unsent = flags.ack() && self.state.snd().is_some_and(|s| seg.ack > s.max);
+        if let (Some(ts), false) = (seg_ts, acks_unsent) {
             if seg.seq <= self.last_ack_sent {
                 self.ts_recent = ts.tsval;
             }
