@@ -202,6 +202,11 @@ impl Sockets {
         }
     }
 
+    /// Is `fd` one of these sockets (any kind, connected or not)?
+    pub fn owns(&self, fd: i32) -> bool {
+        self.table.contains_key(&fd)
+    }
+
     /// Is the descriptor in nonblocking mode?
     pub fn nonblocking(&self, fd: i32) -> bool {
         self.table.get(&fd).is_some_and(|s| s.nonblocking)

@@ -110,8 +110,12 @@ pub unsafe extern "C" fn packetdrill_interface_init(
             std::process::exit(1);
         }
     };
+    let instance = Box::into_raw(Box::new(instance));
+    // `%{ }%` blocks reach the library through the program's own getsockopt (see hook).
+    crate::hook::register(instance);
+    crate::hook::install();
     let table = PacketdrillInterface {
-        userdata: Box::into_raw(Box::new(instance)).cast(),
+        userdata: instance.cast(),
         free: Some(free),
         socket: Some(socket),
         bind: Some(bind),
@@ -336,11 +340,20 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::SOL_SOCKET, SO_TIMESTAMPING_OLD) => "SO_TIMESTAMPING",
         (libc::SOL_SOCKET, SO_TIMESTAMPING_NEW) => "SO_TIMESTAMPING_NEW",
         (libc::SOL_SOCKET, SO_MARK) => "SO_MARK",
+        (libc::IPPROTO_TCP, libc::TCP_NOTSENT_LOWAT) => "TCP_NOTSENT_LOWAT",
+        (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => "TCP_FASTOPEN",
+        (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => "TCP_FASTOPEN_CONNECT",
+        (libc::IPPROTO_TCP, TCP_FASTOPEN_KEY) => "TCP_FASTOPEN_KEY",
+        (libc::IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE) => "TCP_FASTOPEN_NO_COOKIE",
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => "TCP_KEEPIDLE",
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => "TCP_KEEPINTVL",
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => "TCP_KEEPCNT",
         _ => return None,
     })
 }
 
 unsafe extern "C" fn free(ud: Ud) {
+    crate::hook::unregister(ud.cast());
     // SAFETY: `ud` came from Box::into_raw; packetdrill frees it once, last.
     drop(unsafe { Box::from_raw(ud.cast::<Instance>()) });
 }
@@ -547,6 +560,9 @@ unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_int) 
 
 /// SOL_SOCKET options libc does not name on every target (asm-generic/socket.h).
 const SO_MARK: c_int = 36;
+/// TCP_FASTOPEN_KEY and TCP_FASTOPEN_NO_COOKIE (include/uapi/linux/tcp.h).
+const TCP_FASTOPEN_KEY: c_int = 33;
+const TCP_FASTOPEN_NO_COOKIE: c_int = 34;
 const SO_TIMESTAMPING_OLD: c_int = 37;
 const SO_ZEROCOPY: c_int = 60;
 const SO_TIMESTAMPING_NEW: c_int = 65;
@@ -655,11 +671,32 @@ unsafe extern "C" fn sendto(
     buf: *const c_void,
     n: size_t,
     flags: c_int,
-    _addr: *const sockaddr,
-    _len: socklen_t,
+    addr: *const sockaddr,
+    len: socklen_t,
 ) -> ssize_t {
+    if flags & libc::MSG_FASTOPEN != 0 {
+        // SAFETY: packetdrill passes a socket address of `len` bytes (or none).
+        let to = unsafe { sockaddr_in(addr, len) };
+        // SAFETY: `ud` is our instance; sendto(2)'s contract: `n` readable bytes at `buf`.
+        return fastopen_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, to);
+    }
     // SAFETY: as `send` (a connected socket ignores the address).
     unsafe { send(ud, fd, buf, n, flags) }
+}
+
+/// sendto()/sendmsg() with MSG_FASTOPEN: TCP Fast Open's connect-and-send (the
+/// address is required on a socket not yet connected; AF_UNSPEC is EOPNOTSUPP).
+fn fastopen_from(i: &Instance, fd: c_int, data: &[u8], to: Option<SocketAddr>) -> ssize_t {
+    let mut first = true;
+    ret(i.call(fd, |st| {
+        let now = st.now;
+        match (std::mem::take(&mut first), to) {
+            (true, Some(to)) => st.socks.sendto_fastopen(now, fd, to, data),
+            (true, None) => Err(Errno::EOPNOTSUPP),
+            // A blocking call waits for the handshake, then writes the rest.
+            (false, _) => st.socks.write(now, fd, data),
+        }
+    })) as ssize_t
 }
 
 unsafe extern "C" fn writev(ud: Ud, fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
@@ -676,6 +713,12 @@ unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int
     }
     // SAFETY: sendmsg(2)'s contract: a valid msghdr whose iovecs are readable memory.
     let data = unsafe { gather(iovecs((*msg).msg_iov, (*msg).msg_iovlen as c_int)) };
+    if flags & libc::MSG_FASTOPEN != 0 {
+        // SAFETY: the msghdr's name is a socket address of msg_namelen bytes (or none).
+        let to = unsafe { sockaddr_in((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) };
+        // SAFETY: `ud` is our instance.
+        return fastopen_from(unsafe { inst(ud) }, fd, &data, to);
+    }
     if flags & libc::MSG_ZEROCOPY != 0 {
         // SAFETY: `ud` is our instance.
         return zerocopy_from(unsafe { inst(ud) }, fd, &data);
@@ -753,48 +796,159 @@ unsafe extern "C" fn shutdown(ud: Ud, fd: c_int, how: c_int) -> c_int {
     })) as c_int
 }
 
+/// Linux's `struct tcp_info` (include/uapi/linux/tcp.h) as of Linux 6.18, 280 bytes: what
+/// packetdrill's `struct _tcp_info` holds and the size its blocks insist on. libc's
+/// `tcp_info` stops earlier.
+#[repr(C)]
+#[derive(Default)]
+pub struct TcpInfo {
+    pub tcpi_state: u8,
+    pub tcpi_ca_state: u8,
+    pub tcpi_retransmits: u8,
+    pub tcpi_probes: u8,
+    pub tcpi_backoff: u8,
+    pub tcpi_options: u8,
+    /// tcpi_snd_wscale in the low 4 bits, tcpi_rcv_wscale in the high 4.
+    pub tcpi_snd_rcv_wscale: u8,
+    /// tcpi_delivery_rate_app_limited:1, tcpi_fastopen_client_fail:2.
+    pub tcpi_flags: u8,
+    pub tcpi_rto: u32,
+    pub tcpi_ato: u32,
+    pub tcpi_snd_mss: u32,
+    pub tcpi_rcv_mss: u32,
+    pub tcpi_unacked: u32,
+    pub tcpi_sacked: u32,
+    pub tcpi_lost: u32,
+    pub tcpi_retrans: u32,
+    pub tcpi_fackets: u32,
+    pub tcpi_last_data_sent: u32,
+    pub tcpi_last_ack_sent: u32,
+    pub tcpi_last_data_recv: u32,
+    pub tcpi_last_ack_recv: u32,
+    pub tcpi_pmtu: u32,
+    pub tcpi_rcv_ssthresh: u32,
+    pub tcpi_rtt: u32,
+    pub tcpi_rttvar: u32,
+    pub tcpi_snd_ssthresh: u32,
+    pub tcpi_snd_cwnd: u32,
+    pub tcpi_advmss: u32,
+    pub tcpi_reordering: u32,
+    pub tcpi_rcv_rtt: u32,
+    pub tcpi_rcv_space: u32,
+    pub tcpi_total_retrans: u32,
+    pub tcpi_pacing_rate: u64,
+    pub tcpi_max_pacing_rate: u64,
+    pub tcpi_bytes_acked: u64,
+    pub tcpi_bytes_received: u64,
+    pub tcpi_segs_out: u32,
+    pub tcpi_segs_in: u32,
+    pub tcpi_notsent_bytes: u32,
+    pub tcpi_min_rtt: u32,
+    pub tcpi_data_segs_in: u32,
+    pub tcpi_data_segs_out: u32,
+    pub tcpi_delivery_rate: u64,
+    pub tcpi_busy_time: u64,
+    pub tcpi_rwnd_limited: u64,
+    pub tcpi_sndbuf_limited: u64,
+    pub tcpi_delivered: u32,
+    pub tcpi_delivered_ce: u32,
+    pub tcpi_bytes_sent: u64,
+    pub tcpi_bytes_retrans: u64,
+    pub tcpi_dsack_dups: u32,
+    pub tcpi_reord_seen: u32,
+    pub tcpi_rcv_ooopack: u32,
+    pub tcpi_snd_wnd: u32,
+    pub tcpi_rcv_wnd: u32,
+    pub tcpi_rehash: u32,
+    pub tcpi_total_rto: u16,
+    pub tcpi_total_rto_recoveries: u16,
+    pub tcpi_total_rto_time: u32,
+    pub tcpi_received_ce: u32,
+    pub tcpi_delivered_e1_bytes: u32,
+    pub tcpi_delivered_e0_bytes: u32,
+    pub tcpi_delivered_ce_bytes: u32,
+    pub tcpi_received_e1_bytes: u32,
+    pub tcpi_received_e0_bytes: u32,
+    pub tcpi_received_ce_bytes: u32,
+    /// tcpi_ecn_mode:2, tcpi_accecn_opt_seen:2, tcpi_accecn_fail_mode:4, tcpi_options2:24.
+    pub tcpi_ecn_bits: u32,
+}
+
 /// Linux's `struct tcp_info` from a connection's snapshot: the fields synack gives
 /// (`synack_drill::code::linux_tcp_info`), the others zero.
-fn tcp_info(c: &synack::ConnectionInfo) -> libc::tcp_info {
-    // SAFETY: `tcp_info` is plain integers, for which all-zero bytes are a valid value.
-    let mut t: libc::tcp_info = unsafe { std::mem::zeroed() };
+pub fn tcp_info(c: &synack::ConnectionInfo) -> TcpInfo {
+    let mut t = TcpInfo::default();
     let (mut snd_wscale, mut rcv_wscale) = (0u8, 0u8);
     for (name, v) in synack_drill::code::linux_tcp_info(c) {
         let v32 = v.min(u64::from(u32::MAX)) as u32;
         match name {
             "tcpi_state" => t.tcpi_state = v as u8,
+            "tcpi_ca_state" => t.tcpi_ca_state = v as u8,
             "tcpi_options" => t.tcpi_options = v as u8,
             "tcpi_snd_wscale" => snd_wscale = v as u8,
             "tcpi_rcv_wscale" => rcv_wscale = v as u8,
-            "tcpi_rto" => t.tcpi_rto = v32,
             "tcpi_backoff" => t.tcpi_backoff = v.min(255) as u8,
+            "tcpi_rto" => t.tcpi_rto = v32,
             "tcpi_snd_mss" => t.tcpi_snd_mss = v32,
+            "tcpi_rcv_mss" => t.tcpi_rcv_mss = v32,
             "tcpi_unacked" => t.tcpi_unacked = v32,
             "tcpi_sacked" => t.tcpi_sacked = v32,
+            "tcpi_lost" => t.tcpi_lost = v32,
+            "tcpi_retrans" => t.tcpi_retrans = v32,
+            "tcpi_last_data_recv" => t.tcpi_last_data_recv = v32,
             "tcpi_rtt" => t.tcpi_rtt = v32,
             "tcpi_rttvar" => t.tcpi_rttvar = v32,
             "tcpi_snd_ssthresh" => t.tcpi_snd_ssthresh = v32,
             "tcpi_snd_cwnd" => t.tcpi_snd_cwnd = v32,
+            "tcpi_advmss" => t.tcpi_advmss = v32,
+            "tcpi_reordering" => t.tcpi_reordering = v32,
             "tcpi_total_retrans" => t.tcpi_total_retrans = v32,
             "tcpi_bytes_acked" => t.tcpi_bytes_acked = v,
             "tcpi_bytes_received" => t.tcpi_bytes_received = v,
             "tcpi_segs_out" => t.tcpi_segs_out = v32,
             "tcpi_segs_in" => t.tcpi_segs_in = v32,
             "tcpi_notsent_bytes" => t.tcpi_notsent_bytes = v32,
+            "tcpi_busy_time" => t.tcpi_busy_time = v,
+            "tcpi_rwnd_limited" => t.tcpi_rwnd_limited = v,
+            "tcpi_sndbuf_limited" => t.tcpi_sndbuf_limited = v,
+            "tcpi_delivered" => t.tcpi_delivered = v32,
+            "tcpi_delivered_ce" => t.tcpi_delivered_ce = v32,
             "tcpi_bytes_sent" => t.tcpi_bytes_sent = v,
+            "tcpi_bytes_retrans" => t.tcpi_bytes_retrans = v,
+            "tcpi_dsack_dups" => t.tcpi_dsack_dups = v32,
+            "tcpi_reord_seen" => t.tcpi_reord_seen = v32,
+            "tcpi_rcv_ooopack" => t.tcpi_rcv_ooopack = v32,
             "tcpi_snd_wnd" => t.tcpi_snd_wnd = v32,
-            "tcpi_ca_state" => t.tcpi_ca_state = v as u8,
-            "tcpi_lost" => t.tcpi_lost = v32,
-            "tcpi_rcv_mss" => t.tcpi_rcv_mss = v32,
-            "tcpi_advmss" => t.tcpi_advmss = v32,
-            "tcpi_last_data_recv" => t.tcpi_last_data_recv = v32,
-            // Fields libc's struct does not have yet (tcpi_rcv_wnd, Linux 6.2) stay out.
+            "tcpi_rcv_wnd" => t.tcpi_rcv_wnd = v32,
+            "tcpi_received_ce" => t.tcpi_received_ce = v32,
             _ => {}
         }
     }
     // The two 4-bit fields share a byte, snd_wscale in the low bits (x86's bitfield order).
     t.tcpi_snd_rcv_wscale = (snd_wscale & 0xf) | (rcv_wscale << 4);
     t
+}
+
+/// SOL_SOCKET's SO_MEMINFO (asm-generic/socket.h), which libc does not name.
+const SO_MEMINFO: c_int = 55;
+
+/// SO_MEMINFO's nine counters (Linux's `sk_get_meminfo`): rmem_alloc, rcvbuf, wmem_alloc,
+/// sndbuf, fwd_alloc, wmem_queued, optmem, backlog, drops.
+fn meminfo(st: &mut crate::instance::State, fd: c_int) -> Result<Vec<u8>, Errno> {
+    let now = st.now;
+    let int = |v: Result<OptValue, Errno>| match v {
+        Ok(OptValue::Int(n)) => n.max(0) as u32,
+        _ => 0,
+    };
+    let rcvbuf = int(st.socks.getsockopt(now, fd, "SO_RCVBUF"));
+    let sndbuf = int(st.socks.getsockopt(now, fd, "SO_SNDBUF"));
+    let (rq, sq) = st
+        .socks
+        .handle(fd)
+        .and_then(|h| st.socks.stack.info(now, h).ok())
+        .map_or((0, 0), |c| (c.recv_queue as u32, c.send_queue as u32));
+    let v: [u32; 9] = [rq, rcvbuf, sq, sndbuf, 0, sq, 0, 0, 0];
+    Ok(v.iter().flat_map(|x| x.to_ne_bytes()).collect())
 }
 
 /// An option's value as getsockopt(2) writes it.
@@ -812,7 +966,11 @@ fn opt_bytes(v: OptValue) -> Vec<u8> {
     }
 }
 
-unsafe extern "C" fn getsockopt(
+/// getsockopt through the table, and through the program's own getsockopt (`hook`).
+///
+/// # Safety
+/// `ud` is a live instance; getsockopt(2)'s contract for the rest.
+pub(crate) unsafe extern "C" fn getsockopt(
     ud: Ud,
     fd: c_int,
     level: c_int,
@@ -822,7 +980,13 @@ unsafe extern "C" fn getsockopt(
 ) -> c_int {
     // SAFETY: `ud` is our instance.
     let i = unsafe { inst(ud) };
-    let r: Result<Vec<u8>, Errno> = if level == libc::IPPROTO_TCP && name == libc::TCP_INFO {
+    let r: Result<Vec<u8>, Errno> = if level == libc::IPPROTO_TCP && name == libc::TCP_CC_INFO {
+        // Linux answers with no bytes when the congestion control has no get_info
+        // (Reno, CUBIC: tcp.c's TCP_CC_INFO).
+        i.with(|st| st.socks.owns(fd).then(Vec::new).ok_or(Errno::EBADF))
+    } else if level == libc::SOL_SOCKET && name == SO_MEMINFO {
+        i.with(|st| meminfo(st, fd))
+    } else if level == libc::IPPROTO_TCP && name == libc::TCP_INFO {
         i.with(|st| {
             let h = st.socks.handle(fd).ok_or(Errno::ENOTCONN)?;
             let now = st.now;
@@ -872,6 +1036,12 @@ unsafe extern "C" fn setsockopt(
     };
     // SAFETY: setsockopt(2)'s contract: `len` readable bytes at `val`.
     let raw = unsafe { bytes(val, len as usize) };
+    if opt == "TCP_FASTOPEN_KEY" {
+        // The key's bytes, not an int (16, or 32 with a backup).
+        // SAFETY: `ud` is our instance.
+        let i = unsafe { inst(ud) };
+        return ret(i.with(|st| st.socks.set_fastopen_key(fd, raw))) as c_int;
+    }
     let int = |b: &[u8]| {
         b.get(..4)
             .map(|x| i64::from(c_int::from_ne_bytes([x[0], x[1], x[2], x[3]])))

@@ -172,11 +172,18 @@ impl Instance {
         if !self.proc_sysctls {
             return;
         }
+        // The namespace's Fast Open key (root may read it): the stack's cookie key.
+        let key = std::fs::read_to_string(format!("{PROC_IPV4}/tcp_fastopen_key"))
+            .ok()
+            .and_then(|k| synack::tcp::fastopen::parse_key(k.trim()));
+        if let Some((primary, backup)) = key {
+            st.socks.stack.set_fastopen_key(primary, backup);
+        }
         let cfg = st.socks.stack.config_mut();
         if let Ok(dir) = std::fs::read_dir(PROC_IPV4) {
             for entry in dir.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !name.starts_with("tcp_") {
+                if !name.starts_with("tcp_") || name == "tcp_fastopen_key" {
                     continue;
                 }
                 let Ok(value) = std::fs::read_to_string(entry.path()) else {

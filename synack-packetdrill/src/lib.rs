@@ -16,6 +16,7 @@
 //! where all the `unsafe` is.
 
 pub mod ffi;
+pub mod hook;
 pub mod instance;
 
 pub use ffi::{packetdrill_interface_init, PacketdrillInterface};

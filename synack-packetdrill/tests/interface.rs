@@ -353,6 +353,72 @@ fn tcp_info_comes_in_linuxs_struct_layout() {
     assert_eq!((r, errno()), (-1, libc::ENOTCONN));
 }
 
+// packetdrill's `%{ }%` blocks call the program's own getsockopt(), not the table: after
+// packetdrill_interface_init that call reaches the library for its sockets and the
+// kernel for every other descriptor. This test binary is "the program" here.
+#[test]
+fn the_programs_own_getsockopt_answers_for_library_sockets_and_passes_others_on() {
+    let lib = open("local_ip=198.18.0.1,proc_sysctls=0");
+    assert!(
+        synack_packetdrill::hook::install() >= 1,
+        "this binary calls getsockopt through a GOT slot, which must now point at the hook"
+    );
+    let l = lib.listener();
+    lib.handshake();
+    let fd = lib.accept(l);
+    let mut info = synack_packetdrill::ffi::TcpInfo::default();
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: libc's getsockopt with a TcpInfo-sized buffer and its length.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut synack_packetdrill::ffi::TcpInfo).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "errno {}", errno());
+    assert_eq!(
+        len, 280,
+        "Linux 6.18's struct tcp_info, as packetdrill insists"
+    );
+    assert_eq!((info.tcpi_state, info.tcpi_snd_cwnd), (1, 10));
+    // TCP_CC_INFO: CUBIC has nothing to say, as on Linux (length 0, success).
+    let mut cc = [0u8; 20];
+    let mut cc_len = cc.len() as libc::socklen_t;
+    // SAFETY: as above, a 20-byte buffer.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CC_INFO,
+            cc.as_mut_ptr().cast(),
+            &mut cc_len,
+        )
+    };
+    assert_eq!((r, cc_len), (0, 0));
+    // A kernel socket still gets the kernel's answer.
+    // SAFETY: socket(2) with constant arguments; checked.
+    let udp = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    assert!(udp >= 0);
+    let mut ty: libc::c_int = 0;
+    let mut ty_len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: an int-sized buffer and its length.
+    let r = unsafe {
+        libc::getsockopt(
+            udp,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut ty as *mut libc::c_int).cast(),
+            &mut ty_len,
+        )
+    };
+    // SAFETY: closing the socket made above.
+    unsafe { libc::close(udp) };
+    assert_eq!((r, ty), (0, libc::SOCK_DGRAM));
+}
+
 #[test]
 fn epoll_through_the_table_reports_an_edge_triggered_item_once_per_arrival() {
     let lib = open("local_ip=198.18.0.1");

@@ -555,8 +555,10 @@ impl Window {
 }
 
 /// Leaving slow start before the bottleneck queue overflows, two ways as Linux's HyStart
-/// does: the delay test of HyStart++ (RFC 9406: a round's minimum RTT rises by more than
-/// max(4 ms, min(16 ms, last/8)) over the previous round's), and the ACK-train test
+/// does: the delay test (tcp_cubic.c `hystart_update`: past its first 8 samples, a round's
+/// minimum RTT exceeds the connection's minimum by more than max(4 ms, min(16 ms,
+/// min/8)); RFC 9406's HyStart++ compares with the previous round's instead), and the
+/// ACK-train test
 /// (a round's closely spaced ACKs last longer than half the minimum RTT: cwnd has reached
 /// about half the path's bandwidth-delay product and the next doubling would overflow).
 /// The second catches bursty rounds after which the queue drains, where the minimum RTT
@@ -577,7 +579,6 @@ pub(crate) struct HyStart {
 struct Rounds {
     /// The round ends when SND.UNA passes this.
     round_end: Option<crate::wire::SeqNum>,
-    last_round_min: Option<Micros>,
     current_round_min: Option<Micros>,
     samples: u32,
     /// First and latest ACK of the current train of closely spaced ACKs.
@@ -619,19 +620,22 @@ impl HyStart {
         if r.round_end.is_none_or(|end| una >= end) {
             // RFC 9406 4.2: a new round starts.
             r.round_end = Some(max);
-            r.last_round_min = r.current_round_min.take();
+            r.current_round_min = None;
             r.samples = 0;
             r.train = Some((now, now));
         }
-        r.samples += 1;
         r.current_round_min = Some(r.current_round_min.map_or(rtt, |m| m.min(rtt)));
-        let delay_rose = match (r.last_round_min, r.current_round_min) {
-            (Some(last), Some(current)) if r.samples >= N_RTT_SAMPLE => {
-                let (last, current) = (last.get(), current.get());
-                current >= last + (last / 8).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH)
+        // Linux's hystart_update: once the round has N_RTT_SAMPLE samples, each further
+        // ACK compares the round's minimum with the connection's (delay_min), by more
+        // than max(4 ms, min(16 ms, delay_min / 8)).
+        let delay_rose = match (self.min_rtt, r.current_round_min) {
+            (Some(min), Some(current)) if r.samples >= N_RTT_SAMPLE => {
+                let (min, current) = (min.get(), current.get());
+                current > min + (min / 8).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH)
             }
             _ => false,
         };
+        r.samples += 1;
         let mut long_train = false;
         if let Some((first, latest)) = r.train {
             if now - latest <= ACK_DELTA {
@@ -960,20 +964,21 @@ mod tests {
     }
 
     #[test]
-    fn hystart_ends_slow_start_when_the_round_minimum_rtt_rises() {
+    fn hystart_ends_slow_start_when_a_rounds_minimum_rtt_rises_over_the_connections() {
         let mut hs = HyStart::default();
         let ms = Duration::from_millis;
         let (mut una, mut max) = (crate::wire::SeqNum::new(0), crate::wire::SeqNum::new(10));
         let mut now = Instant::from_secs(1);
         // Round 1 at 20 ms, round 2 at 22 ms (below the 4 ms threshold), round 3 at 30 ms;
-        // ACKs 3 ms apart, so no ACK train.
+        // ACKs 3 ms apart, so no ACK train. As Linux's hystart_update, the test runs from
+        // the ACK after a round's first N_RTT_SAMPLE.
         for (round, rtt) in [(1, 20), (2, 22), (3, 30)] {
             for i in 0..10 {
                 now += ms(3);
                 let exit = hs.on_sample(now, ms(rtt), una, max, 20, Duration::ZERO);
                 assert_eq!(
                     exit,
-                    round == 3 && i == N_RTT_SAMPLE as usize - 1,
+                    round == 3 && i == N_RTT_SAMPLE as usize,
                     "round {round}, ack {i}"
                 );
             }

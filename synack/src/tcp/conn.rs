@@ -170,8 +170,9 @@ pub(crate) struct Connection {
     pub(crate) soft_error: Option<Error>,
     /// The application found the send buffer full: report Writable when room appears.
     pub(crate) want_writable: bool,
-    /// When we last answered an unacceptable segment (rate limit against ACK loops).
-    pub(crate) last_oow_ack: Option<Instant>,
+    /// State few connections need (the time-limit statistics, the out-of-window ACK
+    /// rate limit), allocated when first needed.
+    pub(crate) rare: Option<Box<super::chrono::Rare>>,
     /// The stack's buffer memory level (`Config::tcp_mem`), as of the last call.
     pub(crate) memory: MemoryLevel,
     pub(crate) events: Vec<ConnEvent>,
@@ -309,7 +310,7 @@ impl Connection {
             error: None,
             soft_error: None,
             want_writable: false,
-            last_oow_ack: None,
+            rare: None,
             memory: MemoryLevel::Normal,
             events: Vec::new(),
             stats: ConnStats::default(),

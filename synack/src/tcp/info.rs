@@ -131,8 +131,8 @@ pub struct ConnectionInfo {
     /// ECN echo (RFC 3168), 3 fast recovery (RFC 6675 / 6582), 4 after a retransmission
     /// timeout.
     pub ca_state: u8,
-    /// Bytes RACK deems lost and not yet retransmitted past (RFC 8985; Linux's `tcpi_lost`
-    /// counts them in segments).
+    /// Bytes in the holes that RACK deems lost, or that were resent and are not yet
+    /// delivered (RFC 8985; Linux's `tcpi_lost` counts these in segments).
     pub lost_bytes: u32,
     /// The largest segment the peer has sent (Linux's `rcv_mss`; 536 until data arrives).
     pub rcv_mss: u32,
@@ -152,6 +152,24 @@ pub struct ConnectionInfo {
     /// active open) or accepted from the client (a listener's connection): Linux's
     /// TCPI_OPT_SYN_DATA.
     pub syn_data_acked: bool,
+    /// How far the path has been seen to reorder, in segments (Linux's `tcpi_reordering`:
+    /// 3, `tcp_reordering`, until a late first transmission shows more; at most 300).
+    pub reordering: u32,
+    /// Bytes resent and not yet SACKed or acknowledged (Linux's `tcpi_retrans` counts
+    /// them in segments).
+    pub retrans_bytes: u32,
+    /// Reordering events seen (Linux's `tcpi_reord_seen`).
+    pub reord_seen: u32,
+    /// Segments the peer reported as duplicates with D-SACK (Linux's `tcpi_dsack_dups`).
+    pub dsack_dups: u32,
+    /// Time spent with data to send or in flight (Linux's `tcpi_busy_time`), of which
+    /// `rwnd_limited` waiting for the peer's window and `sndbuf_limited` with the
+    /// application waiting for send-buffer room.
+    pub busy_time: Duration,
+    /// See `busy_time` (Linux's `tcpi_rwnd_limited`).
+    pub rwnd_limited: Duration,
+    /// See `busy_time` (Linux's `tcpi_sndbuf_limited`).
+    pub sndbuf_limited: Duration,
 }
 
 impl Connection {
@@ -174,6 +192,11 @@ impl Connection {
             _ => snd.map_or(0, |s| s.rtx.backoff),
         };
         let rcv_window = self.state.rcv_window();
+        let (busy_time, rwnd_limited, sndbuf_limited) = self
+            .rare
+            .as_ref()
+            .map_or(Default::default(), |r| r.chrono.totals(now));
+        let (reord_seen, dsack_dups) = snd.map_or((0, 0), |s| s.rack.reordering_counts());
         ConnectionInfo {
             state: self.tcp_state(),
             local: self.local,
@@ -220,7 +243,7 @@ impl Connection {
                 Recovery::Open if s.dupacks > 0 || s.sacked.bytes() > 0 => 1,
                 Recovery::Open => 0,
             }),
-            lost_bytes: snd.map_or(0, |s| s.lost_bytes(now)),
+            lost_bytes: snd.map_or(0, |s| s.lost_marked_bytes(now)),
             rcv_mss: u32::from(self.rcv_mss),
             adv_mss: self.local_mss,
             since_data_in: self
@@ -231,6 +254,13 @@ impl Connection {
             ce_received: self.stats.ce_received.into(),
             ece_reductions: self.ece_reductions.into(),
             syn_data_acked: self.tfo & super::conn::TFO_SYN_DATA_ACKED != 0,
+            reordering: snd.map_or(3, |s| s.rack.reordering()),
+            retrans_bytes: snd.map_or(0, |s| s.retrans_out_bytes(now)),
+            reord_seen,
+            dsack_dups,
+            busy_time,
+            rwnd_limited,
+            sndbuf_limited,
         }
     }
 }

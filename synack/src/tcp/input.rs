@@ -420,7 +420,9 @@ impl Connection {
     /// Linux (tcp_oow_rate_limited), answers to zero-length segments are limited to one
     /// per 500 ms, so two stacks that disagree cannot ping-pong ACKs forever.
     fn answer_unacceptable(&mut self, now: Instant, seg_len: u32) -> Disposition {
-        if seg_len == 0 && oow_rate_limited(&mut self.last_oow_ack, now) {
+        if seg_len == 0
+            && oow_rate_limited(&mut self.rare.get_or_insert_default().last_oow_ack, now)
+        {
             return Disposition::Dropped("not_acceptable_rate_limited");
         }
         self.ack_now = true;
@@ -432,7 +434,7 @@ impl Connection {
     /// Linux's tcp_send_challenge_ack does since CVE-2016-5696: a global counter would let
     /// an off-path attacker learn, from the answers it steals, whether its guess hit).
     fn challenge_ack(&mut self, now: Instant) -> Disposition {
-        if oow_rate_limited(&mut self.last_oow_ack, now) {
+        if oow_rate_limited(&mut self.rare.get_or_insert_default().last_oow_ack, now) {
             return Disposition::Dropped("challenge_ack_rate_limited");
         }
         self.ack_now = true;
@@ -482,8 +484,11 @@ impl Connection {
             }
             return Disposition::Dropped("not_acceptable");
         }
-        // RFC 7323 4.3: remember the TSval of the segment that fills RCV.NXT.
-        if let Some(ts) = seg_ts {
+        // RFC 7323 4.3: remember the TSval of the segment that fills RCV.NXT, unless the
+        // ACK check below drops it for acknowledging data never sent (RFC 7323 Appendix D;
+        // Linux's tcp_ack updates it only past that check).
+        let acks_unsent = flags.ack() && self.state.snd().is_some_and(|s| seg.ack > s.max);
+        if let (Some(ts), false) = (seg_ts, acks_unsent) {
             if seg.seq <= self.last_ack_sent {
                 self.ts_recent = ts.tsval;
             }
@@ -586,7 +591,7 @@ impl Connection {
         // RFC 5961 5.2: too old an ACK value is answered with a (challenge) ACK and dropped.
         if seg.ack < snd.una - snd.max_wnd.max(1) {
             // The same per-connection throttle as the other challenge ACKs.
-            if oow_rate_limited(&mut self.last_oow_ack, now) {
+            if oow_rate_limited(&mut self.rare.get_or_insert_default().last_oow_ack, now) {
                 return AckOutcome::Drop("challenge_ack_rate_limited");
             }
             self.ack_now = true;
@@ -613,6 +618,9 @@ impl Connection {
         let mut sack_rtt: Option<(Duration, Duration)> = None;
         let blocks = seg.options.sack_blocks.as_slice();
         self.stats.sack_blocks_in = self.stats.sack_blocks_in.wrapping_add(blocks.len() as u32);
+        // The lowest first transmission this ACK SACKs below the prior highest SACKed
+        // byte: reordering (checked once per ACK, as Linux's tcp_sacktag_write_queue).
+        let mut reordered_from: Option<SeqNum> = None;
         if sack_on {
             for &(start, end) in blocks {
                 if !(snd.una.max(seg.ack) <= start && start < end && end <= snd.max) {
@@ -627,7 +635,9 @@ impl Connection {
                         if snd.sacked.holes_bytes(start, below) > 0
                             && !snd.rack.retransmitted_in(start, below)
                         {
-                            snd.rack.on_reordering();
+                            // From the first byte this block newly SACKs.
+                            let low = snd.sacked.next_hole(start, below).map_or(start, |h| h.0);
+                            reordered_from = Some(reordered_from.map_or(low, |r| r.min(low)));
                         }
                     }
                     let newly = snd.sacked.insert(start, end);
@@ -642,6 +652,10 @@ impl Connection {
                     snd.rack.on_delivered_range(start, end, now);
                 }
             }
+        }
+        if let Some(low) = reordered_from {
+            let distance = reordering_distance(snd, low, snd.una);
+            snd.rack.on_reordering_by(distance, snd.cc.mss());
         }
         // RFC 2883 4: a first block below the ACK, or inside the second block, reports a
         // duplicate. RFC 3708: once every retransmission of the episode is reported so,
@@ -695,7 +709,8 @@ impl Connection {
                 if snd.sacked.holes_bytes(snd.una, below) > 0
                     && !snd.rack.retransmitted_in(snd.una, below)
                 {
-                    snd.rack.on_reordering();
+                    let distance = reordering_distance(snd, snd.una, seg.ack);
+                    snd.rack.on_reordering_by(distance, snd.cc.mss());
                 }
             }
             let sacked_before_prune = snd.sacked.bytes();
@@ -1170,4 +1185,12 @@ fn new_snd(iss: SeqNum, rtt: super::rtt::RttEstimator, seg: &TcpRepr<'_>, wnd: u
         max_flight: 0,
         cwnd_usage_seq: iss + 1,
     }
+}
+
+/// How far the path reordered, in bytes: from `low` (the first transmission that arrived
+/// late) up to Linux's fack, the end of the highest SACKed segment, or `una` (SND.UNA after
+/// this ACK) when nothing above it stays SACKed (tcp_input.c `tcp_highest_sack_seq`).
+fn reordering_distance(snd: &super::state::Snd, low: SeqNum, una: SeqNum) -> u32 {
+    let fack = snd.sacked.highest().filter(|h| *h > una).unwrap_or(una);
+    (fack - low).max(0) as u32
 }

@@ -4,6 +4,7 @@
 
 mod autotune;
 mod cc;
+mod chrono;
 mod conn;
 mod diagnose;
 mod ecn;

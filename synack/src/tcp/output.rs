@@ -340,9 +340,14 @@ impl Connection {
                 None => break,
             }
         }
-        // RFC 5681 4.1: after an idle period longer than the RTO, restart from the initial window.
+        // RFC 5681 4.1: after an idle period longer than the RTO, restart from the initial
+        // window, when new data goes out (as Linux's tcp_event_data_sent: a window that
+        // stays closed, probes and all, leaves cwnd as it was until then).
         if snd.una == snd.max && snd.last_send.is_some_and(|t| now - t > rto) {
-            snd.cc.on_idle(now);
+            let snd = self.state.snd()?;
+            if self.sendable(snd, now).0 > 0 {
+                self.state.snd_mut()?.cc.on_idle(now);
+            }
         }
         let (sack, mss) = (self.neg.sack, self.neg.snd_mss as u32);
         let snd = self.state.snd()?;
@@ -755,6 +760,7 @@ impl Connection {
                 .state
                 .snd()
                 .is_some_and(|snd| self.sendable(snd, now).0 == 0);
+        self.update_chrono(now, fits.is_some_and(|(want, fits)| want > 0 && !fits));
         if let (Some(snd), Some((want, fits))) = (self.state.snd_mut(), fits) {
             let stalled = want > 0 && (!fits || corked) && snd.una == snd.max;
             if stalled && snd.persist.deadline.is_none() {
@@ -763,5 +769,16 @@ impl Connection {
                 snd.persist = Retransmit::default();
             }
         }
+    }
+
+    /// Charge the time from now on to what limits sending (Linux's chrono statistics):
+    /// `rwnd_limited`, new data waits for the peer's window.
+    fn update_chrono(&mut self, now: Instant, rwnd_limited: bool) {
+        let queued = self.snd_buf.len() > 0;
+        if !queued && self.rare.is_none() {
+            return;
+        }
+        let limit = super::chrono::limit_for(queued, self.want_writable, rwnd_limited);
+        self.rare.get_or_insert_default().chrono.set(now, limit);
     }
 }

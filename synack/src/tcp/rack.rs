@@ -18,7 +18,11 @@ use crate::wire::SeqNum;
 use crate::Instant;
 
 /// RFC 8985 6.2: reo_wnd_mult grows by one per D-SACK round, up to this many quarters.
-const MAX_REO_WND_MULT: u32 = 16;
+const MAX_REO_WND_MULT: u8 = 16;
+/// Linux's `tcp_reordering` sysctl default: the reordering degree assumed at first.
+const DEFAULT_REORDERING: u32 = 3;
+/// Linux's `tcp_max_reordering` sysctl default.
+const MAX_REORDERING: u32 = 300;
 
 /// One segment sent and not yet acknowledged.
 #[derive(Clone, Copy, Debug)]
@@ -48,11 +52,18 @@ pub(crate) struct Rack {
     /// RACK.rtt: that segment's round-trip time.
     rtt: Option<Micros>,
     min_rtt: Option<Micros>,
-    /// RACK.reo_wnd_mult: the reordering window in quarters of the minimum RTT.
-    reo_wnd_mult: u32,
-    /// Reordering has been seen on this connection (Linux's `reord_seen`): a D-SACK, a
-    /// hole filled by its first transmission after later data was SACKed, an undo.
-    reord_seen: bool,
+    /// RACK.reo_wnd_mult: the reordering window in quarters of the minimum RTT (at most
+    /// MAX_REO_WND_MULT).
+    reo_wnd_mult: u8,
+    /// Linux's `tp->reordering`: how far (in segments) the path has been seen to reorder,
+    /// from `tcp_reordering` (3; 0 here standing for it) up to `tcp_max_reordering` (300).
+    reordering: u16,
+    /// Reordering events seen (Linux's `tcpi_reord_seen`, saturating): a hole filled by
+    /// its first transmission after later data was SACKed, an undo. With `dsack_dups`,
+    /// whether reordering has been seen at all ([`Rack::reord_seen`]).
+    reord_events: u16,
+    /// D-SACKed segments (Linux's `tcpi_dsack_dups`, saturating).
+    dsack_dups: u16,
     /// DupThresh is met or recovery runs (set by the sender): with no reordering seen,
     /// the window is zero then (Linux's `tcp_rack_reo_wnd`).
     dupthresh_met: bool,
@@ -205,17 +216,42 @@ impl Rack {
     /// A D-SACK: we retransmitted something that was only late; widen the window.
     pub(crate) fn on_dsack(&mut self) {
         self.version += 1;
-        self.reord_seen = true;
+        self.dsack_dups = self.dsack_dups.saturating_add(1);
         self.reo_wnd_mult = (self.reo_wnd_mult.max(1) + 1).min(MAX_REO_WND_MULT);
     }
 
     /// The path reordered: a hole was filled by its first transmission after later data
     /// had been SACKed, or a congestion response was undone.
     pub(crate) fn on_reordering(&mut self) {
-        if !self.reord_seen {
-            self.version += 1;
-            self.reord_seen = true;
+        self.version += 1;
+        self.reord_events = self.reord_events.saturating_add(1);
+    }
+
+    /// Reordering of `distance` bytes seen (from the highest SACKed segment down to the
+    /// first transmission that arrived late): widen Linux's reordering degree to it
+    /// (tcp_input.c `tcp_check_sack_reordering`: ceil(distance / mss), at most 300).
+    pub(crate) fn on_reordering_by(&mut self, distance: u32, mss: u32) {
+        self.on_reordering();
+        let mss = mss.max(1);
+        if distance > self.reordering() * mss {
+            self.reordering = distance.div_ceil(mss).min(MAX_REORDERING) as u16;
         }
+    }
+
+    /// Reordering has been seen on this connection (Linux's `reord_seen`, and here also a
+    /// D-SACK): the window no longer drops to zero at DupThresh.
+    fn reord_seen(&self) -> bool {
+        self.reord_events > 0 || self.dsack_dups > 0
+    }
+
+    /// Linux's `tcpi_reordering`: `tcp_reordering` (3) until reordering widened it.
+    pub(crate) fn reordering(&self) -> u32 {
+        u32::from(self.reordering).max(DEFAULT_REORDERING)
+    }
+
+    /// (reordering events, D-SACKed segments) seen: `tcpi_reord_seen`, `tcpi_dsack_dups`.
+    pub(crate) fn reordering_counts(&self) -> (u32, u32) {
+        (u32::from(self.reord_events), u32::from(self.dsack_dups))
     }
 
     /// Whether DupThresh segments are SACKed above SND.UNA or recovery runs.
@@ -271,6 +307,21 @@ impl Rack {
         }
     }
 
+    /// How many bytes of `[from, to)` were retransmitted (`max`: SND.MAX, where the last
+    /// segment ends).
+    pub(crate) fn retransmitted_bytes(&self, from: SeqNum, max: SeqNum) -> u32 {
+        let first = self.index_of(from).unwrap_or(0);
+        let mut total = 0u32;
+        let mut iter = self.sent.range(first..).peekable();
+        while let Some(e) = iter.next() {
+            let end = iter.peek().map_or(max, |n| n.seq);
+            if e.rtx && end > from {
+                total += (end - e.seq.max(from)).max(0) as u32;
+            }
+        }
+        total
+    }
+
     /// Whether any of `[from, to)` was retransmitted.
     pub(crate) fn retransmitted_in(&self, from: SeqNum, to: SeqNum) -> bool {
         let first = self.index_of(from).unwrap_or(0);
@@ -297,11 +348,11 @@ impl Rack {
     /// 6.2 step 4's exception, Linux's `tcp_rack_reo_wnd`): then a hole with a later
     /// segment delivered is lost at once, as RFC 6675's DupThresh rule would have it.
     fn reo_wnd(&self, srtt: Duration) -> Duration {
-        if self.dupthresh_met && !self.reord_seen {
+        if self.dupthresh_met && !self.reord_seen() {
             return Duration::ZERO;
         }
         let base = self.min_rtt.map_or(srtt, Micros::get) / 4;
-        (base * self.reo_wnd_mult.max(1)).min(srtt)
+        (base * u32::from(self.reo_wnd_mult.max(1))).min(srtt)
     }
 
     /// Whether the (undelivered) segment holding `seq` is lost.

@@ -260,6 +260,37 @@ impl Snd {
         lost
     }
 
+    /// Bytes in the holes below the highest SACKed byte that are deemed lost now or were
+    /// resent and are not yet delivered: Linux's `lost_out`, whose TCPCB_LOST mark stays
+    /// on a segment through its retransmission until it is SACKed or acknowledged.
+    pub(crate) fn lost_marked_bytes(&self, now: Instant) -> u32 {
+        let mut lost = 0u32;
+        self.walk_holes(now, |s, e, is_lost| {
+            if is_lost || self.rack.retransmitted_in(s, e) {
+                lost += (e - s) as u32;
+            }
+            true
+        });
+        lost
+    }
+
+    /// Bytes resent and not yet SACKed or acknowledged, in the holes below the highest
+    /// SACKed byte or, with none SACKed, from SND.UNA on (Linux's `retrans_out`).
+    pub(crate) fn retrans_out_bytes(&self, now: Instant) -> u32 {
+        let mut out = 0u32;
+        if self.sacked.highest().is_some() {
+            self.walk_holes(now, |s, e, _| {
+                if self.rack.retransmitted_in(s, e) {
+                    out += (e - s) as u32;
+                }
+                true
+            });
+        } else {
+            out = self.rack.retransmitted_bytes(self.una, self.max);
+        }
+        out
+    }
+
     /// RFC 6937 proportional rate reduction, as Linux's `tcp_cwnd_reduction`: after an
     /// ACK that delivered `delivered` bytes during fast recovery, cwnd becomes what is
     /// in flight plus what PRR lets out: in proportion to what was delivered while pipe
