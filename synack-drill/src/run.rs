@@ -55,13 +55,21 @@ pub struct DrillOptions {
     pub inbound_mss: Option<usize>,
 }
 
+/// The stack a script drives: deterministic, with Linux's send-buffer accounting (a
+/// write takes, and a writer wakes, as on Linux; see [`synack::SendAccounting`]).
+fn linux_config() -> Config {
+    let mut config = Config::deterministic(1);
+    config.send_accounting = synack::SendAccounting::LinuxSkb;
+    config
+}
+
 impl Default for DrillOptions {
     fn default() -> DrillOptions {
         DrillOptions {
             tolerance: Duration::from_millis(4),
             tolerance_percent: 12.5,
             ipv6: false,
-            config: Config::deterministic(1),
+            config: linux_config(),
             defines: Vec::new(),
             strict_segments: false,
             strict_unexpected: false,
@@ -172,6 +180,10 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
             ("ip_version", _) => opts.ipv6 = value == "ipv6",
             ("strict_segments", _) => opts.strict_segments = value != "0" && value != "false",
             ("mtu", Some(v)) => opts.config.mtu = v as usize,
+            // synack's own: the library's default accounting instead of Linux's.
+            ("send_accounting", _) if value == "bytes" => {
+                opts.config.send_accounting = synack::SendAccounting::Bytes
+            }
             ("mss", Some(v)) => mss = Some(v as usize),
             ("local_ip", _) if value.parse::<IpAddr>().is_ok() => {
                 opts.local_ip = value.parse().ok()

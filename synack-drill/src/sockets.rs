@@ -73,6 +73,10 @@ impl From<Error> for Errno {
 /// A call's result: a count or value, or an errno.
 pub type CallResult = Result<i64, Errno>;
 
+/// Linux's SOCK_MIN_SNDBUF: twice TCP_SKB_MIN_TRUESIZE (2048 + the 256 bytes of an
+/// aligned `struct sk_buff`), the least SO_SNDBUF sets.
+const SOCK_MIN_SNDBUF: usize = 2 * (2048 + 256);
+
 /// Options set on a socket (Linux keeps SO_RCVBUF/SO_SNDBUF doubled, and so do we).
 #[derive(Clone, Debug, Default)]
 pub struct SockOpts {
@@ -488,6 +492,11 @@ impl Sockets {
         if nonblocking {
             return Ok(self.stack.send_reported(now, h, data, how)? as i64);
         }
+        if done > 0 && !self.stack.writable(now, h).unwrap_or(true) {
+            // A writer blocked part way sleeps in sk_stream_wait_memory until
+            // sk_stream_write_space wakes it: only once the socket is writable again.
+            return Err(Errno::EAGAIN);
+        }
         let rest = &data[done.min(data.len())..];
         how.continues = done > 0;
         let sent = match self.stack.send_reported(now, h, rest, how) {
@@ -587,7 +596,8 @@ impl Sockets {
         match name {
             // Linux doubles the size asked for (the rest is its bookkeeping).
             "SO_RCVBUF" => o.rcvbuf = Some(2 * n.max(0) as usize),
-            "SO_SNDBUF" => o.sndbuf = Some(2 * n.max(0) as usize),
+            // sock_setsockopt: at least SOCK_MIN_SNDBUF (two minimal skbs' truesize).
+            "SO_SNDBUF" => o.sndbuf = Some((2 * n.max(0) as usize).max(SOCK_MIN_SNDBUF)),
             "TCP_NODELAY" => o.nodelay = n != 0,
             "TCP_CORK" => o.cork = n != 0,
             "TCP_MAXSEG" => o.maxseg = Some(n.clamp(88, 65535) as u16),

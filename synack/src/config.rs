@@ -158,6 +158,10 @@ pub struct Config {
     /// below it, and is writable (poll, [`crate::Event::Writable`]) only while they are
     /// below half of it, as Linux's `tcp_stream_memory_free`.
     pub tcp_notsent_lowat: u32,
+    /// How the send buffer counts what it holds ([`SendAccounting::Bytes`] by default;
+    /// [`SendAccounting::LinuxSkb`] takes writes and reports room as Linux does, with
+    /// its per-skb overhead; `synack drill` uses it).
+    pub send_accounting: SendAccounting,
     /// Segmentation offload: the largest IP packet the device cuts into segments (65535
     /// for a TUN device with `virtio_net_hdr`), or 0 (the default) when every packet
     /// must be one segment. With it, new data leaves as one packet per Linux TSO packet,
@@ -235,6 +239,7 @@ impl Default for Config {
             tcp_mem: [192 << 20, 256 << 20, 384 << 20],
             tcp_min_tso_segs: 2,
             tcp_notsent_lowat: u32::MAX,
+            send_accounting: SendAccounting::Bytes,
             ttl: 64,
             tx_checksum: crate::wire::TxChecksum::Full,
             tso_max: 0,
@@ -379,4 +384,21 @@ pub(crate) fn wscale_for(buffer: usize) -> u8 {
         shift += 1;
     }
     shift
+}
+
+/// How a connection's send buffer ([`Config::send_buffer`], SO_SNDBUF) is counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SendAccounting {
+    /// The buffer holds at most its size in bytes: a write takes what fits, and the
+    /// connection is writable again once the free room is half of what is queued.
+    #[default]
+    Bytes,
+    /// As Linux's `tcp_sendmsg_locked` does: a write fills skbs of `size_goal` bytes (up
+    /// to 64 KiB, half the peer's largest window), starting a new one only while the
+    /// queued bytes plus a per-skb overhead are below the buffer size (and the unsent
+    /// bytes below TCP_NOTSENT_LOWAT); an skb once started is filled, so the buffer may
+    /// hold up to one skb more than its size. What programs written against Linux see
+    /// (a write of 59000 bytes into a 50000-byte buffer takes 58000); not the default,
+    /// because its overshoot and overhead make the buffer's size a loose bound.
+    LinuxSkb,
 }

@@ -110,8 +110,8 @@ pub mod wire;
 
 pub use stack::{
     Capture, Config, ConnectionHandle, ConnectionRequest, Decide, Error, Event, IpNet,
-    ListenerHandle, ListenerOptions, Refusal, RequestHandle, Secrets, SocketSnapshot, Stack,
-    StateSummary, Transmit, Unreachable,
+    ListenerHandle, ListenerOptions, Refusal, RequestHandle, Secrets, SendAccounting,
+    SocketSnapshot, Stack, StateSummary, Transmit, Unreachable,
 };
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, SendFlags, TcpState};
 pub use time::Instant;

@@ -181,7 +181,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
 
-pub use crate::config::Config;
+pub use crate::config::{Config, SendAccounting};
 pub use crate::error::Error;
 pub use crate::secrets::Secrets;
 pub use crate::tcp::CongestionControl;

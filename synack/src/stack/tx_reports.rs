@@ -305,10 +305,7 @@ impl Stack {
             }
         }
         self.noting_send(conn, how, |s| {
-            s.with_conn(now, conn, |c, cfg| {
-                let cap = c.notsent_room(cfg);
-                c.send_flagged(data, cap, how.flags)
-            })?
+            s.with_conn(now, conn, |c, cfg| c.send_accounted(cfg, data, how.flags))?
         })
     }
 

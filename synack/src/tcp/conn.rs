@@ -15,6 +15,7 @@ use super::reassembly::Reassembly;
 use super::ring::{ByteRing, MAX_STORAGE};
 use super::rtt::RttEstimator;
 use super::send_buffer::SendBuffer;
+use super::skb_accounting::Room;
 use super::state::*;
 use super::time_wait::TimeWait;
 use super::TcpState;
@@ -860,7 +861,8 @@ impl Connection {
     /// Queue data (RFC 9293 3.10.2 SEND); `cap` is what TCP_NOTSENT_LOWAT lets in
     /// ([`Connection::notsent_room`]). Taking less than all of it asks for a Writable
     /// event when room appears (Linux sets SOCK_NOSPACE on a short write too).
-    pub(crate) fn send(&mut self, data: &[u8], cap: Option<usize>) -> Result<usize, Error> {
+    pub(crate) fn send(&mut self, data: &[u8], room: Room) -> Result<usize, Error> {
+        let cap = room.cap;
         if data.is_empty() {
             return self.sendable_state().map(|_| 0);
         }
@@ -872,7 +874,13 @@ impl Connection {
             Some(cap) => &data[..data.len().min(cap)],
             None => data,
         };
-        let n = self.send_with(cap, |buf| buf.push(data))?;
+        let n = self.send_with(cap, |buf| {
+            if room.beyond_capacity {
+                buf.push_beyond(data)
+            } else {
+                buf.push(data)
+            }
+        })?;
         if n < data.len() {
             self.want_writable = true;
         }

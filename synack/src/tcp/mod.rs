@@ -22,6 +22,7 @@ mod ring;
 mod rtt;
 mod sack;
 mod send_buffer;
+mod skb_accounting;
 mod state;
 mod syncookie;
 mod time_wait;

@@ -8,6 +8,7 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 
 use super::conn::Connection;
+use super::skb_accounting::Room;
 use crate::wire::SeqNum;
 use crate::Error;
 
@@ -163,16 +164,28 @@ impl SendMarks {
     }
 }
 
+/// tcp_xmit_size_goal: the most bytes an skb holds, 64 KiB (sk_gso_max_size) but at most
+/// half the largest window the peer offered (tcp_bound_to_half_wnd), in whole segments.
+pub(crate) fn size_goal(mss: usize, max_wnd: u32) -> usize {
+    let half = if max_wnd > 536 { max_wnd / 2 } else { max_wnd };
+    let bound = if half == 0 {
+        65_536
+    } else {
+        65_536.min(half as usize)
+    };
+    (bound / mss * mss).max(mss)
+}
+
 impl Connection {
     /// Queue data as send(2) with `flags` does (see [`Connection::send`] for `cap`).
     pub(crate) fn send_flagged(
         &mut self,
         data: &[u8],
-        cap: Option<usize>,
+        room: Room,
         flags: SendFlags,
     ) -> Result<usize, Error> {
         let before = self.snd_buf.len();
-        let n = self.send(data, cap)?;
+        let n = self.send(data, room)?;
         self.note_write(before, n, flags, n == data.len());
         Ok(n)
     }
@@ -186,15 +199,7 @@ impl Connection {
         let mss = self.neg.snd_mss.max(1);
         let Some(snd) = self.state.snd() else { return };
         let (una, max, max_wnd) = (snd.una, snd.max, snd.max_wnd);
-        // tcp_xmit_size_goal: 64 KiB (sk_gso_max_size), at most half the largest window
-        // (tcp_bound_to_half_wnd), in whole segments.
-        let half = if max_wnd > 536 { max_wnd / 2 } else { max_wnd };
-        let bound = if half == 0 {
-            65_536
-        } else {
-            65_536.min(half as usize)
-        };
-        let size_goal = (bound / mss * mss).max(mss);
+        let size_goal = size_goal(mss, max_wnd);
         let write_seq = una + before as u32;
         let marks = self
             .marks

@@ -20,25 +20,40 @@ const MIN_STORAGE: usize = 256;
 #[derive(Debug)]
 pub(crate) struct SendBuffer {
     ring: ByteRing,
-    capacity: usize,
+    /// At most MAX_STORAGE (2^31), so 32 bits hold it.
+    capacity: u32,
+    /// Where the newest skb begins (a sequence number), for
+    /// [`crate::SendAccounting::LinuxSkb`]: a write appends to it while it has room.
+    skb_tail: u32,
 }
 
 impl SendBuffer {
     pub(crate) fn new(capacity: usize) -> SendBuffer {
         SendBuffer {
             ring: ByteRing::default(),
-            capacity: capacity.min(MAX_STORAGE),
+            capacity: capacity.min(MAX_STORAGE) as u32,
+            skb_tail: 0,
         }
     }
 
     /// The most bytes the application may queue.
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity as usize
+    }
+
+    /// Where the newest skb begins (see [`crate::SendAccounting::LinuxSkb`]).
+    pub(crate) fn skb_tail(&self) -> u32 {
+        self.skb_tail
+    }
+
+    /// Note where the newest skb begins.
+    pub(crate) fn set_skb_tail(&mut self, seq: u32) {
+        self.skb_tail = seq;
     }
 
     /// Change the capacity (bytes already queued stay, even beyond it).
     pub(crate) fn set_capacity(&mut self, capacity: usize) {
-        self.capacity = capacity.min(MAX_STORAGE);
+        self.capacity = capacity.min(MAX_STORAGE) as u32;
     }
 
     /// Bytes held (sent-but-unacknowledged plus unsent).
@@ -48,7 +63,7 @@ impl SendBuffer {
 
     /// Room left for the application.
     pub(crate) fn free(&self) -> usize {
-        self.capacity.saturating_sub(self.len())
+        self.capacity().saturating_sub(self.len())
     }
 
     /// Room enough to count as writable, as Linux's `sk_stream_is_writeable` judges it:
@@ -68,13 +83,22 @@ impl SendBuffer {
         let size = needed
             .max(storage * 2)
             .max(MIN_STORAGE)
-            .min(needed.max(self.capacity));
+            .min(needed.max(self.capacity()));
         self.ring.grow_to(size);
     }
 
     /// Append as much of `bytes` as fits; returns how much was taken.
     pub(crate) fn push(&mut self, bytes: &[u8]) -> usize {
         let n = bytes.len().min(self.free());
+        self.reserve(self.len() + n);
+        self.ring.push(&bytes[..n]);
+        n
+    }
+
+    /// Append all of `bytes` whatever the capacity (up to the ring's limit): the caller
+    /// judged the room itself (Linux's skb accounting may overshoot the capacity).
+    pub(crate) fn push_beyond(&mut self, bytes: &[u8]) -> usize {
+        let n = bytes.len().min(MAX_STORAGE.saturating_sub(self.len()));
         self.reserve(self.len() + n);
         self.ring.push(&bytes[..n]);
         n
@@ -119,7 +143,7 @@ impl SendBuffer {
     /// Shrink storage that is more than twice what the data and the capacity need (the
     /// capacity was lowered under memory pressure); the data is laid out from index 0.
     pub(crate) fn fit(&mut self) {
-        let need = self.len().max(self.capacity).max(MIN_STORAGE);
+        let need = self.len().max(self.capacity()).max(MIN_STORAGE);
         if self.ring.storage() > 2 * need {
             self.ring.relayout(need);
         }
