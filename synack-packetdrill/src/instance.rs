@@ -84,6 +84,8 @@ impl Instance {
     /// `proc_sysctls=0` turns the reading off.
     pub fn new(flags: &str) -> Result<Instance, String> {
         let mut cfg = Config::deterministic(1);
+        // What a program sees of the send buffer is Linux's skb accounting, as in drill.
+        cfg.send_accounting = synack::SendAccounting::LinuxSkb;
         let mut local: Option<IpAddr> = None;
         let mut named = Vec::new();
         let mut proc_sysctls = true;

@@ -415,7 +415,7 @@ impl Connection {
             if len > 0 && packet_segs >= 2 && !out.flags.psh() {
                 let snd = self.state.snd()?;
                 // (Not when a cork holds the rest: Linux's split leaves it unpushed.)
-                if packet_full || !self.cork_holds() || self.sendable(snd, now).0 == 0 {
+                if packet_full || (self.sendable(snd, now).0 == 0 && !self.cork_holds()) {
                     out.flags |= TcpFlags::PSH;
                 }
             }
