@@ -71,7 +71,7 @@ pub fn tcpi_vars(i: &ConnectionInfo) -> String {
 /// name, in Linux's units and numbering: states as `tcpi_state`, windows and queues in
 /// segments where Linux counts packets, times in microseconds. The packetdrill library
 /// fills a `struct tcp_info` from the same list.
-pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 34] {
+pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 35] {
     let mss = i.snd_mss.max(1) as u64;
     let us = |d: Option<core::time::Duration>| d.map_or(0, |d| d.as_micros() as u64);
     let in_flight = match (i.snd_nxt, i.snd_una) {
@@ -134,6 +134,7 @@ pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 34] {
         ("tcpi_reord_seen", u64::from(i.reord_seen)),
         ("tcpi_retrans", u64::from(i.retrans_bytes).div_ceil(mss)),
         ("tcpi_dsack_dups", u64::from(i.dsack_dups)),
+        ("tcpi_delivered", i.delivered),
         ("tcpi_busy_time", i.busy_time.as_micros() as u64),
         ("tcpi_rwnd_limited", i.rwnd_limited.as_micros() as u64),
         ("tcpi_sndbuf_limited", i.sndbuf_limited.as_micros() as u64),

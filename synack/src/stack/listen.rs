@@ -75,7 +75,7 @@ impl Stack {
         let (child, reply) = self.try_fastopen(lid, tuple, seg);
         let mut conn = self.new_passive(now, lid, tuple, iss, (seg, Some(self.rx_ecn)));
         if child {
-            conn.accept_fastopen(now, seg.payload, reply);
+            conn.accept_fastopen(seg.payload, reply);
             if let Some(l) = self.listeners[lid as usize].as_mut() {
                 l.fastopen_pending += 1;
             }

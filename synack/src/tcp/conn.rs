@@ -429,7 +429,6 @@ impl Connection {
     /// option the SYN-ACK carries, if any.
     pub(crate) fn accept_fastopen(
         &mut self,
-        now: Instant,
         payload: &[u8],
         reply: Option<crate::wire::FastOpenCookie>,
     ) {
@@ -446,7 +445,8 @@ impl Connection {
         if taken > 0 {
             self.tfo |= TFO_SYN_DATA_ACKED;
             self.stats.bytes_received += taken as u64;
-            self.last_data_in = Some(now);
+            // Not counted as the first data for quick ACKs (Linux's tcp_fastopen_add_skb
+            // leaves icsk_ack.ato alone): the next data is ACKed at once.
             self.events.push(ConnEvent::Readable);
         }
         self.events.push(ConnEvent::Established);

@@ -148,6 +148,11 @@ pub struct ConnectionInfo {
     pub ce_received: u64,
     /// Times the peer's ECE made the window shrink (RFC 3168 6.1.2, once per window).
     pub ece_reductions: u64,
+    /// Segments the peer has acknowledged or SACKed, our SYN (or SYN-ACK) included
+    /// (Linux's `tcpi_delivered`; full-sized segments are counted by bytes, and data
+    /// in a SYN that the SYN-ACK acknowledged counts with the SYN, as Linux's
+    /// tcp_rcv_fastopen_synack counts it).
+    pub delivered: u64,
     /// TCP Fast Open (RFC 7413): data in the SYN was acknowledged by the server (our
     /// active open) or accepted from the client (a listener's connection): Linux's
     /// TCPI_OPT_SYN_DATA.
@@ -173,6 +178,20 @@ pub struct ConnectionInfo {
 }
 
 impl Connection {
+    /// Linux's `tp->delivered`, from the bytes acknowledged and SACKed.
+    fn delivered_segments(&self) -> u64 {
+        if matches!(self.state, State::SynSent(_) | State::SynRcvd(_)) {
+            return 0;
+        }
+        let mss = (self.neg.snd_mss as u64).max(1);
+        let sacked = self.state.snd().map_or(0, |s| u64::from(s.sacked.bytes()));
+        let segs = (self.stats.bytes_sent + sacked).div_ceil(mss);
+        // The SYN (or SYN-ACK), plus the segments; a client's data acknowledged with
+        // its SYN counts once with it.
+        let syn_data = !self.passive && self.tfo & super::conn::TFO_SYN_DATA_ACKED != 0;
+        1 + segs - u64::from(syn_data && segs > 0)
+    }
+
     /// A snapshot for `ss`, tests and statistics.
     pub(crate) fn info(&self, now: Instant) -> ConnectionInfo {
         let snd = self.state.snd();
@@ -254,6 +273,7 @@ impl Connection {
             ce_received: self.stats.ce_received.into(),
             ece_reductions: self.ece_reductions.into(),
             syn_data_acked: self.tfo & super::conn::TFO_SYN_DATA_ACKED != 0,
+            delivered: self.delivered_segments(),
             reordering: snd.map_or(3, |s| s.rack.reordering()),
             retrans_bytes: snd.map_or(0, |s| s.retrans_out_bytes(now)),
             reord_seen,
