@@ -784,6 +784,11 @@ impl Sockets {
                         bits |= args::POLLOUT | args::POLLWRNORM;
                     }
                 }
+                // tcp_poll: a TCP_FASTOPEN_CONNECT socket waiting for its first write is
+                // writable (the write sends the SYN with its data).
+                if self.stack.fastopen_deferred(h).unwrap_or(false) {
+                    bits |= args::POLLOUT | args::POLLWRNORM;
+                }
                 // tcp_poll: an error, or reports on the error queue.
                 if error || self.errqueue_pending(h) {
                     bits |= args::POLLERR;

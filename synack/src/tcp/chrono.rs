@@ -78,6 +78,9 @@ pub(crate) struct Rare {
     pub(crate) chrono: Chrono,
     /// When we last answered an unacceptable segment (rate limit against ACK loops).
     pub(crate) last_oow_ack: Option<Instant>,
+    /// TCP Fast Open, client: bytes of our SYN's data the SYN-ACK acknowledged (one
+    /// packet for `tcpi_delivered`, as Linux counts the SYN-data skb).
+    pub(crate) syn_data_acked: u32,
 }
 
 /// The [`Limit`] a connection's state calls for: idle with nothing queued or in flight,

@@ -185,11 +185,14 @@ impl Connection {
         }
         let mss = (self.neg.snd_mss as u64).max(1);
         let sacked = self.state.snd().map_or(0, |s| u64::from(s.sacked.bytes()));
-        let segs = (self.stats.bytes_sent + sacked).div_ceil(mss);
-        // The SYN (or SYN-ACK), plus the segments; a client's data acknowledged with
-        // its SYN counts once with it.
-        let syn_data = !self.passive && self.tfo & super::conn::TFO_SYN_DATA_ACKED != 0;
-        1 + segs - u64::from(syn_data && segs > 0)
+        // A client's data acknowledged with its SYN counts with the SYN (Linux's
+        // tcp_rcv_fastopen_synack takes back the packet tcp_ack counted for it).
+        let with_syn = self
+            .rare
+            .as_ref()
+            .map_or(0, |r| u64::from(r.syn_data_acked));
+        let bytes = (self.stats.bytes_sent + sacked).saturating_sub(with_syn);
+        1 + bytes.div_ceil(mss)
     }
 
     /// A snapshot for `ss`, tests and statistics.

@@ -241,6 +241,7 @@ impl Connection {
                 snd.nxt = snd.una;
             } else if syn_data > 0 {
                 self.tfo |= super::conn::TFO_SYN_DATA_ACKED;
+                self.rare.get_or_insert_default().syn_data_acked = syn_data;
             }
         }
     }
