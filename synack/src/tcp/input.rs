@@ -227,14 +227,7 @@ impl Connection {
         snd.nxt = end;
         snd.max = end;
         snd.cwnd_usage_seq = end;
-        let acked = (seg.ack - snd.una).clamp(0, syn_data as i32) as u32;
-        if acked > 0 {
-            snd.una += acked;
-            snd.sml = snd.una;
-            snd.last_seg = snd.una;
-            self.snd_buf.ack(acked as usize);
-            self.stats.bytes_sent += u64::from(acked);
-        }
+        self.ack_handshake_data(seg.ack);
         if let Some(snd) = self.state.snd_mut() {
             if snd.una < snd.max {
                 // Not (all) acknowledged: resend from SND.UNA now.
@@ -246,13 +239,13 @@ impl Connection {
         }
     }
 
-    /// The ACK that completes a Fast Open child's handshake acknowledges `[SND.UNA,
-    /// SEG.ACK)` of the data it sent in SYN_RECEIVED.
-    fn ack_fastopen_child_data(&mut self, seg: &TcpRepr<'_>) {
+    /// Data sent with or after our SYN (Fast Open), acknowledged by the segment that
+    /// completes the handshake: `[SND.UNA, min(ack, SND.MAX))` leaves the send buffer.
+    fn ack_handshake_data(&mut self, ack: SeqNum) {
         let Some(snd) = self.state.snd_mut() else {
             return;
         };
-        let acked = (seg.ack - snd.una).clamp(0, (snd.max - snd.una).max(0)) as u32;
+        let acked = (ack - snd.una).clamp(0, (snd.max - snd.una).max(0)) as u32;
         if acked > 0 {
             snd.una += acked;
             snd.sml = snd.una;
@@ -260,6 +253,12 @@ impl Connection {
             self.snd_buf.ack(acked as usize);
             self.stats.bytes_sent += u64::from(acked);
         }
+    }
+
+    /// The ACK that completes a Fast Open child's handshake acknowledges `[SND.UNA,
+    /// SEG.ACK)` of the data it sent in SYN_RECEIVED.
+    fn ack_fastopen_child_data(&mut self, seg: &TcpRepr<'_>) {
+        self.ack_handshake_data(seg.ack);
         if let Some(snd) = self.state.snd_mut() {
             if snd.una < snd.max {
                 snd.start_rtx_timer(self.last_now);
