@@ -148,25 +148,72 @@ pub fn linux_tcp_info(i: &ConnectionInfo) -> [(&'static str, u64); 35] {
 /// Run one block with python3: `info` is [`tcpi_vars`] of the socket under test (None
 /// when there is no connection). Err says what failed, in Python's words.
 pub fn run_block(info: Option<&str>, code: &str) -> Result<(), String> {
-    let program = format!("{SYMBOLS}{}\n{code}\n", info.unwrap_or(""));
+    run_blocks(&[(info, code)]).map_err(|(_, message)| message)
+}
+
+/// Run a script's blocks in order, each in a namespace of its own, in one python3
+/// process (starting Python is what costs): Err gives the index of the first block that
+/// failed and what failed, in Python's words.
+pub fn run_blocks(blocks: &[(Option<&str>, &str)]) -> Result<(), (usize, String)> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    // Each block's source is passed as hex, so no quoting can break the program.
+    let hex = |s: &str| {
+        s.bytes().fold(String::new(), |mut h, b| {
+            let _ = write!(h, "{b:02x}");
+            h
+        })
+    };
+    let mut program = String::from("import sys, traceback\nblocks = [\n");
+    for (info, code) in blocks {
+        // (A blank line last: a block may end with a line continuation.)
+        let source = format!("{SYMBOLS}{}\n{code}\n\n", info.unwrap_or(""));
+        let _ = writeln!(program, "    '{}',", hex(&source));
+    }
+    program.push_str(
+        "]\n\
+         for i, b in enumerate(blocks):\n\
+         \x20   try:\n\
+         \x20       exec(compile(bytes.fromhex(b).decode(), '<block>', 'exec'), {})\n\
+         \x20   except BaseException as e:\n\
+         \x20       sys.stderr.write('%d\\n%s' % (i, traceback.format_exception_only(type(e), e)[-1]))\n\
+         \x20       sys.exit(1)\n",
+    );
     let out = Command::new("python3")
         .arg("-c")
         .arg(&program)
         .output()
         .map_err(|e| {
-            format!("code block: cannot run python3 ({e}); install python3 to run %{{ }}% blocks")
+            let why = format!(
+                "code block: cannot run python3 ({e}); install python3 to run %{{ }}% blocks"
+            );
+            (0, why)
         })?;
     if out.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let last = stderr
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
+    let mut lines = stderr.lines().filter(|l| !l.trim().is_empty());
+    let index = lines
+        .next()
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .filter(|i| *i < blocks.len());
+    let Some(index) = index else {
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return Err((0, last.unwrap_or("python3 failed").trim().to_string()));
+    };
+    let last = lines
+        .next_back()
         .unwrap_or("python3 failed")
         .trim()
         .to_string();
+    let (info, code) = blocks[index];
+    Err((index, why_failed(info, code, last)))
+}
+
+/// A failed block's message: its first line and Python's last words.
+fn why_failed(info: Option<&str>, code: &str, last: String) -> String {
     let why = if last.starts_with("NameError") && info.is_none() {
         format!("{last} (no connection to take TCP_INFO from)")
     } else if last.starts_with("NameError") && last.contains("tcpi_") {
@@ -175,7 +222,7 @@ pub fn run_block(info: Option<&str>, code: &str) -> Result<(), String> {
         last
     };
     let first = code.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-    Err(format!("code block `{}`: {why}", first.trim()))
+    format!("code block `{}`: {why}", first.trim())
 }
 
 #[cfg(test)]
@@ -194,5 +241,23 @@ mod tests {
             run_block(Some(vars), "if True:\n    x = TCP_CA_Loss\nassert x == 4"),
             Ok(())
         );
+    }
+
+    #[test]
+    fn blocks_run_in_one_process_and_the_first_failing_one_is_named() {
+        let vars = "tcpi_snd_cwnd = 10\n";
+        // Each block has its own namespace: a name set in one is unknown in the next.
+        let blocks = [
+            (Some(vars), "x = 1\nassert tcpi_snd_cwnd == 10"),
+            (Some(vars), "assert 'x' not in dir()"),
+            (Some(vars), "assert tcpi_snd_cwnd == 4, tcpi_snd_cwnd"),
+            (Some(vars), "assert False, 'never reached'"),
+        ];
+        let (i, e) = run_blocks(&blocks).unwrap_err();
+        assert_eq!(i, 2);
+        assert!(e.contains("AssertionError: 10"), "{e}");
+        // A block ending in a line continuation runs, as under python3 -c.
+        assert_eq!(run_blocks(&[(Some(vars), "y = 1;\\")]), Ok(()));
+        assert_eq!(run_blocks(&[]), Ok(()));
     }
 }

@@ -320,14 +320,15 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         }
     }
     if outcome.failure.is_none() {
-        for (line, info, code) in &blocks {
-            if let Err(message) = crate::code::run_block(info.as_deref(), code) {
-                outcome.failure = Some(Failure {
-                    line: *line,
-                    message,
-                });
-                break;
-            }
+        let sources: Vec<(Option<&str>, &str)> = blocks
+            .iter()
+            .map(|(_, info, code)| (info.as_deref(), code.as_str()))
+            .collect();
+        if let Err((i, message)) = crate::code::run_blocks(&sources) {
+            outcome.failure = Some(Failure {
+                line: blocks[i].0,
+                message,
+            });
         }
     }
     if outcome.failure.is_none() && opts.strict_unexpected {
