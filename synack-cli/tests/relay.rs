@@ -744,11 +744,15 @@ fn every_datagram_iperf3_loses_through_the_relay_is_counted_somewhere() {
         queue_full + relayed + relay_dropped,
         "synack and the relay"
     );
-    // The server's side: what the relay sent either reached iperf3 or overflowed its
-    // socket; datagrams still in flight when iperf3 stopped counting are the slack.
+    // The server's side: what the relay sent either reached iperf3's socket or
+    // overflowed it. iperf3's own figure is not exact either way: datagrams still in
+    // flight when it stopped counting make it smaller, and it counts as lost only the
+    // gaps below the highest sequence number it saw, so datagrams dropped after the last
+    // one it read (a full socket at the end of the run) make it larger. Hence a
+    // two-sided slack of 1% of what was sent.
     let arrived = relayed - rcvbuf;
     assert!(
-        arrived >= received && arrived - received <= sent / 100,
+        arrived.abs_diff(received) <= sent / 100,
         "the server: {arrived} arrived by the counters, iperf3 got {received}"
     );
 }
