@@ -564,21 +564,24 @@ impl Window {
 /// The second catches bursty rounds after which the queue drains, where the minimum RTT
 /// never rises. RFC 9406's Conservative Slow Start is not done: we go to congestion avoidance.
 ///
-/// The per-round state lives behind a pointer, allocated once slow start reaches the
-/// window where HyStart decides (16 segments) and freed when it has decided: most
-/// connections never get there.
+/// Rounds are counted through the whole of slow start, as Linux since 6.10 (commit
+/// 25c1a9ca53db, "fix incorrect HyStart round start detection"): a round ends when
+/// SND.UNA passes the SND.NXT its first ACK saw, whatever cwnd was. The per-round
+/// samples live behind a pointer, allocated once slow start reaches the window where
+/// HyStart decides (16 segments) and freed when it has decided: most connections never
+/// get there.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct HyStart {
     rounds: Option<Box<Rounds>>,
-    /// Lowest RTT seen.
-    min_rtt: Option<Micros>,
+    /// The round ends when SND.UNA passes this (Linux's end_seq).
+    round_end: Option<crate::wire::SeqNum>,
+    /// Lowest RTT seen, in microseconds; 0 until the first sample (Linux's delay_min).
+    min_rtt_us: u32,
     done: bool,
 }
 
 #[derive(Clone, Debug, Default)]
 struct Rounds {
-    /// The round ends when SND.UNA passes this.
-    round_end: Option<crate::wire::SeqNum>,
     current_round_min: Option<Micros>,
     samples: u32,
     /// First and latest ACK of the current train of closely spaced ACKs.
@@ -596,6 +599,7 @@ const ACK_DELTA: Duration = Duration::from_millis(2);
 
 impl HyStart {
     /// One ACK in slow start with its RTT sample; true when slow start should end.
+    /// `una` is SND.UNA after this ACK and `nxt` SND.NXT before the data it lets out;
     /// `cwnd_segs` is cwnd in segments (as Linux, nothing is decided below 16), and
     /// `ack_delay` what a sender's own ACK spacing may add to a train (Linux's
     /// hystart_ack_delay: at most 1 ms).
@@ -604,34 +608,49 @@ impl HyStart {
         now: Instant,
         rtt: Duration,
         una: crate::wire::SeqNum,
-        max: crate::wire::SeqNum,
+        nxt: crate::wire::SeqNum,
         cwnd_segs: u32,
         ack_delay: Duration,
     ) -> bool {
         if self.done {
             return false;
         }
-        let rtt = Micros::new(rtt);
-        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        // Linux's cubictcp_acked: a zero sample counts as 1 us.
+        let rtt = Micros::new(rtt.max(Duration::from_micros(1)));
+        if self.min_rtt_us == 0 || rtt.get() < Duration::from_micros(self.min_rtt_us.into()) {
+            self.min_rtt_us = u32::try_from(rtt.get().as_micros()).unwrap_or(u32::MAX);
+        }
+        let min_rtt = Duration::from_micros(self.min_rtt_us.into());
+        // Linux's hystart_update: a new round once SND.UNA is past the last one's end.
+        let new_round = self.round_end.is_none_or(|end| una > end);
+        if new_round {
+            self.round_end = Some(nxt);
+        }
         if cwnd_segs < LOW_WINDOW {
             return false;
         }
-        let r = self.rounds.get_or_insert_with(Box::default);
-        if r.round_end.is_none_or(|end| una >= end) {
-            // RFC 9406 4.2: a new round starts.
-            r.round_end = Some(max);
-            r.current_round_min = None;
-            r.samples = 0;
-            r.train = Some((now, now));
-        }
+        let r = match &mut self.rounds {
+            Some(r) => {
+                if new_round {
+                    **r = Rounds::default();
+                    r.train = Some((now, now));
+                }
+                r
+            }
+            // First ACK at 16 segments: mid-round unless it also starts one. Only an
+            // ACK train started in this round is missed.
+            none => none.insert(Box::new(Rounds {
+                train: new_round.then_some((now, now)),
+                ..Rounds::default()
+            })),
+        };
         r.current_round_min = Some(r.current_round_min.map_or(rtt, |m| m.min(rtt)));
         // Linux's hystart_update: once the round has N_RTT_SAMPLE samples, each further
         // ACK compares the round's minimum with the connection's (delay_min), by more
         // than max(4 ms, min(16 ms, delay_min / 8)).
-        let delay_rose = match (self.min_rtt, r.current_round_min) {
-            (Some(min), Some(current)) if r.samples >= N_RTT_SAMPLE => {
-                let (min, current) = (min.get(), current.get());
-                current > min + (min / 8).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH)
+        let delay_rose = match r.current_round_min {
+            Some(current) if r.samples >= N_RTT_SAMPLE => {
+                current.get() > min_rtt + (min_rtt / 8).clamp(MIN_RTT_THRESH, MAX_RTT_THRESH)
             }
             _ => false,
         };
@@ -641,9 +660,7 @@ impl HyStart {
             if now - latest <= ACK_DELTA {
                 r.train = Some((first, now));
                 // Linux: the train passes (delay_min + ack delay) / 2 without pacing.
-                long_train = self
-                    .min_rtt
-                    .is_some_and(|m| now - first > (m.get() + ack_delay) / 2);
+                long_train = now - first > (min_rtt + ack_delay) / 2;
             } else {
                 r.train = None;
             }
@@ -982,7 +999,7 @@ mod tests {
                     "round {round}, ack {i}"
                 );
             }
-            una = max;
+            una = max + 1;
             max += 20;
         }
         assert!(
