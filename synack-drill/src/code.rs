@@ -5,7 +5,9 @@
 //! `tcpi_*` field synack does not provide, fails the script at the block's line.
 
 use std::fmt::Write as _;
-use std::process::Command;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
 
 use synack::{ConnectionInfo, TcpState};
 
@@ -151,65 +153,143 @@ pub fn run_block(info: Option<&str>, code: &str) -> Result<(), String> {
     run_blocks(&[(info, code)]).map_err(|(_, message)| message)
 }
 
-/// Run a script's blocks in order, each in a namespace of its own, in one python3
-/// process (starting Python is what costs): Err gives the index of the first block that
-/// failed and what failed, in Python's words.
+/// The Python side of [`run_blocks`]: one line in per script (its blocks, each in hex,
+/// so that no quoting can break them), one line out: `ok`, or `fail`, the index of the
+/// first block that failed and Python's last words in hex. What blocks print goes to
+/// /dev/null, not into the answers.
+const WORKER: &str = "\
+import os, sys, traceback
+answers = os.fdopen(os.dup(1), 'w')
+sys.stdout = open(os.devnull, 'w')
+for line in sys.stdin:
+    answer = 'ok'
+    for i, h in enumerate(line.split()):
+        try:
+            exec(compile(bytes.fromhex(h).decode(), '<block>', 'exec'), {})
+        except BaseException as e:
+            words = traceback.format_exception_only(type(e), e)[-1]
+            answer = 'fail %d %s' % (i, words.encode().hex())
+            break
+    answers.write(answer + '\\n')
+    answers.flush()
+";
+
+/// A python3 kept running for the blocks of every script this process runs: starting
+/// Python is what costs, and a corpus run has many scripts with blocks.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    fn start() -> std::io::Result<Worker> {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(WORKER)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            return Err(std::io::Error::other("python3 without pipes"));
+        };
+        Ok(Worker {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    /// One script's blocks, hex-encoded and space-separated: the worker's answer line.
+    fn ask(&mut self, line: &str) -> std::io::Result<String> {
+        self.stdin.write_all(line.as_bytes())?;
+        self.stdin.write_all(b"\n")?;
+        self.stdin.flush()?;
+        let mut answer = String::new();
+        if self.stdout.read_line(&mut answer)? == 0 {
+            return Err(std::io::Error::other(
+                "python3 exited while running a block",
+            ));
+        }
+        Ok(answer)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+static PYTHON: Mutex<Option<Worker>> = Mutex::new(None);
+
+/// Run a script's blocks in order, each in a namespace of its own, in the python3 this
+/// process keeps for them: Err gives the index of the first block that failed and what
+/// failed, in Python's words.
 pub fn run_blocks(blocks: &[(Option<&str>, &str)]) -> Result<(), (usize, String)> {
     if blocks.is_empty() {
         return Ok(());
     }
-    // Each block's source is passed as hex, so no quoting can break the program.
-    let hex = |s: &str| {
-        s.bytes().fold(String::new(), |mut h, b| {
-            let _ = write!(h, "{b:02x}");
-            h
-        })
-    };
-    let mut program = String::from("import sys, traceback\nblocks = [\n");
+    let mut line = String::new();
     for (info, code) in blocks {
         // (A blank line last: a block may end with a line continuation.)
         let source = format!("{SYMBOLS}{}\n{code}\n\n", info.unwrap_or(""));
-        let _ = writeln!(program, "    '{}',", hex(&source));
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&hex(source.as_bytes()));
     }
-    program.push_str(
-        "]\n\
-         for i, b in enumerate(blocks):\n\
-         \x20   try:\n\
-         \x20       exec(compile(bytes.fromhex(b).decode(), '<block>', 'exec'), {})\n\
-         \x20   except BaseException as e:\n\
-         \x20       sys.stderr.write('%d\\n%s' % (i, traceback.format_exception_only(type(e), e)[-1]))\n\
-         \x20       sys.exit(1)\n",
-    );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&program)
-        .output()
-        .map_err(|e| {
-            let why = format!(
-                "code block: cannot run python3 ({e}); install python3 to run %{{ }}% blocks"
-            );
-            (0, why)
-        })?;
-    if out.status.success() {
+    let mut python = PYTHON.lock().unwrap_or_else(|e| e.into_inner());
+    let cannot = |e: std::io::Error| {
+        let why =
+            format!("code block: cannot run python3 ({e}); install python3 to run %{{ }}% blocks");
+        (0, why)
+    };
+    if python.is_none() {
+        *python = Some(Worker::start().map_err(cannot)?);
+    }
+    let answer = match python.as_mut().map(|w| w.ask(&line)) {
+        Some(Ok(answer)) => answer,
+        Some(Err(e)) => {
+            // A block that ended Python (os._exit, a crash): the next script gets a new one.
+            *python = None;
+            return Err((0, format!("code block: {e}")));
+        }
+        None => return Err((0, "code block: no python3".to_string())),
+    };
+    let answer = answer.trim_end();
+    if answer == "ok" {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let mut lines = stderr.lines().filter(|l| !l.trim().is_empty());
-    let index = lines
+    let mut parts = answer.splitn(3, ' ').skip(1);
+    let index = parts
         .next()
-        .and_then(|l| l.trim().parse::<usize>().ok())
+        .and_then(|i| i.parse::<usize>().ok())
         .filter(|i| *i < blocks.len());
-    let Some(index) = index else {
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
-        return Err((0, last.unwrap_or("python3 failed").trim().to_string()));
+    let words = parts.next().and_then(unhex);
+    let (Some(index), Some(words)) = (index, words) else {
+        return Err((0, format!("code block: python3 answered `{answer}`")));
     };
-    let last = lines
-        .next_back()
-        .unwrap_or("python3 failed")
-        .trim()
-        .to_string();
     let (info, code) = blocks[index];
-    Err((index, why_failed(info, code, last)))
+    Err((index, why_failed(info, code, words.trim().to_string())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut h, b| {
+        let _ = write!(h, "{b:02x}");
+        h
+    })
+}
+
+fn unhex(h: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(h.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 /// A failed block's message: its first line and Python's last words.
@@ -259,5 +339,25 @@ mod tests {
         // A block ending in a line continuation runs, as under python3 -c.
         assert_eq!(run_blocks(&[(Some(vars), "y = 1;\\")]), Ok(()));
         assert_eq!(run_blocks(&[]), Ok(()));
+    }
+
+    #[test]
+    fn a_block_that_prints_or_ends_python_does_not_break_the_next_script() {
+        let vars = "tcpi_snd_cwnd = 10\n";
+        // What a block prints is not taken for the worker's answer.
+        assert_eq!(
+            run_blocks(&[(Some(vars), "print('ok'); print(tcpi_snd_cwnd)")]),
+            Ok(())
+        );
+        // sys.exit is an exception like another; os._exit ends Python: that script fails
+        // and the next one gets a new python3.
+        assert!(run_blocks(&[(Some(vars), "import sys; sys.exit(0)")]).is_err());
+        let (i, e) = run_blocks(&[(Some(vars), "import os; os._exit(0)")]).unwrap_err();
+        assert_eq!(i, 0);
+        assert!(e.contains("python3 exited"), "{e}");
+        assert_eq!(
+            run_blocks(&[(Some(vars), "assert tcpi_snd_cwnd == 10")]),
+            Ok(())
+        );
     }
 }
