@@ -629,6 +629,7 @@ impl Stack {
             space,
             syn_data: 0,
             deferred: deferred && can_send,
+            retried: false,
         })
     }
 
