@@ -1169,6 +1169,7 @@ impl Runner {
                 } else {
                     OptValue::Int(
                         args::number(arg(3))
+                            .or_else(|| args::ip_pmtudisc(arg(3)))
                             .or_else(|| sof::bits(arg(3)).map(i64::from))
                             .unwrap_or(0),
                     )

@@ -1086,6 +1086,22 @@ impl Stack {
         self.with_conn(now, conn, |c, _| c.set_nodelay(nodelay))
     }
 
+    /// IP_MTU_DISCOVER: with `false` (IP_PMTUDISC_DONT) an ICMP "fragmentation needed"
+    /// no longer lowers the connection's segment size (IPv4; as Linux's
+    /// tcp_v4_mtu_reduced()).
+    pub fn set_path_mtu_discovery(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        on: bool,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |_, _| ())?;
+        if let Some(slot) = self.slots.get_mut(conn.index as usize) {
+            slot.pmtu_disc_off = !on;
+        }
+        Ok(())
+    }
+
     /// TCP_CORK: while on, a segment smaller than the MSS at the end of the written data
     /// waits for more data (at most until the persist timer sends it, about an RTO, as
     /// Linux's probe timer does); turning it off sends what waits.

@@ -155,6 +155,7 @@ impl Stack {
         let scope = ErrorScope {
             drops_request,
             accepted: slot.app_owned,
+            pmtu_disc_off: slot.pmtu_disc_off,
         };
         let Some(conn) = slot.conn.as_mut() else {
             return self.stats.drop("icmp_no_connection");

@@ -31,6 +31,8 @@ pub(crate) struct ErrorScope {
     pub(crate) drops_request: bool,
     /// The application has accepted the connection.
     pub(crate) accepted: bool,
+    /// IP_MTU_DISCOVER is IP_PMTUDISC_DONT.
+    pub(crate) pmtu_disc_off: bool,
 }
 
 /// The smallest MTU we shrink to: Linux's `min_pmtu` (552) for IPv4, RFC 8200 5 for IPv6.
@@ -106,6 +108,8 @@ impl Connection {
                 self.soft_error = Some(e);
                 self.events.push(ConnEvent::SoftError(e));
             }
+            // Linux: tcp_v4_mtu_reduced() acts only without IP_PMTUDISC_DONT.
+            PathError::PacketTooBig(_) if scope.pmtu_disc_off && !self.local.is_ipv6() => {}
             PathError::PacketTooBig(mtu) => self.shrink_mss(mtu),
         }
         true
