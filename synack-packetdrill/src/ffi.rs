@@ -1059,7 +1059,8 @@ unsafe extern "C" fn setsockopt(
     } else {
         OptValue::Int(int(raw).unwrap_or(0))
     };
-    if raw.len() < 4 && !(level == libc::IPPROTO_IP && !raw.is_empty()) {
+    let short_ok = level == libc::IPPROTO_IP && !raw.is_empty();
+    if raw.len() < 4 && !short_ok {
         set_errno(Errno::EINVAL);
         return -1;
     }
