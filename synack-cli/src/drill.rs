@@ -23,9 +23,10 @@ pub struct DrillArgs {
     /// The tolerance is at least this percentage of the time since the previous event.
     #[arg(long = "tolerance_percent", default_value_t = 12.5)]
     pub tolerance_percent: f64,
-    /// ipv4 or ipv6.
-    #[arg(long = "ip_version", default_value = "ipv4", value_parser = ["ipv4", "ipv6"])]
-    pub ip_version: String,
+    /// ipv4 or ipv6 (default: ipv6 for a script whose name ends in v6.pkt, as
+    /// packetdrill's run_all.py runs those over IPv6 only; else ipv4).
+    #[arg(long = "ip_version", value_parser = ["ipv4", "ipv6"])]
+    pub ip_version: Option<String>,
     /// Compare each segment synack sends with one script line (no merging of
     /// consecutive segments into one script packet, as packetdrill does for TSO).
     #[arg(long = "strict_segments")]
@@ -81,7 +82,7 @@ pub fn run_drill(args: &DrillArgs) -> i32 {
             }
         }
     }
-    let ipv6 = args.ip_version == "ipv6";
+    let ipv6 = args.ip_version.as_deref() == Some("ipv6");
     let mut opts = DrillOptions {
         tolerance: Duration::from_micros(args.tolerance_usecs),
         tolerance_percent: args.tolerance_percent,
@@ -106,6 +107,10 @@ pub fn run_drill(args: &DrillArgs) -> i32 {
             }
         };
         opts.base_dir = file.parent().map(|d| d.to_path_buf());
+        opts.ipv6 = match args.ip_version.as_deref() {
+            Some(v) => v == "ipv6",
+            None => file.to_string_lossy().ends_with("v6.pkt"),
+        };
         let out = run(&text, &opts);
         if args.verbose {
             for l in &out.log {

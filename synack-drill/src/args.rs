@@ -15,6 +15,15 @@ pub fn number(arg: &str) -> Option<i64> {
     integer(bracketed(arg).unwrap_or(arg.trim()))
 }
 
+/// `[IP_PMTUDISC_DONT]` and the other IP_MTU_DISCOVER values, as numbers (Linux's
+/// in.h).
+pub fn ip_pmtudisc(arg: &str) -> Option<i64> {
+    let name = bracketed(arg).unwrap_or(arg.trim());
+    let names = ["DONT", "WANT", "DO", "PROBE", "INTERFACE", "OMIT"];
+    let suffix = name.strip_prefix("IP_PMTUDISC_")?;
+    names.iter().position(|n| *n == suffix).map(|i| i as i64)
+}
+
 /// An integer in decimal or, with `0x`, hexadecimal.
 pub fn integer(s: &str) -> Option<i64> {
     let s = s.trim();

@@ -15,7 +15,8 @@ use crate::args::{self, PollFd};
 use crate::epoll;
 use crate::msg;
 use crate::script::{
-    Action, Direction, EcnSpec, Event, FoCookie, ScriptOption, Segment, Syscall, TimeSpec,
+    Action, Direction, EcnSpec, Event, FoCookie, IcmpLine, IcmpQuote, ScriptOption, Segment,
+    Syscall, TimeSpec,
 };
 use crate::sockets::{sof, CallResult, Errno, OptValue, Shutdown, Sockets};
 
@@ -137,6 +138,11 @@ struct Runner {
     remote_isns: BTreeMap<u16, u32>,
     /// The connection's ports, once known: (ours, the peer's).
     ports: (u16, u16),
+    /// The script descriptor of the latest socket() and whether it listens: a SYN
+    /// the script injects then opens a new connection, from a new port of the peer's
+    /// (packetdrill's socket under test; run_packet.c gives each passive child a new
+    /// ephemeral remote port).
+    under_test: (i64, bool),
     /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
     last_tsval: Option<u32>,
     sent: VecDeque<(Instant, Vec<u8>)>,
@@ -225,6 +231,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         isns: BTreeMap::new(),
         remote_isns: BTreeMap::new(),
         ports: (LOCAL_PORT, REMOTE_PORT),
+        under_test: (-1, false),
         last_tsval: None,
         sent: VecDeque::new(),
         tolerance: opts.tolerance,
@@ -239,7 +246,11 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
     // Code blocks met: line, the TCP_INFO at their time, code.
     let mut blocks: Vec<(usize, Option<String>, String)> = Vec::new();
     for ev in &events {
-        let inbound = matches!(&ev.action, Action::Segment(s) if s.direction == Direction::Inbound);
+        let inbound = match &ev.action {
+            Action::Segment(s) => s.direction == Direction::Inbound,
+            Action::Icmp(i) => i.direction == Direction::Inbound,
+            _ => false,
+        };
         // As packetdrill: a relative time counts from when the previous event actually
         // happened (an outbound segment a little late moves what follows), except from one
         // inbound segment to the next, which keep their script spacing.
@@ -279,6 +290,10 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
                 r.expect_outbound(seg, at, latest, tolerance)
             }
             Action::Segment(seg) => r.advance_quiet(at).and_then(|_| r.inject(seg)),
+            Action::Icmp(icmp) if icmp.direction == Direction::Outbound => Err(
+                "outbound ICMP lines are not supported by synack drill (synack sends no ICMP errors about TCP)".into(),
+            ),
+            Action::Icmp(icmp) => r.advance_quiet(at).and_then(|_| r.inject_icmp(icmp)),
             Action::Syscall(call) => {
                 let base = if matches!(
                     ev.time,
@@ -675,7 +690,10 @@ impl Runner {
         }
         if let Some((start, _end, len)) = want.seq {
             let seq = got.seq.get().wrapping_sub(self.isn(got.dst_port));
-            if seq != start {
+            // A SYN's sequence number is the ISN, whatever the script writes: packetdrill
+            // takes the script's as its script ISN and maps the live one to it
+            // (run_packet.c, local_seq_script_to_live_offset with is_syn).
+            if seq != start && !got.flags.syn() {
                 return Err(format!("seq: expected {start} got {seq} ({shown})"));
             }
             if got.payload.len() as u32 != len {
@@ -718,6 +736,20 @@ impl Runner {
 
     fn inject(&mut self, seg: &Segment) -> Check {
         let flags = script_flags(&seg.flags);
+        if flags.syn() && !flags.ack() && seg.ports.is_none() && self.under_test.1 {
+            // A new passive connection: from a port of its own once the peer's current
+            // one has been used (a connection the script left open keeps it).
+            self.under_test.1 = false;
+            if self.remote_isns.contains_key(&self.ports.1) {
+                let next = self
+                    .remote_isns
+                    .keys()
+                    .max()
+                    .copied()
+                    .unwrap_or(REMOTE_PORT);
+                self.ports = (LOCAL_PORT, next.wrapping_add(1).max(REMOTE_PORT));
+            }
+        }
         let (start, _, len) = seg.seq.unwrap_or((0, 0, 0));
         // SRC>DST on an inbound line: the peer's port, then ours.
         let (remote_port, local_port) = match seg.ports {
@@ -824,6 +856,85 @@ impl Runner {
             "{:.3} < {}",
             self.secs(self.now),
             script_segment(seg)
+        ));
+        self.drain();
+        Ok(())
+    }
+
+    /// An ICMP line: the message, quoting the first bytes of one of our segments (as
+    /// packetdrill builds it: an IP header and 8 bytes of TCP header whose sequence
+    /// number is the script's, mapped to our ISN).
+    fn inject_icmp(&mut self, line: &IcmpLine) -> Check {
+        let v6 = self.local.is_ipv6();
+        let (msg_type, code) = icmp_type_code(v6, &line.icmp_type, line.code.as_deref())?;
+        let quote = match line.quote {
+            IcmpQuote::Tcp { start, .. } => {
+                let (local_port, remote_port) = self.ports;
+                let repr = TcpRepr {
+                    src_port: local_port,
+                    dst_port: remote_port,
+                    seq: SeqNum::new(self.isn(remote_port).wrapping_add(start)),
+                    ack: SeqNum::new(0),
+                    flags: TcpFlags::empty(),
+                    window: 0,
+                    urgent: 0,
+                    options: TcpOptions::default(),
+                    payload: &[],
+                };
+                let mut p = wire::emit_tcp_packet(self.local, self.remote, 64, &repr)
+                    .map_err(|e| format!("cannot build the quoted segment: {e}"))?;
+                p.truncate(if v6 { 40 } else { 20 } + 8);
+                p
+            }
+            IcmpQuote::Raw(n) => vec![0; n as usize],
+            IcmpQuote::Udp(_) => {
+                return Err("ICMP lines quoting UDP are not supported by synack drill".into())
+            }
+        };
+        let mtu = line.mtu.unwrap_or(0);
+        let repr = match (v6, msg_type) {
+            (false, 3) => wire::IcmpRepr::DestUnreachable {
+                code,
+                next_hop_mtu: u16::try_from(mtu).map_err(|_| "an ICMP mtu is at most 65535")?,
+                invoking: &quote,
+            },
+            (true, 1) => wire::IcmpRepr::DestUnreachable {
+                code,
+                next_hop_mtu: 0,
+                invoking: &quote,
+            },
+            (true, 2) => wire::IcmpRepr::PacketTooBig {
+                mtu,
+                invoking: &quote,
+            },
+            (false, 11) | (true, 3) => wire::IcmpRepr::TimeExceeded {
+                code,
+                invoking: &quote,
+            },
+            (false, 12) | (true, 4) => wire::IcmpRepr::ParamProblem {
+                code,
+                invoking: &quote,
+            },
+            (false, 8) | (true, 128) => wire::IcmpRepr::EchoRequest {
+                ident: line.id,
+                seq: 0,
+                data: &quote,
+            },
+            (false, 0) | (true, 129) => wire::IcmpRepr::EchoReply {
+                ident: line.id,
+                seq: 0,
+                data: &quote,
+            },
+            (_, msg_type) => wire::IcmpRepr::Other { msg_type, code },
+        };
+        let p = wire::emit_icmp_packet(self.remote, self.local, 64, &repr)
+            .map_err(|e| format!("cannot build the ICMP message: {e}"))?;
+        self.socks.stack.receive(self.now, &p);
+        self.log.push(format!(
+            "{:.3} < icmp {} {}",
+            self.secs(self.now),
+            line.icmp_type,
+            line.code.as_deref().unwrap_or("")
         ));
         self.drain();
         Ok(())
@@ -968,15 +1079,23 @@ impl Runner {
             "socket" => {
                 let live = self.socks.socket();
                 self.fds.insert(call.ret, live);
+                self.under_test = (call.ret, false);
                 Ok(call.ret)
             }
             "bind" => self
                 .socks
                 .bind(fd, SocketAddr::new(self.local, LOCAL_PORT))
                 .map(|_| 0),
-            "listen" => self
-                .socks
-                .listen(fd, arg(1).parse().unwrap_or(128), LOCAL_PORT),
+            "listen" => {
+                let r = self
+                    .socks
+                    .listen(fd, arg(1).parse().unwrap_or(128), LOCAL_PORT);
+                let script_fd = arg(0).parse::<i64>().unwrap_or(-1);
+                if r.is_ok() && script_fd == self.under_test.0 {
+                    self.under_test.1 = true;
+                }
+                r
+            }
             "accept" => self.socks.accept(now, fd).map(|(live, _)| {
                 self.fds.insert(call.ret, live);
                 call.ret
@@ -1050,6 +1169,7 @@ impl Runner {
                 } else {
                     OptValue::Int(
                         args::number(arg(3))
+                            .or_else(|| args::ip_pmtudisc(arg(3)))
                             .or_else(|| sof::bits(arg(3)).map(i64::from))
                             .unwrap_or(0),
                     )
@@ -1405,4 +1525,88 @@ fn compare_options(
         );
     }
     Ok(())
+}
+
+/// An ICMP line's type and code, by packetdrill's names (icmp_packet.c's tables: RFC 792
+/// and RFC 4443 numbers) or as `type_N` / `code_N`; a missing code is 0. `CODE`, left
+/// undefined, is what packetdrill's run_all.py defines it as: host_unreachable.
+fn icmp_type_code(v6: bool, type_name: &str, code_name: Option<&str>) -> Result<(u8, u8), String> {
+    let numbered =
+        |word: &str, prefix: &str| -> Option<u8> { word.strip_prefix(prefix)?.parse().ok() };
+    const V4_TYPES: &[(&str, u8)] = &[
+        ("echo_reply", 0),
+        ("unreachable", 3),
+        ("source_quench", 4),
+        ("redirect", 5),
+        ("echo_request", 8),
+        ("time_exceeded", 11),
+        ("parameter_problem", 12),
+        ("timestamp_request", 13),
+        ("timestamp_reply", 14),
+        ("information_request", 15),
+        ("information_reply", 16),
+        ("address_mask_request", 17),
+        ("address_mask_reply", 18),
+    ];
+    const V6_TYPES: &[(&str, u8)] = &[
+        ("unreachable", 1),
+        ("packet_too_big", 2),
+        ("time_exceeded", 3),
+        ("parameter_problem", 4),
+        ("echo_request", 128),
+        ("echo_reply", 129),
+    ];
+    const V4_UNREACHABLE: &[(&str, u8)] = &[
+        ("net_unreachable", 0),
+        ("host_unreachable", 1),
+        ("protocol_unreachable", 2),
+        ("port_unreachable", 3),
+        ("frag_needed", 4),
+        ("source_route_failed", 5),
+        ("net_unknown", 6),
+        ("host_unknown", 7),
+        ("source_host_isolated", 8),
+        ("net_prohibited", 9),
+        ("host_prohibited", 10),
+        ("net_unreachable_for_tos", 11),
+        ("host_unreachable_for_tos", 12),
+        ("packet_filtered", 13),
+        ("precedence_violation", 14),
+        ("precedence_cutoff", 15),
+    ];
+    const V6_UNREACHABLE: &[(&str, u8)] = &[
+        ("net_unreachable", 0),
+        ("no_route", 0),
+        ("admin_prohibited", 1),
+        ("not_neighbour", 2),
+        ("address_unreachable", 3),
+        ("port_unreachable", 4),
+    ];
+    const V6_TIME_EXCEEDED: &[(&str, u8)] = &[("exceeded_hop_limit", 0), ("exceeded_frag_time", 1)];
+    const V6_PARAM_PROBLEM: &[(&str, u8)] = &[
+        ("header_field", 0),
+        ("unknown_next_header", 1),
+        ("unknown_option", 2),
+    ];
+    let lookup =
+        |table: &[(&str, u8)], word: &str| table.iter().find(|(n, _)| *n == word).map(|(_, v)| *v);
+    let types = if v6 { V6_TYPES } else { V4_TYPES };
+    let msg_type = numbered(type_name, "type_")
+        .or_else(|| lookup(types, type_name))
+        .ok_or_else(|| format!("bad ICMP type {type_name}"))?;
+    let codes: &[(&str, u8)] = match (v6, msg_type) {
+        (false, 3) => V4_UNREACHABLE,
+        (true, 1) => V6_UNREACHABLE,
+        (true, 3) => V6_TIME_EXCEEDED,
+        (true, 4) => V6_PARAM_PROBLEM,
+        _ => &[],
+    };
+    let code = match code_name {
+        None => 0,
+        Some("CODE") => lookup(codes, "host_unreachable").ok_or("bad ICMP code CODE")?,
+        Some(word) => numbered(word, "code_")
+            .or_else(|| lookup(codes, word))
+            .ok_or_else(|| format!("bad ICMP code {word}"))?,
+    };
+    Ok((msg_type, code))
 }

@@ -144,6 +144,34 @@ pub struct Segment {
     pub options: Option<Vec<ScriptOption>>,
 }
 
+/// What an ICMP line says the message quotes (packetdrill's `opt_icmp_echoed`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IcmpQuote {
+    /// `[start:end(len)]`, or nothing (`0:0(0)`): one of our TCP segments, by its
+    /// sequence number in our script sequence space.
+    Tcp { start: u32, len: u32 },
+    /// `[udp (N)]`: a UDP datagram of ours, N bytes of payload.
+    Udp(u32),
+    /// `[raw (N)]`: no quote, N bytes of zeros after the ICMP header.
+    Raw(u32),
+}
+
+/// An ICMP line: `< icmp unreachable frag_needed mtu 1200 [1:1461(1460)]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IcmpLine {
+    pub direction: Direction,
+    /// packetdrill's type name (`unreachable`, `packet_too_big`, `time_exceeded`...) or
+    /// `type_N`.
+    pub icmp_type: String,
+    /// The code's name (`frag_needed`, `host_unreachable`...) or `code_N`; None is 0.
+    pub code: Option<String>,
+    /// `mtu N`: the next-hop MTU (fragmentation needed, packet too big).
+    pub mtu: Option<u32>,
+    /// `id N`: an echo's identifier.
+    pub id: u16,
+    pub quote: IcmpQuote,
+}
+
 /// A socket call and what it must return.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Syscall {
@@ -162,6 +190,7 @@ pub struct Syscall {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     Segment(Segment),
+    Icmp(IcmpLine),
     Syscall(Syscall),
     /// A backtick shell command: not executed; the sysctls it sets are applied
     /// (see [`crate::sysctl`]).
@@ -293,7 +322,7 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
             l.truncate(c);
         }
         for (name, value) in defines {
-            l = l.replace(name.as_str(), value);
+            l = replace_word(&l, name, value);
         }
         let t = l.trim();
         if let Some((start, time, text)) = &mut shell {
@@ -378,15 +407,17 @@ pub fn parse(text: &str, defines: &[(String, String)]) -> Result<Vec<Event>, Par
                 continue;
             }
             Action::Shell(cmd.trim_end_matches('`').trim().to_string())
-        } else if let Some(seg) = rest.strip_prefix('<') {
-            Action::Segment(
-                segment(Direction::Inbound, seg).map_err(|message| ParseError { line, message })?,
-            )
-        } else if let Some(seg) = rest.strip_prefix('>') {
-            Action::Segment(
-                segment(Direction::Outbound, seg)
-                    .map_err(|message| ParseError { line, message })?,
-            )
+        } else if let Some((dir, seg)) = rest
+            .strip_prefix('<')
+            .map(|s| (Direction::Inbound, s))
+            .or_else(|| rest.strip_prefix('>').map(|s| (Direction::Outbound, s)))
+        {
+            let error = |message| ParseError { line, message };
+            if is_icmp_line(seg) {
+                Action::Icmp(icmp_line(dir, seg).map_err(error)?)
+            } else {
+                Action::Segment(segment(dir, seg).map_err(error)?)
+            }
         } else {
             // `+A ... B call`: the ellipsis and the end time may stand apart.
             let (spaced, rest) = spaced_blocking_end(rest, split_time_word(t).ends_with("..."));
@@ -479,6 +510,111 @@ fn blocking_end(t: &str) -> Option<f64> {
     let word = t.split_whitespace().next()?;
     let (_, b) = word.split_once("...")?;
     b.parse().ok()
+}
+
+/// `NAME` replaced by `value` where it stands as a word of its own (a `-D` define does
+/// not touch `SO_EE_CODE_...` for `CODE`).
+fn replace_word(l: &str, name: &str, value: &str) -> String {
+    if name.is_empty() {
+        return l.to_string();
+    }
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(l.len());
+    let mut rest = l;
+    while let Some(i) = rest.find(name) {
+        out.push_str(&rest[..i]);
+        let before = out.chars().last();
+        let after = rest[i + name.len()..].chars().next();
+        if before.is_some_and(ident) || after.is_some_and(ident) {
+            out.push_str(name);
+        } else {
+            out.push_str(value);
+        }
+        rest = &rest[i + name.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A packet line whose packet is ICMP: `icmp` after the direction (and an ECN note).
+fn is_icmp_line(s: &str) -> bool {
+    let mut words = s.split_whitespace();
+    let first = words.next();
+    match first {
+        Some(w) if ecn_spec(w).is_some() => words.next() == Some("icmp"),
+        w => w == Some("icmp"),
+    }
+}
+
+/// packetdrill's `icmp_packet_spec`: `icmp TYPE [CODE] [mtu N] [id N] [QUOTE]`.
+fn icmp_line(dir: Direction, s: &str) -> Result<IcmpLine, String> {
+    let (head, quote) = match s.find('[') {
+        // An ECN note comes before `icmp`; the quote after it.
+        Some(i) if s[..i].contains("icmp") => {
+            let inner = s[i + 1..]
+                .strip_suffix(']')
+                .or_else(|| s[i + 1..].trim_end().strip_suffix(']'))
+                .ok_or("an ICMP quote without ']'")?;
+            (&s[..i], Some(inner.trim()))
+        }
+        _ => (s, None),
+    };
+    let mut words = head.split_whitespace().skip_while(|w| *w != "icmp").skip(1);
+    let icmp_type = words.next().ok_or("an ICMP line needs a type")?.to_string();
+    let mut line = IcmpLine {
+        direction: dir,
+        icmp_type,
+        code: None,
+        mtu: None,
+        id: 0,
+        quote: IcmpQuote::Tcp { start: 0, len: 0 },
+    };
+    let mut words = words.peekable();
+    if let Some(w) = words.next_if(|w| *w != "mtu" && *w != "id") {
+        line.code = Some(w.to_string());
+    }
+    while let Some(w) = words.next() {
+        let number = |v: Option<&str>| {
+            v.and_then(|v| v.parse::<u32>().ok())
+                .ok_or_else(|| format!("'{w}' needs a number"))
+        };
+        match w {
+            "mtu" => line.mtu = Some(number(words.next())?),
+            "id" => {
+                line.id = u16::try_from(number(words.next())?)
+                    .map_err(|_| "an echo id is at most 65535".to_string())?
+            }
+            other => return Err(format!("unexpected '{other}' in an ICMP line")),
+        }
+    }
+    if let Some(q) = quote {
+        let sized = |q: &str, what: &str| -> Option<u32> {
+            let rest = q.strip_prefix(what)?.trim();
+            rest.strip_prefix('(')?
+                .strip_suffix(')')?
+                .trim()
+                .parse()
+                .ok()
+        };
+        line.quote = if let Some(n) = sized(q, "udp") {
+            IcmpQuote::Udp(n)
+        } else if let Some(n) = sized(q, "raw") {
+            IcmpQuote::Raw(n)
+        } else {
+            let bad = || format!("'[{q}]' is not start:end(len), udp (N) or raw (N)");
+            let (range, len) = q.split_once('(').ok_or_else(bad)?;
+            let (a, _) = range.split_once(':').ok_or_else(bad)?;
+            IcmpQuote::Tcp {
+                start: a.trim().parse().map_err(|_| bad())?,
+                len: len
+                    .trim_end_matches(')')
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad())?,
+            }
+        };
+    }
+    Ok(line)
 }
 
 fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
@@ -691,6 +827,46 @@ fn split_args(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn icmp_lines_parse_as_packetdrill_writes_them() {
+        let s = "+.01 < icmp unreachable frag_needed mtu 800 [1:1461(1460)]\n\
+                 +0 < icmp packet_too_big mtu 1400\n\
+                 +0 < icmp unreachable CODE\n";
+        let ev = parse(s, &[]).unwrap();
+        let icmp = |i: usize| match &ev[i].action {
+            Action::Icmp(l) => l.clone(),
+            other => panic!("{other:?}"),
+        };
+        let a = icmp(0);
+        assert_eq!(a.icmp_type, "unreachable");
+        assert_eq!(a.code.as_deref(), Some("frag_needed"));
+        assert_eq!(a.mtu, Some(800));
+        assert_eq!(
+            a.quote,
+            IcmpQuote::Tcp {
+                start: 1,
+                len: 1460
+            }
+        );
+        let b = icmp(1);
+        assert_eq!((b.code, b.mtu), (None, Some(1400)));
+        assert_eq!(b.quote, IcmpQuote::Tcp { start: 0, len: 0 });
+        assert_eq!(icmp(2).code.as_deref(), Some("CODE"));
+    }
+
+    #[test]
+    fn defines_replace_whole_words_only() {
+        let d = [("CODE".to_string(), "host_unreachable".to_string())];
+        let ev = parse("0 < icmp unreachable CODE\n", &d).unwrap();
+        assert!(
+            matches!(&ev[0].action, Action::Icmp(l) if l.code.as_deref() == Some("host_unreachable"))
+        );
+        assert_eq!(
+            replace_word("SO_EE_CODE_X CODE", "CODE", "y"),
+            "SO_EE_CODE_X y"
+        );
+    }
 
     #[test]
     fn a_handshake_script_parses() {

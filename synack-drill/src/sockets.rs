@@ -112,6 +112,10 @@ pub struct SockOpts {
     pub ts_base: u64,
     /// SO_MARK: kept and given back (it routes by policy; nothing TCP shows).
     pub mark: u32,
+    /// IP_TOS: kept and given back (synack puts no DSCP on its packets).
+    pub tos: u8,
+    /// IP_MTU_DISCOVER, when set: IP_PMTUDISC_DONT (0) ... IP_PMTUDISC_OMIT (5).
+    pub pmtudisc: Option<u8>,
 }
 
 impl SockOpts {
@@ -615,6 +619,11 @@ impl Sockets {
             "TCP_KEEPINTVL" => o.keep_intvl = Some(n as u32),
             "TCP_KEEPCNT" => o.keep_cnt = Some(n as u32),
             "SO_MARK" => o.mark = n as u32,
+            // Linux's do_ip_setsockopt: IP_PMTUDISC_DONT..=IP_PMTUDISC_OMIT.
+            "IP_MTU_DISCOVER" if !(0..=5).contains(&n) => return Err(Errno::EINVAL),
+            "IP_MTU_DISCOVER" => o.pmtudisc = Some(n as u8),
+            // Linux's __ip_sock_set_tos: a stream socket keeps its ECN bits.
+            "IP_TOS" => o.tos = (n as u8 & !0x03) | (o.tos & 0x03),
             // Linux keeps the value as a u32; 0 means the sysctl's.
             "TCP_NOTSENT_LOWAT" => o.notsent_lowat = n as u32,
             "TCP_FASTOPEN" if n < 0 => return Err(Errno::EINVAL),
@@ -653,6 +662,10 @@ impl Sockets {
                     h,
                     opts.keepalive.then(|| opts.keepalive_settings()),
                 ),
+                "IP_MTU_DISCOVER" => {
+                    self.stack
+                        .set_path_mtu_discovery(now, h, opts.pmtudisc != Some(0))
+                }
                 "TCP_NOTSENT_LOWAT" => self.stack.set_notsent_lowat(
                     now,
                     h,
@@ -699,6 +712,9 @@ impl Sockets {
             "TCP_KEEPINTVL" => i64::from(o.keep_intvl.unwrap_or(75)),
             "TCP_KEEPCNT" => i64::from(o.keep_cnt.unwrap_or(9)),
             "SO_MARK" => i64::from(o.mark),
+            "IP_TOS" => i64::from(o.tos),
+            // Linux's default: IP_PMTUDISC_WANT (ip_no_pmtu_disc = 0).
+            "IP_MTU_DISCOVER" => i64::from(o.pmtudisc.unwrap_or(1)),
             "TCP_NOTSENT_LOWAT" => i64::from(o.notsent_lowat),
             "TCP_FASTOPEN" => i64::from(o.fastopen_queue.unwrap_or(0)),
             "TCP_FASTOPEN_CONNECT" => i64::from(o.fastopen_connect),
@@ -911,6 +927,9 @@ impl Sockets {
         }
         if o.notsent_lowat != 0 {
             let _ = self.stack.set_notsent_lowat(now, h, Some(o.notsent_lowat));
+        }
+        if o.pmtudisc == Some(0) {
+            let _ = self.stack.set_path_mtu_discovery(now, h, false);
         }
         self.start_reports(h, o);
     }

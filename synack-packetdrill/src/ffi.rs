@@ -348,6 +348,8 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => "TCP_KEEPIDLE",
         (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => "TCP_KEEPINTVL",
         (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => "TCP_KEEPCNT",
+        (libc::IPPROTO_IP, libc::IP_TOS) => "IP_TOS",
+        (libc::IPPROTO_IP, libc::IP_MTU_DISCOVER) => "IP_MTU_DISCOVER",
         _ => return None,
     })
 }
@@ -1051,10 +1053,14 @@ unsafe extern "C" fn setsockopt(
             (Some(on), Some(secs)) => OptValue::Linger(on, secs),
             _ => OptValue::Linger(0, 0),
         }
+    } else if level == libc::IPPROTO_IP && raw.len() < 4 {
+        // Linux's do_ip_setsockopt: an int, or a single byte when shorter.
+        OptValue::Int(raw.first().map_or(0, |b| i64::from(*b)))
     } else {
         OptValue::Int(int(raw).unwrap_or(0))
     };
-    if raw.len() < 4 {
+    let short_ok = level == libc::IPPROTO_IP && !raw.is_empty();
+    if raw.len() < 4 && !short_ok {
         set_errno(Errno::EINVAL);
         return -1;
     }

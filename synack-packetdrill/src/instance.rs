@@ -24,6 +24,9 @@ pub struct State {
     out: VecDeque<(Instant, Vec<u8>)>,
     /// Threads waiting in a blocking call.
     blocked: usize,
+    /// A blocking call returned since packetdrill last slept: its thread still has to
+    /// record the result under packetdrill's own lock.
+    woken: bool,
 }
 
 impl State {
@@ -158,6 +161,7 @@ impl Instance {
                 now: Instant::from_secs(1),
                 out: VecDeque::new(),
                 blocked: 0,
+                woken: false,
             }),
             changed: Condvar::new(),
             given: named,
@@ -267,7 +271,15 @@ impl Instance {
 
     /// packetdrill's usleep(): virtual time passes.
     pub fn sleep(&self, usecs: u64) {
-        let st = self.lock();
+        let mut st = self.lock();
+        if std::mem::take(&mut st.woken) {
+            // packetdrill sleeps with its lock released: a call that just returned
+            // (accept() woken by the ACK just injected) gets the real moment it needs
+            // to record its result (the new descriptor) before the next event.
+            drop(st);
+            std::thread::sleep(Duration::from_millis(2));
+            st = self.lock();
+        }
         let until = st.now + Duration::from_micros(usecs);
         drop(self.advance(st, until));
     }
@@ -320,13 +332,16 @@ impl Instance {
     /// blocking socket, again each time the stack changes.
     pub fn call(&self, fd: i32, mut op: impl FnMut(&mut State) -> CallResult) -> CallResult {
         let mut st = self.lock();
+        let mut waited = false;
         loop {
             let r = op(&mut st);
             st.pump();
             self.changed.notify_all();
             if r != Err(Errno::EAGAIN) || st.socks.nonblocking(fd) {
+                st.woken |= waited;
                 return r;
             }
+            waited = true;
             st.blocked += 1;
             st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
             st.blocked -= 1;

@@ -629,6 +629,7 @@ impl Stack {
             space,
             syn_data: 0,
             deferred: deferred && can_send,
+            retried: false,
         })
     }
 
@@ -1083,6 +1084,22 @@ impl Stack {
         nodelay: bool,
     ) -> Result<(), Error> {
         self.with_conn(now, conn, |c, _| c.set_nodelay(nodelay))
+    }
+
+    /// IP_MTU_DISCOVER: with `false` (IP_PMTUDISC_DONT) an ICMP "fragmentation needed"
+    /// no longer lowers the connection's segment size (IPv4; as Linux's
+    /// tcp_v4_mtu_reduced()).
+    pub fn set_path_mtu_discovery(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        on: bool,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |_, _| ())?;
+        if let Some(slot) = self.slots.get_mut(conn.index as usize) {
+            slot.pmtu_disc_off = !on;
+        }
+        Ok(())
     }
 
     /// TCP_CORK: while on, a segment smaller than the MSS at the end of the written data

@@ -7,7 +7,7 @@ use core::net::{IpAddr, SocketAddr};
 
 use super::tables::FourTuple;
 use super::{Error, Stack, CTL_QUEUE_LIMIT};
-use crate::tcp::PathError;
+use crate::tcp::{ErrorScope, PathError};
 use crate::wire::icmp::PROTO_ICMP;
 use crate::wire::{self, IcmpRepr, IcmpVersion, IpInfo, QuotedTcp, SeqNum};
 use crate::Instant;
@@ -36,7 +36,10 @@ impl Stack {
             | IcmpRepr::PacketTooBig { invoking, .. }
             | IcmpRepr::TimeExceeded { invoking, .. }
             | IcmpRepr::ParamProblem { invoking, .. } => match path_error(version, &repr) {
-                Some(err) => self.icmp_error(now, invoking, err),
+                Some(err) => {
+                    let drops_request = drops_request(version, &repr);
+                    self.icmp_error(now, invoking, err, drops_request)
+                }
                 None => self.stats.drop("icmp_ignored"),
             },
             // RFC 4861: neighbour and router discovery are the kernel side's business;
@@ -125,7 +128,7 @@ impl Stack {
         })
     }
 
-    fn icmp_error(&mut self, now: Instant, invoking: &[u8], err: PathError) {
+    fn icmp_error(&mut self, now: Instant, invoking: &[u8], err: PathError, drops_request: bool) {
         let Some(q) = QuotedTcp::parse(invoking) else {
             // A datagram of a connected UDP socket's: its next call fails with the error.
             if let Some((src, dst)) = wire::icmp::quoted_udp(invoking) {
@@ -148,16 +151,36 @@ impl Stack {
         let Some(index) = self.by_tuple.get(&self.slots, &tuple) else {
             return self.stats.drop("icmp_no_connection");
         };
-        let Some(conn) = self.slots[index as usize].conn.as_mut() else {
+        let slot = &mut self.slots[index as usize];
+        let scope = ErrorScope {
+            drops_request,
+            accepted: slot.app_owned,
+            pmtu_disc_off: slot.pmtu_disc_off,
+        };
+        let Some(conn) = slot.conn.as_mut() else {
             return self.stats.drop("icmp_no_connection");
         };
-        if conn.on_path_error(now, SeqNum::new(q.seq), err) {
+        if conn.on_path_error(now, SeqNum::new(q.seq), err, scope) {
             self.stats.icmp_errors += 1;
             self.after_activity(now, index);
         } else {
             // RFC 5927 4.1: the quoted sequence number is not one we have outstanding.
             self.stats.drop("icmp_out_of_window");
         }
+    }
+}
+
+/// Whether Linux drops a connection request (SYN_RECV) for this message: tcp_v4_err()
+/// for net and host unreachable, time exceeded and parameter problem; tcp_v6_err() for
+/// the errors icmpv6_err_convert() calls fatal (prohibited, port unreachable, policy,
+/// reject route, parameter problem).
+fn drops_request(version: IcmpVersion, repr: &IcmpRepr<'_>) -> bool {
+    match (version, repr) {
+        (IcmpVersion::V4, IcmpRepr::DestUnreachable { code, .. }) => *code <= 1,
+        (IcmpVersion::V4, IcmpRepr::TimeExceeded { .. } | IcmpRepr::ParamProblem { .. }) => true,
+        (IcmpVersion::V6, IcmpRepr::DestUnreachable { code, .. }) => matches!(code, 1 | 4 | 5 | 6),
+        (IcmpVersion::V6, IcmpRepr::ParamProblem { .. }) => true,
+        _ => false,
     }
 }
 

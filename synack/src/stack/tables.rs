@@ -40,6 +40,8 @@ pub(crate) struct Slot {
     pub(crate) memory: u32,
     /// Queued in `Stack::idle_release` (an empty buffer holds storage to give back).
     pub(crate) release_queued: bool,
+    /// IP_MTU_DISCOVER set to IP_PMTUDISC_DONT: "fragmentation needed" is not acted on.
+    pub(crate) pmtu_disc_off: bool,
     /// The error queue (zerocopy completions, transmit timestamps), once asked for.
     pub(crate) reports: Option<Box<super::tx_reports::TxReports>>,
 }

@@ -39,7 +39,7 @@ pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;
 pub(crate) use isn::IsnGenerator;
 pub(crate) use output::Outgoing;
-pub(crate) use path_error::PathError;
+pub(crate) use path_error::{ErrorScope, PathError};
 pub(crate) use send_buffer::IDLE_RELEASE;
 pub(crate) use state::SynFastOpen;
 pub(crate) use syncookie::{decode_timestamp, encode_timestamp, SynCookies};

@@ -195,7 +195,7 @@ impl Connection {
         let mss = self.local_mss;
         match &mut self.state {
             State::SynSent(s) => {
-                let first = s.rtx.backoff == 0;
+                let first = s.rtx.backoff == 0 && !s.fo.is_some_and(|f| f.retried);
                 if first {
                     s.rtt.on_send(now, s.iss + 1);
                 }

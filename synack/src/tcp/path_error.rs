@@ -4,7 +4,7 @@
 //! Linux), later soft errors are remembered and reported (RFC 1122 4.2.3.9), and
 //! "packet too big" lowers the segment size (RFC 1191, RFC 8201).
 
-use super::conn::{ConnEvent, Connection};
+use super::conn::{ConnEvent, Connection, TFO_CHILD};
 use super::state::State;
 use crate::error::Error;
 use crate::wire::SeqNum;
@@ -22,6 +22,19 @@ pub(crate) enum PathError {
     PacketTooBig(u32),
 }
 
+/// Where an ICMP error finds the connection, beyond what the error itself says.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct ErrorScope {
+    /// Linux drops a connection request (SYN_RECV, no socket yet) for this message:
+    /// tcp_v4_err's net/host unreachable, time exceeded and parameter problem; the
+    /// fatal ICMPv6 errors (icmpv6_err_convert) in tcp_v6_err.
+    pub(crate) drops_request: bool,
+    /// The application has accepted the connection.
+    pub(crate) accepted: bool,
+    /// IP_MTU_DISCOVER is IP_PMTUDISC_DONT.
+    pub(crate) pmtu_disc_off: bool,
+}
+
 /// The smallest MTU we shrink to: Linux's `min_pmtu` (552) for IPv4, RFC 8200 5 for IPv6.
 const MIN_PMTU_V4: u32 = 552;
 const MIN_PMTU_V6: u32 = 1280;
@@ -30,7 +43,13 @@ impl Connection {
     /// Apply an ICMP error whose quote names this connection and sequence number `seq`.
     /// Returns false (nothing done) when `seq` is not one we have outstanding: a forged
     /// or stale error (RFC 5927 4.1).
-    pub(crate) fn on_path_error(&mut self, now: Instant, seq: SeqNum, err: PathError) -> bool {
+    pub(crate) fn on_path_error(
+        &mut self,
+        now: Instant,
+        seq: SeqNum,
+        err: PathError,
+        scope: ErrorScope,
+    ) -> bool {
         let in_window = match &self.state {
             State::SynSent(s) => seq == s.iss,
             State::SynRcvd(s) => seq == s.iss,
@@ -41,7 +60,34 @@ impl Connection {
         if !in_window {
             return false;
         }
-        let opening = matches!(self.state, State::SynSent(_) | State::SynRcvd(_));
+        let fastopen_child = self.tfo & TFO_CHILD != 0;
+        if let State::SynRcvd(s) = &self.state {
+            if s.passive && !fastopen_child {
+                // Linux: tcp_req_err(): a request is dropped for some messages and left
+                // alone for the others (path MTU included: a SYN-ACK is small).
+                if scope.drops_request {
+                    self.terminate(now, "ICMP error on a connection request", None);
+                }
+                return true;
+            }
+            if fastopen_child && !scope.accepted {
+                // Linux: tcp_v4_err() on a Fast Open child not yet accepted: tcp_done()
+                // with the error; it stays in the accept queue, its SYN data readable.
+                match err {
+                    PathError::PacketTooBig(mtu) => self.shrink_mss(mtu),
+                    PathError::Hard(e) | PathError::Soft(e) => {
+                        self.terminate(now, "ICMP error on a Fast Open child", Some(e))
+                    }
+                }
+                return true;
+            }
+        }
+        // An accepted Fast Open child counts as connected (Linux: tcp_v4_err()).
+        let opening = match &self.state {
+            State::SynSent(_) => true,
+            State::SynRcvd(_) => !fastopen_child,
+            _ => false,
+        };
         let syn_sent = matches!(self.state, State::SynSent(_));
         match err {
             // RFC 5461 4.1: treat soft errors as hard while the SYN is unanswered, as
@@ -62,6 +108,8 @@ impl Connection {
                 self.soft_error = Some(e);
                 self.events.push(ConnEvent::SoftError(e));
             }
+            // Linux: tcp_v4_mtu_reduced() acts only without IP_PMTUDISC_DONT.
+            PathError::PacketTooBig(_) if scope.pmtu_disc_off && !self.local.is_ipv6() => {}
             PathError::PacketTooBig(mtu) => self.shrink_mss(mtu),
         }
         true
@@ -75,6 +123,24 @@ impl Connection {
             (MIN_PMTU_V4, 20)
         };
         let opt_bytes = if self.neg.timestamps { 12 } else { 0 };
+        if let State::SynSent(s) = &mut self.state {
+            // Linux: tcp_advertise_mss() follows the route's (now lower) MTU, and the
+            // MSS the SYN-ACK brings is capped by it (negotiate takes the smaller).
+            let adv = (mtu.max(floor) as usize - ip_header - 20).min(u16::MAX as usize) as u16;
+            if adv >= self.local_mss {
+                return;
+            }
+            self.local_mss = adv;
+            // Linux: tcp_simple_retransmit(): a Fast Open SYN with data (in SYN_SENT)
+            // is taken as lost and resent at once, as a plain SYN (tcp_send_syn_data()
+            // leaves the Fast Open option off SYN retries).
+            if let Some(fo) = s.fo.as_mut().filter(|f| f.syn_data > 0 && !f.retried) {
+                fo.retried = true;
+                self.syn_due = true;
+                self.stats.retransmits = self.stats.retransmits.wrapping_add(1);
+            }
+            return;
+        }
         let mss = mtu.max(floor) as usize - ip_header - 20 - opt_bytes;
         if mss >= self.neg.snd_mss {
             return;

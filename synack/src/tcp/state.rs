@@ -633,6 +633,9 @@ pub(crate) struct SynFastOpen {
     pub(crate) syn_data: u32,
     /// TCP_FASTOPEN_CONNECT: the SYN waits for the application's first write.
     pub(crate) deferred: bool,
+    /// The SYN went again before its timer (an ICMP "packet too big" about it): the
+    /// resent SYN is a plain one, as a timed-out one is.
+    pub(crate) retried: bool,
 }
 
 /// SYN_RECEIVED: the peer's SYN is in, ours is out.
