@@ -870,6 +870,7 @@ impl Connection {
             // TCP_FASTOPEN_CONNECT: the first write sends the SYN with its data.
             return Ok(self.fill_syn_data(data));
         }
+        let want = data.len();
         let data = match cap {
             Some(cap) => &data[..data.len().min(cap)],
             None => data,
@@ -881,7 +882,9 @@ impl Connection {
                 buf.push(data)
             }
         })?;
-        if n < data.len() {
+        // (A write cut short by the accounting waited for space too: Linux's
+        // tcp_sendmsg_locked sets SOCK_NOSPACE at wait_for_space.)
+        if n < data.len() || cap.is_some_and(|c| c < want) {
             self.want_writable = true;
         }
         Ok(n)

@@ -84,8 +84,9 @@ impl Connection {
                 }
             }
             _ => {
+                let nospace = self.want_writable;
                 let d = self.on_segment_synchronized(now, seg, cfg);
-                self.expand_sndbuf(cfg);
+                self.expand_sndbuf(cfg, nospace);
                 d
             }
         }

@@ -399,6 +399,16 @@ impl Connection {
                 (packet_segs, packet_full) =
                     self.extend_super(now, &mut out, packet_segs, packet_full);
             }
+            // A packet ends with its skb (Linux's tcp_write_xmit sends a piece of one skb
+            // at a time): the next segment starts a new one.
+            let out_end = seq + out.payload.len() as u32;
+            let skb_end = len > 0 && new_data && self.skb_ends_at(out_end);
+            if skb_end {
+                packet_full = true;
+                if let Some(snd) = self.state.snd_mut() {
+                    snd.gso = snd.gso.map(|(at, _, segs)| (at, 0, segs));
+                }
+            }
             let snd = self.state.snd_mut()?;
             // RFC 8985 7.2: (re)schedule the probe timer when new data goes out, with the
             // flight it now has.
@@ -471,8 +481,10 @@ impl Connection {
         while !full && MAX_TCP_HEADERS + (joined + 1) * mss <= self.tso_max as usize {
             let Some(snd) = self.state.snd() else { break };
             let off = ((snd.nxt - snd.una).max(0) as usize).min(self.snd_buf.len());
-            // Only full segments, and not the one the FIN would ride on.
+            // Only full segments, and not the one the FIN would ride on, nor past the
+            // end of an skb.
             if self.sendable(snd, now).0 != mss
+                || self.skb_ends_at(snd.nxt)
                 || (snd.fin_queued && off + mss == self.snd_buf.len())
             {
                 break;

@@ -31,6 +31,15 @@ struct Mark {
     eor: bool,
 }
 
+/// What the pushes of a write may send while it fills skbs (Linux's tcp_push_one and
+/// forced_push inside tcp_sendmsg_locked): `room` bytes (the congestion and receive
+/// windows' room), in whole segments of `mss`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WritePush {
+    pub(crate) room: usize,
+    pub(crate) mss: usize,
+}
+
 /// A connection's write boundaries and cork state (boxed: most connections have none).
 #[derive(Debug)]
 pub(crate) struct SendMarks {
@@ -75,6 +84,12 @@ impl SendMarks {
     /// record's end, clearing its PSH; mark PSH where forced_push asks (more than half
     /// `max_window` written since the last push); at the end mark EOR (when `complete`,
     /// all of the write was taken) and PSH (tcp_push, unless MSG_MORE).
+    ///
+    /// With `skbs` (Linux's skb queue is modelled, [`crate::SendAccounting::LinuxSkb`])
+    /// every skb end is kept, PSH or not (no packet crosses one: Linux's tcp_write_xmit
+    /// sends a piece of one skb at a time), and the pushes of a full skb during the write
+    /// (tcp_push_one, forced_push) send what the windows let go, the rest of that skb
+    /// staying the tail the write fills on (tso_fragment).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_write(
         &mut self,
@@ -85,6 +100,7 @@ impl SendMarks {
         max_window: u32,
         flags: SendFlags,
         complete: bool,
+        skbs: Option<WritePush>,
     ) {
         self.more = flags.more;
         self.push_through = false;
@@ -112,29 +128,60 @@ impl SendMarks {
             }
             tail_len
         };
+        let (mut room, mss) = skbs.map_or((0, 1), |p| (p.room as u32, p.mss.max(1) as u32));
+        let mut unsent = (w - snd_max).max(0) as u32;
+        // The skb being filled was marked PSH (forced_push) in this write.
+        let mut psh = false;
         loop {
             let copy = (size_goal - len).min(left);
             w += copy;
             left -= copy;
+            len += copy;
+            unsent += copy;
             if left == 0 {
                 break;
             }
             // The skb is full: forced_push marks it (Linux's tcp_mark_push).
             if w > self.pushed + half_window {
-                self.mark(w, true, false);
+                psh = true;
                 self.pushed = w;
             }
+            if skbs.is_some() {
+                // tcp_push_one / __tcp_push_pending_frames: what the windows let go
+                // leaves, in whole segments unless all of it goes; the unsent rest of
+                // this skb, PSH and all, is the tail the write goes on filling.
+                let mut sent = unsent.min(room);
+                if sent < unsent {
+                    sent -= sent % mss;
+                }
+                room -= sent;
+                unsent -= sent;
+                if unsent > 0 && unsent < len {
+                    len = unsent;
+                    self.tail_start = w - len;
+                    continue;
+                }
+            }
+            if psh || skbs.is_some() {
+                self.mark(w, psh, false);
+            }
+            psh = false;
             self.tail_start = w;
             len = 0; // the next copy fills a new skb
         }
         let eor = flags.eor && complete;
-        let psh = !flags.more || w > self.pushed + half_window;
-        if psh {
+        if !flags.more || w > self.pushed + half_window {
+            psh = true;
             self.pushed = w;
         }
-        if eor || psh {
+        if eor || psh || skbs.is_some() {
             self.mark(w, psh, eor);
         }
+    }
+
+    /// Whether an skb ends at `end` (where Linux's packets end).
+    pub(crate) fn ends_at(&self, end: SeqNum) -> bool {
+        self.marks.iter().any(|m| m.end == end)
     }
 
     fn mark(&mut self, end: SeqNum, psh: bool, eor: bool) {
@@ -183,17 +230,26 @@ impl Connection {
         data: &[u8],
         room: Room,
         flags: SendFlags,
+        skbs: bool,
     ) -> Result<usize, Error> {
         let before = self.snd_buf.len();
         let n = self.send(data, room)?;
-        self.note_write(before, n, flags, n == data.len());
+        self.note_write(before, n, flags, n == data.len(), skbs);
         Ok(n)
     }
 
     /// Record the write of `n` bytes after the `before` already queued, once a connection
-    /// uses write flags or TCP_CORK (before that, PSH goes where the written data ends).
-    fn note_write(&mut self, before: usize, n: usize, flags: SendFlags, complete: bool) {
-        if self.marks.is_none() && flags == SendFlags::default() {
+    /// uses write flags or TCP_CORK (before that, PSH goes where the written data ends),
+    /// or from the first write when Linux's skbs are modelled (`skbs`).
+    fn note_write(
+        &mut self,
+        before: usize,
+        n: usize,
+        flags: SendFlags,
+        complete: bool,
+        skbs: bool,
+    ) {
+        if self.marks.is_none() && flags == SendFlags::default() && !skbs {
             return;
         }
         let mss = self.neg.snd_mss.max(1);
@@ -201,11 +257,21 @@ impl Connection {
         let (una, max, max_wnd) = (snd.una, snd.max, snd.max_wnd);
         let size_goal = size_goal(mss, max_wnd);
         let write_seq = una + before as u32;
+        let push = skbs.then(|| WritePush {
+            room: (snd.cwnd().saturating_sub(snd.flight()) as usize)
+                .min((una + snd.wnd - max).max(0) as usize),
+            mss,
+        });
         let marks = self
             .marks
             .get_or_insert_with(|| Box::new(SendMarks::new(write_seq)));
         marks.acked(una);
-        marks.on_write(write_seq, n, max, size_goal, max_wnd, flags, complete);
+        marks.on_write(write_seq, n, max, size_goal, max_wnd, flags, complete, push);
+    }
+
+    /// A Linux skb ends at `end` (no packet crosses it), when skbs are modelled.
+    pub(crate) fn skb_ends_at(&self, end: SeqNum) -> bool {
+        self.marks.as_ref().is_some_and(|m| m.ends_at(end))
     }
 
     /// TCP_CORK (Linux's tcp_sock_set_cork): while set, a partial segment at the end of
@@ -283,8 +349,17 @@ mod tests {
         let plain = SendFlags::default();
         let eor = SendFlags { eor: true, ..plain };
         // 10400 written, 10000 sent: the 400 left are the tail skb.
-        m.on_write(seq(1), 10_400, seq(1), 65_000, 1 << 19, plain, true);
-        m.on_write(seq(10_401), 400, seq(10_001), 65_000, 1 << 19, eor, true);
+        m.on_write(seq(1), 10_400, seq(1), 65_000, 1 << 19, plain, true, None);
+        m.on_write(
+            seq(10_401),
+            400,
+            seq(10_001),
+            65_000,
+            1 << 19,
+            eor,
+            true,
+            None,
+        );
         m.on_write(
             seq(10_801),
             10_000,
@@ -293,6 +368,7 @@ mod tests {
             1 << 19,
             plain,
             true,
+            None,
         );
         assert_eq!(m.next_end(seq(10_001)), Some(seq(10_801)));
         assert!(m.psh_at(seq(10_801)) && m.psh_at(seq(20_801)));
@@ -309,7 +385,7 @@ mod tests {
             more: true,
             ..SendFlags::default()
         };
-        m.on_write(seq(1), 40, seq(1), 65_000, 1 << 16, more, true);
+        m.on_write(seq(1), 40, seq(1), 65_000, 1 << 16, more, true, None);
         assert!(m.corked() && !m.psh_at(seq(41)));
         m.on_write(
             seq(41),
@@ -319,6 +395,7 @@ mod tests {
             1 << 16,
             SendFlags::default(),
             true,
+            None,
         );
         assert!(!m.corked() && m.psh_at(seq(81)));
     }
@@ -335,6 +412,7 @@ mod tests {
             32_768,
             SendFlags::default(),
             true,
+            None,
         );
         assert!(!m.psh_at(seq(16_001)));
         assert!(m.psh_at(seq(32_001)));
