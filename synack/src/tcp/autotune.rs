@@ -67,7 +67,7 @@ impl Connection {
     /// An ACK moved the window: let the send buffer hold twice the congestion window, so
     /// that a full window is in flight while the application queues the next.
     /// `nospace`: a writer had run out of room before this segment (Linux's SOCK_NOSPACE).
-    pub(crate) fn expand_sndbuf(&mut self, cfg: &Config, nospace: bool) {
+    pub(crate) fn expand_sndbuf(&mut self, now: crate::Instant, cfg: &Config, nospace: bool) {
         if self.snd_locked || self.memory != MemoryLevel::Normal {
             return;
         }
@@ -84,12 +84,10 @@ impl Connection {
                 if !nospace {
                     return;
                 }
-                let mss = self.neg.snd_mss.max(1);
-                let wnd_room = (snd.una + snd.wnd - snd.max).max(0) as usize;
-                let after_push = snd.flight() as usize + self.unsent().min(wnd_room);
-                if after_push.div_ceil(mss) >= cwnd / mss {
+                if self.push_fills_cwnd(now) {
                     return;
                 }
+                let mss = self.neg.snd_mss.max(1);
                 // Linux's tcp_sndbuf_expand: two skbs' truesize (a power-of-two head for
                 // the MSS and MAX_TCP_HEADER, plus the skb_shared_info and the sk_buff)
                 // per segment of the larger of the initial and congestion windows.
@@ -102,7 +100,7 @@ impl Connection {
         .min(cfg.tcp_wmem_max);
         if want > self.snd_buf.capacity() {
             self.snd_buf.set_capacity(want);
-            if self.want_writable && self.snd_buf.write_space() && !self.shut_wr {
+            if self.want_writable && self.write_space() && !self.shut_wr {
                 self.want_writable = false;
                 self.events.push(super::conn::ConnEvent::Writable);
             }

@@ -802,7 +802,7 @@ impl Connection {
         if let Some(send) = send {
             self.snd_locked = true;
             self.snd_buf.set_capacity(send);
-            if self.snd_buf.write_space() && self.want_writable {
+            if self.write_space() && self.want_writable {
                 self.want_writable = false;
                 self.events.push(ConnEvent::Writable);
             }
@@ -945,7 +945,7 @@ impl Connection {
                 self.want_writable = true;
             }
         } else if self.want_writable
-            && self.snd_buf.write_space()
+            && self.write_space()
             && !self.events.iter().any(|e| matches!(e, ConnEvent::Writable))
         {
             self.want_writable = false;
@@ -994,7 +994,7 @@ impl Connection {
         if self.sendable_state().is_err() {
             return true;
         }
-        let room = self.snd_buf.write_space()
+        let room = self.write_space()
             && (self.memory != MemoryLevel::Exhausted || self.snd_buf.len() == 0)
             && self.notsent_writable(cfg);
         if !room {

@@ -49,6 +49,8 @@ pub(crate) struct SendMarks {
     tail_start: SeqNum,
     /// Linux's pushed_seq: the write sequence number of the last PSH mark.
     pushed: SeqNum,
+    /// Every skb end is kept (Linux's skb queue is modelled).
+    pub(crate) skbs: bool,
     /// TCP_CORK is set.
     pub(crate) cork: bool,
     /// The newest write said MSG_MORE and nothing has pushed since (Linux pushes with
@@ -66,6 +68,7 @@ impl SendMarks {
             marks: VecDeque::new(),
             tail_start: write_seq,
             pushed: write_seq,
+            skbs: false,
             cork: false,
             more: false,
             push_through: false,
@@ -104,6 +107,7 @@ impl SendMarks {
     ) {
         self.more = flags.more;
         self.push_through = false;
+        self.skbs |= skbs.is_some();
         if n == 0 {
             return;
         }
@@ -211,6 +215,14 @@ impl SendMarks {
     }
 }
 
+/// The truesize of the modelled skbs beyond their payload (none when not modelled).
+pub(crate) fn skb_overhead(marks: &Option<Box<SendMarks>>) -> usize {
+    marks
+        .as_ref()
+        .filter(|m| m.skbs)
+        .map_or(0, |m| m.marks.len() * super::skb_accounting::SKB_OVERHEAD)
+}
+
 /// tcp_xmit_size_goal: the most bytes an skb holds, 64 KiB (sk_gso_max_size) but at most
 /// half the largest window the peer offered (tcp_bound_to_half_wnd), in whole segments.
 pub(crate) fn size_goal(mss: usize, max_wnd: u32) -> usize {
@@ -267,6 +279,19 @@ impl Connection {
             .get_or_insert_with(|| Box::new(SendMarks::new(write_seq)));
         marks.acked(una);
         marks.on_write(write_seq, n, max, size_goal, max_wnd, flags, complete, push);
+    }
+
+    /// The skb that holds `seq`, when Linux's skbs are modelled: where it ends, and
+    /// whether it is a record's end (MSG_EOR).
+    pub(crate) fn skb_of(&self, seq: SeqNum) -> Option<(SeqNum, bool)> {
+        let m = self.marks.as_ref().filter(|m| m.skbs)?;
+        m.marks.iter().find(|k| k.end > seq).map(|k| (k.end, k.eor))
+    }
+
+    /// Room enough to count as writable (Linux's `sk_stream_is_writeable`): what is
+    /// queued counts each modelled skb's truesize beyond its payload.
+    pub(crate) fn write_space(&self) -> bool {
+        self.snd_buf.write_space_with(skb_overhead(&self.marks))
     }
 
     /// A Linux skb ends at `end` (no packet crosses it), when skbs are modelled.
