@@ -397,7 +397,8 @@ impl Connection {
             return None;
         };
         let sent = s.data_sent as usize;
-        let room = (crate::tcp::initial_window(mss as u32) as usize).saturating_sub(sent);
+        let room_total = crate::tcp::initial_window(mss as u32) as usize;
+        let room = room_total.saturating_sub(sent);
         let len = self.snd_buf.len().saturating_sub(sent).min(room).min(mss);
         if len == 0 {
             return None;
@@ -408,7 +409,12 @@ impl Connection {
             s.data_sent += len as u32;
         }
         out.payload = sent..sent + len;
-        if sent + len == self.snd_buf.len() {
+        // PSH where the written data ends, and on the last segment of each packet of
+        // more than one segment (Linux's __tcp_transmit_skb), packets being half the
+        // initial window (tcp_cwnd_test's quota) or what is left of it.
+        let end = sent + len;
+        let packet = (room_total / 2 / mss).max(1) * mss;
+        if end == self.snd_buf.len() || (packet > mss && (end % packet == 0 || len == room)) {
             out.flags |= TcpFlags::PSH;
         }
         self.stats.bytes_out += len as u64;
@@ -880,6 +886,12 @@ impl Connection {
             return tw.rcv_wnd;
         }
         match self.state.rcv_window() {
+            // A Fast Open child's data before the handshake ends: the window offered in
+            // the SYN-ACK, rounded up to the scale's unit (Linux's __tcp_select_window
+            // aligns the free space so that scaling does not take it away).
+            Some((nxt, adv)) if matches!(self.state, State::SynRcvd(_)) => {
+                ((adv - nxt).max(0) as u32).div_ceil(1 << scale).min(65535) as u16
+            }
             Some((nxt, adv)) => (((adv - nxt).max(0) as u32) >> scale).min(65535) as u16,
             None => self.initial_window(),
         }
