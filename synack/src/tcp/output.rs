@@ -217,6 +217,9 @@ impl Connection {
             return false;
         }
         let skb_len = (skb_end - seq).max(0) as u64;
+        if skb_len <= mss {
+            return false; // (a one-segment skb is only subject to Nagle)
+        }
         let tail = skb_end == snd.una + self.snd_buf.len() as u32;
         if !tail && limit >= skb_len {
             return false;
