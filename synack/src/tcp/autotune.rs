@@ -66,17 +66,41 @@ impl Connection {
 
     /// An ACK moved the window: let the send buffer hold twice the congestion window, so
     /// that a full window is in flight while the application queues the next.
-    pub(crate) fn expand_sndbuf(&mut self, cfg: &Config) {
+    /// `nospace`: a writer had run out of room before this segment (Linux's SOCK_NOSPACE).
+    pub(crate) fn expand_sndbuf(&mut self, now: crate::Instant, cfg: &Config, nospace: bool) {
         if self.snd_locked || self.memory != MemoryLevel::Normal {
             return;
         }
-        let Some(cwnd) = self.state.snd().map(|s| s.cwnd() as usize) else {
+        let Some(snd) = self.state.snd() else {
             return;
         };
-        let want = (2 * cwnd).min(cfg.tcp_wmem_max);
+        let cwnd = snd.cwnd() as usize;
+        let want = match cfg.send_accounting {
+            crate::SendAccounting::Bytes => 2 * cwnd,
+            crate::SendAccounting::LinuxSkb => {
+                // Linux's tcp_check_space: only once a writer ran out of room
+                // (SOCK_NOSPACE); tcp_should_expand_sndbuf: not while the data the ACK
+                // lets go fills the congestion window (the check runs after the push).
+                if !nospace {
+                    return;
+                }
+                if self.push_fills_cwnd(now) {
+                    return;
+                }
+                let mss = self.neg.snd_mss.max(1);
+                // Linux's tcp_sndbuf_expand: two skbs' truesize (a power-of-two head for
+                // the MSS and MAX_TCP_HEADER, plus the skb_shared_info and the sk_buff)
+                // per segment of the larger of the initial and congestion windows.
+                let mss_clamp = mss + if self.neg.timestamps { 12 } else { 0 };
+                let per_mss = (mss_clamp + 320 + 320).next_power_of_two() + 256;
+                let segs = (cwnd / mss).max(INIT_SEGMENTS as usize);
+                2 * segs * per_mss
+            }
+        }
+        .min(cfg.tcp_wmem_max);
         if want > self.snd_buf.capacity() {
             self.snd_buf.set_capacity(want);
-            if self.want_writable && self.snd_buf.write_space() && !self.shut_wr {
+            if self.want_writable && self.write_space() && !self.shut_wr {
                 self.want_writable = false;
                 self.events.push(super::conn::ConnEvent::Writable);
             }

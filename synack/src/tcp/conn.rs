@@ -802,7 +802,7 @@ impl Connection {
         if let Some(send) = send {
             self.snd_locked = true;
             self.snd_buf.set_capacity(send);
-            if self.snd_buf.write_space() && self.want_writable {
+            if self.write_space() && self.want_writable {
                 self.want_writable = false;
                 self.events.push(ConnEvent::Writable);
             }
@@ -870,6 +870,7 @@ impl Connection {
             // TCP_FASTOPEN_CONNECT: the first write sends the SYN with its data.
             return Ok(self.fill_syn_data(data));
         }
+        let want = data.len();
         let data = match cap {
             Some(cap) => &data[..data.len().min(cap)],
             None => data,
@@ -881,7 +882,9 @@ impl Connection {
                 buf.push(data)
             }
         })?;
-        if n < data.len() {
+        // (A write cut short by the accounting waited for space too: Linux's
+        // tcp_sendmsg_locked sets SOCK_NOSPACE at wait_for_space.)
+        if n < data.len() || cap.is_some_and(|c| c < want) {
             self.want_writable = true;
         }
         Ok(n)
@@ -942,7 +945,7 @@ impl Connection {
                 self.want_writable = true;
             }
         } else if self.want_writable
-            && self.snd_buf.write_space()
+            && self.write_space()
             && !self.events.iter().any(|e| matches!(e, ConnEvent::Writable))
         {
             self.want_writable = false;
@@ -991,7 +994,7 @@ impl Connection {
         if self.sendable_state().is_err() {
             return true;
         }
-        let room = self.snd_buf.write_space()
+        let room = self.write_space()
             && (self.memory != MemoryLevel::Exhausted || self.snd_buf.len() == 0)
             && self.notsent_writable(cfg);
         if !room {

@@ -84,8 +84,9 @@ impl Connection {
                 }
             }
             _ => {
+                let nospace = self.want_writable;
                 let d = self.on_segment_synchronized(now, seg, cfg);
-                self.expand_sndbuf(cfg);
+                self.expand_sndbuf(now, cfg, nospace);
                 d
             }
         }
@@ -826,7 +827,12 @@ impl Connection {
             }
             self.snd_buf.ack(data_acked as usize);
             self.stats.bytes_sent += data_acked as u64;
-            if self.want_writable && self.snd_buf.write_space() && !self.shut_wr {
+            if self.want_writable
+                && self
+                    .snd_buf
+                    .write_space_with(super::push::skb_overhead(&self.marks))
+                && !self.shut_wr
+            {
                 self.want_writable = false;
                 self.events.push(ConnEvent::Writable);
             }

@@ -142,6 +142,9 @@ impl Connection {
         if in_network.div_ceil(mss) >= snd.cwnd() / mss {
             return (0, true);
         }
+        if self.tso_defers(snd, now, in_network) {
+            return (0, true);
+        }
         let len = want;
         let off = ((snd.nxt - snd.una).max(0) as usize).min(self.snd_buf.len());
         let partial = len < self.send_mss(snd) && snd.nxt >= snd.max && !snd.fin_queued;
@@ -159,6 +162,128 @@ impl Connection {
         } else {
             (len, false)
         }
+    }
+
+    /// Whether new data waits for a bigger packet (Linux's tcp_tso_should_defer, where
+    /// Linux's skbs are modelled): at the start of a packet, when the windows let only
+    /// part of the send head's skb go, less than a full packet and less than a third of
+    /// the window (tcp_tso_win_divisor), while sending goes on (the last send within a
+    /// millisecond) and the oldest segment out has been out half an RTT, so that its
+    /// ACK comes soon. Never in recovery, nor for the skb that ends a record or carries
+    /// the FIN.
+    fn tso_defers(&self, snd: &Snd, now: Instant, in_network: u32) -> bool {
+        if snd.nxt < snd.max {
+            return false;
+        }
+        if matches!(snd.gso, Some((at, left, _)) if at == now && left > 0) {
+            return false; // a packet is being built
+        }
+        if snd
+            .last_send
+            .is_none_or(|t| now - t > core::time::Duration::from_millis(1))
+        {
+            return false;
+        }
+        let mss = self.neg.snd_mss.max(1) as u64;
+        let in_flight = u64::from(in_network).div_ceil(mss);
+        self.tso_defers_at(snd, now, snd.nxt, in_flight, Self::head_sent(snd))
+    }
+
+    /// [`Connection::tso_defers`] for the skb piece from `seq`, with `in_flight` segments
+    /// out and the oldest of them sent at `head`, the last send recent.
+    fn tso_defers_at(
+        &self,
+        snd: &Snd,
+        now: Instant,
+        seq: SeqNum,
+        in_flight: u64,
+        head: Option<Instant>,
+    ) -> bool {
+        if matches!(
+            snd.recovery,
+            Recovery::Fast { .. } | Recovery::Timeout { .. }
+        ) {
+            return false;
+        }
+        let Some((skb_end, eor)) = self.skb_of(seq) else {
+            return false;
+        };
+        let mss = self.neg.snd_mss.max(1) as u64;
+        let cwnd_segs = u64::from(snd.cwnd()) / mss;
+        let send_win = (snd.una + snd.wnd - seq).max(0) as u64;
+        let cong_win = cwnd_segs.saturating_sub(in_flight) * mss;
+        let limit = send_win.min(cong_win);
+        if limit >= self.tso_max_segs(snd) * mss {
+            return false;
+        }
+        let skb_len = (skb_end - seq).max(0) as u64;
+        if skb_len <= mss {
+            return false; // (a one-segment skb is only subject to Nagle)
+        }
+        let tail = skb_end == snd.una + self.snd_buf.len() as u32;
+        if !tail && limit >= skb_len {
+            return false;
+        }
+        let chunk = u64::from(snd.wnd).min(cwnd_segs * mss) / 3;
+        if limit >= chunk {
+            return false;
+        }
+        let Some(head) = head else {
+            return false;
+        };
+        // (Linux's srtt_us >> 4: half the SRTT in whole microseconds.)
+        // (A real path's SRTT is some microseconds at least: data sent in this very push
+        // never lets the next skb wait.)
+        let half_srtt =
+            core::time::Duration::from_micros((snd.srtt().as_micros() as u64 / 2).max(1));
+        if now - head < half_srtt {
+            return false;
+        }
+        !(eor || (tail && snd.fin_queued))
+    }
+
+    /// When the oldest segment out was sent (None: nothing is out).
+    fn head_sent(snd: &Snd) -> Option<Instant> {
+        (snd.una < snd.max)
+            .then(|| snd.rack.head_sent_at(snd.una))
+            .flatten()
+    }
+
+    /// Whether the new data the windows let go now fills the congestion window (Linux's
+    /// tcp_write_xmit, skb by skb, up to cwnd, the peer's window, or a deferral).
+    pub(crate) fn push_fills_cwnd(&self, now: Instant) -> bool {
+        let Some(snd) = self.state.snd() else {
+            return true;
+        };
+        let mss = self.neg.snd_mss.max(1) as u64;
+        let cwnd_segs = u64::from(snd.cwnd()) / mss;
+        let mut in_flight = u64::from(snd.in_flight(now, self.neg.sack)).div_ceil(mss);
+        let end = snd.una + self.snd_buf.len() as u32;
+        let wnd_end = snd.una + snd.wnd;
+        let mut head = Self::head_sent(snd);
+        let mut recent = snd
+            .last_send
+            .is_some_and(|t| now - t <= core::time::Duration::from_millis(1));
+        let mut seq = snd.max;
+        while seq < end && in_flight < cwnd_segs {
+            let skb_end = self.skb_of(seq).map_or(end, |(e, _)| e).min(end);
+            let win = (wnd_end - seq).max(0) as u64;
+            let piece = ((skb_end - seq).max(0) as u64).min((cwnd_segs - in_flight) * mss);
+            if win < piece.min(mss)
+                || (recent && self.tso_defers_at(snd, now, seq, in_flight, head))
+            {
+                break;
+            }
+            let piece = piece.min(win);
+            if piece == 0 {
+                break;
+            }
+            in_flight += piece.div_ceil(mss);
+            seq += piece as u32;
+            head = head.or(Some(now));
+            recent = true;
+        }
+        in_flight >= cwnd_segs
     }
 
     /// Our FIN is queued and everything before it has been sent.
@@ -275,7 +400,8 @@ impl Connection {
             return None;
         };
         let sent = s.data_sent as usize;
-        let room = (crate::tcp::initial_window(mss as u32) as usize).saturating_sub(sent);
+        let room_total = crate::tcp::initial_window(mss as u32) as usize;
+        let room = room_total.saturating_sub(sent);
         let len = self.snd_buf.len().saturating_sub(sent).min(room).min(mss);
         if len == 0 {
             return None;
@@ -286,7 +412,12 @@ impl Connection {
             s.data_sent += len as u32;
         }
         out.payload = sent..sent + len;
-        if sent + len == self.snd_buf.len() {
+        // PSH where the written data ends, and on the last segment of each packet of
+        // more than one segment (Linux's __tcp_transmit_skb), packets being half the
+        // initial window (tcp_cwnd_test's quota) or what is left of it.
+        let end = sent + len;
+        let packet = (room_total / 2 / mss).max(1) * mss;
+        if end == self.snd_buf.len() || (packet > mss && (end % packet == 0 || len == room)) {
             out.flags |= TcpFlags::PSH;
         }
         self.stats.bytes_out += len as u64;
@@ -399,6 +530,16 @@ impl Connection {
                 (packet_segs, packet_full) =
                     self.extend_super(now, &mut out, packet_segs, packet_full);
             }
+            // A packet ends with its skb (Linux's tcp_write_xmit sends a piece of one skb
+            // at a time): the next segment starts a new one.
+            let out_end = seq + out.payload.len() as u32;
+            let skb_end = len > 0 && new_data && self.skb_ends_at(out_end);
+            if skb_end {
+                packet_full = true;
+                if let Some(snd) = self.state.snd_mut() {
+                    snd.gso = snd.gso.map(|(at, _, segs)| (at, 0, segs));
+                }
+            }
             let snd = self.state.snd_mut()?;
             // RFC 8985 7.2: (re)schedule the probe timer when new data goes out, with the
             // flight it now has.
@@ -471,8 +612,10 @@ impl Connection {
         while !full && MAX_TCP_HEADERS + (joined + 1) * mss <= self.tso_max as usize {
             let Some(snd) = self.state.snd() else { break };
             let off = ((snd.nxt - snd.una).max(0) as usize).min(self.snd_buf.len());
-            // Only full segments, and not the one the FIN would ride on.
+            // Only full segments, and not the one the FIN would ride on, nor past the
+            // end of an skb.
             if self.sendable(snd, now).0 != mss
+                || self.skb_ends_at(snd.nxt)
                 || (snd.fin_queued && off + mss == self.snd_buf.len())
             {
                 break;
@@ -503,7 +646,6 @@ impl Connection {
     /// is the packet's last).
     fn gso_place(&mut self, now: Instant) -> (u32, bool) {
         let mss = self.neg.snd_mss.max(1) as u64;
-        let min_tso = u32::from(self.min_tso_segs);
         let Some(snd) = self.state.snd() else {
             return (1, true);
         };
@@ -514,30 +656,35 @@ impl Connection {
                 let in_flight = u64::from(snd.in_flight(now, self.neg.sack)) / mss;
                 // tcp_cwnd_test: at most half the window per packet, and what it allows.
                 let quota = (cwnd / 2).max(1).min(cwnd.saturating_sub(in_flight).max(1));
-                // tcp_tso_autosize: about a millisecond of the pacing rate (cwnd per
-                // SRTT, times 2 in slow start, 1.2 after), plus a share of 64 KiB on
-                // paths under a few milliseconds, at least tcp_min_tso_segs.
-                let srtt_us = snd.srtt().as_micros().max(1) as u64;
-                let ratio = if u64::from(snd.cwnd()) < u64::from(snd.cc.ssthresh()) / 2 {
-                    200
-                } else {
-                    120
-                };
-                let rate = mss * cwnd.max(1) * ratio * 10_000 / srtt_us; // bytes per second
-                let mut bytes = rate >> 10;
-                let min_rtt_us = snd.rack.min_rtt().unwrap_or(snd.srtt()).as_micros() as u64;
-                let shift = min_rtt_us >> 9;
-                if shift < 32 {
-                    bytes += 65_536 >> shift;
-                }
-                let max_segs = (bytes.min(65_536) / mss).max(u64::from(min_tso));
-                (quota.min(max_segs) as u32, 0)
+                (quota.min(self.tso_max_segs(snd)) as u32, 0)
             }
         };
         let snd = self.state.snd_mut().expect("checked above");
         let (left, segs) = (left - 1, segs + 1);
         snd.gso = Some((now, left, segs));
         (segs, left == 0)
+    }
+
+    /// Linux's tcp_tso_autosize: the segments of a packet, about a millisecond of the
+    /// pacing rate (cwnd per SRTT, times 2 in slow start, 1.2 after), plus a share of
+    /// 64 KiB on paths under a few milliseconds, at least tcp_min_tso_segs.
+    fn tso_max_segs(&self, snd: &Snd) -> u64 {
+        let mss = self.neg.snd_mss.max(1) as u64;
+        let cwnd = u64::from(snd.cwnd()) / mss;
+        let srtt_us = snd.srtt().as_micros().max(1) as u64;
+        let ratio = if u64::from(snd.cwnd()) < u64::from(snd.cc.ssthresh()) / 2 {
+            200
+        } else {
+            120
+        };
+        let rate = mss * cwnd.max(1) * ratio * 10_000 / srtt_us; // bytes per second
+        let mut bytes = rate >> 10;
+        let min_rtt_us = snd.rack.min_rtt().unwrap_or(snd.srtt()).as_micros() as u64;
+        let shift = min_rtt_us >> 9;
+        if shift < 32 {
+            bytes += 65_536 >> shift;
+        }
+        (bytes.min(65_536) / mss).max(u64::from(self.min_tso_segs))
     }
 
     /// RFC 8985 7.3: the probe is one new segment if the peer's window has room for it
@@ -742,6 +889,12 @@ impl Connection {
             return tw.rcv_wnd;
         }
         match self.state.rcv_window() {
+            // A Fast Open child's data before the handshake ends: the window offered in
+            // the SYN-ACK, rounded up to the scale's unit (Linux's __tcp_select_window
+            // aligns the free space so that scaling does not take it away).
+            Some((nxt, adv)) if matches!(self.state, State::SynRcvd(_)) => {
+                ((adv - nxt).max(0) as u32).div_ceil(1 << scale).min(65535) as u16
+            }
             Some((nxt, adv)) => (((adv - nxt).max(0) as u32) >> scale).min(65535) as u16,
             None => self.initial_window(),
         }

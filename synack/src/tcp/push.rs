@@ -31,6 +31,15 @@ struct Mark {
     eor: bool,
 }
 
+/// What the pushes of a write may send while it fills skbs (Linux's tcp_push_one and
+/// forced_push inside tcp_sendmsg_locked): `room` bytes (the congestion and receive
+/// windows' room), in whole segments of `mss`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WritePush {
+    pub(crate) room: usize,
+    pub(crate) mss: usize,
+}
+
 /// A connection's write boundaries and cork state (boxed: most connections have none).
 #[derive(Debug)]
 pub(crate) struct SendMarks {
@@ -40,6 +49,8 @@ pub(crate) struct SendMarks {
     tail_start: SeqNum,
     /// Linux's pushed_seq: the write sequence number of the last PSH mark.
     pushed: SeqNum,
+    /// Every skb end is kept (Linux's skb queue is modelled).
+    pub(crate) skbs: bool,
     /// TCP_CORK is set.
     pub(crate) cork: bool,
     /// The newest write said MSG_MORE and nothing has pushed since (Linux pushes with
@@ -57,6 +68,7 @@ impl SendMarks {
             marks: VecDeque::new(),
             tail_start: write_seq,
             pushed: write_seq,
+            skbs: false,
             cork: false,
             more: false,
             push_through: false,
@@ -75,6 +87,12 @@ impl SendMarks {
     /// record's end, clearing its PSH; mark PSH where forced_push asks (more than half
     /// `max_window` written since the last push); at the end mark EOR (when `complete`,
     /// all of the write was taken) and PSH (tcp_push, unless MSG_MORE).
+    ///
+    /// With `skbs` (Linux's skb queue is modelled, [`crate::SendAccounting::LinuxSkb`])
+    /// every skb end is kept, PSH or not (no packet crosses one: Linux's tcp_write_xmit
+    /// sends a piece of one skb at a time), and the pushes of a full skb during the write
+    /// (tcp_push_one, forced_push) send what the windows let go, the rest of that skb
+    /// staying the tail the write fills on (tso_fragment).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_write(
         &mut self,
@@ -85,9 +103,11 @@ impl SendMarks {
         max_window: u32,
         flags: SendFlags,
         complete: bool,
+        skbs: Option<WritePush>,
     ) {
         self.more = flags.more;
         self.push_through = false;
+        self.skbs |= skbs.is_some();
         if n == 0 {
             return;
         }
@@ -112,29 +132,60 @@ impl SendMarks {
             }
             tail_len
         };
+        let (mut room, mss) = skbs.map_or((0, 1), |p| (p.room as u32, p.mss.max(1) as u32));
+        let mut unsent = (w - snd_max).max(0) as u32;
+        // The skb being filled was marked PSH (forced_push) in this write.
+        let mut psh = false;
         loop {
             let copy = (size_goal - len).min(left);
             w += copy;
             left -= copy;
+            len += copy;
+            unsent += copy;
             if left == 0 {
                 break;
             }
             // The skb is full: forced_push marks it (Linux's tcp_mark_push).
             if w > self.pushed + half_window {
-                self.mark(w, true, false);
+                psh = true;
                 self.pushed = w;
             }
+            if skbs.is_some() {
+                // tcp_push_one / __tcp_push_pending_frames: what the windows let go
+                // leaves, in whole segments unless all of it goes; the unsent rest of
+                // this skb, PSH and all, is the tail the write goes on filling.
+                let mut sent = unsent.min(room);
+                if sent < unsent {
+                    sent -= sent % mss;
+                }
+                room -= sent;
+                unsent -= sent;
+                if unsent > 0 && unsent < len {
+                    len = unsent;
+                    self.tail_start = w - len;
+                    continue;
+                }
+            }
+            if psh || skbs.is_some() {
+                self.mark(w, psh, false);
+            }
+            psh = false;
             self.tail_start = w;
             len = 0; // the next copy fills a new skb
         }
         let eor = flags.eor && complete;
-        let psh = !flags.more || w > self.pushed + half_window;
-        if psh {
+        if !flags.more || w > self.pushed + half_window {
+            psh = true;
             self.pushed = w;
         }
-        if eor || psh {
+        if eor || psh || skbs.is_some() {
             self.mark(w, psh, eor);
         }
+    }
+
+    /// Whether an skb ends at `end` (where Linux's packets end).
+    pub(crate) fn ends_at(&self, end: SeqNum) -> bool {
+        self.marks.iter().any(|m| m.end == end)
     }
 
     fn mark(&mut self, end: SeqNum, psh: bool, eor: bool) {
@@ -164,6 +215,14 @@ impl SendMarks {
     }
 }
 
+/// The truesize of the modelled skbs beyond their payload (none when not modelled).
+pub(crate) fn skb_overhead(marks: &Option<Box<SendMarks>>) -> usize {
+    marks
+        .as_ref()
+        .filter(|m| m.skbs)
+        .map_or(0, |m| m.marks.len() * super::skb_accounting::SKB_OVERHEAD)
+}
+
 /// tcp_xmit_size_goal: the most bytes an skb holds, 64 KiB (sk_gso_max_size) but at most
 /// half the largest window the peer offered (tcp_bound_to_half_wnd), in whole segments.
 pub(crate) fn size_goal(mss: usize, max_wnd: u32) -> usize {
@@ -183,17 +242,26 @@ impl Connection {
         data: &[u8],
         room: Room,
         flags: SendFlags,
+        skbs: bool,
     ) -> Result<usize, Error> {
         let before = self.snd_buf.len();
         let n = self.send(data, room)?;
-        self.note_write(before, n, flags, n == data.len());
+        self.note_write(before, n, flags, n == data.len(), skbs);
         Ok(n)
     }
 
     /// Record the write of `n` bytes after the `before` already queued, once a connection
-    /// uses write flags or TCP_CORK (before that, PSH goes where the written data ends).
-    fn note_write(&mut self, before: usize, n: usize, flags: SendFlags, complete: bool) {
-        if self.marks.is_none() && flags == SendFlags::default() {
+    /// uses write flags or TCP_CORK (before that, PSH goes where the written data ends),
+    /// or from the first write when Linux's skbs are modelled (`skbs`).
+    fn note_write(
+        &mut self,
+        before: usize,
+        n: usize,
+        flags: SendFlags,
+        complete: bool,
+        skbs: bool,
+    ) {
+        if self.marks.is_none() && flags == SendFlags::default() && !skbs {
             return;
         }
         let mss = self.neg.snd_mss.max(1);
@@ -201,11 +269,34 @@ impl Connection {
         let (una, max, max_wnd) = (snd.una, snd.max, snd.max_wnd);
         let size_goal = size_goal(mss, max_wnd);
         let write_seq = una + before as u32;
+        let push = skbs.then(|| WritePush {
+            room: (snd.cwnd().saturating_sub(snd.flight()) as usize)
+                .min((una + snd.wnd - max).max(0) as usize),
+            mss,
+        });
         let marks = self
             .marks
             .get_or_insert_with(|| Box::new(SendMarks::new(write_seq)));
         marks.acked(una);
-        marks.on_write(write_seq, n, max, size_goal, max_wnd, flags, complete);
+        marks.on_write(write_seq, n, max, size_goal, max_wnd, flags, complete, push);
+    }
+
+    /// The skb that holds `seq`, when Linux's skbs are modelled: where it ends, and
+    /// whether it is a record's end (MSG_EOR).
+    pub(crate) fn skb_of(&self, seq: SeqNum) -> Option<(SeqNum, bool)> {
+        let m = self.marks.as_ref().filter(|m| m.skbs)?;
+        m.marks.iter().find(|k| k.end > seq).map(|k| (k.end, k.eor))
+    }
+
+    /// Room enough to count as writable (Linux's `sk_stream_is_writeable`): what is
+    /// queued counts each modelled skb's truesize beyond its payload.
+    pub(crate) fn write_space(&self) -> bool {
+        self.snd_buf.write_space_with(skb_overhead(&self.marks))
+    }
+
+    /// A Linux skb ends at `end` (no packet crosses it), when skbs are modelled.
+    pub(crate) fn skb_ends_at(&self, end: SeqNum) -> bool {
+        self.marks.as_ref().is_some_and(|m| m.ends_at(end))
     }
 
     /// TCP_CORK (Linux's tcp_sock_set_cork): while set, a partial segment at the end of
@@ -283,8 +374,17 @@ mod tests {
         let plain = SendFlags::default();
         let eor = SendFlags { eor: true, ..plain };
         // 10400 written, 10000 sent: the 400 left are the tail skb.
-        m.on_write(seq(1), 10_400, seq(1), 65_000, 1 << 19, plain, true);
-        m.on_write(seq(10_401), 400, seq(10_001), 65_000, 1 << 19, eor, true);
+        m.on_write(seq(1), 10_400, seq(1), 65_000, 1 << 19, plain, true, None);
+        m.on_write(
+            seq(10_401),
+            400,
+            seq(10_001),
+            65_000,
+            1 << 19,
+            eor,
+            true,
+            None,
+        );
         m.on_write(
             seq(10_801),
             10_000,
@@ -293,6 +393,7 @@ mod tests {
             1 << 19,
             plain,
             true,
+            None,
         );
         assert_eq!(m.next_end(seq(10_001)), Some(seq(10_801)));
         assert!(m.psh_at(seq(10_801)) && m.psh_at(seq(20_801)));
@@ -309,7 +410,7 @@ mod tests {
             more: true,
             ..SendFlags::default()
         };
-        m.on_write(seq(1), 40, seq(1), 65_000, 1 << 16, more, true);
+        m.on_write(seq(1), 40, seq(1), 65_000, 1 << 16, more, true, None);
         assert!(m.corked() && !m.psh_at(seq(41)));
         m.on_write(
             seq(41),
@@ -319,6 +420,7 @@ mod tests {
             1 << 16,
             SendFlags::default(),
             true,
+            None,
         );
         assert!(!m.corked() && m.psh_at(seq(81)));
     }
@@ -335,6 +437,7 @@ mod tests {
             32_768,
             SendFlags::default(),
             true,
+            None,
         );
         assert!(!m.psh_at(seq(16_001)));
         assert!(m.psh_at(seq(32_001)));

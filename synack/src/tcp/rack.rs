@@ -76,6 +76,11 @@ impl Rack {
         self.sent.partition_point(|e| e.seq <= seq).checked_sub(1)
     }
 
+    /// When the segment holding `una`, the oldest not yet acknowledged, was (last) sent.
+    pub(crate) fn head_sent_at(&self, una: SeqNum) -> Option<Instant> {
+        self.index_of(una).map(|i| self.sent[i].at)
+    }
+
     /// A new segment starting at `seq` left at `now` (first transmissions only).
     pub(crate) fn on_send(&mut self, seq: SeqNum, now: Instant) {
         if self.sent.back().is_none_or(|e| e.seq < seq) {

@@ -69,9 +69,12 @@ impl SendBuffer {
     /// Room enough to count as writable, as Linux's `sk_stream_is_writeable` judges it:
     /// free space at least half of what is queued (a third of the buffer when full), so
     /// a writer woken by an ACK has a worthwhile amount to write.
-    pub(crate) fn write_space(&self) -> bool {
-        let free = self.free();
-        free > 0 && free >= self.len() / 2
+    /// `overhead`: bytes queued beyond the payload (the truesize of Linux's skbs, when
+    /// they are modelled).
+    pub(crate) fn write_space_with(&self, overhead: usize) -> bool {
+        let queued = self.len() + overhead;
+        let free = self.capacity().saturating_sub(queued);
+        free > 0 && free >= queued / 2
     }
 
     /// Make the storage hold at least `needed` bytes, doubling as it grows.

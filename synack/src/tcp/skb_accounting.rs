@@ -10,9 +10,10 @@ use super::conn::Connection;
 use crate::{Config, SendAccounting};
 
 /// What one skb costs beyond its payload (`skb->truesize` of an skb whose head holds
-/// MAX_TCP_HEADER, Linux 6.x on x86-64: 320 bytes of head, 256 of `struct sk_buff`, 320
-/// of `struct skb_shared_info`).
-pub(crate) const SKB_OVERHEAD: usize = 896;
+/// MAX_TCP_HEADER, x86-64: the 320-byte head and the 320-byte `struct skb_shared_info`
+/// come from a 1024-byte kmalloc bucket, plus 256 for `struct sk_buff`; Linux's
+/// __alloc_skb charges what kmalloc gave).
+pub(crate) const SKB_OVERHEAD: usize = 1280;
 
 /// What a write may take: at most `cap` bytes (None: no limit but the buffer's), and
 /// whether the buffer's capacity was already judged (Linux's accounting lets the last skb
@@ -96,7 +97,8 @@ impl Connection {
     ) -> Result<usize, crate::Error> {
         let before = self.snd_buf.len();
         let room = self.write_room(cfg, data.len());
-        let n = self.send_flagged(data, room, flags)?;
+        let skbs = cfg.send_accounting == SendAccounting::LinuxSkb;
+        let n = self.send_flagged(data, room, flags, skbs)?;
         self.note_skb_tail(cfg, before, n);
         Ok(n)
     }
