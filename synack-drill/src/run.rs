@@ -566,11 +566,17 @@ impl Runner {
         } else {
             self.now + Duration::from_secs(3600)
         };
+        if seg.ports.is_none() {
+            self.drop_foreign();
+        }
         while self.sent.is_empty() {
             let next = self.socks.stack.poll_timeout().filter(|t| *t <= deadline);
             match next {
                 Some(t) => self.run_until(t),
                 None => break,
+            }
+            if seg.ports.is_none() {
+                self.drop_foreign();
             }
         }
         if self.sent.is_empty() {
@@ -580,6 +586,9 @@ impl Runner {
                 match self.socks.stack.poll_timeout().filter(|t| *t <= horizon) {
                     Some(t) => self.run_until(t),
                     None => break,
+                }
+                if seg.ports.is_none() {
+                    self.drop_foreign();
                 }
             }
         }
@@ -608,6 +617,26 @@ impl Runner {
             script_segment(seg)
         ));
         self.compare(seg, &p)
+    }
+
+    /// As packetdrill, which takes an outbound packet only from the socket under test
+    /// (the latest connection): segments of other connections (an earlier socket's FIN
+    /// after a later connect()) are passed over.
+    fn drop_foreign(&mut self) {
+        while let Some((t, p)) = self.sent.front() {
+            let Ok((_, seg)) = wire::parse_tcp_packet(p) else {
+                return;
+            };
+            if (seg.src_port, seg.dst_port) == self.ports {
+                return;
+            }
+            self.log.push(format!(
+                "{:.3} > {}   (another connection's: ignored)",
+                self.secs(*t),
+                describe(p, &self.isns)
+            ));
+            self.sent.pop_front();
+        }
     }
 
     /// Segments sent at the same moment that continue `first` are joined into one, up to
@@ -781,8 +810,9 @@ impl Runner {
         let start = if flags.syn() {
             // Only a SYN that opens a connection sets it (a SYN in a synchronized
             // state is an old duplicate or an attack, not a new ISN).
-            let open = self.socks.stack.connections().iter().any(|(_, r, st)| {
+            let open = self.socks.stack.connections().iter().any(|(l, r, st)| {
                 r.port() == remote_port
+                    && l.port() == local_port
                     && !matches!(
                         st,
                         synack::TcpState::SynSent
