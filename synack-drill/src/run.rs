@@ -982,8 +982,27 @@ impl Runner {
         self.perform(call)
     }
 
-    /// The call, on the socket layer; values it fills in are checked into `value_error`.
+    /// The call; a send or receive with MSG_DONTWAIT is made as on a nonblocking socket.
     fn perform(&mut self, call: &Syscall) -> CallResult {
+        let flags_at = match call.name.as_str() {
+            "send" | "sendto" | "recv" | "recvfrom" => 3,
+            "sendmsg" => 2,
+            _ => return self.perform_call(call),
+        };
+        let flags = call.args.get(flags_at).map_or("", String::as_str);
+        let fd = self.live_fd(call);
+        let dontwait = msg::msg_flags(flags).is_ok_and(|f| f & msg::MSG_DONTWAIT != 0);
+        if !dontwait || self.socks.nonblocking(fd) {
+            return self.perform_call(call);
+        }
+        let _ = self.socks.set_nonblocking(fd, true);
+        let got = self.perform_call(call);
+        let _ = self.socks.set_nonblocking(fd, false);
+        got
+    }
+
+    /// The call, on the socket layer; values it fills in are checked into `value_error`.
+    fn perform_call(&mut self, call: &Syscall) -> CallResult {
         let fd = self.live_fd(call);
         let now = self.now;
         self.log.push(format!(
@@ -1036,10 +1055,10 @@ impl Runner {
             }
             "sendmsg" | "recvmsg" => self.msg_call(call, fd),
             // Linux's tcp_sendmsg_fastopen: an AF_UNSPEC destination is EOPNOTSUPP.
-            "sendto" if arg(3).contains("MSG_FASTOPEN") && arg(4) == "AF_UNSPEC" => {
+            "sendto" if fast_open(arg(3)) && arg(4) == "AF_UNSPEC" => {
                 Err(Errno::EOPNOTSUPP)
             }
-            "sendto" if arg(3).contains("MSG_FASTOPEN") => {
+            "sendto" if fast_open(arg(3)) => {
                 let r = self.socks.sendto_fastopen(
                     now,
                     fd,
@@ -1338,6 +1357,11 @@ impl Runner {
 
 /// The timeout (milliseconds) of a call that waits for readiness: poll's third
 /// argument, epoll_wait's fourth; None for other calls.
+/// Whether a send call's flags (names or a number) hold MSG_FASTOPEN.
+fn fast_open(flags: &str) -> bool {
+    msg::msg_flags(flags).is_ok_and(|f| f & msg::MSG_FASTOPEN != 0)
+}
+
 fn wait_timeout(call: &Syscall) -> Option<i64> {
     let i = match call.name.as_str() {
         "poll" => 2,
