@@ -1055,9 +1055,7 @@ impl Runner {
             }
             "sendmsg" | "recvmsg" => self.msg_call(call, fd),
             // Linux's tcp_sendmsg_fastopen: an AF_UNSPEC destination is EOPNOTSUPP.
-            "sendto" if fast_open(arg(3)) && arg(4) == "AF_UNSPEC" => {
-                Err(Errno::EOPNOTSUPP)
-            }
+            "sendto" if fast_open(arg(3)) && arg(4) == "AF_UNSPEC" => Err(Errno::EOPNOTSUPP),
             "sendto" if fast_open(arg(3)) => {
                 let r = self.socks.sendto_fastopen(
                     now,

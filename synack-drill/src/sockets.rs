@@ -422,7 +422,11 @@ impl Sockets {
                 Err(Errno::EINPROGRESS)
             };
         }
-        // Blocking: the rest goes as a blocking write once connected.
+        // Blocking: the rest goes as a blocking write once connected (Linux's
+        // inet_wait_for_connect counts a writer pending only for data the SYN left).
+        if sent < data.len() {
+            self.stack.set_write_pending(now, h, true)?;
+        }
         self.sock_mut(fd)?.written = sent;
         Err(Errno::EAGAIN)
     }
@@ -480,13 +484,21 @@ impl Sockets {
             // TCP_FASTOPEN_CONNECT's first write on a blocking socket: the SYN carries
             // what fits, and the call returns once connected (with the rest written).
             let sent = self.stack.send_reported(now, h, data, how)?;
+            if sent < data.len() {
+                self.stack.set_write_pending(now, h, true)?;
+            }
             self.sock_mut(fd)?.written = sent;
             return Err(Errno::EAGAIN);
         }
-        // Linux's tcp_sendmsg_locked waits for the connection (sk_stream_wait_connect)
-        // before it takes data; only a deferred Fast Open connect sends with its first
-        // write.
+        // Linux's tcp_sendmsg_locked waits for the connection (sk_stream_wait_connect,
+        // a writer pending) before it takes data; only a deferred Fast Open connect
+        // sends with its first write.
         if !deferred && matches!(self.stack.state(h), Ok(TcpState::SynSent)) {
+            // (A Fast Open write whose data all went in the SYN waits only for the
+            // connection: Linux's tcp_send_syn_data clears fastopen_req->data.)
+            if !nonblocking && done == 0 {
+                self.stack.set_write_pending(now, h, true)?;
+            }
             return Err(Errno::EAGAIN);
         }
         if nonblocking {

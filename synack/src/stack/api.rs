@@ -571,6 +571,18 @@ impl Stack {
         self.open(now, local, remote, Some(fo))
     }
 
+    /// A blocking writer waits for the connection's handshake (Linux's sk_write_pending,
+    /// as in sk_stream_wait_connect, or a blocking Fast Open sendto with data the SYN
+    /// did not carry): the SYN-ACK's ACK then waits to ride on the writer's data.
+    pub fn set_write_pending(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        pending: bool,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.write_pending = pending)
+    }
+
     /// Whether [`Stack::connect_fastopen_deferred`] left the SYN waiting for the first
     /// send (Linux's `defer_connect`).
     pub fn fastopen_deferred(&self, conn: ConnectionHandle) -> Result<bool, Error> {

@@ -144,6 +144,12 @@ pub(crate) struct Connection {
     /// Interactive mode: we answered data with data within the delayed-ACK time, so
     /// ACKs wait to ride on the next reply; left when the delayed-ACK timer fires.
     pub(crate) pingpong: bool,
+    /// A blocking writer waits for the handshake (Linux's sk_write_pending): the ACK of
+    /// the SYN-ACK waits to ride on its data.
+    pub(crate) write_pending: bool,
+    /// The delayed-ACK clock runs from the handshake (Linux sets icsk_ack.ato when a
+    /// SYN-ACK finds a writer waiting); otherwise only from the first data received.
+    pub(crate) ato_from_handshake: bool,
     /// How long an ACK may be delayed (zero: ACK every segment at once).
     pub(crate) delayed_ack: Micros,
     /// Nagle's algorithm off (TCP_NODELAY): small segments go out at once.
@@ -288,6 +294,8 @@ impl Connection {
             last_data_in: None,
             ack_for_data: false,
             pingpong: false,
+            write_pending: false,
+            ato_from_handshake: false,
             delayed_ack: Micros::new(cfg.delayed_ack),
             nodelay: cfg.tcp_nodelay,
             min_tso_segs: cfg.tcp_min_tso_segs.clamp(1, 255) as u8,

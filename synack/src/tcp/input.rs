@@ -154,7 +154,22 @@ impl Connection {
                 self.fastopen_synack(seg, fo, syn_retransmitted);
             }
             self.last_ack_sent = irs + 1;
-            self.ack_now = true;
+            // SYN data not acknowledged is resent at once, and carries the ACK.
+            let resending = self
+                .state
+                .snd()
+                .is_some_and(|s| s.nxt == s.una && s.una < s.max);
+            if self.write_pending && !resending {
+                // Linux: tcp_rcv_synsent_state_process saves the ACK for the waiting
+                // writer's data: quick-ACK mode, the ACK timer at TCP_DELACK_MAX.
+                self.write_pending = false;
+                self.ato_from_handshake = true;
+                self.pingpong = false;
+                self.quick_acks = self.quick_acks.max(self.max_quick_acks);
+                self.delack = Some(now + Duration::from_millis(200));
+            } else {
+                self.ack_now = true;
+            }
             self.events.push(ConnEvent::Connected);
             if self.shut_wr {
                 self.shut_wr = false;
