@@ -462,8 +462,9 @@ fn write_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
 
 /// send(2) and its kin with their flags word (MSG_MORE and MSG_EOR are modelled).
 fn send_from(i: &Instance, fd: c_int, data: &[u8], flags: c_int) -> ssize_t {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
     let flags = synack_drill::msg::flags_from_bits(i64::from(flags));
-    ret(i.call(fd, |st| {
+    ret(i.call_flags(fd, dontwait, |st| {
         let now = st.now;
         st.socks.send(now, fd, data, flags)
     })) as ssize_t
@@ -678,7 +679,7 @@ unsafe extern "C" fn sendto(
         // SAFETY: packetdrill passes a socket address of `len` bytes (or none).
         let to = unsafe { sockaddr_in(addr, len) };
         // SAFETY: `ud` is our instance; sendto(2)'s contract: `n` readable bytes at `buf`.
-        return fastopen_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, to);
+        return fastopen_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, to, flags);
     }
     // SAFETY: as `send` (a connected socket ignores the address).
     unsafe { send(ud, fd, buf, n, flags) }
@@ -686,9 +687,15 @@ unsafe extern "C" fn sendto(
 
 /// sendto()/sendmsg() with MSG_FASTOPEN: TCP Fast Open's connect-and-send (the
 /// address is required on a socket not yet connected; AF_UNSPEC is EOPNOTSUPP).
-fn fastopen_from(i: &Instance, fd: c_int, data: &[u8], to: Option<SocketAddr>) -> ssize_t {
+fn fastopen_from(
+    i: &Instance,
+    fd: c_int,
+    data: &[u8],
+    to: Option<SocketAddr>,
+    flags: c_int,
+) -> ssize_t {
     let mut first = true;
-    ret(i.call(fd, |st| {
+    ret(i.call_flags(fd, flags & libc::MSG_DONTWAIT != 0, |st| {
         let now = st.now;
         match (std::mem::take(&mut first), to) {
             (true, Some(to)) => st.socks.sendto_fastopen(now, fd, to, data),
@@ -717,7 +724,7 @@ unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int
         // SAFETY: the msghdr's name is a socket address of msg_namelen bytes (or none).
         let to = unsafe { sockaddr_in((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) };
         // SAFETY: `ud` is our instance.
-        return fastopen_from(unsafe { inst(ud) }, fd, &data, to);
+        return fastopen_from(unsafe { inst(ud) }, fd, &data, to, flags);
     }
     if flags & libc::MSG_ZEROCOPY != 0 {
         // SAFETY: `ud` is our instance.
