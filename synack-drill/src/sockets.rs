@@ -410,9 +410,15 @@ impl Sockets {
             Kind::Listener(_) | Kind::Epoll => return Err(Errno("EPIPE")),
         }
         let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
-        let (h, sent) = self
-            .stack
-            .connect_fastopen(now, self.any_local(remote), remote, data)?;
+        // Linux's tcp_send_syn_data: the SYN's data room is the MSS bounded by TCP_MAXSEG,
+        // less MAX_TCP_OPTION_SPACE (40).
+        let room = opts
+            .maxseg
+            .map_or(data.len(), |m| usize::from(m).saturating_sub(40));
+        let syn_data = &data[..data.len().min(room)];
+        let (h, sent) =
+            self.stack
+                .connect_fastopen(now, self.any_local(remote), remote, syn_data)?;
         self.sock_mut(fd)?.kind = Kind::Conn(h);
         self.apply(now, h, &opts);
         if nonblocking {

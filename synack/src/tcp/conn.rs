@@ -407,7 +407,12 @@ impl Connection {
         let Some(fo) = s.fo.as_mut() else {
             return 0;
         };
-        let take = data.len().min(fo.space as usize);
+        // Linux's tcp_send_syn_data: TCP_MAXSEG bounds the MSS, less 40 bytes of options.
+        let user_room = match self.user_mss {
+            0 => usize::MAX,
+            m => usize::from(m).saturating_sub(40),
+        };
+        let take = data.len().min(fo.space as usize).min(user_room);
         let n = self.snd_buf.push(&data[..take]);
         fo.syn_data = n as u32;
         fo.deferred = false;
