@@ -86,6 +86,8 @@ pub struct SockOpts {
     /// TCP_CORK as set.
     pub cork: bool,
     pub maxseg: Option<u16>,
+    /// TCP_SYNCNT as set (None: the sysctl's tcp_syn_retries).
+    pub syncnt: Option<u8>,
     pub user_timeout: Option<Duration>,
     /// SO_LINGER on with a zero time: close() sends RST.
     pub linger_zero: bool,
@@ -619,6 +621,9 @@ impl Sockets {
             "TCP_NODELAY" => o.nodelay = n != 0,
             "TCP_CORK" => o.cork = n != 0,
             "TCP_MAXSEG" => o.maxseg = Some(n.clamp(88, 65535) as u16),
+            // Linux's do_tcp_setsockopt: 1..=MAX_TCP_SYNCNT (127).
+            "TCP_SYNCNT" if !(1..=127).contains(&n) => return Err(Errno::EINVAL),
+            "TCP_SYNCNT" => o.syncnt = Some(n as u8),
             "TCP_USER_TIMEOUT" if n < 0 => return Err(Errno::EINVAL),
             "TCP_USER_TIMEOUT" => o.user_timeout = Some(Duration::from_millis(n as u64)),
             "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
@@ -660,6 +665,7 @@ impl Sockets {
                     .maxseg
                     .map_or(Ok(()), |m| self.stack.set_mss(now, h, m)),
                 "TCP_USER_TIMEOUT" => self.stack.set_user_timeout(now, h, opts.user_timeout),
+                "TCP_SYNCNT" => self.stack.set_syn_retries(now, h, opts.syncnt),
                 "SO_KEEPALIVE" | "TCP_KEEPIDLE" | "TCP_KEEPINTVL" | "TCP_KEEPCNT"
                     if opts.keepalive =>
                 {
@@ -722,6 +728,8 @@ impl Sockets {
             "TCP_FASTOPEN_CONNECT" => i64::from(o.fastopen_connect),
             "TCP_FASTOPEN_NO_COOKIE" => i64::from(o.fastopen_no_cookie),
             "TCP_USER_TIMEOUT" => o.user_timeout.map_or(0, |t| t.as_millis() as i64),
+            // Linux: icsk_syn_retries, else the sysctl's.
+            "TCP_SYNCNT" => i64::from(o.syncnt.map_or(cfg.tcp_syn_retries, u32::from)),
             "SO_LINGER" => return Ok(OptValue::Linger(i64::from(o.linger_zero), 0)),
             "TCP_MAXSEG" => match h.and_then(|h| self.stack.info(now, h).ok()) {
                 Some(info) if info.state != TcpState::SynSent => info.snd_mss as i64,
@@ -921,6 +929,9 @@ impl Sockets {
         }
         if o.user_timeout.is_some() {
             let _ = self.stack.set_user_timeout(now, h, o.user_timeout);
+        }
+        if o.syncnt.is_some() {
+            let _ = self.stack.set_syn_retries(now, h, o.syncnt);
         }
         if o.keepalive {
             let _ = self

@@ -335,6 +335,7 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::IPPROTO_TCP, libc::TCP_CORK) => "TCP_CORK",
         (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => "TCP_MAXSEG",
         (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => "TCP_USER_TIMEOUT",
+        (libc::IPPROTO_TCP, libc::TCP_SYNCNT) => "TCP_SYNCNT",
         (libc::IPPROTO_TCP, libc::TCP_INQ) => "TCP_INQ",
         (libc::SOL_SOCKET, SO_ZEROCOPY) => "SO_ZEROCOPY",
         (libc::SOL_SOCKET, SO_TIMESTAMPING_OLD) => "SO_TIMESTAMPING",

@@ -1167,6 +1167,19 @@ impl Stack {
         self.with_conn(now, conn, |c, _| c.set_user_timeout(timeout))
     }
 
+    /// TCP_SYNCNT: how many times an unanswered SYN is retransmitted before the
+    /// connection fails (at most 127, Linux's MAX_TCP_SYNCNT; None or 0: the stack's
+    /// [`Config::tcp_syn_retries`]).
+    pub fn set_syn_retries(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        retries: Option<u8>,
+    ) -> Result<(), Error> {
+        let n = retries.map_or(0, |n| n.min(127));
+        self.with_conn(now, conn, |c, _| c.syn_retries = n)
+    }
+
     /// TCP_MAXSEG: cap the segment size. Called right after `connect` (before the next
     /// `poll_transmit`) it is also the MSS our SYN announces.
     ///

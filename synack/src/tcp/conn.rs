@@ -150,6 +150,8 @@ pub(crate) struct Connection {
     /// The delayed-ACK clock runs from the handshake (Linux sets icsk_ack.ato when a
     /// SYN-ACK finds a writer waiting); otherwise only from the first data received.
     pub(crate) ato_from_handshake: bool,
+    /// TCP_SYNCNT: SYN retransmissions before giving up (0: `Config::tcp_syn_retries`).
+    pub(crate) syn_retries: u8,
     /// How long an ACK may be delayed (zero: ACK every segment at once).
     pub(crate) delayed_ack: Micros,
     /// Nagle's algorithm off (TCP_NODELAY): small segments go out at once.
@@ -296,6 +298,7 @@ impl Connection {
             pingpong: false,
             write_pending: false,
             ato_from_handshake: false,
+            syn_retries: 0,
             delayed_ack: Micros::new(cfg.delayed_ack),
             nodelay: cfg.tcp_nodelay,
             min_tso_segs: cfg.tcp_min_tso_segs.clamp(1, 255) as u8,
@@ -653,6 +656,8 @@ impl Connection {
     /// How many retransmissions the current state allows before giving up.
     fn retry_limit(&self, cfg: &Config) -> u32 {
         match self.state {
+            // Linux's tcp_write_timeout: icsk_syn_retries (TCP_SYNCNT), else the sysctl.
+            State::SynSent(_) if self.syn_retries != 0 => u32::from(self.syn_retries),
             State::SynSent(_) => cfg.tcp_syn_retries,
             State::SynRcvd(_) if self.passive => cfg.tcp_synack_retries,
             _ if self.orphaned => cfg.orphan_retries(),
