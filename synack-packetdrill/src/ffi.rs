@@ -698,7 +698,13 @@ fn fastopen_from(
     let mut first = true;
     ret(i.call_flags(fd, flags & libc::MSG_DONTWAIT != 0, |st| {
         let now = st.now;
-        match (std::mem::take(&mut first), to) {
+        let first = std::mem::take(&mut first);
+        if first {
+            // Linux's tcp_sendmsg_fastopen reads net.ipv4.tcp_fastopen at the call (a
+            // script may change it after socket()).
+            i.read_sysctls(st);
+        }
+        match (first, to) {
             (true, Some(to)) => st.socks.sendto_fastopen(now, fd, to, data),
             (true, None) => Err(Errno::EOPNOTSUPP),
             // A blocking call waits for the handshake, then writes the rest.
