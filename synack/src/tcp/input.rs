@@ -227,8 +227,10 @@ impl Connection {
         } else {
             (false, 0)
         };
-        // An unsolicited cookie is ignored.
-        let cookie = cookie.filter(|_| requested || syn_data > 0);
+        // An unsolicited cookie is ignored: one our SYN did not ask for with an option
+        // (as a SYN with data in no-cookie mode; Linux's tcp_rcv_fastopen_synack checks
+        // syn_fastopen, which only the option sets).
+        let cookie = cookie.filter(|_| requested);
         self.events.push(ConnEvent::FastOpenCache {
             mss: seg.options.mss.unwrap_or(0),
             cookie,
