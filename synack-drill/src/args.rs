@@ -139,7 +139,7 @@ pub fn iov_len(arg: &str) -> usize {
         .sum()
 }
 
-const ERRNOS: [(&str, i64); 25] = [
+const ERRNOS: [(&str, i64); 26] = [
     ("EFAULT", 14),
     ("EEXIST", 17),
     ("ENOENT", 2),
@@ -162,6 +162,7 @@ const ERRNOS: [(&str, i64); 25] = [
     ("EHOSTUNREACH", 113),
     ("EINPROGRESS", 115),
     ("EALREADY", 114),
+    ("EISCONN", 106),
     ("EIO", 5),
     ("EMSGSIZE", 90),
     ("ENOBUFS", 105),

@@ -333,6 +333,15 @@ impl Sockets {
         let s = self.sock(fd)?;
         match s.kind {
             Kind::Fresh { .. } => {}
+            // Linux's __inet_stream_connect: a connect waiting for its first write
+            // (defer_connect) is EISCONN; one under way, on a nonblocking socket,
+            // EALREADY.
+            Kind::Conn(h) if self.stack.fastopen_deferred(h).unwrap_or(false) => {
+                return Err(Errno("EISCONN"))
+            }
+            Kind::Conn(_) if s.nonblocking && self.connect_result(fd) == Err(Errno::EAGAIN) => {
+                return Err(Errno("EALREADY"))
+            }
             Kind::Conn(_) => return self.connect_result(fd),
             Kind::Listener(_) | Kind::Epoll => return Err(Errno::EINVAL),
         }
@@ -488,6 +497,16 @@ impl Sockets {
             return Err(self.take_error(fd, h).unwrap_or(Errno("EPIPE")));
         }
         let deferred = self.stack.fastopen_deferred(h).unwrap_or(false);
+        if deferred && data.is_empty() {
+            // Linux's tcp_sendmsg_fastopen: the SYN leaves with the cookie and no data;
+            // the call waits for the connection, or says it is under way.
+            self.stack.send_reported(now, h, data, how)?;
+            return Err(if nonblocking {
+                Errno::EINPROGRESS
+            } else {
+                Errno::EAGAIN
+            });
+        }
         if deferred && !nonblocking && done == 0 {
             // TCP_FASTOPEN_CONNECT's first write on a blocking socket: the SYN carries
             // what fits, and the call returns once connected (with the rest written).

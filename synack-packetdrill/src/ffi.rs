@@ -1075,6 +1075,10 @@ unsafe extern "C" fn setsockopt(
     // SAFETY: `ud` is our instance.
     let i = unsafe { inst(ud) };
     ret(i.with(|st| {
+        if opt == "TCP_FASTOPEN_CONNECT" {
+            // Linux's do_tcp_setsockopt reads net.ipv4.tcp_fastopen at the call.
+            i.read_sysctls(st);
+        }
         let now = st.now;
         st.socks.setsockopt(now, fd, opt, value)
     })) as c_int

@@ -881,12 +881,13 @@ impl Connection {
     /// event when room appears (Linux sets SOCK_NOSPACE on a short write too).
     pub(crate) fn send(&mut self, data: &[u8], room: Room) -> Result<usize, Error> {
         let cap = room.cap;
+        if self.syn_deferred() {
+            // TCP_FASTOPEN_CONNECT: the first write sends the SYN with its data (an empty
+            // one too: Linux's tcp_sendmsg_fastopen).
+            return Ok(self.fill_syn_data(data));
+        }
         if data.is_empty() {
             return self.sendable_state().map(|_| 0);
-        }
-        if self.syn_deferred() {
-            // TCP_FASTOPEN_CONNECT: the first write sends the SYN with its data.
-            return Ok(self.fill_syn_data(data));
         }
         let data = match cap {
             Some(cap) => &data[..data.len().min(cap)],
