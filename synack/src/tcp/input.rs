@@ -195,7 +195,10 @@ impl Connection {
                     rtt: s.rtt,
                     adv,
                     syn_data: 0,
-                    data_sent: 0,
+                    // Data our SYN carried (Fast Open) stays sent: SND.NXT is past it,
+                    // and the SYN-ACK we answer with carries none (Linux's
+                    // tcp_send_synack resends the SYN alone).
+                    data_sent: s.fo.map_or(0, |f| f.syn_data),
                     fo_reply: None,
                 }),
                 st => st,
@@ -323,7 +326,7 @@ impl Connection {
             && flags.ack()
             && !flags.rst()
             && seg.seq + 1 == rcv_nxt
-            && seg.ack == iss + 1
+            && seg.ack == iss + 1 + data_sent
             && seg.payload.is_empty();
         if !crossing_synack
             && !acceptable(
