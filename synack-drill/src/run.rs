@@ -139,6 +139,9 @@ struct Runner {
     ports: (u16, u16),
     /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
     last_tsval: Option<u32>,
+    /// As packetdrill's ts_val_map: the script's TS val of each outbound segment
+    /// compared, to ours (the connection's, since its SYN).
+    ts_vals: BTreeMap<u32, u32>,
     sent: VecDeque<(Instant, Vec<u8>)>,
     tolerance: Duration,
     strict_segments: bool,
@@ -226,6 +229,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         remote_isns: BTreeMap::new(),
         ports: (LOCAL_PORT, REMOTE_PORT),
         last_tsval: None,
+        ts_vals: BTreeMap::new(),
         sent: VecDeque::new(),
         tolerance: opts.tolerance,
         strict_segments: opts.strict_segments,
@@ -685,8 +689,40 @@ impl Runner {
         }
     }
 
+    /// An inbound TS ecr of the script, in our clock: the TS val of ours that the
+    /// script's value stood for (packetdrill's get_outbound_ts_val_mapping). One before
+    /// or after every value the script gave our segments is moved by the first one's
+    /// offset, so a bogus echo stays bogus (packetdrill's interpolation); others echo
+    /// our latest.
+    fn live_tsecr(&self, ecr: u32) -> u32 {
+        if let Some(live) = self.ts_vals.get(&ecr) {
+            return *live;
+        }
+        let (Some((&lo, _)), Some((&hi, _))) = (
+            self.ts_vals.first_key_value(),
+            self.ts_vals.last_key_value(),
+        ) else {
+            return self.last_tsval.unwrap_or(ecr);
+        };
+        if ecr < lo || ecr > hi {
+            let (&first, &live) = self.ts_vals.first_key_value().unwrap_or((&lo, &lo));
+            return ecr.wrapping_sub(first).wrapping_add(live);
+        }
+        self.last_tsval.unwrap_or(ecr)
+    }
+
     fn compare(&mut self, want: &Segment, p: &[u8]) -> Check {
         let (ip, got) = wire::parse_tcp_packet(p).map_err(|e| format!("unparsable: {e}"))?;
+        if got.flags.syn() && !got.flags.ack() {
+            self.ts_vals.clear();
+        }
+        let script_ts = want.options.iter().flatten().find_map(|o| match o {
+            ScriptOption::Timestamp { val, .. } => Some(*val),
+            _ => None,
+        });
+        if let (Some(val), Some(ts)) = (script_ts, got.options.timestamps) {
+            self.ts_vals.entry(val).or_insert(ts.tsval);
+        }
         let shown = describe(p, &self.isns);
         if let Some(want_ecn) = want.ecn.filter(|e| !e.matches(ip.ecn)) {
             let got_ecn = EcnSpec::Is(ip.ecn);
@@ -762,11 +798,7 @@ impl Runner {
                 ScriptOption::SackOk => options.sack_permitted = true,
                 ScriptOption::Timestamp { val, ecr } => {
                     // An echo of our timestamps: map the script's to the latest we sent.
-                    let tsecr = if *ecr == 0 {
-                        0
-                    } else {
-                        self.last_tsval.unwrap_or(*ecr)
-                    };
+                    let tsecr = if *ecr == 0 { 0 } else { self.live_tsecr(*ecr) };
                     options.timestamps = Some(Timestamps { tsval: *val, tsecr });
                 }
                 ScriptOption::Sack(blocks) => {

@@ -118,6 +118,25 @@ impl Connection {
             }
             return Disposition::Dropped("bad_ack");
         }
+        // An ACK whose TSecr echoes no timestamp of ours (from before our first SYN, or
+        // from the future) is refused with a reset (Linux's tcp_rcv_synsent_state_process,
+        // PAWSACTIVEREJECTED); the connection stays in SYN_SENT.
+        let tsecr = seg.options.timestamps.map_or(0, |t| t.tsecr);
+        if flags.ack() && s.ts_offer && tsecr != 0 {
+            let (first, latest) = (self.tsval(self.state_since), self.tsval(now));
+            let echoes_ours =
+                tsecr.wrapping_sub(first) as i32 >= 0 && latest.wrapping_sub(tsecr) as i32 >= 0;
+            if !echoes_ours {
+                if !flags.rst() {
+                    self.events.push(ConnEvent::Reset(RstOut {
+                        seq: seg.ack,
+                        ack: None,
+                        timestamps: None,
+                    }));
+                }
+                return Disposition::Dropped("paws_active_rejected");
+            }
+        }
         // Second: a RST counts only when its ACK acknowledges our SYN.
         if flags.rst() {
             if flags.ack() {
