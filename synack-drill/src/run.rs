@@ -1089,11 +1089,13 @@ impl Runner {
             // Linux's tcp_sendmsg_fastopen: an AF_UNSPEC destination is EOPNOTSUPP.
             "sendto" if fast_open(arg(3)) && arg(4) == "AF_UNSPEC" => Err(Errno::EOPNOTSUPP),
             "sendto" if fast_open(arg(3)) => {
-                let r = self.socks.sendto_fastopen(
+                let zerocopy = msg::msg_flags(arg(3)).is_ok_and(|f| f & msg::MSG_ZEROCOPY != 0);
+                let r = self.socks.sendto_fastopen_zerocopy(
                     now,
                     fd,
                     SocketAddr::new(self.remote, LOCAL_PORT),
                     &vec![b'x'; number(2)],
+                    zerocopy,
                 );
                 self.learn_ports(fd);
                 r

@@ -400,6 +400,20 @@ impl Sockets {
         remote: SocketAddr,
         data: &[u8],
     ) -> CallResult {
+        self.sendto_fastopen_zerocopy(now, fd, remote, data, false)
+    }
+
+    /// [`Sockets::sendto_fastopen`] with MSG_ZEROCOPY when `zerocopy`: with SO_ZEROCOPY
+    /// on, the bytes the SYN carries get a completion on the error queue (Linux copies
+    /// SYN data: SO_EE_CODE_ZEROCOPY_COPIED).
+    pub fn sendto_fastopen_zerocopy(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        remote: SocketAddr,
+        data: &[u8],
+        zerocopy: bool,
+    ) -> CallResult {
         let s = self.sock(fd)?;
         match s.kind {
             Kind::Fresh { .. } => {}
@@ -416,6 +430,9 @@ impl Sockets {
                 if !s.nonblocking {
                     self.connect_result(fd)?;
                 }
+                if zerocopy {
+                    return self.send_zerocopy(now, fd, data);
+                }
                 return self.write(now, fd, data);
             }
             Kind::Listener(_) | Kind::Epoll => return Err(Errno("EPIPE")),
@@ -427,9 +444,21 @@ impl Sockets {
             .maxseg
             .map_or(data.len(), |m| usize::from(m).saturating_sub(40));
         let syn_data = &data[..data.len().min(room)];
-        let (h, sent) =
-            self.stack
-                .connect_fastopen(now, self.any_local(remote), remote, syn_data)?;
+        let local = self.any_local(remote);
+        let (h, sent) = if zerocopy && opts.zerocopy {
+            // The SYN's bytes as a zerocopy send (numbered, completed once acknowledged).
+            let h = self.stack.connect_fastopen_deferred(now, local, remote)?;
+            let sent = if self.stack.fastopen_deferred(h)? {
+                let mut how = synack::stack::SendReport::default();
+                how.zerocopy = true;
+                self.stack.send_reported(now, h, syn_data, how)?
+            } else {
+                0
+            };
+            (h, sent)
+        } else {
+            self.stack.connect_fastopen(now, local, remote, syn_data)?
+        };
         self.sock_mut(fd)?.kind = Kind::Conn(h);
         self.apply(now, h, &opts);
         if nonblocking {

@@ -705,7 +705,13 @@ fn fastopen_from(
             i.read_sysctls(st);
         }
         match (first, to) {
-            (true, Some(to)) => st.socks.sendto_fastopen(now, fd, to, data),
+            (true, Some(to)) => st.socks.sendto_fastopen_zerocopy(
+                now,
+                fd,
+                to,
+                data,
+                flags & libc::MSG_ZEROCOPY != 0,
+            ),
             (true, None) => Err(Errno::EOPNOTSUPP),
             // A blocking call waits for the handshake, then writes the rest.
             (false, _) => st.socks.write(now, fd, data),
