@@ -547,6 +547,8 @@ impl Runner {
             // outbound line is compared with it.
             return Ok(());
         }
+        // Nor does packetdrill see another connection's (see `drop_foreign`).
+        self.drop_foreign();
         match self.sent.pop_front() {
             Some((t, p)) => Err(format!(
                 "unexpected outbound segment at {:.3}: {}",
@@ -901,7 +903,8 @@ impl Runner {
     fn syscall(&mut self, call: &Syscall, line: usize, until: Option<f64>) -> Check {
         let got = self.perform(call);
         let nonblocking = self.socks.nonblocking(self.live_fd(call));
-        let never_blocks = msg::never_blocks(&call.name, call.args.get(2).map_or("", |a| a));
+        let never_blocks =
+            msg::never_blocks(&call.name, call.args.get(2).map_or("", |a| a)) || dont_wait(call);
         let blocked = got == Err(Errno::EAGAIN) && !nonblocking && !never_blocks;
         match until {
             Some(end) if blocked => {
@@ -1016,15 +1019,8 @@ impl Runner {
 
     /// The call; a send or receive with MSG_DONTWAIT is made as on a nonblocking socket.
     fn perform(&mut self, call: &Syscall) -> CallResult {
-        let flags_at = match call.name.as_str() {
-            "send" | "sendto" | "recv" | "recvfrom" => 3,
-            "sendmsg" => 2,
-            _ => return self.perform_call(call),
-        };
-        let flags = call.args.get(flags_at).map_or("", String::as_str);
         let fd = self.live_fd(call);
-        let dontwait = msg::msg_flags(flags).is_ok_and(|f| f & msg::MSG_DONTWAIT != 0);
-        if !dontwait || self.socks.nonblocking(fd) {
+        if !dont_wait(call) || self.socks.nonblocking(fd) {
             return self.perform_call(call);
         }
         let _ = self.socks.set_nonblocking(fd, true);
@@ -1389,6 +1385,17 @@ impl Runner {
 
 /// The timeout (milliseconds) of a call that waits for readiness: poll's third
 /// argument, epoll_wait's fourth; None for other calls.
+/// A send or receive call with MSG_DONTWAIT: made as on a nonblocking socket.
+fn dont_wait(call: &Syscall) -> bool {
+    let flags_at = match call.name.as_str() {
+        "send" | "sendto" | "recv" | "recvfrom" => 3,
+        "sendmsg" => 2,
+        _ => return false,
+    };
+    let flags = call.args.get(flags_at).map_or("", String::as_str);
+    msg::msg_flags(flags).is_ok_and(|f| f & msg::MSG_DONTWAIT != 0)
+}
+
 /// Whether a send call's flags (names or a number) hold MSG_FASTOPEN.
 fn fast_open(flags: &str) -> bool {
     msg::msg_flags(flags).is_ok_and(|f| f & msg::MSG_FASTOPEN != 0)
