@@ -580,7 +580,7 @@ impl Stack {
         conn: ConnectionHandle,
         pending: bool,
     ) -> Result<(), Error> {
-        self.with_conn(now, conn, |c, _| c.write_pending = pending)
+        self.with_conn(now, conn, |c, _| c.set_write_pending(pending))
     }
 
     /// Whether [`Stack::connect_fastopen_deferred`] left the SYN waiting for the first
@@ -1177,7 +1177,11 @@ impl Stack {
         retries: Option<u8>,
     ) -> Result<(), Error> {
         let n = retries.map_or(0, |n| n.min(127));
-        self.with_conn(now, conn, |c, _| c.syn_retries = n)
+        self.with_conn(now, conn, |c, _| {
+            if n != 0 || c.rare.is_some() {
+                c.rare.get_or_insert_default().syn_retries = n;
+            }
+        })
     }
 
     /// TCP_MAXSEG: cap the segment size. Called right after `connect` (before the next

@@ -144,14 +144,6 @@ pub(crate) struct Connection {
     /// Interactive mode: we answered data with data within the delayed-ACK time, so
     /// ACKs wait to ride on the next reply; left when the delayed-ACK timer fires.
     pub(crate) pingpong: bool,
-    /// A blocking writer waits for the handshake (Linux's sk_write_pending): the ACK of
-    /// the SYN-ACK waits to ride on its data.
-    pub(crate) write_pending: bool,
-    /// The delayed-ACK clock runs from the handshake (Linux sets icsk_ack.ato when a
-    /// SYN-ACK finds a writer waiting); otherwise only from the first data received.
-    pub(crate) ato_from_handshake: bool,
-    /// TCP_SYNCNT: SYN retransmissions before giving up (0: `Config::tcp_syn_retries`).
-    pub(crate) syn_retries: u8,
     /// How long an ACK may be delayed (zero: ACK every segment at once).
     pub(crate) delayed_ack: Micros,
     /// Nagle's algorithm off (TCP_NODELAY): small segments go out at once.
@@ -192,7 +184,7 @@ pub(crate) struct Connection {
     /// rather than in `stats`, whose padding holds `ce_received`: the connection keeps
     /// within its size budget.)
     pub(crate) ece_reductions: u32,
-    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`].
+    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`]; and [`WRITE_PENDING`].
     pub(crate) tfo: u8,
     /// Write boundaries and cork state, once MSG_MORE, MSG_EOR or TCP_CORK is used.
     pub(crate) marks: Option<Box<super::push::SendMarks>>,
@@ -204,6 +196,12 @@ pub(crate) const TFO_SYN_DATA_ACKED: u8 = 1;
 /// `Connection::tfo`: a listener's Fast Open child, in its accept queue before the
 /// handshake completes.
 pub(crate) const TFO_CHILD: u8 = 2;
+/// `Connection::tfo` (a handshake flag kept in the same byte): a blocking writer waits
+/// for the handshake (Linux's sk_write_pending), so the ACK of the SYN-ACK waits to
+/// ride on its data. Kept once established: the delayed-ACK clock then runs from the
+/// handshake (Linux sets icsk_ack.ato when a SYN-ACK finds a writer waiting), not only
+/// from the first data received.
+pub(crate) const WRITE_PENDING: u8 = 4;
 
 /// How close the stack's buffers are to `Config::tcp_mem` (Linux's tcp_memory_pressure).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -296,9 +294,6 @@ impl Connection {
             last_data_in: None,
             ack_for_data: false,
             pingpong: false,
-            write_pending: false,
-            ato_from_handshake: false,
-            syn_retries: 0,
             delayed_ack: Micros::new(cfg.delayed_ack),
             nodelay: cfg.tcp_nodelay,
             min_tso_segs: cfg.tcp_min_tso_segs.clamp(1, 255) as u8,
@@ -653,11 +648,29 @@ impl Connection {
         }
     }
 
+    /// [`WRITE_PENDING`].
+    pub(crate) fn write_pending(&self) -> bool {
+        self.tfo & WRITE_PENDING != 0
+    }
+
+    pub(crate) fn set_write_pending(&mut self, pending: bool) {
+        if pending {
+            self.tfo |= WRITE_PENDING;
+        } else {
+            self.tfo &= !WRITE_PENDING;
+        }
+    }
+
+    /// TCP_SYNCNT as set (0: none).
+    fn syn_retries(&self) -> u8 {
+        self.rare.as_ref().map_or(0, |r| r.syn_retries)
+    }
+
     /// How many retransmissions the current state allows before giving up.
     fn retry_limit(&self, cfg: &Config) -> u32 {
         match self.state {
             // Linux's tcp_write_timeout: icsk_syn_retries (TCP_SYNCNT), else the sysctl.
-            State::SynSent(_) if self.syn_retries != 0 => u32::from(self.syn_retries),
+            State::SynSent(_) if self.syn_retries() != 0 => u32::from(self.syn_retries()),
             State::SynSent(_) => cfg.tcp_syn_retries,
             State::SynRcvd(_) if self.passive => cfg.tcp_synack_retries,
             _ if self.orphaned => cfg.orphan_retries(),

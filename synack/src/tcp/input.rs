@@ -178,11 +178,14 @@ impl Connection {
                 .state
                 .snd()
                 .is_some_and(|s| s.nxt == s.una && s.una < s.max);
-            if self.write_pending && !resending {
+            if resending {
+                // Linux's tcp_rcv_fastopen_synack resends and returns before looking
+                // for a waiting writer.
+                self.set_write_pending(false);
+            }
+            if self.write_pending() {
                 // Linux: tcp_rcv_synsent_state_process saves the ACK for the waiting
                 // writer's data: quick-ACK mode, the ACK timer at TCP_DELACK_MAX.
-                self.write_pending = false;
-                self.ato_from_handshake = true;
                 self.pingpong = false;
                 self.quick_acks = self.quick_acks.max(self.max_quick_acks);
                 self.delack = Some(now + Duration::from_millis(200));

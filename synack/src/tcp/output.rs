@@ -641,7 +641,7 @@ impl Connection {
         // tcp_event_data_sent).
         let established_at =
             matches!(self.state, State::Established(_)).then_some(self.state_since);
-        let heard = if self.last_data_in.is_some() || self.ato_from_handshake {
+        let heard = if self.last_data_in.is_some() || self.write_pending() {
             self.last_data_in.max(established_at)
         } else {
             None
