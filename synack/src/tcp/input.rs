@@ -170,7 +170,7 @@ impl Connection {
             });
             self.finish_snd_setup();
             if let Some(fo) = fo {
-                self.fastopen_synack(seg, fo, syn_retransmitted);
+                self.fastopen_synack(now, seg, fo, syn_retransmitted);
             }
             self.last_ack_sent = irs + 1;
             // SYN data not acknowledged is resent at once, and carries the ACK.
@@ -235,7 +235,13 @@ impl Connection {
     /// (the stack keeps them), count the SYN's data that was acknowledged, and resend at
     /// once what was not (RFC 7413 3: a server without Fast Open acknowledges only
     /// the SYN), without a congestion response.
-    fn fastopen_synack(&mut self, seg: &TcpRepr<'_>, fo: SynFastOpen, syn_retransmitted: bool) {
+    fn fastopen_synack(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        fo: SynFastOpen,
+        syn_retransmitted: bool,
+    ) {
         let syn_data = fo.syn_data;
         let cookie = seg.options.fast_open;
         let requested = fo.option.is_some();
@@ -272,7 +278,11 @@ impl Connection {
         self.ack_handshake_data(seg.ack);
         if let Some(snd) = self.state.snd_mut() {
             if snd.una < snd.max {
-                // Not (all) acknowledged: resend from SND.UNA now.
+                // Not (all) acknowledged: resend from SND.UNA now. RACK knows the data
+                // from here on (the resend is its latest transmission), so a later
+                // segment SACKed before it proves it lost (Linux's tcp_mark_skb_lost
+                // and retransmit of the SYN data).
+                snd.rack.on_send(snd.una, now);
                 snd.nxt = snd.una;
             } else if syn_data > 0 {
                 self.tfo |= super::conn::TFO_SYN_DATA_ACKED;
