@@ -148,7 +148,7 @@ pub fn iov_len(arg: &str) -> usize {
         .sum()
 }
 
-const ERRNOS: [(&str, i64); 21] = [
+const ERRNOS: [(&str, i64); 26] = [
     ("EFAULT", 14),
     ("EEXIST", 17),
     ("ENOENT", 2),
@@ -170,6 +170,11 @@ const ERRNOS: [(&str, i64); 21] = [
     ("ENETUNREACH", 101),
     ("EHOSTUNREACH", 113),
     ("EINPROGRESS", 115),
+    ("EALREADY", 114),
+    ("EISCONN", 106),
+    ("EIO", 5),
+    ("EMSGSIZE", 90),
+    ("ENOBUFS", 105),
 ];
 
 /// The number of an errno name (`ECONNREFUSED` -> 111); numbers pass through.

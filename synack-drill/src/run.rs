@@ -145,6 +145,9 @@ struct Runner {
     under_test: (i64, bool),
     /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
     last_tsval: Option<u32>,
+    /// As packetdrill's ts_val_map: the script's TS val of each outbound segment
+    /// compared, to ours (the connection's, since its SYN).
+    ts_vals: BTreeMap<u32, u32>,
     sent: VecDeque<(Instant, Vec<u8>)>,
     tolerance: Duration,
     strict_segments: bool,
@@ -233,6 +236,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         ports: (LOCAL_PORT, REMOTE_PORT),
         under_test: (-1, false),
         last_tsval: None,
+        ts_vals: BTreeMap::new(),
         sent: VecDeque::new(),
         tolerance: opts.tolerance,
         strict_segments: opts.strict_segments,
@@ -558,6 +562,8 @@ impl Runner {
             // outbound line is compared with it.
             return Ok(());
         }
+        // Nor does packetdrill see another connection's (see `drop_foreign`).
+        self.drop_foreign();
         match self.sent.pop_front() {
             Some((t, p)) => Err(format!(
                 "unexpected outbound segment at {:.3}: {}",
@@ -581,11 +587,17 @@ impl Runner {
         } else {
             self.now + Duration::from_secs(3600)
         };
+        if seg.ports.is_none() {
+            self.drop_foreign();
+        }
         while self.sent.is_empty() {
             let next = self.socks.stack.poll_timeout().filter(|t| *t <= deadline);
             match next {
                 Some(t) => self.run_until(t),
                 None => break,
+            }
+            if seg.ports.is_none() {
+                self.drop_foreign();
             }
         }
         if self.sent.is_empty() {
@@ -595,6 +607,9 @@ impl Runner {
                 match self.socks.stack.poll_timeout().filter(|t| *t <= horizon) {
                     Some(t) => self.run_until(t),
                     None => break,
+                }
+                if seg.ports.is_none() {
+                    self.drop_foreign();
                 }
             }
         }
@@ -623,6 +638,26 @@ impl Runner {
             script_segment(seg)
         ));
         self.compare(seg, &p)
+    }
+
+    /// As packetdrill, which takes an outbound packet only from the socket under test
+    /// (the latest connection): segments of other connections (an earlier socket's FIN
+    /// after a later connect()) are passed over.
+    fn drop_foreign(&mut self) {
+        while let Some((t, p)) = self.sent.front() {
+            let Ok((_, seg)) = wire::parse_tcp_packet(p) else {
+                return;
+            };
+            if (seg.src_port, seg.dst_port) == self.ports {
+                return;
+            }
+            self.log.push(format!(
+                "{:.3} > {}   (another connection's: ignored)",
+                self.secs(*t),
+                describe(p, &self.isns)
+            ));
+            self.sent.pop_front();
+        }
     }
 
     /// Segments sent at the same moment that continue `first` are joined into one, up to
@@ -671,8 +706,40 @@ impl Runner {
         }
     }
 
+    /// An inbound TS ecr of the script, in our clock: the TS val of ours that the
+    /// script's value stood for (packetdrill's get_outbound_ts_val_mapping). One before
+    /// or after every value the script gave our segments is moved by the first one's
+    /// offset, so a bogus echo stays bogus (packetdrill's interpolation); others echo
+    /// our latest.
+    fn live_tsecr(&self, ecr: u32) -> u32 {
+        if let Some(live) = self.ts_vals.get(&ecr) {
+            return *live;
+        }
+        let (Some((&lo, _)), Some((&hi, _))) = (
+            self.ts_vals.first_key_value(),
+            self.ts_vals.last_key_value(),
+        ) else {
+            return self.last_tsval.unwrap_or(ecr);
+        };
+        if ecr < lo || ecr > hi {
+            let (&first, &live) = self.ts_vals.first_key_value().unwrap_or((&lo, &lo));
+            return ecr.wrapping_sub(first).wrapping_add(live);
+        }
+        self.last_tsval.unwrap_or(ecr)
+    }
+
     fn compare(&mut self, want: &Segment, p: &[u8]) -> Check {
         let (ip, got) = wire::parse_tcp_packet(p).map_err(|e| format!("unparsable: {e}"))?;
+        if got.flags.syn() && !got.flags.ack() {
+            self.ts_vals.clear();
+        }
+        let script_ts = want.options.iter().flatten().find_map(|o| match o {
+            ScriptOption::Timestamp { val, .. } => Some(*val),
+            _ => None,
+        });
+        if let (Some(val), Some(ts)) = (script_ts, got.options.timestamps) {
+            self.ts_vals.entry(val).or_insert(ts.tsval);
+        }
         let shown = describe(p, &self.isns);
         if let Some(want_ecn) = want.ecn.filter(|e| !e.matches(ip.ecn)) {
             let got_ecn = EcnSpec::Is(ip.ecn);
@@ -765,11 +832,7 @@ impl Runner {
                 ScriptOption::SackOk => options.sack_permitted = true,
                 ScriptOption::Timestamp { val, ecr } => {
                     // An echo of our timestamps: map the script's to the latest we sent.
-                    let tsecr = if *ecr == 0 {
-                        0
-                    } else {
-                        self.last_tsval.unwrap_or(*ecr)
-                    };
+                    let tsecr = if *ecr == 0 { 0 } else { self.live_tsecr(*ecr) };
                     options.timestamps = Some(Timestamps { tsval: *val, tsecr });
                 }
                 ScriptOption::Sack(blocks) => {
@@ -813,8 +876,9 @@ impl Runner {
         let start = if flags.syn() {
             // Only a SYN that opens a connection sets it (a SYN in a synchronized
             // state is an old duplicate or an attack, not a new ISN).
-            let open = self.socks.stack.connections().iter().any(|(_, r, st)| {
+            let open = self.socks.stack.connections().iter().any(|(l, r, st)| {
                 r.port() == remote_port
+                    && l.port() == local_port
                     && !matches!(
                         st,
                         synack::TcpState::SynSent
@@ -950,7 +1014,8 @@ impl Runner {
     fn syscall(&mut self, call: &Syscall, line: usize, until: Option<f64>) -> Check {
         let got = self.perform(call);
         let nonblocking = self.socks.nonblocking(self.live_fd(call));
-        let never_blocks = msg::never_blocks(&call.name, call.args.get(2).map_or("", |a| a));
+        let never_blocks =
+            msg::never_blocks(&call.name, call.args.get(2).map_or("", |a| a)) || dont_wait(call);
         let blocked = got == Err(Errno::EAGAIN) && !nonblocking && !never_blocks;
         match until {
             Some(end) if blocked => {
@@ -1063,8 +1128,20 @@ impl Runner {
         self.perform(call)
     }
 
-    /// The call, on the socket layer; values it fills in are checked into `value_error`.
+    /// The call; a send or receive with MSG_DONTWAIT is made as on a nonblocking socket.
     fn perform(&mut self, call: &Syscall) -> CallResult {
+        let fd = self.live_fd(call);
+        if !dont_wait(call) || self.socks.nonblocking(fd) {
+            return self.perform_call(call);
+        }
+        let _ = self.socks.set_nonblocking(fd, true);
+        let got = self.perform_call(call);
+        let _ = self.socks.set_nonblocking(fd, false);
+        got
+    }
+
+    /// The call, on the socket layer; values it fills in are checked into `value_error`.
+    fn perform_call(&mut self, call: &Syscall) -> CallResult {
         let fd = self.live_fd(call);
         let now = self.now;
         self.log.push(format!(
@@ -1125,15 +1202,15 @@ impl Runner {
             }
             "sendmsg" | "recvmsg" => self.msg_call(call, fd),
             // Linux's tcp_sendmsg_fastopen: an AF_UNSPEC destination is EOPNOTSUPP.
-            "sendto" if arg(3).contains("MSG_FASTOPEN") && arg(4) == "AF_UNSPEC" => {
-                Err(Errno::EOPNOTSUPP)
-            }
-            "sendto" if arg(3).contains("MSG_FASTOPEN") => {
-                let r = self.socks.sendto_fastopen(
+            "sendto" if fast_open(arg(3)) && arg(4) == "AF_UNSPEC" => Err(Errno::EOPNOTSUPP),
+            "sendto" if fast_open(arg(3)) => {
+                let zerocopy = msg::msg_flags(arg(3)).is_ok_and(|f| f & msg::MSG_ZEROCOPY != 0);
+                let r = self.socks.sendto_fastopen_zerocopy(
                     now,
                     fd,
                     SocketAddr::new(self.remote, LOCAL_PORT),
                     &vec![b'x'; number(2)],
+                    zerocopy,
                 );
                 self.learn_ports(fd);
                 r
@@ -1428,6 +1505,22 @@ impl Runner {
 
 /// The timeout (milliseconds) of a call that waits for readiness: poll's third
 /// argument, epoll_wait's fourth; None for other calls.
+/// A send or receive call with MSG_DONTWAIT: made as on a nonblocking socket.
+fn dont_wait(call: &Syscall) -> bool {
+    let flags_at = match call.name.as_str() {
+        "send" | "sendto" | "recv" | "recvfrom" => 3,
+        "sendmsg" => 2,
+        _ => return false,
+    };
+    let flags = call.args.get(flags_at).map_or("", String::as_str);
+    msg::msg_flags(flags).is_ok_and(|f| f & msg::MSG_DONTWAIT != 0)
+}
+
+/// Whether a send call's flags (names or a number) hold MSG_FASTOPEN.
+fn fast_open(flags: &str) -> bool {
+    msg::msg_flags(flags).is_ok_and(|f| f & msg::MSG_FASTOPEN != 0)
+}
+
 fn wait_timeout(call: &Syscall) -> Option<i64> {
     let i = match call.name.as_str() {
         "poll" => 2,

@@ -86,6 +86,8 @@ pub struct SockOpts {
     /// TCP_CORK as set.
     pub cork: bool,
     pub maxseg: Option<u16>,
+    /// TCP_SYNCNT as set (None: the sysctl's tcp_syn_retries).
+    pub syncnt: Option<u8>,
     pub user_timeout: Option<Duration>,
     /// SO_LINGER on with a zero time: close() sends RST.
     pub linger_zero: bool,
@@ -335,6 +337,15 @@ impl Sockets {
         let s = self.sock(fd)?;
         match s.kind {
             Kind::Fresh { .. } => {}
+            // Linux's __inet_stream_connect: a connect waiting for its first write
+            // (defer_connect) is EISCONN; one under way, on a nonblocking socket,
+            // EALREADY.
+            Kind::Conn(h) if self.stack.fastopen_deferred(h).unwrap_or(false) => {
+                return Err(Errno("EISCONN"))
+            }
+            Kind::Conn(_) if s.nonblocking && self.connect_result(fd) == Err(Errno::EAGAIN) => {
+                return Err(Errno("EALREADY"))
+            }
             Kind::Conn(_) => return self.connect_result(fd),
             Kind::Listener(_) | Kind::Epoll => return Err(Errno::EINVAL),
         }
@@ -393,6 +404,20 @@ impl Sockets {
         remote: SocketAddr,
         data: &[u8],
     ) -> CallResult {
+        self.sendto_fastopen_zerocopy(now, fd, remote, data, false)
+    }
+
+    /// [`Sockets::sendto_fastopen`] with MSG_ZEROCOPY when `zerocopy`: with SO_ZEROCOPY
+    /// on, the bytes the SYN carries get a completion on the error queue (Linux copies
+    /// SYN data: SO_EE_CODE_ZEROCOPY_COPIED).
+    pub fn sendto_fastopen_zerocopy(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        remote: SocketAddr,
+        data: &[u8],
+        zerocopy: bool,
+    ) -> CallResult {
         let s = self.sock(fd)?;
         match s.kind {
             Kind::Fresh { .. } => {}
@@ -409,14 +434,35 @@ impl Sockets {
                 if !s.nonblocking {
                     self.connect_result(fd)?;
                 }
+                if zerocopy {
+                    return self.send_zerocopy(now, fd, data);
+                }
                 return self.write(now, fd, data);
             }
             Kind::Listener(_) | Kind::Epoll => return Err(Errno("EPIPE")),
         }
         let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
-        let (h, sent) = self
-            .stack
-            .connect_fastopen(now, self.any_local(remote), remote, data)?;
+        // Linux's tcp_send_syn_data: the SYN's data room is the MSS bounded by TCP_MAXSEG,
+        // less MAX_TCP_OPTION_SPACE (40).
+        let room = opts
+            .maxseg
+            .map_or(data.len(), |m| usize::from(m).saturating_sub(40));
+        let syn_data = &data[..data.len().min(room)];
+        let local = self.any_local(remote);
+        let (h, sent) = if zerocopy && opts.zerocopy {
+            // The SYN's bytes as a zerocopy send (numbered, completed once acknowledged).
+            let h = self.stack.connect_fastopen_deferred(now, local, remote)?;
+            let sent = if self.stack.fastopen_deferred(h)? {
+                let mut how = synack::stack::SendReport::default();
+                how.zerocopy = true;
+                self.stack.send_reported(now, h, syn_data, how)?
+            } else {
+                0
+            };
+            (h, sent)
+        } else {
+            self.stack.connect_fastopen(now, local, remote, syn_data)?
+        };
         self.sock_mut(fd)?.kind = Kind::Conn(h);
         self.apply(now, h, &opts);
         if nonblocking {
@@ -426,7 +472,11 @@ impl Sockets {
                 Err(Errno::EINPROGRESS)
             };
         }
-        // Blocking: the rest goes as a blocking write once connected.
+        // Blocking: the rest goes as a blocking write once connected (Linux's
+        // inet_wait_for_connect counts a writer pending only for data the SYN left).
+        if sent < data.len() {
+            self.stack.set_write_pending(now, h, true)?;
+        }
         self.sock_mut(fd)?.written = sent;
         Err(Errno::EAGAIN)
     }
@@ -480,17 +530,35 @@ impl Sockets {
             return Err(self.take_error(fd, h).unwrap_or(Errno("EPIPE")));
         }
         let deferred = self.stack.fastopen_deferred(h).unwrap_or(false);
+        if deferred && data.is_empty() {
+            // Linux's tcp_sendmsg_fastopen: the SYN leaves with the cookie and no data;
+            // the call waits for the connection, or says it is under way.
+            self.stack.send_reported(now, h, data, how)?;
+            return Err(if nonblocking {
+                Errno::EINPROGRESS
+            } else {
+                Errno::EAGAIN
+            });
+        }
         if deferred && !nonblocking && done == 0 {
             // TCP_FASTOPEN_CONNECT's first write on a blocking socket: the SYN carries
             // what fits, and the call returns once connected (with the rest written).
             let sent = self.stack.send_reported(now, h, data, how)?;
+            if sent < data.len() {
+                self.stack.set_write_pending(now, h, true)?;
+            }
             self.sock_mut(fd)?.written = sent;
             return Err(Errno::EAGAIN);
         }
-        // Linux's tcp_sendmsg_locked waits for the connection (sk_stream_wait_connect)
-        // before it takes data; only a deferred Fast Open connect sends with its first
-        // write.
+        // Linux's tcp_sendmsg_locked waits for the connection (sk_stream_wait_connect,
+        // a writer pending) before it takes data; only a deferred Fast Open connect
+        // sends with its first write.
         if !deferred && matches!(self.stack.state(h), Ok(TcpState::SynSent)) {
+            // (A Fast Open write whose data all went in the SYN waits only for the
+            // connection: Linux's tcp_send_syn_data clears fastopen_req->data.)
+            if !nonblocking && done == 0 {
+                self.stack.set_write_pending(now, h, true)?;
+            }
             return Err(Errno::EAGAIN);
         }
         if nonblocking {
@@ -605,6 +673,9 @@ impl Sockets {
             "TCP_NODELAY" => o.nodelay = n != 0,
             "TCP_CORK" => o.cork = n != 0,
             "TCP_MAXSEG" => o.maxseg = Some(n.clamp(88, 65535) as u16),
+            // Linux's do_tcp_setsockopt: 1..=MAX_TCP_SYNCNT (127).
+            "TCP_SYNCNT" if !(1..=127).contains(&n) => return Err(Errno::EINVAL),
+            "TCP_SYNCNT" => o.syncnt = Some(n as u8),
             "TCP_USER_TIMEOUT" if n < 0 => return Err(Errno::EINVAL),
             "TCP_USER_TIMEOUT" => o.user_timeout = Some(Duration::from_millis(n as u64)),
             "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
@@ -651,6 +722,7 @@ impl Sockets {
                     .maxseg
                     .map_or(Ok(()), |m| self.stack.set_mss(now, h, m)),
                 "TCP_USER_TIMEOUT" => self.stack.set_user_timeout(now, h, opts.user_timeout),
+                "TCP_SYNCNT" => self.stack.set_syn_retries(now, h, opts.syncnt),
                 "SO_KEEPALIVE" | "TCP_KEEPIDLE" | "TCP_KEEPINTVL" | "TCP_KEEPCNT"
                     if opts.keepalive =>
                 {
@@ -720,6 +792,8 @@ impl Sockets {
             "TCP_FASTOPEN_CONNECT" => i64::from(o.fastopen_connect),
             "TCP_FASTOPEN_NO_COOKIE" => i64::from(o.fastopen_no_cookie),
             "TCP_USER_TIMEOUT" => o.user_timeout.map_or(0, |t| t.as_millis() as i64),
+            // Linux: icsk_syn_retries, else the sysctl's.
+            "TCP_SYNCNT" => i64::from(o.syncnt.map_or(cfg.tcp_syn_retries, u32::from)),
             "SO_LINGER" => return Ok(OptValue::Linger(i64::from(o.linger_zero), 0)),
             "TCP_MAXSEG" => match h.and_then(|h| self.stack.info(now, h).ok()) {
                 Some(info) if info.state != TcpState::SynSent => info.snd_mss as i64,
@@ -919,6 +993,9 @@ impl Sockets {
         }
         if o.user_timeout.is_some() {
             let _ = self.stack.set_user_timeout(now, h, o.user_timeout);
+        }
+        if o.syncnt.is_some() {
+            let _ = self.stack.set_syn_retries(now, h, o.syncnt);
         }
         if o.keepalive {
             let _ = self

@@ -335,6 +335,7 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::IPPROTO_TCP, libc::TCP_CORK) => "TCP_CORK",
         (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => "TCP_MAXSEG",
         (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => "TCP_USER_TIMEOUT",
+        (libc::IPPROTO_TCP, libc::TCP_SYNCNT) => "TCP_SYNCNT",
         (libc::IPPROTO_TCP, libc::TCP_INQ) => "TCP_INQ",
         (libc::SOL_SOCKET, SO_ZEROCOPY) => "SO_ZEROCOPY",
         (libc::SOL_SOCKET, SO_TIMESTAMPING_OLD) => "SO_TIMESTAMPING",
@@ -464,8 +465,9 @@ fn write_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
 
 /// send(2) and its kin with their flags word (MSG_MORE and MSG_EOR are modelled).
 fn send_from(i: &Instance, fd: c_int, data: &[u8], flags: c_int) -> ssize_t {
+    let dontwait = flags & libc::MSG_DONTWAIT != 0;
     let flags = synack_drill::msg::flags_from_bits(i64::from(flags));
-    ret(i.call(fd, |st| {
+    ret(i.call_flags(fd, dontwait, |st| {
         let now = st.now;
         st.socks.send(now, fd, data, flags)
     })) as ssize_t
@@ -680,7 +682,7 @@ unsafe extern "C" fn sendto(
         // SAFETY: packetdrill passes a socket address of `len` bytes (or none).
         let to = unsafe { sockaddr_in(addr, len) };
         // SAFETY: `ud` is our instance; sendto(2)'s contract: `n` readable bytes at `buf`.
-        return fastopen_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, to);
+        return fastopen_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, to, flags);
     }
     // SAFETY: as `send` (a connected socket ignores the address).
     unsafe { send(ud, fd, buf, n, flags) }
@@ -688,12 +690,30 @@ unsafe extern "C" fn sendto(
 
 /// sendto()/sendmsg() with MSG_FASTOPEN: TCP Fast Open's connect-and-send (the
 /// address is required on a socket not yet connected; AF_UNSPEC is EOPNOTSUPP).
-fn fastopen_from(i: &Instance, fd: c_int, data: &[u8], to: Option<SocketAddr>) -> ssize_t {
+fn fastopen_from(
+    i: &Instance,
+    fd: c_int,
+    data: &[u8],
+    to: Option<SocketAddr>,
+    flags: c_int,
+) -> ssize_t {
     let mut first = true;
-    ret(i.call(fd, |st| {
+    ret(i.call_flags(fd, flags & libc::MSG_DONTWAIT != 0, |st| {
         let now = st.now;
-        match (std::mem::take(&mut first), to) {
-            (true, Some(to)) => st.socks.sendto_fastopen(now, fd, to, data),
+        let first = std::mem::take(&mut first);
+        if first {
+            // Linux's tcp_sendmsg_fastopen reads net.ipv4.tcp_fastopen at the call (a
+            // script may change it after socket()).
+            i.read_sysctls(st);
+        }
+        match (first, to) {
+            (true, Some(to)) => st.socks.sendto_fastopen_zerocopy(
+                now,
+                fd,
+                to,
+                data,
+                flags & libc::MSG_ZEROCOPY != 0,
+            ),
             (true, None) => Err(Errno::EOPNOTSUPP),
             // A blocking call waits for the handshake, then writes the rest.
             (false, _) => st.socks.write(now, fd, data),
@@ -719,7 +739,7 @@ unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int
         // SAFETY: the msghdr's name is a socket address of msg_namelen bytes (or none).
         let to = unsafe { sockaddr_in((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) };
         // SAFETY: `ud` is our instance.
-        return fastopen_from(unsafe { inst(ud) }, fd, &data, to);
+        return fastopen_from(unsafe { inst(ud) }, fd, &data, to, flags);
     }
     if flags & libc::MSG_ZEROCOPY != 0 {
         // SAFETY: `ud` is our instance.
@@ -1067,6 +1087,10 @@ unsafe extern "C" fn setsockopt(
     // SAFETY: `ud` is our instance.
     let i = unsafe { inst(ud) };
     ret(i.with(|st| {
+        if opt == "TCP_FASTOPEN_CONNECT" {
+            // Linux's do_tcp_setsockopt reads net.ipv4.tcp_fastopen at the call.
+            i.read_sysctls(st);
+        }
         let now = st.now;
         st.socks.setsockopt(now, fd, opt, value)
     })) as c_int

@@ -348,6 +348,27 @@ impl Instance {
         }
     }
 
+    /// [`Instance::call`] for a call with MSG_DONTWAIT when `dontwait`: made once, as on
+    /// a nonblocking socket.
+    pub fn call_flags(
+        &self,
+        fd: i32,
+        dontwait: bool,
+        mut op: impl FnMut(&mut State) -> CallResult,
+    ) -> CallResult {
+        if !dontwait {
+            return self.call(fd, op);
+        }
+        let mut st = self.lock();
+        let was = st.socks.nonblocking(fd);
+        let _ = st.socks.set_nonblocking(fd, true);
+        let r = op(&mut st);
+        let _ = st.socks.set_nonblocking(fd, was);
+        st.pump();
+        self.changed.notify_all();
+        r
+    }
+
     /// connect(): blocks (on a blocking socket) until the handshake ends.
     pub fn connect(&self, fd: i32, remote: SocketAddr) -> CallResult {
         let mut first = true;

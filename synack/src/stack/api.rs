@@ -571,6 +571,18 @@ impl Stack {
         self.open(now, local, remote, Some(fo))
     }
 
+    /// A blocking writer waits for the connection's handshake (Linux's sk_write_pending,
+    /// as in sk_stream_wait_connect, or a blocking Fast Open sendto with data the SYN
+    /// did not carry): the SYN-ACK's ACK then waits to ride on the writer's data.
+    pub fn set_write_pending(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        pending: bool,
+    ) -> Result<(), Error> {
+        self.with_conn(now, conn, |c, _| c.set_write_pending(pending))
+    }
+
     /// Whether [`Stack::connect_fastopen_deferred`] left the SYN waiting for the first
     /// send (Linux's `defer_connect`).
     pub fn fastopen_deferred(&self, conn: ConnectionHandle) -> Result<bool, Error> {
@@ -1170,6 +1182,23 @@ impl Stack {
         timeout: Option<core::time::Duration>,
     ) -> Result<(), Error> {
         self.with_conn(now, conn, |c, _| c.set_user_timeout(timeout))
+    }
+
+    /// TCP_SYNCNT: how many times an unanswered SYN is retransmitted before the
+    /// connection fails (at most 127, Linux's MAX_TCP_SYNCNT; None or 0: the stack's
+    /// [`Config::tcp_syn_retries`]).
+    pub fn set_syn_retries(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        retries: Option<u8>,
+    ) -> Result<(), Error> {
+        let n = retries.map_or(0, |n| n.min(127));
+        self.with_conn(now, conn, |c, _| {
+            if n != 0 || c.rare.is_some() {
+                c.rare.get_or_insert_default().syn_retries = n;
+            }
+        })
     }
 
     /// TCP_MAXSEG: cap the segment size. Called right after `connect` (before the next

@@ -81,6 +81,8 @@ pub(crate) struct Rare {
     /// TCP Fast Open, client: bytes of our SYN's data the SYN-ACK acknowledged (one
     /// packet for `tcpi_delivered`, as Linux counts the SYN-data skb).
     pub(crate) syn_data_acked: u32,
+    /// TCP_SYNCNT: SYN retransmissions before giving up (0: `Config::tcp_syn_retries`).
+    pub(crate) syn_retries: u8,
 }
 
 /// The [`Limit`] a connection's state calls for: idle with nothing queued or in flight,

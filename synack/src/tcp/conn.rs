@@ -184,7 +184,7 @@ pub(crate) struct Connection {
     /// rather than in `stats`, whose padding holds `ce_received`: the connection keeps
     /// within its size budget.)
     pub(crate) ece_reductions: u32,
-    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`].
+    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`]; and [`WRITE_PENDING`].
     pub(crate) tfo: u8,
     /// Write boundaries and cork state, once MSG_MORE, MSG_EOR or TCP_CORK is used.
     pub(crate) marks: Option<Box<super::push::SendMarks>>,
@@ -196,6 +196,12 @@ pub(crate) const TFO_SYN_DATA_ACKED: u8 = 1;
 /// `Connection::tfo`: a listener's Fast Open child, in its accept queue before the
 /// handshake completes.
 pub(crate) const TFO_CHILD: u8 = 2;
+/// `Connection::tfo` (a handshake flag kept in the same byte): a blocking writer waits
+/// for the handshake (Linux's sk_write_pending), so the ACK of the SYN-ACK waits to
+/// ride on its data. Kept once established: the delayed-ACK clock then runs from the
+/// handshake (Linux sets icsk_ack.ato when a SYN-ACK finds a writer waiting), not only
+/// from the first data received.
+pub(crate) const WRITE_PENDING: u8 = 4;
 
 /// How close the stack's buffers are to `Config::tcp_mem` (Linux's tcp_memory_pressure).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -399,7 +405,12 @@ impl Connection {
         let Some(fo) = s.fo.as_mut() else {
             return 0;
         };
-        let take = data.len().min(fo.space as usize);
+        // Linux's tcp_send_syn_data: TCP_MAXSEG bounds the MSS, less 40 bytes of options.
+        let user_room = match self.user_mss {
+            0 => usize::MAX,
+            m => usize::from(m).saturating_sub(40),
+        };
+        let take = data.len().min(fo.space as usize).min(user_room);
         let n = self.snd_buf.push(&data[..take]);
         fo.syn_data = n as u32;
         fo.deferred = false;
@@ -637,9 +648,29 @@ impl Connection {
         }
     }
 
+    /// [`WRITE_PENDING`].
+    pub(crate) fn write_pending(&self) -> bool {
+        self.tfo & WRITE_PENDING != 0
+    }
+
+    pub(crate) fn set_write_pending(&mut self, pending: bool) {
+        if pending {
+            self.tfo |= WRITE_PENDING;
+        } else {
+            self.tfo &= !WRITE_PENDING;
+        }
+    }
+
+    /// TCP_SYNCNT as set (0: none).
+    fn syn_retries(&self) -> u8 {
+        self.rare.as_ref().map_or(0, |r| r.syn_retries)
+    }
+
     /// How many retransmissions the current state allows before giving up.
     fn retry_limit(&self, cfg: &Config) -> u32 {
         match self.state {
+            // Linux's tcp_write_timeout: icsk_syn_retries (TCP_SYNCNT), else the sysctl.
+            State::SynSent(_) if self.syn_retries() != 0 => u32::from(self.syn_retries()),
             State::SynSent(_) => cfg.tcp_syn_retries,
             State::SynRcvd(_) if self.passive => cfg.tcp_synack_retries,
             _ if self.orphaned => cfg.orphan_retries(),
@@ -863,12 +894,13 @@ impl Connection {
     /// event when room appears (Linux sets SOCK_NOSPACE on a short write too).
     pub(crate) fn send(&mut self, data: &[u8], room: Room) -> Result<usize, Error> {
         let cap = room.cap;
+        if self.syn_deferred() {
+            // TCP_FASTOPEN_CONNECT: the first write sends the SYN with its data (an empty
+            // one too: Linux's tcp_sendmsg_fastopen).
+            return Ok(self.fill_syn_data(data));
+        }
         if data.is_empty() {
             return self.sendable_state().map(|_| 0);
-        }
-        if self.syn_deferred() {
-            // TCP_FASTOPEN_CONNECT: the first write sends the SYN with its data.
-            return Ok(self.fill_syn_data(data));
         }
         let want = data.len();
         let data = match cap {

@@ -119,6 +119,25 @@ impl Connection {
             }
             return Disposition::Dropped("bad_ack");
         }
+        // An ACK whose TSecr echoes no timestamp of ours (from before our first SYN, or
+        // from the future) is refused with a reset (Linux's tcp_rcv_synsent_state_process,
+        // PAWSACTIVEREJECTED); the connection stays in SYN_SENT.
+        let tsecr = seg.options.timestamps.map_or(0, |t| t.tsecr);
+        if flags.ack() && s.ts_offer && tsecr != 0 {
+            let (first, latest) = (self.tsval(self.state_since), self.tsval(now));
+            let echoes_ours =
+                tsecr.wrapping_sub(first) as i32 >= 0 && latest.wrapping_sub(tsecr) as i32 >= 0;
+            if !echoes_ours {
+                if !flags.rst() {
+                    self.events.push(ConnEvent::Reset(RstOut {
+                        seq: seg.ack,
+                        ack: None,
+                        timestamps: None,
+                    }));
+                }
+                return Disposition::Dropped("paws_active_rejected");
+            }
+        }
         // Second: a RST counts only when its ACK acknowledges our SYN.
         if flags.rst() {
             if flags.ack() {
@@ -152,10 +171,28 @@ impl Connection {
             });
             self.finish_snd_setup();
             if let Some(fo) = fo {
-                self.fastopen_synack(seg, fo, syn_retransmitted);
+                self.fastopen_synack(now, seg, fo, syn_retransmitted);
             }
             self.last_ack_sent = irs + 1;
-            self.ack_now = true;
+            // SYN data not acknowledged is resent at once, and carries the ACK.
+            let resending = self
+                .state
+                .snd()
+                .is_some_and(|s| s.nxt == s.una && s.una < s.max);
+            if resending {
+                // Linux's tcp_rcv_fastopen_synack resends and returns before looking
+                // for a waiting writer.
+                self.set_write_pending(false);
+            }
+            if self.write_pending() {
+                // Linux: tcp_rcv_synsent_state_process saves the ACK for the waiting
+                // writer's data: quick-ACK mode, the ACK timer at TCP_DELACK_MAX.
+                self.pingpong = false;
+                self.quick_acks = self.quick_acks.max(self.max_quick_acks);
+                self.delack = Some(now + Duration::from_millis(200));
+            } else {
+                self.ack_now = true;
+            }
             self.events.push(ConnEvent::Connected);
             if self.shut_wr {
                 self.shut_wr = false;
@@ -181,7 +218,10 @@ impl Connection {
                     rtt: s.rtt,
                     adv,
                     syn_data: 0,
-                    data_sent: 0,
+                    // Data our SYN carried (Fast Open) stays sent: SND.NXT is past it,
+                    // and the SYN-ACK we answer with carries none (Linux's
+                    // tcp_send_synack resends the SYN alone).
+                    data_sent: s.fo.map_or(0, |f| f.syn_data),
                     fo_reply: None,
                 }),
                 st => st,
@@ -196,7 +236,13 @@ impl Connection {
     /// (the stack keeps them), count the SYN's data that was acknowledged, and resend at
     /// once what was not (RFC 7413 3: a server without Fast Open acknowledges only
     /// the SYN), without a congestion response.
-    fn fastopen_synack(&mut self, seg: &TcpRepr<'_>, fo: SynFastOpen, syn_retransmitted: bool) {
+    fn fastopen_synack(
+        &mut self,
+        now: Instant,
+        seg: &TcpRepr<'_>,
+        fo: SynFastOpen,
+        syn_retransmitted: bool,
+    ) {
         let syn_data = fo.syn_data;
         let cookie = seg.options.fast_open;
         let requested = fo.option.is_some();
@@ -213,8 +259,10 @@ impl Connection {
         } else {
             (false, 0)
         };
-        // An unsolicited cookie is ignored.
-        let cookie = cookie.filter(|_| requested || syn_data > 0);
+        // An unsolicited cookie is ignored: one our SYN did not ask for with an option
+        // (as a SYN with data in no-cookie mode; Linux's tcp_rcv_fastopen_synack checks
+        // syn_fastopen, which only the option sets).
+        let cookie = cookie.filter(|_| requested);
         self.events.push(ConnEvent::FastOpenCache {
             mss: seg.options.mss.unwrap_or(0),
             cookie,
@@ -231,7 +279,11 @@ impl Connection {
         self.ack_handshake_data(seg.ack);
         if let Some(snd) = self.state.snd_mut() {
             if snd.una < snd.max {
-                // Not (all) acknowledged: resend from SND.UNA now.
+                // Not (all) acknowledged: resend from SND.UNA now. RACK knows the data
+                // from here on (the resend is its latest transmission), so a later
+                // segment SACKed before it proves it lost (Linux's tcp_mark_skb_lost
+                // and retransmit of the SYN data).
+                snd.rack.on_send(snd.una, now);
                 snd.nxt = snd.una;
             } else if syn_data > 0 {
                 self.tfo |= super::conn::TFO_SYN_DATA_ACKED;
@@ -307,7 +359,7 @@ impl Connection {
             && flags.ack()
             && !flags.rst()
             && seg.seq + 1 == rcv_nxt
-            && seg.ack == iss + 1
+            && seg.ack == iss + 1 + data_sent
             && seg.payload.is_empty();
         if !crossing_synack
             && !acceptable(

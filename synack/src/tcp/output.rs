@@ -783,9 +783,16 @@ impl Connection {
         // Linux's lrcvtime also starts when the connection is established
         // (tcp_finish_connect, tcp_create_openreq_child): a request written at once
         // after the handshake counts too.
+        // The delayed-ACK timeout (icsk_ack.ato) is 0 until the first data arrives or a
+        // SYN-ACK finds a writer waiting: until then nothing counts (Linux:
+        // tcp_event_data_sent).
         let established_at =
             matches!(self.state, State::Established(_)).then_some(self.state_since);
-        let heard = self.last_data_in.max(established_at);
+        let heard = if self.last_data_in.is_some() || self.write_pending() {
+            self.last_data_in.max(established_at)
+        } else {
+            None
+        };
         if len > 0
             && heard.is_some_and(|t| {
                 now.checked_sub(self.delayed_ack.get())
