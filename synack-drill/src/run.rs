@@ -143,6 +143,9 @@ struct Runner {
     /// (packetdrill's socket under test; run_packet.c gives each passive child a new
     /// ephemeral remote port).
     under_test: (i64, bool),
+    /// The script descriptor of the latest socket() or accept(): `%{ }%` blocks read
+    /// its TCP_INFO when it has a connection (packetdrill's socket under test).
+    info_fd: i64,
     /// The TSval of our latest segment (inbound TS ecr values are mapped to it).
     last_tsval: Option<u32>,
     /// As packetdrill's ts_val_map: the script's TS val of each outbound segment
@@ -235,6 +238,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         remote_isns: BTreeMap::new(),
         ports: (LOCAL_PORT, REMOTE_PORT),
         under_test: (-1, false),
+        info_fd: -1,
         last_tsval: None,
         ts_vals: BTreeMap::new(),
         sent: VecDeque::new(),
@@ -541,14 +545,20 @@ impl Runner {
 
     /// Advance to an inbound segment or a call: nothing may have been sent meanwhile
     /// that the script did not expect.
-    /// The `TCP_INFO` of the socket under test (the highest script descriptor with a
-    /// connection), as Python assignments of `tcpi_*`; None without a connection.
+    /// The `TCP_INFO` of the socket under test (the latest socket() or accept() when it
+    /// has a connection, else the highest script descriptor with one), as Python
+    /// assignments of `tcpi_*`; None without a connection.
     fn tcp_info(&self) -> Option<String> {
-        let h = self
+        let latest = self
             .fds
-            .values()
-            .rev()
-            .find_map(|&live| self.socks.handle(live))?;
+            .get(&self.info_fd)
+            .and_then(|&live| self.socks.handle(live));
+        let h = latest.or_else(|| {
+            self.fds
+                .values()
+                .rev()
+                .find_map(|&live| self.socks.handle(live))
+        })?;
         let info = self.socks.stack.info(self.now, h).ok()?;
         Some(crate::code::tcpi_vars(&info))
     }
@@ -1157,6 +1167,7 @@ impl Runner {
                 let live = self.socks.socket();
                 self.fds.insert(call.ret, live);
                 self.under_test = (call.ret, false);
+                self.info_fd = call.ret;
                 Ok(call.ret)
             }
             "bind" => self
@@ -1175,6 +1186,7 @@ impl Runner {
             }
             "accept" => self.socks.accept(now, fd).map(|(live, _)| {
                 self.fds.insert(call.ret, live);
+                self.info_fd = call.ret;
                 call.ret
             }),
             "connect" => {

@@ -274,9 +274,16 @@ impl Connection {
                 .min((una + snd.wnd - max).max(0) as usize),
             mss,
         });
+        let fresh = self.marks.is_none();
         let marks = self
             .marks
             .get_or_insert_with(|| Box::new(SendMarks::new(write_seq)));
+        if fresh && skbs && before > 0 {
+            // Data queued before there was a send state to note it in is a Fast Open
+            // SYN's: Linux's tcp_send_syn_data makes it an skb of its own, with PSH (which
+            // its retransmissions keep), that no later write joins.
+            marks.mark(write_seq, true, false);
+        }
         marks.acked(una);
         marks.on_write(write_seq, n, max, size_goal, max_wnd, flags, complete, push);
     }
