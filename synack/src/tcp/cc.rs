@@ -616,10 +616,11 @@ impl HyStart {
             return false;
         }
         // Linux's cubictcp_acked: a zero sample counts as 1 us.
-        let rtt = Micros::new(rtt.max(Duration::from_micros(1)));
-        if self.min_rtt_us == 0 || rtt.get() < Duration::from_micros(self.min_rtt_us.into()) {
-            self.min_rtt_us = u32::try_from(rtt.get().as_micros()).unwrap_or(u32::MAX);
+        let rtt_us = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1);
+        if self.min_rtt_us == 0 || rtt_us < self.min_rtt_us {
+            self.min_rtt_us = rtt_us;
         }
+        let rtt = Micros::new(Duration::from_micros(rtt_us.into()));
         let min_rtt = Duration::from_micros(self.min_rtt_us.into());
         // Linux's hystart_update: a new round once SND.UNA is past the last one's end.
         let new_round = self.round_end.is_none_or(|end| una > end);

@@ -109,7 +109,23 @@ impl Connection {
         let flags = seg.flags;
         // First: an ACK must acknowledge our SYN (and at most the data it carried,
         // RFC 7413 3), else <SEQ=SEG.ACK><CTL=RST>.
-        if flags.ack() && (seg.ack <= iss || seg.ack > iss + 1 + syn_data) {
+        let bad_ack = flags.ack() && (seg.ack <= iss || seg.ack > iss + 1 + syn_data);
+        // An ACK whose TSecr echoes no timestamp of ours (from before our first SYN, or
+        // from the future) is refused the same way (Linux's tcp_rcv_synsent_state_process,
+        // PAWSACTIVEREJECTED); the connection stays in SYN_SENT.
+        let tsecr = seg.options.timestamps.map_or(0, |t| t.tsecr);
+        let paws_rejected = flags.ack() && s.ts_offer && tsecr != 0 && {
+            let (first, latest) = (self.tsval(self.state_since), self.tsval(now));
+            (tsecr.wrapping_sub(first) as i32) < 0 || (latest.wrapping_sub(tsecr) as i32) < 0
+        };
+        let refused = if bad_ack {
+            Some("bad_ack")
+        } else if paws_rejected {
+            Some("paws_active_rejected")
+        } else {
+            None
+        };
+        if let Some(why) = refused {
             if !flags.rst() {
                 self.events.push(ConnEvent::Reset(RstOut {
                     seq: seg.ack,
@@ -117,26 +133,7 @@ impl Connection {
                     timestamps: None,
                 }));
             }
-            return Disposition::Dropped("bad_ack");
-        }
-        // An ACK whose TSecr echoes no timestamp of ours (from before our first SYN, or
-        // from the future) is refused with a reset (Linux's tcp_rcv_synsent_state_process,
-        // PAWSACTIVEREJECTED); the connection stays in SYN_SENT.
-        let tsecr = seg.options.timestamps.map_or(0, |t| t.tsecr);
-        if flags.ack() && s.ts_offer && tsecr != 0 {
-            let (first, latest) = (self.tsval(self.state_since), self.tsval(now));
-            let echoes_ours =
-                tsecr.wrapping_sub(first) as i32 >= 0 && latest.wrapping_sub(tsecr) as i32 >= 0;
-            if !echoes_ours {
-                if !flags.rst() {
-                    self.events.push(ConnEvent::Reset(RstOut {
-                        seq: seg.ack,
-                        ack: None,
-                        timestamps: None,
-                    }));
-                }
-                return Disposition::Dropped("paws_active_rejected");
-            }
+            return Disposition::Dropped(why);
         }
         // Second: a RST counts only when its ACK acknowledges our SYN.
         if flags.rst() {
