@@ -74,9 +74,13 @@ fn transfer(tso_max: usize, lossy: bool) -> (Vec<Seen>, usize, usize) {
         now += Duration::from_millis(1);
         for p in to_b.drain(..) {
             let (_, t) = wire::parse_tcp_packet(&p).unwrap();
+            // One segment in 83 lost (once each). One in 41 was a loss every 30 ms at this
+            // 2 ms RTT: shorter than the 1/32 s after which CUBIC (Linux's integer form)
+            // recomputes its Reno-friendly growth, so cwnd stayed at 3 segments and
+            // there was nothing for offload to join.
             if lossy
                 && !t.payload.is_empty()
-                && (t.seq.get() / 1448) % 41 == 7
+                && (t.seq.get() / 1448) % 83 == 7
                 && dropped.insert(t.seq.get())
             {
                 continue;

@@ -736,65 +736,163 @@ impl Controller for NewReno {
     }
 }
 
-/// RFC 9438 CUBIC, windows kept in segments as the RFC writes them.
+/// RFC 9438 CUBIC in Linux's integer form (tcp_cubic.c), windows in segments: the
+/// cubic target is recomputed at most every 1/32 s (or when cwnd changed) into `cnt`,
+/// the segments to acknowledge per one-segment increase, and cwnd grows by whole
+/// segments (tcp_cong_avoid_ai). Time counts in milliseconds (Linux's jiffies at
+/// HZ=1000).
 #[derive(Debug)]
 pub(crate) struct Cubic {
     w: Window,
-    /// W_max: cwnd just before the last reduction, in segments.
-    w_max: f64,
-    /// W_max before that, for fast convergence (RFC 9438 4.7).
-    w_last_max: f64,
-    /// Start of the current congestion-avoidance epoch, with its K and origin.
-    epoch: Option<(Instant, f64, f64)>,
-    /// W_est: the Reno-friendly estimate (RFC 9438 4.3), in segments.
-    w_est: f64,
+    /// Segments acknowledged per one-segment increase (Linux's cnt).
+    cnt: u32,
+    /// W_max: cwnd just before the last reduction, in segments (last_max_cwnd).
+    last_max_cwnd: u32,
+    /// cwnd and time (ms) of the last recomputation of `cnt`.
+    last_cwnd: u32,
+    last_time: u32,
+    /// The epoch's origin point (segments) and K (in 1/1024 s).
+    origin_point: u32,
+    k: u32,
+    /// Start of the current congestion-avoidance epoch, in ms (None: a new one begins).
+    epoch_start: Option<u32>,
+    /// Segments acknowledged in this epoch towards the Reno-friendly estimate.
+    ack_cnt: u32,
+    /// W_est: the Reno-friendly estimate (RFC 9438 4.3), in segments (tcp_cwnd).
+    tcp_cwnd: u32,
+    /// Segments acknowledged towards the next increase (Linux's snd_cwnd_cnt).
+    cwnd_cnt: u32,
+    /// Bytes acknowledged short of a whole segment.
+    acked_rem: u32,
 }
 
-/// RFC 9438 4.1: C = 0.4, beta_cubic = 0.7.
-const C: f64 = 0.4;
-const BETA: f64 = 0.7;
+/// RFC 9438 4.1: beta_cubic = 0.7 (Linux's beta 717/1024); C = 0.4 (bic_scale 41/1024
+/// times 10).
+const BETA_SCALE: u32 = 1024;
+const BETA: u32 = 717;
+const CUBE_RTT_SCALE: u64 = 41 * 10;
+/// K = cbrt(CUBE_FACTOR * (W_max - cwnd)) in 1/1024 s: 2^40 / (C * 1024).
+const CUBE_FACTOR: u64 = (1 << 40) / CUBE_RTT_SCALE;
+/// The Reno-friendly estimate grows one segment per 15/8 cwnd acknowledged: RFC 9438
+/// 4.3's alpha = 3 (1 - beta) / (1 + beta), as Linux's beta_scale.
+const FRIENDLY_SCALE: u32 = 8 * (BETA_SCALE + BETA) / 3 / (BETA_SCALE - BETA);
+/// How often `cnt` is recomputed at most while cwnd stays put (HZ / 32).
+const RECOMPUTE_MS: u32 = 1000 / 32;
 
-/// The cube root: std's (the platform's libm) with std, as every run so far has
-/// computed K; the `libm` crate's without std, where `f64::cbrt` does not exist.
-#[cfg(feature = "std")]
-fn cbrt(x: f64) -> f64 {
-    x.cbrt()
-}
-
-/// The cube root: std's (the platform's libm) with std, as every run so far has
-/// computed K; the `libm` crate's without std, where `f64::cbrt` does not exist.
-#[cfg(not(feature = "std"))]
-fn cbrt(x: f64) -> f64 {
-    libm::cbrt(x)
+/// The integer cube root of `a`, rounded down.
+fn cube_root(a: u64) -> u64 {
+    let mut x = 0u64;
+    for shift in (0..22).rev() {
+        let y = x | (1 << shift);
+        if y.checked_pow(3).is_some_and(|c| c <= a) {
+            x = y;
+        }
+    }
+    x
 }
 
 impl Cubic {
     pub(crate) fn new(mss: u32) -> Cubic {
         Cubic {
             w: Window::new(mss),
-            w_max: 0.0,
-            w_last_max: 0.0,
-            epoch: None,
-            w_est: 0.0,
+            cnt: 0,
+            last_max_cwnd: 0,
+            last_cwnd: 0,
+            last_time: 0,
+            origin_point: 0,
+            k: 0,
+            epoch_start: None,
+            ack_cnt: 0,
+            tcp_cwnd: 0,
+            cwnd_cnt: 0,
+            acked_rem: 0,
         }
     }
 
-    fn segments(&self) -> f64 {
-        self.w.cwnd as f64 / self.w.mss as f64
+    fn segments(&self) -> u32 {
+        (self.w.cwnd / self.w.mss.max(1)).max(1)
     }
 
-    /// Remember W_max (with fast convergence) and set ssthresh = beta * cwnd.
+    /// Remember W_max (with fast convergence) and set ssthresh = beta * cwnd (Linux's
+    /// cubictcp_recalc_ssthresh).
     fn reduce(&mut self) {
         let w = self.segments();
+        self.epoch_start = None;
         // RFC 9438 4.7: a flow whose W_max keeps shrinking releases bandwidth faster.
-        self.w_max = if w < self.w_last_max {
-            w * (1.0 + BETA) / 2.0
+        self.last_max_cwnd = if w < self.last_max_cwnd {
+            w * (BETA_SCALE + BETA) / (2 * BETA_SCALE)
         } else {
             w
         };
-        self.w_last_max = w;
-        self.w.ssthresh = floor(self.w.mss, (self.w.cwnd as f64 * BETA) as u32);
-        self.epoch = None;
+        let ssthresh = (w * BETA / BETA_SCALE).max(2);
+        self.w.ssthresh = ssthresh * self.w.mss;
+        self.cwnd_cnt = 0;
+    }
+
+    /// Linux's bictcp_update: recompute `cnt` for cwnd `cwnd` (segments) after `acked`
+    /// segments at `now_ms`.
+    fn update(&mut self, cwnd: u32, acked: u32, now_ms: u32, min_rtt: Option<Duration>) {
+        self.ack_cnt = self.ack_cnt.wrapping_add(acked);
+        if self.last_cwnd == cwnd && now_ms.wrapping_sub(self.last_time) <= RECOMPUTE_MS {
+            return;
+        }
+        // The cubic function is evaluated at most once per millisecond.
+        if self.epoch_start.is_none() || now_ms != self.last_time {
+            self.last_cwnd = cwnd;
+            self.last_time = now_ms;
+            let epoch_start = *self.epoch_start.get_or_insert_with(|| {
+                self.ack_cnt = acked;
+                self.tcp_cwnd = cwnd;
+                // RFC 9438 4.2 eq. 2: K = cbrt((W_max - cwnd_epoch) / C), or 0 above W_max.
+                if self.last_max_cwnd <= cwnd {
+                    self.k = 0;
+                    self.origin_point = cwnd;
+                } else {
+                    self.k = cube_root(CUBE_FACTOR * u64::from(self.last_max_cwnd - cwnd)) as u32;
+                    self.origin_point = self.last_max_cwnd;
+                }
+                now_ms
+            });
+            // RFC 9438 4.2 eq. 1 at t + RTT (the minimum RTT, Linux's delay_min), in
+            // 1/1024 s.
+            let rtt_ms = min_rtt.map_or(0, |r| r.as_micros().div_ceil(1000) as u64);
+            let t = (u64::from(now_ms.wrapping_sub(epoch_start)) + rtt_ms) * 1024 / 1000;
+            let k = u64::from(self.k);
+            let offs = u128::from(t.abs_diff(k));
+            let delta = (u128::from(CUBE_RTT_SCALE) * offs * offs * offs) >> 40;
+            let delta = u32::try_from(delta).unwrap_or(u32::MAX);
+            let target = if t < k {
+                self.origin_point.saturating_sub(delta)
+            } else {
+                self.origin_point.saturating_add(delta)
+            };
+            // RFC 9438 4.4/4.5: (target - cwnd) / cwnd per segment acknowledged.
+            self.cnt = if target > cwnd {
+                cwnd / (target - cwnd)
+            } else {
+                100 * cwnd
+            };
+            // Before the first loss (W_max unknown, e.g. after HyStart left slow start)
+            // grow at least 5 % a round trip, to find the path's capacity.
+            if self.last_max_cwnd == 0 && self.cnt > 20 {
+                self.cnt = 20;
+            }
+        }
+        // RFC 9438 4.3: the Reno-friendly region: never slower than Reno would grow.
+        let delta = (cwnd * FRIENDLY_SCALE) >> 3;
+        if delta > 0 {
+            while self.ack_cnt > delta {
+                self.ack_cnt -= delta;
+                self.tcp_cwnd += 1;
+            }
+        }
+        if self.tcp_cwnd > cwnd {
+            let max_cnt = cwnd / (self.tcp_cwnd - cwnd);
+            self.cnt = self.cnt.min(max_cnt);
+        }
+        // At most one segment per two acknowledged: cwnd grows by at most 1.5x a round
+        // trip (RFC 9438 4.4's limit).
+        self.cnt = self.cnt.max(2);
     }
 }
 
@@ -810,71 +908,70 @@ impl Controller for Cubic {
     }
 
     fn on_ack(&mut self, now: Instant, acked: u32, min_rtt: Option<Duration>) {
+        let mss = self.w.mss.max(1);
+        let mut acked = acked;
         if self.w.in_slow_start() {
-            // Slow start as in RFC 5681 (RFC 9438 4.10).
+            // Slow start as in RFC 5681 (RFC 9438 4.10); what takes cwnd past ssthresh
+            // counts in congestion avoidance (Linux's tcp_slow_start).
+            let before = self.w.cwnd;
             self.w.slow_start(acked);
+            acked -= (self.w.cwnd - before).min(acked);
+            if acked == 0 {
+                return;
+            }
+        }
+        let total = self.acked_rem + acked;
+        let segs = total / mss;
+        self.acked_rem = total % mss;
+        if segs == 0 {
             return;
         }
         let cwnd = self.segments();
-        let (start, k, origin) = *self.epoch.get_or_insert_with(|| {
-            // RFC 9438 4.2 eq. 2: K = cbrt((W_max - cwnd_epoch) / C), or 0 above W_max.
-            if cwnd < self.w_max {
-                (now, cbrt((self.w_max - cwnd) / C), self.w_max)
-            } else {
-                (now, 0.0, cwnd)
-            }
-        });
-        if self.w_est == 0.0 || self.w_est < cwnd * BETA {
-            self.w_est = cwnd;
+        self.update(cwnd, segs, now.as_millis() as u32, min_rtt);
+        // Linux's tcp_cong_avoid_ai: one segment per `cnt` acknowledged.
+        let w = self.cnt.max(1);
+        let mut grow = 0;
+        if self.cwnd_cnt >= w {
+            self.cwnd_cnt = 0;
+            grow += 1;
         }
-        let rtt = min_rtt.unwrap_or(Duration::from_millis(100)).as_secs_f64();
-        let t = (now - start).as_secs_f64();
-        // RFC 9438 4.2 eq. 1 at t + RTT; RTT is the minimum RTT, as Linux's
-        // bictcp_update (delay_min).
-        let d = t + rtt - k;
-        let target = (C * (d * d * d) + origin).max(cwnd);
-        let acked_seg = acked as f64 / self.w.mss as f64;
-        // RFC 9438 4.4/4.5: (target - cwnd) / cwnd per segment acknowledged.
-        let mut per_segment = (target - cwnd) / cwnd;
-        if self.w_max == 0.0 {
-            // As Linux: before the first loss (W_max unknown, e.g. after HyStart left
-            // slow start) grow at least 1/20 segment per segment acknowledged, 5 % a
-            // round trip, to find the path's capacity.
-            per_segment = per_segment.max(1.0 / 20.0);
+        self.cwnd_cnt += segs;
+        if self.cwnd_cnt >= w {
+            let d = self.cwnd_cnt / w;
+            self.cwnd_cnt -= d * w;
+            grow += d;
         }
-        // RFC 9438 4.3: the Reno-friendly region, alpha = 3 (1 - beta) / (1 + beta):
-        // never slower than Reno would grow.
-        let alpha = 3.0 * (1.0 - BETA) / (1.0 + BETA);
-        self.w_est += alpha * acked_seg / cwnd;
-        per_segment = per_segment.max((self.w_est - cwnd) / cwnd);
-        // At most half a segment per segment acknowledged: cwnd grows by at most 1.5x
-        // a round trip (RFC 9438 4.4's limit; Linux's cnt >= 2).
-        let next = cwnd + per_segment.min(0.5) * acked_seg;
-        self.w.cwnd = (next * self.w.mss as f64) as u32;
+        self.w.cwnd = self.w.cwnd.saturating_add(grow.saturating_mul(mss));
+    }
+
+    fn set_cwnd(&mut self, cwnd: u32) {
+        self.w.cwnd = cwnd.max(self.w.mss);
     }
 
     fn restore(&mut self, cwnd: u32, ssthresh: u32) {
         self.w.cwnd = cwnd;
         self.w.ssthresh = ssthresh;
-        // The reduction never should have happened: forget it.
-        self.w_max = self.w_last_max;
-        self.epoch = None;
+        self.epoch_start = None;
     }
 
     fn on_congestion(&mut self, _now: Instant, _flight: u32) {
         self.reduce();
         self.w.cwnd = self.w.ssthresh;
-        self.w_est = self.segments();
     }
 
     fn on_rto(&mut self, _now: Instant, _flight: u32) {
         self.reduce();
         self.w.cwnd = self.w.mss;
-        self.w_est = 0.0;
-        // As Linux (bictcp_state on TCP_CA_Loss): after a timeout the old W_max says
-        // nothing about the path any more.
-        self.w_max = 0.0;
-        self.w_last_max = 0.0;
+        // As Linux (bictcp_state on TCP_CA_Loss, bictcp_reset): after a timeout the old
+        // W_max and epoch say nothing about the path any more.
+        self.last_max_cwnd = 0;
+        self.last_cwnd = 0;
+        self.last_time = 0;
+        self.origin_point = 0;
+        self.k = 0;
+        self.ack_cnt = 0;
+        self.tcp_cwnd = 0;
+        self.cnt = 0;
     }
 }
 
@@ -883,6 +980,8 @@ mod tests {
     use super::*;
 
     const MSS: u32 = 1000;
+    /// RFC 9438 4.1's C.
+    const C: f64 = 0.4;
 
     /// Ack `cwnd` bytes in MSS-sized pieces over one RTT; return the new cwnd.
     fn one_rtt(cc: &mut dyn Controller, now: &mut Instant, rtt: Duration) -> u32 {
@@ -978,7 +1077,8 @@ mod tests {
         cc.on_congestion(now, 0);
         cc.set_cwnd(80 * MSS);
         cc.on_congestion(now, 0);
-        assert!((cc.w_max - 80.0 * 1.7 / 2.0).abs() < 1e-9, "{}", cc.w_max);
+        // W_max = 80 (1 + 0.7) / 2, in Linux's integer arithmetic.
+        assert_eq!(cc.last_max_cwnd, 80 * 1741 / 2048);
     }
 
     #[test]

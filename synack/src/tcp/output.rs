@@ -493,7 +493,22 @@ impl Connection {
             } else {
                 (1, true)
             };
-            let out = self.data_segment(now, seq, len, with_fin);
+            // Going back N: the resent packet ends at the next SACKed block at the latest.
+            let snd = self.state.snd()?;
+            let resend = (seq < snd.max).then(|| {
+                let limit = snd.sacked.next_hole(seq, snd.max).map_or(snd.max, |h| h.1);
+                let room = snd.cwnd().saturating_sub(snd.in_flight(now, sack)) / mss.max(1);
+                (limit, room.min(self.tso_max_segs(snd) as u32))
+            });
+            if seq >= snd.max && len > 0 && packet_segs == 1 {
+                self.split_skb_at(seq);
+            }
+            let mut out = self.data_segment(now, seq, len, with_fin);
+            if let Some((limit, segs)) = resend {
+                if self.rtx_packet_psh(seq, len, limit, segs) {
+                    out.flags |= TcpFlags::PSH;
+                }
+            }
             let snd = self.state.snd_mut()?;
             let prior_max = snd.max;
             let end = seq + len as u32 + with_fin as u32;
@@ -766,7 +781,14 @@ impl Connection {
         if let Some(room) = self.mark_room(start).filter(|r| *r > 0) {
             len = len.min(room);
         }
-        let out = self.data_segment(now, start, len, false);
+        // The packet ends where the peer's SACKs resume (Linux resends whole lost skbs).
+        let hole_end = snd.sacked.next_hole(start, snd.max).map_or(end, |h| h.1);
+        let segs =
+            (snd.cwnd().saturating_sub(pipe) / mss.max(1)).min(self.tso_max_segs(snd) as u32);
+        let mut out = self.data_segment(now, start, len, false);
+        if self.rtx_packet_psh(start, len, hole_end, segs) {
+            out.flags |= TcpFlags::PSH;
+        }
         let snd = self.state.snd_mut()?;
         snd.on_retransmit(now, start, start + len as u32);
         snd.pipe_after_retransmit(now, pipe, len as u32);

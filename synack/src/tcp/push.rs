@@ -29,6 +29,11 @@ struct Mark {
     end: SeqNum,
     psh: bool,
     eor: bool,
+    /// Made by a packet taking part of an skb (tso_fragment), not by a write: it bounds
+    /// retransmissions but is not counted in the send buffer's truesize (that
+    /// accounting is not modelled; blocking-write's timing on Linux 6.18 matches
+    /// without it).
+    split: bool,
 }
 
 /// What the pushes of a write may send while it fills skbs (Linux's tcp_push_one and
@@ -59,6 +64,9 @@ pub(crate) struct SendMarks {
     /// A setsockopt (TCP_NODELAY on) pushed the pending data through the cork
     /// (TCP_NAGLE_PUSH), until the next write.
     pub(crate) push_through: bool,
+    /// The retransmitted packet being sent: (its start, where its next segment starts,
+    /// its end), with `skbs`.
+    rtx: Option<(SeqNum, SeqNum, SeqNum)>,
 }
 
 impl SendMarks {
@@ -72,7 +80,56 @@ impl SendMarks {
             cork: false,
             more: false,
             push_through: false,
+            rtx: None,
         }
+    }
+
+    /// A packet of new data starts at `seq`: with `skbs`, an skb ends there (Linux's
+    /// tso_fragment splits the skb a packet takes only part of, so the retransmission
+    /// queue holds the packets as they were sent).
+    fn split_at(&mut self, seq: SeqNum) {
+        if !self.skbs {
+            return;
+        }
+        let at = self.marks.partition_point(|m| m.end < seq);
+        if self.marks.get(at).is_none_or(|m| m.end != seq) {
+            self.marks.insert(
+                at,
+                Mark {
+                    end: seq,
+                    psh: false,
+                    eor: false,
+                    split: true,
+                },
+            );
+        }
+    }
+
+    /// Whether the retransmitted segment `seq..seq + len` ends a packet of more than one
+    /// `mss` (Linux's __tcp_retransmit_skb resends an skb, or its first `segs` segments,
+    /// in one packet; a packet of more than one segment carries PSH). A packet ends at
+    /// the skb's end, at `limit` (the hole's end) or after `segs` segments.
+    fn rtx_ends_multi(
+        &mut self,
+        seq: SeqNum,
+        len: u32,
+        limit: SeqNum,
+        segs: u32,
+        mss: u32,
+    ) -> bool {
+        let (start, end) = match self.rtx {
+            Some((start, next, end)) if next == seq && seq < end => (start, end),
+            _ => {
+                let mut end = limit.min(seq + segs.max(1) * mss);
+                if let Some(skb_end) = self.next_end(seq) {
+                    end = end.min(skb_end);
+                }
+                (seq, end)
+            }
+        };
+        let next = seq + len;
+        self.rtx = Some((start, next, end));
+        next >= end && (end - start) as u32 > mss
     }
 
     /// Forget the marks the peer has acknowledged.
@@ -194,7 +251,12 @@ impl SendMarks {
                 m.psh |= psh;
                 m.eor |= eor;
             }
-            _ => self.marks.push_back(Mark { end, psh, eor }),
+            _ => self.marks.push_back(Mark {
+                end,
+                psh,
+                eor,
+                split: false,
+            }),
         }
     }
 
@@ -217,10 +279,9 @@ impl SendMarks {
 
 /// The truesize of the modelled skbs beyond their payload (none when not modelled).
 pub(crate) fn skb_overhead(marks: &Option<Box<SendMarks>>) -> usize {
-    marks
-        .as_ref()
-        .filter(|m| m.skbs)
-        .map_or(0, |m| m.marks.len() * super::skb_accounting::SKB_OVERHEAD)
+    marks.as_ref().filter(|m| m.skbs).map_or(0, |m| {
+        m.marks.iter().filter(|m| !m.split).count() * super::skb_accounting::SKB_OVERHEAD
+    })
 }
 
 /// tcp_xmit_size_goal: the most bytes an skb holds, 64 KiB (sk_gso_max_size) but at most
@@ -344,6 +405,30 @@ impl Connection {
     pub(crate) fn mark_room(&self, seq: SeqNum) -> Option<usize> {
         let m = self.marks.as_ref()?;
         m.next_end(seq).map(|end| (end - seq).max(0) as usize)
+    }
+
+    /// A packet of new data starts at `seq` (see [`SendMarks::split_at`]).
+    pub(crate) fn split_skb_at(&mut self, seq: SeqNum) {
+        if let Some(m) = self.marks.as_mut() {
+            m.split_at(seq);
+        }
+    }
+
+    /// Whether the retransmission `seq..seq + len` ends a multi-segment packet, which
+    /// carries PSH as every such packet does (Linux's __tcp_transmit_skb), when Linux's
+    /// skbs are modelled; `limit` ends the hole, `segs` is what cwnd lets go.
+    pub(crate) fn rtx_packet_psh(
+        &mut self,
+        seq: SeqNum,
+        len: usize,
+        limit: SeqNum,
+        segs: u32,
+    ) -> bool {
+        let mss = self.payload_mss() as u32;
+        match self.marks.as_mut().filter(|m| m.skbs) {
+            Some(m) if len > 0 => m.rtx_ends_multi(seq, len as u32, limit, segs, mss),
+            _ => false,
+        }
     }
 
     /// PSH for a segment ending at `end` (at `buf_end`, the end of the written data):
