@@ -63,6 +63,7 @@ impl From<Error> for Errno {
             Error::NoBufferSpace => "ENOBUFS",
             Error::MessageTooLong => "EMSGSIZE",
             Error::Unsupported => "EOPNOTSUPP",
+            Error::InvalidArgument => "EINVAL",
             // An error newer than this table: EIO, which no script expects, so a script
             // that meets it fails and shows the error instead of passing by chance.
             _ => "EIO",

@@ -78,6 +78,7 @@ impl Stack {
             requests: VecDeque::new(),
             pending: 0,
             fastopen_pending: 0,
+            md5: None,
         };
         let id = match self.listeners.iter().position(Option::is_none) {
             Some(i) => {

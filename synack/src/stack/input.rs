@@ -166,11 +166,11 @@ impl Stack {
                 }
             }
             _ if verified => match wire::parse_tcp_verified(ip, payload) {
-                Ok(seg) => self.tcp_input(now, ip, &seg, None),
+                Ok(seg) => self.tcp_input(now, ip, payload, &seg, None),
                 Err(e) => self.stats.drop(e.reason()),
             },
             _ => match wire::parse_tcp_deferred(ip, payload) {
-                Ok((seg, pending)) => self.tcp_input(now, ip, &seg, Some(pending)),
+                Ok((seg, pending)) => self.tcp_input(now, ip, payload, &seg, Some(pending)),
                 Err(e) => self.stats.drop(e.reason()),
             },
         }
@@ -179,11 +179,12 @@ impl Stack {
     /// A TCP segment addressed to us: to its connection, else TIME_WAIT, else a listener.
     /// `pending` is the part of its checksum still to verify (the payload's): when the
     /// payload goes in order into a connection's receive buffer it is summed as it is
-    /// copied there, else summed first.
+    /// copied there, else summed first. `raw` is the segment's bytes (for TCP-MD5).
     pub(super) fn tcp_input(
         &mut self,
         now: Instant,
         ip: &wire::IpInfo,
+        raw: &[u8],
         seg: &TcpRepr<'_>,
         pending: Option<wire::PendingChecksum>,
     ) {
@@ -214,6 +215,21 @@ impl Stack {
         if let Some(pending) = pending.filter(|_| !staged) {
             if !pending.verify(seg.payload) {
                 return self.stats.drop(WireError::BadTcpChecksum.reason());
+            }
+        }
+        // RFC 2385 as Linux's tcp_inbound_hash: only when a key was ever set, or the
+        // segment carries the option.
+        if self.md5.is_some() || seg.options.md5.is_some() || seg.options.md5_malformed {
+            if let super::md5::Md5Verdict::Drop(reason) =
+                self.md5_inbound(ip, raw, seg, index, tuple)
+            {
+                if let Some(conn) = index
+                    .filter(|_| staged)
+                    .and_then(|i| self.slots[i as usize].conn.as_mut())
+                {
+                    conn.rcv_buf.unstage();
+                }
+                return self.stats.drop(reason);
             }
         }
         self.stats.segments_in += 1;

@@ -146,8 +146,18 @@ impl Stack {
     }
 
     /// Put a connection a listener took into the table, counted in its SYN queue.
-    pub(super) fn insert_passive(&mut self, conn: Connection, lid: u32) -> u32 {
+    pub(super) fn insert_passive(&mut self, mut conn: Connection, lid: u32) -> u32 {
+        // Linux's tcp_v4_syn_recv_sock: the child takes the listener's key for its peer.
+        let md5_key = self.listener_md5_key(lid, conn.remote.ip()).cloned();
+        if md5_key.is_some() {
+            conn.set_md5(true, &self.config);
+        }
         let index = self.insert(conn, Some(lid), false);
+        if let Some(key) = md5_key {
+            let mut keys = md5::Md5Keys::default();
+            keys.set(key);
+            self.slots[index as usize].md5 = Some(Box::new(keys));
+        }
         if let Some(l) = self.listeners[lid as usize].as_mut() {
             l.embryonic += 1;
         }
@@ -167,7 +177,14 @@ impl Stack {
         syn: (&TcpRepr<'_>, Option<wire::Ecn>),
     ) -> Connection {
         let options = self.listener_options(lid);
-        let cfg = self.listener_config(lid, tuple);
+        let mut cfg = self.listener_config(lid, tuple);
+        // Linux's tcp_synack_options: with an MD5 key, a SYN-ACK that has SACK-permitted
+        // leaves timestamps out, for want of room (not a cookie's, which needs them).
+        let sack = syn.0.options.sack_permitted && self.config.tcp_sack;
+        if sack && syn.1.is_some() && self.listener_md5_key(lid, tuple.remote.ip()).is_some() {
+            cfg.get_or_insert_with(|| self.config.clone())
+                .tcp_timestamps = false;
+        }
         let mut conn = Connection::accept_syn(
             now,
             (tuple.local, tuple.remote),

@@ -23,7 +23,7 @@ use crate::config::wscale_for;
 use crate::config::Config;
 use crate::error::Error;
 use crate::time::{Micros, Millis};
-use crate::wire::{SeqNum, TcpRepr};
+use crate::wire::{self, SeqNum, TcpRepr};
 use crate::Instant;
 
 /// Something a connection reports to the stack, which turns it into [`crate::Event`]s.
@@ -202,6 +202,10 @@ pub(crate) const TFO_CHILD: u8 = 2;
 /// handshake (Linux sets icsk_ack.ato when a SYN-ACK finds a writer waiting), not only
 /// from the first data received.
 pub(crate) const WRITE_PENDING: u8 = 4;
+/// `Connection::tfo` (another flag kept in the same byte, for the size budget): a
+/// TCP-MD5 key (RFC 2385) signs this connection's segments, so the option takes 20
+/// bytes of every header. The key itself is the stack's, beside the connection.
+pub(crate) const TCP_MD5: u8 = 8;
 
 /// How close the stack's buffers are to `Config::tcp_mem` (Linux's tcp_memory_pressure).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -418,6 +422,34 @@ impl Connection {
         n
     }
 
+    /// Segments are signed with TCP-MD5 (RFC 2385).
+    pub(crate) fn md5(&self) -> bool {
+        self.tfo & TCP_MD5 != 0
+    }
+
+    /// A TCP-MD5 key now signs this connection (`on`) or no longer does. As Linux with
+    /// a key (tcp_syn_options): a SYN not yet answered offers no timestamps, the option's
+    /// 20 bytes come off the MSS (tcp_header_len), and no segmentation offload
+    /// (sk_gso_type: the device cannot sign the segments it cuts).
+    pub(crate) fn set_md5(&mut self, on: bool, cfg: &Config) {
+        if on == self.md5() {
+            return;
+        }
+        let delta = wire::MD5SIG_ALIGNED_LEN;
+        if on {
+            self.tfo |= TCP_MD5;
+            self.tso_max = 0;
+            self.neg.snd_mss = self.neg.snd_mss.saturating_sub(delta).max(32);
+        } else {
+            self.tfo &= !TCP_MD5;
+            self.tso_max = cfg.tso_max.min(65535) as u16;
+            self.neg.snd_mss += delta;
+        }
+        if let State::SynSent(s) = &mut self.state {
+            s.ts_offer = cfg.tcp_timestamps && !on;
+        }
+    }
+
     /// Data in the SYN was acknowledged (or accepted): TCPI_OPT_SYN_DATA.
     pub(crate) fn info_syn_data_acked(&self) -> bool {
         self.tfo & TFO_SYN_DATA_ACKED != 0
@@ -506,6 +538,13 @@ impl Connection {
             self.ts_recent = ts.tsval;
         }
         let opt_bytes = if timestamps { 12 } else { 0 };
+        // Linux's tcp_header_len: the MD5 option (nop,nop,md5) is in every segment too.
+        let opt_bytes = opt_bytes
+            + if self.md5() {
+                wire::MD5SIG_ALIGNED_LEN
+            } else {
+                0
+            };
         let mss = peer_mss.min(self.local_mss) as usize;
         self.neg = Negotiated {
             snd_mss: mss.saturating_sub(opt_bytes).max(32),
