@@ -862,6 +862,8 @@ impl Runner {
                     options.fast_open =
                         fast_open_option(*experimental, cookie, &self.stack_cookie());
                 }
+                // As packetdrill: the script's digest, as it is (not a signature).
+                ScriptOption::Md5(digest) => options.md5 = Some(*digest),
                 ScriptOption::Nop | ScriptOption::Eol => {}
             }
         }
@@ -1583,6 +1585,7 @@ fn compare_options(
                     ));
                 }
             }
+            ScriptOption::Md5(digest) => w.md5 = Some(*digest),
             ScriptOption::Nop | ScriptOption::Eol => {}
         }
     }
@@ -1621,6 +1624,14 @@ fn compare_options(
             }
         };
         return diff("fast open", show(w.fast_open), show(got.fast_open));
+    }
+    // packetdrill's verify_outbound_tcp_option compares an MD5 option byte for byte.
+    if w.md5 != got.md5 {
+        let show = |d: Option<[u8; 16]>| match d {
+            None => "none".to_string(),
+            Some(d) => d.iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        return diff("md5", show(w.md5), show(got.md5));
     }
     if w.sack_blocks.as_slice() != got.sack_blocks.as_slice() {
         return diff(

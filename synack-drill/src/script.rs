@@ -111,6 +111,8 @@ pub enum ScriptOption {
         experimental: bool,
         cookie: FoCookie,
     },
+    /// `md5 <hex>`: a TCP-MD5 signature option (RFC 2385) with this 16-byte digest.
+    Md5([u8; 16]),
 }
 
 /// The cookie of a `FO`/`FOEXP` option.
@@ -715,6 +717,17 @@ fn options(s: &str) -> Result<Vec<ScriptOption>, String> {
                     ),
                 },
             },
+            "md5" => {
+                // packetdrill's new_md5_option: hex digits for the digest; synack takes
+                // the option's one valid length (16 bytes, RFC 2385 §3.0).
+                let hex = words.get(1).ok_or("option 'md5' needs a digest")?;
+                let bytes =
+                    hex_bytes(hex).ok_or_else(|| format!("md5 digest '{hex}' is not hex"))?;
+                let digest: [u8; 16] = bytes
+                    .try_into()
+                    .map_err(|_| format!("md5 digest '{hex}' is not 16 bytes"))?;
+                ScriptOption::Md5(digest)
+            }
             "mss" => ScriptOption::Mss(num(1)? as u16),
             "wscale" => ScriptOption::WindowScale(num(1)? as u8),
             "TS" => ScriptOption::Timestamp {

@@ -316,8 +316,9 @@ impl Stack {
     }
 
     /// Linux's tcp_inbound_hash for a segment that reached a socket (a connection or a
-    /// listener; not a TIME_WAIT entry, which Linux does not check, and not a segment
-    /// for no socket, answered by an unsigned RST). `raw` is the whole TCP segment.
+    /// listener; not a TIME_WAIT entry, which Linux does not check). A signed segment
+    /// for no socket is dropped without the RST an unsigned one gets. `raw` is the
+    /// whole TCP segment.
     pub(super) fn md5_inbound(
         &self,
         ip: &wire::IpInfo,
@@ -339,7 +340,13 @@ impl Stack {
                     .find_listener(tuple.local)
                     .or_else(|| self.find_capture(tuple.local))
                 else {
-                    return Md5Verdict::Accept;
+                    // Linux's tcp_v4_send_reset for no socket: a signed segment gets a
+                    // RST only when a listener's key verifies it ("don't send rst if it
+                    // can't find key"); synack sends none.
+                    return match seg.options.md5 {
+                        Some(_) => Md5Verdict::Drop("no_socket"),
+                        None => Md5Verdict::Accept,
+                    };
                 };
                 self.listener_md5_key(lid, ip.src)
             }
