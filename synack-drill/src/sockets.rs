@@ -119,6 +119,9 @@ pub struct SockOpts {
     pub tos: u8,
     /// IP_MTU_DISCOVER, when set: IP_PMTUDISC_DONT (0) ... IP_PMTUDISC_OMIT (5).
     pub pmtudisc: Option<u8>,
+    /// TCP_MD5SIG / TCP_MD5SIG_EXT keys, for the socket's listener or connection once
+    /// it has one.
+    pub md5_keys: Vec<synack::Md5Key>,
 }
 
 impl SockOpts {
@@ -391,6 +394,47 @@ impl Sockets {
         k.copy_from_slice(&key[..16]);
         self.sock_mut(fd)?.opts.fastopen_key = Some(k);
         self.update_listener(fd);
+        Ok(0)
+    }
+
+    /// TCP_MD5SIG / TCP_MD5SIG_EXT (Linux's tcp_v4_parse_md5_keys): a key for `peer`
+    /// (with `prefix_len`, for its prefix), or with an empty key the removal of the one
+    /// there (ENOENT when there is none). Keys longer than 80 bytes are EINVAL.
+    pub fn set_md5_key(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        peer: IpAddr,
+        prefix_len: Option<u8>,
+        key: &[u8],
+    ) -> CallResult {
+        let kind = self.sock(fd)?.kind;
+        let full = if peer.is_ipv4() { 32 } else { 128 };
+        let plen = prefix_len.unwrap_or(full);
+        if plen > full {
+            return Err(Errno::EINVAL);
+        }
+        let o = &mut self.sock_mut(fd)?.opts;
+        let had = o.md5_keys.iter().any(|k| k.peer() == (peer, plen));
+        o.md5_keys.retain(|k| k.peer() != (peer, plen));
+        if key.is_empty() {
+            if !had {
+                return Err(Errno("ENOENT"));
+            }
+            let _ = match kind {
+                Kind::Listener(l) => self.stack.remove_listener_md5_key(l, peer, Some(plen)),
+                Kind::Conn(h) => self.stack.remove_md5_key(now, h, peer, Some(plen)),
+                _ => Ok(()),
+            };
+            return Ok(0);
+        }
+        let k = synack::Md5Key::new(peer, Some(plen), key).map_err(|_| Errno::EINVAL)?;
+        o.md5_keys.push(k.clone());
+        match kind {
+            Kind::Listener(l) => self.stack.set_listener_md5_key(l, k)?,
+            Kind::Conn(h) => self.stack.set_md5_key(now, h, k)?,
+            _ => {}
+        }
         Ok(0)
     }
 
@@ -983,6 +1027,10 @@ impl Sockets {
 
     /// Options that apply to a connection once it exists.
     fn apply(&mut self, now: Instant, h: ConnectionHandle, o: &SockOpts) {
+        // Keys set before connect() sign the SYN.
+        for key in &o.md5_keys {
+            let _ = self.stack.set_md5_key(now, h, key.clone());
+        }
         if o.rcvbuf.is_some() || o.sndbuf.is_some() {
             let _ = self.stack.set_buffers(now, h, o.sndbuf, o.rcvbuf);
         }
@@ -1035,5 +1083,8 @@ impl Sockets {
             options
         };
         let _ = self.stack.set_listener_options(*l, options);
+        for key in &o.md5_keys {
+            let _ = self.stack.set_listener_md5_key(*l, key.clone());
+        }
     }
 }

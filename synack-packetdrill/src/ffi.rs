@@ -345,6 +345,8 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => "TCP_FASTOPEN",
         (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => "TCP_FASTOPEN_CONNECT",
         (libc::IPPROTO_TCP, TCP_FASTOPEN_KEY) => "TCP_FASTOPEN_KEY",
+        (libc::IPPROTO_TCP, TCP_MD5SIG) => "TCP_MD5SIG",
+        (libc::IPPROTO_TCP, TCP_MD5SIG_EXT) => "TCP_MD5SIG_EXT",
         (libc::IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE) => "TCP_FASTOPEN_NO_COOKIE",
         (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => "TCP_KEEPIDLE",
         (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => "TCP_KEEPINTVL",
@@ -564,6 +566,44 @@ unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_int) 
 
 /// SOL_SOCKET options libc does not name on every target (asm-generic/socket.h).
 const SO_MARK: c_int = 36;
+/// TCP_MD5SIG and TCP_MD5SIG_EXT (include/uapi/linux/tcp.h).
+const TCP_MD5SIG: c_int = 14;
+const TCP_MD5SIG_EXT: c_int = 32;
+
+/// `struct tcp_md5sig` (include/uapi/linux/tcp.h): a sockaddr_storage (128 bytes), then
+/// flags (u8), prefix length (u8), key length (u16), ifindex (int) and an 80-byte key.
+/// The peer, the prefix (with TCP_MD5SIG_EXT and TCP_MD5SIG_FLAG_PREFIX) and the key;
+/// None when the struct is short or its address is neither AF_INET nor AF_INET6 (Linux's
+/// tcp_v4_parse_md5_keys: EINVAL).
+fn parse_md5sig(raw: &[u8], ext: bool) -> Option<(IpAddr, Option<u8>, &[u8])> {
+    const STORAGE: usize = 128;
+    if raw.len() < STORAGE + 8 + 80 {
+        return None;
+    }
+    let family = i32::from(u16::from_ne_bytes([raw[0], raw[1]]));
+    let peer: IpAddr = match family {
+        libc::AF_INET => {
+            let a: [u8; 4] = raw[4..8].try_into().ok()?;
+            a.into()
+        }
+        libc::AF_INET6 => {
+            let a: [u8; 16] = raw[8..24].try_into().ok()?;
+            let v6 = Ipv6Addr::from(a);
+            // A v4-mapped address keys an IPv4 peer (tcp_v6_parse_md5_keys).
+            v6.to_ipv4_mapped().map_or(v6.into(), Into::into)
+        }
+        _ => return None,
+    };
+    let (flags, prefix) = (raw[STORAGE], raw[STORAGE + 1]);
+    let keylen = usize::from(u16::from_ne_bytes([raw[STORAGE + 2], raw[STORAGE + 3]]));
+    // TCP_MD5SIG_FLAG_PREFIX.
+    let prefix = (ext && flags & 1 != 0).then_some(prefix);
+    if keylen > 80 {
+        return None;
+    }
+    Some((peer, prefix, &raw[STORAGE + 8..STORAGE + 8 + keylen]))
+}
+
 /// TCP_FASTOPEN_KEY and TCP_FASTOPEN_NO_COOKIE (include/uapi/linux/tcp.h).
 const TCP_FASTOPEN_KEY: c_int = 33;
 const TCP_FASTOPEN_NO_COOKIE: c_int = 34;
@@ -1064,6 +1104,18 @@ unsafe extern "C" fn setsockopt(
         let i = unsafe { inst(ud) };
         return ret(i.with(|st| st.socks.set_fastopen_key(fd, raw))) as c_int;
     }
+    if opt == "TCP_MD5SIG" || opt == "TCP_MD5SIG_EXT" {
+        // SAFETY: `ud` is our instance.
+        let i = unsafe { inst(ud) };
+        let Some((peer, prefix, key)) = parse_md5sig(raw, opt == "TCP_MD5SIG_EXT") else {
+            set_errno(Errno::EINVAL);
+            return -1;
+        };
+        return ret(i.with(|st| {
+            let now = st.now;
+            st.socks.set_md5_key(now, fd, peer, prefix, key)
+        })) as c_int;
+    }
     let int = |b: &[u8]| {
         b.get(..4)
             .map(|x| i64::from(c_int::from_ne_bytes([x[0], x[1], x[2], x[3]])))
@@ -1281,4 +1333,51 @@ unsafe extern "C" fn splice(
 pub fn local_address(ifc: &PacketdrillInterface) -> IpAddr {
     // SAFETY: `userdata` is the instance packetdrill_interface_init made.
     unsafe { inst(ifc.userdata) }.with(|st| st.socks.local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `struct tcp_md5sig` as Linux's uapi header lays it out (216 bytes).
+    fn md5sig(family: i32, addr: &[u8], flags: u8, prefix: u8, key: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 216];
+        b[..2].copy_from_slice(&(family as u16).to_ne_bytes());
+        let at = if family == libc::AF_INET { 4 } else { 8 };
+        b[at..at + addr.len()].copy_from_slice(addr);
+        b[128] = flags;
+        b[129] = prefix;
+        b[130..132].copy_from_slice(&(key.len() as u16).to_ne_bytes());
+        b[136..136 + key.len().min(80)].copy_from_slice(&key[..key.len().min(80)]);
+        b
+    }
+
+    #[test]
+    fn a_tcp_md5sig_struct_gives_its_peer_prefix_and_key() {
+        let raw = md5sig(libc::AF_INET, &[198, 18, 0, 2], 1, 24, b"secret");
+        let peer: IpAddr = "198.18.0.2".parse().unwrap();
+        assert_eq!(
+            parse_md5sig(&raw, false),
+            Some((peer, None, &b"secret"[..]))
+        );
+        assert_eq!(
+            parse_md5sig(&raw, true),
+            Some((peer, Some(24), &b"secret"[..]))
+        );
+        let mut v6 = [0u8; 16];
+        v6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        v6[15] = 2;
+        let raw = md5sig(libc::AF_INET6, &v6, 0, 0, b"");
+        let peer: IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(parse_md5sig(&raw, false), Some((peer, None, &b""[..])));
+        // Short, of another family, or a key over 80 bytes: EINVAL.
+        assert_eq!(parse_md5sig(&raw[..100], false), None);
+        assert_eq!(
+            parse_md5sig(&md5sig(libc::AF_UNIX, &[], 0, 0, b"k"), false),
+            None
+        );
+        let mut long = md5sig(libc::AF_INET, &[198, 18, 0, 2], 0, 0, b"k");
+        long[130..132].copy_from_slice(&81u16.to_ne_bytes());
+        assert_eq!(parse_md5sig(&long, false), None);
+    }
 }
