@@ -132,7 +132,7 @@ fn two_stacks_with_the_same_key_connect_and_transfer_every_segment_signed() {
 }
 
 #[test]
-fn a_signed_syn_offers_no_timestamps_and_a_signed_syn_ack_keeps_them_only_without_sack() {
+fn a_signed_syn_offers_no_timestamps() {
     let key: &[u8] = b"k";
     let (mut client, _server, _conn, _) = pair(Some(key), Some(key));
     let syn = client.poll_transmit(Instant::ZERO).unwrap();
@@ -141,6 +141,63 @@ fn a_signed_syn_offers_no_timestamps_and_a_signed_syn_ack_keeps_them_only_withou
     assert!(seg.options.md5.is_some());
     assert_eq!(seg.options.timestamps, None);
     assert!(seg.options.sack_permitted);
+}
+
+/// A SYN to `server`'s port 179 from 198.18.0.1:40000 with these options, signed with `key`.
+fn signed_syn(options: TcpOptions, key: &[u8]) -> Vec<u8> {
+    let mut options = options;
+    options.md5 = Some([0; 16]);
+    let syn = TcpRepr {
+        src_port: 40000,
+        dst_port: 179,
+        seq: SeqNum::new(1000),
+        ack: SeqNum::new(0),
+        flags: TcpFlags::SYN,
+        window: 65535,
+        urgent: 0,
+        options,
+        payload: b"",
+    };
+    let mut p = wire::emit_tcp_packet(ip(CLIENT), ip(SERVER), 64, &syn).unwrap();
+    wire::sign_tcp_md5(
+        &mut p[20..],
+        &ip(CLIENT),
+        &ip(SERVER),
+        key,
+        wire::TxChecksum::Full,
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn a_signed_syn_ack_leaves_timestamps_out_only_beside_sack_permitted() {
+    // Linux's tcp_synack_options: MD5 and timestamps leave no room for SACK blocks, so
+    // a SYN-ACK that grants SACK-permitted leaves timestamps out.
+    let ts = Some(wire::Timestamps { tsval: 5, tsecr: 0 });
+    for sack in [true, false] {
+        let mut server = stack(SERVER);
+        let listener = server
+            .listen(format!("{SERVER}:179").parse().unwrap(), 4)
+            .unwrap();
+        server
+            .set_listener_md5_key(listener, Md5Key::new(ip(CLIENT), None, b"k").unwrap())
+            .unwrap();
+        let options = TcpOptions {
+            mss: Some(1460),
+            sack_permitted: sack,
+            window_scale: Some(7),
+            timestamps: ts,
+            ..TcpOptions::default()
+        };
+        server.receive(Instant::ZERO, &signed_syn(options, b"k"));
+        let synack = server.poll_transmit(Instant::ZERO).expect("a SYN-ACK");
+        let (_, seg) = wire::parse_tcp_packet(&synack).unwrap();
+        assert_eq!(seg.flags, TcpFlags::SYN | TcpFlags::ACK);
+        assert!(seg.options.md5.is_some());
+        assert_eq!(seg.options.sack_permitted, sack);
+        assert_eq!(seg.options.timestamps.is_some(), !sack, "sack {sack}");
+    }
 }
 
 #[test]

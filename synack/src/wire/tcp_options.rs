@@ -514,6 +514,23 @@ mod tests {
     }
 
     #[test]
+    fn an_md5_option_is_read_and_a_bad_or_second_one_marked_malformed() {
+        let mut b = vec![NOP, NOP, MD5SIG, 18];
+        b.extend(1..=16u8);
+        let o = TcpOptions::parse(&b).unwrap();
+        assert_eq!(o.md5, Some(core::array::from_fn(|i| i as u8 + 1)));
+        assert!(!o.md5_malformed);
+        // Linux's tcp_do_parse_auth_options: a second MD5 option, or one of another
+        // length, makes the segment's options unacceptable (the stack drops it).
+        let mut twice = b.clone();
+        twice.extend_from_slice(&b[2..]);
+        assert!(TcpOptions::parse(&twice).unwrap().md5_malformed);
+        let short = [MD5SIG, 6, 1, 2, 3, 4, NOP, NOP];
+        let o = TcpOptions::parse(&short).unwrap();
+        assert!(o.md5_malformed && o.md5.is_none());
+    }
+
+    #[test]
     fn fast_open_option_with_bad_length_or_magic_is_ignored() {
         // An odd cookie length, a 2-byte cookie, and kind 254 with another magic.
         for bytes in [
