@@ -331,3 +331,24 @@ fn ipv6_peers_sign_and_connect_too() {
     pump(now, &mut client, &mut server, Some(b"v6"));
     assert_eq!(client.state(conn).unwrap(), TcpState::Established);
 }
+
+#[test]
+fn a_decide_first_listener_gives_its_key_to_the_connections_it_accepts() {
+    let key: &[u8] = b"decided";
+    let (mut client, mut server, conn, listener) = pair(Some(key), Some(key));
+    let mut options = synack::ListenerOptions::default();
+    options.decide = Some(synack::Decide::default());
+    server.set_listener_options(listener, options).unwrap();
+    let now = Instant::ZERO;
+    pump(now, &mut client, &mut server, Some(key));
+    let request = server.take_request(listener).expect("the SYN is held");
+    server.accept_request(now, request.handle).unwrap();
+    pump(now, &mut client, &mut server, Some(key));
+    assert_eq!(client.state(conn).unwrap(), TcpState::Established);
+    assert_eq!(
+        server.stats().total_dropped(),
+        0,
+        "{:?}",
+        server.stats().drops
+    );
+}

@@ -146,17 +146,10 @@ impl Stack {
     }
 
     /// Put a connection a listener took into the table, counted in its SYN queue.
-    pub(super) fn insert_passive(&mut self, mut conn: Connection, lid: u32) -> u32 {
-        // Linux's tcp_v4_syn_recv_sock: the child takes the listener's key for its peer.
-        let md5_key = self.listener_md5_key(lid, conn.remote.ip()).cloned();
-        if md5_key.is_some() {
-            conn.set_md5(true, &self.config);
-        }
+    pub(super) fn insert_passive(&mut self, conn: Connection, lid: u32) -> u32 {
         let index = self.insert(conn, Some(lid), false);
-        if let Some(key) = md5_key {
-            let mut keys = md5::Md5Keys::default();
-            keys.set(key);
-            self.slots[index as usize].md5 = Some(Box::new(keys));
+        if self.md5.is_some() {
+            self.md5_adopt(index, lid);
         }
         if let Some(l) = self.listeners[lid as usize].as_mut() {
             l.embryonic += 1;

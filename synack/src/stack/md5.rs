@@ -300,11 +300,34 @@ impl Stack {
                 .as_ref()?
                 .lookup(tuple.remote.ip());
         }
-        if let Some((_, key)) = state.time_wait.iter().find(|(t, _)| *t == tuple) {
-            return Some(key);
+        if self.time_wait.contains(&tuple) {
+            return state
+                .time_wait
+                .iter()
+                .find(|(t, _)| *t == tuple)
+                .map(|(_, key)| key);
         }
         let lid = self.find_listener(tuple.local)?;
         self.listener_md5_key(lid, tuple.remote.ip())
+    }
+
+    /// A listener's new connection (in slot `index`) takes the listener's key for its
+    /// peer (Linux's tcp_v4_syn_recv_sock copies it), which shapes its segments.
+    pub(super) fn md5_adopt(&mut self, index: u32, lid: u32) {
+        let slot = &self.slots[index as usize];
+        let Some(remote) = slot.conn.as_ref().map(|c| c.remote.ip()) else {
+            return;
+        };
+        let Some(key) = self.listener_md5_key(lid, remote).cloned() else {
+            return;
+        };
+        let slot = &mut self.slots[index as usize];
+        let mut keys = Md5Keys::default();
+        keys.set(key);
+        slot.md5 = Some(Box::new(keys));
+        if let Some(conn) = slot.conn.as_mut() {
+            conn.set_md5(true, &self.config);
+        }
     }
 
     pub(super) fn listener_md5_key(&self, lid: u32, peer: IpAddr) -> Option<&Md5Key> {

@@ -463,6 +463,9 @@ impl Stack {
             .unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
         let conn = self.new_passive(now, held.listener, tuple, iss, (&held.syn(), None));
         let index = self.insert(conn, None, true);
+        if self.md5.is_some() {
+            self.md5_adopt(index, held.listener);
+        }
         self.stats.passive_opens += 1;
         self.stats.requests_accepted += 1;
         self.after_activity(now, index);
