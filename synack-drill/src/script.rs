@@ -842,6 +842,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_md5_option_takes_a_16_byte_digest_in_hex() {
+        let o = options("md5 000102030405060708090a0b0c0d0e0f,nop,nop").unwrap();
+        assert_eq!(o[0], ScriptOption::Md5(core::array::from_fn(|i| i as u8)));
+        assert_eq!(&o[1..], &[ScriptOption::Nop, ScriptOption::Nop]);
+        assert!(options("md5 0001020304050607").is_err());
+        assert!(options("md5 zz").is_err());
+        assert!(options("md5").is_err());
+    }
+
+    #[test]
     fn icmp_lines_parse_as_packetdrill_writes_them() {
         let s = "+.01 < icmp unreachable frag_needed mtu 800 [1:1461(1460)]\n\
                  +0 < icmp packet_too_big mtu 1400\n\
