@@ -352,3 +352,64 @@ fn a_decide_first_listener_gives_its_key_to_the_connections_it_accepts() {
         server.stats().drops
     );
 }
+
+#[test]
+fn a_signed_segment_for_a_lost_connection_gets_a_rst_signed_by_the_listener_on_its_source_port() {
+    // BGP: both ends use port 179. Our connection from 40000 to the peer's 179 is gone;
+    // the peer's segments come from its port 179, where our own listener holds the key
+    // (Linux's tcp_v4_send_reset finds it through the segment's source port).
+    let key: &[u8] = b"bgp";
+    let mut server = stack(SERVER);
+    let listener = server
+        .listen(format!("{SERVER}:179").parse().unwrap(), 4)
+        .unwrap();
+    server
+        .set_listener_md5_key(listener, Md5Key::new(ip(CLIENT), None, key).unwrap())
+        .unwrap();
+    let segment = |sign: Option<&[u8]>| {
+        let options = TcpOptions {
+            md5: sign.map(|_| [0; 16]),
+            ..TcpOptions::default()
+        };
+        let seg = TcpRepr {
+            src_port: 179,
+            dst_port: 40000,
+            seq: SeqNum::new(5000),
+            ack: SeqNum::new(7000),
+            flags: TcpFlags::ACK,
+            window: 512,
+            urgent: 0,
+            options,
+            payload: b"",
+        };
+        let mut p = wire::emit_tcp_packet(ip(CLIENT), ip(SERVER), 64, &seg).unwrap();
+        if let Some(k) = sign {
+            wire::sign_tcp_md5(
+                &mut p[20..],
+                &ip(CLIENT),
+                &ip(SERVER),
+                k,
+                wire::TxChecksum::Full,
+            )
+            .unwrap();
+        }
+        p
+    };
+    let now = Instant::ZERO;
+    // Signed with the key: a RST signed with it.
+    server.receive(now, &segment(Some(key)));
+    let rst = server.poll_transmit(now).expect("a RST");
+    let (info, seg) = wire::parse_tcp_packet(&rst).unwrap();
+    assert_eq!(seg.flags, TcpFlags::RST);
+    assert_eq!(seg.seq, SeqNum::new(7000));
+    let want = wire::tcp_md5_digest(&info.src, &info.dst, &rst[20..], key);
+    assert_eq!(seg.options.md5, want);
+    // Signed with another key: no RST at all.
+    server.receive(now, &segment(Some(b"guess")));
+    assert_eq!(server.poll_transmit(now), None);
+    // Unsigned: the usual unsigned RST.
+    server.receive(now, &segment(None));
+    let rst = server.poll_transmit(now).expect("a RST");
+    let (_, seg) = wire::parse_tcp_packet(&rst).unwrap();
+    assert_eq!((seg.flags, seg.options.md5), (TcpFlags::RST, None));
+}

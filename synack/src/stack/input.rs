@@ -4,6 +4,7 @@
 
 use core::net::SocketAddr;
 
+use super::md5::Md5Verdict;
 use super::*;
 use crate::tcp::{Disposition, Outgoing, TimeWaitVerdict};
 use crate::wire::icmp::{PROTO_ICMP, PROTO_ICMPV6};
@@ -219,17 +220,25 @@ impl Stack {
         }
         // RFC 2385 as Linux's tcp_inbound_hash: only when a key was ever set, or the
         // segment carries the option.
+        let mut signed_reply = false;
         if self.md5.is_some() || seg.options.md5.is_some() || seg.options.md5_malformed {
-            if let super::md5::Md5Verdict::Drop(reason) =
-                self.md5_inbound(ip, raw, seg, index, tuple)
-            {
-                if let Some(conn) = index
-                    .filter(|_| staged)
-                    .and_then(|i| self.slots[i as usize].conn.as_mut())
-                {
-                    conn.rcv_buf.unstage();
+            match self.md5_inbound(ip, raw, seg, index, tuple) {
+                Md5Verdict::Accept => {}
+                Md5Verdict::Drop(reason) => {
+                    if let Some(conn) = index
+                        .filter(|_| staged)
+                        .and_then(|i| self.slots[i as usize].conn.as_mut())
+                    {
+                        conn.rcv_buf.unstage();
+                    }
+                    return self.stats.drop(reason);
                 }
-                return self.stats.drop(reason);
+                Md5Verdict::ReplySigned(key) => {
+                    if let Some(state) = self.md5.as_mut() {
+                        state.reply_key = Some(key);
+                        signed_reply = true;
+                    }
+                }
             }
         }
         self.stats.segments_in += 1;
@@ -250,6 +259,11 @@ impl Stack {
             return self.time_wait_input(now, tuple, seg);
         }
         self.listen_input(now, tuple, seg, None);
+        if signed_reply {
+            if let Some(state) = self.md5.as_mut() {
+                state.reply_key = None;
+            }
+        }
     }
 
     /// Copy an in-order payload into the free room of its connection's receive buffer,

@@ -7,7 +7,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
-use core::net::IpAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::wire::{self, TcpRepr};
@@ -125,12 +125,17 @@ pub(crate) struct Md5State {
     /// The keys of connections now in the TIME_WAIT table (Linux's tw_md5_key), which
     /// sign its ACKs and RSTs.
     pub(crate) time_wait: Vec<(FourTuple, Md5Key)>,
+    /// The key that signs the RST for the segment being handled, found through a
+    /// listener for a segment to no socket (see `md5_inbound`).
+    pub(crate) reply_key: Option<Md5Key>,
 }
 
 /// What the inbound check (Linux's tcp_inbound_hash) says of a segment.
 pub(crate) enum Md5Verdict {
     Accept,
     Drop(&'static str),
+    /// For no socket: answer with a RST signed with this key.
+    ReplySigned(Md5Key),
 }
 
 impl Stack {
@@ -294,6 +299,9 @@ impl Stack {
     /// tcp_v4_send_reset and tcp_v4_send_ack with a socket; with none, unsigned).
     pub(super) fn md5_key_for(&self, tuple: FourTuple) -> Option<&Md5Key> {
         let state = self.md5.as_ref()?;
+        if let Some(key) = state.reply_key.as_ref() {
+            return Some(key);
+        }
         if let Some(index) = self.by_tuple.get(&self.slots, &tuple) {
             return self.slots[index as usize]
                 .md5
@@ -339,9 +347,8 @@ impl Stack {
     }
 
     /// Linux's tcp_inbound_hash for a segment that reached a socket (a connection or a
-    /// listener; not a TIME_WAIT entry, which Linux does not check). A signed segment
-    /// for no socket is dropped without the RST an unsigned one gets. `raw` is the
-    /// whole TCP segment.
+    /// listener; not a TIME_WAIT entry, which Linux does not check); for no socket, see
+    /// `md5_no_socket`. `raw` is the whole TCP segment.
     pub(super) fn md5_inbound(
         &self,
         ip: &wire::IpInfo,
@@ -363,13 +370,7 @@ impl Stack {
                     .find_listener(tuple.local)
                     .or_else(|| self.find_capture(tuple.local))
                 else {
-                    // Linux's tcp_v4_send_reset for no socket: a signed segment gets a
-                    // RST only when a listener's key verifies it ("don't send rst if it
-                    // can't find key"); synack sends none.
-                    return match seg.options.md5 {
-                        Some(_) => Md5Verdict::Drop("no_socket"),
-                        None => Md5Verdict::Accept,
-                    };
+                    return self.md5_no_socket(ip, raw, seg, tuple);
                 };
                 self.listener_md5_key(lid, ip.src)
             }
@@ -391,6 +392,33 @@ impl Stack {
                     _ => Md5Verdict::Drop("md5_failure"),
                 }
             }
+        }
+    }
+
+    /// Linux's tcp_v4_send_reset for a segment to no socket: an unsigned one gets an
+    /// unsigned RST; a signed one gets a RST only when the listener on the segment's
+    /// *source* port (BGP's: both ends use port 179, so a connection we lost to a peer's
+    /// port 179 finds our own listener there) has a key for the peer that verifies it,
+    /// and the RST is signed with that key ("don't send rst if it can't find key").
+    fn md5_no_socket(
+        &self,
+        ip: &wire::IpInfo,
+        raw: &[u8],
+        seg: &TcpRepr<'_>,
+        tuple: FourTuple,
+    ) -> Md5Verdict {
+        let Some(got) = seg.options.md5 else {
+            return Md5Verdict::Accept;
+        };
+        let Some(key) = self
+            .find_listener(SocketAddr::new(tuple.local.ip(), tuple.remote.port()))
+            .and_then(|lid| self.listener_md5_key(lid, ip.src))
+        else {
+            return Md5Verdict::Drop("no_socket");
+        };
+        match wire::tcp_md5_digest(&ip.src, &ip.dst, raw, key.key()) {
+            Some(want) if want == got => Md5Verdict::ReplySigned(key.clone()),
+            _ => Md5Verdict::Drop("no_socket"),
         }
     }
 
