@@ -1132,6 +1132,7 @@ impl Stack {
         let out = if seg.flags.ack() {
             // <SEQ=SEG.ACK><CTL=RST>
             Outgoing {
+                urgent: 0,
                 seq: seg.ack,
                 ack: SeqNum::new(0),
                 flags: TcpFlags::RST,
@@ -1144,6 +1145,7 @@ impl Stack {
         } else {
             // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
             Outgoing {
+                urgent: 0,
                 seq: SeqNum::new(0),
                 ack: seg.seq + seg.seg_len(),
                 flags: TcpFlags::RST | TcpFlags::ACK,
@@ -1265,6 +1267,7 @@ impl Stack {
                 continue;
             };
             let out = Outgoing {
+                urgent: 0,
                 seq: rst.seq,
                 ack: rst.ack.unwrap_or(SeqNum::new(0)),
                 flags: if rst.ack.is_some() {
@@ -2086,7 +2089,7 @@ fn build_into(
         ack: out.ack,
         flags: out.flags,
         window: out.window,
-        urgent: 0,
+        urgent: out.urgent,
         options: out.options,
         payload: payload.0,
     };

@@ -83,6 +83,8 @@ pub(crate) struct Rare {
     pub(crate) syn_data_acked: u32,
     /// TCP_SYNCNT: SYN retransmissions before giving up (0: `Config::tcp_syn_retries`).
     pub(crate) syn_retries: u8,
+    /// Urgent data (RFC 9293 3.8.5), once used (`urgent.rs`).
+    pub(crate) urgent: Option<super::urgent::Urgent>,
 }
 
 /// The [`Limit`] a connection's state calls for: idle with nothing queued or in flight,
