@@ -461,6 +461,11 @@ fn read_into(i: &Instance, fd: c_int, len: usize, put: impl FnOnce(&[u8])) -> ss
     ret(r) as ssize_t
 }
 
+/// write(2) of `data` to one of `i`'s sockets (sendfile's hook writes through it).
+pub(crate) fn write_to(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
+    write_from(i, fd, data)
+}
+
 fn write_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
     send_from(i, fd, data, 0)
 }
