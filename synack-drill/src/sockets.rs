@@ -865,10 +865,14 @@ impl Sockets {
         }
         let h = self.handle(fd);
         match request {
-            "SIOCINQ" | "FIONREAD" => Ok(h.map_or(Ok(0), |h| self.stack.recv_queue(h))? as i64),
+            // tcp_inq: bytes before an out-of-band urgent byte, when one is ahead.
+            "SIOCINQ" | "FIONREAD" => Ok(h.map_or(Ok(0), |h| self.stack.inq(h))? as i64),
             "SIOCOUTQ" | "TIOCOUTQ" => Ok(h.map_or(Ok(0), |h| self.stack.send_queue(h))? as i64),
             // sockatmark(): the next byte to read is the urgent mark.
-            "SIOCATMARK" => Ok(i64::from(h.map_or(Ok(false), |h| self.stack.at_mark(h))?)),
+            // (By number too: packetdrill's symbol table has no SIOCATMARK.)
+            "SIOCATMARK" | "35077" | "0x8905" => {
+                Ok(i64::from(h.map_or(Ok(false), |h| self.stack.at_mark(h))?))
+            }
             _ => Err(Errno::EOPNOTSUPP),
         }
     }

@@ -848,6 +848,11 @@ unsafe extern "C" fn close(ud: Ud, fd: c_int) -> c_int {
         // SAFETY: the descriptor held for this socket (own_number); closing it ends
         // the hold. If it was not ours the call fails harmlessly with EBADF.
         unsafe { libc::close(fd) };
+    } else if r == Err(Errno::EBADF) {
+        // Not one of ours: a file packetdrill opened with the real open() (open and
+        // sendfile do not go through the library), which the kernel closes.
+        // SAFETY: close(2) of a descriptor the program gave us to close.
+        return unsafe { libc::close(fd) };
     }
     ret(r) as c_int
 }

@@ -199,3 +199,46 @@ fn nagle_does_not_hold_urgent_data() {
         (iss + 2, &b"b!"[..], 2)
     );
 }
+
+// Linux's tcp_inq (SIOCINQ, TCP_INQ): with an out-of-band urgent byte ahead, only the
+// bytes before it count; inline, or once read past, all of them.
+#[test]
+fn siocinq_counts_up_to_an_out_of_band_urgent_byte() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_passive(1000);
+    h.inject_urg(1001, iss + 1, b"abcd!efg", 5);
+    assert_eq!(h.stack.inq(c).unwrap(), 4);
+    assert_eq!(read(&mut h, c, 2).unwrap(), b"ab");
+    assert_eq!(h.stack.inq(c).unwrap(), 2);
+    assert_eq!(read(&mut h, c, 100).unwrap(), b"cd");
+    assert_eq!(h.stack.recv_oob(h.now, c, false), Ok(Some(b'!')));
+    assert_eq!(h.stack.inq(c).unwrap(), 0, "still at the mark");
+    assert_eq!(read(&mut h, c, 100).unwrap(), b"efg");
+    assert_eq!(h.stack.inq(c).unwrap(), 0);
+    h.stack.set_oob_inline(c, true).unwrap();
+    h.inject_urg(1009, iss + 1, b"xy!z", 3);
+    assert_eq!(h.stack.inq(c).unwrap(), 4, "inline: all");
+}
+
+// splice (Linux's tcp_read_sock) stops at the mark, inline or not, and returns 0 there
+// while bytes wait; an ordinary read goes on past it.
+#[test]
+fn recv_to_mark_never_crosses_the_mark() {
+    let mut h = Harness::plain();
+    let (c, iss) = h.established_passive(1000);
+    h.inject_urg(1001, iss + 1, b"abcd!efg", 5);
+    let mut buf = [0u8; 100];
+    assert_eq!(h.stack.recv_to_mark(h.now, c, &mut buf), Ok(4));
+    assert_eq!(&buf[..4], b"abcd");
+    assert_eq!(h.stack.recv_to_mark(h.now, c, &mut buf), Ok(0));
+    assert_eq!(
+        h.stack.recv_queue(c).unwrap(),
+        4,
+        "the urgent byte and the rest wait"
+    );
+    assert_eq!(read(&mut h, c, 100).unwrap(), b"efg");
+    assert_eq!(
+        h.stack.recv_to_mark(h.now, c, &mut buf),
+        Err(Error::WouldBlock)
+    );
+}

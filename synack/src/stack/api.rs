@@ -1404,6 +1404,13 @@ impl Stack {
         self.with_conn(now, conn, |c, cfg| c.recv_to_mark(now, buf, cfg))?
     }
 
+    /// SIOCINQ (FIONREAD) and TCP_INQ's count as Linux gives them (tcp_inq): as
+    /// [`Stack::recv_queue`], but with an out-of-band urgent byte received and not yet
+    /// read past, only the bytes before it (0 at the mark).
+    pub fn inq(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.conn_ref(conn)?.inq())
+    }
+
     /// SIOCATMARK (sockatmark): the next byte to read is the urgent mark.
     pub fn at_mark(&self, conn: ConnectionHandle) -> Result<bool, Error> {
         Ok(self.conn_ref(conn)?.at_mark())

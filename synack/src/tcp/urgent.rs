@@ -245,6 +245,23 @@ impl Connection {
         self.recv(now, &mut buf[..limit], cfg)
     }
 
+    /// SIOCINQ and TCP_INQ as Linux counts them (tcp_inq): with an out-of-band urgent
+    /// byte received and not yet passed, the bytes before it; else all that is queued.
+    pub(crate) fn inq(&self) -> usize {
+        let len = self.rcv_buf.len();
+        if !self.has_urgent() {
+            return len;
+        }
+        match urg(&self.rare) {
+            Some(u) if !u.inline => u
+                .rcv
+                .map(|m| (m.seq - m.copied).max(0) as usize)
+                .filter(|off| *off < len)
+                .unwrap_or(len),
+            _ => len,
+        }
+    }
+
     /// `n` bytes were taken from the head of the receive buffer.
     pub(crate) fn urgent_consumed(&mut self, n: usize) {
         if !self.has_urgent() {
