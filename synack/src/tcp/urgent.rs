@@ -202,6 +202,7 @@ impl Connection {
 
     /// How the next read goes (see [`ReadPlan`]); None without a pending mark (the
     /// fast path: read everything).
+    #[inline]
     pub(crate) fn urgent_plan(&self) -> Option<ReadPlan> {
         if !self.has_urgent() {
             return None;
@@ -263,6 +264,7 @@ impl Connection {
     }
 
     /// `n` bytes were taken from the head of the receive buffer.
+    #[inline]
     pub(crate) fn urgent_consumed(&mut self, n: usize) {
         if !self.has_urgent() {
             return;
