@@ -17,9 +17,10 @@
 //! until the peer has acknowledged SND.UP (Linux's tcp_urg_mode and __tcp_transmit_skb).
 //! Nagle does not hold data back while in urgent mode (Linux's tcp_nagle_test).
 //!
-//! A connection keeps this state with its other rarely needed state (`Rare`), from the
-//! first URG received, send(MSG_OOB) or SO_OOBINLINE on; one bit of `Connection::tfo`
-//! says it is there, so others pay one test of a byte.
+//! A connection keeps this state in a box hung from its other rarely needed state
+//! (`Rare`), from the first URG received, send(MSG_OOB) or SO_OOBINLINE on; one bit of
+//! `Connection::tfo` says it is there, so others pay one test of a byte (and `Rare` one
+//! pointer).
 
 use alloc::boxed::Box;
 
@@ -103,11 +104,11 @@ impl Urgent {
 }
 
 fn urg(rare: &Option<Box<Rare>>) -> Option<&Urgent> {
-    rare.as_deref()?.urgent.as_ref()
+    rare.as_deref()?.urgent.as_deref()
 }
 
 fn urg_mut(rare: &mut Option<Box<Rare>>) -> Option<&mut Urgent> {
-    rare.as_deref_mut()?.urgent.as_mut()
+    rare.as_deref_mut()?.urgent.as_deref_mut()
 }
 
 impl Connection {
