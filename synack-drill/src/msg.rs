@@ -14,6 +14,7 @@ use crate::sockets::errqueue as eq;
 use crate::sockets::{CallResult, Cmsg, ErrMessage, ExtendedErr, Sockets};
 
 /// recvmsg/sendmsg flag bits (Linux's MSG_*).
+pub const MSG_OOB: u32 = 0x1;
 pub const MSG_PEEK: u32 = 0x2;
 pub const MSG_DONTWAIT: u32 = 0x40;
 pub const MSG_TRUNC: u32 = 0x20;
@@ -25,8 +26,9 @@ pub const MSG_ZEROCOPY: u32 = 0x400_0000;
 pub const MSG_FASTOPEN: u32 = 0x2000_0000;
 pub const MSG_NOSIGNAL: u32 = 0x4000;
 
-const MSG_NAMES: [(&str, u32); 10] = [
+const MSG_NAMES: [(&str, u32); 11] = [
     ("MSG_NOSIGNAL", MSG_NOSIGNAL),
+    ("MSG_OOB", MSG_OOB),
     ("MSG_PEEK", MSG_PEEK),
     ("MSG_DONTWAIT", MSG_DONTWAIT),
     ("MSG_TRUNC", MSG_TRUNC),
@@ -258,8 +260,15 @@ pub fn recvmsg(
             Err(e) => (Err(e), Received::default()),
         };
     }
-    let r = socks.read(now, fd, &mut vec![0u8; msg.len()]);
+    let r = socks.recv_flags(now, fd, &mut vec![0u8; msg.len()], flags);
     let mut got = Received::default();
+    if flags & MSG_OOB != 0 {
+        // tcp_recv_urg: the urgent byte comes with MSG_OOB in msg_flags.
+        if r.is_ok_and(|n| n > 0) {
+            got.flags |= MSG_OOB;
+        }
+        return (r, got);
+    }
     // tcp_recvmsg: the TCP_CM_INQ hint follows a successful read.
     if let (Ok(_), Some(inq)) = (r, socks.inq_hint(fd)) {
         got.cmsgs.push(Cmsg::Inq(inq));
@@ -274,14 +283,15 @@ pub fn never_blocks(name: &str, flags: &str) -> bool {
 }
 
 /// The names of the flags of a sendmsg/recvmsg that drill does not play (None: all
-/// modelled): sendmsg knows MSG_ZEROCOPY, recvmsg MSG_ERRQUEUE and MSG_DONTWAIT.
+/// modelled): sendmsg knows MSG_ZEROCOPY, recvmsg MSG_ERRQUEUE, MSG_DONTWAIT, MSG_OOB
+/// and MSG_PEEK.
 pub fn unmodelled_flags(name: &str, flags: u32) -> Option<String> {
     let known = if name == "sendmsg" {
         // MSG_NOSIGNAL: no SIGPIPE, which drill never raises; MSG_DONTWAIT on a socket
         // the script made nonblocking.
-        MSG_ZEROCOPY | MSG_MORE | MSG_EOR | MSG_FASTOPEN | MSG_NOSIGNAL | MSG_DONTWAIT
+        MSG_ZEROCOPY | MSG_MORE | MSG_EOR | MSG_FASTOPEN | MSG_NOSIGNAL | MSG_DONTWAIT | MSG_OOB
     } else {
-        MSG_ERRQUEUE | MSG_DONTWAIT
+        MSG_ERRQUEUE | MSG_DONTWAIT | MSG_OOB | MSG_PEEK
     };
     let rest = flags & !known;
     (rest != 0).then(|| args::flag_names(&MSG_NAMES, rest))
@@ -359,11 +369,12 @@ pub fn send_flags(arg: &str) -> synack::SendFlags {
     flags_from_bits(msg_flags(arg).map_or(0, i64::from))
 }
 
-/// MSG_MORE and MSG_EOR in a flags word.
+/// MSG_MORE, MSG_EOR and MSG_OOB in a flags word.
 pub fn flags_from_bits(bits: i64) -> synack::SendFlags {
     synack::SendFlags {
         more: bits & i64::from(MSG_MORE) != 0,
         eor: bits & i64::from(MSG_EOR) != 0,
+        oob: bits & i64::from(MSG_OOB) != 0,
     }
 }
 

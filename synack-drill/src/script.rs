@@ -141,6 +141,9 @@ pub struct Segment {
     pub seq: Option<(u32, u32, u32)>,
     pub ack: Option<u32>,
     pub win: Option<u32>,
+    /// `urg N`: the urgent pointer field (0 when not written; packetdrill compares it on
+    /// every outbound segment).
+    pub urg: u16,
     /// None: `<...>` (not checked on outbound segments). No list at all is an empty
     /// list: an outbound segment must then carry no options, as in packetdrill.
     pub options: Option<Vec<ScriptOption>>,
@@ -662,6 +665,7 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
         seq: None,
         ack: None,
         win: None,
+        urg: 0,
         options: None,
     };
     let num = |w: Option<&str>, what: &str| -> Result<u32, String> {
@@ -672,6 +676,10 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
         match w {
             "ack" => seg.ack = Some(num(words.next(), "ack")?),
             "win" => seg.win = Some(num(words.next(), "win")?),
+            "urg" => {
+                let n = num(words.next(), "urg")?;
+                seg.urg = u16::try_from(n).map_err(|_| "urg_ptr value out of range")?;
+            }
             w if w.contains(':') && w.contains('(') => {
                 let (range, len) = w.split_once('(').ok_or("start:end(len)")?;
                 let (a, b) = range.split_once(':').ok_or("start:end(len)")?;

@@ -22,6 +22,7 @@ use crate::args;
 use crate::epoll::{self, Epoll};
 
 pub mod errqueue;
+pub mod files;
 pub use errqueue::{sof, Cmsg, ErrMessage, ExtendedErr};
 
 /// A failed call, by its Linux errno name (`EAGAIN`, `ECONNREFUSED`, ...).
@@ -110,6 +111,11 @@ pub struct SockOpts {
     pub zerocopy: bool,
     /// TCP_INQ: recvmsg gives a TCP_CM_INQ hint.
     pub inq: bool,
+    /// SO_OOBINLINE: urgent data stays in the stream.
+    pub oob_inline: bool,
+    /// IP_FREEBIND: kept and given back (the stack binds only its own addresses, so
+    /// letting a bind to a missing one through changes nothing a script sees).
+    pub freebind: bool,
     /// SO_TIMESTAMPING's flags, and the stream offset OPT_ID counts from (sk_tskey).
     pub timestamping: u32,
     pub ts_base: u64,
@@ -158,6 +164,8 @@ enum Kind {
     Conn(ConnectionHandle),
     /// An epoll instance (kept in `Sockets::epolls`).
     Epoll,
+    /// A pipe end or a file (kept in `Sockets::files`).
+    Other,
 }
 
 #[derive(Clone, Debug)]
@@ -177,6 +185,7 @@ pub struct Sockets {
     pub stack: Stack,
     table: BTreeMap<i32, Sock>,
     epolls: BTreeMap<i32, Epoll>,
+    files: files::Files,
     /// The local address connections are made from (the first the stack has).
     pub local: IpAddr,
 }
@@ -196,6 +205,7 @@ impl Sockets {
             stack,
             table: BTreeMap::new(),
             epolls: BTreeMap::new(),
+            files: files::Files::default(),
             local,
         }
     }
@@ -260,6 +270,9 @@ impl Sockets {
                 if let Some(ep) = self.epolls.remove(&from) {
                     self.epolls.insert(to, ep);
                 }
+                if let Some(other) = self.files.by_fd.remove(&from) {
+                    self.files.by_fd.insert(to, other);
+                }
                 true
             }
             None => false,
@@ -298,7 +311,7 @@ impl Sockets {
                 bound.unwrap_or_else(|| SocketAddr::new(self.local, default_port))
             }
             Kind::Listener(_) => return Ok(0),
-            Kind::Conn(_) | Kind::Epoll => return Err(Errno::EINVAL),
+            Kind::Conn(_) | Kind::Epoll | Kind::Other => return Err(Errno::EINVAL),
         };
         let handle = self.stack.listen(addr, backlog)?;
         self.sock_mut(fd)?.kind = Kind::Listener(handle);
@@ -351,7 +364,7 @@ impl Sockets {
                 return Err(Errno("EALREADY"))
             }
             Kind::Conn(_) => return self.connect_result(fd),
-            Kind::Listener(_) | Kind::Epoll => return Err(Errno::EINVAL),
+            Kind::Listener(_) | Kind::Epoll | Kind::Other => return Err(Errno::EINVAL),
         }
         let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
         let h = if opts.fastopen_connect {
@@ -485,6 +498,7 @@ impl Sockets {
                 return self.write(now, fd, data);
             }
             Kind::Listener(_) | Kind::Epoll => return Err(Errno("EPIPE")),
+            Kind::Other => return self.write_other(fd, data).unwrap_or(Err(Errno::EBADF)),
         }
         let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
         // Linux's tcp_send_syn_data: the SYN's data room is the MSS bounded by TCP_MAXSEG,
@@ -639,8 +653,40 @@ impl Sockets {
     /// read()/recv(): bytes, 0 at end of stream (or after shutdown(SHUT_RD)), or EAGAIN.
     pub fn read(&mut self, now: Instant, fd: i32, buf: &mut [u8]) -> CallResult {
         self.sock(fd)?;
+        if let Some(r) = self.read_other(fd, buf) {
+            return r;
+        }
         let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
         match self.stack.recv(now, h, buf) {
+            Err(_) if self.failed(h) => self.take_error(fd, h).map_or(Ok(0), Err),
+            r => Ok(r? as i64),
+        }
+    }
+
+    /// recv() with its flags: MSG_OOB reads the urgent byte (Linux's tcp_recv_urg: EINVAL
+    /// when there is none, EAGAIN while it has not arrived, never waiting), MSG_PEEK
+    /// leaves what it reads; other flags as [`Sockets::read`].
+    pub fn recv_flags(&mut self, now: Instant, fd: i32, buf: &mut [u8], flags: u32) -> CallResult {
+        const MSG_OOB: u32 = 1;
+        const MSG_PEEK: u32 = 2;
+        if flags & (MSG_OOB | MSG_PEEK) == 0 {
+            return self.read(now, fd, buf);
+        }
+        self.sock(fd)?;
+        let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
+        if flags & MSG_OOB != 0 {
+            return match self.stack.recv_oob(now, h, flags & MSG_PEEK != 0)? {
+                Some(byte) => {
+                    if let Some(b) = buf.first_mut() {
+                        *b = byte;
+                    }
+                    // (A zero-length buffer gets MSG_TRUNC and 0.)
+                    Ok(i64::from(!buf.is_empty()))
+                }
+                None => Ok(0),
+            };
+        }
+        match self.stack.peek(h, buf) {
             Err(_) if self.failed(h) => self.take_error(fd, h).map_or(Ok(0), Err),
             r => Ok(r? as i64),
         }
@@ -692,6 +738,7 @@ impl Sockets {
             Kind::Epoll => {
                 self.epolls.remove(&fd);
             }
+            Kind::Other => self.close_other(fd),
             Kind::Fresh { .. } => {}
         }
         Ok(0)
@@ -726,6 +773,7 @@ impl Sockets {
             "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
             "SO_REUSEADDR" => o.reuseaddr = n != 0,
             "SO_KEEPALIVE" => o.keepalive = n != 0,
+            "SO_OOBINLINE" => o.oob_inline = n != 0,
             // Linux's do_tcp_setsockopt: 1..=32767 seconds (MAX_TCP_KEEPIDLE), 1..=127 probes.
             "TCP_KEEPIDLE" | "TCP_KEEPINTVL" if !(1..=32767).contains(&n) => {
                 return Err(Errno::EINVAL)
@@ -735,6 +783,7 @@ impl Sockets {
             "TCP_KEEPINTVL" => o.keep_intvl = Some(n as u32),
             "TCP_KEEPCNT" => o.keep_cnt = Some(n as u32),
             "SO_MARK" => o.mark = n as u32,
+            "IP_FREEBIND" => o.freebind = n != 0,
             // Linux's do_ip_setsockopt: IP_PMTUDISC_DONT..=IP_PMTUDISC_OMIT.
             "IP_MTU_DISCOVER" if !(0..=5).contains(&n) => return Err(Errno::EINVAL),
             "IP_MTU_DISCOVER" => o.pmtudisc = Some(n as u8),
@@ -762,6 +811,7 @@ impl Sockets {
                     self.stack.set_buffers(now, h, opts.sndbuf, opts.rcvbuf)
                 }
                 "TCP_NODELAY" => self.stack.set_nodelay(now, h, opts.nodelay),
+                "SO_OOBINLINE" => self.stack.set_oob_inline(h, opts.oob_inline),
                 "TCP_CORK" => self.stack.set_cork(now, h, opts.cork),
                 "TCP_MAXSEG" => opts
                     .maxseg
@@ -825,10 +875,12 @@ impl Sockets {
             "TCP_CORK" => i64::from(o.cork),
             "SO_REUSEADDR" => i64::from(o.reuseaddr),
             "SO_KEEPALIVE" => i64::from(o.keepalive),
+            "SO_OOBINLINE" => i64::from(o.oob_inline),
             "TCP_KEEPIDLE" => i64::from(o.keep_idle.unwrap_or(7200)),
             "TCP_KEEPINTVL" => i64::from(o.keep_intvl.unwrap_or(75)),
             "TCP_KEEPCNT" => i64::from(o.keep_cnt.unwrap_or(9)),
             "SO_MARK" => i64::from(o.mark),
+            "IP_FREEBIND" => i64::from(o.freebind),
             "IP_TOS" => i64::from(o.tos),
             // Linux's default: IP_PMTUDISC_WANT (ip_no_pmtu_disc = 0).
             "IP_MTU_DISCOVER" => i64::from(o.pmtudisc.unwrap_or(1)),
@@ -858,8 +910,14 @@ impl Sockets {
         }
         let h = self.handle(fd);
         match request {
-            "SIOCINQ" | "FIONREAD" => Ok(h.map_or(Ok(0), |h| self.stack.recv_queue(h))? as i64),
+            // tcp_inq: bytes before an out-of-band urgent byte, when one is ahead.
+            "SIOCINQ" | "FIONREAD" => Ok(h.map_or(Ok(0), |h| self.stack.inq(h))? as i64),
             "SIOCOUTQ" | "TIOCOUTQ" => Ok(h.map_or(Ok(0), |h| self.stack.send_queue(h))? as i64),
+            // sockatmark(): the next byte to read is the urgent mark.
+            // (By number too: packetdrill's symbol table has no SIOCATMARK.)
+            "SIOCATMARK" | "35077" | "0x8905" => {
+                Ok(i64::from(h.map_or(Ok(false), |h| self.stack.at_mark(h))?))
+            }
             _ => Err(Errno::EOPNOTSUPP),
         }
     }
@@ -874,6 +932,7 @@ impl Sockets {
         };
         match s.kind {
             Kind::Fresh { .. } => args::POLLOUT | args::POLLHUP,
+            Kind::Other => self.poll_other(fd),
             Kind::Epoll => {
                 let ready = self.epolls.get(&fd).is_some_and(Epoll::has_ready);
                 if ready {
@@ -909,8 +968,15 @@ impl Sockets {
                     bits |= args::POLLIN | args::POLLRDNORM | args::POLLRDHUP;
                 }
                 if !matches!(state, S::SynSent | S::SynReceived) {
-                    if queued > 0 {
+                    // tcp_poll: at the mark, an out-of-band urgent byte does not count as
+                    // something to read; one waiting for MSG_OOB is POLLPRI.
+                    let oob_at_mark = self.stack.at_mark(h).unwrap_or(false)
+                        && !self.stack.oob_inline(h).unwrap_or(false);
+                    if queued > usize::from(oob_at_mark) {
                         bits |= args::POLLIN | args::POLLRDNORM;
+                    }
+                    if self.stack.urgent_pending(h).unwrap_or(false) {
+                        bits |= args::POLLPRI;
                     }
                     // The stack's writable(): a third of the send buffer free and
                     // the unsent bytes below half of TCP_NOTSENT_LOWAT (Linux's
@@ -1036,6 +1102,9 @@ impl Sockets {
         }
         if o.nodelay {
             let _ = self.stack.set_nodelay(now, h, true);
+        }
+        if o.oob_inline {
+            let _ = self.stack.set_oob_inline(h, true);
         }
         if let Some(mss) = o.maxseg {
             let _ = self.stack.set_mss(now, h, mss);

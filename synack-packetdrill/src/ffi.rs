@@ -331,6 +331,8 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::SOL_SOCKET, libc::SO_RCVBUF) => "SO_RCVBUF",
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => "SO_KEEPALIVE",
         (libc::SOL_SOCKET, libc::SO_LINGER) => "SO_LINGER",
+        (libc::SOL_SOCKET, libc::SO_OOBINLINE) => "SO_OOBINLINE",
+        (libc::IPPROTO_IP, libc::IP_FREEBIND) => "IP_FREEBIND",
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => "TCP_NODELAY",
         (libc::IPPROTO_TCP, libc::TCP_CORK) => "TCP_CORK",
         (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => "TCP_MAXSEG",
@@ -461,6 +463,11 @@ fn read_into(i: &Instance, fd: c_int, len: usize, put: impl FnOnce(&[u8])) -> ss
     ret(r) as ssize_t
 }
 
+/// write(2) of `data` to one of `i`'s sockets (sendfile's hook writes through it).
+pub(crate) fn write_to(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
+    write_from(i, fd, data)
+}
+
 fn write_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
     send_from(i, fd, data, 0)
 }
@@ -480,9 +487,36 @@ unsafe extern "C" fn read(ud: Ud, fd: c_int, buf: *mut c_void, n: size_t) -> ssi
     read_into(unsafe { inst(ud) }, fd, n, |d| unsafe { copy_out(d, buf) })
 }
 
-unsafe extern "C" fn recv(ud: Ud, fd: c_int, buf: *mut c_void, n: size_t, _f: c_int) -> ssize_t {
-    // SAFETY: as `read`.
-    unsafe { read(ud, fd, buf, n) }
+unsafe extern "C" fn recv(ud: Ud, fd: c_int, buf: *mut c_void, n: size_t, f: c_int) -> ssize_t {
+    // SAFETY: `ud` is our instance; `buf` has room for `n` bytes (recv(2)'s contract).
+    recv_into(unsafe { inst(ud) }, fd, n, f, |d| unsafe {
+        copy_out(d, buf)
+    })
+}
+
+/// recv(2) with its flags: MSG_OOB (the urgent byte, never waiting) and MSG_PEEK; other
+/// flags as a read, MSG_DONTWAIT as on a nonblocking socket.
+fn recv_into(
+    i: &Instance,
+    fd: c_int,
+    len: usize,
+    flags: c_int,
+    put: impl FnOnce(&[u8]),
+) -> ssize_t {
+    if flags & (libc::MSG_OOB | libc::MSG_PEEK) == 0 && flags & libc::MSG_DONTWAIT == 0 {
+        return read_into(i, fd, len, put);
+    }
+    let mut buf = vec![0u8; len];
+    // tcp_recv_urg: MSG_OOB never waits, on a blocking socket too.
+    let dontwait = flags & (libc::MSG_DONTWAIT | libc::MSG_OOB) != 0;
+    let r = i.call_flags(fd, dontwait, |st| {
+        let now = st.now;
+        st.socks.recv_flags(now, fd, &mut buf, flags as u32)
+    });
+    if let Ok(n) = r {
+        put(&buf[..n as usize]);
+    }
+    ret(r) as ssize_t
 }
 
 unsafe extern "C" fn recvfrom(
@@ -490,14 +524,14 @@ unsafe extern "C" fn recvfrom(
     fd: c_int,
     buf: *mut c_void,
     n: size_t,
-    _flags: c_int,
+    flags: c_int,
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> ssize_t {
     // SAFETY: `ud` is our instance.
     let i = unsafe { inst(ud) };
-    // SAFETY: as `read`.
-    let r = unsafe { read(ud, fd, buf, n) };
+    // SAFETY: as `recv`.
+    let r = unsafe { recv(ud, fd, buf, n, flags) };
     if r >= 0 {
         let peer = i.with(|st| {
             st.socks
@@ -550,8 +584,22 @@ unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_int) 
             }
         };
     }
-    // SAFETY: recvmsg(2)'s contract: a valid msghdr.
-    let r = unsafe { readv(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+    let r = if flags & (libc::MSG_OOB | libc::MSG_PEEK | libc::MSG_DONTWAIT) != 0 {
+        // SAFETY: recvmsg(2)'s contract: a valid msghdr with `msg_iovlen` iovecs.
+        let iov = unsafe { iovecs((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        let total = iov.iter().map(|v| v.iov_len).sum();
+        // SAFETY: the iovecs are writable.
+        recv_into(i, fd, total, flags, |d| unsafe { scatter(d, iov) })
+    } else {
+        // SAFETY: recvmsg(2)'s contract: a valid msghdr.
+        unsafe { readv(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int) }
+    };
+    if flags & libc::MSG_OOB != 0 {
+        // tcp_recv_urg: the urgent byte comes with MSG_OOB in msg_flags.
+        // SAFETY: as above.
+        unsafe { put_cmsgs(msg, &[], if r > 0 { libc::MSG_OOB } else { 0 }) };
+        return r;
+    }
     // tcp_recvmsg: TCP_INQ's hint follows a successful read.
     let hint = if r >= 0 {
         i.with(|st| st.socks.inq_hint(fd))
@@ -563,6 +611,9 @@ unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_int) 
     unsafe { put_cmsgs(msg, &encode_cmsgs(&cmsgs, v6), 0) };
     r
 }
+
+/// SIOCATMARK (asm-generic/sockios.h), which libc does not name.
+const SIOCATMARK: c_ulong = 0x8905;
 
 /// SOL_SOCKET options libc does not name on every target (asm-generic/socket.h).
 const SO_MARK: c_int = 36;
@@ -810,6 +861,7 @@ unsafe extern "C" fn ioctl(ud: Ud, fd: c_int, request: c_ulong, argp: *mut c_voi
     let name = match request {
         libc::FIONREAD => "SIOCINQ",
         libc::TIOCOUTQ => "SIOCOUTQ",
+        SIOCATMARK => "SIOCATMARK",
         _ => {
             set_errno(Errno::EINVAL);
             return -1;
@@ -836,6 +888,11 @@ unsafe extern "C" fn close(ud: Ud, fd: c_int) -> c_int {
         // SAFETY: the descriptor held for this socket (own_number); closing it ends
         // the hold. If it was not ours the call fails harmlessly with EBADF.
         unsafe { libc::close(fd) };
+    } else if r == Err(Errno::EBADF) {
+        // Not one of ours: a file packetdrill opened with the real open() (open and
+        // sendfile do not go through the library), which the kernel closes.
+        // SAFETY: close(2) of a descriptor the program gave us to close.
+        return unsafe { libc::close(fd) };
     }
     ret(r) as c_int
 }
@@ -1309,24 +1366,46 @@ unsafe extern "C" fn epoll_wait(
     got.len() as c_int
 }
 
-/// pipe and splice are not modelled: ENOSYS, so a script that needs them fails with a
-/// clear error rather than a wrong result.
-unsafe extern "C" fn pipe(_ud: Ud, _fds: *mut c_int) -> c_int {
-    set_errno(Errno("ENOSYS"));
-    -1
+/// pipe(): an in-library pipe (see `synack_drill::sockets::files`), both ends numbered
+/// with real descriptors held for them, as sockets are.
+unsafe extern "C" fn pipe(ud: Ud, fds: *mut c_int) -> c_int {
+    if fds.is_null() {
+        set_errno(Errno("EFAULT"));
+        return -1;
+    }
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let (r, w) = i.with(|st| {
+        let (r, w) = st.socks.pipe();
+        (own_number(st, r), own_number(st, w))
+    });
+    // SAFETY: pipe(2)'s contract: room for two descriptors at `fds`.
+    unsafe {
+        *fds = r;
+        *fds.add(1) = w;
+    }
+    0
 }
 
+/// splice(): from a socket into a pipe (Linux's tcp_splice_read, stopping at the urgent
+/// mark) or from a pipe into a socket. The offsets must be absent for both (packetdrill
+/// passes pointers to the script's values, NULL read as 0), so they are not read.
 unsafe extern "C" fn splice(
-    _ud: Ud,
-    _a: c_int,
-    _b: *mut c_void,
-    _c: c_int,
-    _d: *mut c_void,
-    _n: size_t,
-    _f: c_uint,
+    ud: Ud,
+    fd_in: c_int,
+    _off_in: *mut c_void,
+    fd_out: c_int,
+    _off_out: *mut c_void,
+    len: size_t,
+    flags: c_uint,
 ) -> c_int {
-    set_errno(Errno("ENOSYS"));
-    -1
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let nonblock = flags & synack_drill::sockets::files::SPLICE_F_NONBLOCK != 0;
+    ret(i.call_flags(fd_in, nonblock, |st| {
+        let now = st.now;
+        st.socks.splice(now, fd_in, fd_out, len, flags)
+    })) as c_int
 }
 
 /// The stack's first address, for tests that build packets to it.

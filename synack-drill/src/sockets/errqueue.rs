@@ -165,7 +165,7 @@ impl Sockets {
         let Kind::Conn(h) = s.kind else {
             return Some(0);
         };
-        let queued = self.stack.recv_queue(h).unwrap_or(0);
+        let queued = self.stack.inq(h).unwrap_or(0);
         let fin = matches!(
             self.stack.state(h),
             Ok(TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait)

@@ -353,6 +353,7 @@ impl Stack {
                     .timestamps(now)
                     .map(|(tsval, tsecr)| wire::Timestamps { tsval, tsecr });
                 let out = Outgoing {
+                    urgent: 0,
                     seq: tw.snd_nxt,
                     ack: tw.rcv_nxt,
                     flags: TcpFlags::ACK,

@@ -297,6 +297,7 @@ impl Stack {
             ..TcpOptions::default()
         };
         let out = Outgoing {
+            urgent: 0,
             seq: cookie,
             ack: syn.seq + 1,
             flags: TcpFlags::SYN | TcpFlags::ACK,

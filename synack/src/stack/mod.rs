@@ -1137,6 +1137,7 @@ impl Stack {
         let out = if seg.flags.ack() {
             // <SEQ=SEG.ACK><CTL=RST>
             Outgoing {
+                urgent: 0,
                 seq: seg.ack,
                 ack: SeqNum::new(0),
                 flags: TcpFlags::RST,
@@ -1149,6 +1150,7 @@ impl Stack {
         } else {
             // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
             Outgoing {
+                urgent: 0,
                 seq: SeqNum::new(0),
                 ack: seg.seq + seg.seg_len(),
                 flags: TcpFlags::RST | TcpFlags::ACK,
@@ -1272,6 +1274,7 @@ impl Stack {
                 continue;
             };
             let out = Outgoing {
+                urgent: 0,
                 seq: rst.seq,
                 ack: rst.ack.unwrap_or(SeqNum::new(0)),
                 flags: if rst.ack.is_some() {
@@ -2106,7 +2109,7 @@ fn build_into(
         ack: out.ack,
         flags: out.flags,
         window: out.window,
-        urgent: 0,
+        urgent: out.urgent,
         options: out.options,
         payload: payload.0,
     };

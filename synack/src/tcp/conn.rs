@@ -184,7 +184,8 @@ pub(crate) struct Connection {
     /// rather than in `stats`, whose padding holds `ce_received`: the connection keeps
     /// within its size budget.)
     pub(crate) ece_reductions: u32,
-    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`]; and [`WRITE_PENDING`].
+    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`]; and [`WRITE_PENDING`],
+    /// [`URGENT`].
     pub(crate) tfo: u8,
     /// Write boundaries and cork state, once MSG_MORE, MSG_EOR or TCP_CORK is used.
     pub(crate) marks: Option<Box<super::push::SendMarks>>,
@@ -206,6 +207,9 @@ pub(crate) const WRITE_PENDING: u8 = 4;
 /// TCP-MD5 key (RFC 2385) signs this connection's segments, so the option takes 20
 /// bytes of every header. The key itself is the stack's, beside the connection.
 pub(crate) const TCP_MD5: u8 = 8;
+/// `Connection::tfo` (one more flag kept in the same byte): urgent-data state exists
+/// (`Rare::urgent`, see `urgent.rs`).
+pub(crate) const URGENT: u8 = 16;
 
 /// How close the stack's buffers are to `Config::tcp_mem` (Linux's tcp_memory_pressure).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -1114,6 +1118,9 @@ impl Connection {
         cfg: &Config,
         take: impl FnOnce(&[u8], &[u8]) -> usize,
     ) -> Result<usize, Error> {
+        if let Some(plan) = self.urgent_plan() {
+            return self.recv_urgent(now, cfg, plan, take);
+        }
         if !self.rcv_buf.is_empty() {
             let (a, b) = self.rcv_buf.as_slices();
             let n = take(a, b).min(self.rcv_buf.len());
@@ -1125,9 +1132,36 @@ impl Connection {
         self.recv_empty()
     }
 
+    /// [`Connection::recv_with`] with an urgent mark pending: skip the out-of-band byte
+    /// at the mark, stop before a mark ahead (Linux's tcp_recvmsg).
+    fn recv_urgent(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        plan: super::urgent::ReadPlan,
+        take: impl FnOnce(&[u8], &[u8]) -> usize,
+    ) -> Result<usize, Error> {
+        if plan.skip > 0 {
+            self.rcv_buf.consume(plan.skip);
+            self.urgent_consumed(plan.skip);
+            self.on_app_read(now, plan.skip, cfg);
+        }
+        if plan.limit == 0 {
+            self.maybe_window_update();
+            return self.recv_empty();
+        }
+        let (a, b) = self.rcv_buf.slices(0, plan.limit);
+        let n = take(a, b).min(plan.limit);
+        self.rcv_buf.consume(n);
+        self.urgent_consumed(n);
+        self.on_app_read(now, n, cfg);
+        self.maybe_window_update();
+        Ok(n)
+    }
+
     /// What a read finds when no byte is waiting: end-of-stream (the peer's FIN, or our
     /// own `shutdown(SHUT_RD)`), the error the connection ended with, or `WouldBlock`.
-    fn recv_empty(&self) -> Result<usize, Error> {
+    pub(crate) fn recv_empty(&self) -> Result<usize, Error> {
         if self.fin_received {
             return Ok(0);
         }
@@ -1148,10 +1182,13 @@ impl Connection {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.rcv_buf.is_empty() {
+        let (skip, limit) = self
+            .urgent_plan()
+            .map_or((0, self.rcv_buf.len()), |p| (p.skip, p.limit));
+        if limit == 0 {
             return self.recv_empty();
         }
-        let (a, b) = self.rcv_buf.as_slices();
+        let (a, b) = self.rcv_buf.slices(skip, limit);
         let from_a = a.len().min(buf.len());
         buf[..from_a].copy_from_slice(&a[..from_a]);
         let from_b = b.len().min(buf.len() - from_a);

@@ -26,6 +26,7 @@ mod skb_accounting;
 mod state;
 mod syncookie;
 mod time_wait;
+mod urgent;
 
 pub use crate::tcp_state::TcpState;
 pub use cc::{initial_window, AckEvent, CongestionControl, CongestionController, CustomController};

@@ -12,7 +12,7 @@ use super::skb_accounting::Room;
 use crate::wire::SeqNum;
 use crate::Error;
 
-/// Flags of one write (send(2)'s MSG_MORE and MSG_EOR).
+/// Flags of one write (send(2)'s MSG_MORE, MSG_EOR and MSG_OOB).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SendFlags {
     /// MSG_MORE: more data follows; hold a partial segment back as TCP_CORK does, and do
@@ -21,6 +21,9 @@ pub struct SendFlags {
     /// MSG_EOR: this write ends a record: no later byte is sent in a segment with it, not
     /// even when it is retransmitted.
     pub eor: bool,
+    /// MSG_OOB: the last byte of this write is urgent data (RFC 9293 3.8.5): segments
+    /// carry URG and the urgent pointer until the peer acknowledges it.
+    pub oob: bool,
 }
 
 /// The end of a Linux skb that matters to the segments that cover it.
@@ -261,7 +264,11 @@ impl Connection {
         complete: bool,
         skbs: bool,
     ) {
-        if self.marks.is_none() && flags == SendFlags::default() && !skbs {
+        let plain = SendFlags {
+            oob: false,
+            ..flags
+        } == SendFlags::default();
+        if self.marks.is_none() && plain && !skbs {
             return;
         }
         let mss = self.neg.snd_mss.max(1);

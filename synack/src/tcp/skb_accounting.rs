@@ -100,6 +100,11 @@ impl Connection {
         let skbs = cfg.send_accounting == SendAccounting::LinuxSkb;
         let n = self.send_flagged(data, room, flags, skbs)?;
         self.note_skb_tail(cfg, before, n);
+        if flags.oob && n > 0 && self.state.snd().is_some() {
+            // Linux's tcp_mark_urg: SND.UP is the end of what was written.
+            let write_seq = self.snd_una_raw().wrapping_add(self.snd_buf.len() as u32);
+            self.mark_urgent(crate::wire::SeqNum::new(write_seq));
+        }
         Ok(n)
     }
 
