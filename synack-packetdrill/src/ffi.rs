@@ -654,19 +654,45 @@ unsafe extern "C" fn write(ud: Ud, fd: c_int, buf: *const c_void, n: size_t) -> 
 
 unsafe extern "C" fn send(ud: Ud, fd: c_int, buf: *const c_void, n: size_t, f: c_int) -> ssize_t {
     if f & libc::MSG_ZEROCOPY != 0 {
+        let frags = page_frags([(buf as usize, n)]);
         // SAFETY: `ud` is our instance; send(2)'s contract: `n` readable bytes at `buf`.
-        return zerocopy_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) });
+        return zerocopy_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, &frags);
     }
     // SAFETY: `ud` is our instance; send(2)'s contract: `n` readable bytes at `buf`.
     send_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, f)
 }
 
-/// send(MSG_ZEROCOPY): a completion on the error queue once the bytes are acknowledged.
-fn zerocopy_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
+/// send(MSG_ZEROCOPY): a completion on the error queue once the bytes are acknowledged;
+/// `frags`: the page fragments the bytes come from ([`page_frags`]).
+fn zerocopy_from(i: &Instance, fd: c_int, data: &[u8], frags: &[usize]) -> ssize_t {
     ret(i.call(fd, |st| {
         let now = st.now;
-        st.socks.send_zerocopy(now, fd, data)
+        st.socks.send_zerocopy(now, fd, data, frags)
     })) as ssize_t
+}
+
+/// The memory page size (x86-64's PAGE_SIZE).
+const PAGE: usize = 4096;
+
+/// The page fragments Linux's MSG_ZEROCOPY makes of buffers at (address, length): each
+/// piece of a buffer within one page, a piece that continues the previous one in the same
+/// page joining it (skb_zerocopy_iter_stream, skb_append_pagefrags).
+fn page_frags(bufs: impl IntoIterator<Item = (usize, usize)>) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    let mut end = None;
+    for (mut at, mut len) in bufs {
+        while len > 0 {
+            let piece = len.min(PAGE - at % PAGE);
+            match out.last_mut() {
+                Some(last) if end == Some(at) && at % PAGE != 0 => *last += piece,
+                _ => out.push(piece),
+            }
+            at += piece;
+            len -= piece;
+            end = Some(at);
+        }
+    }
+    out
 }
 
 unsafe extern "C" fn sendto(
@@ -742,8 +768,11 @@ unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int
         return fastopen_from(unsafe { inst(ud) }, fd, &data, to, flags);
     }
     if flags & libc::MSG_ZEROCOPY != 0 {
+        // SAFETY: as above, the msghdr's iovecs are valid.
+        let iov = unsafe { iovecs((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        let frags = page_frags(iov.iter().map(|v| (v.iov_base as usize, v.iov_len)));
         // SAFETY: `ud` is our instance.
-        return zerocopy_from(unsafe { inst(ud) }, fd, &data);
+        return zerocopy_from(unsafe { inst(ud) }, fd, &data, &frags);
     }
     // SAFETY: `ud` is our instance.
     send_from(unsafe { inst(ud) }, fd, &data, flags)

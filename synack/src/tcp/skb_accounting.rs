@@ -88,18 +88,27 @@ impl SkbQueue {
 
 impl Connection {
     /// A write (send(2) with `flags`) of `data`, taking what the configured accounting
-    /// lets in.
+    /// lets in. `frags`: the page fragments of a zerocopy write's bytes (empty: a copying
+    /// write), which bound Linux's skbs (MAX_SKB_FRAGS).
     pub(crate) fn send_accounted(
         &mut self,
         cfg: &Config,
         data: &[u8],
         flags: crate::SendFlags,
+        frags: &[usize],
     ) -> Result<usize, crate::Error> {
         let before = self.snd_buf.len();
         let room = self.write_room(cfg, data.len());
         let skbs = cfg.send_accounting == SendAccounting::LinuxSkb;
-        let n = self.send_flagged(data, room, flags, skbs)?;
+        let n = self.send_flagged(data, room, flags, skbs.then_some(frags))?;
         self.note_skb_tail(cfg, before, n);
+        if skbs && !frags.is_empty() && n > 0 {
+            // A zerocopy write's skbs end where their frags run out too: the newest
+            // begins where the write's boundaries put it.
+            if let Some(start) = self.newest_skb() {
+                self.snd_buf.set_skb_tail(start.get());
+            }
+        }
         Ok(n)
     }
 
