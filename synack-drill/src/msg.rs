@@ -352,12 +352,27 @@ pub fn check_received(
     Ok(())
 }
 
-/// sendmsg(fd, msg, flags) (and send/sendto with their flags): the iovecs' bytes in one
-/// call; MSG_ZEROCOPY asks for a completion when SO_ZEROCOPY is on.
-pub fn sendmsg(socks: &mut Sockets, now: Instant, fd: i32, len: usize, flags: u32) -> CallResult {
-    let data = vec![b'x'; len];
+/// The size of a memory page (x86-64's PAGE_SIZE).
+const PAGE: usize = 4096;
+
+/// sendmsg(fd, msg, flags) (and send/sendto with their flags): the bytes of the iovecs
+/// of lengths `iov` in one call; MSG_ZEROCOPY asks for a completion when SO_ZEROCOPY is
+/// on, its skbs made of the iovecs' pages (each iovec a buffer of its own that begins a
+/// page, as a script gives no addresses).
+pub fn sendmsg(
+    socks: &mut Sockets,
+    now: Instant,
+    fd: i32,
+    iov: &[usize],
+    flags: u32,
+) -> CallResult {
+    let data = vec![b'x'; iov.iter().sum()];
     if flags & MSG_ZEROCOPY != 0 {
-        socks.send_zerocopy(now, fd, &data)
+        let frags: Vec<usize> = iov
+            .iter()
+            .flat_map(|&len| (0..len.div_ceil(PAGE)).map(move |i| (len - i * PAGE).min(PAGE)))
+            .collect();
+        socks.send_zerocopy(now, fd, &data, &frags)
     } else {
         socks.send(now, fd, &data, flags_from_bits(i64::from(flags)))
     }

@@ -1239,7 +1239,7 @@ impl Runner {
                 .socks
                 .set_nonblocking(fd, arg(2).contains("O_NONBLOCK")),
             "send" | "sendto" if msg::msg_flags(arg(3)) == Ok(msg::MSG_ZEROCOPY) => {
-                msg::sendmsg(&mut self.socks, now, fd, number(2), msg::MSG_ZEROCOPY)
+                msg::sendmsg(&mut self.socks, now, fd, &[number(2)], msg::MSG_ZEROCOPY)
             }
             "write" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
             "send" => {
@@ -1441,7 +1441,7 @@ impl Runner {
             return r;
         }
         if call.name == "sendmsg" {
-            return msg::sendmsg(&mut self.socks, self.now, fd, hdr.len(), flags);
+            return msg::sendmsg(&mut self.socks, self.now, fd, &hdr.iov, flags);
         }
         let (r, got) = msg::recvmsg(&mut self.socks, self.now, fd, &hdr, flags);
         if r.is_ok() {

@@ -493,7 +493,7 @@ impl Sockets {
                     self.connect_result(fd)?;
                 }
                 if zerocopy {
-                    return self.send_zerocopy(now, fd, data);
+                    return self.send_zerocopy(now, fd, data, &[]);
                 }
                 return self.write(now, fd, data);
             }
@@ -570,7 +570,7 @@ impl Sockets {
     ) -> CallResult {
         let mut how = synack::stack::SendReport::default();
         how.flags = flags;
-        self.write_reported(now, fd, data, how)
+        self.write_reported(now, fd, data, &[], how)
     }
 
     /// [`Sockets::write`], asking the stack for error-queue reports on the bytes.
@@ -579,6 +579,7 @@ impl Sockets {
         now: Instant,
         fd: i32,
         data: &[u8],
+        frags: &[usize],
         mut how: synack::stack::SendReport,
     ) -> CallResult {
         let s = self.sock(fd)?;
@@ -592,7 +593,7 @@ impl Sockets {
         if deferred && data.is_empty() {
             // Linux's tcp_sendmsg_fastopen: the SYN leaves with the cookie and no data;
             // the call waits for the connection, or says it is under way.
-            self.stack.send_reported(now, h, data, how)?;
+            self.stack.send_reported_paged(now, h, data, frags, how)?;
             return Err(if nonblocking {
                 Errno::EINPROGRESS
             } else {
@@ -602,7 +603,7 @@ impl Sockets {
         if deferred && !nonblocking && done == 0 {
             // TCP_FASTOPEN_CONNECT's first write on a blocking socket: the SYN carries
             // what fits, and the call returns once connected (with the rest written).
-            let sent = self.stack.send_reported(now, h, data, how)?;
+            let sent = self.stack.send_reported_paged(now, h, data, frags, how)?;
             if sent < data.len() {
                 self.stack.set_write_pending(now, h, true)?;
             }
@@ -621,7 +622,7 @@ impl Sockets {
             return Err(Errno::EAGAIN);
         }
         if nonblocking {
-            return Ok(self.stack.send_reported(now, h, data, how)? as i64);
+            return Ok(self.stack.send_reported_paged(now, h, data, frags, how)? as i64);
         }
         if done > 0 && !self.stack.writable(now, h).unwrap_or(true) {
             // A writer blocked part way sleeps in sk_stream_wait_memory until
@@ -629,8 +630,12 @@ impl Sockets {
             return Err(Errno::EAGAIN);
         }
         let rest = &data[done.min(data.len())..];
+        let rest_frags = frags_after(frags, done);
         how.continues = done > 0;
-        let sent = match self.stack.send_reported(now, h, rest, how) {
+        let sent = match self
+            .stack
+            .send_reported_paged(now, h, rest, &rest_frags, how)
+        {
             Ok(n) => n,
             Err(Error::WouldBlock) => 0,
             // A connection that fails part way reports what it took.
@@ -1156,4 +1161,17 @@ impl Sockets {
             let _ = self.stack.set_listener_md5_key(*l, key.clone());
         }
     }
+}
+
+/// The page fragments left of `frags` once `done` bytes are taken.
+fn frags_after(frags: &[usize], mut done: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for &f in frags {
+        let skip = done.min(f);
+        done -= skip;
+        if f > skip {
+            out.push(f - skip);
+        }
+    }
+    out
 }

@@ -369,8 +369,7 @@ impl Connection {
     }
 
     /// RFC 9293 3.10.7.2: a SYN reached a listener: record it, send SYN-ACK, enter SYN_RECEIVED.
-    /// `ecn`: the ECN field of the SYN's IP header (None: a SYN rebuilt from a cookie,
-    /// which does not use ECN).
+    /// `ecn`: the ECN field of the SYN's IP header (None: ECN is not considered).
     pub(crate) fn accept_syn(
         now: Instant,
         (local, remote): (SocketAddr, SocketAddr),

@@ -36,6 +36,7 @@ pub use time_wait::{TimeWait, TimeWaitVerdict};
 
 pub(crate) use conn::{mss_for, ConnEvent, Connection, MemoryLevel, TFO_CHILD};
 pub(crate) use diagnose::{diagnose, time_wait_pressure};
+pub(crate) use ecn::{ecn_flags, EcnState};
 pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;
 pub(crate) use isn::IsnGenerator;
