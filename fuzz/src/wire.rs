@@ -119,12 +119,13 @@ fn tcp_round_trip(ip: &IpInfo, bytes: &[u8], seg: &TcpRepr<'_>) {
     assert_eq!(again, out, "emission is not canonical");
 }
 
-/// What of `o` the emitter writes: MSS, window scale, SACK-permitted and Fast Open (when
-/// it fits) only on a SYN, timestamps always, and as many SACK blocks as the remaining
-/// option space holds.
+/// What of `o` the emitter writes: an MD5 signature first, MSS, window scale,
+/// SACK-permitted and Fast Open (when it fits) only on a SYN, timestamps always, and as
+/// many SACK blocks as the remaining option space holds.
 pub fn canonical_options(o: &TcpOptions, syn: bool) -> TcpOptions {
     let mut c = TcpOptions {
         timestamps: o.timestamps,
+        md5: o.md5,
         ..TcpOptions::default()
     };
     if syn {

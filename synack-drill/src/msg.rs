@@ -14,6 +14,7 @@ use crate::sockets::errqueue as eq;
 use crate::sockets::{CallResult, Cmsg, ErrMessage, ExtendedErr, Sockets};
 
 /// recvmsg/sendmsg flag bits (Linux's MSG_*).
+pub const MSG_OOB: u32 = 0x1;
 pub const MSG_PEEK: u32 = 0x2;
 pub const MSG_DONTWAIT: u32 = 0x40;
 pub const MSG_TRUNC: u32 = 0x20;
@@ -25,8 +26,9 @@ pub const MSG_ZEROCOPY: u32 = 0x400_0000;
 pub const MSG_FASTOPEN: u32 = 0x2000_0000;
 pub const MSG_NOSIGNAL: u32 = 0x4000;
 
-const MSG_NAMES: [(&str, u32); 10] = [
+const MSG_NAMES: [(&str, u32); 11] = [
     ("MSG_NOSIGNAL", MSG_NOSIGNAL),
+    ("MSG_OOB", MSG_OOB),
     ("MSG_PEEK", MSG_PEEK),
     ("MSG_DONTWAIT", MSG_DONTWAIT),
     ("MSG_TRUNC", MSG_TRUNC),
@@ -258,8 +260,15 @@ pub fn recvmsg(
             Err(e) => (Err(e), Received::default()),
         };
     }
-    let r = socks.read(now, fd, &mut vec![0u8; msg.len()]);
+    let r = socks.recv_flags(now, fd, &mut vec![0u8; msg.len()], flags);
     let mut got = Received::default();
+    if flags & MSG_OOB != 0 {
+        // tcp_recv_urg: the urgent byte comes with MSG_OOB in msg_flags.
+        if r.is_ok_and(|n| n > 0) {
+            got.flags |= MSG_OOB;
+        }
+        return (r, got);
+    }
     // tcp_recvmsg: the TCP_CM_INQ hint follows a successful read.
     if let (Ok(_), Some(inq)) = (r, socks.inq_hint(fd)) {
         got.cmsgs.push(Cmsg::Inq(inq));
@@ -274,14 +283,15 @@ pub fn never_blocks(name: &str, flags: &str) -> bool {
 }
 
 /// The names of the flags of a sendmsg/recvmsg that drill does not play (None: all
-/// modelled): sendmsg knows MSG_ZEROCOPY, recvmsg MSG_ERRQUEUE and MSG_DONTWAIT.
+/// modelled): sendmsg knows MSG_ZEROCOPY, recvmsg MSG_ERRQUEUE, MSG_DONTWAIT, MSG_OOB
+/// and MSG_PEEK.
 pub fn unmodelled_flags(name: &str, flags: u32) -> Option<String> {
     let known = if name == "sendmsg" {
         // MSG_NOSIGNAL: no SIGPIPE, which drill never raises; MSG_DONTWAIT on a socket
         // the script made nonblocking.
-        MSG_ZEROCOPY | MSG_MORE | MSG_EOR | MSG_FASTOPEN | MSG_NOSIGNAL | MSG_DONTWAIT
+        MSG_ZEROCOPY | MSG_MORE | MSG_EOR | MSG_FASTOPEN | MSG_NOSIGNAL | MSG_DONTWAIT | MSG_OOB
     } else {
-        MSG_ERRQUEUE | MSG_DONTWAIT
+        MSG_ERRQUEUE | MSG_DONTWAIT | MSG_OOB | MSG_PEEK
     };
     let rest = flags & !known;
     (rest != 0).then(|| args::flag_names(&MSG_NAMES, rest))
@@ -342,12 +352,27 @@ pub fn check_received(
     Ok(())
 }
 
-/// sendmsg(fd, msg, flags) (and send/sendto with their flags): the iovecs' bytes in one
-/// call; MSG_ZEROCOPY asks for a completion when SO_ZEROCOPY is on.
-pub fn sendmsg(socks: &mut Sockets, now: Instant, fd: i32, len: usize, flags: u32) -> CallResult {
-    let data = vec![b'x'; len];
+/// The size of a memory page (x86-64's PAGE_SIZE).
+const PAGE: usize = 4096;
+
+/// sendmsg(fd, msg, flags) (and send/sendto with their flags): the bytes of the iovecs
+/// of lengths `iov` in one call; MSG_ZEROCOPY asks for a completion when SO_ZEROCOPY is
+/// on, its skbs made of the iovecs' pages (each iovec a buffer of its own that begins a
+/// page, as a script gives no addresses).
+pub fn sendmsg(
+    socks: &mut Sockets,
+    now: Instant,
+    fd: i32,
+    iov: &[usize],
+    flags: u32,
+) -> CallResult {
+    let data = vec![b'x'; iov.iter().sum()];
     if flags & MSG_ZEROCOPY != 0 {
-        socks.send_zerocopy(now, fd, &data)
+        let frags: Vec<usize> = iov
+            .iter()
+            .flat_map(|&len| (0..len.div_ceil(PAGE)).map(move |i| (len - i * PAGE).min(PAGE)))
+            .collect();
+        socks.send_zerocopy(now, fd, &data, &frags)
     } else {
         socks.send(now, fd, &data, flags_from_bits(i64::from(flags)))
     }
@@ -359,11 +384,12 @@ pub fn send_flags(arg: &str) -> synack::SendFlags {
     flags_from_bits(msg_flags(arg).map_or(0, i64::from))
 }
 
-/// MSG_MORE and MSG_EOR in a flags word.
+/// MSG_MORE, MSG_EOR and MSG_OOB in a flags word.
 pub fn flags_from_bits(bits: i64) -> synack::SendFlags {
     synack::SendFlags {
         more: bits & i64::from(MSG_MORE) != 0,
         eor: bits & i64::from(MSG_EOR) != 0,
+        oob: bits & i64::from(MSG_OOB) != 0,
     }
 }
 

@@ -160,6 +160,9 @@ struct Runner {
     /// says; reported when the call is checked.
     value_error: Option<String>,
     log: Vec<String>,
+    /// Files the script's shell lines make (`dd if=/dev/zero of=PATH ...`), by path:
+    /// drill runs no shell line, so open() finds these before real files.
+    made_files: BTreeMap<String, Vec<u8>>,
 }
 
 type Check = Result<(), String>;
@@ -248,6 +251,7 @@ pub fn run(text: &str, opts: &DrillOptions) -> Outcome {
         inbound_mss: opts.inbound_mss,
         value_error: None,
         log: Vec::new(),
+        made_files: BTreeMap::new(),
     };
     // The previous event's script time, and whether it was an inbound segment.
     let (mut prev, mut prev_inbound) = (0.0f64, false);
@@ -419,6 +423,9 @@ fn script_segment(seg: &Segment) -> String {
     if let Some(win) = seg.win {
         s += &format!(" win {win}");
     }
+    if seg.urg != 0 {
+        s += &format!(" urg {}", seg.urg);
+    }
     match &seg.options {
         None => s += " <...>",
         Some(o) if o.is_empty() => {}
@@ -480,7 +487,23 @@ impl Runner {
             self.socks.stack.flush_fastopen_cache();
             notes.push(format!("line {}: tcp_metrics flushed", ev.line));
         }
-        if found.is_empty() {
+        let made = crate::sysctl::made_files(cmd);
+        for (path, file) in &made {
+            match file {
+                Some(bytes) => {
+                    notes.push(format!(
+                        "line {}: file {path} of {} bytes",
+                        ev.line,
+                        bytes.len()
+                    ));
+                    self.made_files.insert(path.clone(), bytes.clone());
+                }
+                None => {
+                    self.made_files.remove(path);
+                }
+            }
+        }
+        if found.is_empty() && made.is_empty() {
             notes.push(format!("line {}: skipped shell `{first}`", ev.line));
         }
         for a in found {
@@ -797,6 +820,14 @@ impl Runner {
                 return Err(format!("win: expected {win} got {} ({shown})", got.window));
             }
         }
+        // packetdrill's verify_tcp: the urgent pointer field is always compared (0 when
+        // the script writes no `urg`).
+        if got.urgent != want.urg {
+            return Err(format!(
+                "urg: expected {} got {} ({shown})",
+                want.urg, got.urgent
+            ));
+        }
         if let Some(opts) = &want.options {
             let stack_cookie = self.stack_cookie();
             compare_options(opts, &got.options, &stack_cookie, remote_isn)?;
@@ -862,6 +893,8 @@ impl Runner {
                     options.fast_open =
                         fast_open_option(*experimental, cookie, &self.stack_cookie());
                 }
+                // As packetdrill: the script's digest, as it is (not a signature).
+                ScriptOption::Md5(digest) => options.md5 = Some(*digest),
                 ScriptOption::Nop | ScriptOption::Eol => {}
             }
         }
@@ -914,7 +947,7 @@ impl Runner {
                 ack,
                 flags: TcpFlags::from_bits(flags.bits() & keep),
                 window: seg.win.unwrap_or(65535).min(65535) as u16,
-                urgent: 0,
+                urgent: seg.urg,
                 options,
                 payload: chunk,
             };
@@ -1024,8 +1057,9 @@ impl Runner {
     fn syscall(&mut self, call: &Syscall, line: usize, until: Option<f64>) -> Check {
         let got = self.perform(call);
         let nonblocking = self.socks.nonblocking(self.live_fd(call));
-        let never_blocks =
-            msg::never_blocks(&call.name, call.args.get(2).map_or("", |a| a)) || dont_wait(call);
+        let never_blocks = msg::never_blocks(&call.name, call.args.get(2).map_or("", |a| a))
+            || dont_wait(call)
+            || out_of_band(call);
         let blocked = got == Err(Errno::EAGAIN) && !nonblocking && !never_blocks;
         match until {
             Some(end) if blocked => {
@@ -1205,7 +1239,7 @@ impl Runner {
                 .socks
                 .set_nonblocking(fd, arg(2).contains("O_NONBLOCK")),
             "send" | "sendto" if msg::msg_flags(arg(3)) == Ok(msg::MSG_ZEROCOPY) => {
-                msg::sendmsg(&mut self.socks, now, fd, number(2), msg::MSG_ZEROCOPY)
+                msg::sendmsg(&mut self.socks, now, fd, &[number(2)], msg::MSG_ZEROCOPY)
             }
             "write" => self.socks.write(now, fd, &vec![b'x'; number(2)]),
             "send" => {
@@ -1231,7 +1265,48 @@ impl Runner {
             "writev" => self
                 .socks
                 .write(now, fd, &vec![b'x'; args::iov_len(arg(1))]),
-            "read" | "recv" => self.socks.read(now, fd, &mut vec![0u8; number(2)]),
+            "read" => self.socks.read(now, fd, &mut vec![0u8; number(2)]),
+            "recv" | "recvfrom" => {
+                let flags = msg::msg_flags(arg(3)).unwrap_or(0);
+                self.socks
+                    .recv_flags(now, fd, &mut vec![0u8; number(2)], flags)
+            }
+            "pipe" => {
+                let script: Vec<i64> = args::bracketed(arg(0))
+                    .unwrap_or("")
+                    .split(',')
+                    .filter_map(args::integer)
+                    .collect();
+                let (r, w) = self.socks.pipe();
+                if let [a, b] = script[..] {
+                    self.fds.insert(a, r);
+                    self.fds.insert(b, w);
+                } else {
+                    self.value_error = Some(format!("pipe(): '{}' is not [R, W]", arg(0)));
+                }
+                Ok(0)
+            }
+            "splice" => {
+                let live = |i: usize| {
+                    args::number(arg(i))
+                        .and_then(|n| self.fds.get(&n).copied())
+                        .unwrap_or(-1)
+                };
+                let (fd_in, fd_out) = (live(0), live(2));
+                let flags = args::number(arg(5))
+                    .or_else(|| (arg(5) == "SPLICE_F_NONBLOCK").then_some(2))
+                    .unwrap_or(0);
+                self.socks
+                    .splice(now, fd_in, fd_out, number(4), flags as u32)
+            }
+            "open" => self.open(call),
+            "sendfile" => {
+                let live_in = args::number(arg(1))
+                    .and_then(|n| self.fds.get(&n).copied())
+                    .unwrap_or(-1);
+                let offset = args::number(arg(2)).map(|o| o.max(0) as usize);
+                self.socks.sendfile(now, fd, live_in, offset, number(3))
+            }
             "readv" => self
                 .socks
                 .read(now, fd, &mut vec![0u8; args::iov_len(arg(1))]),
@@ -1309,6 +1384,36 @@ impl Runner {
         got
     }
 
+    /// open(path, O_RDONLY): a file a shell line of the script made, else the real file,
+    /// read whole; the descriptor is the script's.
+    fn open(&mut self, call: &Syscall) -> CallResult {
+        let arg = |i: usize| call.args.get(i).map_or("", String::as_str);
+        let flags = arg(1);
+        if !flags
+            .split('|')
+            .all(|f| matches!(f.trim(), "O_RDONLY" | "O_CLOEXEC" | "0"))
+        {
+            self.value_error = Some(format!(
+                "open() with {flags} is not modelled by synack drill"
+            ));
+            return Ok(call.ret);
+        }
+        let path = args::c_string(arg(0))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let data = match self.made_files.get(&path) {
+            Some(d) => d.clone(),
+            None => match std::fs::read(&path) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Errno("ENOENT")),
+                Err(_) => return Err(Errno("EACCES")),
+            },
+        };
+        let live = self.socks.open_file(data);
+        self.fds.insert(call.ret, live);
+        Ok(call.ret)
+    }
+
     /// sendmsg/recvmsg: the msghdr read (see [`msg`]), what recvmsg fills in checked.
     fn msg_call(&mut self, call: &Syscall, fd: i32) -> CallResult {
         let arg = |i: usize| call.args.get(i).map_or("", String::as_str);
@@ -1336,7 +1441,7 @@ impl Runner {
             return r;
         }
         if call.name == "sendmsg" {
-            return msg::sendmsg(&mut self.socks, self.now, fd, hdr.len(), flags);
+            return msg::sendmsg(&mut self.socks, self.now, fd, &hdr.iov, flags);
         }
         let (r, got) = msg::recvmsg(&mut self.socks, self.now, fd, &hdr, flags);
         if r.is_ok() {
@@ -1518,6 +1623,17 @@ impl Runner {
 /// The timeout (milliseconds) of a call that waits for readiness: poll's third
 /// argument, epoll_wait's fourth; None for other calls.
 /// A send or receive call with MSG_DONTWAIT: made as on a nonblocking socket.
+/// recv(MSG_OOB) never waits, on a blocking socket too (Linux's tcp_recv_urg).
+fn out_of_band(call: &Syscall) -> bool {
+    let flags_at = match call.name.as_str() {
+        "recv" | "recvfrom" => 3,
+        "recvmsg" => 2,
+        _ => return false,
+    };
+    let flags = call.args.get(flags_at).map_or("", String::as_str);
+    msg::msg_flags(flags).is_ok_and(|f| f & msg::MSG_OOB != 0)
+}
+
 fn dont_wait(call: &Syscall) -> bool {
     let flags_at = match call.name.as_str() {
         "send" | "sendto" | "recv" | "recvfrom" => 3,
@@ -1583,6 +1699,7 @@ fn compare_options(
                     ));
                 }
             }
+            ScriptOption::Md5(digest) => w.md5 = Some(*digest),
             ScriptOption::Nop | ScriptOption::Eol => {}
         }
     }
@@ -1621,6 +1738,14 @@ fn compare_options(
             }
         };
         return diff("fast open", show(w.fast_open), show(got.fast_open));
+    }
+    // packetdrill's verify_outbound_tcp_option compares an MD5 option byte for byte.
+    if w.md5 != got.md5 {
+        let show = |d: Option<[u8; 16]>| match d {
+            None => "none".to_string(),
+            Some(d) => d.iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        return diff("md5", show(w.md5), show(got.md5));
     }
     if w.sack_blocks.as_slice() != got.sack_blocks.as_slice() {
         return diff(

@@ -111,6 +111,8 @@ pub enum ScriptOption {
         experimental: bool,
         cookie: FoCookie,
     },
+    /// `md5 <hex>`: a TCP-MD5 signature option (RFC 2385) with this 16-byte digest.
+    Md5([u8; 16]),
 }
 
 /// The cookie of a `FO`/`FOEXP` option.
@@ -139,6 +141,9 @@ pub struct Segment {
     pub seq: Option<(u32, u32, u32)>,
     pub ack: Option<u32>,
     pub win: Option<u32>,
+    /// `urg N`: the urgent pointer field (0 when not written; packetdrill compares it on
+    /// every outbound segment).
+    pub urg: u16,
     /// None: `<...>` (not checked on outbound segments). No list at all is an empty
     /// list: an outbound segment must then carry no options, as in packetdrill.
     pub options: Option<Vec<ScriptOption>>,
@@ -660,6 +665,7 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
         seq: None,
         ack: None,
         win: None,
+        urg: 0,
         options: None,
     };
     let num = |w: Option<&str>, what: &str| -> Result<u32, String> {
@@ -670,6 +676,10 @@ fn segment(dir: Direction, s: &str) -> Result<Segment, String> {
         match w {
             "ack" => seg.ack = Some(num(words.next(), "ack")?),
             "win" => seg.win = Some(num(words.next(), "win")?),
+            "urg" => {
+                let n = num(words.next(), "urg")?;
+                seg.urg = u16::try_from(n).map_err(|_| "urg_ptr value out of range")?;
+            }
             w if w.contains(':') && w.contains('(') => {
                 let (range, len) = w.split_once('(').ok_or("start:end(len)")?;
                 let (a, b) = range.split_once(':').ok_or("start:end(len)")?;
@@ -715,6 +725,17 @@ fn options(s: &str) -> Result<Vec<ScriptOption>, String> {
                     ),
                 },
             },
+            "md5" => {
+                // packetdrill's new_md5_option: hex digits for the digest; synack takes
+                // the option's one valid length (16 bytes, RFC 2385 §3.0).
+                let hex = words.get(1).ok_or("option 'md5' needs a digest")?;
+                let bytes =
+                    hex_bytes(hex).ok_or_else(|| format!("md5 digest '{hex}' is not hex"))?;
+                let digest: [u8; 16] = bytes
+                    .try_into()
+                    .map_err(|_| format!("md5 digest '{hex}' is not 16 bytes"))?;
+                ScriptOption::Md5(digest)
+            }
             "mss" => ScriptOption::Mss(num(1)? as u16),
             "wscale" => ScriptOption::WindowScale(num(1)? as u8),
             "TS" => ScriptOption::Timestamp {
@@ -827,6 +848,16 @@ fn split_args(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_md5_option_takes_a_16_byte_digest_in_hex() {
+        let o = options("md5 000102030405060708090a0b0c0d0e0f,nop,nop").unwrap();
+        assert_eq!(o[0], ScriptOption::Md5(core::array::from_fn(|i| i as u8)));
+        assert_eq!(&o[1..], &[ScriptOption::Nop, ScriptOption::Nop]);
+        assert!(options("md5 0001020304050607").is_err());
+        assert!(options("md5 zz").is_err());
+        assert!(options("md5").is_err());
+    }
 
     #[test]
     fn icmp_lines_parse_as_packetdrill_writes_them() {

@@ -22,6 +22,7 @@ use crate::args;
 use crate::epoll::{self, Epoll};
 
 pub mod errqueue;
+pub mod files;
 pub use errqueue::{sof, Cmsg, ErrMessage, ExtendedErr};
 
 /// A failed call, by its Linux errno name (`EAGAIN`, `ECONNREFUSED`, ...).
@@ -63,6 +64,7 @@ impl From<Error> for Errno {
             Error::NoBufferSpace => "ENOBUFS",
             Error::MessageTooLong => "EMSGSIZE",
             Error::Unsupported => "EOPNOTSUPP",
+            Error::InvalidArgument => "EINVAL",
             // An error newer than this table: EIO, which no script expects, so a script
             // that meets it fails and shows the error instead of passing by chance.
             _ => "EIO",
@@ -109,6 +111,11 @@ pub struct SockOpts {
     pub zerocopy: bool,
     /// TCP_INQ: recvmsg gives a TCP_CM_INQ hint.
     pub inq: bool,
+    /// SO_OOBINLINE: urgent data stays in the stream.
+    pub oob_inline: bool,
+    /// IP_FREEBIND: kept and given back (the stack binds only its own addresses, so
+    /// letting a bind to a missing one through changes nothing a script sees).
+    pub freebind: bool,
     /// SO_TIMESTAMPING's flags, and the stream offset OPT_ID counts from (sk_tskey).
     pub timestamping: u32,
     pub ts_base: u64,
@@ -118,6 +125,9 @@ pub struct SockOpts {
     pub tos: u8,
     /// IP_MTU_DISCOVER, when set: IP_PMTUDISC_DONT (0) ... IP_PMTUDISC_OMIT (5).
     pub pmtudisc: Option<u8>,
+    /// TCP_MD5SIG / TCP_MD5SIG_EXT keys, for the socket's listener or connection once
+    /// it has one.
+    pub md5_keys: Vec<synack::Md5Key>,
 }
 
 impl SockOpts {
@@ -154,6 +164,8 @@ enum Kind {
     Conn(ConnectionHandle),
     /// An epoll instance (kept in `Sockets::epolls`).
     Epoll,
+    /// A pipe end or a file (kept in `Sockets::files`).
+    Other,
 }
 
 #[derive(Clone, Debug)]
@@ -173,6 +185,7 @@ pub struct Sockets {
     pub stack: Stack,
     table: BTreeMap<i32, Sock>,
     epolls: BTreeMap<i32, Epoll>,
+    files: files::Files,
     /// The local address connections are made from (the first the stack has).
     pub local: IpAddr,
 }
@@ -192,6 +205,7 @@ impl Sockets {
             stack,
             table: BTreeMap::new(),
             epolls: BTreeMap::new(),
+            files: files::Files::default(),
             local,
         }
     }
@@ -256,6 +270,9 @@ impl Sockets {
                 if let Some(ep) = self.epolls.remove(&from) {
                     self.epolls.insert(to, ep);
                 }
+                if let Some(other) = self.files.by_fd.remove(&from) {
+                    self.files.by_fd.insert(to, other);
+                }
                 true
             }
             None => false,
@@ -294,7 +311,7 @@ impl Sockets {
                 bound.unwrap_or_else(|| SocketAddr::new(self.local, default_port))
             }
             Kind::Listener(_) => return Ok(0),
-            Kind::Conn(_) | Kind::Epoll => return Err(Errno::EINVAL),
+            Kind::Conn(_) | Kind::Epoll | Kind::Other => return Err(Errno::EINVAL),
         };
         let handle = self.stack.listen(addr, backlog)?;
         self.sock_mut(fd)?.kind = Kind::Listener(handle);
@@ -347,7 +364,7 @@ impl Sockets {
                 return Err(Errno("EALREADY"))
             }
             Kind::Conn(_) => return self.connect_result(fd),
-            Kind::Listener(_) | Kind::Epoll => return Err(Errno::EINVAL),
+            Kind::Listener(_) | Kind::Epoll | Kind::Other => return Err(Errno::EINVAL),
         }
         let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
         let h = if opts.fastopen_connect {
@@ -393,6 +410,47 @@ impl Sockets {
         Ok(0)
     }
 
+    /// TCP_MD5SIG / TCP_MD5SIG_EXT (Linux's tcp_v4_parse_md5_keys): a key for `peer`
+    /// (with `prefix_len`, for its prefix), or with an empty key the removal of the one
+    /// there (ENOENT when there is none). Keys longer than 80 bytes are EINVAL.
+    pub fn set_md5_key(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        peer: IpAddr,
+        prefix_len: Option<u8>,
+        key: &[u8],
+    ) -> CallResult {
+        let kind = self.sock(fd)?.kind;
+        let full = if peer.is_ipv4() { 32 } else { 128 };
+        let plen = prefix_len.unwrap_or(full);
+        if plen > full {
+            return Err(Errno::EINVAL);
+        }
+        let o = &mut self.sock_mut(fd)?.opts;
+        let had = o.md5_keys.iter().any(|k| k.peer() == (peer, plen));
+        o.md5_keys.retain(|k| k.peer() != (peer, plen));
+        if key.is_empty() {
+            if !had {
+                return Err(Errno("ENOENT"));
+            }
+            let _ = match kind {
+                Kind::Listener(l) => self.stack.remove_listener_md5_key(l, peer, Some(plen)),
+                Kind::Conn(h) => self.stack.remove_md5_key(now, h, peer, Some(plen)),
+                _ => Ok(()),
+            };
+            return Ok(0);
+        }
+        let k = synack::Md5Key::new(peer, Some(plen), key).map_err(|_| Errno::EINVAL)?;
+        o.md5_keys.push(k.clone());
+        match kind {
+            Kind::Listener(l) => self.stack.set_listener_md5_key(l, k)?,
+            Kind::Conn(h) => self.stack.set_md5_key(now, h, k)?,
+            _ => {}
+        }
+        Ok(0)
+    }
+
     /// sendto()/sendmsg() with MSG_FASTOPEN on a socket not yet connected (Linux's
     /// tcp_sendmsg_fastopen): a Fast Open whose SYN carries what fits. Nonblocking:
     /// the bytes the SYN carries, or EINPROGRESS when it carries none (no cookie yet);
@@ -435,11 +493,12 @@ impl Sockets {
                     self.connect_result(fd)?;
                 }
                 if zerocopy {
-                    return self.send_zerocopy(now, fd, data);
+                    return self.send_zerocopy(now, fd, data, &[]);
                 }
                 return self.write(now, fd, data);
             }
             Kind::Listener(_) | Kind::Epoll => return Err(Errno("EPIPE")),
+            Kind::Other => return self.write_other(fd, data).unwrap_or(Err(Errno::EBADF)),
         }
         let (nonblocking, opts) = (s.nonblocking, s.opts.clone());
         // Linux's tcp_send_syn_data: the SYN's data room is the MSS bounded by TCP_MAXSEG,
@@ -511,7 +570,7 @@ impl Sockets {
     ) -> CallResult {
         let mut how = synack::stack::SendReport::default();
         how.flags = flags;
-        self.write_reported(now, fd, data, how)
+        self.write_reported(now, fd, data, &[], how)
     }
 
     /// [`Sockets::write`], asking the stack for error-queue reports on the bytes.
@@ -520,6 +579,7 @@ impl Sockets {
         now: Instant,
         fd: i32,
         data: &[u8],
+        frags: &[usize],
         mut how: synack::stack::SendReport,
     ) -> CallResult {
         let s = self.sock(fd)?;
@@ -533,7 +593,7 @@ impl Sockets {
         if deferred && data.is_empty() {
             // Linux's tcp_sendmsg_fastopen: the SYN leaves with the cookie and no data;
             // the call waits for the connection, or says it is under way.
-            self.stack.send_reported(now, h, data, how)?;
+            self.stack.send_reported_paged(now, h, data, frags, how)?;
             return Err(if nonblocking {
                 Errno::EINPROGRESS
             } else {
@@ -543,7 +603,7 @@ impl Sockets {
         if deferred && !nonblocking && done == 0 {
             // TCP_FASTOPEN_CONNECT's first write on a blocking socket: the SYN carries
             // what fits, and the call returns once connected (with the rest written).
-            let sent = self.stack.send_reported(now, h, data, how)?;
+            let sent = self.stack.send_reported_paged(now, h, data, frags, how)?;
             if sent < data.len() {
                 self.stack.set_write_pending(now, h, true)?;
             }
@@ -562,7 +622,7 @@ impl Sockets {
             return Err(Errno::EAGAIN);
         }
         if nonblocking {
-            return Ok(self.stack.send_reported(now, h, data, how)? as i64);
+            return Ok(self.stack.send_reported_paged(now, h, data, frags, how)? as i64);
         }
         if done > 0 && !self.stack.writable(now, h).unwrap_or(true) {
             // A writer blocked part way sleeps in sk_stream_wait_memory until
@@ -570,8 +630,12 @@ impl Sockets {
             return Err(Errno::EAGAIN);
         }
         let rest = &data[done.min(data.len())..];
+        let rest_frags = frags_after(frags, done);
         how.continues = done > 0;
-        let sent = match self.stack.send_reported(now, h, rest, how) {
+        let sent = match self
+            .stack
+            .send_reported_paged(now, h, rest, &rest_frags, how)
+        {
             Ok(n) => n,
             Err(Error::WouldBlock) => 0,
             // A connection that fails part way reports what it took.
@@ -594,8 +658,40 @@ impl Sockets {
     /// read()/recv(): bytes, 0 at end of stream (or after shutdown(SHUT_RD)), or EAGAIN.
     pub fn read(&mut self, now: Instant, fd: i32, buf: &mut [u8]) -> CallResult {
         self.sock(fd)?;
+        if let Some(r) = self.read_other(fd, buf) {
+            return r;
+        }
         let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
         match self.stack.recv(now, h, buf) {
+            Err(_) if self.failed(h) => self.take_error(fd, h).map_or(Ok(0), Err),
+            r => Ok(r? as i64),
+        }
+    }
+
+    /// recv() with its flags: MSG_OOB reads the urgent byte (Linux's tcp_recv_urg: EINVAL
+    /// when there is none, EAGAIN while it has not arrived, never waiting), MSG_PEEK
+    /// leaves what it reads; other flags as [`Sockets::read`].
+    pub fn recv_flags(&mut self, now: Instant, fd: i32, buf: &mut [u8], flags: u32) -> CallResult {
+        const MSG_OOB: u32 = 1;
+        const MSG_PEEK: u32 = 2;
+        if flags & (MSG_OOB | MSG_PEEK) == 0 {
+            return self.read(now, fd, buf);
+        }
+        self.sock(fd)?;
+        let h = self.handle(fd).ok_or(Errno::ENOTCONN)?;
+        if flags & MSG_OOB != 0 {
+            return match self.stack.recv_oob(now, h, flags & MSG_PEEK != 0)? {
+                Some(byte) => {
+                    if let Some(b) = buf.first_mut() {
+                        *b = byte;
+                    }
+                    // (A zero-length buffer gets MSG_TRUNC and 0.)
+                    Ok(i64::from(!buf.is_empty()))
+                }
+                None => Ok(0),
+            };
+        }
+        match self.stack.peek(h, buf) {
             Err(_) if self.failed(h) => self.take_error(fd, h).map_or(Ok(0), Err),
             r => Ok(r? as i64),
         }
@@ -647,6 +743,7 @@ impl Sockets {
             Kind::Epoll => {
                 self.epolls.remove(&fd);
             }
+            Kind::Other => self.close_other(fd),
             Kind::Fresh { .. } => {}
         }
         Ok(0)
@@ -681,6 +778,7 @@ impl Sockets {
             "SO_LINGER" => o.linger_zero = matches!(value, OptValue::Linger(on, 0) if on != 0),
             "SO_REUSEADDR" => o.reuseaddr = n != 0,
             "SO_KEEPALIVE" => o.keepalive = n != 0,
+            "SO_OOBINLINE" => o.oob_inline = n != 0,
             // Linux's do_tcp_setsockopt: 1..=32767 seconds (MAX_TCP_KEEPIDLE), 1..=127 probes.
             "TCP_KEEPIDLE" | "TCP_KEEPINTVL" if !(1..=32767).contains(&n) => {
                 return Err(Errno::EINVAL)
@@ -690,6 +788,7 @@ impl Sockets {
             "TCP_KEEPINTVL" => o.keep_intvl = Some(n as u32),
             "TCP_KEEPCNT" => o.keep_cnt = Some(n as u32),
             "SO_MARK" => o.mark = n as u32,
+            "IP_FREEBIND" => o.freebind = n != 0,
             // Linux's do_ip_setsockopt: IP_PMTUDISC_DONT..=IP_PMTUDISC_OMIT.
             "IP_MTU_DISCOVER" if !(0..=5).contains(&n) => return Err(Errno::EINVAL),
             "IP_MTU_DISCOVER" => o.pmtudisc = Some(n as u8),
@@ -717,6 +816,7 @@ impl Sockets {
                     self.stack.set_buffers(now, h, opts.sndbuf, opts.rcvbuf)
                 }
                 "TCP_NODELAY" => self.stack.set_nodelay(now, h, opts.nodelay),
+                "SO_OOBINLINE" => self.stack.set_oob_inline(h, opts.oob_inline),
                 "TCP_CORK" => self.stack.set_cork(now, h, opts.cork),
                 "TCP_MAXSEG" => opts
                     .maxseg
@@ -780,10 +880,12 @@ impl Sockets {
             "TCP_CORK" => i64::from(o.cork),
             "SO_REUSEADDR" => i64::from(o.reuseaddr),
             "SO_KEEPALIVE" => i64::from(o.keepalive),
+            "SO_OOBINLINE" => i64::from(o.oob_inline),
             "TCP_KEEPIDLE" => i64::from(o.keep_idle.unwrap_or(7200)),
             "TCP_KEEPINTVL" => i64::from(o.keep_intvl.unwrap_or(75)),
             "TCP_KEEPCNT" => i64::from(o.keep_cnt.unwrap_or(9)),
             "SO_MARK" => i64::from(o.mark),
+            "IP_FREEBIND" => i64::from(o.freebind),
             "IP_TOS" => i64::from(o.tos),
             // Linux's default: IP_PMTUDISC_WANT (ip_no_pmtu_disc = 0).
             "IP_MTU_DISCOVER" => i64::from(o.pmtudisc.unwrap_or(1)),
@@ -813,8 +915,14 @@ impl Sockets {
         }
         let h = self.handle(fd);
         match request {
-            "SIOCINQ" | "FIONREAD" => Ok(h.map_or(Ok(0), |h| self.stack.recv_queue(h))? as i64),
+            // tcp_inq: bytes before an out-of-band urgent byte, when one is ahead.
+            "SIOCINQ" | "FIONREAD" => Ok(h.map_or(Ok(0), |h| self.stack.inq(h))? as i64),
             "SIOCOUTQ" | "TIOCOUTQ" => Ok(h.map_or(Ok(0), |h| self.stack.send_queue(h))? as i64),
+            // sockatmark(): the next byte to read is the urgent mark.
+            // (By number too: packetdrill's symbol table has no SIOCATMARK.)
+            "SIOCATMARK" | "35077" | "0x8905" => {
+                Ok(i64::from(h.map_or(Ok(false), |h| self.stack.at_mark(h))?))
+            }
             _ => Err(Errno::EOPNOTSUPP),
         }
     }
@@ -829,6 +937,7 @@ impl Sockets {
         };
         match s.kind {
             Kind::Fresh { .. } => args::POLLOUT | args::POLLHUP,
+            Kind::Other => self.poll_other(fd),
             Kind::Epoll => {
                 let ready = self.epolls.get(&fd).is_some_and(Epoll::has_ready);
                 if ready {
@@ -864,8 +973,15 @@ impl Sockets {
                     bits |= args::POLLIN | args::POLLRDNORM | args::POLLRDHUP;
                 }
                 if !matches!(state, S::SynSent | S::SynReceived) {
-                    if queued > 0 {
+                    // tcp_poll: at the mark, an out-of-band urgent byte does not count as
+                    // something to read; one waiting for MSG_OOB is POLLPRI.
+                    let oob_at_mark = self.stack.at_mark(h).unwrap_or(false)
+                        && !self.stack.oob_inline(h).unwrap_or(false);
+                    if queued > usize::from(oob_at_mark) {
                         bits |= args::POLLIN | args::POLLRDNORM;
+                    }
+                    if self.stack.urgent_pending(h).unwrap_or(false) {
+                        bits |= args::POLLPRI;
                     }
                     // The stack's writable(): a third of the send buffer free and
                     // the unsent bytes below half of TCP_NOTSENT_LOWAT (Linux's
@@ -982,11 +1098,18 @@ impl Sockets {
 
     /// Options that apply to a connection once it exists.
     fn apply(&mut self, now: Instant, h: ConnectionHandle, o: &SockOpts) {
+        // Keys set before connect() sign the SYN.
+        for key in &o.md5_keys {
+            let _ = self.stack.set_md5_key(now, h, key.clone());
+        }
         if o.rcvbuf.is_some() || o.sndbuf.is_some() {
             let _ = self.stack.set_buffers(now, h, o.sndbuf, o.rcvbuf);
         }
         if o.nodelay {
             let _ = self.stack.set_nodelay(now, h, true);
+        }
+        if o.oob_inline {
+            let _ = self.stack.set_oob_inline(h, true);
         }
         if let Some(mss) = o.maxseg {
             let _ = self.stack.set_mss(now, h, mss);
@@ -1034,5 +1157,21 @@ impl Sockets {
             options
         };
         let _ = self.stack.set_listener_options(*l, options);
+        for key in &o.md5_keys {
+            let _ = self.stack.set_listener_md5_key(*l, key.clone());
+        }
     }
+}
+
+/// The page fragments left of `frags` once `done` bytes are taken.
+fn frags_after(frags: &[usize], mut done: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for &f in frags {
+        let skip = done.min(f);
+        done -= skip;
+        if f > skip {
+            out.push(f - skip);
+        }
+    }
+    out
 }

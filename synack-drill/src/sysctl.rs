@@ -242,6 +242,49 @@ pub fn apply(a: &Assignment, cfg: &mut Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Files a shell command makes or removes, which drill (running no shell line) keeps in
+/// memory for open(): `dd if=/dev/zero of=PATH bs=B count=N` makes PATH of B*N zero
+/// bytes (packetdrill's payloads are zeros), `rm -f PATH` removes it (None).
+pub fn made_files(command: &str) -> Vec<(String, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for part in command.split(['\n', ';']).flat_map(|l| l.split("&&")) {
+        let words: Vec<&str> = part.split_whitespace().collect();
+        let Some(prog) = words.first().map(|w| w.rsplit('/').next().unwrap_or(w)) else {
+            continue;
+        };
+        match prog {
+            "rm" => {
+                for w in words[1..].iter().filter(|w| !w.starts_with('-')) {
+                    out.push((w.to_string(), None));
+                }
+            }
+            "dd" => {
+                let field = |name: &str| {
+                    words
+                        .iter()
+                        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+                };
+                let (Some("/dev/zero"), Some(path)) = (field("if"), field("of")) else {
+                    continue;
+                };
+                let bs = field("bs")
+                    .and_then(|b| b.parse::<usize>().ok())
+                    .unwrap_or(512);
+                let count = field("count").and_then(|c| c.parse::<usize>().ok());
+                let Some(len) = count
+                    .and_then(|c| c.checked_mul(bs))
+                    .filter(|l| *l <= 1 << 26)
+                else {
+                    continue;
+                };
+                out.push((path.to_string(), Some(vec![0u8; len])));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +345,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("tcp_frto"), "{e}");
+    }
+
+    #[test]
+    fn dd_from_dev_zero_makes_a_file_and_rm_removes_it() {
+        let made = made_files(
+            "/bin/rm -f /tmp/f\n/bin/dd bs=1 count=5 if=/dev/zero of=/tmp/f status=none",
+        );
+        assert_eq!(
+            made,
+            vec![
+                ("/tmp/f".to_string(), None),
+                ("/tmp/f".to_string(), Some(vec![0u8; 5]))
+            ]
+        );
+        assert!(made_files("dd if=/dev/urandom of=/tmp/g count=1").is_empty());
     }
 }

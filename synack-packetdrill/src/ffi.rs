@@ -202,41 +202,183 @@ unsafe fn copy_out(data: &[u8], buf: *mut c_void) {
     }
 }
 
-/// The iovecs of a readv/writev/recvmsg/sendmsg.
-///
-/// # Safety
-/// `iov` is null or points to `n` valid iovecs.
-unsafe fn iovecs<'a>(iov: *const iovec, n: c_int) -> &'a [iovec] {
-    if iov.is_null() || n <= 0 {
-        return &[];
-    }
-    // SAFETY: the caller promises `n` iovecs at `iov`.
-    unsafe { std::slice::from_raw_parts(iov, n as usize) }
-}
+/// A buffer in packetdrill's memory, as the kernel sees one: (address, length) pieces in
+/// order (one for read(2)/write(2), one per iovec).
+type UserBuf = Vec<(usize, usize)>;
 
-/// Gather what the iovecs point at.
-///
-/// # Safety
-/// Each iovec describes readable memory.
-unsafe fn gather(iov: &[iovec]) -> Vec<u8> {
+/// At most this many pieces go to one process_vm_readv/writev (IOV_MAX).
+const IOV_BATCH: usize = 1024;
+
+/// The pieces of `buf` split where pages end, at most `limit` bytes, empty ones left out:
+/// process_vm_readv/writev move a piece whole or not at all, so a transfer that meets
+/// an unmapped page stops at that page, as the kernel's own copy does.
+fn page_pieces(buf: &[(usize, usize)], mut limit: usize) -> Vec<iovec> {
     let mut out = Vec::new();
-    for v in iov {
-        // SAFETY: each iovec's base is readable for its length (caller's promise).
-        out.extend_from_slice(unsafe { bytes(v.iov_base, v.iov_len) });
+    for &(mut at, len) in buf {
+        let mut len = len.min(limit);
+        limit -= len;
+        while len > 0 {
+            let piece = len.min(PAGE - at % PAGE);
+            out.push(iovec {
+                iov_base: at as *mut c_void,
+                iov_len: piece,
+            });
+            at = at.wrapping_add(piece);
+            len -= piece;
+        }
     }
     out
 }
 
-/// Scatter `data` over the iovecs.
+/// Move `len` bytes between our `local` buffer and the user buffer `buf` (`to_user`:
+/// into it), as the kernel's copy_from_user/copy_to_user do: through process_vm_readv
+/// and process_vm_writev on our own process, which check every address and report
+/// EFAULT for memory that is not mapped instead of faulting. Returns the bytes moved, in
+/// order (fewer than `len`: a fault stopped the copy).
 ///
 /// # Safety
-/// Each iovec describes writable memory.
-unsafe fn scatter(mut data: &[u8], iov: &[iovec]) {
-    for v in iov {
-        let n = data.len().min(v.iov_len);
-        // SAFETY: each iovec's base is writable for its length (caller's promise).
-        unsafe { copy_out(&data[..n], v.iov_base) };
-        data = &data[n..];
+/// `local` is valid for `len` bytes (for writes unless `to_user`).
+unsafe fn user_copy(local: *mut u8, len: usize, buf: &[(usize, usize)], to_user: bool) -> usize {
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let mut done = 0;
+    for batch in page_pieces(buf, len).chunks(IOV_BATCH) {
+        let want: usize = batch.iter().map(|v| v.iov_len).sum();
+        let here = iovec {
+            // SAFETY: done + want <= len: inside `local`.
+            iov_base: unsafe { local.add(done) }.cast(),
+            iov_len: want,
+        };
+        let (local_iov, count) = (&raw const here, batch.len() as c_ulong);
+        // SAFETY: `here` describes our own buffer (caller's promise); the kernel checks
+        // the user addresses of `batch` itself and fails with EFAULT where unmapped.
+        let moved = unsafe {
+            if to_user {
+                libc::process_vm_writev(pid, local_iov, 1, batch.as_ptr(), count, 0)
+            } else {
+                libc::process_vm_readv(pid, local_iov, 1, batch.as_ptr(), count, 0)
+            }
+        };
+        if moved < 0 {
+            // SAFETY: __errno_location returns this thread's errno.
+            let errno = unsafe { *libc::__errno_location() };
+            if errno == libc::EFAULT {
+                break;
+            }
+            // The calls are refused here (ENOSYS, EPERM under a sandbox): copy directly,
+            // trusting any pointer but null as before.
+            // SAFETY: the syscall's contract, as for packetdrill's own calls: the
+            // buffers it passes are valid for their lengths.
+            return done + unsafe { direct_copy(local.add(done), batch, to_user) };
+        }
+        done += moved as usize;
+        if (moved as usize) < want {
+            break;
+        }
+    }
+    done
+}
+
+/// [`user_copy`] without the kernel's checks (where process_vm_readv is refused): a null
+/// address faults.
+///
+/// # Safety
+/// `local` has room for the pieces' bytes; each piece not null is valid memory.
+unsafe fn direct_copy(local: *mut u8, pieces: &[iovec], to_user: bool) -> usize {
+    let mut done = 0;
+    for v in pieces {
+        if v.iov_base.is_null() {
+            break;
+        }
+        // SAFETY: as the caller promises.
+        unsafe {
+            let (user, here) = (v.iov_base.cast::<u8>(), local.add(done));
+            if to_user {
+                std::ptr::copy_nonoverlapping(here, user, v.iov_len);
+            } else {
+                std::ptr::copy_nonoverlapping(user, here, v.iov_len);
+            }
+        }
+        done += v.iov_len;
+    }
+    done
+}
+
+/// The bytes of the user buffer `buf` that can be read, in order (short: a fault).
+fn user_read(buf: &[(usize, usize)]) -> Vec<u8> {
+    let len = buf.iter().map(|p| p.1).fold(0usize, usize::saturating_add);
+    let mut out = Vec::new();
+    // A length beyond what memory can hold is as unmapped: read what there is.
+    if out.try_reserve_exact(len.min(1 << 30)).is_err() {
+        return out;
+    }
+    out.resize(len.min(1 << 30), 0);
+    // SAFETY: `out` has `out.len()` writable bytes.
+    let n = unsafe { user_copy(out.as_mut_ptr(), out.len(), buf, false) };
+    out.truncate(n);
+    out
+}
+
+/// Copy `data` into the user buffer `buf`; the bytes copied (short: a fault).
+fn user_write(data: &[u8], buf: &[(usize, usize)]) -> usize {
+    // SAFETY: `data` is readable; process_vm_writev only reads our side.
+    unsafe { user_copy(data.as_ptr().cast_mut(), data.len(), buf, true) }
+}
+
+/// How much of the user buffer `buf` can be written, from its start: its bytes are read
+/// and written back as they were (packetdrill's buffer is its own while the call lasts).
+fn user_writable(buf: &[(usize, usize)]) -> usize {
+    user_write(&user_read(buf), buf)
+}
+
+/// The pieces of the iovec array at `iov` (`n` of them): an array that cannot be read is
+/// EFAULT, as the kernel's import_iovec finds it.
+fn user_iovecs(iov: *const iovec, n: c_int) -> Result<UserBuf, Errno> {
+    if n <= 0 {
+        return Ok(Vec::new());
+    }
+    let size = std::mem::size_of::<iovec>();
+    let raw = user_read(&[(iov as usize, size * n as usize)]);
+    if raw.len() < size * n as usize {
+        return Err(Errno("EFAULT"));
+    }
+    let word = std::mem::size_of::<usize>();
+    let at = |c: &[u8], i: usize| {
+        let mut w = [0u8; std::mem::size_of::<usize>()];
+        w.copy_from_slice(&c[i * word..(i + 1) * word]);
+        usize::from_ne_bytes(w)
+    };
+    Ok(raw
+        .chunks_exact(size)
+        .map(|c| (at(c, 0), at(c, 1)))
+        .collect())
+}
+
+/// What a send takes from the user buffer: the bytes that could be read (`short`: a
+/// fault stopped the copy).
+struct UserData {
+    bytes: Vec<u8>,
+    short: bool,
+}
+
+impl UserData {
+    fn read(buf: &[(usize, usize)]) -> UserData {
+        let bytes = user_read(buf);
+        let want = buf.iter().map(|p| p.1).fold(0usize, usize::saturating_add);
+        UserData {
+            short: bytes.len() < want,
+            bytes,
+        }
+    }
+
+    /// A send's result as Linux's tcp_sendmsg_locked gives it: when a fault stops the
+    /// copy the call returns what it copied before, or EFAULT when that is nothing (the
+    /// socket's own errors come first).
+    fn result(&self, r: CallResult) -> CallResult {
+        match r {
+            Ok(0) if self.short => Err(Errno("EFAULT")),
+            r => r,
+        }
     }
 }
 
@@ -331,6 +473,8 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::SOL_SOCKET, libc::SO_RCVBUF) => "SO_RCVBUF",
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => "SO_KEEPALIVE",
         (libc::SOL_SOCKET, libc::SO_LINGER) => "SO_LINGER",
+        (libc::SOL_SOCKET, libc::SO_OOBINLINE) => "SO_OOBINLINE",
+        (libc::IPPROTO_IP, libc::IP_FREEBIND) => "IP_FREEBIND",
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => "TCP_NODELAY",
         (libc::IPPROTO_TCP, libc::TCP_CORK) => "TCP_CORK",
         (libc::IPPROTO_TCP, libc::TCP_MAXSEG) => "TCP_MAXSEG",
@@ -345,6 +489,8 @@ fn option_name(level: c_int, name: c_int) -> Option<&'static str> {
         (libc::IPPROTO_TCP, libc::TCP_FASTOPEN) => "TCP_FASTOPEN",
         (libc::IPPROTO_TCP, libc::TCP_FASTOPEN_CONNECT) => "TCP_FASTOPEN_CONNECT",
         (libc::IPPROTO_TCP, TCP_FASTOPEN_KEY) => "TCP_FASTOPEN_KEY",
+        (libc::IPPROTO_TCP, TCP_MD5SIG) => "TCP_MD5SIG",
+        (libc::IPPROTO_TCP, TCP_MD5SIG_EXT) => "TCP_MD5SIG_EXT",
         (libc::IPPROTO_TCP, TCP_FASTOPEN_NO_COOKIE) => "TCP_FASTOPEN_NO_COOKIE",
         (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => "TCP_KEEPIDLE",
         (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => "TCP_KEEPINTVL",
@@ -447,40 +593,89 @@ unsafe extern "C" fn connect(ud: Ud, fd: c_int, addr: *const sockaddr, len: sock
 }
 
 /// Read up to `len` bytes (blocking as the socket says) and hand them to `put`.
-fn read_into(i: &Instance, fd: c_int, len: usize, put: impl FnOnce(&[u8])) -> ssize_t {
-    let mut buf = vec![0u8; len];
+/// read(2) and its kin into the user buffer `buf`: at most what can be written of it
+/// (Linux's tcp_recvmsg_locked stops at a fault, and with nothing copied the call is
+/// EFAULT, its data left in the queue).
+fn read_into(i: &Instance, fd: c_int, buf: &[(usize, usize)]) -> ssize_t {
+    let want = buf.iter().map(|p| p.1).fold(0usize, usize::saturating_add);
+    let room = user_writable(buf);
+    let mut got = vec![0u8; room];
     let r = i.call(fd, |st| {
         let now = st.now;
-        st.socks.read(now, fd, &mut buf)
+        if room == 0 && want > 0 {
+            let queued = st
+                .socks
+                .handle(fd)
+                .and_then(|h| st.socks.stack.recv_queue(h).ok());
+            if queued.is_some_and(|q| q > 0) {
+                return Err(Errno("EFAULT"));
+            }
+            // Nothing to copy: the call ends as any other would (EAGAIN, end of stream,
+            // an error), or waits.
+            return match st.socks.read(now, fd, &mut [0u8; 1])? {
+                0 => Ok(0),
+                _ => Err(Errno("EFAULT")),
+            };
+        }
+        st.socks.read(now, fd, &mut got)
     });
     if let Ok(n) = r {
-        put(&buf[..n as usize]);
+        user_write(&got[..n as usize], buf);
     }
     ret(r) as ssize_t
 }
 
-fn write_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
+/// write(2) of `data` (bytes the library holds) to one of `i`'s sockets (sendfile's
+/// hook writes through it).
+pub(crate) fn write_to(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
+    let data = UserData {
+        bytes: data.to_vec(),
+        short: false,
+    };
+    write_from(i, fd, &data)
+}
+
+fn write_from(i: &Instance, fd: c_int, data: &UserData) -> ssize_t {
     send_from(i, fd, data, 0)
 }
 
 /// send(2) and its kin with their flags word (MSG_MORE and MSG_EOR are modelled).
-fn send_from(i: &Instance, fd: c_int, data: &[u8], flags: c_int) -> ssize_t {
+fn send_from(i: &Instance, fd: c_int, data: &UserData, flags: c_int) -> ssize_t {
     let dontwait = flags & libc::MSG_DONTWAIT != 0;
     let flags = synack_drill::msg::flags_from_bits(i64::from(flags));
-    ret(i.call_flags(fd, dontwait, |st| {
+    ret(data.result(i.call_flags(fd, dontwait, |st| {
         let now = st.now;
-        st.socks.send(now, fd, data, flags)
-    })) as ssize_t
+        st.socks.send(now, fd, &data.bytes, flags)
+    }))) as ssize_t
 }
 
 unsafe extern "C" fn read(ud: Ud, fd: c_int, buf: *mut c_void, n: size_t) -> ssize_t {
-    // SAFETY: `ud` is our instance; `buf` has room for `n` bytes (read(2)'s contract).
-    read_into(unsafe { inst(ud) }, fd, n, |d| unsafe { copy_out(d, buf) })
+    // SAFETY: `ud` is our instance.
+    read_into(unsafe { inst(ud) }, fd, &[(buf as usize, n)])
 }
 
-unsafe extern "C" fn recv(ud: Ud, fd: c_int, buf: *mut c_void, n: size_t, _f: c_int) -> ssize_t {
-    // SAFETY: as `read`.
-    unsafe { read(ud, fd, buf, n) }
+unsafe extern "C" fn recv(ud: Ud, fd: c_int, buf: *mut c_void, n: size_t, f: c_int) -> ssize_t {
+    // SAFETY: `ud` is our instance.
+    recv_into(unsafe { inst(ud) }, fd, &[(buf as usize, n)], f)
+}
+
+/// recv(2) with its flags: MSG_OOB (the urgent byte, never waiting) and MSG_PEEK; other
+/// flags as a read, MSG_DONTWAIT as on a nonblocking socket.
+fn recv_into(i: &Instance, fd: c_int, buf: &[(usize, usize)], flags: c_int) -> ssize_t {
+    if flags & (libc::MSG_OOB | libc::MSG_PEEK | libc::MSG_DONTWAIT) == 0 {
+        return read_into(i, fd, buf);
+    }
+    let mut got = vec![0u8; user_writable(buf)];
+    // tcp_recv_urg: MSG_OOB never waits, on a blocking socket too.
+    let dontwait = flags & (libc::MSG_DONTWAIT | libc::MSG_OOB) != 0;
+    let r = i.call_flags(fd, dontwait, |st| {
+        let now = st.now;
+        st.socks.recv_flags(now, fd, &mut got, flags as u32)
+    });
+    if let Ok(n) = r {
+        user_write(&got[..n as usize], buf);
+    }
+    ret(r) as ssize_t
 }
 
 unsafe extern "C" fn recvfrom(
@@ -488,14 +683,14 @@ unsafe extern "C" fn recvfrom(
     fd: c_int,
     buf: *mut c_void,
     n: size_t,
-    _flags: c_int,
+    flags: c_int,
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> ssize_t {
     // SAFETY: `ud` is our instance.
     let i = unsafe { inst(ud) };
-    // SAFETY: as `read`.
-    let r = unsafe { read(ud, fd, buf, n) };
+    // SAFETY: as `recv`.
+    let r = unsafe { recv(ud, fd, buf, n, flags) };
     if r >= 0 {
         let peer = i.with(|st| {
             st.socks
@@ -511,13 +706,12 @@ unsafe extern "C" fn recvfrom(
 }
 
 unsafe extern "C" fn readv(ud: Ud, fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    // SAFETY: readv(2)'s contract: `n` iovecs of writable memory.
-    let iov = unsafe { iovecs(iov, n) };
-    let total = iov.iter().map(|v| v.iov_len).sum();
-    // SAFETY: `ud` is our instance; the iovecs are writable.
-    read_into(unsafe { inst(ud) }, fd, total, |d| unsafe {
-        scatter(d, iov)
-    })
+    let buf = match user_iovecs(iov, n) {
+        Ok(buf) => buf,
+        Err(e) => return ret(Err(e)) as ssize_t,
+    };
+    // SAFETY: `ud` is our instance.
+    read_into(unsafe { inst(ud) }, fd, &buf)
 }
 
 unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
@@ -548,8 +742,23 @@ unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_int) 
             }
         };
     }
-    // SAFETY: recvmsg(2)'s contract: a valid msghdr.
-    let r = unsafe { readv(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+    let r = if flags & (libc::MSG_OOB | libc::MSG_PEEK | libc::MSG_DONTWAIT) != 0 {
+        // SAFETY: recvmsg(2)'s contract: a valid msghdr.
+        let (iov, n) = unsafe { ((*msg).msg_iov, (*msg).msg_iovlen as c_int) };
+        match user_iovecs(iov, n) {
+            Ok(buf) => recv_into(i, fd, &buf, flags),
+            Err(e) => ret(Err(e)) as ssize_t,
+        }
+    } else {
+        // SAFETY: recvmsg(2)'s contract: a valid msghdr.
+        unsafe { readv(ud, fd, (*msg).msg_iov, (*msg).msg_iovlen as c_int) }
+    };
+    if flags & libc::MSG_OOB != 0 {
+        // tcp_recv_urg: the urgent byte comes with MSG_OOB in msg_flags.
+        // SAFETY: as above.
+        unsafe { put_cmsgs(msg, &[], if r > 0 { libc::MSG_OOB } else { 0 }) };
+        return r;
+    }
     // tcp_recvmsg: TCP_INQ's hint follows a successful read.
     let hint = if r >= 0 {
         i.with(|st| st.socks.inq_hint(fd))
@@ -562,8 +771,49 @@ unsafe extern "C" fn recvmsg(ud: Ud, fd: c_int, msg: *mut msghdr, flags: c_int) 
     r
 }
 
+/// SIOCATMARK (asm-generic/sockios.h), which libc does not name.
+const SIOCATMARK: c_ulong = 0x8905;
+
 /// SOL_SOCKET options libc does not name on every target (asm-generic/socket.h).
 const SO_MARK: c_int = 36;
+/// TCP_MD5SIG and TCP_MD5SIG_EXT (include/uapi/linux/tcp.h).
+const TCP_MD5SIG: c_int = 14;
+const TCP_MD5SIG_EXT: c_int = 32;
+
+/// `struct tcp_md5sig` (include/uapi/linux/tcp.h): a sockaddr_storage (128 bytes), then
+/// flags (u8), prefix length (u8), key length (u16), ifindex (int) and an 80-byte key.
+/// The peer, the prefix (with TCP_MD5SIG_EXT and TCP_MD5SIG_FLAG_PREFIX) and the key;
+/// None when the struct is short or its address is neither AF_INET nor AF_INET6 (Linux's
+/// tcp_v4_parse_md5_keys: EINVAL).
+fn parse_md5sig(raw: &[u8], ext: bool) -> Option<(IpAddr, Option<u8>, &[u8])> {
+    const STORAGE: usize = 128;
+    if raw.len() < STORAGE + 8 + 80 {
+        return None;
+    }
+    let family = i32::from(u16::from_ne_bytes([raw[0], raw[1]]));
+    let peer: IpAddr = match family {
+        libc::AF_INET => {
+            let a: [u8; 4] = raw[4..8].try_into().ok()?;
+            a.into()
+        }
+        libc::AF_INET6 => {
+            let a: [u8; 16] = raw[8..24].try_into().ok()?;
+            let v6 = Ipv6Addr::from(a);
+            // A v4-mapped address keys an IPv4 peer (tcp_v6_parse_md5_keys).
+            v6.to_ipv4_mapped().map_or(v6.into(), Into::into)
+        }
+        _ => return None,
+    };
+    let (flags, prefix) = (raw[STORAGE], raw[STORAGE + 1]);
+    let keylen = usize::from(u16::from_ne_bytes([raw[STORAGE + 2], raw[STORAGE + 3]]));
+    // TCP_MD5SIG_FLAG_PREFIX.
+    let prefix = (ext && flags & 1 != 0).then_some(prefix);
+    if keylen > 80 {
+        return None;
+    }
+    Some((peer, prefix, &raw[STORAGE + 8..STORAGE + 8 + keylen]))
+}
+
 /// TCP_FASTOPEN_KEY and TCP_FASTOPEN_NO_COOKIE (include/uapi/linux/tcp.h).
 const TCP_FASTOPEN_KEY: c_int = 33;
 const TCP_FASTOPEN_NO_COOKIE: c_int = 34;
@@ -648,25 +898,60 @@ unsafe fn put_cmsgs(msg: *mut msghdr, cmsgs: &[Vec<u8>], flags: c_int) {
 }
 
 unsafe extern "C" fn write(ud: Ud, fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    // SAFETY: `ud` is our instance; write(2)'s contract: `n` readable bytes at `buf`.
-    write_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) })
+    // SAFETY: `ud` is our instance.
+    write_from(
+        unsafe { inst(ud) },
+        fd,
+        &UserData::read(&[(buf as usize, n)]),
+    )
 }
 
 unsafe extern "C" fn send(ud: Ud, fd: c_int, buf: *const c_void, n: size_t, f: c_int) -> ssize_t {
-    if f & libc::MSG_ZEROCOPY != 0 {
-        // SAFETY: `ud` is our instance; send(2)'s contract: `n` readable bytes at `buf`.
-        return zerocopy_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) });
-    }
-    // SAFETY: `ud` is our instance; send(2)'s contract: `n` readable bytes at `buf`.
-    send_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, f)
+    // SAFETY: `ud` is our instance.
+    sendmsg_from(unsafe { inst(ud) }, fd, &[(buf as usize, n)], f)
 }
 
-/// send(MSG_ZEROCOPY): a completion on the error queue once the bytes are acknowledged.
-fn zerocopy_from(i: &Instance, fd: c_int, data: &[u8]) -> ssize_t {
-    ret(i.call(fd, |st| {
+/// send(2), sendto(2) on a connected socket and sendmsg(2): the bytes of the user buffer
+/// `buf`, with MSG_ZEROCOPY or not.
+fn sendmsg_from(i: &Instance, fd: c_int, buf: &[(usize, usize)], flags: c_int) -> ssize_t {
+    let data = UserData::read(buf);
+    if flags & libc::MSG_ZEROCOPY != 0 {
+        return zerocopy_from(i, fd, &data, &page_frags(buf.iter().copied()));
+    }
+    send_from(i, fd, &data, flags)
+}
+
+/// send(MSG_ZEROCOPY): a completion on the error queue once the bytes are acknowledged;
+/// `frags`: the page fragments the bytes come from ([`page_frags`]).
+fn zerocopy_from(i: &Instance, fd: c_int, data: &UserData, frags: &[usize]) -> ssize_t {
+    ret(data.result(i.call(fd, |st| {
         let now = st.now;
-        st.socks.send_zerocopy(now, fd, data)
-    })) as ssize_t
+        st.socks.send_zerocopy(now, fd, &data.bytes, frags)
+    }))) as ssize_t
+}
+
+/// The memory page size (x86-64's PAGE_SIZE).
+const PAGE: usize = 4096;
+
+/// The page fragments Linux's MSG_ZEROCOPY makes of buffers at (address, length): each
+/// piece of a buffer within one page, a piece that continues the previous one in the same
+/// page joining it (skb_zerocopy_iter_stream, skb_append_pagefrags).
+fn page_frags(bufs: impl IntoIterator<Item = (usize, usize)>) -> Vec<usize> {
+    let mut out: Vec<usize> = Vec::new();
+    let mut end = None;
+    for (mut at, mut len) in bufs {
+        while len > 0 {
+            let piece = len.min(PAGE - at % PAGE);
+            match out.last_mut() {
+                Some(last) if end == Some(at) && at % PAGE != 0 => *last += piece,
+                _ => out.push(piece),
+            }
+            at += piece;
+            len -= piece;
+            end = Some(at);
+        }
+    }
+    out
 }
 
 unsafe extern "C" fn sendto(
@@ -681,8 +966,9 @@ unsafe extern "C" fn sendto(
     if flags & libc::MSG_FASTOPEN != 0 {
         // SAFETY: packetdrill passes a socket address of `len` bytes (or none).
         let to = unsafe { sockaddr_in(addr, len) };
-        // SAFETY: `ud` is our instance; sendto(2)'s contract: `n` readable bytes at `buf`.
-        return fastopen_from(unsafe { inst(ud) }, fd, unsafe { bytes(buf, n) }, to, flags);
+        let data = UserData::read(&[(buf as usize, n)]);
+        // SAFETY: `ud` is our instance.
+        return fastopen_from(unsafe { inst(ud) }, fd, &data.bytes, to, flags);
     }
     // SAFETY: as `send` (a connected socket ignores the address).
     unsafe { send(ud, fd, buf, n, flags) }
@@ -722,10 +1008,12 @@ fn fastopen_from(
 }
 
 unsafe extern "C" fn writev(ud: Ud, fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    // SAFETY: writev(2)'s contract: `n` iovecs of readable memory.
-    let data = unsafe { gather(iovecs(iov, n)) };
+    let buf = match user_iovecs(iov, n) {
+        Ok(buf) => buf,
+        Err(e) => return ret(Err(e)) as ssize_t,
+    };
     // SAFETY: `ud` is our instance.
-    write_from(unsafe { inst(ud) }, fd, &data)
+    write_from(unsafe { inst(ud) }, fd, &UserData::read(&buf))
 }
 
 unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
@@ -733,20 +1021,32 @@ unsafe extern "C" fn sendmsg(ud: Ud, fd: c_int, msg: *const msghdr, flags: c_int
         set_errno(Errno::EINVAL);
         return -1;
     }
-    // SAFETY: sendmsg(2)'s contract: a valid msghdr whose iovecs are readable memory.
-    let data = unsafe { gather(iovecs((*msg).msg_iov, (*msg).msg_iovlen as c_int)) };
-    if flags & libc::MSG_FASTOPEN != 0 {
-        // SAFETY: the msghdr's name is a socket address of msg_namelen bytes (or none).
-        let to = unsafe { sockaddr_in((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) };
-        // SAFETY: `ud` is our instance.
-        return fastopen_from(unsafe { inst(ud) }, fd, &data, to, flags);
-    }
-    if flags & libc::MSG_ZEROCOPY != 0 {
-        // SAFETY: `ud` is our instance.
-        return zerocopy_from(unsafe { inst(ud) }, fd, &data);
-    }
+    let buf = match user_msghdr(msg).and_then(|m| user_iovecs(m.msg_iov, m.msg_iovlen as c_int)) {
+        Ok(buf) => buf,
+        Err(e) => return ret(Err(e)) as ssize_t,
+    };
     // SAFETY: `ud` is our instance.
-    send_from(unsafe { inst(ud) }, fd, &data, flags)
+    let i = unsafe { inst(ud) };
+    if flags & libc::MSG_FASTOPEN != 0 {
+        // SAFETY: sendmsg(2)'s contract: a valid msghdr whose name is a socket address
+        // of msg_namelen bytes (or none).
+        let to = unsafe { sockaddr_in((*msg).msg_name as *const sockaddr, (*msg).msg_namelen) };
+        return fastopen_from(i, fd, &UserData::read(&buf).bytes, to, flags);
+    }
+    sendmsg_from(i, fd, &buf, flags)
+}
+
+/// The msghdr at `msg`, read as the kernel's copy_msghdr_from_user does (EFAULT when it
+/// cannot be read).
+fn user_msghdr(msg: *const msghdr) -> Result<msghdr, Errno> {
+    let size = std::mem::size_of::<msghdr>();
+    let raw = user_read(&[(msg as usize, size)]);
+    if raw.len() < size {
+        return Err(Errno("EFAULT"));
+    }
+    // SAFETY: `raw` holds `size` bytes; msghdr is plain old data (pointers and integers),
+    // valid for any bits.
+    Ok(unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<msghdr>()) })
 }
 
 unsafe extern "C" fn fcntl(ud: Ud, fd: c_int, cmd: c_int, arg: c_long) -> c_int {
@@ -770,6 +1070,7 @@ unsafe extern "C" fn ioctl(ud: Ud, fd: c_int, request: c_ulong, argp: *mut c_voi
     let name = match request {
         libc::FIONREAD => "SIOCINQ",
         libc::TIOCOUTQ => "SIOCOUTQ",
+        SIOCATMARK => "SIOCATMARK",
         _ => {
             set_errno(Errno::EINVAL);
             return -1;
@@ -796,6 +1097,11 @@ unsafe extern "C" fn close(ud: Ud, fd: c_int) -> c_int {
         // SAFETY: the descriptor held for this socket (own_number); closing it ends
         // the hold. If it was not ours the call fails harmlessly with EBADF.
         unsafe { libc::close(fd) };
+    } else if r == Err(Errno::EBADF) {
+        // Not one of ours: a file packetdrill opened with the real open() (open and
+        // sendfile do not go through the library), which the kernel closes.
+        // SAFETY: close(2) of a descriptor the program gave us to close.
+        return unsafe { libc::close(fd) };
     }
     ret(r) as c_int
 }
@@ -1064,6 +1370,18 @@ unsafe extern "C" fn setsockopt(
         let i = unsafe { inst(ud) };
         return ret(i.with(|st| st.socks.set_fastopen_key(fd, raw))) as c_int;
     }
+    if opt == "TCP_MD5SIG" || opt == "TCP_MD5SIG_EXT" {
+        // SAFETY: `ud` is our instance.
+        let i = unsafe { inst(ud) };
+        let Some((peer, prefix, key)) = parse_md5sig(raw, opt == "TCP_MD5SIG_EXT") else {
+            set_errno(Errno::EINVAL);
+            return -1;
+        };
+        return ret(i.with(|st| {
+            let now = st.now;
+            st.socks.set_md5_key(now, fd, peer, prefix, key)
+        })) as c_int;
+    }
     let int = |b: &[u8]| {
         b.get(..4)
             .map(|x| i64::from(c_int::from_ne_bytes([x[0], x[1], x[2], x[3]])))
@@ -1257,28 +1575,120 @@ unsafe extern "C" fn epoll_wait(
     got.len() as c_int
 }
 
-/// pipe and splice are not modelled: ENOSYS, so a script that needs them fails with a
-/// clear error rather than a wrong result.
-unsafe extern "C" fn pipe(_ud: Ud, _fds: *mut c_int) -> c_int {
-    set_errno(Errno("ENOSYS"));
-    -1
+/// pipe(): an in-library pipe (see `synack_drill::sockets::files`), both ends numbered
+/// with real descriptors held for them, as sockets are.
+unsafe extern "C" fn pipe(ud: Ud, fds: *mut c_int) -> c_int {
+    if fds.is_null() {
+        set_errno(Errno("EFAULT"));
+        return -1;
+    }
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let (r, w) = i.with(|st| {
+        let (r, w) = st.socks.pipe();
+        (own_number(st, r), own_number(st, w))
+    });
+    // SAFETY: pipe(2)'s contract: room for two descriptors at `fds`.
+    unsafe {
+        *fds = r;
+        *fds.add(1) = w;
+    }
+    0
 }
 
+/// splice(): from a socket into a pipe (Linux's tcp_splice_read, stopping at the urgent
+/// mark) or from a pipe into a socket. The offsets must be absent for both (packetdrill
+/// passes pointers to the script's values, NULL read as 0), so they are not read.
 unsafe extern "C" fn splice(
-    _ud: Ud,
-    _a: c_int,
-    _b: *mut c_void,
-    _c: c_int,
-    _d: *mut c_void,
-    _n: size_t,
-    _f: c_uint,
+    ud: Ud,
+    fd_in: c_int,
+    _off_in: *mut c_void,
+    fd_out: c_int,
+    _off_out: *mut c_void,
+    len: size_t,
+    flags: c_uint,
 ) -> c_int {
-    set_errno(Errno("ENOSYS"));
-    -1
+    // SAFETY: `ud` is our instance.
+    let i = unsafe { inst(ud) };
+    let nonblock = flags & synack_drill::sockets::files::SPLICE_F_NONBLOCK != 0;
+    ret(i.call_flags(fd_in, nonblock, |st| {
+        let now = st.now;
+        st.socks.splice(now, fd_in, fd_out, len, flags)
+    })) as c_int
 }
 
 /// The stack's first address, for tests that build packets to it.
 pub fn local_address(ifc: &PacketdrillInterface) -> IpAddr {
     // SAFETY: `userdata` is the instance packetdrill_interface_init made.
     unsafe { inst(ifc.userdata) }.with(|st| st.socks.local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `struct tcp_md5sig` as Linux's uapi header lays it out (216 bytes).
+    fn md5sig(family: i32, addr: &[u8], flags: u8, prefix: u8, key: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 216];
+        b[..2].copy_from_slice(&(family as u16).to_ne_bytes());
+        let at = if family == libc::AF_INET { 4 } else { 8 };
+        b[at..at + addr.len()].copy_from_slice(addr);
+        b[128] = flags;
+        b[129] = prefix;
+        b[130..132].copy_from_slice(&(key.len() as u16).to_ne_bytes());
+        b[136..136 + key.len().min(80)].copy_from_slice(&key[..key.len().min(80)]);
+        b
+    }
+
+    #[test]
+    fn a_tcp_md5sig_struct_gives_its_peer_prefix_and_key() {
+        let raw = md5sig(libc::AF_INET, &[198, 18, 0, 2], 1, 24, b"secret");
+        let peer: IpAddr = "198.18.0.2".parse().unwrap();
+        assert_eq!(
+            parse_md5sig(&raw, false),
+            Some((peer, None, &b"secret"[..]))
+        );
+        assert_eq!(
+            parse_md5sig(&raw, true),
+            Some((peer, Some(24), &b"secret"[..]))
+        );
+        let mut v6 = [0u8; 16];
+        v6[..4].copy_from_slice(&[0x20, 0x01, 0x0d, 0xb8]);
+        v6[15] = 2;
+        let raw = md5sig(libc::AF_INET6, &v6, 0, 0, b"");
+        let peer: IpAddr = "2001:db8::2".parse().unwrap();
+        assert_eq!(parse_md5sig(&raw, false), Some((peer, None, &b""[..])));
+        // Short, of another family, or a key over 80 bytes: EINVAL.
+        assert_eq!(parse_md5sig(&raw[..100], false), None);
+        assert_eq!(
+            parse_md5sig(&md5sig(libc::AF_UNIX, &[], 0, 0, b"k"), false),
+            None
+        );
+        let mut long = md5sig(libc::AF_INET, &[198, 18, 0, 2], 0, 0, b"k");
+        long[130..132].copy_from_slice(&81u16.to_ne_bytes());
+        assert_eq!(parse_md5sig(&long, false), None);
+    }
+
+    #[test]
+    fn user_memory_that_is_not_mapped_ends_a_copy_instead_of_faulting() {
+        let mut mine = vec![7u8; 10];
+        let at = mine.as_mut_ptr() as usize;
+        // Page 0 is never mapped.
+        assert!(user_read(&[(0, 1000)]).is_empty());
+        assert_eq!(user_read(&[(at, 4), (0, 4), (at, 4)]), vec![7; 4]);
+        assert_eq!(user_write(&[1, 2, 3], &[(at, 2), (16, 1)]), 2);
+        assert_eq!(user_writable(&[(at, 10)]), 10);
+        assert_eq!(mine[..3], [1, 2, 7]);
+        let d = UserData::read(&[(0, 5)]);
+        assert_eq!(d.result(Ok(0)), Err(Errno("EFAULT")));
+        assert_eq!(UserData::read(&[(at, 0)]).result(Ok(0)), Ok(0));
+    }
+
+    #[test]
+    fn zerocopy_frags_are_pages_and_contiguous_pieces_of_one_page_join() {
+        assert_eq!(page_frags([(4090, 10)]), vec![6, 4]);
+        assert_eq!(page_frags([(100, 1), (101, 1), (300, 1)]), vec![2, 1]);
+        // Contiguous across a page end: a new frag.
+        assert_eq!(page_frags([(4095, 1), (4096, 1)]), vec![1, 1]);
+    }
 }

@@ -5,6 +5,10 @@
 //! [`hooked_getsockopt`], which answers for descriptors a live [`Instance`] owns and
 //! passes every other call to the kernel unchanged (`syscall(SYS_getsockopt)`).
 //!
+//! packetdrill also calls the real `sendfile(2)` (not through the function table) with
+//! the script's socket as the destination: [`hooked_sendfile`] takes that slot the same
+//! way, reads the file's bytes itself and writes them to the synack socket.
+//!
 //! The walk is the dynamic linker's own data, read through `dl_iterate_phdr`: the main
 //! program's PT_DYNAMIC gives its symbol and string tables and its RELA relocations
 //! (DT_JMPREL for PLT slots, DT_RELA for GOT slots); a relocation whose symbol is named
@@ -55,6 +59,24 @@ const SLOT_RELOCS: [u32; 0] = [];
 
 /// The signature of getsockopt(2).
 type GetsockoptFn = unsafe extern "C" fn(c_int, c_int, c_int, *mut c_void, *mut socklen_t) -> c_int;
+/// The signature of sendfile(2).
+type SendfileFn =
+    unsafe extern "C" fn(c_int, c_int, *mut libc::off_t, libc::size_t) -> libc::ssize_t;
+
+/// The hook for a symbol the main program calls through a slot, by name.
+fn hook_for(name: &[u8]) -> Option<usize> {
+    match name {
+        b"getsockopt" => {
+            let f: GetsockoptFn = hooked_getsockopt;
+            Some(f as usize)
+        }
+        b"sendfile" | b"sendfile64" => {
+            let f: SendfileFn = hooked_sendfile;
+            Some(f as usize)
+        }
+        _ => None,
+    }
+}
 
 /// The live instances (as addresses), so the hook can find the one owning a descriptor.
 /// Held while an instance answers, so `unregister` cannot free it meanwhile.
@@ -183,13 +205,14 @@ unsafe fn patch_object(base: usize, phdrs: &[libc::Elf64_Phdr]) -> usize {
                 }
                 CStr::from_ptr((strtab + s.st_name as usize) as *const libc::c_char)
             };
-            if name.to_bytes() != b"getsockopt" {
+            let Some(hook) = hook_for(name.to_bytes()) else {
                 continue;
-            }
+            };
             let slot = base + r.offset as usize;
+            let protected = relro.as_ref().is_some_and(|z| z.contains(&slot));
             // SAFETY: the relocation names a pointer-sized slot of this object, written by
             // the dynamic linker; in RELRO it is made writable for the write.
-            if unsafe { write_slot(slot, relro.as_ref().is_some_and(|z| z.contains(&slot))) } {
+            if unsafe { write_slot(slot, protected, hook) } {
                 patched += 1;
             }
         }
@@ -197,11 +220,12 @@ unsafe fn patch_object(base: usize, phdrs: &[libc::Elf64_Phdr]) -> usize {
     patched
 }
 
-/// Store the hook's address in one slot; `protected`: the slot lies in RELRO.
+/// Store a hook's address in one slot; `protected`: the slot lies in RELRO.
 ///
 /// # Safety
-/// `slot` is an aligned, mapped function-pointer slot of a loaded object.
-unsafe fn write_slot(slot: usize, protected: bool) -> bool {
+/// `slot` is an aligned, mapped function-pointer slot of a loaded object, and `hook` the
+/// address of a function of the signature the slot's symbol has.
+unsafe fn write_slot(slot: usize, protected: bool, hook: usize) -> bool {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
     let start = (slot & !(page - 1)) as *mut c_void;
@@ -210,9 +234,8 @@ unsafe fn write_slot(slot: usize, protected: bool) -> bool {
     if protected && unsafe { libc::mprotect(start, len, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
         return false;
     }
-    let hook: GetsockoptFn = hooked_getsockopt;
     // SAFETY: the slot is mapped, aligned and now writable; callers load it whole.
-    unsafe { (slot as *mut usize).write_volatile(hook as usize) };
+    unsafe { (slot as *mut usize).write_volatile(hook) };
     if protected {
         // SAFETY: back to RELRO's read-only, as the dynamic linker left it.
         unsafe { libc::mprotect(start, len, libc::PROT_READ) };
@@ -247,4 +270,71 @@ pub unsafe extern "C" fn hooked_getsockopt(
     }
     // SAFETY: the raw system call with the caller's arguments, as libc's wrapper makes it.
     unsafe { libc::syscall(libc::SYS_getsockopt, fd, level, name, val, len) as c_int }
+}
+
+/// sendfile(2) as the main program now calls it: to a live instance's socket, the bytes
+/// are read from `in_fd` here (from `*offset`, which moves, or from the file position)
+/// and written to the synack socket as one write (blocking as the socket says); any
+/// other call goes to the kernel.
+///
+/// # Safety
+/// sendfile(2)'s contract.
+pub unsafe extern "C" fn hooked_sendfile(
+    out_fd: c_int,
+    in_fd: c_int,
+    offset: *mut libc::off_t,
+    count: libc::size_t,
+) -> libc::ssize_t {
+    if let Ok(live) = INSTANCES.lock() {
+        for &p in live.iter() {
+            // SAFETY: registered instances stay alive until unregistered, which waits for
+            // this lock.
+            let inst = unsafe { &*(p as *const Instance) };
+            if inst.with(|st| st.socks.owns(out_fd)) {
+                // SAFETY: the caller's sendfile arguments.
+                return unsafe { sendfile_to(inst, out_fd, in_fd, offset, count) };
+            }
+        }
+    }
+    // SAFETY: the raw system call with the caller's arguments, as libc's wrapper makes it.
+    unsafe { libc::syscall(libc::SYS_sendfile, out_fd, in_fd, offset, count) as libc::ssize_t }
+}
+
+/// [`hooked_sendfile`] to one of `inst`'s sockets.
+///
+/// # Safety
+/// sendfile(2)'s contract: `offset` is null or points to an off_t.
+unsafe fn sendfile_to(
+    inst: &Instance,
+    out_fd: c_int,
+    in_fd: c_int,
+    offset: *mut libc::off_t,
+    count: libc::size_t,
+) -> libc::ssize_t {
+    // Linux caps one sendfile at MAX_RW_COUNT; a smaller cap keeps the buffer small.
+    let mut buf = vec![0u8; count.min(1 << 24)];
+    let got = if offset.is_null() {
+        // SAFETY: `buf` is writable for its length.
+        unsafe { libc::read(in_fd, buf.as_mut_ptr().cast(), buf.len()) }
+    } else {
+        // SAFETY: as above; `offset` points to an off_t (caller's promise).
+        unsafe { libc::pread(in_fd, buf.as_mut_ptr().cast(), buf.len(), *offset) }
+    };
+    if got <= 0 {
+        return got;
+    }
+    let data = &buf[..got as usize];
+    let sent = crate::ffi::write_to(inst, out_fd, data);
+    let unsent = if sent < 0 { got } else { got - sent };
+    if offset.is_null() {
+        if unsent > 0 {
+            // Give back what the socket did not take.
+            // SAFETY: lseek on the caller's descriptor, moving back over bytes read.
+            unsafe { libc::lseek(in_fd, -(unsent as libc::off_t), libc::SEEK_CUR) };
+        }
+    } else if sent > 0 {
+        // SAFETY: as above.
+        unsafe { *offset += sent as libc::off_t };
+    }
+    sent
 }

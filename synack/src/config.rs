@@ -63,7 +63,8 @@ pub struct Config {
     /// incoming ones; 2, Linux's default, accepts it when the peer requests it but does
     /// not request it. On an ECN connection new data goes out ECT(0), a CE mark is echoed
     /// with ECE until the peer's CWR, and an ECE reduces cwnd once per window, without a
-    /// retransmission. (A connection made from a SYN cookie does not use ECN.)
+    /// retransmission. (A connection made from a SYN cookie keeps ECN in the cookie's
+    /// timestamp, as Linux's cookie_init_timestamp; without timestamps it has none.)
     pub tcp_ecn: u8,
     /// `net.ipv4.tcp_congestion_control` (cubic): the congestion control of new
     /// connections; [`crate::Stack::set_congestion_control`] changes one connection's.

@@ -82,6 +82,9 @@ pub enum Error {
     /// The operation is turned off by the configuration (TCP Fast Open without
     /// `Config::tcp_fastopen`'s client bit): EOPNOTSUPP.
     Unsupported,
+    /// An argument is out of range (a TCP-MD5 key longer than 80 bytes, or one to
+    /// remove that is not there): EINVAL.
+    InvalidArgument,
 }
 
 impl fmt::Display for Error {
@@ -104,6 +107,7 @@ impl fmt::Display for Error {
             Error::NoBufferSpace => write!(f, "no buffer space: the stack's connection or memory limit is reached (close idle connections, or raise Config::max_connections / tcp_mem)"),
             Error::MessageTooLong => write!(f, "message too long: a UDP datagram carries at most 65,507 bytes over IPv4 and 65,527 over IPv6 (send it in pieces)"),
             Error::Unsupported => write!(f, "operation not supported: it is turned off in the stack's configuration (for TCP Fast Open, set Config::tcp_fastopen)"),
+            Error::InvalidArgument => write!(f, "invalid argument"),
         }
     }
 }
@@ -129,6 +133,7 @@ impl From<Error> for io::Error {
             Error::NoBufferSpace => io::ErrorKind::OutOfMemory,
             Error::MessageTooLong => io::ErrorKind::InvalidInput,
             Error::Unsupported => io::ErrorKind::Unsupported,
+            Error::InvalidArgument => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, e)
     }

@@ -110,7 +110,7 @@ pub mod wire;
 
 pub use stack::{
     Capture, Config, ConnectionHandle, ConnectionRequest, Decide, Error, Event, IpNet,
-    ListenerHandle, ListenerOptions, Refusal, RequestHandle, Secrets, SendAccounting,
+    ListenerHandle, ListenerOptions, Md5Key, Refusal, RequestHandle, Secrets, SendAccounting,
     SocketSnapshot, Stack, StateSummary, Transmit, Unreachable,
 };
 pub use tcp::{CongestionControl, ConnectionInfo, Keepalive, SendFlags, TcpState};

@@ -38,8 +38,18 @@ struct Pair {
 
 impl Pair {
     fn new(client_ecn: u8, server_ecn: u8) -> Pair {
-        let mut client = stack("198.18.0.1", client_ecn);
-        let mut server = stack("198.18.0.2", server_ecn);
+        Pair::with(client_ecn, server_ecn, |_, _| {})
+    }
+
+    /// [`Pair::new`] with the two configurations changed by `tune` (client, server).
+    fn with(client_ecn: u8, server_ecn: u8, tune: impl FnOnce(&mut Config, &mut Config)) -> Pair {
+        let (mut c, mut s) = (Config::default(), Config::default());
+        (c.tcp_ecn, s.tcp_ecn) = (client_ecn, server_ecn);
+        tune(&mut c, &mut s);
+        let mut client = Stack::new(c);
+        client.add_address("198.18.0.1".parse().unwrap());
+        let mut server = Stack::new(s);
+        server.add_address("198.18.0.2".parse().unwrap());
         let now = Instant::ZERO;
         let listener = server.listen("198.18.0.2:80".parse().unwrap(), 8).unwrap();
         let conn = client
@@ -60,7 +70,17 @@ impl Pair {
     }
 
     /// Move packets for `d`; `mark` may change each client packet on its way.
-    fn run(&mut self, d: Duration, mut mark: impl FnMut(&mut Vec<u8>)) {
+    fn run(&mut self, d: Duration, mark: impl FnMut(&mut Vec<u8>)) {
+        self.run_marking(d, mark, |_| {});
+    }
+
+    /// [`Pair::run`], `mark_server` changing each server packet on its way.
+    fn run_marking(
+        &mut self,
+        d: Duration,
+        mut mark: impl FnMut(&mut Vec<u8>),
+        mut mark_server: impl FnMut(&mut Vec<u8>),
+    ) {
         let end = self.now + d;
         while self.now < end {
             while let Some(mut p) = self.client.poll_transmit(self.now) {
@@ -68,8 +88,9 @@ impl Pair {
                 mark(&mut p);
                 self.server.receive(self.now, &p);
             }
-            while let Some(p) = self.server.poll_transmit(self.now) {
+            while let Some(mut p) = self.server.poll_transmit(self.now) {
                 self.server_sent.push(p.clone());
+                mark_server(&mut p);
                 self.client.receive(self.now, &p);
             }
             self.now += Duration::from_millis(1);
@@ -243,4 +264,84 @@ fn an_ece_enters_cwr_and_prr_sets_cwnd_from_what_is_in_flight() {
     assert_eq!(info.ece_reductions, 1);
     assert_eq!((info.ssthresh, info.cwnd), (Some(7_000), Some(5_000)));
     assert_eq!(info.retransmits, 0);
+}
+
+#[test]
+fn a_syn_cookie_connection_keeps_the_ecn_its_syn_ack_agreed() {
+    // The server answers every SYN with a cookie (tcp_syncookies = 2); ECN rides in
+    // the cookie SYN-ACK's TSval (Linux's cookie_init_timestamp, cookie_ecn_ok).
+    let mut pair = Pair::with(1, 2, |_, s| s.tcp_syncookies = 2);
+    assert_eq!(pair.server.stats().syncookies_sent, 1);
+    let synack = shapes(&pair.server_sent)[0].1;
+    assert!(synack.syn() && synack.ece() && !synack.cwr(), "{synack:?}");
+    assert!(pair.client.info(pair.now, pair.conn).unwrap().ecn);
+    let server = pair.server_conn();
+    assert!(pair.server.info(pair.now, server).unwrap().ecn);
+    // Its data goes ECT(0); a CE mark on it comes back as ECE and reduces cwnd once.
+    pair.server.send(pair.now, server, &[3; 10_000]).unwrap();
+    let before = pair.server_sent.len();
+    pair.run_marking(
+        Duration::from_millis(1),
+        |_| {},
+        |p| wire::set_ecn(p, Ecn::Ce),
+    );
+    pair.server.send(pair.now, server, &[4; 10_000]).unwrap();
+    pair.run(Duration::from_millis(100), |_| {});
+    let data: Vec<_> = shapes(&pair.server_sent[before..])
+        .into_iter()
+        .filter(|(_, _, len)| *len > 0)
+        .collect();
+    assert!(data.iter().all(|(ecn, _, _)| *ecn == Ecn::Ect0), "{data:?}");
+    let info = pair.server.info(pair.now, server).unwrap();
+    assert_eq!(info.ece_reductions, 1);
+    assert_eq!(info.retransmits, 0);
+    assert_eq!(pair.client.recv_queue(pair.conn).unwrap(), 20_000);
+}
+
+#[test]
+fn a_syn_cookie_without_timestamps_cannot_keep_ecn() {
+    // Linux's tcp_conn_request: no timestamps, nowhere to keep ECN, so the cookie
+    // SYN-ACK declines it.
+    let pair = Pair::with(1, 2, |c, s| {
+        (c.tcp_timestamps, s.tcp_syncookies) = (false, 2)
+    });
+    assert_eq!(pair.server.stats().syncookies_sent, 1);
+    let synack = shapes(&pair.server_sent)[0].1;
+    assert!(!synack.ece(), "{synack:?}");
+    assert!(!pair.client.info(pair.now, pair.conn).unwrap().ecn);
+    assert!(!pair.server.info(pair.now, pair.server_conn()).unwrap().ecn);
+}
+
+#[test]
+fn a_request_a_decide_first_listener_accepts_negotiates_ecn_as_its_syn_asked() {
+    use synack::{Decide, ListenerOptions};
+    let mut client = stack("198.18.0.1", 1);
+    let mut server = stack("198.18.0.2", 2);
+    let now = Instant::ZERO;
+    let l = server.listen("198.18.0.2:80".parse().unwrap(), 8).unwrap();
+    let mut options = ListenerOptions::default();
+    options.decide = Some(Decide::new());
+    server.set_listener_options(l, options).unwrap();
+    let conn = client
+        .connect(now, "198.18.0.2:80".parse().unwrap())
+        .unwrap();
+    while let Some(p) = client.poll_transmit(now) {
+        server.receive(now, &p);
+    }
+    let req = server.take_request(l).unwrap();
+    let accepted = server.accept_request(now, req.handle).unwrap();
+    let mut synacks = Vec::new();
+    for _ in 0..4 {
+        while let Some(p) = server.poll_transmit(now) {
+            synacks.push(p.clone());
+            client.receive(now, &p);
+        }
+        while let Some(p) = client.poll_transmit(now) {
+            server.receive(now, &p);
+        }
+    }
+    let synack = shapes(&synacks)[0].1;
+    assert!(synack.syn() && synack.ece() && !synack.cwr(), "{synack:?}");
+    assert!(client.info(now, conn).unwrap().ecn);
+    assert!(server.info(now, accepted).unwrap().ecn);
 }

@@ -96,12 +96,19 @@ pub struct ErrMessage {
 impl Sockets {
     /// send(..., MSG_ZEROCOPY): with SO_ZEROCOPY on, the call's bytes get a completion
     /// on the error queue once acknowledged; without it, a plain send (Linux ignores
-    /// the flag then).
-    pub fn send_zerocopy(&mut self, now: Instant, fd: i32, data: &[u8]) -> CallResult {
+    /// the flag then). `frags`: the lengths of the page fragments the bytes come from
+    /// (see [`synack::Stack::send_reported_paged`]; empty: one per page of the data).
+    pub fn send_zerocopy(
+        &mut self,
+        now: Instant,
+        fd: i32,
+        data: &[u8],
+        frags: &[usize],
+    ) -> CallResult {
         let zerocopy = self.sock(fd)?.opts.zerocopy;
         let mut how = SendReport::default();
         how.zerocopy = zerocopy;
-        self.write_reported(now, fd, data, how)
+        self.write_reported(now, fd, data, frags, how)
     }
 
     /// recvmsg(fd, ..., MSG_ERRQUEUE): the oldest report, or EAGAIN (never blocks).
@@ -165,7 +172,7 @@ impl Sockets {
         let Kind::Conn(h) = s.kind else {
             return Some(0);
         };
-        let queued = self.stack.recv_queue(h).unwrap_or(0);
+        let queued = self.stack.inq(h).unwrap_or(0);
         let fin = matches!(
             self.stack.state(h),
             Ok(TcpState::CloseWait | TcpState::LastAck | TcpState::Closing | TcpState::TimeWait)

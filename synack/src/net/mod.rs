@@ -289,6 +289,16 @@ impl TcpListener {
         Ok(())
     }
 
+    /// TCP_MD5SIG: sign connections with the peers `key` covers (RFC 2385), on every
+    /// queue; see [`crate::Stack::set_listener_md5_key`].
+    pub fn set_md5_key(&self, key: crate::Md5Key) -> io::Result<()> {
+        for (shared, handle) in &self.parts {
+            let mut core = shared.lock_open()?;
+            core.stack.set_listener_md5_key(*handle, key.clone())?;
+        }
+        Ok(())
+    }
+
     /// SO_ERROR: a listening socket keeps no error (always None), as on Linux.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         for (shared, _) in &self.parts {

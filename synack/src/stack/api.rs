@@ -78,6 +78,7 @@ impl Stack {
             requests: VecDeque::new(),
             pending: 0,
             fastopen_pending: 0,
+            md5: None,
         };
         let id = match self.listeners.iter().position(Option::is_none) {
             Some(i) => {
@@ -1339,6 +1340,104 @@ impl Stack {
     /// end-of-stream, `WouldBlock` means nothing yet.
     pub fn peek(&self, conn: ConnectionHandle, buf: &mut [u8]) -> Result<usize, Error> {
         self.conn_ref(conn)?.peek(buf)
+    }
+
+    /// recv(MSG_OOB): the urgent byte the peer marked (RFC 9293 3.8.5; only the last
+    /// one marked is kept, as on Linux). `peek` (MSG_PEEK) leaves it to read again.
+    /// `Ok(None)` is end-of-stream; `WouldBlock` (EAGAIN) while the marked byte has not
+    /// arrived; `InvalidState` (EINVAL) when there is none to read: no mark, already
+    /// read, or SO_OOBINLINE on ([`Stack::set_oob_inline`]). Ordinary reads skip that
+    /// byte and never cross the mark in one call (see [`Stack::at_mark`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use synack::{Config, Error, Event, Instant, SendFlags, Stack};
+    /// # fn pump(now: Instant, a: &mut Stack, b: &mut Stack) {
+    /// #     loop {
+    /// #         let mut quiet = true;
+    /// #         while let Some(p) = a.poll_transmit(now) { b.receive(now, &p); quiet = false; }
+    /// #         while let Some(p) = b.poll_transmit(now) { a.receive(now, &p); quiet = false; }
+    /// #         if quiet { break; }
+    /// #     }
+    /// # }
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let mut client = Stack::new(Config::default());
+    /// # client.add_address("198.18.0.1".parse()?);
+    /// # let mut server = Stack::new(Config::default());
+    /// # server.add_address("198.18.0.2".parse()?);
+    /// # let now = Instant::ZERO;
+    /// # let listener = server.listen("198.18.0.2:80".parse()?, 128)?;
+    /// # let conn = client.connect(now, "198.18.0.2:80".parse()?)?;
+    /// # pump(now, &mut client, &mut server);
+    /// # let accepted = server.accept(listener)?;
+    /// // send(MSG_OOB): the last byte written ("!") is urgent.
+    /// let oob = SendFlags { oob: true, ..SendFlags::default() };
+    /// client.send_flags(now, conn, b"abc!", oob)?;
+    /// pump(now, &mut client, &mut server);
+    /// let mut buf = [0u8; 16];
+    /// assert_eq!(server.recv(now, accepted, &mut buf)?, 3); // stops at the mark
+    /// assert!(server.at_mark(accepted)?);
+    /// assert_eq!(server.recv_oob(now, accepted, false)?, Some(b'!'));
+    /// assert_eq!(server.recv_oob(now, accepted, false), Err(Error::InvalidState(synack::TcpState::Established)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn recv_oob(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        peek: bool,
+    ) -> Result<Option<u8>, Error> {
+        self.with_conn(now, conn, |c, _| c.recv_oob(peek))?
+    }
+
+    /// Read as splice() reads a socket (Linux's tcp_read_sock): up to the urgent mark
+    /// and never past it, so `Ok(0)` while [`Stack::recv_queue`] is not zero means the
+    /// read is at the mark (an ordinary [`Stack::recv`] goes on past it). Otherwise as
+    /// [`Stack::recv`]: `Ok(0)` is end-of-stream, `WouldBlock` nothing yet.
+    pub fn recv_to_mark(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        buf: &mut [u8],
+    ) -> Result<usize, Error> {
+        self.with_conn(now, conn, |c, cfg| c.recv_to_mark(now, buf, cfg))?
+    }
+
+    /// SIOCINQ (FIONREAD) and TCP_INQ's count as Linux gives them (tcp_inq): as
+    /// [`Stack::recv_queue`], but with an out-of-band urgent byte received and not yet
+    /// read past, only the bytes before it (0 at the mark).
+    pub fn inq(&self, conn: ConnectionHandle) -> Result<usize, Error> {
+        Ok(self.conn_ref(conn)?.inq())
+    }
+
+    /// SIOCATMARK (sockatmark): the next byte to read is the urgent mark.
+    pub fn at_mark(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.conn_ref(conn)?.at_mark())
+    }
+
+    /// An urgent byte waits to be read with [`Stack::recv_oob`] (poll's POLLPRI).
+    pub fn urgent_pending(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.conn_ref(conn)?.urgent_ready())
+    }
+
+    /// SO_OOBINLINE: the urgent byte stays in the stream (read by ordinary reads, which
+    /// still stop at the mark) instead of being read with [`Stack::recv_oob`].
+    pub fn set_oob_inline(&mut self, conn: ConnectionHandle, on: bool) -> Result<(), Error> {
+        let slot = self
+            .slots
+            .get_mut(conn.index as usize)
+            .filter(|s| s.generation == conn.generation && s.app_owned)
+            .ok_or(Error::InvalidHandle)?;
+        let c = slot.conn.as_mut().ok_or(Error::InvalidHandle)?;
+        c.set_oob_inline(on);
+        Ok(())
+    }
+
+    /// SO_OOBINLINE as set.
+    pub fn oob_inline(&self, conn: ConnectionHandle) -> Result<bool, Error> {
+        Ok(self.conn_ref(conn)?.oob_inline())
     }
 
     /// The error the connection ended with or the last ICMP error it survived, taken

@@ -4,6 +4,7 @@
 
 use core::net::SocketAddr;
 
+use super::md5::Md5Verdict;
 use super::*;
 use crate::tcp::{Disposition, Outgoing, TimeWaitVerdict};
 use crate::wire::icmp::{PROTO_ICMP, PROTO_ICMPV6};
@@ -166,11 +167,11 @@ impl Stack {
                 }
             }
             _ if verified => match wire::parse_tcp_verified(ip, payload) {
-                Ok(seg) => self.tcp_input(now, ip, &seg, None),
+                Ok(seg) => self.tcp_input(now, ip, payload, &seg, None),
                 Err(e) => self.stats.drop(e.reason()),
             },
             _ => match wire::parse_tcp_deferred(ip, payload) {
-                Ok((seg, pending)) => self.tcp_input(now, ip, &seg, Some(pending)),
+                Ok((seg, pending)) => self.tcp_input(now, ip, payload, &seg, Some(pending)),
                 Err(e) => self.stats.drop(e.reason()),
             },
         }
@@ -179,11 +180,12 @@ impl Stack {
     /// A TCP segment addressed to us: to its connection, else TIME_WAIT, else a listener.
     /// `pending` is the part of its checksum still to verify (the payload's): when the
     /// payload goes in order into a connection's receive buffer it is summed as it is
-    /// copied there, else summed first.
+    /// copied there, else summed first. `raw` is the segment's bytes (for TCP-MD5).
     pub(super) fn tcp_input(
         &mut self,
         now: Instant,
         ip: &wire::IpInfo,
+        raw: &[u8],
         seg: &TcpRepr<'_>,
         pending: Option<wire::PendingChecksum>,
     ) {
@@ -216,6 +218,29 @@ impl Stack {
                 return self.stats.drop(WireError::BadTcpChecksum.reason());
             }
         }
+        // RFC 2385 as Linux's tcp_inbound_hash: only when a key was ever set, or the
+        // segment carries the option.
+        let mut signed_reply = false;
+        if self.md5.is_some() || seg.options.md5.is_some() || seg.options.md5_malformed {
+            match self.md5_inbound(ip, raw, seg, index, tuple) {
+                Md5Verdict::Accept => {}
+                Md5Verdict::Drop(reason) => {
+                    if let Some(conn) = index
+                        .filter(|_| staged)
+                        .and_then(|i| self.slots[i as usize].conn.as_mut())
+                    {
+                        conn.rcv_buf.unstage();
+                    }
+                    return self.stats.drop(reason);
+                }
+                Md5Verdict::ReplySigned(key) => {
+                    if let Some(state) = self.md5.as_mut() {
+                        state.reply_key = Some(key);
+                        signed_reply = true;
+                    }
+                }
+            }
+        }
         self.stats.segments_in += 1;
         if seg.flags.rst() {
             self.stats.resets_received += 1;
@@ -234,6 +259,11 @@ impl Stack {
             return self.time_wait_input(now, tuple, seg);
         }
         self.listen_input(now, tuple, seg, None);
+        if signed_reply {
+            if let Some(state) = self.md5.as_mut() {
+                state.reply_key = None;
+            }
+        }
     }
 
     /// Copy an in-order payload into the free room of its connection's receive buffer,
@@ -323,6 +353,7 @@ impl Stack {
                     .timestamps(now)
                     .map(|(tsval, tsecr)| wire::Timestamps { tsval, tsecr });
                 let out = Outgoing {
+                    urgent: 0,
                     seq: tw.snd_nxt,
                     ack: tw.rcv_nxt,
                     flags: TcpFlags::ACK,

@@ -148,6 +148,9 @@ impl Stack {
     /// Put a connection a listener took into the table, counted in its SYN queue.
     pub(super) fn insert_passive(&mut self, conn: Connection, lid: u32) -> u32 {
         let index = self.insert(conn, Some(lid), false);
+        if self.md5.is_some() {
+            self.md5_adopt(index, lid);
+        }
         if let Some(l) = self.listeners[lid as usize].as_mut() {
             l.embryonic += 1;
         }
@@ -167,7 +170,14 @@ impl Stack {
         syn: (&TcpRepr<'_>, Option<wire::Ecn>),
     ) -> Connection {
         let options = self.listener_options(lid);
-        let cfg = self.listener_config(lid, tuple);
+        let mut cfg = self.listener_config(lid, tuple);
+        // Linux's tcp_synack_options: with an MD5 key, a SYN-ACK that has SACK-permitted
+        // leaves timestamps out, for want of room (not a cookie's, which needs them).
+        let sack = syn.0.options.sack_permitted && self.config.tcp_sack;
+        if sack && syn.1.is_some() && self.listener_md5_key(lid, tuple.remote.ip()).is_some() {
+            cfg.get_or_insert_with(|| self.config.clone())
+                .tcp_timestamps = false;
+        }
         let mut conn = Connection::accept_syn(
             now,
             (tuple.local, tuple.remote),
@@ -275,21 +285,32 @@ impl Stack {
             .window_scale
             .filter(|_| timestamps.is_some() && cfg.tcp_window_scaling);
         let sack = timestamps.is_some() && syn.options.sack_permitted && cfg.tcp_sack;
+        // ECN too, when the SYN asks for it and it is accepted (Linux's
+        // tcp_conn_request clears ecn_ok for a cookie without timestamps).
+        let ecn = timestamps.is_some()
+            && crate::tcp::EcnState::for_syn(cfg.tcp_ecn, syn, self.rx_ecn).ok();
         let options = TcpOptions {
             mss: Some(local_mss),
             window_scale: window_scale.and(cfg.wscale_offer()),
             sack_permitted: sack,
             timestamps: timestamps.map(|ts| wire::Timestamps {
-                tsval: crate::tcp::encode_timestamp(now.as_millis() as u32, window_scale, sack)
-                    .wrapping_add(self.ts_offset(tuple)),
+                tsval: crate::tcp::encode_timestamp(
+                    now.as_millis() as u32,
+                    window_scale,
+                    sack,
+                    ecn,
+                )
+                .wrapping_add(self.ts_offset(tuple)),
                 tsecr: ts.tsval,
             }),
             ..TcpOptions::default()
         };
         let out = Outgoing {
+            urgent: 0,
             seq: cookie,
             ack: syn.seq + 1,
-            flags: TcpFlags::SYN | TcpFlags::ACK,
+            // Linux's tcp_ecn_make_synack: ECE when ECN is accepted.
+            flags: TcpFlags::SYN | TcpFlags::ACK | crate::tcp::ecn_flags(ecn, true, true),
             window: cfg.recv_buffer.min(65535) as u16,
             options,
             payload: 0..0,
@@ -334,14 +355,21 @@ impl Stack {
             .options
             .timestamps
             .filter(|_| self.config.tcp_timestamps);
-        let (window_scale, sack_permitted) = match ts {
+        let (window_scale, sack_permitted, ecn) = match ts {
             Some(ts) => crate::tcp::decode_timestamp(ts.tsecr.wrapping_sub(self.ts_offset(tuple))),
-            None => (None, false),
+            None => (None, false, false),
         };
         let syn = TcpRepr {
             seq: peer_isn,
             ack: SeqNum::new(0),
-            flags: TcpFlags::SYN,
+            // An ECN-setup SYN when the cookie says ECN was agreed: the connection takes
+            // it if `tcp_ecn` still allows (Linux's cookie_ecn_ok).
+            flags: TcpFlags::SYN
+                | if ecn {
+                    TcpFlags::ECE | TcpFlags::CWR
+                } else {
+                    TcpFlags::empty()
+                },
             window: seg.window,
             payload: &[],
             options: TcpOptions {
@@ -356,8 +384,7 @@ impl Stack {
             },
             ..*seg
         };
-        // (Linux keeps ECN in the cookie's timestamp; synack's cookies do not.)
-        let mut conn = self.new_passive(now, lid, tuple, cookie, (&syn, None));
+        let mut conn = self.new_passive(now, lid, tuple, cookie, (&syn, Some(wire::Ecn::NotEct)));
         conn.synack_sent_as_cookie(now);
         let index = self.insert_passive(conn, lid);
         self.deliver(now, index, tuple, seg);

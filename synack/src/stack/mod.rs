@@ -166,6 +166,7 @@ mod index;
 mod input;
 mod keyed;
 mod listen;
+mod md5;
 mod ports;
 mod requests;
 mod stats;
@@ -187,6 +188,7 @@ pub use crate::secrets::Secrets;
 pub use crate::tcp::CongestionControl;
 pub use capture::{Capture, IpNet};
 pub use event::Event;
+pub use md5::Md5Key;
 pub use requests::{ConnectionRequest, Decide, Refusal, RequestHandle, Unreachable};
 pub use stats::StackStats;
 pub use tx_reports::{SendReport, TimestampKind, TxReport, TxTimestamps};
@@ -567,6 +569,8 @@ pub struct Stack {
     /// TCP Fast Open: the cookie keys (server) and the cookie cache (client).
     fastopen_keys: crate::tcp::fastopen::CookieKeys,
     fastopen_cache: crate::tcp::fastopen::ClientCache,
+    /// TCP-MD5 (RFC 2385): made when the first key is set; None, nothing is looked up.
+    md5: Option<Box<md5::Md5State>>,
 }
 
 impl core::fmt::Debug for Stack {
@@ -637,6 +641,7 @@ impl Stack {
             scratch: tables::Scratch::default(),
             events: VecDeque::new(),
             stats: StackStats::default(),
+            md5: None,
         }
     }
 
@@ -1132,6 +1137,7 @@ impl Stack {
         let out = if seg.flags.ack() {
             // <SEQ=SEG.ACK><CTL=RST>
             Outgoing {
+                urgent: 0,
                 seq: seg.ack,
                 ack: SeqNum::new(0),
                 flags: TcpFlags::RST,
@@ -1144,6 +1150,7 @@ impl Stack {
         } else {
             // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
             Outgoing {
+                urgent: 0,
                 seq: SeqNum::new(0),
                 ack: seg.seq + seg.seg_len(),
                 flags: TcpFlags::RST | TcpFlags::ACK,
@@ -1171,6 +1178,7 @@ impl Stack {
     fn build(&mut self, tuple: FourTuple, out: &Outgoing) -> Option<Vec<u8>> {
         // Headers only.
         let mut buf = vec![0u8; wire::MAX_TCP_HEADERS];
+        let key = self.md5_key_for(tuple).map(Md5Key::key);
         match build_into(
             &mut buf,
             self.config.ttl,
@@ -1178,6 +1186,7 @@ impl Stack {
             tuple,
             out,
             (&[], &[]),
+            key,
         ) {
             Ok(n) => {
                 buf.truncate(n);
@@ -1265,6 +1274,7 @@ impl Stack {
                 continue;
             };
             let out = Outgoing {
+                urgent: 0,
                 seq: rst.seq,
                 ack: rst.ack.unwrap_or(SeqNum::new(0)),
                 flags: if rst.ack.is_some() {
@@ -1311,8 +1321,15 @@ impl Stack {
             if let Some(tw) = conn.take_time_wait() {
                 slot.in_table = false;
                 self.by_tuple.remove(&tuple, index);
+                // Linux's tcp_time_wait: the entry keeps the key (tw_md5_key).
+                let md5_key = slot
+                    .md5
+                    .as_ref()
+                    .and_then(|k| k.lookup(tuple.remote.ip()))
+                    .cloned();
                 if self.time_wait.len() < self.config.tcp_max_tw_buckets {
                     self.time_wait.insert(tuple, tw, handle);
+                    self.md5_to_time_wait(tuple, md5_key);
                     // Warn once as the table passes 90 % of its limit.
                     let n = self.time_wait.len();
                     let crossed = crate::tcp::time_wait_pressure(n - 1, &self.config).is_none();
@@ -1833,7 +1850,12 @@ impl Stack {
                 remote: conn.remote,
             };
             let ttl = conn.ttl.unwrap_or(self.config.ttl);
-            let built = build_into(buf, ttl, &self.config, tuple, &out, conn.payload(&out));
+            let key = slot
+                .md5
+                .as_ref()
+                .and_then(|k| k.lookup(tuple.remote.ip()))
+                .map(Md5Key::key);
+            let built = build_into(buf, ttl, &self.config, tuple, &out, conn.payload(&out), key);
             self.after_activity(now, index);
             match built {
                 Ok(len) => {
@@ -2070,7 +2092,7 @@ pub struct Transmit {
 }
 
 /// Wrap `out` in TCP/IP headers for `tuple` into `buf`; `payload` is its bytes (two
-/// pieces of a ring buffer).
+/// pieces of a ring buffer). With a TCP-MD5 key the segment is signed (RFC 2385).
 fn build_into(
     buf: &mut [u8],
     ttl: u8,
@@ -2078,19 +2100,24 @@ fn build_into(
     tuple: FourTuple,
     out: &Outgoing,
     payload: (&[u8], &[u8]),
+    md5_key: Option<&[u8]>,
 ) -> Result<usize, wire::WireError> {
-    let repr = TcpRepr {
+    let mut repr = TcpRepr {
         src_port: tuple.local.port(),
         dst_port: tuple.remote.port(),
         seq: out.seq,
         ack: out.ack,
         flags: out.flags,
         window: out.window,
-        urgent: 0,
+        urgent: out.urgent,
         options: out.options,
         payload: payload.0,
     };
-    wire::emit_tcp_packet_into(
+    if md5_key.is_some() {
+        // Room for the signature, filled once the packet is built.
+        repr.options.md5 = Some([0; 16]);
+    }
+    let len = wire::emit_tcp_packet_into(
         buf,
         tuple.local.ip(),
         tuple.remote.ip(),
@@ -2098,5 +2125,15 @@ fn build_into(
         &repr,
         payload.1,
         config.tx_checksum,
-    )
+    )?;
+    if let Some(key) = md5_key {
+        let ip_len = if tuple.local.is_ipv4() {
+            wire::ipv4::HEADER_LEN
+        } else {
+            wire::ipv6::HEADER_LEN
+        };
+        let (src, dst) = (tuple.local.ip(), tuple.remote.ip());
+        wire::sign_tcp_md5(&mut buf[ip_len..len], &src, &dst, key, config.tx_checksum)?;
+    }
+    Ok(len)
 }

@@ -289,10 +289,14 @@ pub struct ConnectionRequest {
 struct Held {
     listener: u32,
     tuple: FourTuple,
-    /// The SYN's sequence number, window and options.
+    /// The SYN's sequence number, window and options, its ECN flags (ECE and CWR) and
+    /// the ECN field of its IP header: accepted later, it negotiates what it would have
+    /// at once.
     seq: SeqNum,
     window: u16,
     options: TcpOptions,
+    ecn_flags: TcpFlags,
+    rx_ecn: wire::Ecn,
     /// The ISN to answer with when the SYN reopened a TIME_WAIT 4-tuple.
     isn: Option<SeqNum>,
     at: Instant,
@@ -307,7 +311,7 @@ impl Held {
             dst_port: self.tuple.local.port(),
             seq: self.seq,
             ack: SeqNum::new(0),
-            flags: TcpFlags::SYN,
+            flags: TcpFlags::SYN | self.ecn_flags,
             window: self.window,
             urgent: 0,
             options: self.options,
@@ -381,6 +385,9 @@ impl Stack {
                 held.seq = syn.seq;
                 held.window = syn.window;
                 held.options = syn.options;
+                held.ecn_flags =
+                    TcpFlags::from_bits(syn.flags.bits() & (TcpFlags::ECE | TcpFlags::CWR).bits());
+                held.rx_ecn = self.rx_ecn;
             }
             return self.stats.drop("request_pending");
         }
@@ -403,6 +410,10 @@ impl Stack {
                 seq: syn.seq,
                 window: syn.window,
                 options: syn.options,
+                ecn_flags: TcpFlags::from_bits(
+                    syn.flags.bits() & (TcpFlags::ECE | TcpFlags::CWR).bits(),
+                ),
+                rx_ecn: self.rx_ecn,
                 isn,
                 at: now,
                 deadline,
@@ -461,8 +472,12 @@ impl Stack {
         let iss = held
             .isn
             .unwrap_or_else(|| self.isn.isn(now, tuple.local, tuple.remote));
-        let conn = self.new_passive(now, held.listener, tuple, iss, (&held.syn(), None));
+        let syn = (&held.syn(), Some(held.rx_ecn));
+        let conn = self.new_passive(now, held.listener, tuple, iss, syn);
         let index = self.insert(conn, None, true);
+        if self.md5.is_some() {
+            self.md5_adopt(index, held.listener);
+        }
         self.stats.passive_opens += 1;
         self.stats.requests_accepted += 1;
         self.after_activity(now, index);

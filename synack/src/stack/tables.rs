@@ -44,6 +44,8 @@ pub(crate) struct Slot {
     pub(crate) pmtu_disc_off: bool,
     /// The error queue (zerocopy completions, transmit timestamps), once asked for.
     pub(crate) reports: Option<Box<super::tx_reports::TxReports>>,
+    /// TCP-MD5 keys set on this connection (or the one its listener gave it).
+    pub(crate) md5: Option<Box<super::md5::Md5Keys>>,
 }
 
 /// Count `held` bytes in a slot's `memory`; (what was counted, what is now), for
@@ -108,6 +110,8 @@ pub(crate) struct Listener {
     pub(crate) pending: usize,
     /// Fast Open children not yet accepted or established (Linux's fastopenq.qlen).
     pub(crate) fastopen_pending: u32,
+    /// TCP-MD5 keys set on the listener (`Stack::set_listener_md5_key`).
+    pub(crate) md5: Option<Box<super::md5::Md5Keys>>,
 }
 
 impl Listener {

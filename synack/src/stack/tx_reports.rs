@@ -298,6 +298,25 @@ impl Stack {
         data: &[u8],
         how: SendReport,
     ) -> Result<usize, Error> {
+        self.send_reported_paged(now, conn, data, &[], how)
+    }
+
+    /// [`Stack::send_reported`] for a zerocopy send whose bytes come from user pages:
+    /// `frags` lists the lengths of the page fragments `data` is gathered from, in
+    /// order (each piece of an iovec within one memory page; a piece that continues the
+    /// previous one in the same page joins it). Under
+    /// [`crate::SendAccounting::LinuxSkb`] an skb of a zerocopy send holds at most 17 of
+    /// them (Linux's MAX_SKB_FRAGS), so that 18 one-byte iovecs leave as a segment of 17
+    /// bytes and one of 1, each with PSH. Ignored for a send that is not zerocopy.
+    pub fn send_reported_paged(
+        &mut self,
+        now: Instant,
+        conn: ConnectionHandle,
+        data: &[u8],
+        frags: &[usize],
+        how: SendReport,
+    ) -> Result<usize, Error> {
+        let frags = if how.zerocopy { frags } else { &[] };
         if how.zerocopy {
             let r = self.tx_reports(conn)?;
             if r.zerocopy.len() + r.queue.len() >= MAX_REPORTS {
@@ -305,7 +324,9 @@ impl Stack {
             }
         }
         self.noting_send(conn, how, |s| {
-            s.with_conn(now, conn, |c, cfg| c.send_accounted(cfg, data, how.flags))?
+            s.with_conn(now, conn, |c, cfg| {
+                c.send_accounted(cfg, data, how.flags, frags)
+            })?
         })
     }
 

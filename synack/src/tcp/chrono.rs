@@ -72,7 +72,7 @@ impl Chrono {
 }
 
 /// State few connections need, allocated when first needed.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Rare {
     /// Where the sending time went (allocated once the connection first has data to send).
     pub(crate) chrono: Chrono,
@@ -83,6 +83,9 @@ pub(crate) struct Rare {
     pub(crate) syn_data_acked: u32,
     /// TCP_SYNCNT: SYN retransmissions before giving up (0: `Config::tcp_syn_retries`).
     pub(crate) syn_retries: u8,
+    /// Urgent data (RFC 9293 3.8.5), once used (`urgent.rs`): boxed again, as few of
+    /// even these connections use it.
+    pub(crate) urgent: Option<alloc::boxed::Box<super::urgent::Urgent>>,
 }
 
 /// The [`Limit`] a connection's state calls for: idle with nothing queued or in flight,

@@ -23,7 +23,7 @@ use crate::config::wscale_for;
 use crate::config::Config;
 use crate::error::Error;
 use crate::time::{Micros, Millis};
-use crate::wire::{SeqNum, TcpRepr};
+use crate::wire::{self, SeqNum, TcpRepr};
 use crate::Instant;
 
 /// Something a connection reports to the stack, which turns it into [`crate::Event`]s.
@@ -184,7 +184,8 @@ pub(crate) struct Connection {
     /// rather than in `stats`, whose padding holds `ce_received`: the connection keeps
     /// within its size budget.)
     pub(crate) ece_reductions: u32,
-    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`]; and [`WRITE_PENDING`].
+    /// TCP Fast Open (RFC 7413): [`TFO_SYN_DATA_ACKED`], [`TFO_CHILD`]; and [`WRITE_PENDING`],
+    /// [`URGENT`].
     pub(crate) tfo: u8,
     /// Write boundaries and cork state, once MSG_MORE, MSG_EOR or TCP_CORK is used.
     pub(crate) marks: Option<Box<super::push::SendMarks>>,
@@ -202,6 +203,13 @@ pub(crate) const TFO_CHILD: u8 = 2;
 /// handshake (Linux sets icsk_ack.ato when a SYN-ACK finds a writer waiting), not only
 /// from the first data received.
 pub(crate) const WRITE_PENDING: u8 = 4;
+/// `Connection::tfo` (another flag kept in the same byte, for the size budget): a
+/// TCP-MD5 key (RFC 2385) signs this connection's segments, so the option takes 20
+/// bytes of every header. The key itself is the stack's, beside the connection.
+pub(crate) const TCP_MD5: u8 = 8;
+/// `Connection::tfo` (one more flag kept in the same byte): urgent-data state exists
+/// (`Rare::urgent`, see `urgent.rs`).
+pub(crate) const URGENT: u8 = 16;
 
 /// How close the stack's buffers are to `Config::tcp_mem` (Linux's tcp_memory_pressure).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -361,8 +369,7 @@ impl Connection {
     }
 
     /// RFC 9293 3.10.7.2: a SYN reached a listener: record it, send SYN-ACK, enter SYN_RECEIVED.
-    /// `ecn`: the ECN field of the SYN's IP header (None: a SYN rebuilt from a cookie,
-    /// which does not use ECN).
+    /// `ecn`: the ECN field of the SYN's IP header (None: ECN is not considered).
     pub(crate) fn accept_syn(
         now: Instant,
         (local, remote): (SocketAddr, SocketAddr),
@@ -416,6 +423,34 @@ impl Connection {
         fo.deferred = false;
         self.syn_due = true;
         n
+    }
+
+    /// Segments are signed with TCP-MD5 (RFC 2385).
+    pub(crate) fn md5(&self) -> bool {
+        self.tfo & TCP_MD5 != 0
+    }
+
+    /// A TCP-MD5 key now signs this connection (`on`) or no longer does. As Linux with
+    /// a key (tcp_syn_options): a SYN not yet answered offers no timestamps, the option's
+    /// 20 bytes come off the MSS (tcp_header_len), and no segmentation offload
+    /// (sk_gso_type: the device cannot sign the segments it cuts).
+    pub(crate) fn set_md5(&mut self, on: bool, cfg: &Config) {
+        if on == self.md5() {
+            return;
+        }
+        let delta = wire::MD5SIG_ALIGNED_LEN;
+        if on {
+            self.tfo |= TCP_MD5;
+            self.tso_max = 0;
+            self.neg.snd_mss = self.neg.snd_mss.saturating_sub(delta).max(32);
+        } else {
+            self.tfo &= !TCP_MD5;
+            self.tso_max = cfg.tso_max.min(65535) as u16;
+            self.neg.snd_mss += delta;
+        }
+        if let State::SynSent(s) = &mut self.state {
+            s.ts_offer = cfg.tcp_timestamps && !on;
+        }
     }
 
     /// Data in the SYN was acknowledged (or accepted): TCPI_OPT_SYN_DATA.
@@ -506,6 +541,13 @@ impl Connection {
             self.ts_recent = ts.tsval;
         }
         let opt_bytes = if timestamps { 12 } else { 0 };
+        // Linux's tcp_header_len: the MD5 option (nop,nop,md5) is in every segment too.
+        let opt_bytes = opt_bytes
+            + if self.md5() {
+                wire::MD5SIG_ALIGNED_LEN
+            } else {
+                0
+            };
         let mss = peer_mss.min(self.local_mss) as usize;
         self.neg = Negotiated {
             snd_mss: mss.saturating_sub(opt_bytes).max(32),
@@ -1075,6 +1117,9 @@ impl Connection {
         cfg: &Config,
         take: impl FnOnce(&[u8], &[u8]) -> usize,
     ) -> Result<usize, Error> {
+        if let Some(plan) = self.urgent_plan() {
+            return self.recv_urgent(now, cfg, plan, take);
+        }
         if !self.rcv_buf.is_empty() {
             let (a, b) = self.rcv_buf.as_slices();
             let n = take(a, b).min(self.rcv_buf.len());
@@ -1086,9 +1131,36 @@ impl Connection {
         self.recv_empty()
     }
 
+    /// [`Connection::recv_with`] with an urgent mark pending: skip the out-of-band byte
+    /// at the mark, stop before a mark ahead (Linux's tcp_recvmsg).
+    fn recv_urgent(
+        &mut self,
+        now: Instant,
+        cfg: &Config,
+        plan: super::urgent::ReadPlan,
+        take: impl FnOnce(&[u8], &[u8]) -> usize,
+    ) -> Result<usize, Error> {
+        if plan.skip > 0 {
+            self.rcv_buf.consume(plan.skip);
+            self.urgent_consumed(plan.skip);
+            self.on_app_read(now, plan.skip, cfg);
+        }
+        if plan.limit == 0 {
+            self.maybe_window_update();
+            return self.recv_empty();
+        }
+        let (a, b) = self.rcv_buf.slices(0, plan.limit);
+        let n = take(a, b).min(plan.limit);
+        self.rcv_buf.consume(n);
+        self.urgent_consumed(n);
+        self.on_app_read(now, n, cfg);
+        self.maybe_window_update();
+        Ok(n)
+    }
+
     /// What a read finds when no byte is waiting: end-of-stream (the peer's FIN, or our
     /// own `shutdown(SHUT_RD)`), the error the connection ended with, or `WouldBlock`.
-    fn recv_empty(&self) -> Result<usize, Error> {
+    pub(crate) fn recv_empty(&self) -> Result<usize, Error> {
         if self.fin_received {
             return Ok(0);
         }
@@ -1109,10 +1181,13 @@ impl Connection {
         if buf.is_empty() {
             return Ok(0);
         }
-        if self.rcv_buf.is_empty() {
+        let (skip, limit) = self
+            .urgent_plan()
+            .map_or((0, self.rcv_buf.len()), |p| (p.skip, p.limit));
+        if limit == 0 {
             return self.recv_empty();
         }
-        let (a, b) = self.rcv_buf.as_slices();
+        let (a, b) = self.rcv_buf.slices(skip, limit);
         let from_a = a.len().min(buf.len());
         buf[..from_a].copy_from_slice(&a[..from_a]);
         let from_b = b.len().min(buf.len() - from_a);

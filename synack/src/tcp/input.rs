@@ -570,6 +570,9 @@ impl Connection {
                 }
                 AckOutcome::Continue => {}
             }
+            if self.has_urgent() {
+                self.urgent_acked();
+            }
         }
         // Seventh: segment text (only while the peer may still send).
         let mut fin_in = false;
@@ -600,7 +603,15 @@ impl Connection {
                 }
                 return Disposition::Done;
             }
+            // Sixth: the URG bit (Linux's tcp_urg, before the text is queued).
+            let urgent = flags.urg() || self.has_urgent();
+            if urgent {
+                self.on_urgent(seg);
+            }
             fin_in = self.process_text(now, seg);
+            if urgent {
+                self.urgent_delivered();
+            }
         } else if seg_len > 0 {
             // CLOSE_WAIT, CLOSING, LAST_ACK: the peer already sent FIN; ignore text, ACK.
             self.ack_now = true;

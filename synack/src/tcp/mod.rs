@@ -26,6 +26,7 @@ mod skb_accounting;
 mod state;
 mod syncookie;
 mod time_wait;
+mod urgent;
 
 pub use crate::tcp_state::TcpState;
 pub use cc::{initial_window, AckEvent, CongestionControl, CongestionController, CustomController};
@@ -35,6 +36,7 @@ pub use time_wait::{TimeWait, TimeWaitVerdict};
 
 pub(crate) use conn::{mss_for, ConnEvent, Connection, MemoryLevel, TFO_CHILD};
 pub(crate) use diagnose::{diagnose, time_wait_pressure};
+pub(crate) use ecn::{ecn_flags, EcnState};
 pub use info::ConnectionInfo;
 pub(crate) use input::Disposition;
 pub(crate) use isn::IsnGenerator;

@@ -24,6 +24,8 @@ pub(crate) struct Outgoing {
     pub(crate) segment_size: u16,
     /// The IP header's ECN field (RFC 3168): ECT(0) on new data of an ECN connection.
     pub(crate) ecn: Ecn,
+    /// The urgent pointer (with URG in `flags`; RFC 9293 3.8.5).
+    pub(crate) urgent: u16,
 }
 
 impl Outgoing {
@@ -155,8 +157,11 @@ impl Connection {
         // unless TCP_NODELAY is set or the FIN is queued behind it. (Retransmissions,
         // from below SND.MAX, are never held.) TCP_CORK and MSG_MORE hold it whatever is
         // in flight (Linux's tcp_nagle_check with TCP_NAGLE_CORK).
-        let nagle_holds =
-            partial && last && ((!self.nodelay && snd.sml > snd.una) || self.cork_holds());
+        // (Nor in urgent mode: Linux's tcp_nagle_test.)
+        let nagle_holds = partial
+            && last
+            && ((!self.nodelay && snd.sml > snd.una) || self.cork_holds())
+            && !(self.has_urgent() && self.urgent_mode());
         if nagle_holds {
             (0, true)
         } else {
@@ -341,6 +346,7 @@ impl Connection {
                 self.stats.bytes_out += payload.len() as u64;
                 let flags = TcpFlags::SYN | ecn_flags(self.ecn.ok(), false, first);
                 Some(Outgoing {
+                    urgent: 0,
                     seq: s.iss,
                     ack: SeqNum::new(0),
                     flags,
@@ -372,6 +378,7 @@ impl Connection {
                 let ack = s.irs + 1 + s.syn_data;
                 self.last_ack_sent = ack;
                 Some(Outgoing {
+                    urgent: 0,
                     seq: s.iss,
                     ack,
                     flags: TcpFlags::SYN | TcpFlags::ACK | ecn_flags(self.ecn.ok(), true, true),
@@ -830,6 +837,9 @@ impl Connection {
         out.payload = off..off + carried;
         self.stats.bytes_out += carried as u64;
         out.seq = seq;
+        if self.has_urgent() {
+            self.set_urgent(&mut out);
+        }
         if fin {
             out.flags |= TcpFlags::FIN;
         }
@@ -883,6 +893,7 @@ impl Connection {
             }
         }
         let mut out = Outgoing {
+            urgent: 0,
             seq,
             ack,
             flags: TcpFlags::ACK,
@@ -893,7 +904,20 @@ impl Connection {
             ecn: Ecn::NotEct,
         };
         self.ecn_mark(&mut out, false);
+        if self.has_urgent() {
+            self.set_urgent(&mut out);
+        }
         out
+    }
+
+    /// URG and the urgent pointer on a segment that starts before SND.UP.
+    fn set_urgent(&self, out: &mut Outgoing) {
+        out.flags = TcpFlags::from_bits(out.flags.bits() & !TcpFlags::URG.bits());
+        out.urgent = 0;
+        if let Some(up) = self.urgent_field(out.seq) {
+            out.flags |= TcpFlags::URG;
+            out.urgent = up;
+        }
     }
 
     /// Move the advertised right edge forward when the buffer has room (never back:

@@ -122,7 +122,12 @@ impl Connection {
         } else {
             (MIN_PMTU_V4, 20)
         };
-        let opt_bytes = if self.neg.timestamps { 12 } else { 0 };
+        let opt_bytes = if self.neg.timestamps { 12 } else { 0 }
+            + if self.md5() {
+                crate::wire::MD5SIG_ALIGNED_LEN
+            } else {
+                0
+            };
         if let State::SynSent(s) = &mut self.state {
             // Linux: tcp_advertise_mss() follows the route's (now lower) MTU, and the
             // MSS the SYN-ACK brings is capped by it (negotiate takes the smaller).

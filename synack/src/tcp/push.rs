@@ -12,7 +12,7 @@ use super::skb_accounting::Room;
 use crate::wire::SeqNum;
 use crate::Error;
 
-/// Flags of one write (send(2)'s MSG_MORE and MSG_EOR).
+/// Flags of one write (send(2)'s MSG_MORE, MSG_EOR and MSG_OOB).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SendFlags {
     /// MSG_MORE: more data follows; hold a partial segment back as TCP_CORK does, and do
@@ -21,6 +21,9 @@ pub struct SendFlags {
     /// MSG_EOR: this write ends a record: no later byte is sent in a segment with it, not
     /// even when it is retransmitted.
     pub eor: bool,
+    /// MSG_OOB: the last byte of this write is urgent data (RFC 9293 3.8.5): segments
+    /// carry URG and the urgent pointer until the peer acknowledges it.
+    pub oob: bool,
 }
 
 /// The end of a Linux skb that matters to the segments that cover it.
@@ -38,11 +41,63 @@ struct Mark {
 
 /// What the pushes of a write may send while it fills skbs (Linux's tcp_push_one and
 /// forced_push inside tcp_sendmsg_locked): `room` bytes (the congestion and receive
-/// windows' room), in whole segments of `mss`.
+/// windows' room), in whole segments of `mss`. `frags`: for a MSG_ZEROCOPY write, the
+/// lengths of the page fragments its bytes are made of (empty: a copying write).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct WritePush {
+pub(crate) struct WritePush<'a> {
     pub(crate) room: usize,
     pub(crate) mss: usize,
+    pub(crate) frags: &'a [usize],
+}
+
+/// The most page fragments an skb holds (Linux's MAX_SKB_FRAGS, CONFIG_MAX_SKB_FRAGS's
+/// default).
+pub(crate) const MAX_SKB_FRAGS: u8 = 17;
+
+/// The page fragments of a zerocopy write, taken in order as its skbs are filled (Linux's
+/// skb_zerocopy_iter_stream: each user page an iovec touches becomes a frag of the skb,
+/// a piece contiguous with the skb's last frag in the same page joining it,
+/// skb_append_pagefrags; a frag an skb boundary splits starts a frag in the next skb).
+#[derive(Debug)]
+struct FragCursor<'a> {
+    lens: &'a [usize],
+    /// Bytes of `lens[0]` already taken.
+    used: usize,
+    /// The first fragment left is already counted in the skb being filled.
+    open: bool,
+}
+
+impl FragCursor<'_> {
+    /// Of `want` bytes, how many an skb holding `nr` frags takes (__zerocopy_sg_from_iter
+    /// stops at MAX_SKB_FRAGS); `nr` counts the frags they add.
+    fn take(&mut self, want: u32, nr: &mut u8) -> u32 {
+        let mut taken = 0u32;
+        while taken < want {
+            let Some((&len, rest)) = self.lens.split_first() else {
+                // Bytes beyond the listed fragments: no limit known.
+                return want;
+            };
+            if !self.open {
+                if len > self.used && *nr >= MAX_SKB_FRAGS {
+                    break;
+                }
+                *nr = nr.saturating_add(u8::from(len > self.used));
+                self.open = true;
+            }
+            let step = (len - self.used).min((want - taken) as usize);
+            taken += step as u32;
+            self.used += step;
+            if self.used >= len {
+                (self.lens, self.used, self.open) = (rest, 0, false);
+            }
+        }
+        taken
+    }
+
+    /// The skb being filled is left: a fragment it split counts again in the next.
+    fn new_skb(&mut self) {
+        self.open = false;
+    }
 }
 
 /// A connection's write boundaries and cork state (boxed: most connections have none).
@@ -56,6 +111,10 @@ pub(crate) struct SendMarks {
     pushed: SeqNum,
     /// Every skb end is kept (Linux's skb queue is modelled).
     pub(crate) skbs: bool,
+    /// The page fragments the newest skb holds (counted for zerocopy writes), and
+    /// whether its last one holds copied bytes (a copying write joins it).
+    tail_frags: u8,
+    tail_copied: bool,
     /// TCP_CORK is set.
     pub(crate) cork: bool,
     /// The newest write said MSG_MORE and nothing has pushed since (Linux pushes with
@@ -77,6 +136,8 @@ impl SendMarks {
             tail_start: write_seq,
             pushed: write_seq,
             skbs: false,
+            tail_frags: 0,
+            tail_copied: false,
             cork: false,
             more: false,
             push_through: false,
@@ -149,7 +210,8 @@ impl SendMarks {
     /// every skb end is kept, PSH or not (no packet crosses one: Linux's tcp_write_xmit
     /// sends a piece of one skb at a time), and the pushes of a full skb during the write
     /// (tcp_push_one, forced_push) send what the windows let go, the rest of that skb
-    /// staying the tail the write fills on (tso_fragment).
+    /// staying the tail the write fills on (tso_fragment). A zerocopy write (`frags` of
+    /// `skbs`) also ends an skb that holds MAX_SKB_FRAGS page fragments, with PSH.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_write(
         &mut self,
@@ -160,7 +222,7 @@ impl SendMarks {
         max_window: u32,
         flags: SendFlags,
         complete: bool,
-        skbs: Option<WritePush>,
+        skbs: Option<WritePush<'_>>,
     ) {
         self.more = flags.more;
         self.push_through = false;
@@ -179,7 +241,20 @@ impl SendMarks {
         };
         let tail_len = (w - start).max(0) as u32;
         let tail_eor = self.marks.back().is_some_and(|m| m.end == w && m.eor);
-        let mut len = if tail_len == 0 || tail_len >= size_goal || tail_eor {
+        let appending = !(tail_len == 0 || tail_len >= size_goal || tail_eor);
+        let (mut nr, mut copied_last) = if appending {
+            (self.tail_frags, self.tail_copied)
+        } else {
+            (0, false)
+        };
+        let frags = skbs.map_or(&[][..], |p| p.frags);
+        let zerocopy = !frags.is_empty();
+        let mut cursor = FragCursor {
+            lens: frags,
+            used: 0,
+            open: false,
+        };
+        let mut len = if !appending {
             self.tail_start = w;
             0
         } else {
@@ -194,13 +269,39 @@ impl SendMarks {
         // The skb being filled was marked PSH (forced_push) in this write.
         let mut psh = false;
         loop {
-            let copy = (size_goal - len).min(left);
+            let fits = (size_goal - len).min(left);
+            let copy = if zerocopy {
+                cursor.take(fits, &mut nr)
+            } else if copied_last || fits == 0 {
+                fits
+            } else if nr >= MAX_SKB_FRAGS {
+                0
+            } else {
+                // Copied bytes go to the socket's page fragment (sk_page_frag), one
+                // more frag unless the skb's last is that page's already.
+                nr += 1;
+                fits
+            };
+            if copy > 0 {
+                copied_last = !zerocopy;
+            }
             w += copy;
             left -= copy;
             len += copy;
             unsent += copy;
             if left == 0 {
                 break;
+            }
+            if copy < fits {
+                // The skb holds MAX_SKB_FRAGS: Linux's tcp_sendmsg_locked marks it PSH
+                // (tcp_mark_push) and starts a new one (skb_zerocopy_iter_stream's
+                // -EMSGSIZE), pushing nothing yet.
+                self.pushed = w;
+                self.mark(w, true, false);
+                self.tail_start = w;
+                (len, nr, copied_last, psh) = (0, 0, false, false);
+                cursor.new_skb();
+                continue;
             }
             // The skb is full: forced_push marks it (Linux's tcp_mark_push).
             if w > self.pushed + half_window {
@@ -229,7 +330,10 @@ impl SendMarks {
             psh = false;
             self.tail_start = w;
             len = 0; // the next copy fills a new skb
+            (nr, copied_last) = (0, false);
+            cursor.new_skb();
         }
+        (self.tail_frags, self.tail_copied) = (nr, copied_last);
         let eor = flags.eor && complete;
         if !flags.more || w > self.pushed + half_window {
             psh = true;
@@ -303,7 +407,7 @@ impl Connection {
         data: &[u8],
         room: Room,
         flags: SendFlags,
-        skbs: bool,
+        skbs: Option<&[usize]>,
     ) -> Result<usize, Error> {
         let before = self.snd_buf.len();
         let n = self.send(data, room)?;
@@ -313,16 +417,21 @@ impl Connection {
 
     /// Record the write of `n` bytes after the `before` already queued, once a connection
     /// uses write flags or TCP_CORK (before that, PSH goes where the written data ends),
-    /// or from the first write when Linux's skbs are modelled (`skbs`).
+    /// or from the first write when Linux's skbs are modelled (`skbs`: the page
+    /// fragments of a zerocopy write's bytes, else empty).
     fn note_write(
         &mut self,
         before: usize,
         n: usize,
         flags: SendFlags,
         complete: bool,
-        skbs: bool,
+        skbs: Option<&[usize]>,
     ) {
-        if self.marks.is_none() && flags == SendFlags::default() && !skbs {
+        let plain = SendFlags {
+            oob: false,
+            ..flags
+        } == SendFlags::default();
+        if self.marks.is_none() && plain && skbs.is_none() {
             return;
         }
         let mss = self.neg.snd_mss.max(1);
@@ -330,16 +439,17 @@ impl Connection {
         let (una, max, max_wnd) = (snd.una, snd.max, snd.max_wnd);
         let size_goal = size_goal(mss, max_wnd);
         let write_seq = una + before as u32;
-        let push = skbs.then(|| WritePush {
+        let push = skbs.map(|frags| WritePush {
             room: (snd.cwnd().saturating_sub(snd.flight()) as usize)
                 .min((una + snd.wnd - max).max(0) as usize),
             mss,
+            frags,
         });
         let fresh = self.marks.is_none();
         let marks = self
             .marks
             .get_or_insert_with(|| Box::new(SendMarks::new(write_seq)));
-        if fresh && skbs && before > 0 {
+        if fresh && skbs.is_some() && before > 0 {
             // Data queued before there was a send state to note it in is a Fast Open
             // SYN's: Linux's tcp_send_syn_data makes it an skb of its own, with PSH (which
             // its retransmissions keep), that no later write joins.
@@ -347,6 +457,11 @@ impl Connection {
         }
         marks.acked(una);
         marks.on_write(write_seq, n, max, size_goal, max_wnd, flags, complete, push);
+    }
+
+    /// Where the newest skb begins, when Linux's skbs are modelled.
+    pub(crate) fn newest_skb(&self) -> Option<SeqNum> {
+        self.marks.as_ref().filter(|m| m.skbs).map(|m| m.tail_start)
     }
 
     /// The skb that holds `seq`, when Linux's skbs are modelled: where it ends, and
@@ -534,5 +649,33 @@ mod tests {
         assert!(!m.psh_at(seq(16_001)));
         assert!(m.psh_at(seq(32_001)));
         assert!(m.psh_at(seq(100_001)));
+    }
+
+    #[test]
+    fn a_zerocopy_skb_ends_at_17_page_fragments_with_psh() {
+        let mut m = SendMarks::new(seq(1));
+        let frags = [1usize; 64];
+        let push = WritePush {
+            room: 0,
+            mss: 1000,
+            frags: &frags,
+        };
+        let plain = SendFlags::default();
+        m.on_write(seq(1), 64, seq(1), 65_000, 1 << 19, plain, true, Some(push));
+        for end in [18, 35, 52, 65] {
+            assert!(m.psh_at(seq(end)), "an skb ends with PSH at {end}");
+        }
+        assert_eq!(m.next_end(seq(1)), Some(seq(18)));
+        // A page split by an skb boundary is a fragment in each skb: skbs of 4000 take
+        // 10 + 3990, 106 + 3894, then the third page's last 202 bytes.
+        let mut m = SendMarks::new(seq(1));
+        let frags = [10usize, 4096, 4096];
+        let push = WritePush {
+            frags: &frags,
+            ..push
+        };
+        m.on_write(seq(1), 8202, seq(1), 4000, 1 << 19, plain, true, Some(push));
+        assert_eq!(m.tail_frags, 1);
+        assert!(m.ends_at(seq(4001)) && m.ends_at(seq(8001)));
     }
 }

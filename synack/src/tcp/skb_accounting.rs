@@ -88,18 +88,32 @@ impl SkbQueue {
 
 impl Connection {
     /// A write (send(2) with `flags`) of `data`, taking what the configured accounting
-    /// lets in.
+    /// lets in. `frags`: the page fragments of a zerocopy write's bytes (empty: a copying
+    /// write), which bound Linux's skbs (MAX_SKB_FRAGS).
     pub(crate) fn send_accounted(
         &mut self,
         cfg: &Config,
         data: &[u8],
         flags: crate::SendFlags,
+        frags: &[usize],
     ) -> Result<usize, crate::Error> {
         let before = self.snd_buf.len();
         let room = self.write_room(cfg, data.len());
         let skbs = cfg.send_accounting == SendAccounting::LinuxSkb;
-        let n = self.send_flagged(data, room, flags, skbs)?;
+        let n = self.send_flagged(data, room, flags, skbs.then_some(frags))?;
         self.note_skb_tail(cfg, before, n);
+        if flags.oob && n > 0 && self.state.snd().is_some() {
+            // Linux's tcp_mark_urg: SND.UP is the end of what was written.
+            let write_seq = self.snd_una_raw().wrapping_add(self.snd_buf.len() as u32);
+            self.mark_urgent(crate::wire::SeqNum::new(write_seq));
+        }
+        if skbs && !frags.is_empty() && n > 0 {
+            // A zerocopy write's skbs end where their frags run out too: the newest
+            // begins where the write's boundaries put it.
+            if let Some(start) = self.newest_skb() {
+                self.snd_buf.set_skb_tail(start.get());
+            }
+        }
         Ok(n)
     }
 

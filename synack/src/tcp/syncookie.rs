@@ -32,6 +32,8 @@ const TS_BITS: u32 = 6;
 const TS_MASK: u32 = (1 << TS_BITS) - 1;
 const TS_WSCALE_NONE: u32 = 0xf;
 const TS_SACK: u32 = 1 << 4;
+/// The SYN asked for ECN and it was accepted (Linux's TS_OPT_ECN).
+const TS_ECN: u32 = 1 << 5;
 
 /// Makes and checks cookies with the stack's two secret cookie keys.
 #[derive(Clone)]
@@ -125,11 +127,20 @@ impl SynCookies {
 }
 
 /// The TSval (before the connection's offset) of a cookie SYN-ACK at clock `ts_now`:
-/// at most `ts_now`, its low bits the peer's window scale and SACK-permitted.
-pub(crate) fn encode_timestamp(ts_now: u32, window_scale: Option<u8>, sack: bool) -> u32 {
+/// at most `ts_now`, its low bits the peer's window scale, SACK-permitted and whether
+/// ECN was agreed (Linux's cookie_init_timestamp).
+pub(crate) fn encode_timestamp(
+    ts_now: u32,
+    window_scale: Option<u8>,
+    sack: bool,
+    ecn: bool,
+) -> u32 {
     let mut options = window_scale.map_or(TS_WSCALE_NONE, |w| u32::from(w.min(14)));
     if sack {
         options |= TS_SACK;
+    }
+    if ecn {
+        options |= TS_ECN;
     }
     let ts = (ts_now & !TS_MASK) | options;
     // Never ahead of the clock: TSvals must not go backwards later (RFC 7323 5.4).
@@ -140,14 +151,15 @@ pub(crate) fn encode_timestamp(ts_now: u32, window_scale: Option<u8>, sack: bool
     }
 }
 
-/// The window scale and SACK-permitted that a returned TSecr (less the offset) carries.
-pub(crate) fn decode_timestamp(tsecr: u32) -> (Option<u8>, bool) {
+/// What a returned TSecr (less the offset) carries: the window scale, SACK-permitted
+/// and ECN (Linux's cookie_timestamp_decode and cookie_ecn_ok).
+pub(crate) fn decode_timestamp(tsecr: u32) -> (Option<u8>, bool, bool) {
     let options = tsecr & TS_MASK;
     let window_scale = match options & 0xf {
         TS_WSCALE_NONE => None,
         w => Some(w as u8),
     };
-    (window_scale, options & TS_SACK != 0)
+    (window_scale, options & TS_SACK != 0, options & TS_ECN != 0)
 }
 
 #[cfg(test)]
@@ -224,17 +236,18 @@ mod tests {
     }
 
     #[test]
-    fn timestamp_carries_window_scale_and_sack_and_never_runs_ahead() {
+    fn timestamp_carries_window_scale_sack_and_ecn_and_never_runs_ahead() {
         for ts_now in [0u32, 5, 63, 64, 1000, u32::MAX] {
-            for (ws, sack) in [
-                (Some(7), true),
-                (None, false),
-                (Some(0), false),
-                (Some(14), true),
+            for (ws, sack, ecn) in [
+                (Some(7), true, true),
+                (None, false, false),
+                (Some(0), false, true),
+                (Some(14), true, false),
+                (None, true, true),
             ] {
-                let ts = encode_timestamp(ts_now, ws, sack);
+                let ts = encode_timestamp(ts_now, ws, sack, ecn);
                 assert!(ts_now.wrapping_sub(ts) < 64, "{ts} vs {ts_now}");
-                assert_eq!(decode_timestamp(ts), (ws, sack));
+                assert_eq!(decode_timestamp(ts), (ws, sack, ecn));
             }
         }
     }

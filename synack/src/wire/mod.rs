@@ -8,6 +8,7 @@ pub mod ipv4;
 pub mod ipv6;
 mod seq;
 pub mod tcp;
+mod tcp_md5;
 mod tcp_options;
 pub mod udp;
 
@@ -22,7 +23,8 @@ pub use ipv4::{Ipv4Packet, Ipv4Repr};
 pub use ipv6::{Ipv6FragmentHeader, Ipv6Packet, Ipv6Repr, UnfragmentablePart};
 pub use seq::SeqNum;
 pub use tcp::{TcpFlags, TcpPacket, TcpRepr};
-pub use tcp_options::{FastOpenCookie, SackBlocks, TcpOptions, Timestamps};
+pub use tcp_md5::{sign_tcp_md5, tcp_md5_digest, TCP_MD5_MAX_KEY_LEN};
+pub use tcp_options::{FastOpenCookie, SackBlocks, TcpOptions, Timestamps, MD5SIG_ALIGNED_LEN};
 pub use udp::{parse_udp, UdpPacket, UdpRepr, PROTO_UDP};
 
 /// IP protocol number of TCP.

@@ -1,6 +1,6 @@
 //! TCP options (RFC 9293 3.1 MSS, RFC 7323 window scale and timestamps, RFC 2018 SACK,
-//! RFC 7413 Fast Open): parsing with unknown options skipped by length, and emission in
-//! Linux's layouts.
+//! RFC 7413 Fast Open, RFC 2385 MD5 signatures): parsing with unknown options skipped by
+//! length, and emission in Linux's layouts.
 
 use super::{SeqNum, WireError};
 
@@ -11,6 +11,12 @@ const WSCALE: u8 = 3;
 const SACK_PERMITTED: u8 = 4;
 const SACK: u8 = 5;
 const TIMESTAMPS: u8 = 8;
+/// RFC 2385 §3.0: the MD5 signature option (kind 19, length 18: a 16-byte digest).
+pub(crate) const MD5SIG: u8 = 19;
+/// Its length byte.
+pub(crate) const MD5SIG_LEN: usize = 18;
+/// The bytes it takes as Linux writes it: `nop,nop,md5` (TCPOLEN_MD5SIG_ALIGNED).
+pub const MD5SIG_ALIGNED_LEN: usize = 20;
 /// RFC 7413 4.1.1: the Fast Open option.
 const FAST_OPEN: u8 = 34;
 /// RFC 6994 shared experimental option, which Linux also speaks for Fast Open (with the
@@ -203,6 +209,13 @@ pub struct TcpOptions {
     pub timestamps: Option<Timestamps>,
     /// TCP Fast Open cookie or cookie request (SYN and SYN-ACK only; RFC 7413).
     pub fast_open: Option<FastOpenCookie>,
+    /// The TCP-MD5 signature option's digest (RFC 2385). Emitted first, as Linux does
+    /// (`nop,nop,md5`); the stack fills the digest once the packet is built
+    /// ([`crate::wire::sign_tcp_md5`]).
+    pub md5: Option<[u8; 16]>,
+    /// An MD5 option of the wrong length, or more than one (Linux's
+    /// tcp_parse_auth_options refuses the segment: SKB_DROP_REASON_TCP_AUTH_HDR).
+    pub md5_malformed: bool,
 }
 
 impl TcpOptions {
@@ -241,6 +254,16 @@ impl TcpOptions {
                         o.fast_open = Some(c);
                     }
                 }
+                (MD5SIG, l) => {
+                    // Linux's tcp_do_parse_auth_options: one option of length 18.
+                    if l != MD5SIG_LEN || o.md5.is_some() {
+                        o.md5_malformed = true;
+                    } else {
+                        let mut digest = [0u8; 16];
+                        digest.copy_from_slice(data);
+                        o.md5 = Some(digest);
+                    }
+                }
                 (TIMESTAMPS, 10) => {
                     o.timestamps = Some(Timestamps {
                         tsval: u32::from_be_bytes([data[0], data[1], data[2], data[3]]),
@@ -256,7 +279,11 @@ impl TcpOptions {
 
     /// Bytes [`TcpOptions::emit`] writes (a multiple of 4, at most 40).
     pub fn emitted_len(&self, syn: bool) -> usize {
-        let mut n = 0;
+        let mut n = if self.md5.is_some() {
+            MD5SIG_ALIGNED_LEN
+        } else {
+            0
+        };
         if syn {
             if self.mss.is_some() {
                 n += 4;
@@ -297,11 +324,16 @@ impl TcpOptions {
     /// Write the options in Linux's layouts; `buf` must be `emitted_len(syn)` long.
     /// SYN: `mss | sackOK TS | nop wscale | FO cookie` (Linux's `mss,sackOK,TS,nop,wscale,FO`), with
     /// `nop nop` padding where an option is absent; others: `nop nop TS`, then SACK blocks.
+    /// An MD5 signature comes first of all, as `nop nop md5` (Linux's tcp_options_write).
     pub fn emit(&self, buf: &mut [u8], syn: bool) -> Result<(), WireError> {
         if buf.len() != self.emitted_len(syn) {
             return Err(WireError::Truncated);
         }
         let mut w = Writer { buf, at: 0 };
+        if let Some(digest) = self.md5 {
+            w.put(&[NOP, NOP, MD5SIG, MD5SIG_LEN as u8]);
+            w.put(&digest);
+        }
         if syn {
             if let Some(mss) = self.mss {
                 w.put(&[MSS, 4]);
@@ -479,6 +511,23 @@ mod tests {
         o.emit(&mut b, true).unwrap();
         assert_eq!(&b[20..], &[254, 4, 0xF9, 0x89]);
         assert_eq!(TcpOptions::parse(&b).unwrap(), o);
+    }
+
+    #[test]
+    fn an_md5_option_is_read_and_a_bad_or_second_one_marked_malformed() {
+        let mut b = vec![NOP, NOP, MD5SIG, 18];
+        b.extend(1..=16u8);
+        let o = TcpOptions::parse(&b).unwrap();
+        assert_eq!(o.md5, Some(core::array::from_fn(|i| i as u8 + 1)));
+        assert!(!o.md5_malformed);
+        // Linux's tcp_do_parse_auth_options: a second MD5 option, or one of another
+        // length, makes the segment's options unacceptable (the stack drops it).
+        let mut twice = b.clone();
+        twice.extend_from_slice(&b[2..]);
+        assert!(TcpOptions::parse(&twice).unwrap().md5_malformed);
+        let short = [MD5SIG, 6, 1, 2, 3, 4, NOP, NOP];
+        let o = TcpOptions::parse(&short).unwrap();
+        assert!(o.md5_malformed && o.md5.is_none());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Seg {
     pub win: u16,
     pub options: TcpOptions,
     pub payload: Vec<u8>,
+    /// The urgent pointer field.
+    pub urgent: u16,
 }
 
 impl Seg {
@@ -102,6 +104,25 @@ impl Harness {
         self.inject_opts(flags, seq, ack, win, payload, TcpOptions::default());
     }
 
+    /// Inject a segment with URG and this urgent pointer.
+    pub fn inject_urg(&mut self, seq: u32, ack: u32, payload: &[u8], urgent: u16) {
+        let repr = TcpRepr {
+            src_port: self.peer.port(),
+            dst_port: self.local.port(),
+            seq: SeqNum::new(seq),
+            ack: SeqNum::new(ack),
+            flags: TcpFlags::ACK | TcpFlags::URG,
+            window: 65535,
+            urgent,
+            options: TcpOptions::default(),
+            payload,
+        };
+        let packet =
+            wire::emit_tcp_packet(self.peer.ip(), self.local.ip(), 64, &repr).expect("emit");
+        self.stack.receive(self.now, &packet);
+        self.drain_events();
+    }
+
     pub fn inject_opts(
         &mut self,
         flags: TcpFlags,
@@ -161,6 +182,7 @@ impl Harness {
                 win: tcp.window,
                 options: tcp.options,
                 payload: tcp.payload.to_vec(),
+                urgent: tcp.urgent,
             });
         }
         self.drain_events();
