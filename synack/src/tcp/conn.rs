@@ -395,6 +395,7 @@ impl Connection {
             adv,
             syn_data: 0,
             data_sent: 0,
+            data_sent_at: None,
             fo_reply: None,
         };
         c.syn_due = true;

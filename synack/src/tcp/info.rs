@@ -237,7 +237,12 @@ impl Connection {
             rttvar: rtt.filter(|r| r.srtt().is_some()).map(|r| r.rttvar()),
             rto: rtt.map(|r| r.rto()),
             backoff,
-            cwnd: snd.map(|s| s.cwnd()),
+            // A Fast Open child sends before it is established, with the initial
+            // window (Linux's tcp_create_openreq_child sets snd_cwnd at once).
+            cwnd: snd.map(|s| s.cwnd()).or_else(|| {
+                (self.tfo & super::conn::TFO_CHILD != 0)
+                    .then(|| super::initial_window(self.neg.snd_mss as u32))
+            }),
             ssthresh: snd.map(|s| s.cc.ssthresh()),
             congestion_control: snd.map_or_else(|| self.cc_choice(), |s| s.cc.kind()),
             sack: self.neg.sack,

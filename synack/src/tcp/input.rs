@@ -219,6 +219,7 @@ impl Connection {
                     // and the SYN-ACK we answer with carries none (Linux's
                     // tcp_send_synack resends the SYN alone).
                     data_sent: s.fo.map_or(0, |f| f.syn_data),
+                    data_sent_at: None,
                     fo_reply: None,
                 }),
                 st => st,
@@ -417,11 +418,20 @@ impl Connection {
         } else {
             "rcv ACK of SYN"
         };
+        let mss = (self.payload_mss() as u32).max(1);
         self.transition(now, cause, |st| match st {
             State::SynRcvd(mut s) => {
                 s.rtt.on_ack(now, seg.ack);
                 let mut snd = new_snd(s.iss, s.rtt, seg, wnd);
-                // A Fast Open child's data sent before this ACK (RFC 7413 4.2.2).
+                // A Fast Open child's data sent before this ACK (RFC 7413 4.2.2), whose
+                // loss RACK judges from when it went (RFC 8985).
+                if let Some(at) = s.data_sent_at {
+                    let mut sent = 0;
+                    while sent < s.data_sent {
+                        snd.rack.on_send(snd.nxt + sent, at);
+                        sent += mss;
+                    }
+                }
                 snd.nxt += s.data_sent;
                 snd.max = snd.nxt;
                 snd.cwnd_usage_seq = snd.nxt;
@@ -458,8 +468,11 @@ impl Connection {
                 ConnEvent::Connected
             });
         }
-        // The ACK may carry data or FIN: process the rest as a synchronized state does.
-        if !seg.payload.is_empty() || flags.fin() {
+        // The ACK may carry data or FIN, or SACK blocks for a Fast Open child's data
+        // (Linux's tcp_ack runs on it, and may start recovery at once): process the
+        // rest as a synchronized state does.
+        let sacks_child_data = data_sent > 0 && !seg.options.sack_blocks.is_empty();
+        if !seg.payload.is_empty() || flags.fin() || sacks_child_data {
             self.stats.segs_in -= 1;
             return self.on_segment_synchronized(now, seg, cfg);
         }

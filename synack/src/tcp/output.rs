@@ -417,6 +417,7 @@ impl Connection {
         if let State::SynRcvd(s) = &mut self.state {
             out.seq = s.iss + 1 + s.data_sent;
             s.data_sent += len as u32;
+            s.data_sent_at = Some(now);
         }
         out.payload = sent..sent + len;
         // PSH where the written data ends, and on the last segment of each packet of

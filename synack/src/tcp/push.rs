@@ -9,6 +9,7 @@ use alloc::collections::VecDeque;
 
 use super::conn::Connection;
 use super::skb_accounting::Room;
+use super::state::State;
 use crate::wire::SeqNum;
 use crate::Error;
 
@@ -435,7 +436,36 @@ impl Connection {
             return;
         }
         let mss = self.neg.snd_mss.max(1);
-        let Some(snd) = self.state.snd() else { return };
+        let Some(snd) = self.state.snd() else {
+            // A Fast Open child writing before the client's ACK (RFC 7413 4.2.2): its
+            // skbs start after our SYN; nothing is pushed from inside the write (the
+            // first flight goes per packet). max_window is still the SYN's window,
+            // unscaled (at most 65,535).
+            if let (State::SynRcvd(s), Some(frags)) = (&self.state, skbs) {
+                let write_seq = s.iss + 1 + before as u32;
+                let sent = s.iss + 1 + s.data_sent;
+                let marks = self
+                    .marks
+                    .get_or_insert_with(|| Box::new(SendMarks::new(write_seq)));
+                let push = WritePush {
+                    room: 0,
+                    mss,
+                    frags,
+                };
+                let goal = size_goal(mss, 65_535);
+                marks.on_write(
+                    write_seq,
+                    n,
+                    sent,
+                    goal,
+                    65_535,
+                    flags,
+                    complete,
+                    Some(push),
+                );
+            }
+            return;
+        };
         let (una, max, max_wnd) = (snd.una, snd.max, snd.max_wnd);
         let size_goal = size_goal(mss, max_wnd);
         let write_seq = una + before as u32;

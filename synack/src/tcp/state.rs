@@ -653,6 +653,8 @@ pub(crate) struct SynRcvd {
     /// are in the receive buffer already), and bytes we have sent after our SYN-ACK.
     pub(crate) syn_data: u32,
     pub(crate) data_sent: u32,
+    /// When that data last went out (what RACK judges its loss from once established).
+    pub(crate) data_sent_at: Option<Instant>,
     /// The Fast Open option our SYN-ACK carries (a fresh cookie for the client).
     pub(crate) fo_reply: Option<crate::wire::FastOpenCookie>,
 }
