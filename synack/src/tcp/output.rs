@@ -538,7 +538,6 @@ impl Connection {
             if new_data {
                 snd.max = end;
             }
-            let mut out = out;
             self.ecn_mark(&mut out, seq >= prior_max);
             let (mut packet_segs, mut packet_full) = (packet_segs, packet_full);
             // (A segment carrying CWR goes alone: a device copying its header onto every
