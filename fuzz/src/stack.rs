@@ -175,6 +175,10 @@ pub struct Harness {
     stats: StackStats,
     /// A raw packet may have carried data that does not follow the pattern.
     tainted: bool,
+    /// Flows (local, remote) that got an urgent pointer while no application connection
+    /// with SO_OOBINLINE held them: the urgent byte may have left the stream out of
+    /// band (Linux's semantics), so their reads are not checked against the pattern.
+    urgent_out_of_band: Vec<(SocketAddr, SocketAddr)>,
     summary: Summary,
 }
 
@@ -197,6 +201,7 @@ pub fn run(data: &[u8]) -> Summary {
         flows: Vec::new(),
         stats: StackStats::default(),
         tainted: false,
+        urgent_out_of_band: Vec::new(),
         summary: Summary::default(),
     };
     while !r.is_empty() && h.summary.ops < MAX_OPS {
@@ -260,6 +265,8 @@ impl Harness {
                     let res = self.stack.accept(l);
                     crate::trace!("  accept: {res:?}");
                     if let Ok(c) = res {
+                        // The urgent byte stays in the stream, which the checks follow.
+                        let _ = self.stack.set_oob_inline(c, true);
                         self.conns.push(AppConn::new(&self.stack, now, c));
                     }
                 }
@@ -372,6 +379,7 @@ impl Harness {
         if k & 0x80 != 0 {
             common::sockopt(&mut self.stack, now, h, r);
         }
+        let _ = self.stack.set_oob_inline(h, true);
         self.conns.push(AppConn::new(&self.stack, now, h));
     }
 
@@ -395,7 +403,8 @@ impl Harness {
                 c.learn_irs(&self.stack, now);
                 // Unknown only when the connection was closed before the harness could
                 // ask (a reset connection still hands out what it had received).
-                let Some(irs) = c.irs else {
+                let out_of_band = self.urgent_out_of_band.contains(&(c.local, c.remote));
+                let Some(irs) = c.irs.filter(|_| !out_of_band) else {
                     c.read += len as u64;
                     self.summary.unverified_reads += 1;
                     return;
@@ -616,6 +625,14 @@ impl Harness {
         let Ok(p) = wire::emit_tcp_packet(f.remote.ip(), f.local.ip(), 64, &repr) else {
             return;
         };
+        let key = (f.local, f.remote);
+        if flags.urg()
+            && !self.conns.iter().any(|c| (c.local, c.remote) == key)
+            && !self.urgent_out_of_band.contains(&key)
+        {
+            self.urgent_out_of_band.push(key);
+        }
+        let f = &mut self.flows[i];
         if !flags.rst() {
             let end = seq.wrapping_add(repr.seg_len());
             if flags.syn() || seq_gt(end, f.peer_nxt) {
