@@ -314,13 +314,20 @@ impl Stack {
         listener: ListenerHandle,
         options: ListenerOptions,
     ) -> Result<(), Error> {
-        let l = self
-            .listeners
-            .get_mut(listener.0 as usize)
-            .and_then(Option::as_mut)
-            .ok_or(Error::InvalidHandle)?;
+        let l = self.listener_mut(listener)?;
         l.options = options;
         Ok(())
+    }
+
+    /// The listener behind `listener`.
+    pub(crate) fn listener_mut(
+        &mut self,
+        listener: ListenerHandle,
+    ) -> Result<&mut Listener, Error> {
+        self.listeners
+            .get_mut(listener.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(Error::InvalidHandle)
     }
 
     /// Stop listening; connections not yet accepted are reset.

@@ -235,11 +235,7 @@ impl Stack {
         listener: ListenerHandle,
         key: Md5Key,
     ) -> Result<(), Error> {
-        let l = self
-            .listeners
-            .get_mut(listener.0 as usize)
-            .and_then(Option::as_mut)
-            .ok_or(Error::InvalidHandle)?;
+        let l = self.listener_mut(listener)?;
         l.md5.get_or_insert_with(Default::default).set(key);
         self.md5.get_or_insert_with(Default::default);
         Ok(())
@@ -253,11 +249,7 @@ impl Stack {
         peer: IpAddr,
         prefix_len: Option<u8>,
     ) -> Result<(), Error> {
-        let l = self
-            .listeners
-            .get_mut(listener.0 as usize)
-            .and_then(Option::as_mut)
-            .ok_or(Error::InvalidHandle)?;
+        let l = self.listener_mut(listener)?;
         let prefix_len = prefix_len.unwrap_or(if peer.is_ipv4() { 32 } else { 128 });
         let removed = l.md5.as_mut().is_some_and(|k| k.remove(peer, prefix_len));
         if l.md5.as_ref().is_some_and(|k| k.is_empty()) {

@@ -944,10 +944,6 @@ impl Controller for Cubic {
         self.w.cwnd = self.w.cwnd.saturating_add(grow.saturating_mul(mss));
     }
 
-    fn set_cwnd(&mut self, cwnd: u32) {
-        self.w.cwnd = cwnd.max(self.w.mss);
-    }
-
     fn restore(&mut self, cwnd: u32, ssthresh: u32) {
         self.w.cwnd = cwnd;
         self.w.ssthresh = ssthresh;

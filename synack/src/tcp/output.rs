@@ -501,9 +501,10 @@ impl Connection {
             } else {
                 (1, true)
             };
-            // Going back N: the resent packet ends at the next SACKed block at the latest.
+            // Going back N: the resent packet ends at the next SACKed block at the latest
+            // (packets are followed only where Linux's skbs are).
             let snd = self.state.snd()?;
-            let resend = (seq < snd.max).then(|| {
+            let resend = (seq < snd.max && self.keeps_skbs()).then(|| {
                 let limit = snd.sacked.next_hole(seq, snd.max).map_or(snd.max, |h| h.1);
                 let room = snd.cwnd().saturating_sub(snd.in_flight(now, sack)) / mss.max(1);
                 (limit, room.min(self.tso_max_segs(snd) as u32))
@@ -788,13 +789,18 @@ impl Connection {
         if let Some(room) = self.mark_room(start).filter(|r| *r > 0) {
             len = len.min(room);
         }
-        // The packet ends where the peer's SACKs resume (Linux resends whole lost skbs).
-        let hole_end = snd.sacked.next_hole(start, snd.max).map_or(end, |h| h.1);
-        let segs =
-            (snd.cwnd().saturating_sub(pipe) / mss.max(1)).min(self.tso_max_segs(snd) as u32);
+        // The packet ends where the peer's SACKs resume (Linux resends whole lost skbs;
+        // packets are followed only where its skbs are).
+        let packet = self.keeps_skbs().then(|| {
+            let hole_end = snd.sacked.next_hole(start, snd.max).map_or(end, |h| h.1);
+            let room = snd.cwnd().saturating_sub(pipe) / mss.max(1);
+            (hole_end, room.min(self.tso_max_segs(snd) as u32))
+        });
         let mut out = self.data_segment(now, start, len, false);
-        if self.rtx_packet_psh(start, len, hole_end, segs) {
-            out.flags |= TcpFlags::PSH;
+        if let Some((hole_end, segs)) = packet {
+            if self.rtx_packet_psh(start, len, hole_end, segs) {
+                out.flags |= TcpFlags::PSH;
+            }
         }
         let snd = self.state.snd_mut()?;
         snd.on_retransmit(now, start, start + len as u32);

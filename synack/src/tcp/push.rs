@@ -127,6 +127,8 @@ pub(crate) struct SendMarks {
     /// The retransmitted packet being sent: (its start, where its next segment starts,
     /// its end), with `skbs`.
     rtx: Option<(SeqNum, SeqNum, SeqNum)>,
+    /// How many of `marks` are splits (`Mark::split`).
+    splits: usize,
 }
 
 impl SendMarks {
@@ -143,6 +145,7 @@ impl SendMarks {
             more: false,
             push_through: false,
             rtx: None,
+            splits: 0,
         }
     }
 
@@ -164,6 +167,7 @@ impl SendMarks {
                     split: true,
                 },
             );
+            self.splits += 1;
         }
     }
 
@@ -197,7 +201,9 @@ impl SendMarks {
     /// Forget the marks the peer has acknowledged.
     pub(crate) fn acked(&mut self, una: SeqNum) {
         while self.marks.front().is_some_and(|m| m.end <= una) {
-            self.marks.pop_front();
+            if self.marks.pop_front().is_some_and(|m| m.split) {
+                self.splits -= 1;
+            }
         }
     }
 
@@ -260,8 +266,10 @@ impl SendMarks {
             0
         } else {
             // Appending: the skb's PSH goes (tcp_sendmsg_locked's first copy).
-            if self.marks.back().is_some_and(|m| m.end == w) {
-                self.marks.pop_back();
+            if self.marks.back().is_some_and(|m| m.end == w)
+                && self.marks.pop_back().is_some_and(|m| m.split)
+            {
+                self.splits -= 1;
             }
             tail_len
         };
@@ -385,7 +393,7 @@ impl SendMarks {
 /// The truesize of the modelled skbs beyond their payload (none when not modelled).
 pub(crate) fn skb_overhead(marks: &Option<Box<SendMarks>>) -> usize {
     marks.as_ref().filter(|m| m.skbs).map_or(0, |m| {
-        m.marks.iter().filter(|m| !m.split).count() * super::skb_accounting::SKB_OVERHEAD
+        (m.marks.len() - m.splits) * super::skb_accounting::SKB_OVERHEAD
     })
 }
 
@@ -557,6 +565,11 @@ impl Connection {
         if let Some(m) = self.marks.as_mut() {
             m.split_at(seq);
         }
+    }
+
+    /// Linux's skb queue is modelled ([`crate::SendAccounting::LinuxSkb`]).
+    pub(crate) fn keeps_skbs(&self) -> bool {
+        self.marks.as_ref().is_some_and(|m| m.skbs)
     }
 
     /// Whether the retransmission `seq..seq + len` ends a multi-segment packet, which
